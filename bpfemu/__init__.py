@@ -1,0 +1,25 @@
+"""bpfemu: a userspace emulator of the Linux bpf(2) object model.
+
+    import bpfemu
+    kernel = bpfemu.Kernel()
+    proc = kernel.spawn()
+    fd = proc.bpf(bpfemu.uapi.BPF_MAP_CREATE, attr)
+
+``bpfemu.Host()`` offers the same surface over the real syscall.
+"""
+from . import uapi  # noqa: F401
+from . import arraymap, hashtab  # noqa: F401  (register map types)
+from .errors import ENOTSUPP, bpf_error  # noqa: F401
+from .kernel import Kernel, Task  # noqa: F401
+from .syscall import _load_families
+
+_load_families()
+
+
+def Host(*args, **kwargs):
+    """The real kernel through the bpf(2) syscall (Linux, privileged)."""
+    from .host import Host as _Host
+    return _Host(*args, **kwargs)
+
+
+__all__ = ["Kernel", "Task", "Host", "uapi", "ENOTSUPP"]

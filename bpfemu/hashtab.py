@@ -1,0 +1,293 @@
+"""Hash table maps (the kernel's hashtab.c): HASH, PERCPU_HASH, LRU_HASH,
+LRU_PERCPU_HASH and HASH_OF_MAPS.
+
+Elements sit in ``n_buckets = roundup_pow_of_two(max_entries)`` buckets chosen
+by jhash of the key (seed 0 with BPF_F_ZERO_SEED, else a per-map value drawn
+from the kernel's deterministic generator). A bucket is a list, head first: a
+new element goes to the head, and replacing a key's value inserts the new
+element at the head and unlinks the old one, except for per-CPU values and
+BPF_F_LOCK updates, which are copied in place. GET_NEXT_KEY and the batch
+commands walk buckets in index order and each bucket from its head, so with
+BPF_F_ZERO_SEED the order is the kernel's.
+
+Only buckets that hold something exist (memory follows the elements, not
+max_entries); ``_nonempty`` keeps their indices sorted for the walks.
+"""
+import errno
+from collections import OrderedDict
+
+from sortedcontainers import SortedList
+
+from . import uapi
+from .bpf_map import BpfMap, map_type, round_up, roundup_pow_of_two
+from .errors import ENOTSUPP, bpf_error
+from .jhash import htab_map_hash
+
+KMALLOC_MAX_SIZE = 1 << 22  # 4 MiB with 4 KiB pages (the host's)
+MAX_BPF_STACK = 512
+HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem) without the key, on x86_64
+PCPU_MIN_UNIT_SIZE = 32768
+
+CAP_SYS_ADMIN = 21
+BPF_F_ACCESS_MASK = uapi.BPF_F_RDONLY | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY | uapi.BPF_F_WRONLY_PROG
+HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uapi.BPF_F_NUMA_NODE
+                         | BPF_F_ACCESS_MASK | uapi.BPF_F_ZERO_SEED)
+
+
+class Elem:
+    __slots__ = ("key", "value", "bucket", "hash")
+
+    def __init__(self, key, value, h, bucket):
+        self.key, self.value, self.hash, self.bucket = key, value, h, bucket
+
+
+@map_type(uapi.BPF_MAP_TYPE_HASH, uapi.BPF_MAP_TYPE_PERCPU_HASH, uapi.BPF_MAP_TYPE_LRU_HASH,
+          uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH)
+class HashMap(BpfMap):
+    has_lookup_and_delete_batch = True
+
+    @classmethod
+    def alloc_check(cls, attr, task):
+        """htab_map_alloc_check."""
+        t = attr.map_type
+        flags = attr.map_flags
+        lru = t in (uapi.BPF_MAP_TYPE_LRU_HASH, uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH)
+        percpu = t in (uapi.BPF_MAP_TYPE_PERCPU_HASH, uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH)
+        prealloc = not flags & uapi.BPF_F_NO_PREALLOC
+        percpu_lru = flags & uapi.BPF_F_NO_COMMON_LRU
+        if flags & uapi.BPF_F_ZERO_SEED and not task.capable(CAP_SYS_ADMIN):
+            raise bpf_error(errno.EPERM, "BPF_F_ZERO_SEED needs CAP_SYS_ADMIN")
+        if flags & ~HTAB_CREATE_FLAG_MASK or not map_flags_access_ok(flags):
+            raise bpf_error(errno.EINVAL, "map_flags not valid for a hash map")
+        if not lru and percpu_lru:
+            raise bpf_error(errno.EINVAL, "BPF_F_NO_COMMON_LRU is for LRU maps")
+        if lru and not prealloc:
+            raise bpf_error(ENOTSUPP, "LRU maps are always preallocated")
+        if flags & uapi.BPF_F_NUMA_NODE and attr.numa_node != 0xFFFFFFFF and (percpu or percpu_lru):
+            raise bpf_error(errno.EINVAL, "per-CPU hash maps take no NUMA node")
+        if attr.max_entries == 0 or attr.key_size == 0 or attr.value_size == 0:
+            raise bpf_error(errno.EINVAL, "key_size, value_size and max_entries must be nonzero")
+        if attr.key_size + attr.value_size >= KMALLOC_MAX_SIZE - HTAB_ELEM_SIZE:
+            raise bpf_error(errno.E2BIG, "key_size + value_size too large")
+        if percpu and round_up(attr.value_size, 8) > PCPU_MIN_UNIT_SIZE:
+            raise bpf_error(errno.E2BIG, "per-CPU value larger than a percpu unit")
+
+    def __init__(self, kernel, attr):
+        super().__init__(kernel, attr)
+        t = attr.map_type
+        self.lru = t in (uapi.BPF_MAP_TYPE_LRU_HASH, uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH)
+        self.percpu = t in (uapi.BPF_MAP_TYPE_PERCPU_HASH, uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH)
+        self.prealloc = not (attr.map_flags & uapi.BPF_F_NO_PREALLOC)
+        if self.lru and attr.map_flags & uapi.BPF_F_NO_COMMON_LRU:
+            # each CPU's LRU list gets the same number of elements
+            n = kernel.ncpus
+            m = round_up(self.max_entries, n)
+            if m > 0xFFFFFFFF:
+                m = self.max_entries // n * n
+            self.max_entries = m
+        if self.max_entries > 1 << 31:
+            raise bpf_error(errno.E2BIG, "max_entries too large for a hash table")
+        self.n_buckets = roundup_pow_of_two(self.max_entries)
+        self.hashrnd = 0 if attr.map_flags & uapi.BPF_F_ZERO_SEED else kernel.next_random()
+        self.elems = {}  # key bytes -> Elem
+        self.buckets = {}  # bucket index -> [Elem, ...] head first
+        self._nonempty = SortedList()
+        self.lru_order = OrderedDict() if self.lru else None  # key -> None, oldest first
+
+    def count(self):
+        return len(self.elems)
+
+    def mem_usage(self):
+        return len(self.elems) * (HTAB_ELEM_SIZE + round_up(self.key_size, 8) + round_up(self.value_size, 8))
+
+    # -- bucket list primitives ----------------------------------------------
+    def _bucket_of(self, key):
+        h = htab_map_hash(key, self.hashrnd)
+        return h, h & (self.n_buckets - 1)
+
+    def _add_head(self, elem):
+        b = self.buckets.get(elem.bucket)
+        if b is None:
+            self.buckets[elem.bucket] = [elem]
+            self._nonempty.add(elem.bucket)
+        else:
+            b.insert(0, elem)
+        self.elems[elem.key] = elem
+        if self.lru_order is not None:
+            self.lru_order[elem.key] = None
+            self.lru_order.move_to_end(elem.key)
+
+    def _unlink(self, elem):
+        b = self.buckets[elem.bucket]
+        for i, e in enumerate(b):
+            if e is elem:
+                del b[i]
+                break
+        if not b:
+            del self.buckets[elem.bucket]
+            self._nonempty.remove(elem.bucket)
+        if self.elems.get(elem.key) is elem:
+            del self.elems[elem.key]
+            if self.lru_order is not None:
+                self.lru_order.pop(elem.key, None)
+        self.free_value(elem.value)
+
+    def free_value(self, value):
+        """Drop what a stored value holds (of-maps release the inner map)."""
+
+    # -- values ----------------------------------------------------------------
+    def to_kernel_value(self, value):
+        """Userspace value bytes -> stored value (per-CPU: a list of value_size slices)."""
+        if self.percpu:
+            step = round_up(self.value_size, 8)
+            return [bytes(value[i * step:i * step + self.value_size]) for i in range(self.kernel.ncpus)]
+        return bytes(value)
+
+    def to_user_value(self, stored):
+        if self.percpu:
+            pad = b"\0" * (round_up(self.value_size, 8) - self.value_size)
+            return b"".join(v + pad for v in stored)
+        return stored
+
+    # -- ops ---------------------------------------------------------------------
+    def lookup(self, key, flags=0):
+        e = self.elems.get(bytes(key))
+        if e is None:
+            raise bpf_error(errno.ENOENT)
+        return self.to_user_value(e.value)
+
+    def check_update_flags(self, flags):
+        if (flags & ~uapi.BPF_F_LOCK) > uapi.BPF_EXIST or (self.percpu and flags > uapi.BPF_EXIST):
+            raise bpf_error(errno.EINVAL, "bad update flags")
+
+    def update(self, key, value, flags):
+        self.check_update_flags(flags)
+        key = bytes(key)
+        stored = self.to_kernel_value(value)
+        self.insert(key, stored, flags)
+
+    def insert(self, key, stored, flags):
+        old = self.elems.get(key)
+        mode = flags & ~uapi.BPF_F_LOCK
+        if old is not None and mode == uapi.BPF_NOEXIST:
+            raise bpf_error(errno.EEXIST)
+        if old is None and mode == uapi.BPF_EXIST:
+            raise bpf_error(errno.ENOENT)
+        if old is not None and (self.percpu or flags & uapi.BPF_F_LOCK):
+            # copied into the existing element: its place in the bucket stays
+            self.free_value(old.value)
+            old.value = stored
+            return
+        if old is None and len(self.elems) >= self.max_entries:
+            if not self.lru:
+                raise bpf_error(errno.E2BIG, "map is full")
+            self._evict()
+        h, b = (old.hash, old.bucket) if old is not None else self._bucket_of(key)
+        new = Elem(key, stored, h, b)
+        if old is not None:
+            # the old element leaves; the new one takes the head
+            self._unlink(old)
+        self._add_head(new)
+
+    def _evict(self):
+        victim_key = next(iter(self.lru_order))
+        self._unlink(self.elems[victim_key])
+
+    def delete(self, key):
+        e = self.elems.get(bytes(key))
+        if e is None:
+            raise bpf_error(errno.ENOENT)
+        self._unlink(e)
+
+    def lookup_and_delete(self, key, flags):
+        if (flags & ~uapi.BPF_F_LOCK) or (self.percpu and flags):
+            raise bpf_error(errno.EINVAL)
+        e = self.elems.get(bytes(key))
+        if e is None:
+            raise bpf_error(errno.ENOENT)
+        value = self.to_user_value(e.value)
+        self._unlink(e)
+        return value
+
+    def get_next_key(self, key):
+        i = 0
+        if key is not None:
+            e = self.elems.get(bytes(key))
+            if e is not None:
+                b = self.buckets[e.bucket]
+                pos = b.index(e)
+                if pos + 1 < len(b):
+                    return b[pos + 1].key
+                i = e.bucket + 1
+        pos = self._nonempty.bisect_left(i)
+        if pos == len(self._nonempty):
+            raise bpf_error(errno.ENOENT)
+        return self.buckets[self._nonempty[pos]][0].key
+
+    # -- batch ------------------------------------------------------------------
+    def lookup_batch(self, ctx, b):
+        return self._htab_batch(ctx, b, False)
+
+    def lookup_and_delete_batch(self, ctx, b):
+        return self._htab_batch(ctx, b, True)
+
+    def _htab_batch(self, ctx, b, do_delete):
+        """__htab_map_lookup_and_delete_batch: in/out_batch hold a u32 bucket index."""
+        self._batch_flags(b)
+        if b.flags:
+            raise bpf_error(errno.EINVAL, "batch.flags must be 0")
+        max_count = b.count
+        if not max_count:
+            return 0
+        ctx.put("batch.count", 0)
+        batch = int.from_bytes(ctx.read(b.in_batch, 4), "little") if b.in_batch else 0
+        if batch >= self.n_buckets:
+            raise bpf_error(errno.ENOENT)
+        ks, vs = self.key_size, self.user_value_size
+        total = 0
+        err = 0
+        while True:
+            pos = self._nonempty.bisect_left(batch)
+            if pos == len(self._nonempty):
+                batch = self.n_buckets
+                err = errno.ENOENT
+                break
+            batch = self._nonempty[pos]
+            bucket = self.buckets[batch]
+            if len(bucket) > max_count - total:
+                if total == 0:
+                    err = errno.ENOSPC
+                break
+            elems = list(bucket)
+            keys = b"".join(e.key for e in elems)
+            values = b"".join(self.batch_value(e) for e in elems)
+            if do_delete:
+                for e in elems:
+                    self._unlink(e)
+            ctx.write(b.keys + total * ks, keys)
+            ctx.write(b.values + total * vs, values)
+            total += len(elems)
+            batch += 1
+            if batch >= self.n_buckets:
+                err = errno.ENOENT
+                break
+        ctx.write(b.out_batch, batch.to_bytes(4, "little"))
+        ctx.put("batch.count", total)
+        if err:
+            raise bpf_error(err)
+        return 0
+
+    def batch_value(self, e):
+        return self.to_user_value(e.value)
+
+    def on_free(self):
+        for e in list(self.elems.values()):
+            self.free_value(e.value)
+        self.elems.clear()
+        self.buckets.clear()
+        self._nonempty.clear()
+
+
+def map_flags_access_ok(flags):
+    """bpf_map_flags_access_ok: a program may not be both read-only and write-only."""
+    return not (flags & uapi.BPF_F_RDONLY_PROG and flags & uapi.BPF_F_WRONLY_PROG)

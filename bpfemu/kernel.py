@@ -1,0 +1,324 @@
+"""The emulated machine: a Kernel with its object allocators, and its tasks.
+
+A :class:`Kernel` owns everything global (id allocators, sysctls, the
+filesystem namespace with its bpffs mounts, the CPU count, one lock). A
+:class:`Task` is a process: credentials and an fd table of open files. The
+syscall itself is :meth:`Task.bpf`.
+"""
+import errno
+import os
+import threading
+
+from . import inode, syscall
+from .errors import bpf_error
+from .idr import IDR
+from .objects import File
+from .usermem import LOCAL, address_of
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+CAP_NAMES = {"CAP_NET_ADMIN": CAP_NET_ADMIN, "CAP_SYS_ADMIN": CAP_SYS_ADMIN,
+             "CAP_PERFMON": CAP_PERFMON, "CAP_BPF": CAP_BPF}
+ALL_CAPS = frozenset(CAP_NAMES.values())
+
+DEFAULT_NCPUS = 2  # when /sys/devices/system/cpu/possible cannot be read
+DEFAULT_NOFILE = 1024
+
+
+def host_possible_cpus(path="/sys/devices/system/cpu/possible"):
+    """Number of possible CPUs as the kernel counts them (highest id + 1), or None."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    top = -1
+    for part in text.split(","):
+        if part:
+            top = max(top, int(part.split("-")[-1]))
+    return top + 1 if top >= 0 else None
+
+
+def host_unprivileged_bpf_disabled(default=2):
+    try:
+        with open("/proc/sys/kernel/unprivileged_bpf_disabled") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return default
+
+
+def _caps(caps):
+    if caps is None:
+        return ALL_CAPS
+    out = set()
+    for c in caps:
+        out.add(CAP_NAMES[c] if isinstance(c, str) else int(c))
+    return frozenset(out)
+
+
+class Kernel:
+    """A fresh emulated machine.
+
+    ``ncpus``: number of possible CPUs (per-CPU value layouts); defaults to the
+    host's when readable, else 2. ``unprivileged_bpf_disabled``: the sysctl
+    (0, 1 or 2), default the host's value, else 2 (the kernel's default).
+    """
+
+    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0):
+        self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
+        self.lock = threading.RLock()
+        self.idr = {"map": IDR(), "prog": IDR(), "link": IDR(), "btf": IDR()}
+        if unprivileged_bpf_disabled is None:
+            unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
+        self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled}
+        self.seed = seed
+        self._rand_state = seed or 0x9E3779B9
+        self.fs = inode.Namespace(self)
+        self.tasks = []
+        self._next_pid = 100
+        self.fs.makedirs("/sys/fs/bpf")
+        self.mount_bpffs("/sys/fs/bpf")
+
+    # -- objects -------------------------------------------------------
+    def register(self, obj):
+        """Give a new object its id (bpf_map_alloc_id and friends)."""
+        obj.id = self.idr[obj.kind].alloc_cyclic(obj)
+        return obj.id
+
+    def _free(self, obj):
+        if obj.freed:
+            return
+        obj.freed = True
+        if obj.id:
+            self.idr[obj.kind].remove(obj.id)
+        obj.on_free()
+
+    def objects(self, kind=None):
+        """What is alive now: a list of ObjectState(kind, id, obj, holders)."""
+        with self.lock:
+            out = []
+            for k, idr in self.idr.items():
+                if kind and k != kind:
+                    continue
+                for obj in idr:
+                    out.append(ObjectState(k, obj.id, obj, self._holder_names(obj)))
+            return out
+
+    def _holder_names(self, obj):
+        names = []
+        for h, n in obj.holders.items():
+            if isinstance(h, File):
+                for t in self.tasks:
+                    for fd, slot in sorted(t.fdtable.items()):
+                        if slot[0] is h:
+                            names.append("fd %d of task %d" % (fd, t.pid))
+            elif isinstance(h, inode.Inode):
+                names.append("pin %s" % self.fs.path_of(h))
+            else:
+                names.append("%s %s" % (h.kind, h.id) if hasattr(h, "kind") else repr(h))
+        return names
+
+    # -- tasks and filesystems ----------------------------------------
+    def spawn(self, uid=0, caps=None):
+        """A new task (process): fds 0-2 taken by a terminal, root and all caps by default."""
+        with self.lock:
+            t = Task(self, uid, _caps(caps) if uid == 0 or caps is not None else frozenset())
+            tty = File(None, kind="tty")
+            for fd in (0, 1, 2):
+                t._install(fd, tty)
+            return t
+
+    def mount_bpffs(self, path):
+        with self.lock:
+            self.fs.mount_bpffs(path)
+
+    def next_random(self):
+        """Deterministic per-kernel pseudo-random u32 (hash seeds)."""
+        x = self._rand_state
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._rand_state = x & 0xFFFFFFFF
+        return self._rand_state
+
+    def describe(self):
+        from .describe import describe
+        return describe(self)
+
+
+class ObjectState:
+    __slots__ = ("kind", "id", "obj", "holders")
+
+    def __init__(self, kind, id, obj, holders):
+        self.kind, self.id, self.obj, self.holders = kind, id, obj, holders
+
+    def __repr__(self):
+        return "<%s id %d held by %s>" % (self.kind, self.id, ", ".join(self.holders) or "nothing")
+
+
+class Task:
+    """A process of the emulated kernel."""
+
+    def __init__(self, kernel, uid, caps):
+        self.kernel = kernel
+        self.uid = uid
+        self.caps = caps
+        self.fdtable = {}  # fd -> [File, cloexec]
+        self.next_fd = 0
+        self.nofile = DEFAULT_NOFILE
+        self.alive = True
+        self.pid = kernel._next_pid
+        kernel._next_pid += 1
+        kernel.tasks.append(self)
+        self.mem = LOCAL
+
+    def __repr__(self):
+        return "<Task pid %d uid %d%s>" % (self.pid, self.uid, "" if self.alive else " exited")
+
+    # -- credentials ---------------------------------------------------
+    def capable(self, cap):
+        return cap in self.caps
+
+    def bpf_capable(self):
+        return CAP_BPF in self.caps or CAP_SYS_ADMIN in self.caps
+
+    def perfmon_capable(self):
+        return CAP_PERFMON in self.caps or CAP_SYS_ADMIN in self.caps
+
+    def net_capable(self):
+        return CAP_NET_ADMIN in self.caps or CAP_SYS_ADMIN in self.caps
+
+    # -- the syscall ---------------------------------------------------
+    def bpf(self, cmd, attr, size=None):
+        """bpf(cmd, &attr, size): attr is a ctypes object or bytearray laid out as union bpf_attr."""
+        addr, n = address_of(attr)
+        if size is None:
+            if n is None:
+                raise TypeError("size is required when attr is an address")
+            size = n
+        self._check_alive()
+        return syscall.sys_bpf(self, cmd, addr, size, self.mem)
+
+    def _check_alive(self):
+        if not self.alive:
+            raise bpf_error(errno.ESRCH, "task has exited")
+
+    # -- fd table ------------------------------------------------------
+    def _install(self, fd, file, cloexec=False):
+        file.get()
+        self.fdtable[fd] = [file, cloexec]
+
+    def fd_install(self, file, cloexec=True):
+        """Install an open file at the lowest free fd (EMFILE past the limit)."""
+        fd = self.next_fd
+        while fd in self.fdtable:
+            fd += 1
+        if fd >= self.nofile:
+            raise bpf_error(errno.EMFILE, "too many open files")
+        self._install(fd, file, cloexec)
+        self.next_fd = fd + 1
+        return fd
+
+    def fdget(self, fd):
+        """The open file behind fd, or EBADF."""
+        slot = self.fdtable.get(fd) if isinstance(fd, int) else None
+        if slot is None:
+            raise bpf_error(errno.EBADF, "fd %r is not open" % (fd,))
+        return slot[0]
+
+    def close(self, fd):
+        with self.kernel.lock:
+            self._check_alive()
+            slot = self.fdtable.pop(fd, None)
+            if slot is None:
+                raise bpf_error(errno.EBADF, "fd %r is not open" % (fd,))
+            if fd < self.next_fd:
+                self.next_fd = fd
+            slot[0].put()
+
+    def dup(self, fd):
+        with self.kernel.lock:
+            self._check_alive()
+            f = self.fdget(fd)
+            return self.fd_install(f, cloexec=False)
+
+    def fork(self, uid=None, caps=None):
+        """A child sharing every open file; with uid/caps it drops privilege right after."""
+        with self.kernel.lock:
+            self._check_alive()
+            child = Task(self.kernel, self.uid, self.caps)
+            for fd, (f, cloexec) in sorted(self.fdtable.items()):
+                child._install(fd, f, cloexec)
+            child.next_fd = self.next_fd
+            child.nofile = self.nofile
+            if uid is not None:
+                child.setuid(uid, caps)
+            elif caps is not None:
+                child.caps = _caps(caps)
+            return child
+
+    def setuid(self, uid, caps=None):
+        """Change credentials; a non-root uid drops every capability unless caps is given."""
+        with self.kernel.lock:
+            self.uid = uid
+            self.caps = _caps(caps) if caps is not None else (ALL_CAPS if uid == 0 else frozenset())
+
+    def exit(self):
+        """Close every fd; the task is gone (pins and objects held elsewhere stay)."""
+        with self.kernel.lock:
+            if not self.alive:
+                return
+            for fd in sorted(self.fdtable):
+                self.fdtable.pop(fd)[0].put()
+            self.alive = False
+            self.kernel.tasks.remove(self)
+
+    def send_fds(self, other, fds):
+        """Pass fds to another task, as SCM_RIGHTS over a unix socket; returns the new fds there."""
+        with self.kernel.lock:
+            self._check_alive()
+            other._check_alive()
+            files = [self.fdget(fd) for fd in fds]
+            return [other.fd_install(f, cloexec=False) for f in files]
+
+    def fds(self):
+        """The open fds of this task, sorted."""
+        return sorted(self.fdtable)
+
+    # -- filesystem ------------------------------------------------------
+    def mkdir(self, path, mode=0o777):
+        with self.kernel.lock:
+            self.kernel.fs.mkdir(path, mode, self)
+
+    def rmdir(self, path):
+        with self.kernel.lock:
+            self.kernel.fs.rmdir(path, self)
+
+    def unlink(self, path):
+        with self.kernel.lock:
+            self.kernel.fs.unlink(path, self)
+
+    def rename(self, old, new):
+        with self.kernel.lock:
+            self.kernel.fs.rename(old, new, self)
+
+    def listdir(self, path):
+        with self.kernel.lock:
+            return self.kernel.fs.listdir(path, self)
+
+    def stat(self, path):
+        with self.kernel.lock:
+            return self.kernel.fs.stat(path, self)
+
+    def statfs(self, path):
+        with self.kernel.lock:
+            return self.kernel.fs.statfs(path, self)
+
+    def fdinfo(self, fd):
+        """The text of /proc/self/fdinfo/<fd>."""
+        with self.kernel.lock:
+            f = self.fdget(fd)
+            from .fdinfo import fdinfo
+            return fdinfo(self, fd, f)

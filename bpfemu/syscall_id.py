@@ -1,0 +1,86 @@
+"""Object ids: *_GET_NEXT_ID and *_GET_FD_BY_ID (bpf_obj_get_next_id and friends)."""
+import errno
+
+from . import uapi
+from .errors import bpf_error
+from .idr import INT_MAX
+from .objects import FMODE_READ, FMODE_WRITE, File
+from .syscall import command
+from .syscall_map import get_file_flag
+
+CAP_SYS_ADMIN = 21
+NEXT_ID_KIND = {uapi.BPF_MAP_GET_NEXT_ID: "map", uapi.BPF_PROG_GET_NEXT_ID: "prog",
+                uapi.BPF_LINK_GET_NEXT_ID: "link", uapi.BPF_BTF_GET_NEXT_ID: "btf"}
+
+
+def _get_next_id(ctx):
+    a = ctx.attr
+    ctx.check_attr(uapi.offsetofend("next_id"))
+    if a.start_id >= INT_MAX:
+        raise bpf_error(errno.EINVAL, "start_id out of range")
+    if not ctx.task.capable(CAP_SYS_ADMIN):
+        raise bpf_error(errno.EPERM, "GET_NEXT_ID needs CAP_SYS_ADMIN")
+    nxt = ctx.kernel.idr[NEXT_ID_KIND[ctx.cmd]].get_next(a.start_id)
+    if nxt is None:
+        raise bpf_error(errno.ENOENT)
+    ctx.put("next_id", nxt)
+    return 0
+
+
+for _cmd in NEXT_ID_KIND:
+    command(_cmd)(_get_next_id)
+
+
+def _find(ctx, kind, obj_id):
+    obj = ctx.kernel.idr[kind].find(obj_id)
+    if obj is None or obj.freed:
+        raise bpf_error(errno.ENOENT, "no %s with id %d" % (kind, obj_id))
+    return obj
+
+
+@command(uapi.BPF_MAP_GET_FD_BY_ID)
+def map_get_fd_by_id(ctx):
+    a = ctx.attr
+    ctx.check_attr(uapi.offsetofend("open_flags"))
+    if a.open_flags & ~(uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY):
+        raise bpf_error(errno.EINVAL, "open_flags may only hold BPF_F_RDONLY/BPF_F_WRONLY")
+    if not ctx.task.capable(CAP_SYS_ADMIN):
+        raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
+    mode = get_file_flag(a.open_flags)
+    m = _find(ctx, "map", a.map_id)
+    return ctx.task.fd_install(File(m, mode), cloexec=True)
+
+
+@command(uapi.BPF_PROG_GET_FD_BY_ID)
+def prog_get_fd_by_id(ctx):
+    a = ctx.attr
+    ctx.check_attr(uapi.offsetofend("prog_id"))
+    if not ctx.task.capable(CAP_SYS_ADMIN):
+        raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
+    p = _find(ctx, "prog", a.prog_id)
+    return ctx.task.fd_install(File(p, FMODE_READ | FMODE_WRITE), cloexec=True)
+
+
+@command(uapi.BPF_LINK_GET_FD_BY_ID)
+def link_get_fd_by_id(ctx):
+    a = ctx.attr
+    ctx.check_attr(uapi.offsetofend("link_id"))
+    if not ctx.task.capable(CAP_SYS_ADMIN):
+        raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
+    ln = _find(ctx, "link", a.link_id)
+    return ctx.task.fd_install(File(ln, FMODE_READ | FMODE_WRITE), cloexec=True)
+
+
+@command(uapi.BPF_BTF_GET_FD_BY_ID)
+def btf_get_fd_by_id(ctx):
+    a = ctx.attr
+    ctx.check_attr(uapi.offsetofend("fd_by_id_token_fd"))
+    if a.open_flags & ~uapi.BPF_F_TOKEN_FD:
+        raise bpf_error(errno.EINVAL, "open_flags may only hold BPF_F_TOKEN_FD")
+    if a.open_flags & uapi.BPF_F_TOKEN_FD:
+        ctx.task.fdget(a.fd_by_id_token_fd)
+        raise bpf_error(errno.EINVAL, "BPF tokens are not modeled")
+    if not ctx.task.capable(CAP_SYS_ADMIN):
+        raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
+    b = _find(ctx, "btf", a.btf_id)
+    return ctx.task.fd_install(File(b, FMODE_READ), cloexec=True)

@@ -1,0 +1,110 @@
+"""The bpf(2) uapi: command numbers, types, flags and byte-exact layouts.
+
+The one source of truth for the ABI. Layouts and enumerators come from
+``uapi_layout`` (generated from the kernel's BTF by tools/gen_uapi.py); this
+module adds what BTF does not carry (#defines) and the per-command facts the
+syscall layer needs (the last attr field a command reads). Other modules import
+names from here and never hard-code an offset.
+"""
+import ctypes
+
+from . import uapi_layout as _layout
+from .uapi_layout import bpf_attr, bpf_btf_info, bpf_link_info, bpf_map_info, bpf_prog_info  # noqa: F401
+
+globals().update(_layout.CONSTANTS)
+
+ENUMS = _layout.ENUMS
+ATTR_SIZE = ctypes.sizeof(bpf_attr)
+
+# #defines of the uapi header, which BTF does not record
+BPF_OBJ_NAME_LEN = 16
+BPF_TAG_SIZE = 8
+BPF_FS_MAGIC = 0xCAFE4A11
+
+CMD_NAMES = {}
+for _n, _v in ENUMS["bpf_cmd"]:
+    if not _n.startswith("__"):
+        CMD_NAMES.setdefault(_v, _n)
+MAP_TYPE_NAMES = {v: n for n, v in ENUMS["bpf_map_type"] if not n.startswith("__")}
+PROG_TYPE_NAMES = {v: n for n, v in ENUMS["bpf_prog_type"] if not n.startswith("__")}
+LINK_TYPE_NAMES = {v: n for n, v in ENUMS["bpf_link_type"] if not n.startswith("__")}
+MAX_BPF_CMD = dict(ENUMS["bpf_cmd"])["__MAX_BPF_CMD"]
+
+
+def cmd_name(cmd):
+    return CMD_NAMES.get(cmd, "bpf cmd %d" % cmd)
+
+
+def map_type_name(t):
+    n = MAP_TYPE_NAMES.get(t)
+    return n[len("BPF_MAP_TYPE_"):].lower() if n else "map type %d" % t
+
+
+def _field(struct_cls, dotted):
+    """(offset, size) of a possibly nested field of a ctypes class."""
+    off = 0
+    cls = struct_cls
+    for part in dotted.split("."):
+        desc = getattr(cls, part)
+        off += desc.offset
+        ftype = dict((f[0], f[1]) for f in cls._fields_).get(part)
+        if ftype is None:  # reached through an anonymous member
+            for f in cls._fields_:
+                if f[0] in getattr(cls, "_anonymous_", ()):
+                    try:
+                        o, s = _field(f[1], part)
+                    except AttributeError:
+                        continue
+                    return off - desc.offset + getattr(cls, f[0]).offset + o, s
+            raise AttributeError(dotted)
+        cls = ftype
+    return off, ctypes.sizeof(cls)
+
+
+def attr_field(dotted):
+    """(offset, size) of a field of union bpf_attr, e.g. 'batch.count' or 'map_flags'."""
+    return _field(bpf_attr, dotted)
+
+
+def offsetofend(dotted, struct_cls=bpf_attr):
+    off, size = _field(struct_cls, dotted)
+    return off + size
+
+
+# The last attr field each command reads: bytes after it must be zero (EINVAL).
+LAST_FIELD = {
+    BPF_MAP_CREATE: "excl_prog_hash_size",  # noqa: F821 - names come from globals().update
+    BPF_MAP_LOOKUP_ELEM: "flags",  # noqa: F821
+    BPF_MAP_UPDATE_ELEM: "flags",  # noqa: F821
+    BPF_MAP_DELETE_ELEM: "key",  # noqa: F821
+    BPF_MAP_GET_NEXT_KEY: "next_key",  # noqa: F821
+    BPF_MAP_LOOKUP_AND_DELETE_ELEM: "flags",  # noqa: F821
+    BPF_MAP_FREEZE: "map_fd",  # noqa: F821
+    BPF_MAP_LOOKUP_BATCH: "batch.flags",  # noqa: F821
+    BPF_MAP_LOOKUP_AND_DELETE_BATCH: "batch.flags",  # noqa: F821
+    BPF_MAP_UPDATE_BATCH: "batch.flags",  # noqa: F821
+    BPF_MAP_DELETE_BATCH: "batch.flags",  # noqa: F821
+    BPF_OBJ_PIN: "path_fd",  # noqa: F821
+    BPF_OBJ_GET: "path_fd",  # noqa: F821
+    BPF_PROG_GET_NEXT_ID: "next_id",  # noqa: F821
+    BPF_MAP_GET_NEXT_ID: "next_id",  # noqa: F821
+    BPF_BTF_GET_NEXT_ID: "next_id",  # noqa: F821
+    BPF_LINK_GET_NEXT_ID: "next_id",  # noqa: F821
+    BPF_PROG_GET_FD_BY_ID: "prog_id",  # noqa: F821
+    BPF_MAP_GET_FD_BY_ID: "open_flags",  # noqa: F821
+    BPF_BTF_GET_FD_BY_ID: "fd_by_id_token_fd",  # noqa: F821
+    BPF_LINK_GET_FD_BY_ID: "link_id",  # noqa: F821
+    BPF_OBJ_GET_INFO_BY_FD: "info.info",  # noqa: F821
+}
+
+
+def make_attr(**fields):
+    """A zeroed union bpf_attr with the given (possibly dotted) fields set."""
+    a = bpf_attr()
+    for name, value in fields.items():
+        target = a
+        parts = name.split(".")
+        for p in parts[:-1]:
+            target = getattr(target, p)
+        setattr(target, parts[-1], value)
+    return a
