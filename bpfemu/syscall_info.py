@@ -38,7 +38,8 @@ def map_get_info(ctx, m):
     info.max_entries = m.max_entries
     info.map_flags = m.map_flags
     info.map_extra = m.map_extra
-    ctypes.memmove(ctypes.addressof(info.name), m.name.ljust(uapi.BPF_OBJ_NAME_LEN, b"\0"), uapi.BPF_OBJ_NAME_LEN)
+    name_off = uapi.bpf_map_info.name.offset
+    buf[name_off:name_off + uapi.BPF_OBJ_NAME_LEN] = m.name.ljust(uapi.BPF_OBJ_NAME_LEN, b"\0")
     info.btf_vmlinux_value_type_id = m.btf_vmlinux_value_type_id
     if m.btf is not None:
         info.btf_id = m.btf.id
