@@ -14,12 +14,8 @@ from .kernel import Kernel, Task  # noqa: F401
 from .syscall import _load_families
 
 _load_families()
-
-
-def Host(*args, **kwargs):
-    """The real kernel through the bpf(2) syscall (Linux, privileged)."""
-    from .host import Host as _Host
-    return _Host(*args, **kwargs)
+from . import host  # noqa: E402
+from .host import Host  # noqa: E402  (the real kernel through bpf(2): Linux, privileged)
 
 
 __all__ = ["Kernel", "Task", "Host", "uapi", "ENOTSUPP"]

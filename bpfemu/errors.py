@@ -25,9 +25,11 @@ def strerror(code):
 
 def bpf_error(code, detail=None):
     """Build the OSError for errno ``code``; ``detail`` explains it (emulator only)."""
-    e = OSError(code, strerror(code))
+    msg = strerror(code)
     if detail:
-        e.bpf_detail = detail
+        msg = "%s (bpfemu: %s)" % (msg, detail)
+    e = OSError(code, msg)
+    e.bpf_detail = detail
     return e
 
 

@@ -93,8 +93,9 @@ class Gen:
         return name
 
 
-def main():
-    btf = BTF(sys.argv[1] if len(sys.argv) > 1 else "/sys/kernel/btf/vmlinux")
+def generate(btf_path="/sys/kernel/btf/vmlinux"):
+    """The source text of bpfemu/uapi_layout.py for the kernel whose BTF is at btf_path."""
+    btf = BTF(btf_path)
     g = Gen(btf)
     sizes = {}
     for n, k in ROOTS:
@@ -131,9 +132,17 @@ def main():
     src.append("CONSTANTS = {")
     src += ["    %r: %d," % (n, consts[n]) for n in sorted(consts)]
     src.append("}\n")
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bpfemu", "uapi_layout.py")
+    return "\n".join(src), sizes
+
+
+OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bpfemu", "uapi_layout.py")
+
+
+def main():
+    text, sizes = generate(sys.argv[1] if len(sys.argv) > 1 else "/sys/kernel/btf/vmlinux")
+    path = OUTPUT
     with open(path, "w") as f:
-        f.write("\n".join(src))
+        f.write(text)
     # verify: every leaf offset in the generated classes equals the BTF offset
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import importlib
