@@ -2,16 +2,27 @@
 
 Every index below max_entries always exists and starts zeroed. Storage is
 sparse (a dict of the indices ever written), so a huge max_entries costs
-nothing until it is used.
+nothing until it is used. The one exception is an ARRAY created with
+BPF_F_MMAPABLE: userspace may map its values, so they live in one flat
+buffer laid out as the kernel lays them out (element i at i * round_up
+(value_size, 8), the whole region page-aligned). That buffer is anonymous
+memory, which the host OS only backs with pages once they are touched.
+
+This module also holds the emulator's side of mmap(2) on a map fd
+(:func:`bpf_map_mmap`, the kernel's syscall.c ``bpf_map_mmap``) and
+:class:`Mapping`, the object both backends return for a mapping.
 """
 import errno
+import mmap as _mmap
 import struct
 
 from . import uapi
 from .bpf_map import BpfMap, map_type, round_up
-from .errors import bpf_error
+from .errors import ENOTSUPP, bpf_error
+from .objects import FMODE_READ, FMODE_WRITE
 
 INT_MAX = 2**31 - 1
+PAGE_SIZE = 4096
 PCPU_MIN_UNIT_SIZE = 32768
 BPF_F_ACCESS_MASK = uapi.BPF_F_RDONLY | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY | uapi.BPF_F_WRONLY_PROG
 ARRAY_CREATE_FLAG_MASK = (uapi.BPF_F_NUMA_NODE | uapi.BPF_F_MMAPABLE | BPF_F_ACCESS_MASK
@@ -39,6 +50,8 @@ def array_map_alloc_check(attr):
 
 @map_type(uapi.BPF_MAP_TYPE_ARRAY, uapi.BPF_MAP_TYPE_PERCPU_ARRAY)
 class ArrayMap(BpfMap):
+    """ARRAY / PERCPU_ARRAY. Subclasses (fd arrays) reuse lookup/update/get_next_key by index."""
+
     delete_batch = None
 
     @classmethod
@@ -48,13 +61,19 @@ class ArrayMap(BpfMap):
     def __init__(self, kernel, attr):
         super().__init__(kernel, attr)
         self.percpu = attr.map_type == uapi.BPF_MAP_TYPE_PERCPU_ARRAY
-        self.values = {}  # index -> user-layout value bytes
+        self.elem_size = round_up(self.value_size, 8)
+        self.values = {}  # index -> user-layout value bytes (not mmapable)
+        self.data = None  # the flat value area of an mmapable array
+        if attr.map_flags & uapi.BPF_F_MMAPABLE:
+            self.data = _mmap.mmap(-1, round_up(self.max_entries * self.elem_size, PAGE_SIZE))
 
     def count(self):
         return self.max_entries
 
     def mem_usage(self):
-        return len(self.values) * round_up(self.value_size, 8) * (self.kernel.ncpus if self.percpu else 1)
+        if self.data is not None:
+            return len(self.data)
+        return len(self.values) * self.elem_size * (self.kernel.ncpus if self.percpu else 1)
 
     def _index(self, key):
         return struct.unpack("<I", key)[0]
@@ -66,6 +85,9 @@ class ArrayMap(BpfMap):
         i = self._index(key)
         if i >= self.max_entries:
             raise bpf_error(errno.ENOENT)
+        if self.data is not None:
+            off = i * self.elem_size
+            return self.data[off:off + self.value_size]
         return self.values.get(i) or self.zero_value()
 
     def update(self, key, value, flags):
@@ -78,11 +100,11 @@ class ArrayMap(BpfMap):
             raise bpf_error(errno.EEXIST, "array elements always exist")
         if flags & uapi.BPF_F_LOCK and not self.has_spin_lock():
             raise bpf_error(errno.EINVAL)
-        if self.percpu:
-            step = round_up(self.value_size, 8)
-            pad = bytes(step - self.value_size)
-            value = b"".join(bytes(value[c * step:c * step + self.value_size]) + pad
-                             for c in range(self.kernel.ncpus))
+        if self.data is not None:
+            off = i * self.elem_size
+            self.data[off:off + self.value_size] = bytes(value[:self.value_size])
+            return
+        # per-CPU: each CPU's slot is copied whole, padding included (copy_map_value_long)
         self.values[i] = bytes(value)
 
     def delete(self, key):
@@ -95,3 +117,112 @@ class ArrayMap(BpfMap):
         if i == self.max_entries - 1:
             raise bpf_error(errno.ENOENT)
         return struct.pack("<I", i + 1)
+
+    # -- array_map_mmap -------------------------------------------------------
+    @property
+    def has_mmap(self):
+        """Only the plain ARRAY has a map_mmap op (mmap of any other array: ENOTSUPP)."""
+        return self.map_type == uapi.BPF_MAP_TYPE_ARRAY
+
+    def map_mmap(self, length, pgoff):
+        """The memory a mapping of ``length`` bytes at page ``pgoff`` sees (EINVAL if not allowed)."""
+        if self.data is None:
+            raise bpf_error(errno.EINVAL, "the array was not created with BPF_F_MMAPABLE")
+        if pgoff * PAGE_SIZE + length > len(self.data):
+            raise bpf_error(errno.EINVAL, "mapping runs past the array's values")
+        start = pgoff * PAGE_SIZE
+        return memoryview(self.data)[start:start + length]
+
+
+class Mapping:
+    """A shared mapping of a map's values (what ``proc.mmap`` returns on both backends).
+
+    Index, slice and assign like a bytearray of ``len(m)`` bytes; a read-only
+    mapping refuses writes (TypeError). ``close()`` unmaps it (the kernel's
+    munmap), which is when a writable mapping stops blocking MAP_FREEZE.
+    """
+
+    def __init__(self, view, writable, on_close):
+        self._view = view if writable else view.toreadonly()
+        self.writable = writable
+        self._on_close = on_close
+
+    @property
+    def closed(self):
+        return self._view is None
+
+    def _live(self):
+        if self._view is None:
+            raise ValueError("mapping is closed")
+        return self._view
+
+    def __len__(self):
+        return len(self._live())
+
+    def __getitem__(self, i):
+        r = self._live()[i]
+        return bytes(r) if isinstance(r, memoryview) else r
+
+    def __setitem__(self, i, data):
+        self._live()[i] = data
+
+    def tobytes(self):
+        return self._live().tobytes()
+
+    def close(self):
+        if self._view is None:
+            return
+        view, self._view = self._view, None
+        view.release()
+        on_close, self._on_close = self._on_close, None
+        on_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def bpf_map_mmap(task, fd, length, offset=0, writable=True):
+    """mmap(NULL, length, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, offset) of a map fd in the emulator."""
+    kernel = task.kernel
+    with kernel.lock:
+        task._check_alive()
+        if length <= 0 or offset % PAGE_SIZE or offset < 0:
+            raise bpf_error(errno.EINVAL, "bad mmap length or offset")
+        f = task.fdget(fd)
+        # do_mmap: any mapping needs a readable file, a shared writable one a writable file
+        if not f.mode & FMODE_READ or (writable and not f.mode & FMODE_WRITE):
+            raise bpf_error(errno.EACCES, "the fd's access mode does not allow this mapping")
+        m = f.obj
+        if f.kind != "map" or m is None:
+            raise bpf_error(errno.ENODEV, "fd %d cannot be mapped" % fd)
+        if not getattr(m, "has_mmap", False) or m.record:
+            raise bpf_error(ENOTSUPP, "%s maps cannot be mapped" % m.type_name())
+        if not f.mode & FMODE_WRITE:
+            # do_mmap drops VM_SHARED from a shared mapping of a file not open for writing
+            raise bpf_error(errno.EINVAL, "a read-only map fd gives no shared mapping")
+        if writable:
+            if m.frozen:
+                raise bpf_error(errno.EPERM, "the map is frozen")
+            if m.map_flags & uapi.BPF_F_RDONLY_PROG:
+                raise bpf_error(errno.EACCES, "BPF_F_RDONLY_PROG map")
+        view = m.map_mmap(round_up(length, PAGE_SIZE), offset // PAGE_SIZE)[:length]
+        f.get()  # the mapping keeps the open file (and so the map) alive
+        if writable:
+            m.writecnt += 1
+
+        def unmap():
+            with kernel.lock:
+                if writable:
+                    m.writecnt -= 1
+                f.put()
+
+        return Mapping(view, writable, unmap)
