@@ -191,6 +191,10 @@ class Host(_Surface):
         with open("/proc/self/fdinfo/%d" % fd) as f:
             return f.read()
 
+    def mmap(self, fd, length, offset=0, writable=True):
+        """mmap(MAP_SHARED) of a map fd: an arraymap.Mapping over the real mapping."""
+        return _mmap_fd(fd, length, offset, writable)
+
     def mount_bpffs(self, path=None):
         """Mount a private bpffs (a temp dir by default) and make it self.bpffs."""
         if path is None:
@@ -221,6 +225,19 @@ def _mount(src, target, fstype):
     if lib.mount(src.encode(), target.encode(), fstype.encode(), 0, None) != 0:
         e = ctypes.get_errno()
         raise OSError(e, strerror(e), target)
+
+
+def _mmap_fd(fd, length, offset, writable):
+    from .arraymap import Mapping
+    lib = libc()
+    lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    prot = 3 if writable else 1  # PROT_READ|PROT_WRITE or PROT_READ
+    p = lib.mmap(None, length, prot, 1, fd, offset)  # MAP_SHARED
+    if p in (None, ctypes.c_void_p(-1).value):
+        e = ctypes.get_errno()
+        raise OSError(e, strerror(e))
+    view = memoryview((ctypes.c_char * length).from_address(p)).cast("B")
+    return Mapping(view, writable, lambda: lib.munmap(p, length))
 
 
 def _umount(target):
@@ -690,4 +707,19 @@ class HostTask(_Surface):
 
     def fdinfo(self, fd):
         return self._call("fdinfo", fd)
+
+    def mmap(self, fd, length, offset=0, writable=True):
+        """mmap of the child's map fd, made in *our* address space so the caller can touch it.
+
+        The child passes the fd (the same open file, so the same mode) over SCM_RIGHTS and we map
+        that; the mapping pins the map and counts as its writer exactly as the child's would.
+        """
+        _send(self.sock, ("send_fds", [fd]))
+        (status, val), got = _recv(self.sock, want_fds=1)
+        if status == "err":
+            raise OSError(val, strerror(val))
+        try:
+            return _mmap_fd(got[0], length, offset, writable)
+        finally:
+            os.close(got[0])
 

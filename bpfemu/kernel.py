@@ -322,3 +322,8 @@ class Task:
             f = self.fdget(fd)
             from .fdinfo import fdinfo
             return fdinfo(self, fd, f)
+
+    def mmap(self, fd, length, offset=0, writable=True):
+        """mmap(MAP_SHARED) of a map fd: an arraymap.Mapping sharing the map's memory."""
+        from .arraymap import bpf_map_mmap
+        return bpf_map_mmap(self, fd, length, offset, writable)
