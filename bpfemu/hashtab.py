@@ -26,6 +26,7 @@ from .jhash import htab_map_hash
 KMALLOC_MAX_SIZE = 1 << 22  # 4 MiB with 4 KiB pages (the host's)
 MAX_BPF_STACK = 512
 HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem) without the key, on x86_64
+HTAB_BUCKET_SIZE = 16  # sizeof(struct bucket)
 PCPU_MIN_UNIT_SIZE = 32768
 
 CAP_SYS_ADMIN = 21
@@ -88,6 +89,8 @@ class HashMap(BpfMap):
         if self.max_entries > 1 << 31:
             raise bpf_error(errno.E2BIG, "max_entries too large for a hash table")
         self.n_buckets = roundup_pow_of_two(self.max_entries)
+        if self.n_buckets > 0xFFFFFFFF // HTAB_BUCKET_SIZE:
+            raise bpf_error(errno.E2BIG, "max_entries > 2^27: the bucket array would overflow")
         self.hashrnd = 0 if attr.map_flags & uapi.BPF_F_ZERO_SEED else kernel.next_random()
         self.elems = {}  # key bytes -> Elem
         self.buckets = {}  # bucket index -> [Elem, ...] head first
@@ -137,16 +140,13 @@ class HashMap(BpfMap):
 
     # -- values ----------------------------------------------------------------
     def to_kernel_value(self, value):
-        """Userspace value bytes -> stored value (per-CPU: a list of value_size slices)."""
-        if self.percpu:
-            step = round_up(self.value_size, 8)
-            return [bytes(value[i * step:i * step + self.value_size]) for i in range(self.kernel.ncpus)]
+        """Userspace value bytes -> stored value.
+
+        Per-CPU values are kept in the user layout: the kernel copies each CPU's
+        round_up(value_size, 8) bytes whole, padding included."""
         return bytes(value)
 
     def to_user_value(self, stored):
-        if self.percpu:
-            pad = b"\0" * (round_up(self.value_size, 8) - self.value_size)
-            return b"".join(v + pad for v in stored)
         return stored
 
     # -- ops ---------------------------------------------------------------------

@@ -151,3 +151,32 @@ def wait_gone(proc, map_id_, timeout=5.0):
             return False
         time.sleep(0.01)
     return True
+
+
+class BatchResult:
+    """What a batch command left behind: errno (0 = success), the count written back,
+    the out_batch bytes, and the keys/values buffers."""
+
+    def __init__(self, errno_, count, out_batch, keys, values):
+        self.errno, self.count, self.out_batch, self.keys, self.values = errno_, count, out_batch, keys, values
+
+    def __repr__(self):
+        return "<batch errno %d count %d out %s>" % (self.errno, self.count, self.out_batch.hex())
+
+
+def batch(proc, cmd, fd, count, key_size, value_size, keys=None, values=None, in_batch=None,
+          batch_size=4, elem_flags=0, flags=0, null=(), out_fill=b"\xee"):
+    """Run one BPF_MAP_*_BATCH command. keys/values: input bytes (update/delete) or None for
+    zeroed output buffers of count entries; in_batch: bytes or None (NULL). Fields named in
+    ``null`` ('keys', 'values', 'out_batch') are passed as NULL. out_batch starts as out_fill."""
+    kb = buf(keys if keys is not None else max(count * key_size, 1))
+    vb = buf(values if values is not None else max(count * value_size, 1))
+    ib = buf(in_batch) if in_batch is not None else None
+    ob = buf(out_fill * batch_size)
+    a = u.make_attr(**{"batch.map_fd": fd, "batch.count": count, "batch.elem_flags": elem_flags,
+                       "batch.flags": flags, "batch.in_batch": addr(ib),
+                       "batch.out_batch": 0 if "out_batch" in null else addr(ob),
+                       "batch.keys": 0 if "keys" in null else addr(kb),
+                       "batch.values": 0 if "values" in null else addr(vb)})
+    e = err(proc.bpf, cmd, a)
+    return BatchResult(e, a.batch.count, ob.raw, kb.raw, vb.raw)
