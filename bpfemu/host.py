@@ -18,6 +18,7 @@ import ctypes
 import errno
 import os
 import pickle
+import platform  # imported here: a child that dropped to another uid may not be able to read the stdlib
 import signal
 import socket
 import struct
@@ -183,6 +184,12 @@ class Host(_Surface):
 
     def listdir(self, path):
         return sorted(os.listdir(path))
+
+    def open_dir(self, path):
+        """An fd of the directory at path (O_RDONLY|O_DIRECTORY), e.g. for BPF_F_PATH_FD."""
+        r = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        self._opened.add(r)
+        return r
 
     def statfs(self, path):
         return _statfs(path)
@@ -492,6 +499,24 @@ def _child_bpf(sock, cmd, attr_bytes, size, attr_fault):
         region.free()
 
 
+def _is_pointer_field(cmd, off, n):
+    """True when attr bytes [off, off+n) overlap a pointer field of cmd that the child replaced."""
+    C = uapi
+    if cmd in (C.BPF_MAP_LOOKUP_ELEM, C.BPF_MAP_UPDATE_ELEM, C.BPF_MAP_DELETE_ELEM, C.BPF_MAP_GET_NEXT_KEY,
+               C.BPF_MAP_LOOKUP_AND_DELETE_ELEM):
+        fields = ("key", "value")
+    elif cmd in (C.BPF_MAP_LOOKUP_BATCH, C.BPF_MAP_LOOKUP_AND_DELETE_BATCH, C.BPF_MAP_UPDATE_BATCH,
+                 C.BPF_MAP_DELETE_BATCH):
+        fields = ("batch.in_batch", "batch.out_batch", "batch.keys", "batch.values")
+    else:
+        fields = [f for f, _n in pointer_regions(cmd, uapi.bpf_attr())]
+    for field in fields:
+        f_off, f_size = uapi.attr_field(field)
+        if off < f_off + f_size and f_off < off + n:
+            return True
+    return False
+
+
 def _diff(before, after):
     out = []
     i, n = 0, len(after)
@@ -639,7 +664,9 @@ class HostTask(_Surface):
     def send_fds(self, other, fds):
         """SCM_RIGHTS through us: our fds travel to ``other`` over real unix sockets."""
         _send(self.sock, ("send_fds", list(fds)))
-        _hdr, got = _recv(self.sock, want_fds=len(fds))
+        (status, val), got = _recv(self.sock, want_fds=max(len(fds), 1))
+        if status == "err":  # sendmsg refused one of the fds (EBADF)
+            raise OSError(val, strerror(val))
         try:
             if isinstance(other, HostTask):
                 return other._recv_fds(got)
@@ -698,6 +725,10 @@ class HostTask(_Surface):
 
     def listdir(self, path):
         return sorted(self._call("call", "listdir", (path,)))
+
+    def open_dir(self, path):
+        """An fd of the directory at path in the child (O_RDONLY|O_DIRECTORY)."""
+        return self._call("call", "open", (path, os.O_RDONLY | os.O_DIRECTORY))
 
     def stat(self, path):
         return os.stat_result(self._call("call", "stat", (path,)))

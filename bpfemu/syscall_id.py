@@ -4,9 +4,10 @@ import errno
 from . import uapi
 from .errors import bpf_error
 from .idr import INT_MAX
-from .objects import FMODE_READ, FMODE_WRITE, File
+from .objects import FMODE_READ, FMODE_WRITE
 from .syscall import command
 from .syscall_map import get_file_flag
+from .syscall_obj import new_fd
 
 CAP_SYS_ADMIN = 21
 NEXT_ID_KIND = {uapi.BPF_MAP_GET_NEXT_ID: "map", uapi.BPF_PROG_GET_NEXT_ID: "prog",
@@ -48,7 +49,7 @@ def map_get_fd_by_id(ctx):
         raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
     mode = get_file_flag(a.open_flags)
     m = _find(ctx, "map", a.map_id)
-    return ctx.task.fd_install(File(m, mode), cloexec=True)
+    return new_fd(ctx.task, m, mode)
 
 
 @command(uapi.BPF_PROG_GET_FD_BY_ID)
@@ -58,7 +59,7 @@ def prog_get_fd_by_id(ctx):
     if not ctx.task.capable(CAP_SYS_ADMIN):
         raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
     p = _find(ctx, "prog", a.prog_id)
-    return ctx.task.fd_install(File(p, FMODE_READ | FMODE_WRITE), cloexec=True)
+    return new_fd(ctx.task, p, FMODE_READ | FMODE_WRITE)
 
 
 @command(uapi.BPF_LINK_GET_FD_BY_ID)
@@ -68,7 +69,7 @@ def link_get_fd_by_id(ctx):
     if not ctx.task.capable(CAP_SYS_ADMIN):
         raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
     ln = _find(ctx, "link", a.link_id)
-    return ctx.task.fd_install(File(ln, FMODE_READ | FMODE_WRITE), cloexec=True)
+    return new_fd(ctx.task, ln, FMODE_READ | FMODE_WRITE)
 
 
 @command(uapi.BPF_BTF_GET_FD_BY_ID)
@@ -83,4 +84,4 @@ def btf_get_fd_by_id(ctx):
     if not ctx.task.capable(CAP_SYS_ADMIN):
         raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
     b = _find(ctx, "btf", a.btf_id)
-    return ctx.task.fd_install(File(b, FMODE_READ), cloexec=True)
+    return new_fd(ctx.task, b, FMODE_READ)

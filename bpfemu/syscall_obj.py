@@ -3,6 +3,7 @@ import errno
 
 from . import uapi
 from .errors import bpf_error
+from .inode import MAY_READ, MAY_WRITE
 from .objects import FMODE_READ, FMODE_WRITE, File
 from .syscall import command
 from .syscall_map import get_file_flag
@@ -31,16 +32,25 @@ def read_path(ctx, addr):
     return out.decode("utf-8", "surrogateescape")
 
 
-def _resolve(ctx, path, path_fd, use_path_fd):
+def _base(ctx, path, path_fd, use_path_fd):
+    """Where a relative path starts: the path_fd directory with BPF_F_PATH_FD, else the cwd."""
     if path.startswith("/"):
-        return path
+        return None
     if not use_path_fd:
-        cwd = getattr(ctx.task, "cwd", "/")
-        return cwd.rstrip("/") + "/" + path
+        return ctx.kernel.fs.walk(getattr(ctx.task, "cwd", "/"))
     f = ctx.task.fdget(path_fd)
-    if f.inode is None:
+    if f.inode is None or not f.inode.is_dir:
         raise bpf_error(errno.ENOTDIR, "path_fd is not a directory")
-    return ctx.kernel.fs.path_of(f.inode).rstrip("/") + "/" + path
+    return f.inode
+
+
+def _path_args(ctx):
+    """The flag checks OBJ_PIN and OBJ_GET share (BPF_F_PATH_FD and path_fd)."""
+    a = ctx.attr
+    use_fd = bool(a.file_flags & uapi.BPF_F_PATH_FD)
+    if not use_fd and a.path_fd:
+        raise bpf_error(errno.EINVAL, "path_fd without BPF_F_PATH_FD")
+    return use_fd
 
 
 @command(uapi.BPF_OBJ_PIN)
@@ -49,16 +59,18 @@ def obj_pin(ctx):
     ctx.check_attr(uapi.offsetofend("path_fd"))
     if a.file_flags & ~uapi.BPF_F_PATH_FD:
         raise bpf_error(errno.EINVAL, "file_flags may only hold BPF_F_PATH_FD for OBJ_PIN")
-    use_fd = bool(a.file_flags & uapi.BPF_F_PATH_FD)
-    if not use_fd and a.path_fd:
-        raise bpf_error(errno.EINVAL, "path_fd without BPF_F_PATH_FD")
+    use_fd = _path_args(ctx)
+    # bpf_fd_probe_obj: a map, a program or a link; anything else (a closed fd too) is EINVAL
     slot = ctx.task.fdtable.get(a.bpf_fd)
     f = slot[0] if slot else None
     if f is None or f.obj is None or f.kind not in ("map", "prog", "link"):
         raise bpf_error(errno.EINVAL, "bpf_fd is not a map, program or link")
-    path = _resolve(ctx, read_path(ctx, a.pathname), a.path_fd, use_fd)
-    ctx.kernel.fs.pin(path, f.obj, ctx.task)
+    path = read_path(ctx, a.pathname)
+    ctx.kernel.fs.pin(path, f.obj, ctx.task, _base(ctx, path, a.path_fd, use_fd))
     return 0
+
+
+ACC_MODE = {FMODE_READ: MAY_READ, FMODE_WRITE: MAY_WRITE, FMODE_READ | FMODE_WRITE: MAY_READ | MAY_WRITE}
 
 
 @command(uapi.BPF_OBJ_GET)
@@ -67,19 +79,23 @@ def obj_get(ctx):
     ctx.check_attr(uapi.offsetofend("path_fd"))
     if a.bpf_fd or a.file_flags & ~(uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY | uapi.BPF_F_PATH_FD):
         raise bpf_error(errno.EINVAL, "bad bpf_fd or file_flags for OBJ_GET")
-    use_fd = bool(a.file_flags & uapi.BPF_F_PATH_FD)
-    if not use_fd and a.path_fd:
-        raise bpf_error(errno.EINVAL, "path_fd without BPF_F_PATH_FD")
+    use_fd = _path_args(ctx)
     mode = get_file_flag(a.file_flags)
-    path = _resolve(ctx, read_path(ctx, a.pathname), a.path_fd, use_fd)
-    node = ctx.kernel.fs.walk(path)
-    if node.obj is None or node.sb != "bpf":
-        raise bpf_error(errno.EACCES, "%s is not a pinned bpf object" % path)
-    obj = node.obj
-    if obj.kind == "map":
-        return ctx.task.fd_install(File(obj, mode), cloexec=True)
-    if mode != FMODE_READ | FMODE_WRITE:
-        raise bpf_error(errno.EINVAL, "programs and links open read-write only")
-    if getattr(obj, "id", 0) == 0 and obj.__class__.__name__ == "PreloadLink":
-        raise bpf_error(errno.EINVAL, "the preloaded iterator links are not modeled")
-    return ctx.task.fd_install(File(obj, mode), cloexec=True)
+    path = read_path(ctx, a.pathname)
+    obj = ctx.kernel.fs.get(path, ctx.task, ACC_MODE[mode], _base(ctx, path, a.path_fd, use_fd))
+    if obj.kind == "prog":
+        mode = FMODE_READ | FMODE_WRITE  # bpf_prog_new_fd ignores the flags
+    elif obj.kind == "link" and mode != FMODE_READ | FMODE_WRITE:
+        raise bpf_error(errno.EINVAL, "links open read-write only")
+    return new_fd(ctx.task, obj, mode)
+
+
+def new_fd(task, obj, mode):
+    """A new close-on-exec fd of obj opened with mode (the file is dropped again if no fd is free)."""
+    f = File(obj, mode)
+    try:
+        return task.fd_install(f, cloexec=True)
+    except OSError:
+        f.count = 1
+        f.put()
+        raise
