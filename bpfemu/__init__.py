@@ -10,6 +10,7 @@
 from . import uapi  # noqa: F401
 from . import arraymap, hashtab  # noqa: F401  (register map types)
 from . import objmaps  # noqa: F401  (object map types)
+from . import map_in_map  # noqa: F401  (ARRAY_OF_MAPS, HASH_OF_MAPS)
 from . import queue_stack_maps, bloom_filter, lpm_trie  # noqa: F401  (key-less maps, LPM trie)
 from .errors import ENOTSUPP, bpf_error  # noqa: F401
 from .kernel import Kernel, Task  # noqa: F401

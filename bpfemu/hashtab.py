@@ -45,7 +45,7 @@ class Elem:
 @map_type(uapi.BPF_MAP_TYPE_HASH, uapi.BPF_MAP_TYPE_PERCPU_HASH, uapi.BPF_MAP_TYPE_LRU_HASH,
           uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH)
 class HashMap(BpfMap):
-    has_lookup_and_delete_batch = True
+    fd_values = False  # HASH_OF_MAPS: values are held inner maps, replaced in place
 
     @classmethod
     def alloc_check(cls, attr, task):
@@ -173,7 +173,7 @@ class HashMap(BpfMap):
             raise bpf_error(errno.EEXIST)
         if old is None and mode == uapi.BPF_EXIST:
             raise bpf_error(errno.ENOENT)
-        if old is not None and (self.percpu or flags & uapi.BPF_F_LOCK):
+        if old is not None and (self.percpu or self.fd_values or flags & uapi.BPF_F_LOCK):
             # copied into the existing element: its place in the bucket stays
             self.free_value(old.value)
             old.value = stored
@@ -182,6 +182,8 @@ class HashMap(BpfMap):
             if not self.lru:
                 raise bpf_error(errno.E2BIG, "map is full")
             self._evict()
+        if old is None:
+            self.kernel.memcg.grow(self)  # BPF_F_NO_PREALLOC: ENOMEM past the memory limit
         h, b = (old.hash, old.bucket) if old is not None else self._bucket_of(key)
         new = Elem(key, stored, h, b)
         if old is not None:
