@@ -116,8 +116,8 @@ class FdArray(ObjMap):
         return 4
 
     def mem_usage(self):
-        # struct bpf_array header plus one pointer per entry
-        return 384 + self.max_entries * 8
+        # struct bpf_array, then one pointer per slot
+        return 312 + self.max_entries * 8
 
     def lookup_sys(self, key, flags):
         raise bpf_error(ENOTSUPP, "%s has no syscall lookup" % self.type_name())
@@ -230,10 +230,9 @@ class RingBuf(ObjMap):
 
     def mem_usage(self):
         data_pages = self.max_entries // PAGE_SIZE
-        meta_pages = 2  # consumer and producer pages
-        nr_pages = meta_pages + data_pages
-        # the data pages are mapped twice, and the struct page * array covers the pages once
-        return 192 + PAGE_SIZE * nr_pages + nr_pages * 8
+        meta_pages = 3
+        # the pages themselves, and a page pointer for each mapping (data pages are mapped twice)
+        return 304 + PAGE_SIZE * (meta_pages + data_pages) + 8 * (meta_pages + 2 * data_pages)
 
     def lookup_sys(self, key, flags):
         raise bpf_error(ENOTSUPP)
@@ -271,7 +270,7 @@ class CgroupStorage(ObjMap):
         self.percpu = percpu
 
     def mem_usage(self):
-        return 0
+        return 328  # struct bpf_cgroup_storage_map; storages are charged to their cgroups
 
     def lookup_sys(self, key, flags):
         raise bpf_error(errno.ENOENT)
@@ -344,7 +343,7 @@ class DevMapBase(ObjMap):
 @map_type(F.BPF_MAP_TYPE_DEVMAP)
 class DevMap(DevMapBase):
     def mem_usage(self):
-        return 448 + self.max_entries * 8 + len(self.slots) * 192
+        return 344 + self.max_entries * 8 + len(self.slots) * 64
 
     def update_sys(self, task, key, value, flags):
         if flags > F.BPF_EXIST:
@@ -379,7 +378,7 @@ class DevMapHash(DevMapBase):
         self.buckets = {}  # bucket index -> keys, head first (only non-empty buckets)
 
     def mem_usage(self):
-        return 448 + self.n_buckets * 16 + len(self.slots) * 192
+        return 344 + self.n_buckets * 8 + len(self.slots) * 64
 
     def _bucket(self, key):
         return self.buckets.setdefault(_u32(key) & (self.n_buckets - 1), [])
@@ -437,7 +436,7 @@ class CpuMap(ObjMap):
         super().__init__(kernel, attr)
 
     def mem_usage(self):
-        return 320 + self.max_entries * 8 + len(self.slots) * 512
+        return 304 + self.max_entries * 8  # the entries' queues and threads are not counted
 
     def lookup_sys(self, key, flags):
         v = self.slots.get(_u32(key))
@@ -489,7 +488,7 @@ class XskMap(ObjMap):
         super().__init__(kernel, attr)
 
     def mem_usage(self):
-        return 320 + self.max_entries * 8
+        return 304 + self.max_entries * 8
 
     def lookup_sys(self, key, flags):
         raise bpf_error(errno.EOPNOTSUPP, "xskmap has no syscall lookup")
@@ -536,7 +535,7 @@ class SockMap(SockMapBase):
         super().__init__(kernel, attr)
 
     def mem_usage(self):
-        return 384 + self.max_entries * 8
+        return 376 + self.max_entries * 8
 
     def delete(self, key):
         if _u32(key) >= self.max_entries:
@@ -581,7 +580,7 @@ class ReuseportArray(ObjMap):
         array_map_alloc_check(attr)
 
     def mem_usage(self):
-        return 256 + self.max_entries * 8
+        return 296 + self.max_entries * 8
 
     def lookup_sys(self, key, flags):
         if self.value_size != 8:

@@ -1,0 +1,208 @@
+"""/proc/self/fdinfo/<fd> of a map fd: every line as the host prints it.
+
+mnt_id and ino belong to the kernel's shared anonymous inode and change from
+boot to boot; they are normalized, and so is map_id (checked against info).
+memlock is the kernel's map_mem_usage(); the expected numbers below were
+measured on the host (x86_64, 4 KiB pages) with 2 possible CPUs, which the
+per-CPU rows depend on.
+"""
+import struct
+
+import pytest
+
+from bpfemu import uapi as u
+from bpfemu.kernel import host_possible_cpus
+
+from .bpfhelp import create_map, delete, freeze, map_id, map_info, map_fd_by_id, obj_get, pin, update
+
+NCPUS = host_possible_cpus()
+ORDER = ["pos", "flags", "mnt_id", "ino", "map_type", "key_size", "value_size", "max_entries", "map_flags",
+         "map_extra", "memlock", "map_id", "frozen"]
+
+
+def parse(text):
+    """[(name, value)] of the fdinfo lines; each is 'name:\\tvalue'."""
+    out = []
+    for line in text.splitlines():
+        name, sep, value = line.partition(":\t")
+        assert sep, repr(line)
+        out.append((name, value))
+    return out
+
+
+def fields(proc, fd):
+    lines = parse(proc.fdinfo(fd))
+    assert [n for n, _ in lines] == ORDER
+    return dict(lines)
+
+
+def memlock(proc, fd):
+    return int(fields(proc, fd)["memlock"])
+
+
+def test_map_fdinfo_lines(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_HASH, 4, 8, 16, u.BPF_F_NO_PREALLOC | u.BPF_F_RDONLY_PROG)
+    f = fields(proc, fd)
+    assert f["pos"] == "0"
+    assert f["flags"] == "02000002"  # O_CLOEXEC | O_RDWR
+    assert f["mnt_id"].isdigit() and f["ino"].isdigit()
+    assert (f["map_type"], f["key_size"], f["value_size"], f["max_entries"]) == ("1", "4", "8", "16")
+    assert f["map_flags"] == "0x81"
+    assert f["map_extra"] == "0x0"  # the kernel's %#x prints 0x0, not C's 0
+    assert f["map_id"] == str(map_id(proc, fd))
+    assert f["frozen"] == "0"
+
+
+def test_zero_flags_print_as_0x0(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    f = fields(proc, fd)
+    assert (f["map_flags"], f["map_extra"]) == ("0x0", "0x0")
+
+
+def test_bloom_map_extra(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_BLOOM_FILTER, 0, 4, 8, map_extra=3)
+    assert fields(proc, fd)["map_extra"] == "0x3"
+
+
+def test_access_mode_in_flags(proc):
+    rd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1, u.BPF_F_RDONLY)
+    wr = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1, u.BPF_F_WRONLY)
+    assert fields(proc, rd)["flags"] == "02000000"
+    assert fields(proc, wr)["flags"] == "02000001"
+    # RDONLY/WRONLY are fd modes: not in the map's flags
+    assert fields(proc, rd)["map_flags"] == fields(proc, wr)["map_flags"] == "0x0"
+
+
+def test_cloexec_stays_in_flags_of_a_dup(proc):
+    # O_CLOEXEC is in the file's f_flags from anon_inode_getfd, so a dup (no FD_CLOEXEC) still shows it
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    assert fields(proc, proc.dup(fd))["flags"] == "02000002"
+
+
+def test_reopened_fds_have_their_own_mode(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    mid = map_id(proc, fd)
+    assert fields(proc, map_fd_by_id(proc, mid, u.BPF_F_RDONLY))["flags"] == "02000000"
+    path = proc.bpffs + "/m"
+    pin(proc, fd, path)
+    assert fields(proc, obj_get(proc, path, u.BPF_F_WRONLY))["flags"] == "02000001"
+    assert fields(proc, obj_get(proc, path))["map_id"] == str(mid)
+
+
+def test_frozen(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    freeze(proc, fd)
+    assert fields(proc, fd)["frozen"] == "1"
+
+
+def test_devmap_flags_show_rdonly_prog(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_DEVMAP, 4, 4, 2)
+    assert fields(proc, fd)["map_flags"] == "0x80"
+
+
+def test_numa_flag_is_kept(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1, u.BPF_F_NUMA_NODE)
+    assert fields(proc, fd)["map_flags"] == "0x4"
+
+
+def test_same_mnt_id_and_ino_for_every_map(proc):
+    a = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    b = create_map(proc, u.BPF_MAP_TYPE_HASH, 4, 4, 1)
+    fa, fb = fields(proc, a), fields(proc, b)
+    assert (fa["mnt_id"], fa["ino"]) == (fb["mnt_id"], fb["ino"])
+
+
+def test_info_and_fdinfo_agree(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_PERCPU_HASH, 12, 20, 33, u.BPF_F_NO_PREALLOC)
+    f, info = fields(proc, fd), map_info(proc, fd)
+    assert (int(f["map_type"]), int(f["key_size"]), int(f["value_size"]), int(f["max_entries"]),
+            int(f["map_flags"], 16), int(f["map_id"])) == (
+        info.type, info.key_size, info.value_size, info.max_entries, info.map_flags, info.id)
+
+
+# -- memlock --------------------------------------------------------------------------------
+# (type, key_size, value_size, max_entries, map_flags, map_extra, [memlock after 0, 1, 2... elements])
+MEMLOCK = {
+    "HASH": [(4, 8, 16, 0, 0, [2320]), (4, 8, 1, 0, 0, [1120]), (8, 4, 100, 0, 0, [9488]),
+             (13, 20, 7, 0, 0, [1832]), (4, 100, 1000, 0, 0, [177616]),
+             (4, 8, 16, 1, 0, [1152, 1224, 1296, 1368]), (4, 8, 1, 1, 0, [912, 984]),
+             (13, 20, 7, 1, 0, [1024, 1120, 1216, 1312]), (4, 100, 1000, 1, 0, [17280, 17448, 17616, 17784])],
+    "PERCPU_HASH": [(4, 8, 16, 0, 0, [2432]), (4, 8, 1, 0, 0, [992]), (8, 4, 100, 0, 0, [10944]),
+                    (13, 20, 7, 0, 0, [1864]), (4, 100, 1000, 0, 0, [289280]),
+                    (4, 8, 16, 1, 0, [1152, 1256, 1360, 1464]), (13, 20, 7, 1, 0, [1024, 1168, 1312, 1456])],
+    "LRU_HASH": [(4, 8, 16, 0, 0, [2176]), (4, 8, 1, 0, 0, [976]), (8, 4, 100, 0, 0, [9344]),
+                 (13, 20, 7, 0, 0, [1640]), (4, 8, 16, 2, 0, [2176])],
+    "LRU_PERCPU_HASH": [(4, 8, 16, 0, 0, [2432]), (13, 20, 7, 0, 0, [1864]), (4, 8, 16, 2, 0, [2432])],
+    "ARRAY": [(4, 8, 16, 0, 0, [440]), (4, 1, 1, 0, 0, [320]), (4, 13, 100, 0, 0, [1912]),
+              (4, 4096, 3, 0, 0, [12600]), (4, 8, 16, 1024, 0, [8192]), (4, 8, 1000, 1024, 0, [12288])],
+    "PERCPU_ARRAY": [(4, 8, 16, 0, 0, [696]), (4, 1, 1, 0, 0, [336]), (4, 13, 100, 0, 0, [4312]),
+                     (4, 4096, 3, 0, 0, [24912])],
+    "LPM_TRIE": [(8, 8, 16, 1, 0, [0, 36, 72, 108]), (8, 1, 1, 1, 0, [0, 29]), (12, 20, 100, 1, 0, [0, 52, 104]),
+                 (20, 4, 7, 1, 0, [0, 44])],
+    "QUEUE": [(0, 8, 16, 0, 0, [448, 448, 448]), (0, 1, 1, 0, 0, [314, 314]), (0, 13, 100, 0, 0, [1625]),
+              (0, 4, 1000, 0, 0, [4316])],
+    "STACK": [(0, 8, 16, 0, 0, [448, 448]), (0, 1, 1, 0, 0, [314])],
+    "BLOOM_FILTER": [(0, 8, 16, 0, 0, [328, 328]), (0, 1, 1, 0, 0, [320]), (0, 13, 100, 0, 3, [376]),
+                     (0, 4, 1000, 0, 5, [1336]), (0, 4, 1000, 0, 1, [568])],
+    "PROG_ARRAY": [(4, 4, 1, 0, 0, [320]), (4, 4, 100, 0, 0, [1112])],
+    "PERF_EVENT_ARRAY": [(4, 4, 16, 0, 0, [440])],
+    "CGROUP_ARRAY": [(4, 4, 100, 0, 0, [1112])],
+    "STACK_TRACE": [(4, 8, 1, 0, 0, [352]), (4, 16, 16, 0, 0, [960]), (4, 24, 100, 0, 0, [5344]),
+                    (4, 1016, 3, 0, 0, [3448])],
+    "RINGBUF": [(0, 0, 4096, 0, 0, [16728]), (0, 0, 8192, 0, 0, [20840]), (0, 0, 65536, 0, 0, [78408])],
+    "USER_RINGBUF": [(0, 0, 4096, 0, 0, [16728])],
+    "CGROUP_STORAGE": [(8, 8, 0, 0, 0, [328]), (16, 100, 0, 0, 0, [328])],
+    "PERCPU_CGROUP_STORAGE": [(8, 8, 0, 0, 0, [328])],
+    "DEVMAP": [(4, 4, 16, 0, 0, [472, 536, 600, 664]), (4, 8, 1, 0, 0, [352]), (4, 8, 100, 0, 0, [1144])],
+    "DEVMAP_HASH": [(4, 4, 16, 0, 0, [472, 536, 600]), (4, 8, 100, 0, 0, [1368]), (4, 8, 5, 0, 0, [408])],
+    "CPUMAP": [(4, 8, 1, 0, 0, [312]), (4, 4, 100, 0, 0, [1104, 1104])],
+    "XSKMAP": [(4, 4, 1, 0, 0, [312]), (4, 4, 100, 0, 0, [1104])],
+    "SOCKMAP": [(4, 8, 1, 0, 0, [384]), (4, 4, 100, 0, 0, [1176])],
+    "SOCKHASH": [(4, 8, 1, 0, 0, [400]), (4, 8, 100, 0, 0, [2432]), (20, 8, 5, 0, 0, [512])],
+    "REUSEPORT_SOCKARRAY": [(4, 8, 1, 0, 0, [304]), (4, 4, 100, 0, 0, [1096])],
+    "ARENA": [(0, 0, 1, u.BPF_F_MMAPABLE, 0, [0]), (0, 0, 100, u.BPF_F_MMAPABLE, 0, [0])],
+}
+PERCPU = {"PERCPU_HASH", "LRU_PERCPU_HASH", "PERCPU_ARRAY"}
+
+
+def add_element(proc, fd, name, i, k, v):
+    """Store element number i (distinct keys/values) the way each type takes one from userspace."""
+    if name in ("QUEUE", "STACK", "BLOOM_FILTER"):
+        return update(proc, fd, None, bytes([i + 1]) + bytes(v - 1))
+    if name == "LPM_TRIE":
+        return update(proc, fd, struct.pack("<I", 32) + bytes([10, 0, i, 1]) + bytes(k - 8), bytes(v))
+    if name in ("DEVMAP", "DEVMAP_HASH"):
+        return update(proc, fd, struct.pack("<I", i), struct.pack("<I", 1))  # ifindex 1: loopback
+    if name == "CPUMAP":
+        return update(proc, fd, struct.pack("<I", i), struct.pack("<I", 8))  # qsize 8 on cpu i
+    vs = (v + 7) // 8 * 8 * NCPUS if name in PERCPU else v
+    return update(proc, fd, struct.pack("<I", i) + bytes(k - 4), bytes(vs))
+
+
+@pytest.mark.parametrize("name", sorted(MEMLOCK))
+def test_memlock(proc, name):
+    if name in PERCPU and NCPUS != 2:
+        pytest.skip("expected numbers were measured with 2 possible CPUs")
+    t = getattr(u, "BPF_MAP_TYPE_" + name)
+    for k, v, me, flags, extra, want in MEMLOCK[name]:
+        fd = create_map(proc, t, k, v, me, flags, map_extra=extra)
+        got = [memlock(proc, fd)]
+        for i in range(len(want) - 1):
+            add_element(proc, fd, name, i, k, v)
+            got.append(memlock(proc, fd))
+        assert got == want, (name, k, v, me, flags, extra)
+        proc.close(fd)
+
+
+def test_memlock_follows_deletes(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_HASH, 4, 8, 16, u.BPF_F_NO_PREALLOC)
+    for i in range(3):
+        update(proc, fd, struct.pack("<I", i), bytes(8))
+    delete(proc, fd, struct.pack("<I", 1))
+    assert memlock(proc, fd) == 1224 + 72
+    dm = create_map(proc, u.BPF_MAP_TYPE_DEVMAP, 4, 4, 4)
+    update(proc, dm, struct.pack("<I", 0), struct.pack("<I", 1))
+    update(proc, dm, struct.pack("<I", 0), struct.pack("<I", 1))  # replacing keeps one device entry
+    assert memlock(proc, dm) == 376 + 64
+    delete(proc, dm, struct.pack("<I", 0))
+    assert memlock(proc, dm) == 376
