@@ -12,6 +12,7 @@ import threading
 from . import inode, syscall
 from .errors import bpf_error
 from .idr import IDR
+from .memcg import MemCg
 from .objects import FMODE_READ, File
 from .usermem import LOCAL, address_of
 
@@ -71,7 +72,7 @@ class Kernel:
     (0, 1 or 2), default the host's value, else 2 (the kernel's default).
     """
 
-    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0):
+    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=None):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()
         self.idr = {"map": IDR(), "prog": IDR(), "link": IDR(), "btf": IDR()}
@@ -79,6 +80,7 @@ class Kernel:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
         self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled}
         self.seed = seed
+        self.memcg = MemCg(memory_limit)  # memory cgroup: memory_limit bytes, None = unlimited
         self._rand_state = seed or 0x9E3779B9
         self.fs = inode.Namespace(self)
         self.tasks = []
@@ -141,7 +143,7 @@ class Kernel:
             elif isinstance(h, Kernel):
                 names.append("kernel (being created)")
             else:
-                names.append("%s %s" % (h.kind, h.id) if hasattr(h, "kind") else repr(h))
+                names.extend(["%s %s" % (h.kind, h.id) if hasattr(h, "kind") else repr(h)] * n)
         return names
 
     # -- tasks and filesystems ----------------------------------------
