@@ -48,6 +48,16 @@ def array_map_alloc_check(attr):
         raise bpf_error(errno.E2BIG, "per-CPU value larger than a percpu unit")
 
 
+def array_get_next_key(key, max_entries):
+    """array_map_get_next_key (every array type): NULL or out of range -> 0, the last index -> ENOENT."""
+    i = struct.unpack("<I", key)[0] if key is not None else None
+    if i is None or i >= max_entries:
+        return struct.pack("<I", 0)
+    if i == max_entries - 1:
+        raise bpf_error(errno.ENOENT)
+    return struct.pack("<I", i + 1)
+
+
 @map_type(uapi.BPF_MAP_TYPE_ARRAY, uapi.BPF_MAP_TYPE_PERCPU_ARRAY)
 class ArrayMap(BpfMap):
     """ARRAY / PERCPU_ARRAY. Subclasses (fd arrays) reuse lookup/update/get_next_key by index."""
@@ -111,12 +121,7 @@ class ArrayMap(BpfMap):
         raise bpf_error(errno.EINVAL, "array elements cannot be deleted")
 
     def get_next_key(self, key):
-        i = self._index(key) if key is not None else None
-        if i is None or i >= self.max_entries:
-            return struct.pack("<I", 0)
-        if i == self.max_entries - 1:
-            raise bpf_error(errno.ENOENT)
-        return struct.pack("<I", i + 1)
+        return array_get_next_key(key, self.max_entries)
 
     # -- array_map_mmap -------------------------------------------------------
     @property

@@ -70,6 +70,13 @@ class LpmTrieMap(BpfMap):
         key = bytes(key)
         return struct.unpack("<I", key[:4])[0], key[4:]
 
+    def _stored_prefix(self, key):
+        """The prefix an update or delete names (EINVAL past max_prefixlen)."""
+        plen, data = self._split(key)
+        if plen > self.max_prefixlen:
+            raise bpf_error(errno.EINVAL, "prefixlen %d above %d" % (plen, self.max_prefixlen))
+        return prefix_bits(data, plen)
+
     def lookup(self, key, flags=0):
         plen, data = self._split(key)
         if plen <= self.max_prefixlen:
@@ -83,10 +90,7 @@ class LpmTrieMap(BpfMap):
     def update(self, key, value, flags):
         if flags > uapi.BPF_EXIST:
             raise bpf_error(errno.EINVAL, "bad update flags")
-        plen, data = self._split(key)
-        if plen > self.max_prefixlen:
-            raise bpf_error(errno.EINVAL, "prefixlen %d above %d" % (plen, self.max_prefixlen))
-        bits = prefix_bits(data, plen)
+        bits = self._stored_prefix(key)
         if bits in self.entries:
             if flags == uapi.BPF_NOEXIST:
                 raise bpf_error(errno.EEXIST)
@@ -99,10 +103,7 @@ class LpmTrieMap(BpfMap):
         self.entries[bits] = (bytes(key), bytes(value))
 
     def delete(self, key):
-        plen, data = self._split(key)
-        if plen > self.max_prefixlen:
-            raise bpf_error(errno.EINVAL, "prefixlen %d above %d" % (plen, self.max_prefixlen))
-        bits = prefix_bits(data, plen)
+        bits = self._stored_prefix(key)
         if bits not in self.entries:
             raise bpf_error(errno.ENOENT)
         del self.entries[bits]
