@@ -1,12 +1,26 @@
 """OBJ_GET_INFO_BY_FD (bpf_obj_get_info_by_fd and bpf_map_get_info_by_fd)."""
 import ctypes
 import errno
+import hashlib
+import struct
 
 from . import uapi
 from .errors import bpf_error
 from .syscall import check_uarg_tail_zero, command
 
 MAP_INFO_SIZE = ctypes.sizeof(uapi.bpf_map_info)
+SHA256_DIGEST_SIZE = 32
+INFO_PAD = uapi.bpf_map_info.hash_size.offset + 4  # end of the last field; padding follows
+
+
+def array_map_hash(m):
+    """array_map_get_hash: SHA-256 of the value area, every element padded to 8 bytes."""
+    h = hashlib.sha256()
+    elem = (m.value_size + 7) // 8 * 8
+    pad = bytes(elem - m.value_size)
+    for i in range(m.max_entries):
+        h.update(bytes(m.lookup(struct.pack("<I", i)))[:m.value_size] + pad)
+    return h.digest()
 
 
 @command(uapi.BPF_OBJ_GET_INFO_BY_FD)
@@ -28,6 +42,9 @@ def map_get_info(ctx, m):
     info_len = a.info.info_len
     check_uarg_tail_zero(ctx.mem, uinfo, MAP_INFO_SIZE, info_len)
     info_len = min(info_len, MAP_INFO_SIZE)
+    if info_len > INFO_PAD and any(ctx.read(uinfo + INFO_PAD, info_len - INFO_PAD)):
+        # the 4 padding bytes after hash_size count as tail too (host: E2BIG, before the hash checks)
+        raise bpf_error(errno.E2BIG, "nonzero padding at the end of bpf_map_info")
     buf = bytearray(MAP_INFO_SIZE)
     buf[:info_len] = ctx.read(uinfo, info_len)
     info = uapi.bpf_map_info.from_buffer(buf)
@@ -46,11 +63,13 @@ def map_get_info(ctx, m):
         info.btf_key_type_id = m.btf_key_type_id
         info.btf_value_type_id = m.btf_value_type_id
     if info.hash:
-        if not hasattr(m, "map_hash"):
-            raise bpf_error(errno.EINVAL, "this map type has no content hash")
-        if info.hash_size != 32:
+        if m.map_type != uapi.BPF_MAP_TYPE_ARRAY:
+            raise bpf_error(errno.EINVAL, "only array maps have a content hash")
+        if info.hash_size != SHA256_DIGEST_SIZE:
             raise bpf_error(errno.EINVAL, "hash_size must be 32")
-        ctx.write(info.hash, m.map_hash())
+        if not m.frozen:
+            raise bpf_error(errno.EPERM, "the content hash is only given for a frozen map")
+        ctx.write(info.hash, array_map_hash(m))
     elif info.hash_size:
         raise bpf_error(errno.EINVAL, "hash_size without hash")
     ctx.write(uinfo, bytes(buf[:info_len]))

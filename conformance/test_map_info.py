@@ -1,0 +1,217 @@
+"""OBJ_GET_INFO_BY_FD on maps: every byte of struct bpf_map_info, and the info_len rules.
+
+The kernel starts from the caller's own bytes (it copies info_len bytes in),
+overwrites the fields it fills, and copies info_len bytes back; only the map
+id differs between runs, so it is read back and put in the expected bytes.
+"""
+import ctypes
+import struct
+
+import pytest
+
+from bpfemu import uapi as u
+
+from .bpfhelp import addr, buf, create_map, err, freeze, make_attr, update
+
+INFO = ctypes.sizeof(u.bpf_map_info)
+OFF = {f[0]: (getattr(u.bpf_map_info, f[0]).offset, getattr(u.bpf_map_info, f[0]).size)
+       for f in u.bpf_map_info._fields_}
+# fields a plain map (no BTF, no offload, not struct_ops) leaves as the caller wrote them
+KEPT = ["ifindex", "netns_dev", "netns_ino", "btf_id", "btf_key_type_id", "btf_value_type_id", "btf_vmlinux_id"]
+
+
+def get_info(proc, fd, data, info_len=None):
+    """Run the command over a buffer holding data; returns (buffer bytes after, returned info_len)."""
+    b = buf(data)
+    a = make_attr(**{"info.bpf_fd": fd, "info.info_len": len(data) if info_len is None else info_len,
+                     "info.info": addr(b)})
+    proc.bpf(u.BPF_OBJ_GET_INFO_BY_FD, a)
+    return b.raw, a.info.info_len
+
+
+def put(b, field, value):
+    off, size = OFF[field]
+    if isinstance(value, int):
+        value = value.to_bytes(size, "little")
+    b[off:off + size] = value.ljust(size, b"\0")
+
+
+def read_id(proc, fd):
+    raw, _ = get_info(proc, fd, bytes(INFO))
+    return struct.unpack_from("<I", raw, OFF["id"][0])[0]
+
+
+def expected(mid, map_type, k, v, me, flags, name=b"", extra=0, start=None):
+    b = bytearray(start if start is not None else bytes(INFO))
+    for f, val in (("type", map_type), ("id", mid), ("key_size", k), ("value_size", v), ("max_entries", me),
+                   ("map_flags", flags), ("name", name), ("btf_vmlinux_value_type_id", 0), ("map_extra", extra)):
+        put(b, f, val)
+    return bytes(b)
+
+
+CASES = [
+    (u.BPF_MAP_TYPE_HASH, 4, 8, 16, u.BPF_F_NO_PREALLOC, b"h", 0),
+    (u.BPF_MAP_TYPE_ARRAY, 4, 1, 1, u.BPF_F_RDONLY_PROG | u.BPF_F_MMAPABLE, b"array.of_15_chr", 0),
+    (u.BPF_MAP_TYPE_PERCPU_HASH, 12, 20, 7, 0, b"", 0),
+    (u.BPF_MAP_TYPE_BLOOM_FILTER, 0, 4, 100, 0, b"bloom", 7),
+    (u.BPF_MAP_TYPE_QUEUE, 0, 4, 3, 0, b"q", 0),
+    (u.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0, b"rb", 0),
+    (u.BPF_MAP_TYPE_DEVMAP, 4, 4, 3, 0, b"dev", 0),  # devmap adds BPF_F_RDONLY_PROG itself
+    (u.BPF_MAP_TYPE_CGROUP_STORAGE, 8, 8, 0, 0, b"cg", 0),
+    (u.BPF_MAP_TYPE_ARENA, 0, 0, 2, u.BPF_F_MMAPABLE, b"arena", 0),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: u.map_type_name(c[0]))
+def test_every_byte(proc, case):
+    t, k, v, me, flags, name, extra = case
+    fd = create_map(proc, t, k, v, me, flags, name=name, map_extra=extra)
+    mid = read_id(proc, fd)
+    shown = flags | (u.BPF_F_RDONLY_PROG if t == u.BPF_MAP_TYPE_DEVMAP else 0)
+    raw, n = get_info(proc, fd, bytes(INFO))
+    assert n == INFO
+    assert raw == expected(mid, t, k, v, me, shown, name, extra)
+
+
+def test_unfilled_fields_keep_the_callers_bytes(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_HASH, 4, 8, 2, name=b"m")
+    mid = read_id(proc, fd)
+    start = bytearray(b"\xa5" * OFF["hash"][0]) + bytes(INFO - OFF["hash"][0])
+    raw, _ = get_info(proc, fd, bytes(start))
+    assert raw == expected(mid, u.BPF_MAP_TYPE_HASH, 4, 8, 2, 0, b"m", start=start)
+    for f in KEPT:
+        off, size = OFF[f]
+        assert raw[off:off + size] == b"\xa5" * size
+
+
+@pytest.mark.parametrize("at", [100, 103])
+def test_nonzero_padding_after_hash_size_gives_E2BIG(proc, at):
+    # bytes 100..103 pad the struct to 104; the kernel wants them zero like a tail,
+    # and says so before it looks at the hash request
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    data = bytearray(INFO)
+    data[at] = 1
+    assert err(get_info, proc, fd, bytes(data)) == 7
+    assert err(get_info, proc, fd, bytes(data) + bytes(8)) == 7
+    put(data, "hash_size", 16)
+    assert err(get_info, proc, fd, bytes(data)) == 7
+    # info_len 100 stops before the padding: it is not looked at
+    put(data, "hash_size", 0)
+    assert get_info(proc, fd, bytes(data), info_len=100)[1] == 100
+
+
+def test_name_is_padded_with_zeros_over_the_callers_bytes(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name=b"ab")
+    start = bytearray(INFO)
+    put(start, "name", b"\xff" * 16)
+    raw, _ = get_info(proc, fd, bytes(start))
+    off, size = OFF["name"]
+    assert raw[off:off + size] == b"ab" + bytes(14)
+
+
+@pytest.mark.parametrize("n", [0, 1, 4, 7, 24, 40, 41, 80, 96, 100, 103])
+def test_short_info_len_fills_a_prefix(proc, n):
+    fd = create_map(proc, u.BPF_MAP_TYPE_HASH, 4, 8, 2, name=b"m")
+    full, _ = get_info(proc, fd, bytes(INFO))
+    start = b"\x5a" * OFF["hash"][0] + bytes(INFO - OFF["hash"][0])  # hash, hash_size are inputs: zero
+    raw, got = get_info(proc, fd, start, info_len=n)
+    assert got == n
+    want = bytearray(start)
+    want[:n] = full[:n]
+    for f in KEPT:  # inside the prefix the kernel keeps the caller's bytes for these
+        off, size = OFF[f]
+        lo, hi = off, min(off + size, n)
+        if lo < hi:
+            want[lo:hi] = b"\x5a" * (hi - lo)
+    assert raw == bytes(want)
+
+
+@pytest.mark.parametrize("n", [INFO + 1, INFO + 8, 4096])
+def test_longer_buffer_with_zero_tail(proc, n):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    raw, got = get_info(proc, fd, bytes(n))
+    assert got == INFO
+    assert raw[INFO:] == bytes(n - INFO)
+
+
+@pytest.mark.parametrize("at", [INFO, INFO + 7, 4095])
+def test_nonzero_tail_gives_E2BIG(proc, at):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    data = bytearray(4096)
+    data[at] = 1
+    assert err(get_info, proc, fd, bytes(data)) == 7
+
+
+def test_info_len_over_a_page_gives_E2BIG(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    assert err(get_info, proc, fd, bytes(4097)) == 7
+
+
+def test_closed_fd_gives_EBADFD(proc):
+    assert err(get_info, proc, 99, bytes(INFO)) == 77
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    proc.close(fd)
+    assert err(get_info, proc, fd, bytes(INFO)) == 77
+
+
+def test_non_bpf_fd_gives_EINVAL(proc):
+    # fds 0-2 are open and are not bpf objects on both backends
+    assert err(get_info, proc, 0, bytes(INFO)) == 22
+
+
+def test_null_buffer(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    a = make_attr(**{"info.bpf_fd": fd, "info.info_len": 0, "info.info": 0})
+    assert proc.bpf(u.BPF_OBJ_GET_INFO_BY_FD, a) == 0 and a.info.info_len == 0
+    a = make_attr(**{"info.bpf_fd": fd, "info.info_len": INFO, "info.info": 0})
+    assert err(proc.bpf, u.BPF_OBJ_GET_INFO_BY_FD, a) == 14
+
+
+def test_bad_attr_tail(proc):
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    b = buf(INFO)
+    a = make_attr(**{"info.bpf_fd": fd, "info.info_len": INFO, "info.info": addr(b)})
+    raw = bytearray(bytes(a))
+    raw[u.offsetofend("info.info")] = 1
+    assert err(proc.bpf, u.BPF_OBJ_GET_INFO_BY_FD, raw, len(raw)) == 22
+
+
+def test_no_permission_needed(proc):
+    for flags in (u.BPF_F_RDONLY, u.BPF_F_WRONLY):
+        fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1, flags)
+        raw, _ = get_info(proc, fd, bytes(INFO))
+        assert struct.unpack_from("<I", raw, OFF["map_flags"][0])[0] == 0  # fd modes are not map flags
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    freeze(proc, fd)
+    assert get_info(proc, fd, bytes(INFO))[1] == INFO
+
+
+def test_unprivileged_caller(backend):
+    p = backend.spawn(uid=1000, caps=())
+    root = backend.spawn()
+    fd = create_map(root, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    (fd2,) = root.send_fds(p, [fd])
+    assert get_info(p, fd2, bytes(INFO))[1] == INFO
+
+
+def with_hash(data, ptr, size):
+    b = bytearray(data)
+    put(b, "hash", ptr)
+    put(b, "hash_size", size)
+    return bytes(b)
+
+
+def test_hash_requests(proc):
+    # the hash pointer is never written on these paths, so any nonzero value will do
+    arr = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 8, 2)
+    update(proc, arr, struct.pack("<I", 0), bytes(8))
+    hm = create_map(proc, u.BPF_MAP_TYPE_HASH, 4, 8, 2)
+    pa = create_map(proc, u.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 2)
+    freeze(proc, pa)
+    assert err(get_info, proc, hm, with_hash(bytes(INFO), 8, 32)) == 22  # no map_get_hash
+    assert err(get_info, proc, pa, with_hash(bytes(INFO), 8, 32)) == 22
+    assert err(get_info, proc, arr, with_hash(bytes(INFO), 8, 16)) == 22  # not SHA-256 sized
+    assert err(get_info, proc, arr, with_hash(bytes(INFO), 8, 32)) == 1  # EPERM: not frozen
+    assert err(get_info, proc, arr, with_hash(bytes(INFO), 0, 32)) == 22  # size without pointer
+    raw, _ = get_info(proc, arr, with_hash(bytes(INFO), 0, 0))
+    assert raw[OFF["hash"][0]:] == bytes(INFO - OFF["hash"][0])
