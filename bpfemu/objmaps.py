@@ -312,10 +312,14 @@ DEV_CREATE_FLAG_MASK = F.BPF_F_NUMA_NODE | ACCESS
 
 
 class DevMapBase(ObjMap):
-    def __init__(self, kernel, attr):
+    @classmethod
+    def alloc_check(cls, attr, task):
+        """dev_map_alloc_check: before the privilege check."""
         if (attr.max_entries == 0 or attr.key_size != 4 or attr.value_size not in (4, 8)
                 or attr.map_flags & ~DEV_CREATE_FLAG_MASK):
             raise bpf_error(errno.EINVAL, "devmap: key 4, value 4 or 8")
+
+    def __init__(self, kernel, attr):
         super().__init__(kernel, attr)
         # lookups hand out the stored value, so programs may only read it
         self.map_flags |= F.BPF_F_RDONLY_PROG
