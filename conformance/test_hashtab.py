@@ -16,8 +16,8 @@ from bpfemu import uapi as u
 from bpfemu.jhash import htab_map_hash
 from bpfemu.kernel import host_possible_cpus
 
-from .bpfhelp import (batch, create_map, delete, err, freeze, keys, lookup, lookup_and_delete, map_info,
-                      next_key, u32, update)
+from .bpfhelp import (addr, batch, buf, create_map, delete, err, freeze, keys, lookup, lookup_and_delete, map_info,
+                      make_attr, next_key, u32, update)
 
 NCPU = host_possible_cpus() or 2
 EPERM, ENOENT, E2BIG, EFAULT, EEXIST, EINVAL, ENOSPC, ENOTSUPP = 1, 2, 7, 14, 17, 22, 28, 524
@@ -422,7 +422,8 @@ def test_update_and_delete_batch_stop_at_the_first_error(proc):
     assert r.errno == EINVAL
     # count 0 does nothing
     assert batch(proc, DELETE_BATCH, fd, 0, 4, 8, keys=u32(3)).errno == 0
-    assert batch(proc, UPDATE_BATCH, fd, 1, 4, 8, null=("keys",)).errno == EFAULT
+    r = batch(proc, UPDATE_BATCH, fd, 2, 4, 8, null=("keys",))
+    assert (r.errno, r.count) == (EFAULT, 0)  # count is written back even with EFAULT
     assert sorted(keys(proc, fd, 4)) == [u32(i) for i in (3, 4)]
 
 
@@ -501,3 +502,16 @@ def test_lru_invariants(proc, t, flags):
         if step % 5 == 4:
             ks = keys(proc, fd, 4)
             assert len(ks) == len(set(ks)) <= n
+
+
+@pytest.mark.parametrize("cmd", [LOOKUP_BATCH, LOOKUP_AND_DELETE_BATCH])
+def test_batch_bad_in_batch_pointer(proc, cmd):
+    fd, model = filled(proc, HASH, 3)
+    kb, vb = buf(40), buf(80)
+    a = make_attr(**{"batch.map_fd": fd, "batch.count": 5, "batch.in_batch": 8, "batch.keys": addr(kb),
+                     "batch.values": addr(vb)})
+    assert err(proc.bpf, cmd, a) == EFAULT
+    assert a.batch.count == 0  # written as 0 before in_batch is read
+    a = make_attr(**{"batch.map_fd": fd, "batch.count": 0, "batch.in_batch": 8})
+    assert err(proc.bpf, cmd, a) == 0  # count 0: nothing is read
+    assert keys(proc, fd, 4) == model.order()
