@@ -25,24 +25,25 @@ NO_META_EQUAL = frozenset((uapi.BPF_MAP_TYPE_PROG_ARRAY, uapi.BPF_MAP_TYPE_CGROU
                            uapi.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, uapi.BPF_MAP_TYPE_STRUCT_OPS))
 
 
+def shape(m):
+    """What bpf_map_meta_equal compares: type, sizes, flags (less RDONLY/WRONLY) and special fields."""
+    return (m.map_type, m.key_size, m.value_size, m.map_flags, m.record or None)
+
+
 class MapMeta:
     """The inner-map template (bpf_map_meta_alloc's copy of the inner map's shape)."""
 
     def __init__(self, inner):
-        self.map_type = inner.map_type
-        self.key_size = inner.key_size
-        self.value_size = inner.value_size
-        self.map_flags = inner.map_flags
+        self.shape = shape(inner)
         self.max_entries = inner.max_entries
-        self.record = inner.record
 
     def matches(self, m):
         """The inner type's map_meta_equal: the shape, and for ARRAY also max_entries
         unless the template was made with BPF_F_INNER_MAP."""
-        if (m.map_type, m.key_size, m.value_size, m.map_flags, m.record or None) != (
-                self.map_type, self.key_size, self.value_size, self.map_flags, self.record or None):
+        if shape(m) != self.shape:
             return False
-        if self.map_type == uapi.BPF_MAP_TYPE_ARRAY and not self.map_flags & uapi.BPF_F_INNER_MAP:
+        map_type, flags = self.shape[0], self.shape[3]
+        if map_type == uapi.BPF_MAP_TYPE_ARRAY and not flags & uapi.BPF_F_INNER_MAP:
             return m.max_entries == self.max_entries
         return True
 

@@ -27,7 +27,7 @@ from bpfemu import uapi as u
 from bpfemu.kernel import host_possible_cpus
 
 from .bpfhelp import addr, batch, buf, create_map, make_attr
-from .conftest import host_required, host_status
+from .conftest import _need_host
 
 NCPU = host_possible_cpus() or 2
 EINVAL, EPERM, E2BIG, EFAULT, ENOTSUPP = 22, 1, 7, 14, 524
@@ -262,11 +262,7 @@ def walk(proc, fd, key_size, limit=10000):
 @pytest.fixture(scope="module")
 def machines():
     """One emulator task and one host task for the module (each example makes its own maps)."""
-    ok, why = host_status()
-    if not ok:
-        if host_required():
-            pytest.fail("BPFEMU_REQUIRE_HOST=1 but the host kernel backend is unusable: %s" % why)
-        pytest.skip("host kernel backend unusable: %s" % why)
+    _need_host()  # skip, or fail under BPFEMU_REQUIRE_HOST=1, as the proc fixture does
     emu = bpfemu.Kernel().spawn()
     host = bpfemu.Host().spawn()
     yield emu, host
