@@ -1,0 +1,176 @@
+"""bpfemu.Map and kernel.describe() on the emulator: codecs, error classes, a model check, speed."""
+import ctypes
+import errno
+import pickle
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bpfemu
+from bpfemu import BpfError, Map, uapi
+from bpfemu.api import codec, make_error, map_type_number
+
+
+@pytest.fixture
+def proc():
+    return bpfemu.Kernel(ncpus=3).spawn()
+
+
+def test_exported_names():
+    assert bpfemu.Map is Map and issubclass(bpfemu.BpfError, OSError)
+
+
+@pytest.mark.parametrize("code,builtin", [(errno.ENOENT, FileNotFoundError), (errno.EPERM, PermissionError),
+                                          (errno.EEXIST, FileExistsError), (errno.E2BIG, OSError),
+                                          (524, OSError)])
+def test_error_classes_follow_the_errno(code, builtin):
+    e = make_error(code, "BPF_MAP_LOOKUP_ELEM", "hash map 'x' (id 1)", "why")
+    assert isinstance(e, builtin) and isinstance(e, BpfError) and e.errno == code
+    assert type(OSError(code, "")) is builtin or builtin is OSError
+    assert str(e).endswith("BPF_MAP_LOOKUP_ELEM on hash map 'x' (id 1): why")
+    again = pickle.loads(pickle.dumps(e))
+    assert type(again) is type(e) and str(again) == str(e)
+
+
+def test_enotsupp_message_names_it():
+    assert str(make_error(524, "BPF_MAP_DELETE_BATCH", "array map (id 1)")).startswith("ENOTSUPP: ")
+
+
+@pytest.mark.parametrize("spec,value", [("I", 7), ("<HH", (1, 2)), (ctypes.c_uint64, 2 ** 40), (None, b"abcd"),
+                                        (ctypes.c_uint32 * 2, None), (ctypes.c_wchar, "x")])
+def test_codecs_round_trip(spec, value):
+    c = codec(spec, 4)
+    if value is None:
+        value = spec(5, 6)
+    buf = bytearray(c.size + 3)
+    c.pack(memoryview(buf), 3, value)
+    got = c.unpack(bytes(buf), 3)
+    if isinstance(value, ctypes.Array):
+        assert list(got) == list(value)
+    else:
+        assert got == value
+
+
+def test_raw_codec_takes_ints_and_checks_length():
+    c = codec(None, 4)
+    buf = bytearray(4)
+    c.pack(buf, 0, 0x01020304)
+    assert c.unpack(buf, 0) == (0x01020304).to_bytes(4, "little")
+    with pytest.raises(ValueError):
+        c.pack(buf, 0, b"\0" * 5)
+    with pytest.raises(TypeError):
+        codec(3.5)
+
+
+def test_map_type_names():
+    assert map_type_number("lru_hash") == uapi.BPF_MAP_TYPE_LRU_HASH == map_type_number("BPF_MAP_TYPE_LRU_HASH")
+    with pytest.raises(ValueError):
+        map_type_number("nope")
+
+
+def test_sizes_must_match_the_types(proc):
+    with pytest.raises(ValueError):
+        Map.create(proc, "hash", key_size=8, value_size=8, max_entries=1, key="I")
+    assert proc.fds() == [0, 1, 2]  # the fd of the refused wrapper is closed again
+
+
+def test_percpu_uses_the_kernels_cpu_count(proc):
+    m = Map.create(proc, "percpu_array", key="I", value="I", max_entries=1)
+    assert m.ncpus == 3 and m[0] == [0, 0, 0]
+    m[0] = [1, 2, 3]
+    b = m.lookup_batch()
+    assert b.items() == [(0, [1, 2, 3])] and b.next is not None  # count reached: no ENOENT yet
+    assert m.lookup_batch(in_batch=b.next) == ([], [], None)
+
+
+def test_long_name_is_refused_before_the_call(proc):
+    with pytest.raises(ValueError):
+        Map.create(proc, "hash", key="I", value="I", max_entries=1, name="x" * 17)
+
+
+def test_repr(proc):
+    m = Map.create(proc, "hash", key="I", value="I", max_entries=2, name="r")
+    assert repr(m) == "<Map hash map 'r' (id 1) fd 3 key 4B value 4B max_entries 2>"
+    m.close()
+    assert repr(m).endswith(" closed>")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["set", "del", "walkdel"]), st.integers(0, 20), st.integers(0, 99)),
+                max_size=40))
+def test_hash_map_behaves_like_a_bounded_dict(ops):
+    proc = bpfemu.Kernel().spawn()
+    m = Map.create(proc, "hash", key="I", value="I", max_entries=8)
+    model = {}
+    for op, k, v in ops:
+        if op == "set":
+            if k not in model and len(model) == 8:
+                with pytest.raises(OSError) as ei:
+                    m[k] = v
+                assert ei.value.errno == errno.E2BIG
+            else:
+                m[k] = v
+                model[k] = v
+        elif op == "del":
+            if k in model:
+                del m[k]
+                del model[k]
+            else:
+                with pytest.raises(KeyError):
+                    del m[k]
+        else:  # delete every key divisible by (v % 3 + 1) during one walk
+            seen = []
+            for key in m.keys():
+                seen.append(key)
+                if key % (v % 3 + 1) == 0:
+                    del m[key]
+                    del model[key]
+            assert sorted(seen) == sorted(seen_set := set(seen)) and len(seen) == len(seen_set)
+        assert dict(m.items()) == model and len(m) == len(model)
+
+
+def test_describe_lists_maps_pins_and_fds():
+    k = bpfemu.Kernel(ncpus=2, unprivileged_bpf_disabled=2)
+    root, user = k.spawn(), k.spawn(uid=1000, caps=())
+    m = Map.create(root, "hash", key="I", value="I", max_entries=4, name="counts")
+    m[1] = 1
+    m.pin("/sys/fs/bpf/counts")
+    a = Map.create(root, "array", key="I", value="I", max_entries=2, flags=uapi.BPF_F_RDONLY_PROG)
+    a.freeze()
+    fd = root.send_fds(user, [m.fd])[0]
+    text = k.describe()
+    assert text.splitlines()[0] == ("bpfemu kernel: 2 CPUs, kernel.unprivileged_bpf_disabled=2, 2 tasks, "
+                                    "2 maps, 0 progs, 0 links, 0 btf")
+    assert "  1: hash  name counts  flags 0x0" in text
+    assert "key 4B  value 4B  max_entries 4  elements 1" in text
+    assert "pinned /sys/fs/bpf/counts" in text
+    assert "  2: array  flags 0x%x" % uapi.BPF_F_RDONLY_PROG in text and "frozen" in text
+    assert "task 101 uid 1000 no caps: fd %d -> map 1 'counts' (rw)" % fd in text
+    assert "task 100 uid 0 all caps: fd 3 -> map 1 'counts' (rw), fd 4 -> map 2 (rw)" in text
+    root.exit()
+    user.exit()
+    root2 = k.spawn()
+    root2.unlink("/sys/fs/bpf/counts")
+    assert "no bpf objects alive" in k.describe()
+
+
+def _best(fn, n=2000, rounds=3):
+    best = None
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        d = time.perf_counter() - t
+        best = d if best is None else min(best, d)
+    return best
+
+
+def test_element_ops_cost_little_more_than_the_raw_call(proc):
+    m = Map.create(proc, "hash", key="I", value="Q", max_entries=4)
+    m[1] = 5
+    raw_attr = m._a_kv
+    raw = _best(lambda: proc.bpf(uapi.BPF_MAP_LOOKUP_ELEM, raw_attr))
+    high = _best(lambda: m[1])
+    assert high < raw * 1.6 + 0.005, (raw, high)

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Generate docs/supported.md: the supported commands and map types.
+
+The commands table comes from the dispatch table (``bpfemu.syscall.COMMANDS``
+and ``implemented()``); the map-types table from ``bpfemu.bpf_map.MAP_TYPES``
+against every ``enum bpf_map_type`` value. The "conformance tests" columns are
+found by reading conformance/*.py (no test is run): a test covers a command
+when its body or decorators name the command (``u.BPF_MAP_CREATE``), call a
+helper that does (bpfhelp or the test module's own functions, followed
+transitively), or use the bpfemu.Map method that issues it. Map types are
+found the same way (``BPF_MAP_TYPE_HASH``, a helper like ``hash_map``, or the
+type's name as a string given to ``Map.create``).
+
+    python tools/gen_docs.py          # rewrite docs/supported.md
+    python tools/gen_docs.py --check  # exit 1 if it is stale (CI)
+"""
+import argparse
+import ast
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bpfemu import syscall, uapi  # noqa: E402
+from bpfemu.bpf_map import MAP_TYPES, NET_ADMIN_TYPES, UNPRIVILEGED_TYPES  # noqa: E402
+
+OUT = os.path.join(ROOT, "docs", "supported.md")
+CONFORMANCE = os.path.join(ROOT, "conformance")
+
+# bpfemu.Map methods -> the commands they issue (for modules that use the high-level API)
+API_COMMANDS = {
+    "create": ("BPF_MAP_CREATE", "BPF_OBJ_GET_INFO_BY_FD"),
+    "from_fd": ("BPF_OBJ_GET_INFO_BY_FD",),
+    "from_id": ("BPF_MAP_GET_FD_BY_ID", "BPF_OBJ_GET_INFO_BY_FD"),
+    "from_pin": ("BPF_OBJ_GET", "BPF_OBJ_GET_INFO_BY_FD"),
+    "lookup": ("BPF_MAP_LOOKUP_ELEM",), "get": ("BPF_MAP_LOOKUP_ELEM",), "peek": ("BPF_MAP_LOOKUP_ELEM",),
+    "update": ("BPF_MAP_UPDATE_ELEM",), "push": ("BPF_MAP_UPDATE_ELEM",),
+    "delete": ("BPF_MAP_DELETE_ELEM",),
+    "lookup_and_delete": ("BPF_MAP_LOOKUP_AND_DELETE_ELEM",), "pop": ("BPF_MAP_LOOKUP_AND_DELETE_ELEM",),
+    "keys": ("BPF_MAP_GET_NEXT_KEY",), "items": ("BPF_MAP_GET_NEXT_KEY", "BPF_MAP_LOOKUP_ELEM"),
+    "values": ("BPF_MAP_GET_NEXT_KEY", "BPF_MAP_LOOKUP_ELEM"),
+    "lookup_batch": ("BPF_MAP_LOOKUP_BATCH",), "lookup_and_delete_batch": ("BPF_MAP_LOOKUP_AND_DELETE_BATCH",),
+    "update_batch": ("BPF_MAP_UPDATE_BATCH",), "delete_batch": ("BPF_MAP_DELETE_BATCH",),
+    "freeze": ("BPF_MAP_FREEZE",), "pin": ("BPF_OBJ_PIN",), "info": ("BPF_OBJ_GET_INFO_BY_FD",),
+}
+CMD_NAMES = set(uapi.CMD_NAMES.values())
+TYPE_NAMES = {n for n in uapi.MAP_TYPE_NAMES.values()}
+SHORT_TYPE = {uapi.map_type_name(v): n for v, n in uapi.MAP_TYPE_NAMES.items()}
+
+
+class Module:
+    """One conformance file: its functions and what each names directly."""
+
+    def __init__(self, path):
+        self.name = os.path.basename(path)
+        with open(path) as f:
+            self.tree = ast.parse(f.read(), path)
+        self.uses_api = any(isinstance(n, ast.ImportFrom) and any(a.name == "Map" for a in n.names)
+                            for n in self.tree.body)  # from bpfemu(.api) import Map
+        self.functions = {}  # name -> FunctionDef (module level, class methods) or module-level Assign
+        self.tests = []  # (qualified test name, FunctionDef)
+        for node in self.tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.functions[node.name] = node
+                if node.name.startswith("test"):
+                    self.tests.append((node.name, node))
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):  # module constants, e.g. TYPES = [...]
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                    if isinstance(t, ast.Name):
+                        self.functions.setdefault(t.id, node)
+                    elif isinstance(t, ast.Tuple) and isinstance(node.value, ast.Tuple) and \
+                            len(t.elts) == len(node.value.elts):  # Q, S = QUEUE, STACK
+                        for name, value in zip(t.elts, node.value.elts):
+                            if isinstance(name, ast.Name):
+                                self.functions.setdefault(name.id, value)
+            elif isinstance(node, ast.ClassDef):
+                for sub in node.body:
+                    if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        self.functions.setdefault(sub.name, sub)
+                        if node.name.startswith("Test") and sub.name.startswith("test"):
+                            self.tests.append(("%s.%s" % (node.name, sub.name), sub))
+
+
+def _direct(fn, uses_api):
+    """(commands, map types, names called) a function mentions itself."""
+    cmds, types, called = set(), set(), set()
+    for n in ast.walk(fn):
+        ident = n.id if isinstance(n, ast.Name) else n.attr if isinstance(n, ast.Attribute) else None
+        if ident:
+            if ident in CMD_NAMES:
+                cmds.add(ident)
+            elif ident in TYPE_NAMES:
+                types.add(ident)
+            called.add(ident)
+            if uses_api and isinstance(n, ast.Attribute) and ident in API_COMMANDS:
+                cmds.update(API_COMMANDS[ident])
+        if uses_api and isinstance(n, ast.Constant) and isinstance(n.value, str):
+            full = SHORT_TYPE.get(n.value.lower())
+            if full:
+                types.add(full)
+        if uses_api and isinstance(n, ast.Subscript):
+            ctx = type(n.ctx)
+            cmds.add({ast.Load: "BPF_MAP_LOOKUP_ELEM", ast.Store: "BPF_MAP_UPDATE_ELEM",
+                      ast.Del: "BPF_MAP_DELETE_ELEM"}[ctx])
+    return cmds, types, called
+
+
+def coverage():
+    """({command: {file: [tests]}}, {map type: {file: [tests]}}) over conformance/*.py."""
+    modules = [Module(os.path.join(CONFORMANCE, f)) for f in sorted(os.listdir(CONFORMANCE))
+               if f.endswith(".py") and f not in ("__init__.py", "conftest.py")]
+    helpers = next((m for m in modules if m.name == "bpfhelp.py"), None)
+    memo = {}
+
+    def resolve(mod, name, stack):
+        """Everything a function reaches: its own mentions plus the helpers it calls."""
+        fn = mod.functions.get(name)
+        owner = mod
+        if fn is None and helpers is not None and mod is not helpers:
+            fn, owner = helpers.functions.get(name), helpers
+        if fn is None:
+            return set(), set()
+        key = (owner.name, name)
+        if key in memo:
+            return memo[key]
+        if key in stack:
+            return set(), set()
+        cmds, types, called = _direct(fn, owner.uses_api)
+        for c in called:
+            if c != name and (c in owner.functions or (helpers and c in helpers.functions)):
+                sub_c, sub_t = resolve(owner, c, stack | {key})
+                cmds |= sub_c
+                types |= sub_t
+        memo[key] = (cmds, types)
+        return cmds, types
+
+    by_cmd, by_type = {}, {}
+    for mod in modules:
+        for tname, fn in mod.tests:
+            cmds, types, called = _direct(fn, mod.uses_api)
+            for c in called:
+                if c in mod.functions or (helpers and c in helpers.functions):
+                    sub_c, sub_t = resolve(mod, c, frozenset())
+                    cmds |= sub_c
+                    types |= sub_t
+            for c in cmds:
+                by_cmd.setdefault(c, {}).setdefault(mod.name, []).append(tname)
+            for t in types:
+                by_type.setdefault(t, {}).setdefault(mod.name, []).append(tname)
+    return by_cmd, by_type
+
+
+def _cover_cell(files):
+    if not files:
+        return "-"
+    return ", ".join("%s (%d)" % (f[:-3] if f.endswith(".py") else f, len(t)) for f, t in sorted(files.items()))
+
+
+def render():
+    by_cmd, by_type = coverage()
+    lines = [
+        "# Supported commands and map types",
+        "",
+        "<!-- generated by tools/gen_docs.py from the dispatch table and conformance/*.py; do not edit. -->",
+        "<!-- regenerate with `python tools/gen_docs.py`; CI runs `python tools/gen_docs.py --check`. -->",
+        "",
+        "Every implemented command answers with the kernel's return value, errno and output bytes. The",
+        "*conformance tests* column names the files under `conformance/` whose tests issue the command, with",
+        "the number of such tests; each of them runs on the emulator and on the host kernel.",
+        "",
+        "## Commands",
+        "",
+        "| # | command | bpfemu | conformance tests |",
+        "|---:|---|---|---|",
+    ]
+    implemented = syscall.implemented()
+    values = dict(uapi.ENUMS["bpf_cmd"])
+    n_impl = 0
+    for name in sorted(implemented, key=lambda n: values[n]):
+        ok = implemented[name]
+        n_impl += ok
+        lines.append("| %d | `%s` | %s | %s |" % (values[name], name, "implemented" if ok else "not yet",
+                                                 _cover_cell(by_cmd.get(name, {}))))
+    lines += ["", "%d of %d commands implemented." % (n_impl, len(implemented)), "",
+              "## Map types", "",
+              "| # | map type | bpfemu | privilege to create | conformance tests |",
+              "|---:|---|---|---|---|"]
+    n_types = 0
+    for value, name in sorted(uapi.MAP_TYPE_NAMES.items()):
+        if value == 0:  # BPF_MAP_TYPE_UNSPEC
+            continue
+        n_types += 1
+        cls = MAP_TYPES.get(value)
+        if value in UNPRIVILEGED_TYPES:
+            priv = "none (if unprivileged BPF is enabled)"
+        elif value in NET_ADMIN_TYPES:
+            priv = "CAP_BPF + CAP_NET_ADMIN"
+        else:
+            priv = "CAP_BPF"
+        lines.append("| %d | `%s` | %s | %s | %s |" % (
+            value, name, "implemented (`%s`)" % cls.__name__ if cls else "not yet", priv,
+            _cover_cell(by_type.get(name, {}))))
+    impl_types = sum(1 for v in uapi.MAP_TYPE_NAMES if v and v in MAP_TYPES)
+    lines += ["", "%d of %d map types implemented." % (impl_types, n_types), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if docs/supported.md is not up to date")
+    args = ap.parse_args(argv)
+    text = render()
+    if args.check:
+        try:
+            with open(OUT) as f:
+                current = f.read()
+        except FileNotFoundError:
+            current = None
+        if current != text:
+            print("docs/supported.md is stale: run `python tools/gen_docs.py` and commit it", file=sys.stderr)
+            return 1
+        print("docs/supported.md is up to date")
+        return 0
+    with open(OUT, "w") as f:
+        f.write(text)
+    print("wrote %s" % os.path.relpath(OUT, ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
