@@ -167,8 +167,13 @@ class HashMap(BpfMap):
         self.insert(key, stored, flags)
 
     def insert(self, key, stored, flags):
-        old = self.elems.get(key)
         mode = flags & ~uapi.BPF_F_LOCK
+        if self.lru and len(self.elems) >= self.max_entries and not (self.percpu and mode == uapi.BPF_EXIST):
+            # An LRU update takes a free node before it looks the key up (LRU_PERCPU_HASH
+            # not for BPF_EXIST). In a full map that evicts, even when the key is present or
+            # the update then fails on its flags: the kernel (6.18) does the same.
+            self._evict()
+        old = self.elems.get(key)
         if old is not None and mode == uapi.BPF_NOEXIST:
             raise bpf_error(errno.EEXIST)
         if old is None and mode == uapi.BPF_EXIST:
@@ -177,11 +182,11 @@ class HashMap(BpfMap):
             # copied into the existing element: its place in the bucket stays
             self.free_value(old.value)
             old.value = stored
+            if self.lru_order is not None:  # the kernel sets the node's reference bit
+                self.lru_order.move_to_end(key)
             return
         if old is None and len(self.elems) >= self.max_entries:
-            if not self.lru:
-                raise bpf_error(errno.E2BIG, "map is full")
-            self._evict()
+            raise bpf_error(errno.E2BIG, "map is full")
         if old is None:
             self.kernel.memcg.grow(self)  # BPF_F_NO_PREALLOC: ENOMEM past the memory limit
         h, b = (old.hash, old.bucket) if old is not None else self._bucket_of(key)

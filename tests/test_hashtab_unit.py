@@ -152,3 +152,20 @@ def test_maps_of_maps_hold_exactly_what_they_store(ops, outer_type):
     p.close(fd)
     assert p.kernel.objects("map") == []
     bpfemu.check_invariants(p.kernel)
+
+
+def test_full_lru_map_evicts_before_looking_the_key_up():
+    """6.18: an LRU update takes a free node first, so a full map loses its oldest element
+    even when the update then fails on its flags (LRU_PERCPU_HASH: not for BPF_EXIST)."""
+    p = task()
+    for t, vs in ((u.BPF_MAP_TYPE_LRU_HASH, 8), (u.BPF_MAP_TYPE_LRU_PERCPU_HASH, 16)):
+        fd = create_map(p, t, max_entries=4, flags=ZS)
+        for i in range(4):
+            update(p, fd, u32(i), bytes(vs))
+        assert err(update, p, fd, u32(3), bytes(vs), 1) == EEXIST
+        assert sorted(keys(p, fd, 4)) == [u32(1), u32(2), u32(3)]
+        update(p, fd, u32(0), bytes(vs))
+        assert err(update, p, fd, u32(3), bytes(vs), 2) == 0
+        want = [u32(0), u32(1), u32(2), u32(3)] if t == u.BPF_MAP_TYPE_LRU_PERCPU_HASH else [u32(0), u32(2), u32(3)]
+        assert sorted(keys(p, fd, 4)) == want
+    bpfemu.check_invariants(p.kernel)
