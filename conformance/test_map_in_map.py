@@ -208,3 +208,36 @@ def test_outer_map_holds_its_inner_maps(proc, t):
     proc.close(fd)
     assert wait_gone(proc, outer_id)
     assert wait_gone(proc, ids[2]) and wait_gone(proc, m_id)
+
+
+INNER_TYPES = [
+    # (inner map type, key_size, value_size, max_entries, flags, errno of the outer MAP_CREATE)
+    (u.BPF_MAP_TYPE_CGROUP_STORAGE, 16, 8, 0, 0, ENOTSUPP),  # no map_meta_equal
+    (u.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, 16, 8, 0, 0, ENOTSUPP),
+    (u.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0, 0),
+    (u.BPF_MAP_TYPE_USER_RINGBUF, 0, 0, 4096, 0, 0),
+    (u.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_CGROUP_ARRAY, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_STACK_TRACE, 4, 8, 4, 0, 0),
+    (u.BPF_MAP_TYPE_DEVMAP, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_DEVMAP_HASH, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_CPUMAP, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_XSKMAP, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_SOCKMAP, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_SOCKHASH, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, 4, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_BLOOM_FILTER, 0, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_STACK, 0, 4, 4, 0, 0),
+    (u.BPF_MAP_TYPE_ARENA, 0, 0, 1, u.BPF_F_MMAPABLE, 0),
+]
+
+
+@pytest.mark.parametrize("it,ks,vs,n,flags,want", INNER_TYPES, ids=[u.map_type_name(r[0]) for r in INNER_TYPES])
+def test_which_types_can_be_inner_maps(proc, it, ks, vs, n, flags, want):
+    inner = create_map(proc, it, key_size=ks, value_size=vs, max_entries=n, flags=flags)
+    assert [err(outer, proc, t, inner) for t in (AOM, HOM)] == [want, want]
+
+
+def test_other_types_ignore_inner_map_fd(proc):
+    assert err(create_map, proc, HASH, inner_map_fd=99) == 0
+    assert err(create_map, proc, ARRAY, inner_map_fd=99) == 0
