@@ -469,18 +469,25 @@ def _child_bpf(sock, cmd, attr_bytes, size, attr_fault):
             ptr = int.from_bytes(head[off:off + 8], "little")
             if ptr and n > 0 and off + 8 <= len(attr_bytes):
                 wanted.append((field, off, ptr, n))
-        _send(sock, ("need", [(ptr, n) for _f, _o, ptr, n in wanted]))
-        got = _recv(sock)
         buffers = []
+        got = _fetch(sock, [(ptr, n) for _f, _o, ptr, n in wanted])
         for (field, off, ptr, n), data in zip(wanted, got):
-            g = _Guarded(max(n, 1))
-            if len(data) < n:
-                addr = g.guard - len(data)  # our copy ends where the parent's memory ends
-            else:
-                addr = g.base
-            ctypes.memmove(addr, data, len(data))
+            g, addr = _place(data, n)
             ctypes.memmove(attr_addr + off, struct.pack("<Q", addr), 8)
             buffers.append((g, addr, ptr, data))
+        # pointers inside the memory we just copied (the content hash of bpf_map_info)
+        for i, (field, off, ptr, n) in enumerate(wanted):
+            g, addr, _ptr, data = buffers[i]
+            for inner_off, inner_n in nested_regions(cmd, attr, field, data):
+                inner_ptr = int.from_bytes(data[inner_off:inner_off + 8], "little")
+                if not inner_ptr:
+                    continue
+                [inner] = _fetch(sock, [(inner_ptr, inner_n)])
+                g2, addr2 = _place(inner, inner_n)
+                ctypes.memmove(addr + inner_off, struct.pack("<Q", addr2), 8)
+                data = data[:inner_off] + struct.pack("<Q", addr2) + data[inner_off + 8:]
+                buffers[i] = (g, addr, ptr, data)
+                buffers.append((g2, addr2, inner_ptr, inner))
         before_attr = ctypes.string_at(attr_addr, len(attr_bytes))
         try:
             rv = raw_bpf(cmd, attr_addr, size)
@@ -499,22 +506,27 @@ def _child_bpf(sock, cmd, attr_bytes, size, attr_fault):
         region.free()
 
 
-def _is_pointer_field(cmd, off, n):
-    """True when attr bytes [off, off+n) overlap a pointer field of cmd that the child replaced."""
-    C = uapi
-    if cmd in (C.BPF_MAP_LOOKUP_ELEM, C.BPF_MAP_UPDATE_ELEM, C.BPF_MAP_DELETE_ELEM, C.BPF_MAP_GET_NEXT_KEY,
-               C.BPF_MAP_LOOKUP_AND_DELETE_ELEM):
-        fields = ("key", "value")
-    elif cmd in (C.BPF_MAP_LOOKUP_BATCH, C.BPF_MAP_LOOKUP_AND_DELETE_BATCH, C.BPF_MAP_UPDATE_BATCH,
-                 C.BPF_MAP_DELETE_BATCH):
-        fields = ("batch.in_batch", "batch.out_batch", "batch.keys", "batch.values")
-    else:
-        fields = [f for f, _n in pointer_regions(cmd, uapi.bpf_attr())]
-    for field in fields:
-        f_off, f_size = uapi.attr_field(field)
-        if off < f_off + f_size and f_off < off + n:
-            return True
-    return False
+def _fetch(sock, regions):
+    """Ask the parent for its memory: [(addr, n)] -> [bytes, possibly short where it is unreadable]."""
+    _send(sock, ("need", regions))
+    return _recv(sock)
+
+
+def _place(data, n):
+    """A private copy of data in guarded memory; a short copy ends right at the guard page."""
+    g = _Guarded(max(n, 1))
+    addr = g.guard - len(data) if len(data) < n else g.base
+    ctypes.memmove(addr, data, len(data))
+    return g, addr
+
+
+def nested_regions(cmd, attr, field, data):
+    """[(offset in data, length)] of pointers inside a buffer the kernel follows too."""
+    if cmd == uapi.BPF_OBJ_GET_INFO_BY_FD and field == "info.info" and _map_sizes(attr.info.bpf_fd):
+        off = uapi.bpf_map_info.hash.offset
+        if len(data) >= off + 8:
+            return [(off, 32)]
+    return []
 
 
 def _diff(before, after):
@@ -630,14 +642,14 @@ class HostTask(_Surface):
         if not self.alive:
             raise OSError(errno.ESRCH, strerror(errno.ESRCH))
         _send(self.sock, ("bpf", cmd, data, size, len(data) < want))
-        kind, regions = _recv(self.sock)
-        _send(self.sock, [read_partial(ptr, n) for ptr, n in regions])
-        status, val, changes = _recv(self.sock)
+        msg = _recv(self.sock)
+        while msg[0] == "need":  # the child asks for our memory, possibly in rounds (nested pointers)
+            _send(self.sock, [read_partial(ptr, n) for ptr, n in msg[1]])
+            msg = _recv(self.sock)
+        status, val, changes = msg
         for where, diffs in changes:
             base = addr if where == "attr" else where
             for off, chunk in diffs:
-                if where == "attr" and _is_pointer_field(cmd, off, len(chunk)):
-                    continue
                 ctypes.memmove(base + off, chunk, len(chunk))
         if status == "err":
             raise OSError(val, strerror(val))

@@ -215,3 +215,22 @@ def test_hash_requests(proc):
     assert err(get_info, proc, arr, with_hash(bytes(INFO), 0, 32)) == 22  # size without pointer
     raw, _ = get_info(proc, arr, with_hash(bytes(INFO), 0, 0))
     assert raw[OFF["hash"][0]:] == bytes(INFO - OFF["hash"][0])
+
+
+@pytest.mark.parametrize("value_size", [4, 8, 12])
+def test_frozen_array_content_hash_is_sha256_of_the_padded_values(proc, value_size):
+    import hashlib
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, key_size=4, value_size=value_size, max_entries=5)
+    update(proc, fd, struct.pack("<I", 1), bytes(range(1, value_size + 1)))
+    update(proc, fd, struct.pack("<I", 4), b"\xff" * value_size)
+    freeze(proc, fd)
+    digest = buf(32)
+    raw, n = get_info(proc, fd, with_hash(bytes(INFO), addr(digest), 32))
+    elem = (value_size + 7) // 8 * 8
+    area = bytearray(elem * 5)
+    area[elem:elem + value_size] = bytes(range(1, value_size + 1))
+    area[4 * elem:4 * elem + value_size] = b"\xff" * value_size
+    assert digest.raw == hashlib.sha256(bytes(area)).digest()
+    # hash and hash_size are echoed back as they were passed
+    assert raw[OFF["hash"][0]:OFF["hash"][0] + 8] == addr(digest).to_bytes(8, "little")
+    assert n == INFO
