@@ -13,8 +13,11 @@ import errno
 
 from . import uapi
 from .errors import bpf_error
+from .usermem import NULL_PAGE, LocalMemory
 
 PAGE_SIZE = 4096
+ATTR_SIZE = uapi.ATTR_SIZE
+_attr_field = uapi.attr_field
 
 # cmd -> Command
 COMMANDS = {}
@@ -50,10 +53,24 @@ def implemented():
     return out
 
 
+# Commands that copy many small pieces (a batch: a key and a value per element) must not pay one
+# checked copy (a process_vm_readv/writev syscall) per piece:
+# - reads: after the first few reads of a call, whole pages of the caller's memory are read once
+#   and the pieces served from them for the rest of this one syscall. A page is readable as a
+#   whole or not at all, so EFAULT comes exactly where the piecewise read would give it.
+# - writes: once a write to a page succeeded in this call, later writes that fall in such pages
+#   cannot fault; they are queued and land, merged and in order, before the syscall returns
+#   (also when it fails), so the caller sees the same bytes. Reads see the queued writes.
+# Handlers use ctx.read/ctx.write (not ctx.mem) for this to hold.
+PAGED_AFTER = 4
+PAGE_MASK = ~(PAGE_SIZE - 1)
+
+
 class Ctx:
     """One syscall in flight: the caller, its memory, the copied-in attr."""
 
-    __slots__ = ("task", "kernel", "mem", "attr", "uattr", "size", "cmd", "raw")
+    __slots__ = ("task", "kernel", "mem", "attr", "uattr", "size", "cmd", "raw", "_reads", "_pages", "_wpages",
+                 "_pending", "_writes")
 
     def __init__(self, task, mem, cmd, raw, uattr, size):
         self.task = task
@@ -64,24 +81,121 @@ class Ctx:
         self.attr = uapi.bpf_attr.from_buffer(raw)
         self.uattr = uattr
         self.size = size
+        self._reads = 0
+        self._pages = None  # page address -> bytearray of its bytes as this call sees them
+        self._wpages = None  # pages written successfully in this call
+        self._pending = None  # queued writes: [[addr, bytearray]] runs of adjacent writes
+        self._writes = 0
 
     def check_attr(self, end):
         """CHECK_ATTR: every byte after the command's last field must be zero."""
-        if any(self.raw[end:]):
+        raw = self.raw
+        if raw.count(0, end) != len(raw) - max(0, min(end, len(raw))):
             raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % uapi.cmd_name(self.cmd))
 
     def put(self, field, value):
         """put_user/copy_to_user of one attr field back into the caller's attr."""
-        off, size = uapi.attr_field(field)
+        off, size = _attr_field(field)
         if isinstance(value, int):
             value = value.to_bytes(size, "little", signed=value < 0)
-        self.mem.write(self.uattr + off, value)
+        self.write(self.uattr + off, value)
+
+    def _paged(self):
+        """The page cache, or None when this memory is not a LocalMemory (it may guard single bytes)."""
+        if self._pages is None:
+            if not isinstance(self.mem, LocalMemory):
+                self._reads = -(1 << 62)
+                return None
+            self._pages = {}
+            self._wpages = set()
+        return self._pages
 
     def read(self, addr, n):
-        return self.mem.read(addr, n)
+        self._reads += 1
+        if self._reads <= PAGED_AFTER or n >= PAGE_SIZE or n <= 0 or addr < NULL_PAGE or addr + n > 1 << 64:
+            if self._pending:
+                self.flush()
+            return self.mem.read(addr, n)
+        pages = self._paged()
+        if pages is None:
+            return self.mem.read(addr, n)
+        first = addr & PAGE_MASK
+        off = addr - first
+        page = pages.get(first)
+        if page is None:
+            if self._pending:
+                self.flush()
+            page = pages[first] = bytearray(self.mem.read(first, PAGE_SIZE))
+        if off + n <= PAGE_SIZE:
+            return bytes(page[off:off + n])
+        nxt = first + PAGE_SIZE
+        page2 = pages.get(nxt)
+        if page2 is None:
+            if self._pending:
+                self.flush()
+            page2 = pages[nxt] = bytearray(self.mem.read(nxt, PAGE_SIZE))
+        return bytes(page[off:]) + bytes(page2[:off + n - PAGE_SIZE])
 
     def write(self, addr, data):
-        self.mem.write(addr, data)
+        n = len(data)
+        if n <= 0:
+            self.mem.write(addr, data)
+            return
+        wpages = self._wpages
+        first, last = addr & PAGE_MASK, (addr + n - 1) & PAGE_MASK
+        if wpages is not None and first in wpages and last in wpages and (
+                first == last or all(p in wpages for p in range(first, last, PAGE_SIZE))):
+            data = bytes(data)
+            runs = self._pending
+            end = addr + n
+            for r in runs:
+                if addr < r[0] + len(r[1]) and end > r[0]:  # overlaps a queued write: order matters
+                    self.flush()
+                    runs = self._pending
+                    break
+            for r in runs:
+                if r[0] + len(r[1]) == addr:
+                    r[1] += data
+                    break
+            else:
+                if len(runs) >= 16:
+                    self.flush()
+                    runs = self._pending
+                runs.append([addr, bytearray(data)])
+        else:
+            if self._pending:
+                self.flush()
+            try:
+                self.mem.write(addr, data)
+            except OSError:
+                if self._pages:
+                    self._pages.clear()  # part of it may have landed: read afresh
+                raise
+            self._writes += 1
+            if self._writes > 1 and n < PAGE_SIZE and self._paged() is not None:
+                if self._pending is None:
+                    self._pending = []
+                wpages = self._wpages
+                for p in range(first, last + 1, PAGE_SIZE):
+                    wpages.add(p)
+        pages = self._pages
+        if pages:
+            page = first
+            while page <= last:
+                cached = pages.get(page)
+                if cached is not None:
+                    lo, hi = max(addr, page), min(addr + n, page + PAGE_SIZE)
+                    cached[lo - page:hi - page] = bytes(data[lo - addr:hi - addr])
+                page += PAGE_SIZE
+
+    def flush(self):
+        """Land the queued writes: runs of adjacent writes, which never overlap one another."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        for a, run in pending:
+            self.mem.write(a, run)
 
 
 def check_uarg_tail_zero(mem, uattr, expected, actual):
@@ -98,10 +212,14 @@ def check_uarg_tail_zero(mem, uattr, expected, actual):
 def sys_bpf(task, cmd, uattr, size, mem):
     """The syscall: returns the non-negative result or raises OSError(errno)."""
     size &= 0xFFFFFFFF
-    check_uarg_tail_zero(mem, uattr, uapi.ATTR_SIZE, size)
-    size = min(size, uapi.ATTR_SIZE)
-    raw = bytearray(uapi.ATTR_SIZE)
-    raw[:size] = mem.read(uattr, size)
+    if size > ATTR_SIZE:
+        check_uarg_tail_zero(mem, uattr, ATTR_SIZE, size)
+        size = ATTR_SIZE
+    if size == ATTR_SIZE:
+        raw = bytearray(mem.read(uattr, size))
+    else:
+        raw = bytearray(ATTR_SIZE)
+        raw[:size] = mem.read(uattr, size)
     entry = COMMANDS.get(cmd)
     if entry is None:
         if cmd in uapi.CMD_NAMES:
@@ -109,7 +227,11 @@ def sys_bpf(task, cmd, uattr, size, mem):
         raise bpf_error(errno.EINVAL, "unknown bpf command %d" % cmd)
     ctx = Ctx(task, mem, cmd, raw, uattr, size)
     with task.kernel.lock:
-        return entry.fn(ctx)
+        try:
+            return entry.fn(ctx)
+        finally:
+            if ctx._pending:
+                ctx.flush()
 
 
 _loaded = False

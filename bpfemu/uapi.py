@@ -7,6 +7,7 @@ syscall layer needs (the last attr field a command reads). Other modules import
 names from here and never hard-code an offset.
 """
 import ctypes
+import functools
 
 from . import uapi_layout as _layout
 from .uapi_layout import bpf_attr, bpf_btf_info, bpf_link_info, bpf_map_info, bpf_prog_info  # noqa: F401
@@ -40,6 +41,7 @@ def map_type_name(t):
     return n[len("BPF_MAP_TYPE_"):].lower() if n else "map type %d" % t
 
 
+@functools.lru_cache(maxsize=None)  # layouts never change: the syscall path asks per call
 def _field(struct_cls, dotted):
     """(offset, size) of a possibly nested field of a ctypes class."""
     off = 0
