@@ -501,13 +501,13 @@ class ApiArrayUpdate(_Api):
 
 # (class, n for a full run, n for --smoke)
 OPS = [
-    (HashUpdate, 10000, 200), (HashLookup, 10000, 200), (HashDelete, 10000, 200),
-    (ArrayUpdate, 10000, 200), (ArrayLookup, 10000, 200),
-    (NextKeyWalk, 10000, 200), (PercpuHashLookup, 10000, 200), (PercpuArrayLookup, 10000, 200),
-    (QueuePush, 10000, 200), (QueuePop, 10000, 200), (LpmLookup, 10000, 200),
-    (BatchUpdate, 100000, 1000), (BatchLookup, 100000, 1000), (BatchLookupAndDelete, 100000, 1000),
-    (BatchDelete, 100000, 1000),
-    (MapCreate, 1000, 50), (ObjPin, 1000, 50), (ObjGet, 1000, 50), (NextIdWalk, 1000, 50),
-    (ApiHashUpdate, 10000, 200), (ApiHashLookup, 10000, 200), (ApiArrayUpdate, 10000, 200),
-    (ApiArrayLookup, 10000, 200),
+    (HashUpdate, 10000, 100), (HashLookup, 10000, 100), (HashDelete, 10000, 100),
+    (ArrayUpdate, 10000, 100), (ArrayLookup, 10000, 100),
+    (NextKeyWalk, 10000, 100), (PercpuHashLookup, 10000, 100), (PercpuArrayLookup, 10000, 100),
+    (QueuePush, 10000, 100), (QueuePop, 10000, 100), (LpmLookup, 10000, 100),
+    (BatchUpdate, 100000, 500), (BatchLookup, 100000, 500), (BatchLookupAndDelete, 100000, 500),
+    (BatchDelete, 100000, 500),
+    (MapCreate, 1000, 20), (ObjPin, 1000, 20), (ObjGet, 1000, 20), (NextIdWalk, 1000, 20),
+    (ApiHashUpdate, 10000, 100), (ApiHashLookup, 10000, 100), (ApiArrayUpdate, 10000, 100),
+    (ApiArrayLookup, 10000, 100),
 ]
