@@ -214,14 +214,13 @@ def test_lookup_and_delete(proc, t):
 
 # -- order ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("t,moves", [(HASH, True), (HASH | 0x100, True), (PERCPU_HASH, False)])
+@pytest.mark.parametrize("t,flags,moves", [(HASH, 0, True), (HASH, NOPRE, True), (PERCPU_HASH, 0, False),
+                                           (PERCPU_HASH, NOPRE, False)])
 @pytest.mark.parametrize("key_size", [1, 3, 4, 6, 8, 13, 16])
-def test_zero_seed_order_is_the_bucket_walk(proc, t, moves, key_size):
-    flags = ZS
-    if t & 0x100:  # HASH without preallocation
-        t, flags = t & 0xFF, ZS | NOPRE
+def test_zero_seed_order_is_the_bucket_walk(proc, t, flags, moves, key_size):
+    """HASH moves a replaced key to its bucket head; PERCPU_HASH rewrites it in place."""
     n = 48
-    fd = create_map(proc, t, key_size=key_size, max_entries=n, flags=flags)
+    fd = create_map(proc, t, key_size=key_size, max_entries=n, flags=flags | ZS)
     vs = vsize(t, 8)
     model = BucketModel(n, moves_on_update=moves)
     rng = random.Random(key_size)
@@ -240,6 +239,24 @@ def test_zero_seed_order_is_the_bucket_walk(proc, t, moves, key_size):
                 live.append(k)
         if step % 20 == 19:
             assert keys(proc, fd, key_size) == model.order()
+    assert keys(proc, fd, key_size) == model.order()
+
+
+@pytest.mark.parametrize("key_size", [4, 5])
+def test_zero_seed_order_with_many_keys(proc, key_size):
+    n = 1024
+    fd = create_map(proc, HASH, key_size=key_size, max_entries=n, flags=ZS | NOPRE)
+    model = BucketModel(n)
+    ks = [key_of(i, key_size) for i in range(900)]
+    for k in ks:
+        update(proc, fd, k, bytes(8))
+        model.update(k)
+    for k in ks[::3]:
+        delete(proc, fd, k)
+        model.delete(k)
+    for k in ks[1::7] + ks[::9]:  # present ones move to their bucket head, deleted ones come back
+        update(proc, fd, k, bytes(8))
+        model.update(k)
     assert keys(proc, fd, key_size) == model.order()
 
 
