@@ -23,10 +23,10 @@ When a test using these fixtures fails, the report carries a section with
 import pytest
 
 import bpfemu
+from bpfemu.backends import EmuBackend, HostBackend, host_status
 
 BACKENDS = {"emu": ("emu",), "host": ("host",), "both": ("emu", "host")}
 SECTION = "bpfemu kernel state (kernel.describe())"
-_host_status = None
 
 
 def pytest_addoption(parser):
@@ -56,61 +56,6 @@ def _credentials(request):
     return mark.kwargs.get("uid", 1000), tuple(mark.kwargs.get("caps", ()))
 
 
-def host_status():
-    """(True, '') when the real bpf() is usable here, else (False, why); computed once."""
-    global _host_status
-    if _host_status is None:
-        _host_status = bpfemu.host.available()
-    return _host_status
-
-
-class EmuBackend:
-    name = "emu"
-
-    def __init__(self, uid, caps):
-        self.kernel = bpfemu.Kernel()
-        self.bpffs = "/sys/fs/bpf"
-        self.sys = self.spawn(uid, caps)
-
-    def spawn(self, uid=0, caps=None):
-        return self.kernel.spawn(uid=uid, caps=caps)
-
-    def close(self):
-        for t in list(self.kernel.tasks):
-            t.exit()
-
-    def __repr__(self):
-        return "<bpf backend emu>"
-
-
-class HostBackend:
-    name = "host"
-    kernel = None
-
-    def __init__(self, uid, caps):
-        self.host = bpfemu.Host()
-        self.tasks = []
-        self.bpffs = self.host.mount_bpffs()
-        try:
-            self.sys = self.spawn(uid, caps)
-        except BaseException:
-            self.close()
-            raise
-
-    def spawn(self, uid=0, caps=None):
-        t = self.host.spawn(uid=uid or None, caps=caps)
-        self.tasks.append(t)
-        return t
-
-    def close(self):
-        for t in self.tasks:
-            t.exit()
-        self.host.unmount_bpffs()
-
-    def __repr__(self):
-        return "<bpf backend host>"
-
-
 @pytest.fixture
 def bpf_kernel():
     """A fresh emulated kernel for one test."""
@@ -136,9 +81,14 @@ def bpf_backend(request):
             if request.config.getoption("--bpf-require-host"):
                 pytest.fail(msg)
             pytest.skip(msg)
-        b = HostBackend(uid, caps)
+        b = HostBackend()
     else:
-        b = EmuBackend(uid, caps)
+        b = EmuBackend()
+    try:
+        b.sys = b.spawn(uid, caps)
+    except BaseException:
+        b.close()
+        raise
     yield b
     b.close()
 

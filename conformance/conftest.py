@@ -14,17 +14,7 @@ import os
 
 import pytest
 
-import bpfemu
-from bpfemu import host as _host
-
-_HOST_OK = None
-
-
-def host_status():
-    global _HOST_OK
-    if _HOST_OK is None:
-        _HOST_OK = _host.available()
-    return _HOST_OK
+from bpfemu.backends import EmuBackend, HostBackend, host_status
 
 
 def host_required():
@@ -37,43 +27,6 @@ def _need_host():
         if host_required():
             pytest.fail("BPFEMU_REQUIRE_HOST=1 but the host kernel backend is unusable: %s" % why)
         pytest.skip("host kernel backend unusable: %s" % why)
-
-
-class EmuBackend:
-    name = "emu"
-
-    def __init__(self, **kernel_args):
-        self.kernel = bpfemu.Kernel(**kernel_args)
-        self.bpffs = "/sys/fs/bpf"
-
-    def spawn(self, uid=None, caps=None):
-        t = self.kernel.spawn(uid=uid or 0, caps=caps)
-        t.bpffs = self.bpffs
-        t.backend = self.name
-        return t
-
-    def close(self):
-        pass
-
-
-class HostBackend:
-    name = "host"
-
-    def __init__(self):
-        self.host = bpfemu.Host()
-        self.bpffs = self.host.mount_bpffs()
-        self.tasks = []
-
-    def spawn(self, uid=None, caps=None):
-        t = self.host.spawn(uid=uid, caps=caps)
-        t.backend = self.name
-        self.tasks.append(t)
-        return t
-
-    def close(self):
-        for t in self.tasks:
-            t.exit()
-        self.host.unmount_bpffs()
 
 
 @pytest.fixture(params=["emu", "host"])

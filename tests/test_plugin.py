@@ -76,7 +76,7 @@ def test_leaves_state_behind(bpf_sys):
 NO_HOST_CONFTEST = '''
 import bpfemu.pytest_plugin
 
-bpfemu.pytest_plugin._host_status = (False, "simulated: this machine cannot run bpf()")
+bpfemu.backends._host_status = (False, "simulated: this machine cannot run bpf()")
 '''
 
 
