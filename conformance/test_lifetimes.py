@@ -182,22 +182,12 @@ def test_objects_from_OBJ_GET_hold_like_any_fd(proc):
     assert wait_gone(proc, mid)
 
 
-def _need_map_in_map(proc):
-    if proc.backend == "emu":
-        from bpfemu.bpf_map import MAP_TYPES
-        if u.BPF_MAP_TYPE_ARRAY_OF_MAPS not in MAP_TYPES:
-            # Not a host/emulator difference: the map-in-map types live in their own module, which
-            # another issue adds; until it is there these tests have nothing to run on the emulator.
-            pytest.skip("the emulator has no ARRAY_OF_MAPS yet")
-
-
 def _outer(proc, inner_fd):
     return create_map(proc, u.BPF_MAP_TYPE_ARRAY_OF_MAPS, key_size=4, value_size=4, max_entries=2,
                       inner_map_fd=inner_fd)
 
 
 def test_an_outer_map_holds_its_inner_maps(proc):
-    _need_map_in_map(proc)
     inner = array_map(proc, value_size=4, max_entries=1)
     inner_id = map_id(proc, inner)
     outer = _outer(proc, inner)
@@ -210,7 +200,6 @@ def test_an_outer_map_holds_its_inner_maps(proc):
 
 
 def test_freeing_the_outer_map_frees_the_inner_ones(proc):
-    _need_map_in_map(proc)
     inner = array_map(proc, value_size=4, max_entries=1)
     inner_id = map_id(proc, inner)
     outer = _outer(proc, inner)
@@ -226,7 +215,6 @@ def test_freeing_the_outer_map_frees_the_inner_ones(proc):
 
 
 def test_a_template_inner_map_is_not_held(proc):
-    _need_map_in_map(proc)
     inner = array_map(proc, value_size=4, max_entries=1)
     inner_id = map_id(proc, inner)
     outer = _outer(proc, inner)
