@@ -230,7 +230,7 @@ class Task:
                 raise TypeError("size is required when attr is an address")
             size = n
         self._check_alive()
-        return syscall.sys_bpf(self, cmd, addr, size, self.mem)
+        return syscall.sys_bpf(self, cmd, addr, size, self.mem, attr if n is not None else None)
 
     def _check_alive(self):
         if not self.alive:

@@ -209,13 +209,28 @@ def check_uarg_tail_zero(mem, uattr, expected, actual):
         raise bpf_error(errno.E2BIG, "nonzero bytes past the kernel's union bpf_attr")
 
 
-def sys_bpf(task, cmd, uattr, size, mem):
-    """The syscall: returns the non-negative result or raises OSError(errno)."""
+def _owned(obj, size):
+    """Whether obj is a buffer Python allocated itself, holding at least size bytes: its bytes can
+    be copied without a checked read (it cannot fault). Objects made with from_address/from_buffer
+    or views into other objects do not own their memory and take the checked path."""
+    if type(obj) is bytearray:
+        return size <= len(obj)
+    return getattr(obj, "_b_needsfree_", 0) == 1 and size <= ctypes.sizeof(obj)
+
+
+def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
+    """The syscall: returns the non-negative result or raises OSError(errno).
+
+    ``attr_obj``, when given, is the object at ``uattr`` (lets an owned attr skip the checked copy)."""
     size &= 0xFFFFFFFF
     if size > ATTR_SIZE:
         check_uarg_tail_zero(mem, uattr, ATTR_SIZE, size)
         size = ATTR_SIZE
-    if size == ATTR_SIZE:
+    if attr_obj is not None and size and _owned(attr_obj, size):
+        raw = bytearray(ctypes.string_at(uattr, size))
+        if size < ATTR_SIZE:
+            raw += bytes(ATTR_SIZE - size)
+    elif size == ATTR_SIZE:
         raw = bytearray(mem.read(uattr, size))
     else:
         raw = bytearray(ATTR_SIZE)
