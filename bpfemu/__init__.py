@@ -14,6 +14,7 @@ from . import map_in_map  # noqa: F401  (ARRAY_OF_MAPS, HASH_OF_MAPS)
 from . import queue_stack_maps, bloom_filter, lpm_trie  # noqa: F401  (key-less maps, LPM trie)
 from .errors import ENOTSUPP, bpf_error  # noqa: F401
 from .kernel import Kernel, Task  # noqa: F401
+from .invariants import check_invariants, InvariantError  # noqa: F401  (model consistency checker)
 from .api import Map, MapInfo, BpfError  # noqa: F401  (the high-level map API)
 from .syscall import _load_families
 

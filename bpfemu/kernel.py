@@ -12,7 +12,7 @@ import threading
 from . import inode, syscall
 from .errors import bpf_error
 from .idr import IDR
-from .memcg import MemCg
+from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import FMODE_READ, File
 from .usermem import LOCAL, address_of
 
@@ -72,7 +72,7 @@ class Kernel:
     (0, 1 or 2), default the host's value, else 2 (the kernel's default).
     """
 
-    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=None):
+    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()
         self.idr = {"map": IDR(), "prog": IDR(), "link": IDR(), "btf": IDR()}

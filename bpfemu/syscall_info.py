@@ -18,8 +18,21 @@ def array_map_hash(m):
     h = hashlib.sha256()
     elem = (m.value_size + 7) // 8 * 8
     pad = bytes(elem - m.value_size)
-    for i in range(m.max_entries):
+    if getattr(m, "data", None) is not None:  # a flat (mmapable) value area is hashed as it lies
+        h.update(memoryview(m.data)[:elem * m.max_entries])
+        return h.digest()
+    written = sorted(getattr(m, "values", None) or ())
+    zero = bytes(min(elem * m.max_entries, 1 << 20) // elem * elem or elem)
+    done = 0  # elements hashed so far; never-written ones are zeros, fed in big chunks
+    for i in list(written) + [m.max_entries]:
+        gap = (i - done) * elem
+        while gap > 0:
+            h.update(zero[:gap])
+            gap -= len(zero)
+        if i == m.max_entries:
+            break
         h.update(bytes(m.lookup(struct.pack("<I", i)))[:m.value_size] + pad)
+        done = i + 1
     return h.digest()
 
 

@@ -150,6 +150,7 @@ def map_create(ctx):
     except OSError:
         m.on_free()
         raise
+    ctx.kernel.memcg.charge_map(m)  # ENOMEM past Kernel(memory_limit=...)
     ctx.kernel.register(m)
     m.hold(ctx.kernel)  # creation reference, dropped once the fd holds it
     try:

@@ -1,0 +1,133 @@
+"""Differential fuzz: the same random call sequences on the emulator and the host kernel,
+compared call by call (result or errno, the attr bytes written back, every byte of user
+memory afterwards).
+
+Normalized, and only this: object ids (the host has other maps, so the ``id`` of
+bpf_map_info is masked) and nothing else -- hash maps are created with
+BPF_F_ZERO_SEED (bucket order is then deterministic) and LRU maps are left out (their
+victims depend on per-CPU free lists). Needs the host (skipped, or failed with
+BPFEMU_REQUIRE_HOST=1, when it is unusable). BPFEMU_FUZZ_EXAMPLES scales it up.
+"""
+import ctypes
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from bpfemu import uapi as u
+from conformance.conftest import EmuBackend, HostBackend, _need_host
+from conformance.fuzzhelp import Arena, Call, Ptr, examples, fd_ops, map_calls, map_creates, obj_calls, run, setup_calls
+
+INFO_ID = (u.bpf_map_info.id.offset, 4)
+
+calls = st.lists(st.one_of(map_calls(huge=False), map_calls(huge=False), map_calls(huge=False), map_creates(), obj_calls(), fd_ops(huge=False)),
+                 min_size=1, max_size=20)
+
+
+@pytest.fixture(scope="module")
+def host_backend():
+    _need_host()
+    b = HostBackend()
+    yield b
+    b.close()
+
+
+def _do(task, arena, op):
+    if isinstance(op, Call):
+        return run(task, arena, op)
+    try:
+        return ("ok", getattr(task, op[0])(op[1]))
+    except OSError as e:
+        return ("err", e.errno)
+
+
+def _mask_pointers(op, pages):
+    """The attr (at the end of the last page) holds addresses, which differ by arena."""
+    if not isinstance(op, Call) or op.where is not None:
+        pages[-1] = b""  # the last call's attr, with its addresses
+        return
+    last = len(pages) - 1
+    size = ctypes.sizeof(u.bpf_attr) if op.size is None else op.size
+    start = 4096 - min(max(size, 0), 4096)
+    page = bytearray(pages[last])
+    for name, v in op.fields.items():
+        if isinstance(v, Ptr):
+            off, n = u.attr_field(name)
+            page[start + off:start + off + n] = bytes(len(page[start + off:start + off + n]))
+    pages[last] = bytes(page)
+
+
+def _normalize(op, pages):
+    _mask_pointers(op, pages)
+    if isinstance(op, Call) and op.cmd == u.BPF_OBJ_GET_INFO_BY_FD:
+        p = op.fields.get("info.info")
+        if p is not None and p.kind == "buf":
+            i, off = p.page % len(pages), p.off
+            page = bytearray(pages[i])
+            start, end = off + INFO_ID[0], min(off + INFO_ID[0] + INFO_ID[1], len(page))
+            page[start:end] = bytes(max(end - start, 0))
+            pages[i] = bytes(page)
+    return pages
+
+
+def replay(emu, host, seed, ops):
+    """Run ops on both; return the first disagreement as a string, or None."""
+    ea, ha = Arena(seed, emu.bpffs), Arena(seed, host.bpffs)
+    try:
+        log = []
+        for op in setup_calls() + [("open_dir", None)] + list(ops):
+            if op == ("open_dir", None):
+                emu.open_dir(emu.bpffs), host.open_dir(host.bpffs)
+                continue
+            r1, r2 = _do(emu, ea, op), _do(host, ha, op)
+            log.append((op, r1))
+            p1, p2 = _normalize(op, ea.pages()), _normalize(op, ha.pages())
+            if r1 != r2:
+                return "%r: emu %r, host %r\nafter %r" % (op, r1, r2, log[:-1])
+            for i, (a, b) in enumerate(zip(p1, p2)):
+                if i == 0:  # page 0 holds the backend's own paths
+                    continue
+                if a != b:
+                    d = next(j for j in range(len(a)) if a[j] != b[j])
+                    return "%r: memory differs at page %d +%d: emu %s host %s\nafter %r" % (
+                        op, i, d, a[d:d + 16].hex(), b[d:d + 16].hex(), log[:-1])
+        return None
+    finally:
+        ea.close()
+        ha.close()
+
+
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.generate])  # each host call is an RPC: no slow shrinking
+@given(seed=st.integers(0, 2**16), ops=calls)
+def test_emulator_matches_host(host_backend, seed, ops):
+    emu_b = EmuBackend()
+    emu = emu_b.spawn()
+    host = host_backend.spawn()
+    try:
+        problem = replay(emu, host, seed, ops)
+    finally:
+        host.exit()
+        _clean_pins(host_backend)
+    assert problem is None, problem
+
+
+def _clean_pins(host_backend):
+    import os
+    for name in os.listdir(host_backend.bpffs):
+        try:
+            os.unlink(os.path.join(host_backend.bpffs, name))
+        except OSError:
+            pass
+
+
+def test_fuzzhelp_arena_layout():
+    """Two arenas of one seed hold the same bytes (what makes the comparison meaningful)."""
+    a, b = Arena(7, "/x"), Arena(7, "/y")
+    try:
+        assert a.pages()[1:] == b.pages()[1:]
+        assert a.addr(a and __import__("conformance.fuzzhelp").fuzzhelp.Ptr("guard", 1)) == a.page(1) + 4096
+    finally:
+        a.close()
+        b.close()
+    assert ctypes.sizeof(u.bpf_attr) >= 120
