@@ -1,14 +1,19 @@
-"""Hash table maps (the kernel's hashtab.c): HASH, PERCPU_HASH, LRU_HASH,
-LRU_PERCPU_HASH and HASH_OF_MAPS.
+"""Hash table maps (the kernel's hashtab.c): HASH, PERCPU_HASH, LRU_HASH and
+LRU_PERCPU_HASH; HASH_OF_MAPS builds on them in map_in_map.py.
 
 Elements sit in ``n_buckets = roundup_pow_of_two(max_entries)`` buckets chosen
 by jhash of the key (seed 0 with BPF_F_ZERO_SEED, else a per-map value drawn
 from the kernel's deterministic generator). A bucket is a list, head first: a
 new element goes to the head, and replacing a key's value inserts the new
-element at the head and unlinks the old one, except for per-CPU values and
-BPF_F_LOCK updates, which are copied in place. GET_NEXT_KEY and the batch
-commands walk buckets in index order and each bucket from its head, so with
-BPF_F_ZERO_SEED the order is the kernel's.
+element at the head and unlinks the old one, except for per-CPU values,
+HASH_OF_MAPS values and BPF_F_LOCK updates, which are replaced in place.
+GET_NEXT_KEY and the batch commands walk buckets in index order and each bucket
+from its head, so with BPF_F_ZERO_SEED the order is the kernel's.
+
+A full map refuses a new key with E2BIG; an LRU map instead evicts its oldest
+element, and does so before looking the key up, as the kernel takes a free node
+first. Which element the kernel evicts depends on its per-CPU free lists (it may
+even evict before the map is full); only the invariants are the contract.
 
 Only buckets that hold something exist (memory follows the elements, not
 max_entries); ``_nonempty`` keeps their indices sorted for the walks.
