@@ -532,3 +532,15 @@ def test_batch_bad_in_batch_pointer(proc, cmd):
     a = make_attr(**{"batch.map_fd": fd, "batch.count": 0, "batch.in_batch": 8})
     assert err(proc.bpf, cmd, a) == 0  # count 0: nothing is read
     assert keys(proc, fd, 4) == model.order()
+
+
+@pytest.mark.parametrize("t", [HASH, PERCPU_HASH, LRU_HASH])
+def test_lookup_and_delete_with_a_bad_value_pointer_still_deletes(proc, t):
+    fd = create_map(proc, t, flags=ZS)
+    vs = vsize(t, 8)
+    update(proc, fd, u32(1), bytes(vs))
+    k = buf(u32(1))
+    a = make_attr(map_fd=fd, key=addr(k), value=0)
+    assert err(proc.bpf, u.BPF_MAP_LOOKUP_AND_DELETE_ELEM, a) == EFAULT
+    assert keys(proc, fd, 4) == []
+    assert err(proc.bpf, u.BPF_MAP_LOOKUP_AND_DELETE_ELEM, a) == ENOENT
