@@ -241,3 +241,25 @@ def test_which_types_can_be_inner_maps(proc, it, ks, vs, n, flags, want):
 def test_other_types_ignore_inner_map_fd(proc):
     assert err(create_map, proc, HASH, inner_map_fd=99) == 0
     assert err(create_map, proc, ARRAY, inner_map_fd=99) == 0
+
+
+@pytest.mark.parametrize("cmd", [u.BPF_MAP_LOOKUP_AND_DELETE_BATCH, u.BPF_MAP_DELETE_BATCH])
+def test_hash_of_maps_batch_deletes_release_inner_maps(proc, cmd):
+    fd = outer(proc, HOM, inner_array(proc))
+    ids = []
+    for k in range(3):
+        m = inner_array(proc)
+        ids.append(map_id(proc, m))
+        update(proc, fd, u32(k), fdval(m))
+        proc.close(m)
+    if cmd == u.BPF_MAP_DELETE_BATCH:
+        r = batch(proc, cmd, fd, 2, 4, 4, keys=u32(0) + u32(2))
+        assert (r.errno, r.count) == (0, 2)
+        gone, kept = [ids[0], ids[2]], [ids[1]]
+    else:
+        r = batch(proc, cmd, fd, 8, 4, 4)
+        assert (r.errno, r.count) == (ENOENT, 3)
+        assert sorted(r.values[:12][i:i + 4] for i in (0, 4, 8)) == sorted(u32(i) for i in ids)
+        gone, kept = ids, []
+    assert all(wait_gone(proc, i) for i in gone)
+    assert all(id_alive(proc, i) for i in kept)
