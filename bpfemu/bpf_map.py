@@ -53,6 +53,11 @@ class BpfMap(BpfObject):
     def alloc_check(cls, attr, task):
         """Validate attr (map_alloc_check); raise OSError(errno)."""
 
+    @classmethod
+    def map_alloc(cls, kernel, attr, task):
+        """ops->map_alloc: build the map (map_create calls it after the privilege checks)."""
+        return cls(kernel, attr)
+
     def __init__(self, kernel, attr):
         super().__init__(kernel)
         self.map_type = attr.map_type

@@ -70,11 +70,12 @@ class OfMaps:
     """What both of-maps types share: the template, fd -> held map, map -> id."""
 
     @classmethod
-    def remember_task(cls, attr, task):
-        # map_create calls alloc_check and then the constructor with the same attr; the
-        # template is read from the creating task's fd table in the constructor (after the
-        # privilege checks, as the kernel's map_alloc does)
-        attr.creating_task = task
+    def map_alloc(cls, kernel, attr, task):
+        """The template comes first, from the creating task's fds (after the privilege checks)."""
+        m = cls.__new__(cls)
+        m.meta = meta_alloc(task, attr.inner_map_fd)
+        m.__init__(kernel, attr)
+        return m
 
     def take_inner(self, task, value):
         """bpf_map_fd_get_ptr: the map behind the fd in value, held by this map."""
@@ -98,11 +99,6 @@ class HashOfMaps(OfMaps, HashMap):
         if attr.value_size != 4:
             raise bpf_error(errno.EINVAL, "value_size of a map of maps must be 4")
         super().alloc_check(attr, task)
-        cls.remember_task(attr, task)
-
-    def __init__(self, kernel, attr):
-        self.meta = meta_alloc(attr.creating_task, attr.inner_map_fd)
-        super().__init__(kernel, attr)
 
     @property
     def user_value_size(self):
@@ -131,15 +127,6 @@ class ArrayOfMaps(OfMaps, FdArray):
     # generic lookup and update batches; no delete batch
     lookup_batch = BpfMap.lookup_batch
     update_batch = BpfMap.update_batch
-
-    @classmethod
-    def alloc_check(cls, attr, task):
-        super().alloc_check(attr, task)
-        cls.remember_task(attr, task)
-
-    def __init__(self, kernel, attr):
-        self.meta = meta_alloc(attr.creating_task, attr.inner_map_fd)
-        super().__init__(kernel, attr)
 
     def _slot(self, key):
         return struct.unpack("<I", bytes(key))[0]

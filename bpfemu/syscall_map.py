@@ -131,7 +131,7 @@ def map_create(ctx):
             raise bpf_error(errno.EPERM, "%s maps need CAP_NET_ADMIN" % uapi.map_type_name(a.map_type))
     elif a.map_type not in UNPRIVILEGED_TYPES and not task.bpf_capable():
         raise bpf_error(errno.EPERM, "%s maps need CAP_BPF" % uapi.map_type_name(a.map_type))
-    m = cls(ctx.kernel, a)
+    m = cls.map_alloc(ctx.kernel, a, task)
     m.map_flags &= ~BPF_F_ACCESS  # the type may add flags (devmap adds BPF_F_RDONLY_PROG)
     try:
         off, n = uapi.attr_field("map_name")
