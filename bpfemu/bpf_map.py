@@ -116,12 +116,17 @@ class BpfMap(BpfObject):
         if b.elem_flags & uapi.BPF_F_LOCK and not self.has_spin_lock():
             raise bpf_error(errno.EINVAL, "BPF_F_LOCK on a map without a bpf_spin_lock")
 
-    def lookup_batch(self, ctx, b):
+    def _batch_begin(self, ctx, b):
+        """What every batch does first: check elem_flags; count 0 is a no-op; else count reads 0 until done."""
         self._batch_flags(b)
-        max_count = b.count
+        if b.count:
+            ctx.put("batch.count", 0)
+        return b.count
+
+    def lookup_batch(self, ctx, b):
+        max_count = self._batch_begin(ctx, b)
         if not max_count:
             return 0
-        ctx.put("batch.count", 0)
         ks, vs = self.key_size, self.user_value_size
         prev = ctx.read(b.in_batch, ks) if b.in_batch else None
         cp = 0
@@ -151,11 +156,9 @@ class BpfMap(BpfObject):
         return 0
 
     def update_batch(self, ctx, b):
-        self._batch_flags(b)
-        max_count = b.count
+        max_count = self._batch_begin(ctx, b)
         if not max_count:
             return 0
-        ctx.put("batch.count", 0)
         ks, vs = self.key_size, self.user_value_size
         cp = 0
         try:
@@ -169,11 +172,9 @@ class BpfMap(BpfObject):
         return 0
 
     def delete_batch(self, ctx, b):
-        self._batch_flags(b)
-        max_count = b.count
+        max_count = self._batch_begin(ctx, b)
         if not max_count:
             return 0
-        ctx.put("batch.count", 0)
         ks = self.key_size
         cp = 0
         try:

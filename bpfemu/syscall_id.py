@@ -52,24 +52,24 @@ def map_get_fd_by_id(ctx):
     return new_fd(ctx.task, m, mode)
 
 
-@command(uapi.BPF_PROG_GET_FD_BY_ID)
-def prog_get_fd_by_id(ctx):
-    a = ctx.attr
-    ctx.check_attr(uapi.offsetofend("prog_id"))
+def _rw_fd_by_id(ctx, kind):
+    """bpf_prog_get_fd_by_id / bpf_link_get_fd_by_id: the id is the last field; the fd is read-write."""
+    field = kind + "_id"
+    ctx.check_attr(uapi.offsetofend(field))
     if not ctx.task.capable(CAP_SYS_ADMIN):
         raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
-    p = _find(ctx, "prog", a.prog_id)
-    return new_fd(ctx.task, p, FMODE_READ | FMODE_WRITE)
+    obj = _find(ctx, kind, getattr(ctx.attr, field))
+    return new_fd(ctx.task, obj, FMODE_READ | FMODE_WRITE)
+
+
+@command(uapi.BPF_PROG_GET_FD_BY_ID)
+def prog_get_fd_by_id(ctx):
+    return _rw_fd_by_id(ctx, "prog")
 
 
 @command(uapi.BPF_LINK_GET_FD_BY_ID)
 def link_get_fd_by_id(ctx):
-    a = ctx.attr
-    ctx.check_attr(uapi.offsetofend("link_id"))
-    if not ctx.task.capable(CAP_SYS_ADMIN):
-        raise bpf_error(errno.EPERM, "GET_FD_BY_ID needs CAP_SYS_ADMIN")
-    ln = _find(ctx, "link", a.link_id)
-    return new_fd(ctx.task, ln, FMODE_READ | FMODE_WRITE)
+    return _rw_fd_by_id(ctx, "link")
 
 
 @command(uapi.BPF_BTF_GET_FD_BY_ID)
