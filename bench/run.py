@@ -85,7 +85,7 @@ def machine():
                     break
     except OSError:
         pass
-    return {"uname": " ".join(platform.uname()), "cpu": cpu, "ncpus": os.cpu_count(),
+    return {"uname": " ".join(os.uname()), "cpu": cpu, "ncpus": os.cpu_count(),
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
