@@ -18,6 +18,13 @@ doing the update is killed when it is the only one in the cgroup); an
 emulator cannot kill its caller, so a growing update fails with ENOMEM, which
 is what the kernel's allocation returns when reclaim and OOM give nothing.
 
+Per-CPU values are in the memlock figure but not charged against the limit:
+on the host (6.18, cgroup v1) a PERCPU_ARRAY or PERCPU_HASH whose per-CPU
+values alone are twice the cgroup's limit is created fine and the cgroup's
+usage grows only by the pointers and elements (conformance/test_memlock.py::
+test_per_cpu_values_are_not_charged_to_the_limit). ``limit_charge`` is what the
+limit sees; ``map_charge`` stays the memlock figure.
+
 The emulator's own memory follows what is stored, never max_entries, so the
 charge is a model of the host's, not of Python's heap.
 """
@@ -72,8 +79,8 @@ def growth(m):
         return 0
     ncpus = m.kernel.ncpus
     vs = round_up(m.value_size, 8)
-    if m.map_type in PERCPU_HASH:
-        return HTAB_ELEM + round_up(m.key_size, 8) + PTR + LLIST_NODE + LLIST_NODE + PTR + vs * ncpus
+    if m.map_type in PERCPU_HASH:  # the per-CPU value itself is not charged to the limit (see above)
+        return HTAB_ELEM + round_up(m.key_size, 8) + PTR + LLIST_NODE + LLIST_NODE + PTR
     return HTAB_ELEM + round_up(m.key_size, 8) + vs + LLIST_NODE
 
 
@@ -102,6 +109,22 @@ def map_charge(m):
     return MAP_HEADER + m.mem_usage()
 
 
+def percpu_bytes(m):
+    """The per-CPU value storage inside map_charge(m), which the cgroup limit does not see."""
+    t = m.map_type
+    if t != U.BPF_MAP_TYPE_PERCPU_ARRAY and t not in PERCPU_HASH:
+        return 0
+    per_elem = round_up(m.value_size, 8) * m.kernel.ncpus
+    if t == U.BPF_MAP_TYPE_PERCPU_ARRAY or not m.map_flags & U.BPF_F_NO_PREALLOC:
+        return per_elem * m.max_entries
+    return per_elem * m.count()
+
+
+def limit_charge(m):
+    """What map m counts against the memory cgroup's limit: its memlock less per-CPU values."""
+    return map_charge(m) - percpu_bytes(m)
+
+
 class MemCg:
     """One memory cgroup: ``limit`` bytes (None = unlimited) and the maps charged to it."""
 
@@ -118,14 +141,14 @@ class MemCg:
         return list(self._maps.values())
 
     def usage(self):
-        """Bytes charged now: the sum of the live maps' charges."""
-        return sum(map_charge(m) for m in self.maps())
+        """Bytes charged against the limit now: the sum of the live maps' limit charges."""
+        return sum(limit_charge(m) for m in self.maps())
 
     def charge_map(self, m):
         """MAP_CREATE: charge a new map, ENOMEM past the limit."""
-        if self.limit is not None and self.usage() + map_charge(m) > self.limit:
+        if self.limit is not None and self.usage() + limit_charge(m) > self.limit:
             raise bpf_error(errno.ENOMEM, "map needs %d bytes, the memory cgroup has %d of %d left"
-                            % (map_charge(m), max(self.limit - self.usage(), 0), self.limit))
+                            % (limit_charge(m), max(self.limit - self.usage(), 0), self.limit))
         self._maps[id(m)] = m
         if len(self._maps) > self._prune_at:
             self._prune_at = 2 * len(self.maps()) + 64

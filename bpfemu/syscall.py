@@ -204,9 +204,14 @@ def check_uarg_tail_zero(mem, uattr, expected, actual):
         raise bpf_error(errno.E2BIG, "attr size %d larger than a page" % actual)
     if actual <= expected:
         return
-    tail = mem.read(uattr + expected, actual - expected)
-    if any(tail):
-        raise bpf_error(errno.E2BIG, "nonzero bytes past the kernel's union bpf_attr")
+    # check_zeroed_user reads word by word and stops at the first nonzero one: a nonzero byte
+    # before an unreadable page is E2BIG, not EFAULT (so read a page at a time, in order)
+    addr, end = uattr + expected, uattr + actual
+    while addr < end:
+        n = min(end, (addr // PAGE_SIZE + 1) * PAGE_SIZE) - addr
+        if any(mem.read(addr, n)):
+            raise bpf_error(errno.E2BIG, "nonzero bytes past the kernel's union bpf_attr")
+        addr += n
 
 
 def _owned(obj, size):

@@ -57,16 +57,20 @@ def _mask_pointers(op, pages):
     pages[last] = bytes(page)
 
 
-def _normalize(op, pages):
+def _normalize(op, pages, masks):
+    """Mask what may differ; ``masks`` collects the (page, start, end) ranges an info call filled
+    with an id, which stay masked for the rest of the sequence (the bytes stay in memory)."""
     _mask_pointers(op, pages)
     if isinstance(op, Call) and op.cmd == u.BPF_OBJ_GET_INFO_BY_FD:
         p = op.fields.get("info.info")
         if p is not None and p.kind == "buf":
             i, off = p.page % len(pages), p.off
-            page = bytearray(pages[i])
-            start, end = off + INFO_ID[0], min(off + INFO_ID[0] + INFO_ID[1], len(page))
-            page[start:end] = bytes(max(end - start, 0))
-            pages[i] = bytes(page)
+            masks.add((i, off + INFO_ID[0], off + INFO_ID[0] + INFO_ID[1]))
+    for i, start, end in masks:
+        page = bytearray(pages[i])
+        end = min(end, len(page))
+        page[start:end] = bytes(max(end - start, 0))
+        pages[i] = bytes(page)
     return pages
 
 
@@ -74,14 +78,14 @@ def replay(emu, host, seed, ops):
     """Run ops on both; return the first disagreement as a string, or None."""
     ea, ha = Arena(seed, emu.bpffs), Arena(seed, host.bpffs)
     try:
-        log = []
+        log, masks = [], set()
         for op in setup_calls() + [("open_dir", None)] + list(ops):
             if op == ("open_dir", None):
                 emu.open_dir(emu.bpffs), host.open_dir(host.bpffs)
                 continue
             r1, r2 = _do(emu, ea, op), _do(host, ha, op)
             log.append((op, r1))
-            p1, p2 = _normalize(op, ea.pages()), _normalize(op, ha.pages())
+            p1, p2 = _normalize(op, ea.pages(), masks), _normalize(op, ha.pages(), masks)
             if r1 != r2:
                 return "%r: emu %r, host %r\nafter %r" % (op, r1, r2, log[:-1])
             for i, (a, b) in enumerate(zip(p1, p2)):
