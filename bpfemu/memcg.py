@@ -7,8 +7,8 @@ BPF_F_NO_PREALLOC is charged one element at a time as it grows. Past the
 cgroup's limit MAP_CREATE fails with ENOMEM.
 
 ``Kernel(memory_limit=N)`` gives the emulated machine a cgroup of N bytes;
-the default, None, is unlimited (only the real size checks of each map type
-apply). Each live map is charged its ``memlock`` figure of fdinfo (the
+the default is DEFAULT_MEMORY_LIMIT (1 GiB), and None is unlimited (only the
+real size checks of each map type apply). Each live map is charged its ``memlock`` figure of fdinfo (the
 kernel's ``map_mem_usage``), with the formulas below measured on the host
 (x86_64, 4 KiB pages); types without a formula here are charged their
 header plus what they store.

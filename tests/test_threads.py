@@ -253,7 +253,7 @@ def test_threads_on_one_kernel_serialize():
         t.join(20)
     assert not failures, failures
     assert not any(t.is_alive() for t in workers + background)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60  # ~2 s alone; generous for a loaded CI machine
     assert stats["walks"] and stats["checks"] and stats["fd_cycles"]
 
     # the final state is the serial one: each writer's model, nothing else
