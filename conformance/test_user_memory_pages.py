@@ -13,7 +13,6 @@ from bpfemu import uapi as u
 
 from .bpfhelp import create_map, keys, lookup, u32
 
-ENOENT = 2
 
 EFAULT = 14
 PAGE = mmap.PAGESIZE
@@ -109,3 +108,17 @@ def test_lookup_batch_values_into_a_read_only_page(proc, pages):
     got = bytes(pages.mm[off:PAGE])
     assert got == b"".join((500 + i).to_bytes(8, "little") for i in range(9))
     assert list(out_keys)[:9] == list(range(9))
+
+
+def test_attr_object_over_an_inaccessible_page_gives_EFAULT(proc, pages):
+    """A ctypes attr made with from_address does not own its memory: it is read with the checked
+    copy (the emulator copies owned attrs directly), so an unreadable one is EFAULT, not a crash."""
+    at = u.bpf_attr.from_address(pages.base + PAGE)
+    with pytest.raises(OSError) as e:
+        proc.bpf(u.BPF_MAP_CREATE, at)
+    assert e.value.errno == EFAULT
+    # straddling: the first bytes readable, the rest not
+    at = u.bpf_attr.from_address(pages.base + PAGE - 16)
+    with pytest.raises(OSError) as e:
+        proc.bpf(u.BPF_MAP_CREATE, at)
+    assert e.value.errno == EFAULT
