@@ -36,7 +36,7 @@ def ncpus(sys):
 
 
 def fill(sys, fd, keys, values, n, ks, vs):
-    """Store n elements (keys/values are ctypes arrays) with UPDATE_BATCH in chunks (fallback: one by one)."""
+    """Store n elements (keys/values are ctypes arrays) with UPDATE_BATCH in chunks of 64k."""
     chunk = 1 << 16
     done = 0
     while done < n:
@@ -119,8 +119,7 @@ class _Elem(Op):
             self.filled = True
 
     def loop(self, cmd):
-        bpf, a, sys, base = None, self.attr, self.sys, addr(self.keys)
-        bpf = sys.bpf
+        bpf, a, base = self.sys.bpf, self.attr, addr(self.keys)
         for i in range(self.n):
             a.key = base + 4 * i
             bpf(cmd, a)

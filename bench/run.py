@@ -198,7 +198,7 @@ def main(argv=None):
             log(markdown_table(result["ops"]))
         if not args.no_scale:
             log("")
-            result["scale"] = scale.run(args.smoke, hostb, log, plot=args.plot)
+            result["scale"] = scale.run(args.smoke, hostb, log, plot_path=args.plot)
     finally:
         if hostb is not None:
             hostb.exit()

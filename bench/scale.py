@@ -211,8 +211,7 @@ def plot(growth, path, log):
     return path
 
 
-def run(smoke, hostb, log, plot_path=None, **kw):
-    plot_path = kw.get("plot", plot_path)
+def run(smoke, hostb, log, plot_path=None):
     if smoke:
         sizes, nfill, points, probes, reps = [1 << 10, 1 << 12], 2000, [100, 1000], 200, 2
     else:
