@@ -40,3 +40,15 @@ def test_bench_smoke_json(tmp_path):
     assert {row["map"] for row in scale["create"]} >= {"hash", "array"}
     assert scale["fill"]["emu_bytes_per_elem"] > 0
     assert len(scale["growth"]["emu"]["lookup"]) == len(scale["growth"]["points"])
+
+
+def test_bench_without_host_leaves_host_columns_empty(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), BPFEMU_BENCH_NO_HOST="1")
+    r = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--reps", "1", "--no-scale", "--only", "hash",
+                        "--json", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    assert data["host_available"] is False and "BPFEMU_BENCH_NO_HOST" in data["host_note"]
+    assert data["ops"] and all(row["host"] is None and row["ratio"] is None for row in data["ops"])
+    assert all(row["emu"]["median"] > 0 for row in data["ops"])
