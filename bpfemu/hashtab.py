@@ -109,10 +109,6 @@ class HashMap(BpfMap):
         return len(self.elems) * (HTAB_ELEM_SIZE + round_up(self.key_size, 8) + round_up(self.value_size, 8))
 
     # -- bucket list primitives ----------------------------------------------
-    def _bucket_of(self, key):
-        h = htab_map_hash(key, self.hashrnd)
-        return h, h & (self.n_buckets - 1)
-
     def _add_head(self, elem):
         b = self.buckets.get(elem.bucket)
         if b is None:
@@ -127,10 +123,7 @@ class HashMap(BpfMap):
 
     def _unlink(self, elem):
         b = self.buckets[elem.bucket]
-        for i, e in enumerate(b):
-            if e is elem:
-                del b[i]
-                break
+        del b[b.index(elem)]  # Elem has no __eq__: index() finds this very object
         if not b:
             del self.buckets[elem.bucket]
             self._nonempty.remove(elem.bucket)
@@ -190,16 +183,27 @@ class HashMap(BpfMap):
             if self.lru_order is not None:  # the kernel sets the node's reference bit
                 self.lru_order.move_to_end(key)
             return
-        if old is None and len(self.elems) >= self.max_entries:
-            raise bpf_error(errno.E2BIG, "map is full")
         if old is None:
+            if len(self.elems) >= self.max_entries:
+                raise bpf_error(errno.E2BIG, "map is full")
             self.kernel.memcg.grow(self)  # BPF_F_NO_PREALLOC: ENOMEM past the memory limit
-        h, b = (old.hash, old.bucket) if old is not None else self._bucket_of(key)
-        new = Elem(key, stored, h, b)
-        if old is not None:
-            # the old element leaves; the new one takes the head
-            self._unlink(old)
-        self._add_head(new)
+            h = htab_map_hash(key, self.hashrnd)
+            self._add_head(Elem(key, stored, h, h & (self.n_buckets - 1)))
+            return
+        # the old element leaves; the new one takes the head of the same bucket (which so stays
+        # non-empty: _nonempty is left alone)
+        b = self.buckets[old.bucket]
+        new = Elem(key, stored, old.hash, old.bucket)
+        i = b.index(old)  # Elem has no __eq__: index() finds this very object
+        if i:
+            del b[i]
+            b.insert(0, new)
+        else:
+            b[0] = new
+        self.elems[key] = new
+        if self.lru_order is not None:
+            self.lru_order.move_to_end(key)
+        self.free_value(old.value)
 
     def _evict(self):
         victim_key = next(iter(self.lru_order))
