@@ -42,6 +42,19 @@ NET_ADMIN_TYPES = frozenset(getattr(uapi, "BPF_MAP_TYPE_" + n) for n in (
     "SOCKMAP", "SOCKHASH", "DEVMAP", "DEVMAP_HASH", "XSKMAP"))
 
 
+# The generic update/delete batches read the keys (and values) of up to this many bytes of
+# elements with one copy. Reads have no side effects, so when such a copy faults, the chunk is
+# done again element by element and the fault lands at the same element, with the same count.
+BATCH_CHUNK = 1 << 20
+
+
+def _read_or_none(ctx, addr, n):
+    try:
+        return ctx.read(addr, n)
+    except OSError:
+        return None
+
+
 class BpfMap(BpfObject):
     """A map. Batch operations that a type lacks are set to None (the command gives ENOTSUPP)."""
 
@@ -160,13 +173,26 @@ class BpfMap(BpfObject):
         if not max_count:
             return 0
         ks, vs = self.key_size, self.user_value_size
+        keys, values, flags, task, update = b.keys, b.values, b.elem_flags, ctx.task, self.update_sys
         cp = 0
         try:
             while cp < max_count:
-                key = ctx.read(b.keys + cp * ks, ks)
-                value = ctx.read(b.values + cp * vs, vs)
-                self.update_sys(ctx.task, key, value, b.elem_flags)
-                cp += 1
+                c = min(max_count - cp, max(1, BATCH_CHUNK // (ks + vs or 1)))
+                kbuf = _read_or_none(ctx, keys + cp * ks, c * ks)
+                vbuf = _read_or_none(ctx, values + cp * vs, c * vs) if kbuf is not None else None
+                if vbuf is None:  # something in this chunk faults: element by element, as the kernel
+                    for _ in range(c):
+                        key = ctx.read(keys + cp * ks, ks)
+                        value = ctx.read(values + cp * vs, vs)
+                        update(task, key, value, flags)
+                        cp += 1
+                    continue
+                ko = vo = 0
+                for _ in range(c):
+                    update(task, kbuf[ko:ko + ks], vbuf[vo:vo + vs], flags)
+                    ko += ks
+                    vo += vs
+                    cp += 1
         finally:
             ctx.put("batch.count", cp)
         return 0
@@ -176,11 +202,22 @@ class BpfMap(BpfObject):
         if not max_count:
             return 0
         ks = self.key_size
+        keys, delete = b.keys, self.delete
         cp = 0
         try:
             while cp < max_count:
-                self.delete(ctx.read(b.keys + cp * ks, ks))
-                cp += 1
+                c = min(max_count - cp, max(1, BATCH_CHUNK // (ks or 1)))
+                kbuf = _read_or_none(ctx, keys + cp * ks, c * ks)
+                if kbuf is None:  # something in this chunk faults: element by element, as the kernel
+                    for _ in range(c):
+                        delete(ctx.read(keys + cp * ks, ks))
+                        cp += 1
+                    continue
+                ko = 0
+                for _ in range(c):
+                    delete(kbuf[ko:ko + ks])
+                    ko += ks
+                    cp += 1
         finally:
             ctx.put("batch.count", cp)
         return 0
