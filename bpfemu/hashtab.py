@@ -20,6 +20,7 @@ max_entries); ``_nonempty`` keeps their indices sorted for the walks.
 """
 import errno
 from collections import OrderedDict
+from itertools import islice
 
 from sortedcontainers import SortedList
 
@@ -33,6 +34,7 @@ MAX_BPF_STACK = 512
 HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem) without the key, on x86_64
 HTAB_BUCKET_SIZE = 16  # sizeof(struct bucket)
 PCPU_MIN_UNIT_SIZE = 32768
+PAGE_SIZE = 4096
 
 CAP_SYS_ADMIN = 21
 BPF_F_ACCESS_MASK = uapi.BPF_F_RDONLY | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY | uapi.BPF_F_WRONLY_PROG
@@ -260,33 +262,70 @@ class HashMap(BpfMap):
         if batch >= self.n_buckets:
             raise bpf_error(errno.ENOENT)
         ks, vs = self.key_size, self.user_value_size
+        kbase, vbase = b.keys, b.values
         total = 0
         err = 0
-        while True:
-            pos = self._nonempty.bisect_left(batch)
-            if pos == len(self._nonempty):
-                batch = self.n_buckets
-                err = errno.ENOENT
-                break
-            batch = self._nonempty[pos]
-            bucket = self.buckets[batch]
-            if len(bucket) > max_count - total:
+        # The non-empty buckets this call can visit (at most one per element, plus the one that
+        # does not fit), taken once: nothing is added while the batch runs, and deleted buckets
+        # are ones already passed.
+        todo = list(islice(self._nonempty.irange(minimum=batch), max_count + 1))
+        # Writes go out bucket by bucket (keys, then values), as the kernel copies them, as long as
+        # they reach pages not yet written in this call: that is where a fault can come. Once a
+        # page took a write, later pieces for it cannot fault; they are gathered and written
+        # together before the next write to a new page and before the call ends. Only when the
+        # key and value areas cannot overlap: otherwise the order of the pieces matters.
+        bound = min(max_count, len(self.elems))
+        gather = kbase + bound * ks <= vbase or vbase + bound * vs <= kbase
+        kdone = vdone = 0  # end of the pages written so far in the key/value areas
+        pk, pv, p0 = [], [], 0  # gathered keys and values, from element p0 on
+        bv = self.batch_value
+        unlink = self._unlink
+        buckets = self.buckets
+        for batch in todo:
+            bucket = buckets[batch]
+            n = len(bucket)
+            if n > max_count - total:
                 if total == 0:
                     err = errno.ENOSPC
                 break
-            elems = list(bucket)
-            keys = b"".join(e.key for e in elems)
-            values = b"".join(self.batch_value(e) for e in elems)
-            if do_delete:
-                for e in elems:
-                    self._unlink(e)
-            ctx.write(b.keys + total * ks, keys)
-            ctx.write(b.values + total * vs, values)
-            total += len(elems)
+            if n == 1:
+                e = bucket[0]
+                kparts, vparts = [e.key], [bv(e)]
+                if do_delete:
+                    unlink(e)
+            else:
+                elems = list(bucket)
+                kparts = [e.key for e in elems]
+                vparts = [bv(e) for e in elems]
+                if do_delete:
+                    for e in elems:
+                        unlink(e)
+            kaddr, vaddr = kbase + total * ks, vbase + total * vs
+            kend, vend = kaddr + n * ks, vaddr + n * vs
+            if gather and kend <= kdone and vend <= vdone:
+                pk += kparts
+                pv += vparts
+            else:
+                if pk:
+                    ctx.write(kbase + p0 * ks, b"".join(pk))
+                    ctx.write(vbase + p0 * vs, b"".join(pv))
+                    pk, pv = [], []
+                ctx.write(kaddr, b"".join(kparts))
+                kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
+                ctx.write(vaddr, b"".join(vparts))
+                vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
+                p0 = total + n
+            total += n
             batch += 1
             if batch >= self.n_buckets:
                 err = errno.ENOENT
                 break
+        else:
+            batch = self.n_buckets  # no non-empty bucket left
+            err = errno.ENOENT
+        if pk:
+            ctx.write(kbase + p0 * ks, b"".join(pk))
+            ctx.write(vbase + p0 * vs, b"".join(pv))
         ctx.write(b.out_batch, batch.to_bytes(4, "little"))
         ctx.put("batch.count", total)
         if err:
