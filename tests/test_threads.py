@@ -33,7 +33,7 @@ import time
 
 import bpfemu
 from bpfemu import uapi as u
-from conformance.bpfhelp import (create_map, hash_map, lookup, map_fd_by_id, map_id, next_key, obj_get,
+from conformance.bpfhelp import (err, keys, create_map, hash_map, lookup, map_fd_by_id, map_id, next_key, obj_get,
                                  pin, update, delete)
 
 WRITERS = 4
@@ -88,13 +88,13 @@ class Writer:
             v = self.value()
             want = {u.BPF_NOEXIST: errno.EEXIST if present else 0,
                     u.BPF_EXIST: 0 if present else errno.ENOENT}.get(flags, 0)
-            got = _errno(update, self.task, self.fd, k32(key), v64(v), flags)
+            got = err(update, self.task, self.fd, k32(key), v64(v), flags)
             assert got == want, (key, flags, got, want)
             if not got:
                 self.inserts[key] += not present
                 self.model[key] = v
         elif op == 3:  # delete
-            got = _errno(delete, self.task, self.fd, k32(key))
+            got = err(delete, self.task, self.fd, k32(key))
             assert got == (0 if present else errno.ENOENT)
             if present:
                 self.deletes[key] += 1
@@ -120,25 +120,6 @@ class Writer:
                 assert present and got == v64(self.model[key]), (key, got)
             except OSError as e:
                 assert e.errno == errno.ENOENT and not present
-
-
-def _errno(fn, *args):
-    try:
-        fn(*args)
-        return 0
-    except OSError as e:
-        return e.errno
-
-
-def _walk(task, fd, key_size):
-    seen, k = [], None
-    while True:
-        try:
-            k = next_key(task, fd, k, key_size)
-        except OSError as e:
-            assert e.errno == errno.ENOENT, e
-            return seen
-        seen.append(k)
 
 
 def _lookup_batch_all(task, fd):
@@ -205,7 +186,7 @@ def test_threads_on_one_kernel_serialize():
         task = t0.fork()
         while not stop.is_set():
             for fd, size, in_place in ((pfd, 4, True), (afd, 4, True), (hfd, 4, False)):
-                ks = _walk(task, fd, size)
+                ks = keys(task, fd, size)
                 assert all(len(k) == size for k in ks)
                 if in_place:
                     assert len(ks) == len(set(ks)) == 64, "a walk visited a key twice: %r" % ks
@@ -262,7 +243,7 @@ def test_threads_on_one_kernel_serialize():
         expected.update(w.model)
         for k in w.keys:
             assert w.inserts[k] - w.deletes[k] == (1 if k in w.model else 0), k
-    found = {struct.unpack("<I", k)[0] for k in _walk(t0, hfd, 4)}
+    found = {struct.unpack("<I", k)[0] for k in keys(t0, hfd, 4)}
     assert found == set(expected)
     for k, v in expected.items():
         assert lookup(t0, hfd, k32(k), 8) == v64(v)
