@@ -21,6 +21,17 @@ ARRAY, HASH = u.BPF_MAP_TYPE_ARRAY, u.BPF_MAP_TYPE_HASH
 def inner_array(proc, max_entries=4, value_size=8, flags=0):
     return create_map(proc, ARRAY, key_size=4, value_size=value_size, max_entries=max_entries, flags=flags)
 
+def fill_with_inner_arrays(proc, fd, n):
+    """Store n fresh inner arrays at keys 0..n-1, closing our fds: the outer map is their only holder."""
+    ids = []
+    for k in range(n):
+        m = inner_array(proc)
+        ids.append(map_id(proc, m))
+        update(proc, fd, u32(k), fdval(m))
+        proc.close(m)
+    return ids
+
+
 
 def outer(proc, t, inner_fd, max_entries=4, key_size=4, value_size=4, flags=0):
     return create_map(proc, t, key_size=key_size, value_size=value_size, max_entries=max_entries, flags=flags,
@@ -185,12 +196,7 @@ def test_outer_map_holds_its_inner_maps(proc, t):
     tmpl_id = map_id(proc, tmpl)
     proc.close(tmpl)
     assert wait_gone(proc, tmpl_id)  # the template is not kept
-    ids = []
-    for k in range(3):
-        m = inner_array(proc)
-        ids.append(map_id(proc, m))
-        update(proc, fd, u32(k), fdval(m))
-        proc.close(m)
+    ids = fill_with_inner_arrays(proc, fd, 3)
     assert all(id_alive(proc, i) for i in ids)
     delete(proc, fd, u32(0))
     assert wait_gone(proc, ids[0])
@@ -246,12 +252,7 @@ def test_other_types_ignore_inner_map_fd(proc):
 @pytest.mark.parametrize("cmd", [u.BPF_MAP_LOOKUP_AND_DELETE_BATCH, u.BPF_MAP_DELETE_BATCH])
 def test_hash_of_maps_batch_deletes_release_inner_maps(proc, cmd):
     fd = outer(proc, HOM, inner_array(proc))
-    ids = []
-    for k in range(3):
-        m = inner_array(proc)
-        ids.append(map_id(proc, m))
-        update(proc, fd, u32(k), fdval(m))
-        proc.close(m)
+    ids = fill_with_inner_arrays(proc, fd, 3)
     if cmd == u.BPF_MAP_DELETE_BATCH:
         r = batch(proc, cmd, fd, 2, 4, 4, keys=u32(0) + u32(2))
         assert (r.errno, r.count) == (0, 2)
