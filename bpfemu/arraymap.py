@@ -17,14 +17,12 @@ import mmap as _mmap
 import struct
 
 from . import uapi
-from .bpf_map import BpfMap, map_type, round_up
+from .bpf_map import BPF_F_ACCESS_MASK, PCPU_MIN_UNIT_SIZE, BpfMap, map_flags_access_ok, map_type, round_up
 from .errors import ENOTSUPP, bpf_error
 from .objects import FMODE_READ, FMODE_WRITE
 
 INT_MAX = 2**31 - 1
 PAGE_SIZE = 4096
-PCPU_MIN_UNIT_SIZE = 32768
-BPF_F_ACCESS_MASK = uapi.BPF_F_RDONLY | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY | uapi.BPF_F_WRONLY_PROG
 ARRAY_CREATE_FLAG_MASK = (uapi.BPF_F_NUMA_NODE | uapi.BPF_F_MMAPABLE | BPF_F_ACCESS_MASK
                           | uapi.BPF_F_PRESERVE_ELEMS | uapi.BPF_F_INNER_MAP)
 
@@ -35,7 +33,7 @@ def array_map_alloc_check(attr):
     numa = flags & uapi.BPF_F_NUMA_NODE and attr.numa_node != 0xFFFFFFFF
     if (attr.max_entries == 0 or attr.key_size != 4 or attr.value_size == 0
             or flags & ~ARRAY_CREATE_FLAG_MASK
-            or (flags & uapi.BPF_F_RDONLY_PROG and flags & uapi.BPF_F_WRONLY_PROG)
+            or not map_flags_access_ok(flags)
             or (percpu and numa)):
         raise bpf_error(errno.EINVAL, "invalid array map attributes")
     if attr.map_type != uapi.BPF_MAP_TYPE_ARRAY and flags & (uapi.BPF_F_MMAPABLE | uapi.BPF_F_INNER_MAP):

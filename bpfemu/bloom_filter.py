@@ -8,11 +8,10 @@ host's, bit for bit. Only the set bits are stored.
 import errno
 
 from . import uapi
-from .bpf_map import BpfMap, map_type, roundup_pow_of_two
+from .bpf_map import KMALLOC_MAX_SIZE, BpfMap, map_flags_access_ok, map_type, roundup_pow_of_two
 from .errors import bpf_error
 from .jhash import jhash, jhash2
 
-KMALLOC_MAX_SIZE = 1 << 22
 U32_MAX = 0xFFFFFFFF
 BLOOM_CREATE_FLAG_MASK = (uapi.BPF_F_NUMA_NODE | uapi.BPF_F_ZERO_SEED | uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY
                           | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY_PROG)
@@ -45,7 +44,7 @@ class BloomFilterMap(BpfMap):
         # bloom_map_alloc: these run after the capability check
         if (attr.key_size != 0 or attr.value_size == 0 or attr.max_entries == 0
                 or flags & ~BLOOM_CREATE_FLAG_MASK
-                or (flags & uapi.BPF_F_RDONLY_PROG and flags & uapi.BPF_F_WRONLY_PROG)
+                or not map_flags_access_ok(flags)
                 or attr.map_extra & ~NR_HASHES_MASK):
             raise bpf_error(errno.EINVAL, "invalid bloom filter attributes")
         super().__init__(kernel, attr)

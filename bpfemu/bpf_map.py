@@ -26,6 +26,17 @@ def map_type(*types):
     return deco
 
 
+# kernel limits every map type's checks share (x86_64, 4 KiB pages)
+KMALLOC_MAX_SIZE = 1 << 22
+PCPU_MIN_UNIT_SIZE = 32768
+BPF_F_ACCESS_MASK = uapi.BPF_F_RDONLY | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY | uapi.BPF_F_WRONLY_PROG
+
+
+def map_flags_access_ok(flags):
+    """bpf_map_flags_access_ok: a program may not be both read-only and write-only."""
+    return not (flags & uapi.BPF_F_RDONLY_PROG and flags & uapi.BPF_F_WRONLY_PROG)
+
+
 def round_up(n, m):
     return (n + m - 1) // m * m
 

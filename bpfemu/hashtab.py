@@ -25,19 +25,17 @@ from itertools import islice
 from sortedcontainers import SortedList
 
 from . import uapi
-from .bpf_map import BpfMap, map_type, round_up, roundup_pow_of_two
+from .bpf_map import (BPF_F_ACCESS_MASK, KMALLOC_MAX_SIZE, PCPU_MIN_UNIT_SIZE, BpfMap, map_type, round_up, roundup_pow_of_two,
+                      map_flags_access_ok)
 from .errors import ENOTSUPP, bpf_error
 from .jhash import htab_map_hash
 
-KMALLOC_MAX_SIZE = 1 << 22  # 4 MiB with 4 KiB pages (the host's)
 MAX_BPF_STACK = 512
 HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem) without the key, on x86_64
 HTAB_BUCKET_SIZE = 16  # sizeof(struct bucket)
-PCPU_MIN_UNIT_SIZE = 32768
 PAGE_SIZE = 4096
 
 CAP_SYS_ADMIN = 21
-BPF_F_ACCESS_MASK = uapi.BPF_F_RDONLY | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY | uapi.BPF_F_WRONLY_PROG
 HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uapi.BPF_F_NUMA_NODE
                          | BPF_F_ACCESS_MASK | uapi.BPF_F_ZERO_SEED)
 
@@ -341,8 +339,3 @@ class HashMap(BpfMap):
         self.elems.clear()
         self.buckets.clear()
         self._nonempty.clear()
-
-
-def map_flags_access_ok(flags):
-    """bpf_map_flags_access_ok: a program may not be both read-only and write-only."""
-    return not (flags & uapi.BPF_F_RDONLY_PROG and flags & uapi.BPF_F_WRONLY_PROG)

@@ -31,11 +31,6 @@ from .usermem import NULL_PAGE, _iovec, address_of
 
 SYS_bpf = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 PAGE = 4096
-PERCPU_TYPES = {uapi.BPF_MAP_TYPE_PERCPU_HASH, uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH,
-                uapi.BPF_MAP_TYPE_PERCPU_ARRAY, uapi.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE}
-FD_MAP_TYPES = {uapi.BPF_MAP_TYPE_PROG_ARRAY, uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY,
-                uapi.BPF_MAP_TYPE_CGROUP_ARRAY, uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS,
-                uapi.BPF_MAP_TYPE_HASH_OF_MAPS}
 RPC_FD = 1000  # where a child keeps its end of the conversation, away from the low fds
 # The most a child copies for one pointer. A batch with a huge count and buffers larger than this would
 # fault in the child where it would not in this process; no test needs buffers that large.
@@ -356,10 +351,10 @@ def _map_sizes(fd):
     except OSError:
         return None
     vs = info.value_size
-    if info.type in PERCPU_TYPES:
+    if info.type in uapi.PERCPU_MAP_TYPES:
         from .kernel import host_possible_cpus
         vs = (vs + 7) // 8 * 8 * (host_possible_cpus() or 1)
-    elif info.type in FD_MAP_TYPES:
+    elif info.type in uapi.FD_MAP_TYPES:
         vs = 4
     return info.key_size, vs
 

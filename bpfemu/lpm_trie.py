@@ -18,10 +18,9 @@ import errno
 import struct
 
 from . import uapi
-from .bpf_map import BpfMap, map_type
+from .bpf_map import KMALLOC_MAX_SIZE, BpfMap, map_flags_access_ok, map_type
 from .errors import bpf_error
 
-KMALLOC_MAX_SIZE = 1 << 22
 LPM_DATA_SIZE_MIN, LPM_DATA_SIZE_MAX = 1, 256
 LPM_KEY_SIZE_MIN, LPM_KEY_SIZE_MAX = 4 + LPM_DATA_SIZE_MIN, 4 + LPM_DATA_SIZE_MAX
 LPM_NODE_SIZE = 24  # sizeof(struct lpm_trie_node) since the bpf_mem_alloc rework
@@ -50,7 +49,7 @@ class LpmTrieMap(BpfMap):
         # trie_alloc: every check runs after the capability check
         if (attr.max_entries == 0 or not flags & uapi.BPF_F_NO_PREALLOC
                 or flags & ~LPM_CREATE_FLAG_MASK
-                or (flags & uapi.BPF_F_RDONLY_PROG and flags & uapi.BPF_F_WRONLY_PROG)
+                or not map_flags_access_ok(flags)
                 or not LPM_KEY_SIZE_MIN <= attr.key_size <= LPM_KEY_SIZE_MAX
                 or not 1 <= attr.value_size <= LPM_VAL_SIZE_MAX):
             raise bpf_error(errno.EINVAL, "invalid LPM trie attributes")

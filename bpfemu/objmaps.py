@@ -27,7 +27,7 @@ import struct
 
 from . import uapi
 from .arraymap import array_map_alloc_check
-from .bpf_map import BpfMap, map_type, roundup_pow_of_two
+from .bpf_map import BPF_F_ACCESS_MASK, PCPU_MIN_UNIT_SIZE, BpfMap, map_flags_access_ok, map_type, roundup_pow_of_two
 from .errors import ENOTSUPP, bpf_error
 
 PAGE_SIZE = 4096
@@ -37,13 +37,11 @@ U16_MAX = 0xFFFF
 # BPF_LOCAL_STORAGE_MAX_VALUE_SIZE: U16_MAX less the rounded-up local storage element header
 LOCAL_STORAGE_MAX_VALUE_SIZE = U16_MAX - 96
 MAX_BPF_STACK = 512
-PCPU_MIN_UNIT_SIZE = 32768
 LOOPBACK_IFINDEX = 1
 S32_MAX = 2**31 - 1
 
 F = uapi
 ACCESS = F.BPF_F_RDONLY | F.BPF_F_WRONLY
-ACCESS_MASK = ACCESS | F.BPF_F_RDONLY_PROG | F.BPF_F_WRONLY_PROG
 
 
 def _u32(b):
@@ -52,11 +50,6 @@ def _u32(b):
 
 def _i32(b):
     return struct.unpack_from("<i", b)[0]
-
-
-def flags_access_ok(flags):
-    """bpf_map_flags_access_ok: not both RDONLY_PROG and WRONLY_PROG."""
-    return not (flags & F.BPF_F_RDONLY_PROG and flags & F.BPF_F_WRONLY_PROG)
 
 
 def fd_of_kind(task, fd, kind, wrong):
@@ -165,7 +158,7 @@ class CgroupArray(FdArray):
 
 # -- stackmap.c -----------------------------------------------------------------
 
-STACK_CREATE_FLAG_MASK = F.BPF_F_NUMA_NODE | ACCESS_MASK | F.BPF_F_STACK_BUILD_ID
+STACK_CREATE_FLAG_MASK = F.BPF_F_NUMA_NODE | BPF_F_ACCESS_MASK | F.BPF_F_STACK_BUILD_ID
 BUILD_ID_SIZE = 32  # sizeof(struct bpf_stack_build_id)
 
 
@@ -262,7 +255,7 @@ class CgroupStorage(ObjMap):
             raise bpf_error(errno.EINVAL, "value_size 0")
         if attr.value_size > limit:
             raise bpf_error(errno.E2BIG, "value too large")
-        if attr.map_flags & ~(F.BPF_F_NUMA_NODE | ACCESS_MASK) or not flags_access_ok(attr.map_flags):
+        if attr.map_flags & ~(F.BPF_F_NUMA_NODE | BPF_F_ACCESS_MASK) or not map_flags_access_ok(attr.map_flags):
             raise bpf_error(errno.EINVAL, "bad cgroup storage flags")
         if attr.max_entries:
             raise bpf_error(errno.EINVAL, "cgroup storage has no max_entries")

@@ -9,10 +9,9 @@ import collections
 import errno
 
 from . import uapi
-from .bpf_map import BpfMap, map_type
+from .bpf_map import KMALLOC_MAX_SIZE, BpfMap, map_flags_access_ok, map_type
 from .errors import bpf_error
 
-KMALLOC_MAX_SIZE = 1 << 22
 QUEUE_STACK_CREATE_FLAG_MASK = (uapi.BPF_F_NUMA_NODE | uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY
                                 | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY_PROG)
 
@@ -26,7 +25,7 @@ class QueueStackMap(BpfMap):
         flags = attr.map_flags
         if (attr.max_entries == 0 or attr.key_size != 0 or attr.value_size == 0
                 or flags & ~QUEUE_STACK_CREATE_FLAG_MASK
-                or (flags & uapi.BPF_F_RDONLY_PROG and flags & uapi.BPF_F_WRONLY_PROG)):
+                or not map_flags_access_ok(flags)):
             raise bpf_error(errno.EINVAL, "invalid queue/stack attributes")
         if attr.value_size > KMALLOC_MAX_SIZE:
             raise bpf_error(errno.E2BIG, "value_size above KMALLOC_MAX_SIZE")

@@ -73,6 +73,14 @@ def offsetofend(dotted, struct_cls=bpf_attr):
     return off + size
 
 
+# Map types whose syscall value is not value_size bytes (bpf_map_value_size): per-CPU maps take
+# round_up(value_size, 8) bytes for each possible CPU, fd maps take a 4-byte fd in and give an id out.
+PERCPU_MAP_TYPES = frozenset(globals()["BPF_MAP_TYPE_" + n] for n in (
+    "PERCPU_HASH", "LRU_PERCPU_HASH", "PERCPU_ARRAY", "PERCPU_CGROUP_STORAGE"))
+FD_MAP_TYPES = frozenset(globals()["BPF_MAP_TYPE_" + n] for n in (
+    "PROG_ARRAY", "PERF_EVENT_ARRAY", "CGROUP_ARRAY", "ARRAY_OF_MAPS", "HASH_OF_MAPS"))
+
+
 # The last attr field each command reads: bytes after it must be zero (EINVAL).
 LAST_FIELD = {
     BPF_MAP_CREATE: "excl_prog_hash_size",  # noqa: F821 - names come from globals().update
