@@ -134,6 +134,10 @@ class MemCg:
         self.limit = limit
         self._maps = {}  # id(map) -> map, pruned of freed maps as it is read
         self._prune_at = 64
+        # room known to be left under the limit: usage() only grows by what grow() and charge_map()
+        # allow, so this is a lower bound and element inserts need not re-sum every map each time
+        self._headroom = 0
+        self._headroom_for = limit
 
     def maps(self):
         for k in [k for k, m in self._maps.items() if m.freed]:
@@ -150,6 +154,7 @@ class MemCg:
             raise bpf_error(errno.ENOMEM, "map needs %d bytes, the memory cgroup has %d of %d left"
                             % (limit_charge(m), max(self.limit - self.usage(), 0), self.limit))
         self._maps[id(m)] = m
+        self._headroom = 0
         if len(self._maps) > self._prune_at:
             self._prune_at = 2 * len(self.maps()) + 64
 
@@ -158,8 +163,13 @@ class MemCg:
         if self.limit is None:
             return
         n = growth(m)
-        if n and self.usage() + n > self.limit:
+        if n <= self._headroom and self._headroom_for == self.limit:
+            self._headroom -= n
+            return
+        self._headroom, self._headroom_for = self.limit - self.usage(), self.limit
+        if n > self._headroom:
             raise bpf_error(errno.ENOMEM, "the memory cgroup limit (%d bytes) is reached" % self.limit)
+        self._headroom -= n
 
     def violations(self, live_maps):
         out = []
