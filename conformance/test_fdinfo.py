@@ -11,9 +11,9 @@ import struct
 import pytest
 
 from bpfemu import uapi as u
-from bpfemu.kernel import host_possible_cpus
+from bpfemu.host.sysinfo import host_possible_cpus
 
-from .bpfhelp import create_map, delete, freeze, map_id, map_info, map_fd_by_id, obj_get, pin, update
+from bpfemu.testing.support import create_map, delete, freeze, map_id, map_info, map_fd_by_id, obj_get, pin, update
 
 NCPUS = host_possible_cpus()
 ORDER = ["pos", "flags", "mnt_id", "ino", "map_type", "key_size", "value_size", "max_entries", "map_flags",

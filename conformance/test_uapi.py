@@ -11,7 +11,7 @@ import pytest
 
 from bpfemu import uapi
 
-from .conftest import host_required
+from bpfemu.testing.backends import host_required
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BTF = "/sys/kernel/btf/vmlinux"

@@ -11,7 +11,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import create_map, keys, lookup, u32
+from bpfemu.testing.support import create_map, keys, lookup, u32
 
 
 EFAULT = 14

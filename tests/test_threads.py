@@ -33,7 +33,7 @@ import time
 
 import bpfemu
 from bpfemu import uapi as u
-from conformance.bpfhelp import (err, keys, create_map, hash_map, lookup, map_fd_by_id, map_id, next_key, obj_get,
+from bpfemu.testing.support import (err, keys, create_map, hash_map, lookup, map_fd_by_id, map_id, next_key, obj_get,
                                  pin, update, delete)
 
 WRITERS = 4
