@@ -17,7 +17,7 @@ from .host.sysinfo import host_possible_cpus, host_unprivileged_bpf_disabled
 from .idr import IDR
 from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import FMODE_READ, KINDS, File
-from .surface import address_of
+from .surface import attr_args
 from .syscall.mmap import bpf_map_mmap
 from .syscall.sys_bpf import sys_bpf
 from .usermem import LOCAL
@@ -186,13 +186,9 @@ class Task:
     # -- the syscall ---------------------------------------------------
     def bpf(self, cmd, attr, size=None):
         """bpf(cmd, &attr, size): attr is a ctypes object or bytearray laid out as union bpf_attr."""
-        addr, n = address_of(attr)
-        if size is None:
-            if n is None:
-                raise TypeError("size is required when attr is an address")
-            size = n
+        addr, size = attr_args(attr, size)
         self._check_alive()
-        return sys_bpf(self, cmd, addr, size, self.mem, attr if n is not None else None)
+        return sys_bpf(self, cmd, addr, size, self.mem, None if isinstance(attr, int) else attr)
 
     def _check_alive(self):
         if not self.alive:

@@ -1,7 +1,7 @@
 """What a caller hands to either backend and gets back from it: the shapes the emulator and the host share.
 
-- :func:`address_of`: the address and size of the buffer passed as ``attr`` (a ctypes object, a
-  bytearray, a writable memoryview, or an int address);
+- :func:`address_of` and :func:`attr_args`: the address and size of the buffer passed as ``attr`` (a
+  ctypes object, a bytearray, a writable memoryview, or an int address with its size);
 - :class:`Mapping`: what ``task.mmap(fd, ...)`` returns on both backends;
 - :class:`StatResult` and :class:`StatfsResult`: what the emulator's ``stat``/``statfs`` return (the host
   returns ``os.stat_result`` and a StatfsResult).
@@ -31,6 +31,17 @@ def address_of(buf):
         return ctypes.addressof(c), n
     raise TypeError("attr must be a ctypes object, a bytearray or a writable memoryview, not %s"
                     % type(buf).__name__)
+
+
+def attr_args(attr, size=None):
+    """(address, size) of bpf(cmd, attr, size)'s attr: ``size`` defaults to the buffer's own (TypeError for a
+    bare address without one)."""
+    addr, n = address_of(attr)
+    if size is None:
+        if n is None:
+            raise TypeError("size is required when attr is an address")
+        size = n
+    return addr, size
 
 
 class Mapping:

@@ -121,3 +121,23 @@ def test_supported_tables_follow_the_dispatch_table():
         assert ("| implemented |" in row) == ok
     create = next(line for line in text.splitlines() if "| `BPF_MAP_CREATE` |" in line)
     assert "test_api (" in create  # conformance/test_api.py creates maps through bpfemu.Map
+
+
+CONTRIBUTING = os.path.join(ROOT, "docs", "contributing.md")
+
+
+def test_contributing_quotes_the_code_as_it_is():
+    """Each ```python <path> block of docs/contributing.md stands verbatim in that file."""
+    quoted = [(info, body) for lang, info, body in blocks(CONTRIBUTING) if lang == "python" and info]
+    assert len(quoted) >= 4
+    for path, body in quoted:
+        with open(os.path.join(ROOT, path)) as f:
+            assert body in f.read(), "docs/contributing.md quotes %s, which no longer holds:\n%s" % (path, body)
+
+
+def test_contributing_lists_every_module():
+    with open(CONTRIBUTING) as f:
+        text = f.read()
+    missing = [name for _d, _dirs, files in os.walk(os.path.join(ROOT, "bpfemu"))  # does not enter the link
+               for name in files if name.endswith(".py") and name != "__init__.py" and name + "`" not in text]
+    assert missing == []

@@ -31,18 +31,12 @@ import errno as _errno
 from .. import uapi
 from ..host.sysinfo import host_possible_cpus
 from .codecs import codec
-from .errors import BpfError, detail_for, make_error
+from .errors import _DELETE, _ENOENT, _LOOKUP, _LOOKUP_AND_DELETE, _NEXT, _UPDATE, BpfError, detail_for, make_error
 from .errors import reraise as _reraise
 
 __all__ = ["Map", "MapInfo", "Batch", "map_type_number", "issues"]
 
 U = uapi
-_LOOKUP = U.BPF_MAP_LOOKUP_ELEM
-_UPDATE = U.BPF_MAP_UPDATE_ELEM
-_DELETE = U.BPF_MAP_DELETE_ELEM
-_NEXT = U.BPF_MAP_GET_NEXT_KEY
-_LOOKUP_AND_DELETE = U.BPF_MAP_LOOKUP_AND_DELETE_ELEM
-_ENOENT = _errno.ENOENT
 
 PERCPU_TYPES = U.PERCPU_MAP_TYPES
 FD_TYPES = U.FD_MAP_TYPES

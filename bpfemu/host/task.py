@@ -22,7 +22,7 @@ import tempfile
 from .. import uapi
 from ..errors import strerror
 from ..limits import PAGE_SIZE
-from ..surface import address_of
+from ..surface import attr_args
 from ..syscall.table import COMMANDS
 from .libc import MACHINE, SYSCALLS, mmap_fd, mount, raw_bpf, read_partial, statfs, umount
 from .rpc import RPC_FD, open_fds, recv, send, start_serving
@@ -65,11 +65,7 @@ class Host(_Surface):
 
     # -- the syscall ------------------------------------------------------------
     def bpf(self, cmd, attr, size=None):
-        addr, n = address_of(attr)
-        if size is None:
-            if n is None:
-                raise TypeError("size is required when attr is an address")
-            size = n
+        addr, size = attr_args(attr, size)
         r = raw_bpf(cmd, addr, size)
         if cmd in FD_RETURNING:
             self._opened.add(r)
@@ -205,11 +201,7 @@ class HostTask(_Surface):
         return val
 
     def bpf(self, cmd, attr, size=None):
-        addr, n = address_of(attr)
-        if size is None:
-            if n is None:
-                raise TypeError("size is required when attr is an address")
-            size = n
+        addr, size = attr_args(attr, size)
         size &= 0xFFFFFFFF
         want = min(size, PAGE_SIZE + 1)
         data = read_partial(addr, want)

@@ -18,6 +18,7 @@ op                          kernel                                        defaul
 ``get_next_key``            map_get_next_key                              EINVAL
 ``lookup_and_delete``       map_lookup_and_delete_elem                    ENOTSUPP
 ``push``/``pop``/``peek``   map_push_elem/map_pop_elem/map_peek_elem      ENOTSUPP
+``peek_value``              map_peek_elem of a bloom filter (a value in)  ENOTSUPP
 ``lookup_batch`` ...        map_lookup_batch, map_lookup_and_delete_      ENOTSUPP (types opt in to
                             batch, map_update_batch, map_delete_batch     the ``generic_map_*`` ones)
 ``map_mmap``                map_mmap                                      ENOTSUPP
@@ -183,6 +184,10 @@ class BpfMap(BpfObject):
         raise bpf_error(ENOTSUPP)
 
     def peek(self):
+        raise bpf_error(ENOTSUPP)
+
+    def peek_value(self, value):
+        """A bloom filter's map_peek_elem: None when value may be in the set, ENOENT when it is not."""
         raise bpf_error(ENOTSUPP)
 
     # -- what the syscall layer calls --------------------------------------------------

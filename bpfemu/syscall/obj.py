@@ -11,11 +11,13 @@ from .table import command
 
 
 def read_path(ctx, addr):
-    """strncpy_from_user of a NUL-terminated path (EFAULT, ENAMETOOLONG, ENOENT for '')."""
+    """strncpy_from_user of a NUL-terminated path of at most PATH_MAX bytes with its NUL (EFAULT,
+    ENAMETOOLONG, ENOENT for '')."""
     out = bytearray()
     while True:
-        # read up to the end of the current page so a string near unmapped memory still works
-        n = PAGE_SIZE - (addr + len(out)) % PAGE_SIZE
+        # read up to the end of the current page so a string near unmapped memory still works, and never
+        # past PATH_MAX bytes, the most the kernel reads
+        n = min(PAGE_SIZE - (addr + len(out)) % PAGE_SIZE, PATH_MAX - len(out))
         chunk = ctx.read(addr + len(out), n)
         end = chunk.find(b"\0")
         if end >= 0:

@@ -119,27 +119,24 @@ class Min(_Combine):
 class MapKey(Length):
     """key_size of the map behind the fd in attr field ``fd_field``."""
 
+    index, what = 0, "key_size"
+
     def __init__(self, fd_field):
         self.fd_field = fd_field
 
     def eval(self, env):
         sizes = env.map_sizes(env.field(self.fd_field))
-        return None if sizes is None else sizes[0]
+        return None if sizes is None else sizes[self.index]
 
     def __repr__(self):
-        return "key_size(%s)" % self.fd_field
+        return "%s(%s)" % (self.what, self.fd_field)
 
 
 class MapValue(MapKey):
     """The value size a syscall copies for the map behind ``fd_field`` (bpf_map_value_size: per-CPU
     values for every possible CPU, 4 bytes for fd maps)."""
 
-    def eval(self, env):
-        sizes = env.map_sizes(env.field(self.fd_field))
-        return None if sizes is None else sizes[1]
-
-    def __repr__(self):
-        return "value_size(%s)" % self.fd_field
+    index, what = 1, "value_size"
 
 
 class CString(Length):
