@@ -46,8 +46,8 @@ class Ctx(UserCopy):
 
     def fdget(self, name):
         """The open file behind the fd in attr field ``name``, of the kind the table declares for it."""
-        d = self.entry.fds[name]
-        return fdget(self.task, self.field(name), d.kinds, d.wrong, d.closed)
+        off, size, d = self.entry.fd_at[name]
+        return fdget(self.task, int.from_bytes(self.raw[off:off + size], "little"), d.kinds, d.wrong, d.closed)
 
     def put(self, field, value):
         """put_user/copy_to_user of one attr field back into the caller's attr."""

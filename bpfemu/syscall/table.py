@@ -224,6 +224,7 @@ class Command:
         self.attr_end = U.offsetofend(last_field)  # CHECK_ATTR: zero from here to the end of attr
         self.user_ptrs = list(user_ptrs)
         self.fds = dict(fds or {})
+        self.fd_at = {name: U.attr_field(name) + (fd,) for name, fd in self.fds.items()}  # (offset, size, Fd)
         self.returns_fd = returns_fd
         self.handler = None
 
