@@ -6,7 +6,8 @@ our own generators of programs of the same shape, written from what those tests 
 case's declared ``retval`` (which the selftests use to pick a variant) and returns
 ``(slots, retval, func_info)``: the instruction slots, the return value the run must give, and the
 func_info records (or None to keep the case's own). The slots may be given as a function that builds them,
-when building is costly and the expected value is known without it.
+when building is costly and the expected value is known without it (its ``size`` attribute then gives the
+number of slots).
 
 Every generator is called as ``gen(retval, func_info, seed)``: the case's declared ``retval`` and
 ``func_info`` and a seed string.
@@ -137,6 +138,7 @@ def rand_ld_dw(retval, func_info, seed):
             p.append(xor)
         return p + [BPF_MOV64_REG(BPF_REG_1, BPF_REG_0), BPF_ALU64_IMM(BPF_RSH, BPF_REG_1, 32),
                     BPF_ALU64_REG(BPF_XOR, BPF_REG_0, BPF_REG_1), BPF_EXIT_INSN()]
+    slots.size = 1 + 3 * len(values) + 4
     return slots, acc & 0xffffffff, None
 
 

@@ -37,7 +37,7 @@ from bpfemu.prog import insn as I
 
 from . import btfenc, kbtf
 
-__all__ = ["Outcome", "run_case", "cause", "LOG_SIZE", "unprivileged_task", "CapDroppedHost",
+__all__ = ["Outcome", "run_case", "cause", "error_block", "LOG_SIZE", "unprivileged_task", "CapDroppedHost",
            "host_unprivileged_bpf_disabled", "lowered_unprivileged_sysctl"]
 
 LOG_SIZE = 0xffffffff >> 8  # test_verifier's bpf_vlog: UINT_MAX >> 8 bytes
@@ -72,33 +72,48 @@ class Outcome(NamedTuple):
 
 # -- the cause of a rejection -------------------------------------------------------------------------------
 _PROCESSED = re.compile(r"^processed \d+ insns \(limit \d+\)")
-_TRAILER = re.compile(r"^(verification time \d+ usec|stack depth [\d+]+|processed \d+ insns.*"
-                      r"|max_states_per_insn.*|peak_states.*|mark_read.*)$")
-_INSN_DUMP = re.compile(r"^\d+: \(")          # "12: (85) call bpf_map_lookup_elem#1" (log levels 1 and 2)
-_STATE = re.compile(r"^(\d+: )?(frame\d+: )?R\d+(_[rwD]+)?=")  # register state lines
+_TRAILER = re.compile(r"^(verification time \d+ usec|stack depth [\d+]+)$")
+# what only the instruction trace of log levels 1 and 2 prints: instruction dumps ("12: (85) call ..."),
+# register states ("12: R0=... R10=fp0", "frame1: R1=..."), path changes ("from 4 to 6: ..."), source lines
+_TRACE = re.compile(r"^(\d+: \(|(\d+: )?(frame\d+: )?R\d+(_[rwD]+)?=|from \d+ to \d+:|\d+: \(|; |"
+                    r"(\d+: )?frame\d+:|mark_precise:|last_idx |regs=|parent didn't have|func#\d+ @\d+|"
+                    r"Live regs before insn:|\s)")
 
 
-def cause(log):
-    """The line of a verifier log that names why the program was refused, or None for an empty log.
-
-    The verifier reports the error last, right before its ``processed N insns ...`` summary; what
-    test_verifier's errstr matches is (nearly always) on that line. We take the last line before the
-    summary that is neither an instruction dump nor a register-state line (those only appear at log levels
-    1 and 2), so the same cause comes out whatever the log level. A log that stops before any summary
-    (errors found before the main pass: bad BTF, unknown opcode, jumps out of range, ...) gives its last
-    line."""
+def error_block(log):
+    """The lines the verifier printed when it gave up: the last run of lines before its closing summary
+    (``verification time``, ``stack depth``, ``processed N insns ...``) that are not part of the
+    instruction trace of log levels 1 and 2. [] for an empty log."""
     if not log:
-        return None
+        return []
     lines = [ln.rstrip() for ln in log.splitlines() if ln.strip()]
     for i, ln in enumerate(lines):
         if _PROCESSED.match(ln):
             lines = lines[:i]
             break
+    while lines and _TRAILER.match(lines[-1]):
+        lines.pop()
+    block = []
     for ln in reversed(lines):
-        if _TRAILER.match(ln) or _INSN_DUMP.match(ln) or _STATE.match(ln):
-            continue
-        return ln
-    return None
+        if _TRACE.match(ln):
+            break
+        block.append(ln)
+    return block[::-1]
+
+
+def cause(log):
+    """The line of a verifier log that names why the program was refused, or None when there is none.
+
+    When the verifier gives up it prints its error, sometimes followed by explanation lines ("R0 min value is
+    outside of the allowed memory range" after "invalid access to map value, value_size=48 off=48 size=8";
+    the two states after "infinite loop detected at insn 1"), and then its summary. The cause is the first
+    line of that error block (:func:`error_block`): the primary message, which is what test_verifier's
+    errstr matches in most tests. Whatever the log level (4, statistics only, as test_verifier loads; or 1
+    and 2 with the instruction trace), the same line comes out. A log that stops before any summary
+    (errors found before the main pass: bad BTF, unknown opcode, jumps out of range, ...) gives the first line
+    of its last block the same way."""
+    block = error_block(log)
+    return block[0] if block else None
 
 
 # -- privileges ---------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import hashlib
 import os
 import pickle
 import platform
+import re
 from typing import List, Optional, Tuple
 
 from bpfemu.prog import insn as _insn
@@ -58,7 +59,7 @@ BPF_F_TEST_RND_HI32 = 1 << 2
 BPF_PROG_TYPE_SOCKET_FILTER = 1
 BPF_PROG_TYPE_CGROUP_SKB = 8
 TEST_DATA_LEN = 64
-POINTER_VALUE = 0xcafe4a11  # a retval meaning "any value" (the program returns a pointer)
+POINTER_VALUE = 0xcafe4a  # test_verifier's "0xcafe4all": a retval meaning "any value" (a pointer was returned)
 
 # The fixup arrays of struct bpf_test, in test_verifier's creation order (that order decides fd numbers).
 FIXUP_KINDS = (
@@ -183,15 +184,16 @@ class GeneratedSlots(collections.abc.Sequence):
     """The slots of a generated program (:mod:`.fill`), built on first use: some hold a million
     instructions. Pickles as the generator's name and arguments."""
 
-    def __init__(self, helper, retval, func_info, seed):
+    def __init__(self, helper, retval, func_info, seed, size):
         self.args = (helper, retval, tuple(func_info), seed)
+        self.size = size
         self._slots = None
 
     def __getstate__(self):
-        return self.args
+        return self.args, self.size
 
-    def __setstate__(self, args):
-        self.args, self._slots = args, None
+    def __setstate__(self, state):
+        (self.args, self.size), self._slots = state, None
 
     def _get(self):
         if self._slots is None:
@@ -201,7 +203,7 @@ class GeneratedSlots(collections.abc.Sequence):
         return self._slots
 
     def __len__(self):
-        return len(self._get())
+        return self.size
 
     def __getitem__(self, i):
         return self._get()[i]
@@ -589,7 +591,8 @@ def _case(file, index, init):
         seed = "%s/%d" % (file, index)
         declared = (c.retvals[0].retval, list(c.func_info))
         _built, retval, func_info = gen(declared[0], declared[1], seed)
-        c.insns = GeneratedSlots(c.fill_helper, declared[0], declared[1], seed)
+        size = _built.size if callable(_built) else len(list(_insn.flatten(_built)))
+        c.insns = GeneratedSlots(c.fill_helper, declared[0], declared[1], seed, size)
         c.retvals[0].retval = retval & 0xffffffff
         if func_info is not None:
             c.func_info = func_info
@@ -720,6 +723,21 @@ def _store(tree, paths, corpus):
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+def tree_version(tree):
+    """'6.1.192' from the tree's top Makefile, or None."""
+    try:
+        head = _read(os.path.join(tree, "Makefile"))[:2000]
+    except OSError:
+        return None
+    parts = []
+    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL"):
+        m = re.search(r"^%s = (\d+)" % key, head, re.M)
+        if not m:
+            return None
+        parts.append(m.group(1))
+    return ".".join(parts)
 
 
 def declared_count(tree=None):
