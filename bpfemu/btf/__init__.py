@@ -16,9 +16,10 @@ from .builder import Builder
 from .log import BytesBuffer, VerifierLog
 from .parse import btf_parse
 from .types import BtfType
+from .vmlinux import vmlinux_btf
 from . import uapi
 
-__all__ = ["Btf", "BtfType", "Builder", "BytesBuffer", "VerifierLog", "btf_parse", "uapi", "load"]
+__all__ = ["Btf", "BtfType", "Builder", "BytesBuffer", "VerifierLog", "btf_parse", "uapi", "load", "vmlinux_btf"]
 
 
 def load(blob, log_level=1, log_size=65535, **kw):

@@ -69,11 +69,13 @@ FIELD_INFO = {
     BPF_REFCOUNT: ("bpf_refcount", 4, 4),
 }
 
-# at most one of each of these per value
-_UNIQUE = ((BPF_SPIN_LOCK, b"bpf_spin_lock"), (BPF_RES_SPIN_LOCK, b"bpf_res_spin_lock"), (BPF_TIMER, b"bpf_timer"),
-           (BPF_WORKQUEUE, b"bpf_wq"), (BPF_TASK_WORK, b"bpf_task_work"))
-_NAMED = ((BPF_LIST_HEAD, b"bpf_list_head"), (BPF_LIST_NODE, b"bpf_list_node"), (BPF_RB_ROOT, b"bpf_rb_root"),
-          (BPF_RB_NODE, b"bpf_rb_node"))
+# (field, struct name, unique): a unique field appears at most once among the members of one
+# struct (or the vars of one DATASEC); a struct nested in it counts on its own
+_FIELD_TYPES = ((BPF_SPIN_LOCK, b"bpf_spin_lock", True), (BPF_RES_SPIN_LOCK, b"bpf_res_spin_lock", True),
+                (BPF_TIMER, b"bpf_timer", True), (BPF_WORKQUEUE, b"bpf_wq", True),
+                (BPF_TASK_WORK, b"bpf_task_work", True), (BPF_LIST_HEAD, b"bpf_list_head", False),
+                (BPF_LIST_NODE, b"bpf_list_node", False), (BPF_RB_ROOT, b"bpf_rb_root", False),
+                (BPF_RB_NODE, b"bpf_rb_node", False), (BPF_REFCOUNT, b"bpf_refcount", False))
 
 BTF_FIELDS_MAX = 11
 MAX_RESOLVE_DEPTH = 32
@@ -264,23 +266,14 @@ def _get_field_type(btf, var_type, field_mask, seen):
     """btf_get_field_type: (type, size, align), 0 (not special), or -E2BIG (a second unique field)."""
     name = _name(btf, var_type)
     ftype = 0
-    for bit, n in _UNIQUE:
+    for bit, n, unique in _FIELD_TYPES:
         if field_mask & bit and name == n:
-            if seen[0] & bit:
-                return -errno.E2BIG
-            seen[0] |= bit
+            if unique:
+                if seen[0] & bit:
+                    return -errno.E2BIG
+                seen[0] |= bit
             ftype = bit
             break
-    if not ftype:
-        for bit, n in _NAMED:
-            if field_mask & bit and name == n:
-                ftype = bit
-                break
-    if not ftype and field_mask & BPF_REFCOUNT and name == b"bpf_refcount":
-        if seen[0] & BPF_REFCOUNT:
-            return -errno.E2BIG
-        seen[0] |= BPF_REFCOUNT
-        ftype = BPF_REFCOUNT
     if not ftype and field_mask & (BPF_KPTR | BPF_UPTR) and var_type.kind != U.BTF_KIND_STRUCT:
         ftype = BPF_KPTR_REF
     if not ftype:
@@ -305,12 +298,12 @@ def _repeat_fields(info, first, field_cnt, repeat_cnt, elem_size, info_cnt):
     return 0
 
 
-def _find_nested_struct(btf, t, off, nelems, field_mask, info, info_cnt, level, seen):
+def _find_nested_struct(btf, t, off, nelems, field_mask, info, info_cnt, level):
     level += 1
     if level >= MAX_RESOLVE_DEPTH:
         return -errno.E2BIG
     first = len(info)
-    ret = _find_struct_field(btf, t, field_mask, info, info_cnt, level, seen)
+    ret = _find_struct_field(btf, t, field_mask, info, info_cnt, level)
     if ret <= 0:
         return ret
     for i in info[first:first + ret]:
@@ -338,7 +331,7 @@ def _find_field_one(btf, var, var_type, var_idx, off, expected_size, field_mask,
         sz = var_type.size
         if expected_size and expected_size != sz * nelems:
             return 0
-        return _find_nested_struct(btf, var_type, off, nelems, field_mask, info, info_cnt, level, seen)
+        return _find_nested_struct(btf, var_type, off, nelems, field_mask, info, info_cnt, level)
     if r == 0:
         return 0
     if isinstance(r, int):
@@ -372,8 +365,9 @@ def _find_field_one(btf, var, var_type, var_idx, off, expected_size, field_mask,
     return nelems
 
 
-def _find_struct_field(btf, t, field_mask, info, info_cnt, level, seen):
+def _find_struct_field(btf, t, field_mask, info, info_cnt, level):
     idx = 0
+    seen = [0]
     for i, m in enumerate(t.members):
         mt = btf.type_by_id(m[1])
         off = btf.member_bit_offset(t, m)
@@ -387,8 +381,9 @@ def _find_struct_field(btf, t, field_mask, info, info_cnt, level, seen):
     return idx
 
 
-def _find_datasec_var(btf, t, field_mask, info, info_cnt, level, seen):
+def _find_datasec_var(btf, t, field_mask, info, info_cnt, level):
     idx = 0
+    seen = [0]
     for vtype, off, size in t.vsis:
         var = btf.type_by_id(vtype)
         var_type = btf.type_by_id(var.type)
@@ -400,11 +395,10 @@ def _find_datasec_var(btf, t, field_mask, info, info_cnt, level, seen):
 
 
 def find_field(btf, t, field_mask, info, info_cnt=BTF_FIELDS_MAX):
-    seen = [0]
     if t.kind == U.BTF_KIND_STRUCT:
-        return _find_struct_field(btf, t, field_mask, info, info_cnt, 0, seen)
+        return _find_struct_field(btf, t, field_mask, info, info_cnt, 0)
     if t.kind == U.BTF_KIND_DATASEC:
-        return _find_datasec_var(btf, t, field_mask, info, info_cnt, 0, seen)
+        return _find_datasec_var(btf, t, field_mask, info, info_cnt, 0)
     return -errno.EINVAL
 
 
@@ -525,7 +519,7 @@ def parse_fields(btf, t, field_mask, value_size, vmlinux=None):
     return rec
 
 
-ALLOC_OBJ_FIELDS = (b"bpf_spin_lock", b"bpf_res_spin_lock", b"bpf_list_head", b"bpf_list_node", b"bpf_rb_root",
+ALLOC_OBJ_FIELDS = (b"bpf_spin_lock", b"bpf_list_head", b"bpf_list_node", b"bpf_rb_root",
                     b"bpf_rb_node", b"bpf_refcount")
 
 

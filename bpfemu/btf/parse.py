@@ -24,7 +24,9 @@ import errno
 from ..errors import ENOTSUPP, bpf_error
 from . import uapi as U
 from .btf import Btf, Header
+from .fields import parse_struct_metas
 from .log import BPF_LOG_KERNEL, VerifierLog
+from .vmlinux import vmlinux_btf
 from .types import (VOID, BtfType, has_size, int_is_regular, is_decl_tag_target, is_modifier,
                     is_resolve_source_only, is_struct, needs_resolve, nosize_or_null)
 
@@ -1263,7 +1265,7 @@ class ParseResult:
         self.detail = detail
 
 
-def btf_parse(data, log=None, btf_size=None, base=None, vmlinux=None, write_true_size=None):
+def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write_true_size=None):
     """btf_parse(): validate a BTF blob as BPF_BTF_LOAD does; return the Btf or raise OSError.
 
     ``data``: the blob (bytes), or a callable returning it that may raise
@@ -1273,7 +1275,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux=None, write_true
     EINVAL for bad log attrs; build it before calling, as the kernel checks the
     size first, so pass ``log`` as ``(level, ubuf, size)`` to keep that order).
     ``base``: the Btf this one is split from. ``vmlinux``: the kernel's Btf (or
-    a callable returning it), used for the kptr checks of special fields.
+    a callable returning it; by default :func:`~bpfemu.btf.vmlinux.vmlinux_btf`,
+    loaded only if a kptr needs it), used for the kptr checks of special fields.
     ``write_true_size(n)``: stores log_true_size back into attr (may raise
     OSError(EFAULT)); None when attr is too short to hold it.
 
@@ -1305,7 +1308,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux=None, write_true
         _parse_type_sec(env)
         err = _check_type_tags(env, btf, 1)
         if not err:
-            from .fields import parse_struct_metas
+            if vmlinux == "default":
+                vmlinux = vmlinux_btf
             err = parse_struct_metas(btf, vmlinux)
     except _Fail as f:
         err = f.err
