@@ -18,6 +18,7 @@ the tests' text never lives in this repository (it is GPL):
 Nothing here is specific to one test: a test the reader cannot evaluate is
 reported in ``RawTest.error`` rather than skipped silently.
 """
+import ctypes
 import os
 import re
 import struct
@@ -538,3 +539,147 @@ def raw_tests(tree=None):
             rt.error = "%s: %s" % (type(e).__name__, e)
         out.append(rt)
     return out
+
+
+# -- BPF_BTF_LOAD on either backend ---------------------------------------------------------------
+
+LOG_SIZE = 65535  # what the selftest gives its log
+
+
+def _not_implemented(e):
+    return e.errno == 22 and "not implemented" in (getattr(e, "bpf_detail", None) or "")
+
+
+class _RawMemory:
+    """The user buffer at a real address of this process (for the emulator fallback below)."""
+
+    def __init__(self, addr):
+        self.addr = addr
+
+    def write(self, off, data):
+        ctypes.memmove(self.addr + off, bytes(data), len(data))
+
+    def read(self, off, n):
+        return ctypes.string_at(self.addr + off, n)
+
+
+def _emu_btf_load(attr):
+    """What syscall/btf.py will do once BPF_BTF_LOAD is wired: btf_parse() over the attr fields."""
+    from bpfemu.btf import btf_parse
+    ubuf = _RawMemory(attr.btf_log_buf) if attr.btf_log_buf else None
+
+    def read():
+        return ctypes.string_at(attr.btf, attr.btf_size) if attr.btf_size else b""
+
+    def write_true_size(n):
+        attr.btf_log_true_size = n
+
+    return btf_parse(read, log=(attr.btf_log_level, ubuf, attr.btf_log_size), btf_size=attr.btf_size,
+                     write_true_size=write_true_size)
+
+
+def btf_load(task, blob, log_level=1, log_size=LOG_SIZE, log_buf=True, btf_size=None):
+    """BPF_BTF_LOAD of ``blob`` through ``task.bpf()``: (errno or 0, raw log buffer bytes, log_true_size).
+
+    ``task`` is an emulator task or ``bpfemu.Host()``; a loaded BTF's fd is
+    closed again. While the emulator's syscall layer answers "not implemented",
+    the emulator side calls :func:`bpfemu.btf.btf_parse` with the same attr.
+    """
+    data = ctypes.create_string_buffer(bytes(blob), max(len(blob), 1))
+    lb = ctypes.create_string_buffer(log_size) if (log_buf and log_size) else None
+    attr = bpf_uapi.make_attr(btf=ctypes.addressof(data), btf_size=len(blob) if btf_size is None else btf_size,
+                              btf_log_level=log_level, btf_log_size=log_size,
+                              btf_log_buf=ctypes.addressof(lb) if lb is not None else 0)
+    try:
+        fd = task.bpf(bpf_uapi.BPF_BTF_LOAD, attr)
+        task.close(fd)
+        err = 0
+    except OSError as e:
+        if not _not_implemented(e):
+            err = e.errno
+        else:
+            try:
+                _emu_btf_load(attr)
+                err = 0
+            except OSError as e2:
+                err = e2.errno
+    return err, (lb.raw if lb is not None else b""), attr.btf_log_true_size
+
+
+def log_text(raw):
+    """The log as a C string (up to the first NUL)."""
+    i = raw.find(b"\0")
+    return raw if i < 0 else raw[:i]
+
+
+def log_cause(raw):
+    """The last line of the log: where the kernel says why it refused (or the last type it checked)."""
+    lines = log_text(raw).rstrip(b"\n").split(b"\n")
+    return lines[-1] if lines else b""
+
+
+def btf_task(name):
+    """A task for conformance tests: an emulator task, or bpfemu.Host() (the real syscall in this process)."""
+    if name == "host":
+        import bpfemu
+        return bpfemu.Host()
+    import bpfemu
+    return bpfemu.Kernel().spawn()
+
+
+# -- the host's outcomes, recorded -----------------------------------------------------------------
+
+RECORD_PATH = os.path.join(os.path.dirname(__file__), "btf_host.json")
+
+
+def blob_key(blob):
+    import hashlib
+    return hashlib.sha256(blob).hexdigest()
+
+
+def outcome(task, blob):
+    """What a backend does with ``blob``: errno, cause, log digest and size with a log; errno without."""
+    import hashlib
+    err, raw, true_size = btf_load(task, blob)
+    err_nolog = btf_load(task, blob, log_level=0, log_size=0)[0]
+    text = log_text(raw)
+    return {"errno": err, "errno_nolog": err_nolog, "cause": log_cause(raw).decode("latin-1"),
+            "log_sha256": hashlib.sha256(text).hexdigest(), "log_true_size": true_size}
+
+
+def load_record(path=RECORD_PATH):
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"kernel": None, "cases": {}}
+
+
+def record(path=RECORD_PATH, tree=None):
+    """Run every raw test on the host kernel and write the outcomes (keyed by the blob's sha256)."""
+    import json
+    import platform
+    data = load_record(path)
+    data["kernel"] = platform.release()
+    host = btf_task("host")
+    for t in raw_tests(tree):
+        if t.blob is None:
+            continue
+        o = outcome(host, t.blob)
+        o["descr"] = t.descr
+        data["cases"][blob_key(t.blob)] = o
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return data
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:2] == ["record"]:
+        d = record(tree=sys.argv[2] if len(sys.argv) > 2 else None)
+        print("recorded %d outcomes of kernel %s in %s" % (len(d["cases"]), d["kernel"], RECORD_PATH))
+    else:
+        for t in raw_tests():
+            print(t.index, t.descr, t.error or "", len(t.blob or b""))
