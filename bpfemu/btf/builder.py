@@ -179,11 +179,20 @@ class Builder:
                 return i
         raise KeyError("an array needs an index type and this builder has no INT")
 
-    def size_align(self, ref, depth=0):
+    def size_align(self, ref, depth=0, _seen=None):
         """(size, alignment) of a type as a C compiler on a 64-bit target lays it out."""
         tid = self.id_of(ref)
-        if tid == 0 or depth > 64:
+        if _seen is None:
+            _seen = set()
+        if tid <= 0 or tid > len(self.types) or tid in _seen:  # void, out of range, or a loop
             return 0, 1
+        _seen.add(tid)
+        try:
+            return self._size_align(tid, depth, _seen)
+        finally:
+            _seen.discard(tid)
+
+    def _size_align(self, tid, depth, seen):
         t = self.types[tid - 1]
         k = t.kind
         if t.raw is not None:
@@ -194,22 +203,24 @@ class Builder:
             return 8, 8
         if k in (U.BTF_KIND_TYPEDEF, U.BTF_KIND_VOLATILE, U.BTF_KIND_CONST, U.BTF_KIND_RESTRICT,
                  U.BTF_KIND_TYPE_TAG, U.BTF_KIND_VAR):
-            return self.size_align(t.size_type[1], depth + 1)
+            return self.size_align(t.size_type[1], depth + 1, seen)
         if k == U.BTF_KIND_ARRAY:
-            s, a = self.size_align(t.extra[1], depth + 1)
+            s, a = self.size_align(t.extra[1], depth + 1, seen)
             return s * t.extra[3], a
         if k in (U.BTF_KIND_STRUCT, U.BTF_KIND_UNION):
-            return self._layout(t, depth)[:2]
+            return self._layout(t, depth, seen)[:2]
         return 0, 1
 
-    def _layout(self, t, depth=0):
+    def _layout(self, t, depth=0, seen=None):
         """(size, align, [(name, type, bit offset, bitfield size)]) of a struct or union."""
         members = []
         end = 0
         align = 1
+        if seen is None:
+            seen = {self.types.index(t) + 1}
         for m in t.extra[1]:
             name, ty = m[0], m[1]
-            s, a = self.size_align(ty, depth + 1)
+            s, a = self.size_align(ty, depth + 1, seen)
             align = max(align, a)
             if len(m) > 2 and m[2] is not None:
                 off = m[2]
