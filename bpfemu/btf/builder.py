@@ -320,7 +320,8 @@ class Builder:
         usual); ``types``/``strings`` replace a section's bytes; ``hdr_tail``
         is appended to the 24-byte header (for hdr_len > 24 tests).
         """
-        ts = self.type_section() if types is None else bytes(types)
+        own = self.type_section()  # also interns the names, for the string section
+        ts = own if types is None else bytes(types)
         ss = bytes(self._strs) if strings is None else bytes(strings)
         if type_len is None:
             type_len = len(ts)

@@ -578,15 +578,18 @@ def _emu_btf_load(attr):
                      write_true_size=write_true_size)
 
 
-def btf_load(task, blob, log_level=1, log_size=LOG_SIZE, log_buf=True, btf_size=None):
+def btf_load(task, blob, log_level=1, log_size=LOG_SIZE, log_buf=None, btf_size=None):
     """BPF_BTF_LOAD of ``blob`` through ``task.bpf()``: (errno or 0, raw log buffer bytes, log_true_size).
 
-    ``task`` is an emulator task or ``bpfemu.Host()``; a loaded BTF's fd is
+    ``log_buf``: give a buffer (of max(log_size, 1) bytes) or not; by default
+    one when log_size is nonzero. ``task`` is an emulator task or ``bpfemu.Host()``; a loaded BTF's fd is
     closed again. While the emulator's syscall layer answers "not implemented",
     the emulator side calls :func:`bpfemu.btf.btf_parse` with the same attr.
     """
     data = ctypes.create_string_buffer(bytes(blob), max(len(blob), 1))
-    lb = ctypes.create_string_buffer(log_size) if (log_buf and log_size) else None
+    if log_buf is None:
+        log_buf = bool(log_size)
+    lb = ctypes.create_string_buffer(max(1, min(log_size, 1 << 24))) if log_buf else None
     attr = bpf_uapi.make_attr(btf=ctypes.addressof(data), btf_size=len(blob) if btf_size is None else btf_size,
                               btf_log_level=log_level, btf_log_size=log_size,
                               btf_log_buf=ctypes.addressof(lb) if lb is not None else 0)
