@@ -25,7 +25,7 @@ from ..errors import ENOTSUPP, bpf_error
 from . import uapi as U
 from .btf import Btf, Header
 from .fields import parse_struct_metas
-from .log import BPF_LOG_KERNEL, VerifierLog
+from .log import BPF_LOG_KERNEL, BytesBuffer, VerifierLog
 from .vmlinux import vmlinux_btf
 from .types import (VOID, BtfType, has_size, int_is_regular, is_decl_tag_target, is_modifier,
                     is_resolve_source_only, is_struct, needs_resolve, nosize_or_null)
@@ -1265,7 +1265,7 @@ class ParseResult:
         self.detail = detail
 
 
-def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write_true_size=None):
+def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write_true_size=None, _explain=True):
     """btf_parse(): validate a BTF blob as BPF_BTF_LOAD does; return the Btf or raise OSError.
 
     ``data``: the blob (bytes), or a callable returning it that may raise
@@ -1296,6 +1296,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
     err = 0
     btf = None
     env = None
+    raw = None
+    metas_failed = False
     try:
         raw = data() if callable(data) else data
         raw = bytes(raw[:btf_size])
@@ -1311,6 +1313,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
             if vmlinux == "default":
                 vmlinux = vmlinux_btf
             err = parse_struct_metas(btf, vmlinux)
+            if err:
+                metas_failed = True
     except _Fail as f:
         err = f.err
     except OSError as e:
@@ -1325,10 +1329,26 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
     if ferr:
         err = -ferr
     if err:
-        raise bpf_error(-err, _cause(log))
-    btf.resolved_ids = list(btf.resolved_ids or ())
+        if metas_failed and not ferr:
+            detail = "the special fields (bpf_spin_lock, kptrs, list heads...) of a struct are invalid"
+        else:
+            detail = _cause(-err, ferr, raw, btf_size, base) if _explain else None
+        raise bpf_error(-err, detail)
     return btf
 
 
-def _cause(log):
-    return "BTF rejected"
+def _cause(err, ferr, raw, btf_size, base):
+    """A one-line reason for the emulator's error: the log line the kernel would end with."""
+    if ferr == errno.ENOSPC:
+        return "the verifier log did not fit in log_size"
+    if ferr == errno.EFAULT:
+        return "writing the verifier log or log_true_size faulted"
+    if raw is None:
+        return "reading the BTF blob faulted"
+    buf = BytesBuffer(1 << 20)
+    try:
+        btf_parse(raw, VerifierLog(1, buf, 1 << 20), btf_size, base, vmlinux=None, _explain=False)
+    except OSError:
+        pass
+    last = buf.text().rstrip(b"\n").rsplit(b"\n", 1)[-1].decode("latin-1")
+    return "BTF rejected: %s" % last if last else "BTF rejected (%s)" % errno.errorcode.get(err, err)
