@@ -31,7 +31,6 @@ import errno
 
 from ..errors import bpf_error
 from . import uapi as U
-from .types import is_modifier
 
 BPF_SPIN_LOCK = 1 << 0
 BPF_TIMER = 1 << 1
@@ -601,5 +600,4 @@ def find_struct_meta(btf, type_id):
     return tab.get(type_id) if tab else None
 
 
-__all__ = ["BtfField", "BtfRecord", "parse_fields", "parse_struct_metas", "find_kptr", "FIELD_INFO",
-           "is_modifier"]
+__all__ = ["BtfField", "BtfRecord", "parse_fields", "parse_struct_metas", "find_kptr", "FIELD_INFO"]

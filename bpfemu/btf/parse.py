@@ -27,7 +27,7 @@ from .btf import Btf, Header
 from .fields import parse_struct_metas
 from .log import BPF_LOG_KERNEL, BytesBuffer, VerifierLog
 from .vmlinux import vmlinux_btf
-from .types import (VOID, BtfType, has_size, int_is_regular, is_decl_tag_target, is_modifier,
+from .types import (VOID, BtfType, int_is_regular, is_decl_tag_target, is_modifier,
                     is_resolve_source_only, is_struct, needs_resolve, nosize_or_null)
 
 KSYM_NAME_LEN = 512
