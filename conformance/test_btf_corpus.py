@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from bpfemu.backends import host_status
+from bpfemu.testing.backends import host_status
 from conformance.corpus.btf import blob_key, btf_task, load_record, outcome, raw_tests
 
 CASES = raw_tests()

@@ -25,7 +25,7 @@ import sys
 
 import pytest
 
-from bpfemu.backends import host_status
+from bpfemu.testing.backends import host_status
 from bpfemu.btf import Builder
 from bpfemu.btf import uapi as U
 from conformance.corpus.btf import btf_load, btf_task

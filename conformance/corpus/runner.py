@@ -138,7 +138,7 @@ class _CapData(ctypes.Structure):
 
 def _drop_this_threads_caps():
     """Empty the calling thread's capability sets (capset(2) changes only the calling thread)."""
-    from bpfemu.host import libc
+    from bpfemu.host.libc import libc
     hdr = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (_CapData * 2)()
     lib = libc()
