@@ -1,0 +1,619 @@
+"""BPF_PROG_TEST_RUN: run a loaded program once or ``repeat`` times on a given input (net/bpf/test_run.c).
+
+:func:`bpf_prog_test_run` is what the BPF_PROG_TEST_RUN command calls once it has checked ``attr`` the way
+``kernel/bpf/syscall.c`` does (CHECK_ATTR, then the ctx_in/ctx_out pointer-and-size pairs, then the prog fd):
+it picks the program type's runner (:data:`TEST_RUN`), or fails with ENOTSUPP (524) for a type the kernel
+has no ``test_run`` for. A runner builds the context and packet exactly as the host does (what is prepended,
+which ctx fields may be set, what is zeroed), runs the program, and copies results back: ``data_out`` (with
+ENOSPC and a partial copy when ``data_size_out`` is too small), ``data_size_out``, ``retval``, ``duration``,
+``ctx_out``.
+
+The arguments:
+
+- ``prog``: the loaded program. Runners read ``prog.type``, ``prog.expected_attach_type``, ``prog.image``
+  (a :class:`bpfemu.prog.core.Image`), ``prog.helpers`` (``{func_id: fn}``, what its calls dispatch to),
+  ``prog.max_ctx_offset`` (the verifier's ``aux->max_ctx_offset``) and ``prog.xdp_has_frags``.
+- ``ctx``: the syscall in flight, as ``bpfemu.syscall.Ctx`` gives it: ``attr`` (the copied-in
+  ``union bpf_attr``), ``read(addr, n)``/``write(addr, data)`` (copy_from_user/copy_to_user, EFAULT on a bad
+  pointer), ``put(field, value)`` (put_user into the caller's attr) and ``kernel`` (``ncpus``; ``clock_ns()``
+  when it has a clock).
+
+Duration: the kernel reports the mean wall time of one run in ns. The emulator reads the kernel's clock
+(time the test controls), so it is 0 unless a helper or the test moves that clock during the run.
+"""
+import errno
+import struct
+
+from .. import uapi
+from ..errors import ENOTSUPP, bpf_error
+from .core import RunCtx, bpf_prog_run
+from .memory import M32, ComputedRegion, Fault, Memory, Region
+
+PAGE_SIZE = 4096
+ETH_HLEN = 14
+ETH_P_802_3_MIN = 0x0600
+NET_SKB_PAD = 64            # max(32, L1_CACHE_BYTES) on x86_64
+NET_IP_ALIGN = 0            # x86_64
+SMP_CACHE_BYTES = 64
+SKB_SHARED_INFO_SIZE = 320  # sizeof(struct skb_shared_info), x86_64
+XDP_PACKET_HEADROOM = 256
+XDP_FRAME_SIZE = 40         # sizeof(struct xdp_frame), x86_64
+MAX_SKB_FRAGS = 17
+GSO_LEGACY_MAX_SIZE = 65536
+GSO_MAX_SEGS = 65535
+QDISC_CB_PRIV_LEN = 20
+MAX_BPF_FUNC_ARGS = 12
+U16_MAX = 0xffff
+TEST_XDP_MAX_BATCH = 256
+
+LOOPBACK_IFINDEX = 1
+
+# BPF_PROG_TEST_RUN flags (#defines of include/uapi/linux/bpf.h, which BTF does not carry)
+BPF_F_TEST_RUN_ON_CPU = 1 << 0
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+BPF_F_TEST_SKB_CHECKSUM_COMPLETE = 1 << 2
+
+PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
+
+
+def skb_data_align(n):
+    return (n + SMP_CACHE_BYTES - 1) & ~(SMP_CACHE_BYTES - 1)
+
+
+TAILROOM = skb_data_align(SKB_SHARED_INFO_SIZE)
+
+
+# ---- struct __sk_buff and struct xdp_md (include/uapi/linux/bpf.h): offsets of the fields the model serves
+SK_BUFF_FIELDS = {  # name: (offset, size)
+    "len": (0, 4), "pkt_type": (4, 4), "mark": (8, 4), "queue_mapping": (12, 4), "protocol": (16, 4),
+    "vlan_present": (20, 4), "vlan_tci": (24, 4), "vlan_proto": (28, 4), "priority": (32, 4),
+    "ingress_ifindex": (36, 4), "ifindex": (40, 4), "tc_index": (44, 4), "cb": (48, 20), "hash": (68, 4),
+    "tc_classid": (72, 4), "data": (76, 4), "data_end": (80, 4), "napi_id": (84, 4), "family": (88, 4),
+    "remote_ip4": (92, 4), "local_ip4": (96, 4), "remote_ip6": (100, 16), "local_ip6": (116, 16),
+    "remote_port": (132, 4), "local_port": (136, 4), "data_meta": (140, 4), "flow_keys": (144, 8),
+    "tstamp": (152, 8), "wire_len": (160, 4), "gso_segs": (164, 4), "sk": (168, 8), "gso_size": (176, 4),
+    "tstamp_type": (180, 1), "hwtstamp": (184, 8),
+}
+SK_BUFF_SIZE = 192
+XDP_MD_FIELDS = {"data": (0, 4), "data_end": (4, 4), "data_meta": (8, 4), "ingress_ifindex": (12, 4),
+                 "rx_queue_index": (16, 4), "egress_ifindex": (20, 4)}
+XDP_MD_SIZE = 24
+
+
+def _off(fields, name):
+    return fields[name][0]
+
+
+def _end(fields, name):
+    o, n = fields[name]
+    return o + n
+
+
+# ---- the attr side ---------------------------------------------------------------------------------------
+
+class TestAttr:
+    """The ``test`` member of the copied-in attr, as plain ints."""
+
+    __slots__ = ("prog_fd", "retval", "data_size_in", "data_size_out", "data_in", "data_out", "repeat",
+                 "duration", "ctx_size_in", "ctx_size_out", "ctx_in", "ctx_out", "flags", "cpu", "batch_size")
+
+    def __init__(self, attr):
+        t = attr.test
+        for name in self.__slots__:
+            setattr(self, name, int(getattr(t, name)))
+
+
+def bpf_prog_test_run(prog, ctx):
+    """The prog_ops->test_run of ``prog``'s type, run on the syscall ``ctx``; returns 0 or raises OSError."""
+    runner = TEST_RUN.get(prog.type)
+    if runner is None:
+        raise bpf_error(ENOTSUPP, "program type %d has no test_run" % prog.type)
+    return runner(prog, TestAttr(ctx.attr), ctx)
+
+
+def check_test_run_attr(attr):
+    """What syscall.c's bpf_prog_test_run checks after CHECK_ATTR and before the fd: a ctx pointer and its
+    size come together."""
+    t = attr.test
+    if bool(t.ctx_size_in) != bool(t.ctx_in) or bool(t.ctx_size_out) != bool(t.ctx_out):
+        raise bpf_error(errno.EINVAL, "ctx_in/ctx_out and their sizes must be given together")
+
+
+def bpf_test_init(ctx, ta, user_size, size, headroom, tailroom):
+    """A zeroed buffer of headroom + SKB_DATA_ALIGN(size) + tailroom bytes with ``user_size`` bytes of
+    ``data_in`` copied after the headroom."""
+    if user_size > PAGE_SIZE - headroom - tailroom:
+        raise bpf_error(errno.EINVAL, "data_size_in larger than a page allows")
+    data = bytearray(skb_data_align(size) + headroom + tailroom)
+    if user_size:
+        data[headroom:headroom + user_size] = ctx.read(ta.data_in, user_size)
+    return data
+
+
+def bpf_ctx_init(ctx, ta, max_size):
+    """The ctx buffer of ``max_size`` zeroed bytes with ``ctx_in`` copied in (None when neither ctx_in nor
+    ctx_out is given); a longer ctx_in must be zero past max_size (E2BIG)."""
+    if not ta.ctx_in and not ta.ctx_out:
+        return None
+    data = bytearray(max_size)
+    if ta.ctx_in:
+        size = ta.ctx_size_in
+        if size > max_size:
+            if size > PAGE_SIZE:
+                raise bpf_error(errno.E2BIG, "ctx_size_in larger than a page")
+            if any(ctx.read(ta.ctx_in + max_size, size - max_size)):
+                raise bpf_error(errno.E2BIG, "nonzero ctx_in bytes past the context")
+        size = min(size, max_size)
+        data[:size] = ctx.read(ta.ctx_in, size)
+    return data
+
+
+def bpf_test_finish(ctx, ta, data, size, retval, duration, frags=()):
+    """Copy ``size`` bytes of output (``data`` then the frags) to data_out, clamped to data_size_out when
+    that is set (ENOSPC after the partial copy); then data_size_out (the full size), retval, duration."""
+    err = 0
+    copy_size = size
+    if ta.data_size_out and copy_size > ta.data_size_out:
+        copy_size = ta.data_size_out
+        err = errno.ENOSPC
+    if ta.data_out:
+        frags_size = sum(len(f) for f in frags)
+        n = copy_size - frags_size if frags else copy_size
+        if n < 0:
+            raise bpf_error(errno.ENOSPC, "data_size_out smaller than the frags")
+        ctx.write(ta.data_out, bytes(data[:n]))
+        offset = n
+        for f in frags:
+            if offset >= copy_size:
+                err = errno.ENOSPC
+                break
+            k = min(copy_size - offset, len(f))
+            ctx.write(ta.data_out + offset, bytes(f[:k]))
+            offset += k
+    ctx.put("test.data_size_out", size & M32)
+    ctx.put("test.retval", retval & M32)
+    ctx.put("test.duration", duration & M32)
+    if err:
+        raise bpf_error(err, "data_out too small: %d bytes copied of %d" % (copy_size, size))
+    return 0
+
+
+def bpf_ctx_finish(ctx, ta, data, size):
+    """Copy the ctx back to ctx_out (clamped to ctx_size_out, then ENOSPC) and set ctx_size_out."""
+    if data is None or not ta.ctx_out:
+        return 0
+    copy_size = size
+    err = 0
+    if copy_size > ta.ctx_size_out:
+        copy_size = ta.ctx_size_out
+        err = errno.ENOSPC
+    ctx.write(ta.ctx_out, bytes(data[:copy_size]))
+    ctx.put("test.ctx_size_out", size & M32)
+    if err:
+        raise bpf_error(err, "ctx_out too small")
+    return 0
+
+
+def _clock(ctx):
+    kernel = ctx.kernel
+    clock = getattr(kernel, "clock_ns", None) if kernel is not None else None
+    return clock() if clock is not None else 0
+
+
+def new_run(prog, ctx, mem, cpu=0, skb=None):
+    """The RunCtx of one invocation of ``prog`` inside a test run."""
+    return RunCtx(mem, helpers=prog.helpers, cpu=cpu, skb=skb, kernel=ctx.kernel)
+
+
+def bpf_test_run(prog, ctx, ta, mem, ctx_addr, skb=None, cpu=0):
+    """Run the program ``repeat`` times (at least once) on the same context; (retval of the last run as u32,
+    mean duration in ns)."""
+    repeat = ta.repeat or 1
+    t0 = _clock(ctx)
+    retval = 0
+    image = prog.image
+    for _ in range(repeat):
+        run = new_run(prog, ctx, mem, cpu=cpu, skb=skb)
+        retval = bpf_prog_run(image, run, ctx_addr) & M32
+    dt = _clock(ctx) - t0
+    return retval, (dt // repeat) & M32
+
+
+# ---- the skb types -----------------------------------------------------------------------------------------
+
+class SkBuff:
+    """The parts of ``struct sk_buff`` the test run and the programs see; offsets index ``buf`` (head = 0).
+
+    Linear only (the emulator builds no paged skbs): ``len == tail - data``.
+    """
+
+    def __init__(self, buf, data, tail):
+        self.buf = buf
+        self.data = data
+        self.tail = tail
+        self.mac_header = None
+        self.network_header = None
+        self.transport_header = None
+        self.protocol = 0          # __be16 as it sits in memory, read as a little-endian u16
+        self.pkt_type = PACKET_HOST
+        self.mark = 0
+        self.priority = 0
+        self.skb_iif = 0
+        self.ifindex = LOOPBACK_IFINDEX
+        self.tc_index = 0
+        self.cb = bytearray(QDISC_CB_PRIV_LEN)
+        self.pkt_len = 0           # qdisc_skb_cb.pkt_len (wire_len)
+        self.hash = 0
+        self.tc_classid = 0
+        self.queue_mapping = 0
+        self.vlan_present = 0
+        self.vlan_tci = 0
+        self.vlan_proto = 0
+        self.napi_id = 0
+        self.tstamp = 0
+        self.tstamp_type = 0
+        self.gso_segs = 0
+        self.gso_size = 0
+        self.hwtstamp = 0
+        self.meta_len = 0
+        self.data_end = None       # bpf_compute_data_pointers: set for direct packet access types
+        self.region = None
+        self.sk_family = 0
+
+    @property
+    def len(self):
+        return self.tail - self.data
+
+    def push(self, n):
+        self.data -= n
+
+    def pull(self, n):
+        self.data += n
+
+
+class SkBuffCtx(ComputedRegion):
+    """``struct __sk_buff`` as the program reads and writes it, served from an :class:`SkBuff`."""
+
+    __slots__ = ()
+
+    def __init__(self, skb):
+        ComputedRegion.__init__(self, "ctx", bytearray(SK_BUFF_SIZE), obj=skb, name="__sk_buff")
+
+    def load(self, n, off):
+        skb = self.obj
+        pkt = skb.region.base
+        if off == 76:
+            return pkt + skb.data
+        if off == 80:
+            return pkt + (skb.data_end if skb.data_end is not None else skb.tail)
+        if off == 140:
+            return pkt + skb.data - skb.meta_len
+        if 48 <= off < 68:
+            return int.from_bytes(skb.cb[off - 48:off - 48 + n], "little")
+        v = {0: skb.len, 4: skb.pkt_type, 8: skb.mark, 12: skb.queue_mapping, 16: skb.protocol,
+             20: skb.vlan_present, 24: skb.vlan_tci, 28: skb.vlan_proto, 32: skb.priority, 36: skb.skb_iif,
+             40: skb.ifindex, 44: skb.tc_index, 68: skb.hash, 72: skb.tc_classid, 84: skb.napi_id,
+             88: skb.sk_family, 152: skb.tstamp, 160: skb.pkt_len, 164: skb.gso_segs, 176: skb.gso_size,
+             180: skb.tstamp_type, 184: skb.hwtstamp}.get(off & ~3 if off < 152 else off)
+        if v is None:
+            return 0
+        shift = (off & 3) * 8 if off < 152 else 0
+        return (v >> shift) & ((1 << (8 * n)) - 1)
+
+    def store(self, n, off, value):
+        skb = self.obj
+        if 48 <= off < 68:
+            skb.cb[off - 48:off - 48 + n] = value.to_bytes(n, "little")
+            return
+        name = {8: "mark", 32: "priority", 44: "tc_index", 68: "hash", 72: "tc_classid", 12: "queue_mapping",
+                152: "tstamp"}.get(off)
+        if name is None:
+            raise Fault("__sk_buff field at %d is not writable" % off)
+        setattr(skb, name, value)
+
+
+def eth_type_trans(skb):
+    """Reset the mac header, pull the Ethernet header, set pkt_type; returns skb->protocol (raw be16)."""
+    buf = skb.buf
+    skb.mac_header = skb.data
+    eth = bytes(buf[skb.data:skb.data + ETH_HLEN])
+    skb.pull(ETH_HLEN)
+    dst = eth[:6]
+    if dst[0] & 1:
+        skb.pkt_type = PACKET_BROADCAST if dst == b"\xff" * 6 else PACKET_MULTICAST
+    elif dst != bytes(6):  # the loopback device's address is all zero
+        skb.pkt_type = PACKET_OTHERHOST
+    proto = struct.unpack(">H", eth[12:14])[0]
+    if proto >= ETH_P_802_3_MIN:
+        return struct.unpack("<H", eth[12:14])[0]
+    if bytes(buf[skb.data:skb.data + 2]) == b"\xff\xff":
+        return 0x0100  # htons(ETH_P_802_3)
+    return 0x0400      # htons(ETH_P_802_2)
+
+
+def _range_is_zero(buf, lo, hi):
+    return not any(buf[lo:hi])
+
+
+def convert___skb_to_skb(skb, c):
+    """Apply a user __sk_buff: only mark, priority, ingress_ifindex, ifindex, cb, tstamp, wire_len,
+    gso_segs, gso_size and hwtstamp may be nonzero (EINVAL otherwise)."""
+    if c is None:
+        return
+    F = SK_BUFF_FIELDS
+    allowed = [("mark", "mark"), ("priority", "ifindex"), ("cb", "cb"), ("tstamp", "gso_segs"),
+               ("gso_size", "gso_size"), ("hwtstamp", "hwtstamp")]
+    lo = 0
+    for first, last in allowed:
+        if not _range_is_zero(c, lo, _off(F, first)):
+            raise bpf_error(errno.EINVAL, "__sk_buff field before %s must be zero" % first)
+        lo = _end(F, last)
+    if not _range_is_zero(c, lo, SK_BUFF_SIZE):
+        raise bpf_error(errno.EINVAL, "__sk_buff field after hwtstamp must be zero")
+
+    def u32(name):
+        return struct.unpack_from("<I", c, _off(F, name))[0]
+
+    skb.mark = u32("mark")
+    skb.priority = u32("priority")
+    skb.skb_iif = u32("ingress_ifindex")
+    skb.tstamp = struct.unpack_from("<Q", c, _off(F, "tstamp"))[0]
+    skb.cb[:] = c[48:68]
+    wire_len = u32("wire_len")
+    if wire_len == 0:
+        skb.pkt_len = skb.len
+    else:
+        if wire_len < skb.len or wire_len > GSO_LEGACY_MAX_SIZE:
+            raise bpf_error(errno.EINVAL, "wire_len out of range")
+        skb.pkt_len = wire_len
+    if u32("gso_segs") > GSO_MAX_SEGS:
+        raise bpf_error(errno.EINVAL, "gso_segs out of range")
+    skb.gso_segs = u32("gso_segs")
+    skb.gso_size = u32("gso_size")
+    skb.hwtstamp = struct.unpack_from("<Q", c, _off(F, "hwtstamp"))[0]
+
+
+def convert_skb_to___skb(skb, c):
+    if c is None:
+        return
+    F = SK_BUFF_FIELDS
+    for name, v in (("mark", skb.mark), ("priority", skb.priority), ("ingress_ifindex", skb.skb_iif),
+                    ("ifindex", skb.ifindex), ("wire_len", skb.pkt_len), ("gso_segs", skb.gso_segs)):
+        struct.pack_into("<I", c, _off(F, name), v & M32)
+    struct.pack_into("<Q", c, _off(F, "tstamp"), skb.tstamp)
+    struct.pack_into("<Q", c, _off(F, "hwtstamp"), skb.hwtstamp)
+    c[48:68] = skb.cb
+
+
+L2_TYPES = frozenset((uapi.BPF_PROG_TYPE_SCHED_CLS, uapi.BPF_PROG_TYPE_SCHED_ACT))
+DIRECT_PKT_TYPES = L2_TYPES | {uapi.BPF_PROG_TYPE_LWT_IN, uapi.BPF_PROG_TYPE_LWT_OUT, uapi.BPF_PROG_TYPE_LWT_XMIT}
+
+
+def bpf_prog_test_run_skb(prog, ta, ctx):
+    """Socket filter, tc (sched_cls/sched_act), cgroup_skb and lwt: data_in is an Ethernet frame.
+
+    The skb's data starts past the Ethernet header (eth_type_trans) except for tc, which sees the frame
+    from the mac header; data_out is the frame with the Ethernet header zeroed for the types that did not
+    see it.
+    """
+    if ta.flags & ~BPF_F_TEST_SKB_CHECKSUM_COMPLETE or ta.cpu or ta.batch_size:
+        raise bpf_error(errno.EINVAL, "flags/cpu/batch_size not supported for skb programs")
+    size = ta.data_size_in
+    if size < ETH_HLEN:
+        raise bpf_error(errno.EINVAL, "data_size_in smaller than an Ethernet header")
+    headroom = NET_SKB_PAD + NET_IP_ALIGN
+    data = bpf_test_init(ctx, ta, size, size, headroom, TAILROOM)
+    c = bpf_ctx_init(ctx, ta, SK_BUFF_SIZE)
+    is_l2 = prog.type in L2_TYPES
+    skb = SkBuff(data, headroom, headroom + size)
+    if c is not None:
+        ifindex = struct.unpack_from("<I", c, _off(SK_BUFF_FIELDS, "ifindex"))[0]
+        if ifindex > LOOPBACK_IFINDEX:
+            raise bpf_error(errno.ENODEV, "no device with ifindex %d in the emulator" % ifindex)
+    skb.protocol = eth_type_trans(skb)
+    skb.network_header = skb.data
+    if skb.protocol == 0x0008:  # ETH_P_IP
+        if skb.len < 20:
+            raise bpf_error(errno.EINVAL, "IPv4 frame shorter than an IP header")
+        skb.sk_family = 2
+    elif skb.protocol == 0xdd86:  # ETH_P_IPV6
+        if skb.len < 40:
+            raise bpf_error(errno.EINVAL, "IPv6 frame shorter than an IPv6 header")
+        skb.sk_family = 10
+    if is_l2:
+        skb.push(ETH_HLEN)
+    if prog.type in DIRECT_PKT_TYPES:
+        skb.data_end = skb.tail
+    convert___skb_to_skb(skb, c)
+    if ta.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE:
+        pass  # the checksum is computed over data the program does not change in phase 1
+    mem = Memory()
+    skb.region = Region("packet", data, obj=skb, name="skb")
+    mem.add(skb.region)
+    ctx_region = SkBuffCtx(skb)
+    ctx_addr = mem.add(ctx_region)
+    retval, duration = bpf_test_run(prog, ctx, ta, mem, ctx_addr, skb=skb)
+    if not is_l2:
+        if skb.data < ETH_HLEN:
+            raise bpf_error(errno.ENOMEM, "no headroom for the Ethernet header")
+        skb.push(ETH_HLEN)
+        data[skb.data:skb.data + ETH_HLEN] = bytes(ETH_HLEN)
+    convert_skb_to___skb(skb, c)
+    out = data[skb.data:skb.tail]
+    bpf_test_finish(ctx, ta, out, len(out), retval, duration)
+    return bpf_ctx_finish(ctx, ta, c, SK_BUFF_SIZE)
+
+
+# ---- xdp ---------------------------------------------------------------------------------------------------
+
+class XdpBuff:
+    """``struct xdp_buff``: offsets into ``buf`` for data_meta, data and data_end, plus the frags."""
+
+    def __init__(self, buf, data_meta, data, data_end, frags):
+        self.buf = buf
+        self.data_meta = data_meta
+        self.data = data
+        self.data_end = data_end
+        self.frags = frags
+        self.ingress_ifindex = LOOPBACK_IFINDEX
+        self.rx_queue_index = 0
+        self.region = None
+
+
+class XdpMdCtx(ComputedRegion):
+    """``struct xdp_md`` as the program reads it: data/data_end/data_meta read as packet pointers."""
+
+    __slots__ = ()
+
+    def __init__(self, xdp):
+        ComputedRegion.__init__(self, "ctx", bytearray(XDP_MD_SIZE), obj=xdp, name="xdp_md")
+
+    def load(self, n, off):
+        x = self.obj
+        base = x.region.base
+        if off == 0:
+            return base + x.data
+        if off == 4:
+            return base + x.data_end
+        if off == 8:
+            return base + x.data_meta
+        if off == 12:
+            return x.ingress_ifindex
+        if off == 16:
+            return x.rx_queue_index
+        return 0
+
+    def store(self, n, off, value):
+        raise Fault("xdp_md is read-only")
+
+
+def xdp_metalen_invalid(n):
+    return n & 3 or n > 0xff
+
+
+def bpf_prog_test_run_xdp(prog, ta, ctx):
+    """XDP: data_in (after ctx_in.data bytes of metadata) is the frame; data_out starts at data_meta."""
+    if prog.expected_attach_type in (uapi.BPF_XDP_DEVMAP, uapi.BPF_XDP_CPUMAP):
+        raise bpf_error(errno.EINVAL, "devmap/cpumap programs have no test run")
+    if ta.flags & ~BPF_F_TEST_XDP_LIVE_FRAMES:
+        raise bpf_error(errno.EINVAL, "unknown flags")
+    do_live = bool(ta.flags & BPF_F_TEST_XDP_LIVE_FRAMES)
+    if do_live:
+        if ta.batch_size > TEST_XDP_MAX_BATCH:
+            raise bpf_error(errno.E2BIG, "batch_size too large")
+        raise bpf_error(errno.EOPNOTSUPP, "BPF_F_TEST_XDP_LIVE_FRAMES sends packets: not emulated")
+    if ta.batch_size:
+        raise bpf_error(errno.EINVAL, "batch_size without live frames")
+    headroom = XDP_PACKET_HEADROOM
+    meta_sz = 0
+    linear_sz = ta.data_size_in
+    c = bpf_ctx_init(ctx, ta, XDP_MD_SIZE)
+    if c is not None:
+        md_data, md_data_end, md_data_meta = struct.unpack_from("<III", c, 0)
+        if md_data_meta or md_data_end > ta.data_size_in or md_data > md_data_end:
+            raise bpf_error(errno.EINVAL, "bad xdp_md data/data_end/data_meta")
+        meta_sz = md_data
+        if xdp_metalen_invalid(meta_sz) or meta_sz > headroom - XDP_FRAME_SIZE:
+            raise bpf_error(errno.EINVAL, "bad metadata size")
+        headroom -= meta_sz
+        linear_sz = md_data_end
+    max_linear_sz = PAGE_SIZE - headroom - TAILROOM
+    linear_sz = min(linear_sz, max_linear_sz)
+    if ta.data_size_in - meta_sz < ETH_HLEN:
+        raise bpf_error(errno.EINVAL, "frame shorter than an Ethernet header")
+    data = bpf_test_init(ctx, ta, linear_sz, max_linear_sz, headroom, TAILROOM)
+    xdp = XdpBuff(data, headroom, headroom, headroom + linear_sz, [])
+    if c is not None:
+        ingress_ifindex, rx_queue_index, egress_ifindex = struct.unpack_from("<III", c, 12)
+        if egress_ifindex:
+            raise bpf_error(errno.EINVAL, "egress_ifindex must be 0")
+        if not ingress_ifindex and rx_queue_index:
+            raise bpf_error(errno.EINVAL, "rx_queue_index without ingress_ifindex")
+        if ingress_ifindex:
+            if ingress_ifindex != LOOPBACK_IFINDEX:
+                raise bpf_error(errno.ENODEV, "no device with ifindex %d in the emulator" % ingress_ifindex)
+            if rx_queue_index >= 1:
+                raise bpf_error(errno.EINVAL, "rx_queue_index past the device's queues")
+            xdp.ingress_ifindex, xdp.rx_queue_index = ingress_ifindex, rx_queue_index
+        xdp.data = xdp.data_meta + meta_sz
+    size = linear_sz
+    while size < ta.data_size_in:
+        if len(xdp.frags) == MAX_SKB_FRAGS:
+            raise bpf_error(errno.ENOMEM, "too many frags")
+        n = min(ta.data_size_in - size, PAGE_SIZE)
+        xdp.frags.append(bytearray(ctx.read(ta.data_in + size, n)))
+        size += n
+    mem = Memory()
+    xdp.region = Region("packet", data, obj=xdp, name="xdp")
+    mem.add(xdp.region)
+    ctx_addr = mem.add(XdpMdCtx(xdp))
+    retval, duration = bpf_test_run(prog, ctx, ta, mem, ctx_addr)
+    if c is not None:
+        struct.pack_into("<II", c, 0, xdp.data - xdp.data_meta, xdp.data_end - xdp.data_meta)
+    frags_size = sum(len(f) for f in xdp.frags)
+    size = xdp.data_end - xdp.data_meta + frags_size
+    bpf_test_finish(ctx, ta, data[xdp.data_meta:xdp.data_end], size, retval, duration, xdp.frags)
+    return bpf_ctx_finish(ctx, ta, c, XDP_MD_SIZE)
+
+
+# ---- raw tracepoints and syscall programs ------------------------------------------------------------------
+
+def bpf_prog_test_run_raw_tp(prog, ta, ctx):
+    """raw_tracepoint: ctx_in is the tracepoint's u64 arguments; only retval comes back."""
+    if ta.data_in or ta.data_out or ta.ctx_out or ta.duration or ta.repeat or ta.batch_size:
+        raise bpf_error(errno.EINVAL, "raw_tp test runs take only ctx_in, flags and cpu")
+    if ta.ctx_size_in < prog.max_ctx_offset or ta.ctx_size_in > MAX_BPF_FUNC_ARGS * 8:
+        raise bpf_error(errno.EINVAL, "ctx_size_in out of range")
+    on_cpu = bool(ta.flags & BPF_F_TEST_RUN_ON_CPU)
+    if not on_cpu and ta.cpu != 0:
+        raise bpf_error(errno.EINVAL, "cpu without BPF_F_TEST_RUN_ON_CPU")
+    args = bytearray(ctx.read(ta.ctx_in, ta.ctx_size_in)) if ta.ctx_size_in else None
+    cpu = 0
+    if on_cpu:
+        ncpus = ctx.kernel.ncpus if ctx.kernel is not None else 1
+        if ta.cpu >= ncpus:
+            raise bpf_error(errno.ENXIO, "cpu %d is not online" % ta.cpu)
+        cpu = ta.cpu
+    mem = Memory()
+    ctx_addr = 0
+    if args is not None:
+        _, ctx_addr = mem.add_buffer("ctx", args, name="raw_tp args")
+    run = new_run(prog, ctx, mem, cpu=cpu)
+    retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+    ctx.put("test.retval", retval)
+    return 0
+
+
+def bpf_prog_test_run_syscall(prog, ta, ctx):
+    """syscall programs: ctx_in is the program's context, copied back to ctx_in after the run."""
+    if (ta.data_in or ta.data_out or ta.ctx_out or ta.duration or ta.repeat or ta.flags
+            or ta.batch_size):
+        raise bpf_error(errno.EINVAL, "syscall test runs take only ctx_in")
+    if ta.ctx_size_in < prog.max_ctx_offset or ta.ctx_size_in > U16_MAX:
+        raise bpf_error(errno.EINVAL, "ctx_size_in out of range")
+    mem = Memory()
+    ctx_addr = 0
+    c = None
+    if ta.ctx_size_in:
+        c = bytearray(ctx.read(ta.ctx_in, ta.ctx_size_in))
+        _, ctx_addr = mem.add_buffer("ctx", c, name="syscall ctx")
+    run = new_run(prog, ctx, mem)
+    retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+    ctx.put("test.retval", retval)
+    if c is not None:
+        ctx.write(ta.ctx_in, bytes(c))
+    return 0
+
+
+TEST_RUN = {
+    uapi.BPF_PROG_TYPE_SOCKET_FILTER: bpf_prog_test_run_skb,
+    uapi.BPF_PROG_TYPE_SCHED_CLS: bpf_prog_test_run_skb,
+    uapi.BPF_PROG_TYPE_SCHED_ACT: bpf_prog_test_run_skb,
+    uapi.BPF_PROG_TYPE_CGROUP_SKB: bpf_prog_test_run_skb,
+    uapi.BPF_PROG_TYPE_LWT_IN: bpf_prog_test_run_skb,
+    uapi.BPF_PROG_TYPE_LWT_OUT: bpf_prog_test_run_skb,
+    uapi.BPF_PROG_TYPE_LWT_XMIT: bpf_prog_test_run_skb,
+    uapi.BPF_PROG_TYPE_XDP: bpf_prog_test_run_xdp,
+    uapi.BPF_PROG_TYPE_RAW_TRACEPOINT: bpf_prog_test_run_raw_tp,
+    uapi.BPF_PROG_TYPE_SYSCALL: bpf_prog_test_run_syscall,
+}
