@@ -103,6 +103,8 @@ def xdp_prog(nbytes, body):
 
 def run_xdp(sys, body, data):
     """Load and run an XDP program on ``data``; returns data_out (asserting retval XDP_PASS)."""
+    n = len(data)
+    data = bytes(data) + bytes(max(0, 16 - n))  # an XDP test run needs at least an Ethernet header
     assert len(data) <= XDP_MAX_DATA
     prog = xdp_prog(len(data), body)
     try:
@@ -116,7 +118,7 @@ def run_xdp(sys, body, data):
     assert r.errno == 0, r
     assert r.retval == XDP_PASS, r
     assert r.data_size_out == len(data)
-    return r.data_out[:len(data)]
+    return r.data_out[:n]
 
 
 def ld64(reg, off):
