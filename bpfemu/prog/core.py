@@ -319,6 +319,7 @@ class RunCtx:
         self.tail_call_cnt = 0
         self.insn_budget = insn_budget
         self._ldv = {}
+        self._objs = None
 
     def ld_imm64(self, image, pc):
         """The 64-bit value of the pseudo ``ld_imm64`` at ``pc`` of ``image`` in this run."""
@@ -331,6 +332,18 @@ class RunCtx:
                             pc=pc)
             v = self._ldv[key] = fn(self) & M64
         return v
+
+    def object_addr(self, obj, kind="map"):
+        """The address of kernel object ``obj`` (a map, for a map pointer) in this run's address space,
+        mapped on first use as a region of ``kind`` (what ``ld_imm64`` of a map fd resolves to)."""
+        objs = self._objs
+        if objs is None:
+            objs = self._objs = {}
+        addr = objs.get(id(obj))
+        if addr is None:
+            _, addr = self.mem.add_buffer(kind, b"", obj=obj, name=kind)
+            objs[id(obj)] = addr
+        return addr
 
     def helper(self, func_id):
         fn = self.helpers.get(func_id)
