@@ -9,7 +9,7 @@ import pytest
 from bpfemu.prog import jit
 from bpfemu.prog.core import (BPF_FUNC_tail_call, MAX_TAIL_CALL_CNT, Image, RunCtx, bpf_prog_run, interpret)
 from bpfemu.prog.insn import *  # noqa: F401,F403 - builders read like the kernel's macros
-from bpfemu.prog.memory import (ComputedRegion, Fault, Memory, Region, REGION_KEY_BASE, STACK_SIZE)
+from bpfemu.prog.memory import FIRST_PAGE, PAGE_SIZE, STACK_SIZE, Fault, Memory
 
 ENGINES = ["interp", "jit"]
 
@@ -32,47 +32,45 @@ def run(engine, insns, ctx=None, mem=None, **kw):
 
 # ---- the memory model ------------------------------------------------------------------------------------
 
-def test_addresses_are_tagged_and_never_near_zero():
+def test_regions_are_page_aligned_below_4g_with_guard_pages():
     m = Memory()
     r1, a1 = m.add_buffer("x", bytearray(16))
-    r2, a2 = m.add_buffer("y", bytearray(16))
-    assert a1 >> 32 != a2 >> 32 and a1 >> 48 == 0xffff and a1 & 0xffffffff == 0
+    r2, a2 = m.add_buffer("y", bytearray(PAGE_SIZE + 100))
+    r3, a3 = m.add_buffer("z", bytearray(8))
+    for a in (a1, a2, a3):
+        assert a % PAGE_SIZE == 0 and FIRST_PAGE * PAGE_SIZE <= a < 1 << 32
+    assert a2 >= a1 + 2 * PAGE_SIZE and a3 >= a2 + 3 * PAGE_SIZE  # an unmapped page after each
     assert m.resolve(a1 + 15) == (r1, 15)
+    assert m.resolve(a2 + PAGE_SIZE + 99) == (r2, PAGE_SIZE + 99)
     with pytest.raises(Fault):
         m.resolve(a1 + 15, 2)  # one byte past the end
-    with pytest.raises(Fault):
-        m.resolve(0)
-    with pytest.raises(Fault):
-        m.resolve(REGION_KEY_BASE << 32)  # region number 0 is never handed out
+    for bad in (0, 8, FIRST_PAGE * PAGE_SIZE - 1, a1 + PAGE_SIZE, 1 << 32, -8):
+        with pytest.raises(Fault):
+            m.resolve(bad)
     m.remove(r1)
     with pytest.raises(Fault):
         m.load(a1, 1)
-    m.store(a2 + 8, 8, 0x1122334455667788)
-    assert m.read(a2 + 8, 8) == bytes.fromhex("8877665544332211")
-    assert m.load(a2 + 15, 1, signed=True) == 0x11
+    m.store(a3, 8, 0x1122334455667788)
+    assert m.read(a3, 8) == bytes.fromhex("8877665544332211")
+    assert m.load(a3 + 7, 1, signed=True) == 0x11
+    # loads across a page boundary inside one region
+    m.write(a2 + PAGE_SIZE - 2, b"\x01\x02\x03\x04")
+    assert m.load(a2 + PAGE_SIZE - 2, 4) == 0x04030201
 
 
-def test_read_only_region_and_computed_region():
+def test_read_only_region():
     m = Memory()
     _, ro = m.add_buffer("rodata", b"\x01\x02\x03\x04")
     assert m.load(ro, 4) == 0x04030201
     with pytest.raises(Fault):
         m.store(ro, 1, 0)
-
-    class Doubler(ComputedRegion):
-        __slots__ = ()
-
-        def load(self, n, off):
-            return off * 2
-
-        def store(self, n, off, value):
-            raise Fault("read-only")
-
-    c = Doubler("ctx", bytearray(8))
-    a = m.add(c)
-    assert m.load(a + 3, 4) == 6
-    with pytest.raises(Fault):
-        m.store(a, 4, 1)
+    owned = bytearray(4)
+    _, ro2 = m.add_buffer("ctx", owned, readonly=True)
+    for engine in ENGINES:
+        with pytest.raises(Fault):
+            run(engine, [BPF_LD_IMM64(BPF_REG_1, ro2), BPF_ST_MEM(BPF_W, BPF_REG_1, 0, 1), BPF_EXIT_INSN()],
+                mem=m)
+    assert owned == bytes(4)
 
 
 def test_frames_are_zeroed_per_entry():
@@ -80,7 +78,7 @@ def test_frames_are_zeroed_per_entry():
     stk, r10 = m.frame(0)
     stk[0] = 7
     stk2, r10b = m.frame(0)
-    assert stk2 is stk and stk[0] == 0 and r10 == r10b == m.region_of(r10).base + STACK_SIZE
+    assert stk2 is stk and stk[0] == 0 and r10 == r10b == m.region_of(r10 - 1).base + STACK_SIZE
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -91,6 +89,10 @@ def test_frames_are_zeroed_per_entry():
     [BPF_MOV64_REG(BPF_REG_1, BPF_REG_10), BPF_ALU64_IMM(BPF_ADD, BPF_REG_1, 8),
      BPF_STX_MEM(BPF_DW, BPF_REG_1, BPF_REG_1, -8)],                                      # store past the top
     [BPF_LD_IMM64(BPF_REG_1, 0x7f0000001000), BPF_ST_MEM(BPF_W, BPF_REG_1, 0, 1)],        # a host address
+    [BPF_MOV64_REG(BPF_REG_1, BPF_REG_10), BPF_ALU64_IMM(BPF_ADD, BPF_REG_1, 4096 * 4),
+     BPF_LDX_MEM(BPF_B, BPF_REG_0, BPF_REG_1, 0)],                                        # pages further on
+    [BPF_MOV64_IMM(BPF_REG_1, -8), BPF_LDX_MEM(BPF_B, BPF_REG_0, BPF_REG_1, 4)],          # wraps past 2**64
+    [BPF_MOV64_IMM(BPF_REG_1, 4), BPF_LDX_MEM(BPF_B, BPF_REG_0, BPF_REG_1, -8)],          # wraps below 0
     [BPF_MOV64_REG(BPF_REG_1, BPF_REG_10), BPF_ALU64_IMM(BPF_SUB, BPF_REG_1, 8),
      BPF_MOV64_IMM(BPF_REG_2, 1), BPF_ATOMIC_OP(BPF_DW, BPF_ADD, BPF_REG_1, BPF_REG_2, 16)],  # atomic
     [BPF_LDX_MEM(BPF_B, BPF_REG_0, BPF_REG_1, 8)],                                        # past the ctx

@@ -26,7 +26,7 @@ from .insn import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_
                    BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LD, BPF_LDX, BPF_LOAD_ACQ, BPF_LSH, BPF_MEM,
                    BPF_MEMSX, BPF_MOD, BPF_MOV, BPF_MUL, BPF_NEG, BPF_OR, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL,
                    BPF_RSH, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG, BPF_XOR, Insn, flatten)
-from .memory import ACCESS_ERRORS, M32, M64, MAX_CALL_FRAMES, Fault, Memory
+from .memory import ACCESS_ERRORS, M32, M64, MAX_CALL_FRAMES, PAGE_MASK, PAGE_SHIFT, S, U, Fault, Memory
 
 MAX_TAIL_CALL_CNT = 33        # include/linux/bpf.h
 BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto budget per call frame (the interpreter's; see docs/kernel-notes.md)
@@ -35,6 +35,9 @@ SKF_NET_OFF = -0x100000       # include/uapi/linux/filter.h: ld_abs offsets rela
 SKF_LL_OFF = -0x200000        # ... and to the link-layer (mac) header
 
 SIZE_BYTES = {BPF_B: 1, BPF_H: 2, BPF_W: 4, BPF_DW: 8}
+LOAD = {n: U[n].unpack_from for n in U}
+LOADS = {n: S[n].unpack_from for n in S}
+STORE = {n: U[n].pack_into for n in U}
 
 
 # ---- value semantics shared by the interpreter and the translator ------------------------------------------
@@ -306,7 +309,8 @@ class RunCtx:
     off): fn(run, r1..r5) -> int}``. ``cpu``: what ``bpf_get_smp_processor_id`` answers. ``skb``: what
     ld_abs/ld_ind read (see :func:`bpf_skb_load_helper`). ``tail_call_cnt`` counts tail calls of this run,
     shared by all frames as the x86 JIT shares it. ``insn_budget``: None, or how many instructions the
-    reference interpreter may still execute (a Fault when exhausted; tests of unverified programs).
+    reference interpreter may execute (a Fault past it; tests of unverified programs); ``insn_count``: how
+    many it executed.
     """
 
     def __init__(self, mem=None, helpers=None, kfuncs=None, cpu=0, skb=None, kernel=None, insn_budget=None):
@@ -318,6 +322,7 @@ class RunCtx:
         self.kernel = kernel
         self.tail_call_cnt = 0
         self.insn_budget = insn_budget
+        self.insn_count = 0  # instructions the reference interpreter executed in this run
         self._ldv = {}
         self._objs = None
 
@@ -384,9 +389,9 @@ def interpret(image, run, r1):
     kernel would never let run (a malformed opcode).
     """
     mem = run.mem
-    regions = mem.regions
+    pages = mem.pages
     depth = 0
-    stack, fp = mem.frame(0)
+    _, fp = mem.frame(0)
     regs = [0] * 11
     regs[1] = r1 & M64
     regs[10] = fp
@@ -395,15 +400,15 @@ def interpret(image, run, r1):
     pc = 0
     may_goto = BPF_MAX_LOOPS
     frames = []  # (image, insns, return pc, saved regs, may_goto count)
-    budget = run.insn_budget
+    limit = run.insn_budget if run.insn_budget is not None else 1 << 62
+    executed = 0
     try:
         while True:
             if pc >= n or pc < 0:
                 raise Fault("fell off the program (pc %d of %d)" % (pc, n), pc=pc)
-            if budget is not None:
-                if budget <= 0:
-                    raise Fault("instruction budget exhausted", pc=pc)
-                budget -= 1
+            executed += 1
+            if executed > limit:
+                raise Fault("instruction budget exhausted", pc=pc)
             code, dst, src, off, imm = insns[pc]
             cls = code & 7
             pc += 1
@@ -439,7 +444,6 @@ def interpret(image, run, r1):
                     saved[0] = regs[0]
                     regs = saved
                     depth -= 1
-                    stack = regions[regs[10] >> 32].buf
                     continue
                 if op == BPF_CALL and cls == BPF_JMP:
                     if src == BPF_PSEUDO_CALL:
@@ -447,7 +451,7 @@ def interpret(image, run, r1):
                             raise Fault("call depth exceeds %d frames" % MAX_CALL_FRAMES, pc=pc - 1)
                         frames.append((image, insns, pc, regs, may_goto))
                         depth += 1
-                        stack, fp = mem.frame(depth)
+                        _, fp = mem.frame(depth)
                         callee = [0] * 11
                         callee[1:6] = regs[1:6]
                         callee[10] = fp
@@ -483,11 +487,10 @@ def interpret(image, run, r1):
                 mode = code & 0xe0
                 size = SIZE_BYTES[code & 0x18]
                 a = (regs[src] + off) & M64
-                r = regions[a >> 32]
                 if mode == BPF_MEM:
-                    regs[dst] = r.ld[size](a & M32)[0]
+                    regs[dst] = LOAD[size](pages[a >> PAGE_SHIFT], a & PAGE_MASK)[0]
                 elif mode == BPF_MEMSX and size != 8:
-                    regs[dst] = r.lds[size](a & M32)[0] & M64
+                    regs[dst] = LOADS[size](pages[a >> PAGE_SHIFT], a & PAGE_MASK)[0] & M64
                 else:
                     raise Fault("bad LDX mode %#x" % code, pc=pc - 1)
                 continue
@@ -497,16 +500,16 @@ def interpret(image, run, r1):
                 if mode == BPF_MEM:
                     a = (regs[dst] + off) & M64
                     v = regs[src] if cls == BPF_STX else imm & M64
-                    regions[a >> 32].st[size](a & M32, v & ((1 << (size * 8)) - 1))
+                    STORE[size](pages[a >> PAGE_SHIFT], a & PAGE_MASK, v & ((1 << (size * 8)) - 1))
                     continue
                 if mode == BPF_ATOMIC and cls == BPF_STX:
                     if imm == BPF_LOAD_ACQ:  # dst = load_acquire(src + off)
                         a = (regs[src] + off) & M64
-                        regs[dst] = regions[a >> 32].ld[size](a & M32)[0]
+                        regs[dst] = LOAD[size](pages[a >> PAGE_SHIFT], a & PAGE_MASK)[0]
                         continue
                     a = (regs[dst] + off) & M64
                     try:
-                        _atomic(regions[a >> 32], a & M32, size, imm, src, regs, pc - 1)
+                        _atomic(pages[a >> PAGE_SHIFT], a & PAGE_MASK, size, imm, src, regs, pc - 1)
                     except ACCESS_ERRORS as e:
                         raise Fault("bad atomic access at pc %d: %s" % (pc - 1, e), a, pc - 1) from None
                     continue
@@ -535,7 +538,6 @@ def interpret(image, run, r1):
                         saved[0] = 0
                         regs = saved
                         depth -= 1
-                        stack = regions[regs[10] >> 32].buf
                         continue
                     regs[0] = v
                     continue
@@ -548,26 +550,30 @@ def interpret(image, run, r1):
         if e.__traceback__.tb_next is not None:  # raised inside a helper: a bug there, not a bad access
             raise
         raise Fault("bad memory access at pc %d: %s" % (pc - 1, e), pc=pc - 1) from None
+    finally:
+        run.insn_count += executed
 
 
-def _atomic(r, o, size, imm, src, regs, pc):
-    """STX | ATOMIC at offset ``o`` of region ``r``: the read-modify-write ops, xchg, cmpxchg, store-release."""
+def _atomic(page, o, size, imm, src, regs, pc):
+    """STX | ATOMIC at offset ``o`` of ``page`` (a page table entry): the read-modify-write ops, xchg,
+    cmpxchg, store-release."""
     mask = (1 << (size * 8)) - 1
+    store = STORE[size]
     if imm == BPF_STORE_REL:  # *(dst + off) = src
-        r.st[size](o, regs[src] & mask)
+        store(page, o, regs[src] & mask)
         return
     if size not in (4, 8):
         raise Fault("atomic op %#x on %d bytes" % (imm, size), pc=pc)
-    old = r.ld[size](o)[0]
+    old = LOAD[size](page, o)[0]
     if imm == BPF_XCHG:
-        r.st[size](o, regs[src] & mask)
+        store(page, o, regs[src] & mask)
         regs[src] = old
     elif imm == BPF_CMPXCHG:
         if old == regs[0] & mask:
-            r.st[size](o, regs[src] & mask)
+            store(page, o, regs[src] & mask)
         regs[0] = old
     elif imm & ~BPF_FETCH in ATOMIC_RMW_OPS:
-        r.st[size](o, atomic_rmw(imm, old, regs[src], mask))
+        store(page, o, atomic_rmw(imm, old, regs[src], mask))
         if imm & BPF_FETCH:
             regs[src] = old
     else:

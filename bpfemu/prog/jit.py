@@ -11,9 +11,9 @@ How the code looks:
 - registers are the function's locals ``r0``..``r10``; every result is masked to 64 (or 32) bits on the
   spot, with masks and constants folded into literals;
 - a stack access through r10 with a constant offset is a ``struct`` call on the frame's bytearray, bounds
-  checked at translation time; every other access finds its region by ``address >> 32`` in the run's
-  :class:`~bpfemu.prog.memory.Memory` and goes through the region's accessors (a bad address raises from C
-  and becomes a :class:`~bpfemu.prog.memory.Fault`);
+  checked at translation time; every other access finds its page in the run's
+  :class:`~bpfemu.prog.memory.Memory` page table and is one ``struct`` call on it (a bad address raises from
+  C and becomes a :class:`~bpfemu.prog.memory.Fault`);
 - control flow: basic blocks with a single predecessor are emitted inline at their jump (so a forward
   ``if`` chain becomes nested Python ``if``/``else``), the others (join points, loop heads) are dispatched by
   a binary search on ``pc`` inside ``while True``;
@@ -34,7 +34,7 @@ from .insn import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_
                    BPF_JSLE, BPF_JSLT, BPF_LD, BPF_LDX, BPF_LOAD_ACQ, BPF_LSH, BPF_MEM, BPF_MEMSX, BPF_MOD,
                    BPF_MOV, BPF_MUL, BPF_NEG, BPF_OR, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_ST,
                    BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_X, BPF_XCHG, BPF_XOR)
-from .memory import ACCESS_ERRORS, M32, M64, MAX_CALL_FRAMES, STACK_SIZE, Fault
+from .memory import ACCESS_ERRORS, M32, M64, MAX_CALL_FRAMES, PAGE_MASK, PAGE_SHIFT, STACK_SIZE, Fault
 
 SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 INLINE_DEPTH = 40      # nesting of inlined blocks before falling back to dispatch (Python allows ~100 levels)
@@ -263,9 +263,10 @@ class _Gen:
         return None
 
     def addr(self, reg, off):
+        """``a = reg + off``, not masked: an address that wraps past 0 or 2**64 finds no page either way."""
         if off == 0:
             return "a = %s" % self.r(reg)
-        return "a = (%s + %d) & %#x" % (self.r(reg), off, M64)
+        return "a = %s %s %d" % (self.r(reg), "-" if off < 0 else "+", abs(off))
 
     # one instruction -> lines ---------------------------------------------------------------------------
     def insn(self, pc, i, out):
@@ -469,7 +470,7 @@ class _Gen:
             out.append("%s = %s(stk, %d)[0]%s" % (d, f, o, tail))
             return
         out.append(self.addr(src, off))
-        out.append("%s = RG[a >> 32].%s[%d](a & %#x)[0]%s" % (d, "lds" if signed else "ld", size, M32, tail))
+        out.append("%s = %s(PT[a >> %d], a & %#x)[0]%s" % (d, f, PAGE_SHIFT, PAGE_MASK, tail))
 
     def store(self, dst, off, size, v, out):
         o = self.stack_off(dst, off, size)
@@ -477,7 +478,7 @@ class _Gen:
             out.append("P%d(stk, %d, %s)" % (size, o, v))
             return
         out.append(self.addr(dst, off))
-        out.append("RG[a >> 32].st[%d](a & %#x, %s)" % (size, M32, v))
+        out.append("P%d(PT[a >> %d], a & %#x, %s)" % (size, PAGE_SHIFT, PAGE_MASK, v))
 
     def atomic(self, dst, src, off, size, imm, out):
         s = self.r(src)
@@ -496,10 +497,10 @@ class _Gen:
             st = "P%d(stk, %d, %%s)" % (size, o)
         else:
             out.append(self.addr(dst, off))
-            out.append("g = RG[a >> 32]")
-            out.append("o = a & %#x" % M32)
-            ld = "g.ld[%d](o)[0]" % size
-            st = "g.st[%d](o, %%s)" % size
+            out.append("g = PT[a >> %d]" % PAGE_SHIFT)
+            out.append("o = a & %#x" % PAGE_MASK)
+            ld = "U%d(g, o)[0]" % size
+            st = "P%d(g, o, %%s)" % size
         out.append("old = %s" % ld)
         op = imm & ~BPF_FETCH
         if imm == BPF_XCHG:
@@ -602,7 +603,7 @@ class _Gen:
         body_of = emitted
         name = "F%d" % start
         src = ["def %s(run, r1, r2, r3, r4, r5, d, stk, r10):" % name,
-               "    RG = run.mem.regions",
+               "    PT = run.mem.pages",
                "    FRAME = run.mem.frame",
                "    r0 = r6 = r7 = r8 = r9 = 0",
                "    mg = %d" % BPF_MAX_LOOPS,

@@ -27,7 +27,7 @@ import struct
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
 from .core import RunCtx, bpf_prog_run
-from .memory import M32, ComputedRegion, Fault, Memory, Region
+from .memory import M32, Memory, Region
 
 PAGE_SIZE = 4096
 ETH_HLEN = 14
@@ -212,8 +212,9 @@ def bpf_test_run(prog, ctx, ta, mem, ctx_addr, skb=None, cpu=0):
     t0 = _clock(ctx)
     retval = 0
     image = prog.image
+    run = new_run(prog, ctx, mem, cpu=cpu, skb=skb)
     for _ in range(repeat):
-        run = new_run(prog, ctx, mem, cpu=cpu, skb=skb)
+        run.tail_call_cnt = 0
         retval = bpf_prog_run(image, run, ctx_addr) & M32
     dt = _clock(ctx) - t0
     return retval, (dt // repeat) & M32
@@ -257,59 +258,53 @@ class SkBuff:
         self.hwtstamp = 0
         self.meta_len = 0
         self.data_end = None       # bpf_compute_data_pointers: set for direct packet access types
-        self.region = None
+        self.region = None         # the packet: the whole buffer, head at region.base
         self.sk_family = 0
+        self.ctx = bytearray(SK_BUFF_SIZE)  # struct __sk_buff as the program sees it
 
     @property
     def len(self):
         return self.tail - self.data
+
+    # the fields of struct __sk_buff the model fills, and those a program may write back
+    _CTX_U32 = ("len", "pkt_type", "mark", "queue_mapping", "protocol", "vlan_present", "vlan_tci", "vlan_proto",
+                "priority", "ingress_ifindex", "ifindex", "tc_index", "hash", "tc_classid", "napi_id",
+                "family", "wire_len", "gso_segs", "gso_size")
+    _ATTR = {"ingress_ifindex": "skb_iif", "family": "sk_family", "wire_len": "pkt_len"}
+    _WRITABLE = ("mark", "priority", "tc_index", "queue_mapping", "tc_classid", "hash")
+
+    def sync_ctx(self):
+        """Write the skb's state into the __sk_buff the program reads (before a run, after a helper changed
+        the skb): data/data_end/data_meta hold packet addresses."""
+        c = self.ctx
+        F = SK_BUFF_FIELDS
+        for name in self._CTX_U32:
+            v = self.len if name == "len" else getattr(self, self._ATTR.get(name, name))
+            struct.pack_into("<I", c, F[name][0], v & M32)
+        c[48:68] = self.cb
+        base = self.region.base
+        struct.pack_into("<I", c, F["data"][0], base + self.data)
+        struct.pack_into("<I", c, F["data_end"][0],
+                         base + (self.data_end if self.data_end is not None else self.tail))
+        struct.pack_into("<I", c, F["data_meta"][0], base + self.data - self.meta_len)
+        struct.pack_into("<Q", c, F["tstamp"][0], self.tstamp)
+        c[F["tstamp_type"][0]] = self.tstamp_type
+        struct.pack_into("<Q", c, F["hwtstamp"][0], self.hwtstamp)
+
+    def read_ctx(self):
+        """Take back what the program may have written into its __sk_buff."""
+        c = self.ctx
+        F = SK_BUFF_FIELDS
+        for name in self._WRITABLE:
+            setattr(self, name, struct.unpack_from("<I", c, F[name][0])[0])
+        self.cb[:] = c[48:68]
+        self.tstamp = struct.unpack_from("<Q", c, F["tstamp"][0])[0]
 
     def push(self, n):
         self.data -= n
 
     def pull(self, n):
         self.data += n
-
-
-class SkBuffCtx(ComputedRegion):
-    """``struct __sk_buff`` as the program reads and writes it, served from an :class:`SkBuff`."""
-
-    __slots__ = ()
-
-    def __init__(self, skb):
-        ComputedRegion.__init__(self, "ctx", bytearray(SK_BUFF_SIZE), obj=skb, name="__sk_buff")
-
-    def load(self, n, off):
-        skb = self.obj
-        pkt = skb.region.base
-        if off == 76:
-            return pkt + skb.data
-        if off == 80:
-            return pkt + (skb.data_end if skb.data_end is not None else skb.tail)
-        if off == 140:
-            return pkt + skb.data - skb.meta_len
-        if 48 <= off < 68:
-            return int.from_bytes(skb.cb[off - 48:off - 48 + n], "little")
-        v = {0: skb.len, 4: skb.pkt_type, 8: skb.mark, 12: skb.queue_mapping, 16: skb.protocol,
-             20: skb.vlan_present, 24: skb.vlan_tci, 28: skb.vlan_proto, 32: skb.priority, 36: skb.skb_iif,
-             40: skb.ifindex, 44: skb.tc_index, 68: skb.hash, 72: skb.tc_classid, 84: skb.napi_id,
-             88: skb.sk_family, 152: skb.tstamp, 160: skb.pkt_len, 164: skb.gso_segs, 176: skb.gso_size,
-             180: skb.tstamp_type, 184: skb.hwtstamp}.get(off & ~3 if off < 152 else off)
-        if v is None:
-            return 0
-        shift = (off & 3) * 8 if off < 152 else 0
-        return (v >> shift) & ((1 << (8 * n)) - 1)
-
-    def store(self, n, off, value):
-        skb = self.obj
-        if 48 <= off < 68:
-            skb.cb[off - 48:off - 48 + n] = value.to_bytes(n, "little")
-            return
-        name = {8: "mark", 32: "priority", 44: "tc_index", 68: "hash", 72: "tc_classid", 12: "queue_mapping",
-                152: "tstamp"}.get(off)
-        if name is None:
-            raise Fault("__sk_buff field at %d is not writable" % off)
-        setattr(skb, name, value)
 
 
 def eth_type_trans(skb):
@@ -430,9 +425,10 @@ def bpf_prog_test_run_skb(prog, ta, ctx):
     mem = Memory()
     skb.region = Region("packet", data, obj=skb, name="skb")
     mem.add(skb.region)
-    ctx_region = SkBuffCtx(skb)
-    ctx_addr = mem.add(ctx_region)
+    skb.sync_ctx()
+    _, ctx_addr = mem.add_buffer("ctx", skb.ctx, obj=skb, name="__sk_buff")
     retval, duration = bpf_test_run(prog, ctx, ta, mem, ctx_addr, skb=skb)
+    skb.read_ctx()
     if not is_l2:
         if skb.data < ETH_HLEN:
             raise bpf_error(errno.ENOMEM, "no headroom for the Ethernet header")
@@ -457,34 +453,14 @@ class XdpBuff:
         self.frags = frags
         self.ingress_ifindex = LOOPBACK_IFINDEX
         self.rx_queue_index = 0
-        self.region = None
+        self.region = None         # the packet: the whole buffer, data_hard_start at region.base
+        self.ctx = bytearray(XDP_MD_SIZE)  # struct xdp_md as the program sees it
 
-
-class XdpMdCtx(ComputedRegion):
-    """``struct xdp_md`` as the program reads it: data/data_end/data_meta read as packet pointers."""
-
-    __slots__ = ()
-
-    def __init__(self, xdp):
-        ComputedRegion.__init__(self, "ctx", bytearray(XDP_MD_SIZE), obj=xdp, name="xdp_md")
-
-    def load(self, n, off):
-        x = self.obj
-        base = x.region.base
-        if off == 0:
-            return base + x.data
-        if off == 4:
-            return base + x.data_end
-        if off == 8:
-            return base + x.data_meta
-        if off == 12:
-            return x.ingress_ifindex
-        if off == 16:
-            return x.rx_queue_index
-        return 0
-
-    def store(self, n, off, value):
-        raise Fault("xdp_md is read-only")
+    def sync_ctx(self):
+        """Write data/data_end/data_meta (packet addresses) and the rx queue into the xdp_md."""
+        base = self.region.base
+        struct.pack_into("<IIIIII", self.ctx, 0, base + self.data, base + self.data_end, base + self.data_meta,
+                         self.ingress_ifindex, self.rx_queue_index, 0)
 
 
 def xdp_metalen_invalid(n):
@@ -546,7 +522,8 @@ def bpf_prog_test_run_xdp(prog, ta, ctx):
     mem = Memory()
     xdp.region = Region("packet", data, obj=xdp, name="xdp")
     mem.add(xdp.region)
-    ctx_addr = mem.add(XdpMdCtx(xdp))
+    xdp.sync_ctx()
+    _, ctx_addr = mem.add_buffer("ctx", xdp.ctx, obj=xdp, name="xdp_md", readonly=True)
     retval, duration = bpf_test_run(prog, ctx, ta, mem, ctx_addr)
     if c is not None:
         struct.pack_into("<II", c, 0, xdp.data - xdp.data_meta, xdp.data_end - xdp.data_meta)
