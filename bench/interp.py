@@ -12,6 +12,9 @@ packet). Each runs through BPF_PROG_TEST_RUN with ``repeat`` on:
 - ``emu jit``: the emulator's translator (bpfemu.prog.jit),
 - ``host``: the host kernel (its JIT), for reference;
 
+and, last, what one PROG_TEST_RUN call costs by itself (repeat 1, a two-instruction program), both sides
+timed around the call;
+
 insns/s = instructions one run executes (counted by the reference interpreter) / time per run. The emulator
 is timed by this process's CPU time around the syscall (the call overhead included, as a user sees it), the
 host by the duration PROG_TEST_RUN reports (so the host figure is the JIT alone, without the syscall).
@@ -258,6 +261,24 @@ def host_rate(prog, datas, repeat, reps):
     return out
 
 
+def host_call(prog, datas, reps, clock):
+    """[seconds per PROG_TEST_RUN call] on the host, timed around the syscall (CPU time of this process)."""
+    from conformance import progrun
+    from conformance.isa import HostSys
+    s = HostSys()
+    fd = progrun.load(s, prog, u.BPF_PROG_TYPE_XDP)
+    out = []
+    try:
+        for _ in range(reps):
+            t0 = clock()
+            for d in datas:
+                progrun.test_run(s, fd, data=d, repeat=1)
+            out.append((clock() - t0) / len(datas) / 1e9)
+    finally:
+        s.finish()
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.interp", description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny repeat counts: seconds, for CI")
@@ -280,8 +301,9 @@ def main(argv=None):
         figures = {}
         for engine in ("interp", "jit"):
             big = "loop" in name
-            repeat = (1 if big else 20) if args.smoke else ((2 if engine == "interp" else 20) if big
-                                                          else (200 if engine == "interp" else 2000))
+            # enough runs per call that the call's own cost (attr, copies: see the last row) is amortized
+            repeat = (1 if big else (100 if engine == "interp" else 1000)) if args.smoke else (
+                (2 if engine == "interp" else 20) if big else (500 if engine == "interp" else 5000))
             figures[engine] = emu_rate(prog, datas, engine, repeat, reps, clock)
         if host:
             figures["host"] = host
@@ -297,6 +319,18 @@ def main(argv=None):
                 name, engine, n, "{:,.0f}".format(med), "[%s - %s]" % ("{:,.2g}".format(rates[0]),
                                                                        "{:,.2g}".format(rates[-1])),
                 ("%.0fx" % (1 / ratio)) if ratio else ""), flush=True)
+    # the fixed cost of one PROG_TEST_RUN call (repeat 1, a one-instruction program)
+    prog = [BPF_MOV64_IMM(BPF_REG_0, XDP_PASS), BPF_EXIT_INSN()]
+    datas = [bytes(64)]
+    calls = {"emu": [s_ * 1e6 for s_ in emu_rate(prog, datas, "jit", 1, reps * 20, clock)]}
+    if ok:
+        calls["host"] = [s_ * 1e6 for s_ in host_call(prog, datas, reps * 20, clock)]
+    for side, us in calls.items():
+        med = statistics.median(us)
+        rows.append({"program": "one PROG_TEST_RUN call (repeat 1)", "engine": side, "us_per_call": med,
+                     "min": min(us), "max": max(us)})
+        print("%-36s %-11s %10s %16s %16s" % ("one PROG_TEST_RUN call (repeat 1)", side, "",
+                                             "%.1f us/call" % med, "[%.1f - %.1f]" % (min(us), max(us))))
     if not ok:
         print("host: unavailable (%s)" % why)
     if args.json:

@@ -377,8 +377,9 @@ class RunCtx:
 
 def bpf_prog_run(image, run, ctx):
     """Run ``image`` with R1 = ``ctx`` (an address in ``run.mem``); returns R0 (u64)."""
-    if image.bpf_func is not None:
-        return image.bpf_func(run, ctx)
+    f = image.bpf_func
+    if f is not None:
+        return f(run, ctx)
     return interpret(image, run, ctx)
 
 

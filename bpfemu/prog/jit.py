@@ -15,8 +15,9 @@ How the code looks:
   :class:`~bpfemu.prog.memory.Memory` page table and is one ``struct`` call on it (a bad address raises from
   C and becomes a :class:`~bpfemu.prog.memory.Fault`);
 - control flow: basic blocks with a single predecessor are emitted inline at their jump (so a forward
-  ``if`` chain becomes nested Python ``if``/``else``), the others (join points, loop heads) are dispatched by
-  a binary search on ``pc`` inside ``while True``;
+  ``if`` chain becomes nested Python ``if``/``else``); the others (join points, loop heads) follow in program
+  order, each under ``if pc == start``: a forward jump sets ``pc`` and falls through to the later guards,
+  a backward jump restarts a ``while True`` around them;
 - bpf2bpf calls are Python calls (each frame its own 512-byte stack at its depth), a tail call returns what
   the target program's function returns, helpers are called through ``run.helper(id)``.
 
@@ -37,7 +38,9 @@ from .insn import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_
 from .memory import ACCESS_ERRORS, M32, M64, MAX_CALL_FRAMES, PAGE_MASK, PAGE_SHIFT, STACK_SIZE, Fault
 
 SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
+MOV64_X = BPF_ALU64 | BPF_MOV | BPF_X
 INLINE_DEPTH = 40      # nesting of inlined blocks before falling back to dispatch (Python allows ~100 levels)
+GROUP = 12             # dispatched blocks per guard group
 SB64 = 1 << 63
 SB32 = 1 << 31
 
@@ -333,134 +336,135 @@ class _Gen:
                 return
         raise Untranslatable("opcode %#04x at %d" % (code, pc))
 
-    def alu(self, is64, code, d, s, off, imm, out):
+    def alu(self, is64, code, d, s, off, imm, out, dx=None):
+        """ALU/ALU64 into register ``d``; ``dx`` is the expression of dst's input value (``d`` itself unless a
+        preceding mov was folded in)."""
         op = code & 0xf0
         x = bool(code & BPF_X)
+        dx = dx or d
         if is64:
             M = "%#x" % M64
             k = imm & M64
             S = s if x else _x(k)
             if op == BPF_ADD:
-                out.append("%s = (%s + %s) & %s" % (d, d, S, M))
+                e = "(%s + %s) & %s" % (dx, S, M)
             elif op == BPF_SUB:
-                out.append("%s = (%s - %s) & %s" % (d, d, S, M))
+                e = "(%s - %s) & %s" % (dx, S, M)
             elif op == BPF_MUL:
-                out.append("%s = (%s * %s) & %s" % (d, d, S, M))
+                e = "(%s * %s) & %s" % (dx, S, M)
             elif op == BPF_DIV:
                 if off == 1:
-                    out.append("%s = SDIV64(%s, %s)" % (d, d, S))
+                    e = "SDIV64(%s, %s)" % (dx, S)
                 elif x:
-                    out.append("%s = %s // %s if %s else 0" % (d, d, s, s))
+                    e = "%s // %s if %s else 0" % (dx, s, s)
                 else:
-                    out.append("%s = %s // %s" % (d, d, S) if k else "%s = 0" % d)
+                    e = "%s // %s" % (dx, S) if k else "0"
             elif op == BPF_MOD:
                 if off == 1:
-                    out.append("%s = SMOD64(%s, %s)" % (d, d, S))
+                    e = "SMOD64(%s, %s)" % (dx, S)
                 elif x:
-                    out.append("%s = %s %% %s if %s else %s" % (d, d, s, s, d))
-                elif k:
-                    out.append("%s %%= %s" % (d, S))
+                    e = "%s %% %s if %s else %s" % (dx, s, s, dx)
+                else:
+                    e = "%s %% %s" % (dx, S) if k else dx
             elif op == BPF_OR:
-                out.append("%s |= %s" % (d, S))
+                e = "%s | %s" % (dx, S)
             elif op == BPF_AND:
-                out.append("%s &= %s" % (d, S))
+                e = "%s & %s" % (dx, S)
             elif op == BPF_XOR:
-                out.append("%s ^= %s" % (d, S))
+                e = "%s ^ %s" % (dx, S)
             elif op == BPF_LSH:
                 n = "(%s & 63)" % s if x else str(k & 63)
-                out.append("%s = (%s << %s) & %s" % (d, d, n, M))
+                e = "(%s << %s) & %s" % (dx, n, M)
             elif op == BPF_RSH:
                 n = "(%s & 63)" % s if x else str(k & 63)
-                out.append("%s >>= %s" % (d, n))
+                e = "%s >> %s" % (dx, n)
             elif op == BPF_ARSH:
                 n = "(%s & 63)" % s if x else str(k & 63)
-                out.append("%s = (((%s ^ %#x) - %#x) >> %s) & %s" % (d, d, SB64, SB64, n, M))
+                e = "(((%s ^ %#x) - %#x) >> %s) & %s" % (dx, SB64, SB64, n, M)
             elif op == BPF_NEG:
-                out.append("%s = -%s & %s" % (d, d, M))
+                e = "-%s & %s" % (dx, M)
             elif op == BPF_MOV:
                 if x and off in (8, 16, 32):
                     sb = 1 << (off - 1)
-                    out.append("%s = (((%s & %#x) ^ %#x) - %#x) & %s" % (d, s, (1 << off) - 1, sb, sb, M))
-                elif x:
-                    if d != s:
-                        out.append("%s = %s" % (d, s))
+                    e = "(((%s & %#x) ^ %#x) - %#x) & %s" % (s, (1 << off) - 1, sb, sb, M)
                 else:
-                    out.append("%s = %s" % (d, S))
+                    e = s if x else S
             elif op == BPF_END:
                 if imm == 16:
-                    out.append("%s = ((%s & 0xff) << 8) | ((%s >> 8) & 0xff)" % (d, d, d))
+                    e = "((%s & 0xff) << 8) | ((%s >> 8) & 0xff)" % (dx, dx)
                 elif imm == 32:
-                    out.append("%s = BSWAP32(%s)" % (d, d))
+                    e = "BSWAP32(%s)" % dx
                 else:
-                    out.append("%s = BSWAP64(%s)" % (d, d))
+                    e = "BSWAP64(%s)" % dx
             else:
                 raise Untranslatable("ALU64 op %#x" % op)
+            if e != d:
+                out.append("%s = %s" % (d, e))
             return
         M = "%#x" % M32
         k = imm & M32
         S = s if x else _x(k)
         if op == BPF_ADD:
-            out.append("%s = (%s + %s) & %s" % (d, d, S, M))
+            e = "(%s + %s) & %s" % (dx, S, M)
         elif op == BPF_SUB:
-            out.append("%s = (%s - %s) & %s" % (d, d, S, M))
+            e = "(%s - %s) & %s" % (dx, S, M)
         elif op == BPF_MUL:
-            out.append("%s = (%s * %s) & %s" % (d, d, S, M))
+            e = "(%s * %s) & %s" % (dx, S, M)
         elif op == BPF_DIV:
             if off == 1:
-                out.append("%s = SDIV32(%s, %s)" % (d, d, S))
+                e = "SDIV32(%s, %s)" % (dx, S)
             elif x:
                 out.append("t = %s & %s" % (s, M))
-                out.append("%s = (%s & %s) // t if t else 0" % (d, d, M))
+                e = "(%s & %s) // t if t else 0" % (dx, M)
             else:
-                out.append("%s = (%s & %s) // %s" % (d, d, M, S) if k else "%s = 0" % d)
+                e = "(%s & %s) // %s" % (dx, M, S) if k else "0"
         elif op == BPF_MOD:
             if off == 1:
-                out.append("%s = SMOD32(%s, %s)" % (d, d, S))
+                e = "SMOD32(%s, %s)" % (dx, S)
             elif x:
                 out.append("t = %s & %s" % (s, M))
-                out.append("%s = (%s & %s) %% t if t else %s & %s" % (d, d, M, d, M))
+                e = "(%s & %s) %% t if t else %s & %s" % (dx, M, dx, M)
             elif k:
-                out.append("%s = (%s & %s) %% %s" % (d, d, M, S))
+                e = "(%s & %s) %% %s" % (dx, M, S)
             else:
-                out.append("%s &= %s" % (d, M))
+                e = "%s & %s" % (dx, M)
         elif op == BPF_OR:
-            out.append("%s = (%s | %s) & %s" % (d, d, S, M))
+            e = "(%s | %s) & %s" % (dx, S, M)
         elif op == BPF_AND:
-            out.append("%s = %s & %s & %s" % (d, d, S, M) if x else "%s &= %s" % (d, S))
+            e = "%s & %s & %s" % (dx, S, M) if x else "%s & %s" % (dx, S)
         elif op == BPF_XOR:
-            out.append("%s = (%s ^ %s) & %s" % (d, d, S, M))
+            e = "(%s ^ %s) & %s" % (dx, S, M)
         elif op == BPF_LSH:
             n = "(%s & 31)" % s if x else str(k & 31)
-            out.append("%s = (%s << %s) & %s" % (d, d, n, M))
+            e = "(%s << %s) & %s" % (dx, n, M)
         elif op == BPF_RSH:
             n = "(%s & 31)" % s if x else str(k & 31)
-            out.append("%s = (%s & %s) >> %s" % (d, d, M, n))
+            e = "(%s & %s) >> %s" % (dx, M, n)
         elif op == BPF_ARSH:
             n = "(%s & 31)" % s if x else str(k & 31)
-            out.append("%s = ((((%s & %s) ^ %#x) - %#x) >> %s) & %s" % (d, d, M, SB32, SB32, n, M))
+            e = "((((%s & %s) ^ %#x) - %#x) >> %s) & %s" % (dx, M, SB32, SB32, n, M)
         elif op == BPF_NEG:
-            out.append("%s = -%s & %s" % (d, d, M))
+            e = "-%s & %s" % (dx, M)
         elif op == BPF_MOV:
             if x and off in (8, 16):
                 sb = 1 << (off - 1)
-                out.append("%s = (((%s & %#x) ^ %#x) - %#x) & %s" % (d, s, (1 << off) - 1, sb, sb, M))
+                e = "(((%s & %#x) ^ %#x) - %#x) & %s" % (s, (1 << off) - 1, sb, sb, M)
             elif x:
-                out.append("%s = %s & %s" % (d, s, M))
+                e = "%s & %s" % (s, M)
             else:
-                out.append("%s = %s" % (d, S))
+                e = S
         elif op == BPF_END:
             to_be = bool(code & BPF_X)
             if imm == 16:
-                if to_be:
-                    out.append("%s = ((%s & 0xff) << 8) | ((%s >> 8) & 0xff)" % (d, d, d))
-                else:
-                    out.append("%s &= 0xffff" % d)
+                e = "((%s & 0xff) << 8) | ((%s >> 8) & 0xff)" % (dx, dx) if to_be else "%s & 0xffff" % dx
             elif imm == 32:
-                out.append("%s = BSWAP32(%s)" % (d, d) if to_be else "%s &= %s" % (d, M))
-            elif to_be:
-                out.append("%s = BSWAP64(%s)" % (d, d))
+                e = "BSWAP32(%s)" % dx if to_be else "%s & %s" % (dx, M)
+            else:
+                e = "BSWAP64(%s)" % dx if to_be else dx
         else:
             raise Untranslatable("ALU op %#x" % op)
+        if e != d:
+            out.append("%s = %s" % (d, e))
 
     def load(self, d, src, off, size, signed, out):
         o = self.stack_off(src, off, size)
@@ -597,40 +601,53 @@ class _Gen:
                 continue
             lines = []
             self.pending = []
+            self.owner = s
             self.emit_block(s, lines, 0)
             emitted[s] = lines
             work.extend(self.pending)
         body_of = emitted
         name = "F%d" % start
-        src = ["def %s(run, r1, r2, r3, r4, r5, d, stk, r10):" % name,
-               "    PT = run.mem.pages",
-               "    FRAME = run.mem.frame",
-               "    r0 = r6 = r7 = r8 = r9 = 0",
-               "    mg = %d" % BPF_MAX_LOOPS,
-               "    pc = %d" % start,
-               "    try:"]
+        text = "\n".join(ln for lines in body_of.values() for ln in lines)
+        src = ["def %s(run, r1, r2=0, r3=0, r4=0, r5=0, d=0, stk=None, r10=0):" % name,
+               "    mem = run.mem",
+               "    if stk is None:",
+               "        stk, r10 = mem.frame(d)",
+               "    PT = mem.pages",
+               "    r0 = r6 = r7 = r8 = r9 = 0"]
+        if "FRAME(" in text:
+            src.append("    FRAME = mem.frame")
+        if "mg" in text:
+            src.append("    mg = %d" % BPF_MAX_LOOPS)
+        src += ["    pc = %d" % start,
+                "    try:"]
         if len(body_of) == 1 and not needs_loop[0]:
             for ln in body_of[start]:
                 src.append("        " + ln)
-        else:
+        elif needs_loop[0]:
             src.append("        while True:")
-            self.tree(sorted(body_of), body_of, src, "            ")
+            self.guards(sorted(body_of), body_of, src, "            ")
+        else:
+            self.guards(sorted(body_of), body_of, src, "        ")
         src.append("    except ACCESS_ERRORS as e:")
         src.append("        if e.__traceback__.tb_next is not None:")
         src.append("            raise")
         src.append("        raise _fault(e, pc) from None")
         return name, src
 
-    def tree(self, keys, body_of, src, ind):
-        if len(keys) == 1:
-            for ln in body_of[keys[0]]:
-                src.append(ind + ln)
-            return
-        mid = len(keys) // 2
-        src.append(ind + "if pc < %d:" % keys[mid])
-        self.tree(keys[:mid], body_of, src, ind + "    ")
-        src.append(ind + "else:")
-        self.tree(keys[mid:], body_of, src, ind + "    ")
+    def guards(self, keys, body_of, src, ind):
+        """The dispatched blocks in program order, each under ``if pc == start:``, in groups of GROUP under
+        ``if pc < next group's start:``. A forward jump sets pc and falls through to the later guards; a
+        backward one sets pc and restarts the enclosing loop."""
+        groups = [keys[i:i + GROUP] for i in range(0, len(keys), GROUP)]
+        for gi, group in enumerate(groups):
+            gind = ind
+            if len(groups) > 1 and gi + 1 < len(groups):
+                src.append(ind + "if pc < %d:" % groups[gi + 1][0])
+                gind = ind + "    "
+            for k in group:
+                src.append(gind + "if pc == %d:" % k)
+                for ln in body_of[k]:
+                    src.append(gind + "    " + ln)
 
     def goto(self, t, out, depth):
         """Lines that continue at block ``t``: inline when it has this one predecessor, else dispatch."""
@@ -638,9 +655,10 @@ class _Gen:
             if t not in self.dispatched:
                 self.dispatched.add(t)
             self.pending.append(t)
-            self.needs_loop[0] = True
             out.append("pc = %d" % t)
-            out.append("continue")
+            if t <= self.owner:  # backward: back to the first guard
+                self.needs_loop[0] = True
+                out.append("continue")
             return
         self.emit_block(t, out, depth + 1)
 
@@ -656,6 +674,16 @@ class _Gen:
             if nxt >= b.end and b.kind != "fall":
                 last = (pc, i)
                 break
+            if i.code == MOV64_X and i.off == 0 and nxt < b.end and (nxt + 1 < b.end or b.kind == "fall"):
+                j = insns[nxt]
+                # rd = rs; rd op= (imm | rt, rt != rd): one expression of rs
+                if (j.code & 7) == BPF_ALU64 and j.dst_reg == i.dst_reg and j.off == 0 and (
+                        not j.code & BPF_X or j.src_reg != i.dst_reg) and (j.code & 0xf0) not in (BPF_MOV,
+                                                                                                BPF_END):
+                    self.alu(True, j.code, self.r(j.dst_reg), self.r(j.src_reg), j.off, j.imm, out,
+                             dx=self.r(i.src_reg))
+                    pc = nxt + 1
+                    continue
             self.insn(pc, i, out)
             pc = nxt
         if b.kind == "exit":
@@ -702,11 +730,7 @@ def bpf_int_jit_compile(image):
     image.jit_source = source
     image.jit_subprogs = {int(k[1:]): v for k, v in ns.items() if k[:1] == "F" and k[1:].isdigit()}
 
-    def bpf_func(run, ctx, _entry=entry):
-        stk, r10 = run.mem.frame(0)
-        return _entry(run, ctx, 0, 0, 0, 0, 0, stk, r10)
-
-    image.bpf_func = bpf_func
+    image.bpf_func = entry  # entry(run, ctx): depth 0, a fresh frame
     image.jit_error = None
     return image
 
