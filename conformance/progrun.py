@@ -100,6 +100,8 @@ def test_run(sys, fd, data=None, ctx=None, repeat=0, data_size_out=None, data_ou
     if cin is not None:
         fields["test.ctx_in"] = ctypes.addressof(cin)
         fields["test.ctx_size_in"] = len(ctx) if ctx_size_in is None else ctx_size_in
+    elif ctx_size_in is not None:
+        fields["test.ctx_size_in"] = ctx_size_in
     if cout is not None:
         fields["test.ctx_out"] = ctypes.addressof(cout)
         fields["test.ctx_size_out"] = c_out if ctx_size_out is None else ctx_size_out
@@ -114,6 +116,22 @@ def test_run(sys, fd, data=None, ctx=None, repeat=0, data_size_out=None, data_ou
                   t.ctx_size_out, t.duration)
 
 
+def ctx_extent(insns):
+    """How far into its context the program reads or writes through R1 before R1 changes (a stand-in for
+    the verifier's aux->max_ctx_offset, enough for straight programs)."""
+    from bpfemu.prog.insn import BPF_LDX, BPF_ST, BPF_STX, BPF_JMP, BPF_JMP32, bpf_size_to_bytes
+    top = 0
+    for i in insns:
+        cls = i.code & 7
+        if cls == BPF_LDX and i.src_reg == 1:
+            top = max(top, i.off + bpf_size_to_bytes(i.code & 0x18))
+        elif cls in (BPF_ST, BPF_STX) and i.dst_reg == 1:
+            top = max(top, i.off + bpf_size_to_bytes(i.code & 0x18))
+        if cls in (BPF_JMP, BPF_JMP32) or (i.dst_reg == 1 and cls not in (BPF_ST, BPF_STX)):
+            break
+    return top
+
+
 class ShimProg:
     """What PROG_TEST_RUN needs of a loaded program (see bpfemu.prog.test_run)."""
 
@@ -122,7 +140,7 @@ class ShimProg:
         self.expected_attach_type = expected_attach_type
         self.image = Image(insns, prog_type=prog_type)
         self.helpers = {}
-        self.max_ctx_offset = 0
+        self.max_ctx_offset = ctx_extent(self.image.insns)
         self.xdp_has_frags = bool(prog_flags & (1 << 5))
         if engine == "jit":
             jit.bpf_int_jit_compile(self.image)
