@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from bpfemu import uapi as u
-from bpfemu.prog.insn import (BPF_ADD, BPF_ALU64_IMM, BPF_ALU64_REG, BPF_AND, BPF_ATOMIC_OP, BPF_B,
+from bpfemu.prog.insn import (BPF_ADD, BPF_ALU64_IMM, BPF_ALU64_REG, BPF_AND, BPF_ATOMIC_OP, BPF_B, BPF_EMIT_CALL,
                               BPF_CALL_REL, BPF_CMPXCHG, BPF_DW, BPF_EXIT_INSN, BPF_FETCH, BPF_H, BPF_LD_ABS,
                               BPF_LD_IND, BPF_LDX_MEM, BPF_LDX_MEMSX, BPF_LOAD_ACQ, BPF_MOV64_IMM, BPF_MOV64_REG,
                               BPF_OR, BPF_REG_0, BPF_REG_1, BPF_REG_2, BPF_REG_3, BPF_REG_4, BPF_REG_5, BPF_REG_6,
@@ -16,7 +16,7 @@ from bpfemu.prog.insn import (BPF_ADD, BPF_ALU64_IMM, BPF_ALU64_REG, BPF_AND, BP
 
 from . import isa_oracle as O
 from . import progrun
-from .isa import BACKENDS, VALUES, ld64, make_sys, pack, run_xdp, st64, unpack
+from .isa import BACKENDS, VALUES, HostSys, ld64, make_sys, pack, run_xdp, st64, unpack
 
 
 @pytest.fixture(params=BACKENDS)
@@ -320,3 +320,41 @@ def test_call_frames(isa_sys):
     assert (r.errno, r.retval) == (0, 2)
     out = unpack(r.data_out[:40])
     assert out == [1 + 20 + 300 + 4000 + 50000 + 63 + 2222, 1111, 70, 80, 90]
+
+
+def test_tail_call_limit(isa_sys):
+    """A program tail-calling itself through a PROG_ARRAY runs 1 + 33 times (MAX_TAIL_CALL_CNT), then the
+    call falls through; a tail call to an empty slot or past max_entries falls through at once."""
+    if not isinstance(isa_sys, HostSys):
+        pytest.skip("needs PROG_ARRAY updates with program fds: PROG_LOAD in the emulator's syscall layer "
+                    "(the emulator's side is tests/test_interp.py::test_tail_call_limit)")
+    from conformance.bpfhelp import create_map, update, u32
+    from bpfemu.prog.insn import BPF_JGT, BPF_JMP_REG
+    m = create_map(isa_sys, u.BPF_MAP_TYPE_PROG_ARRAY, key_size=4, value_size=4, max_entries=2)
+    try:
+        def prog(index):
+            return [
+                BPF_MOV64_REG(BPF_REG_6, BPF_REG_1),
+                BPF_LDX_MEM(BPF_W, BPF_REG_2, BPF_REG_1, 0), BPF_LDX_MEM(BPF_W, BPF_REG_3, BPF_REG_1, 4),
+                BPF_MOV64_REG(BPF_REG_4, BPF_REG_2), BPF_ALU64_IMM(BPF_ADD, BPF_REG_4, 8),
+                BPF_JMP_REG(BPF_JGT, BPF_REG_4, BPF_REG_3, 8),  # too short: straight to return
+                BPF_LDX_MEM(BPF_DW, BPF_REG_4, BPF_REG_2, 0), BPF_ALU64_IMM(BPF_ADD, BPF_REG_4, 1),
+                BPF_STX_MEM(BPF_DW, BPF_REG_2, BPF_REG_4, 0),
+                BPF_MOV64_REG(BPF_REG_1, BPF_REG_6), *_ld_map_fd(BPF_REG_2, m), BPF_MOV64_IMM(BPF_REG_3, index),
+                BPF_EMIT_CALL(12),
+                BPF_MOV64_IMM(BPF_REG_0, 2), BPF_EXIT_INSN(),
+            ]
+        for index, runs in ((0, 34), (1, 1), (2, 1)):
+            fd = progrun.load(isa_sys, prog(index), u.BPF_PROG_TYPE_XDP)
+            update(isa_sys, m, u32(0), u32(fd))
+            r = progrun.test_run(isa_sys, fd, data=bytes(16))
+            assert (r.errno, r.retval) == (0, 2)
+            assert struct.unpack_from("<Q", r.data_out)[0] == runs
+            isa_sys.close(fd)
+    finally:
+        isa_sys.h.close(m)
+
+
+def _ld_map_fd(reg, fd):
+    from bpfemu.prog.insn import BPF_LD_MAP_FD
+    return BPF_LD_MAP_FD(reg, fd)
