@@ -453,3 +453,95 @@ def test_ctx_layouts_match_the_host_btf():
         for field, (off, n) in fields.items():
             boff, bsize = got[field]
             assert (boff, bsize) == (off, n), (name, field)
+
+
+# ---- flow dissector and sk_lookup ------------------------------------------------------------------------
+
+FLOW_KEYS = 56
+FD_PROG = [  # keys->sport = data_end - data; keys->dport = nhoff as given; flow_label = flags;
+             # addr_proto = n_proto; nhoff = 1000 and thoff = 5 (both clamped afterwards); return BPF_OK
+    BPF_LDX_MEM(BPF_DW, BPF_REG_2, BPF_REG_1, 144), BPF_LDX_MEM(BPF_W, BPF_REG_3, BPF_REG_1, 76),
+    BPF_LDX_MEM(BPF_W, BPF_REG_4, BPF_REG_1, 80),
+    BPF_ALU64_REG(BPF_SUB, BPF_REG_4, BPF_REG_3), BPF_STX_MEM(BPF_H, BPF_REG_2, BPF_REG_4, 12),
+    BPF_LDX_MEM(BPF_H, BPF_REG_5, BPF_REG_2, 0), BPF_STX_MEM(BPF_H, BPF_REG_2, BPF_REG_5, 14),
+    BPF_LDX_MEM(BPF_W, BPF_REG_5, BPF_REG_2, 48), BPF_STX_MEM(BPF_W, BPF_REG_2, BPF_REG_5, 52),
+    BPF_LDX_MEM(BPF_H, BPF_REG_5, BPF_REG_2, 10), BPF_STX_MEM(BPF_H, BPF_REG_2, BPF_REG_5, 4),
+    BPF_LDX_MEM(BPF_W, BPF_REG_7, BPF_REG_1, 80), BPF_MOV64_REG(BPF_REG_6, BPF_REG_3),
+    BPF_ALU64_IMM(BPF_ADD, BPF_REG_6, 15), BPF_JMP_REG(BPF_JGT, BPF_REG_6, BPF_REG_7, 2),
+    BPF_LDX_MEM(BPF_B, BPF_REG_5, BPF_REG_3, 14), BPF_STX_MEM(BPF_B, BPF_REG_2, BPF_REG_5, 9),  # ip_proto
+    BPF_ST_MEM(BPF_H, BPF_REG_2, 0, 1000), BPF_ST_MEM(BPF_H, BPF_REG_2, 2, 5),
+    BPF_MOV64_IMM(BPF_REG_0, 0), BPF_EXIT_INSN()]
+
+
+def flow_keys(nhoff=0, thoff=0, addr_proto=0, ip_proto=0, n_proto=0, sport=0, dport=0, flags=0, label=0):
+    k = bytearray(FLOW_KEYS)
+    struct.pack_into("<HHH", k, 0, nhoff, thoff, addr_proto)
+    k[9] = ip_proto
+    struct.pack_into("<HHH", k, 10, n_proto, sport, dport)
+    struct.pack_into("<II", k, 48, flags, label)
+    return bytes(k)
+
+
+def test_flow_dissector(tsys):
+    """The keys come back as data_out: nhoff/thoff set by the program are clamped into [14, data size] and
+    [nhoff, data size]; n_proto is the frame's ethertype as stored; ctx_in may set only flags."""
+    fd = load(tsys, FD_PROG, u.BPF_PROG_TYPE_FLOW_DISSECTOR)
+    frame = bytes(12) + b"\x08\x00" + bytes(range(0x33, 0x33 + 46))
+    r = progrun.test_run(tsys, fd, data=frame)
+    assert (r.errno, r.retval, r.data_size_out) == (0, 0, FLOW_KEYS)
+    want = flow_keys(60, 60, 0x0008, 0x33, 0x0008, 60, 14)
+    assert r.data_out[:FLOW_KEYS] == want
+    ctx = flow_keys(flags=7)
+    r = progrun.test_run(tsys, fd, data=frame, ctx=ctx, repeat=3)
+    assert r.errno == 0 and r.data_out[:FLOW_KEYS] == flow_keys(60, 60, 0x0008, 0x33, 0x0008, 60, 14, 7, 7)
+    assert (r.ctx_size_out, r.ctx_out[:FLOW_KEYS]) == (FLOW_KEYS, ctx)
+    assert progrun.test_run(tsys, fd, data=frame, ctx=flow_keys(nhoff=3)).errno == EINVAL
+    assert progrun.test_run(tsys, fd, data=frame, ctx=flow_keys(label=3)).errno == EINVAL
+    sizes = {n: progrun.test_run(tsys, fd, data=bytes(n)).errno for n in (13, 14, 4096, 4097)}
+    assert sizes == {13: EINVAL, 14: 0, 4096: 0, 4097: EINVAL}
+    r = progrun.test_run(tsys, fd, data=bytes(4096))
+    assert r.data_out[:4] == struct.pack("<HH", 1000, 1000)  # inside the frame now: kept
+    for bad in (dict(flags=1), dict(cpu=1), dict(batch_size=1)):
+        assert progrun.test_run(tsys, fd, data=frame, **bad).errno == EINVAL
+    r = progrun.test_run(tsys, fd, data=frame, data_size_out=10)
+    assert (r.errno, r.data_size_out) == (ENOSPC, FLOW_KEYS) and r.data_out[:10] == want[:10]
+
+
+def sk_lookup_ctx(family=2, protocol=6, remote_ip4=0, remote_port=0, local_ip4=0, local_port=0, sk=0,
+                  ingress_ifindex=0, remote_ip6=bytes(16), local_ip6=bytes(16)):
+    return struct.pack("<QIII16sHHI16sII", sk, family, protocol, remote_ip4, remote_ip6, remote_port, 0,
+                       local_ip4, local_ip6, local_port, ingress_ifindex) + bytes(4)
+
+
+SK_LOOKUP_PROG = [  # SK_PASS when (local_port + remote_port + remote_ip4 + local_ip6[3] + protocol) is odd
+    BPF_LDX_MEM(BPF_W, BPF_REG_0, BPF_REG_1, 60), BPF_LDX_MEM(BPF_W, BPF_REG_2, BPF_REG_1, 36),
+    BPF_ALU64_REG(BPF_ADD, BPF_REG_0, BPF_REG_2), BPF_LDX_MEM(BPF_W, BPF_REG_2, BPF_REG_1, 16),
+    BPF_ALU64_REG(BPF_ADD, BPF_REG_0, BPF_REG_2), BPF_LDX_MEM(BPF_W, BPF_REG_2, BPF_REG_1, 56),
+    BPF_ALU64_REG(BPF_ADD, BPF_REG_0, BPF_REG_2), BPF_LDX_MEM(BPF_W, BPF_REG_2, BPF_REG_1, 12),
+    BPF_ALU64_REG(BPF_ADD, BPF_REG_0, BPF_REG_2),
+    BPF_ALU64_IMM(BPF_AND, BPF_REG_0, 1), BPF_EXIT_INSN()]
+
+
+def test_sk_lookup(tsys):
+    """sk_lookup: the ctx is required and is the lookup; the program sees the v4 or the v6 addresses by
+    family; retval SK_PASS/SK_DROP; ctx_out with cookie 0; no data at all."""
+    fd = load(tsys, SK_LOOKUP_PROG, u.BPF_PROG_TYPE_SK_LOOKUP, expected_attach_type=u.BPF_SK_LOOKUP)
+
+    def run(**kw):
+        kw.setdefault("no_data_out", True)
+        return progrun.test_run(tsys, fd, **kw)
+    cases = [(dict(local_port=81), 1), (dict(local_port=80), 0), (dict(local_port=80, remote_port=1), 1),
+             (dict(local_port=80, remote_ip4=3, protocol=17), 0),
+             (dict(family=10, local_port=80, remote_ip4=1, local_ip6=bytes(12) + b"\x01\0\0\0"), 1)]  # no ip4 in v6
+    for fields, want in cases:
+        ctx = sk_lookup_ctx(**fields)
+        r = run(ctx=ctx)
+        assert (r.errno, r.retval, r.data_size_out) == (0, want, 0), fields
+        assert r.ctx_out[:72] == ctx and r.ctx_size_out == 72
+    assert run(ctx=sk_lookup_ctx(local_port=81), repeat=3).retval == 1
+    assert run(ctx=sk_lookup_ctx(local_port=81)[:64]).errno == 0
+    errs = [run(ctx=sk_lookup_ctx(family=1)).errno, run(ctx=sk_lookup_ctx(local_port=70000)).errno,
+            run(ctx=sk_lookup_ctx(sk=1)).errno, run(ctx=sk_lookup_ctx(ingress_ifindex=1)).errno, run().errno,
+            run(ctx=sk_lookup_ctx(), data=bytes(20)).errno, run(ctx=sk_lookup_ctx(), no_data_out=False).errno,
+            run(ctx=sk_lookup_ctx(), flags=1).errno]
+    assert errs == [97, 34, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL]  # EAFNOSUPPORT, ERANGE, ...

@@ -612,6 +612,119 @@ def bpf_prog_test_run_syscall(prog, ta, ctx):
     return 0
 
 
+# ---- flow dissector and sk_lookup ------------------------------------------------------------------------
+
+FLOW_KEYS_SIZE = 56           # sizeof(struct bpf_flow_keys)
+FLOW_KEYS_FLAGS = 48          # offsetof(struct bpf_flow_keys, flags)
+SK_LOOKUP_SIZE = 72           # sizeof(struct bpf_sk_lookup)
+SK_LOOKUP_LOCAL_PORT_END = 64
+AF_INET, AF_INET6 = 2, 10
+SK_DROP, SK_PASS = 0, 1
+
+
+def bpf_prog_test_run_flow_dissector(prog, ta, ctx):
+    """flow_dissector: data_in is the frame (up to a page, no headroom); the program's __sk_buff has only
+    data, data_end and flow_keys; the keys start zeroed with n_proto, nhoff and thoff (14) and the ctx_in
+    flags; after the run nhoff and thoff are clamped into [14, len] and [nhoff, len]; data_out is the keys,
+    ctx_out the ctx_in unchanged."""
+    if ta.flags or ta.cpu or ta.batch_size:
+        raise bpf_error(errno.EINVAL, "flags/cpu/batch_size not supported for flow dissectors")
+    size = ta.data_size_in
+    if size < ETH_HLEN:
+        raise bpf_error(errno.EINVAL, "data_size_in smaller than an Ethernet header")
+    data = bpf_test_init(ctx, ta, size, size, 0, 0)
+    c = bpf_ctx_init(ctx, ta, FLOW_KEYS_SIZE)
+    flags = 0
+    if c is not None:
+        if any(c[:FLOW_KEYS_FLAGS]) or any(c[FLOW_KEYS_FLAGS + 4:]):
+            raise bpf_error(errno.EINVAL, "only flags may be set in bpf_flow_keys")
+        flags = struct.unpack_from("<I", c, FLOW_KEYS_FLAGS)[0]
+    mem = Memory()
+    _, data_addr = mem.add_buffer("packet", data, name="flow dissector data")
+    keys = bytearray(FLOW_KEYS_SIZE)
+    _, keys_addr = mem.add_buffer("flow_keys", keys, name="bpf_flow_keys")
+    skb_ctx = bytearray(SK_BUFF_SIZE)
+    struct.pack_into("<II", skb_ctx, SK_BUFF_FIELDS["data"][0], data_addr, data_addr + size)
+    struct.pack_into("<Q", skb_ctx, SK_BUFF_FIELDS["flow_keys"][0], keys_addr)
+    _, ctx_addr = mem.add_buffer("ctx", skb_ctx, name="__sk_buff (flow dissector)", readonly=True)
+    proto = bytes(data[12:14])
+    hlen = min(size, U16_MAX)
+    repeat = ta.repeat or 1
+    t0 = _clock(ctx)
+    retval = 0
+    run = new_run(prog, ctx, mem)
+    for _ in range(repeat):
+        keys[:] = bytes(FLOW_KEYS_SIZE)
+        keys[10:12] = proto                              # n_proto (network order, as stored)
+        struct.pack_into("<HH", keys, 0, ETH_HLEN, ETH_HLEN)  # nhoff, thoff
+        struct.pack_into("<I", keys, FLOW_KEYS_FLAGS, flags)
+        run.tail_call_cnt = 0
+        retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+        nhoff, thoff = struct.unpack_from("<HH", keys, 0)
+        nhoff = min(max(nhoff, ETH_HLEN), hlen)
+        thoff = min(max(thoff, nhoff), hlen)
+        struct.pack_into("<HH", keys, 0, nhoff, thoff)
+    duration = ((_clock(ctx) - t0) // repeat) & M32
+    bpf_test_finish(ctx, ta, keys, FLOW_KEYS_SIZE, retval, duration)
+    return bpf_ctx_finish(ctx, ta, c, FLOW_KEYS_SIZE)
+
+
+def bpf_prog_test_run_sk_lookup(prog, ta, ctx):
+    """sk_lookup: ctx_in (struct bpf_sk_lookup) is required and is the lookup: family (AF_INET or AF_INET6,
+    else EAFNOSUPPORT), protocol, remote and local address and port (local_port at most 65535, ERANGE); sk
+    and everything after local_port must be zero; no data. retval is SK_PASS unless the program dropped;
+    ctx_out is the ctx with cookie 0 (no socket can be selected: the emulator has none)."""
+    if ta.flags or ta.cpu or ta.batch_size:
+        raise bpf_error(errno.EINVAL, "flags/cpu/batch_size not supported for sk_lookup")
+    if ta.data_in or ta.data_size_in or ta.data_out or ta.data_size_out:
+        raise bpf_error(errno.EINVAL, "sk_lookup test runs take no data")
+    c = bpf_ctx_init(ctx, ta, SK_LOOKUP_SIZE)
+    if c is None:
+        raise bpf_error(errno.EINVAL, "sk_lookup needs ctx_in")
+    if any(c[:8]) or any(c[SK_LOOKUP_LOCAL_PORT_END:]):
+        raise bpf_error(errno.EINVAL, "sk and the fields after local_port must be zero")
+    family, protocol, remote_ip4 = struct.unpack_from("<III", c, 8)
+    remote_ip6 = bytes(c[20:36])
+    remote_port = bytes(c[36:38])
+    local_ip4 = struct.unpack_from("<I", c, 40)[0]
+    local_ip6 = bytes(c[44:60])
+    local_port = struct.unpack_from("<I", c, 60)[0]
+    if local_port > U16_MAX:
+        raise bpf_error(errno.ERANGE, "local_port past 65535")
+    family &= 0xffff
+    if family not in (AF_INET, AF_INET6):
+        raise bpf_error(errno.EAFNOSUPPORT, "family must be AF_INET or AF_INET6")
+    view = bytearray(SK_LOOKUP_SIZE)  # what the program reads (bpf_sk_lookup_kern through its accessors)
+    struct.pack_into("<II", view, 8, family, protocol & 0xffff)
+    view[36:38] = remote_port
+    struct.pack_into("<I", view, 60, local_port)
+    if family == AF_INET:
+        struct.pack_into("<I", view, 16, remote_ip4)
+        struct.pack_into("<I", view, 40, local_ip4)
+    else:
+        view[20:36] = remote_ip6
+        view[44:60] = local_ip6
+    mem = Memory()
+    _, ctx_addr = mem.add_buffer("ctx", view, name="bpf_sk_lookup", readonly=True)
+    repeat = ta.repeat or 1
+    t0 = _clock(ctx)
+    run = new_run(prog, ctx, mem)
+    retval = SK_PASS
+    for _ in range(repeat):
+        run.tail_call_cnt = 0
+        retval = SK_DROP if bpf_prog_run(prog.image, run, ctx_addr) & M32 == SK_DROP else SK_PASS
+    duration = ((_clock(ctx) - t0) // repeat) & M32
+    c[:8] = bytes(8)  # cookie: no socket selected
+    bpf_test_finish(ctx, ta, b"", 0, retval, duration)
+    return bpf_ctx_finish(ctx, ta, c, SK_LOOKUP_SIZE)
+
+
+def not_emulated(prog, ta, ctx):
+    """Types the host can test-run but the emulator cannot yet (their contexts are kernel structures
+    reached through BTF): EINVAL, saying so."""
+    raise bpf_error(errno.EINVAL, "test_run of program type %d is not implemented by bpfemu" % prog.type)
+
+
 TEST_RUN = {
     uapi.BPF_PROG_TYPE_SOCKET_FILTER: bpf_prog_test_run_skb,
     uapi.BPF_PROG_TYPE_SCHED_CLS: bpf_prog_test_run_skb,
@@ -623,4 +736,9 @@ TEST_RUN = {
     uapi.BPF_PROG_TYPE_XDP: bpf_prog_test_run_xdp,
     uapi.BPF_PROG_TYPE_RAW_TRACEPOINT: bpf_prog_test_run_raw_tp,
     uapi.BPF_PROG_TYPE_SYSCALL: bpf_prog_test_run_syscall,
+    uapi.BPF_PROG_TYPE_FLOW_DISSECTOR: bpf_prog_test_run_flow_dissector,
+    uapi.BPF_PROG_TYPE_SK_LOOKUP: bpf_prog_test_run_sk_lookup,
+    uapi.BPF_PROG_TYPE_TRACING: not_emulated,        # fentry/fexit/fmod_ret: bpf_fentry_test*()
+    uapi.BPF_PROG_TYPE_NETFILTER: not_emulated,      # struct bpf_nf_ctx: pointers to sk_buff, nf_hook_state
+    uapi.BPF_PROG_TYPE_STRUCT_OPS: not_emulated,     # bpf_struct_ops_test_run
 }
