@@ -191,3 +191,54 @@ def test_branchy(seed):
         prog = branchy(rng, rng.randrange(10, 60))
         ref, tr = run_both(prog)
         assert ref == tr, "seed %d: program %s" % (seed, prog)
+
+
+def with_calls(rng, n):
+    """A main program calling random subprograms (each random code over its own frame, returning r0),
+    sometimes nested one deeper, with loads of the caller's registers around the calls."""
+    subs = []
+    for _ in range(rng.randrange(1, 4)):
+        body = [BPF_LD_IMM64(r, rand_value(rng)) for r in (6, 7, 8, 9)]  # callee-saved: its own values
+        body += block(rng, list(range(10)), rng.randrange(5, 25))
+        subs.append(body + [BPF_EXIT_INSN()])
+    main = prologue(rng)
+    calls = []  # (index in main, subprogram number)
+    while len(main) < n:
+        main += block(rng, list(range(10)), rng.randrange(3, 10))
+        calls.append((len(main), rng.randrange(len(subs))))
+        main.append(None)
+    main += epilogue()
+    # a nested call: the first subprogram may call the last one
+    nested = len(subs) > 1 and rng.random() < 0.5
+    if nested:
+        subs[0].insert(len(subs[0]) - 1, None)
+    prog = list(main)
+    starts = []
+    pos = insn_count([i for i in prog if i is not None]) + sum(1 for i in prog if i is None)
+    for s in subs:
+        starts.append(pos)
+        pos += insn_count([i for i in s if i is not None]) + sum(1 for i in s if i is None)
+
+    def slot_of(seq, idx, base):
+        return base + insn_count([i for i in seq[:idx] if i is not None]) + sum(1 for i in seq[:idx] if i is None)
+    for idx, k in calls:
+        at = slot_of(prog, idx, 0)
+        prog[idx] = BPF_CALL_REL(starts[k] - at - 1)
+    out = prog
+    for k, s in enumerate(subs):
+        s = list(s)
+        if None in s:
+            idx = s.index(None)
+            at = slot_of(s, idx, starts[k])
+            s[idx] = BPF_CALL_REL(starts[-1] - at - 1)
+        out += s
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_calls(seed):
+    rng = random.Random(5000 + seed)
+    for _ in range(3):
+        prog = with_calls(rng, rng.randrange(20, 60))
+        ref, tr = run_both(prog)
+        assert ref == tr, "seed %d: program %s" % (seed, prog)

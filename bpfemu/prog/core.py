@@ -292,6 +292,8 @@ class Image:
         self.name = name
         self.prog_type = prog_type
         self.bpf_func = None
+        self.jit_entry = None      # the translated main function, entered at any depth (tail calls)
+        self.jit_subprogs = {}     # subprogram start pc -> translated function
         self.jit_error = None
 
     def __len__(self):

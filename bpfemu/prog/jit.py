@@ -99,10 +99,10 @@ def _fault(e, pc):
 
 def _tail(target, run, r1, d, stk, r10):
     """Continue a successful tail call in ``target`` at the same depth and frame."""
-    entry = target.jit_entry if target.bpf_func is not None else None
+    entry = target.jit_entry
     if entry is None:
         bpf_int_jit_compile(target)
-        entry = getattr(target, "jit_entry", None)
+        entry = target.jit_entry
         if entry is None:
             raise Fault("tail call into a program the translator refused: %s" % target.jit_error)
     return entry(run, r1, 0, 0, 0, 0, d, stk, r10)
