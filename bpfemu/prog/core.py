@@ -84,61 +84,107 @@ def smod(a, b):
     return -r if a < 0 else r
 
 
+def _div64(d, s, off):
+    if s == 0:
+        return 0
+    if off == 1:
+        ss = s64(s)
+        if ss == -1:
+            return -d & M64
+        return sdiv(s64(d), ss) & M64
+    return d // s
+
+
+def _mod64(d, s, off):
+    if s == 0:
+        return d
+    if off == 1:
+        ss = s64(s)
+        if ss == -1:
+            return 0
+        return smod(s64(d), ss) & M64
+    return d % s
+
+
+def _mov64(d, s, off):
+    return sext(s, off) & M64 if off in (8, 16, 32) else s
+
+
+def _div32(d, s, off):
+    d &= M32
+    s &= M32
+    if s == 0:
+        return 0
+    if off == 1:
+        ss = s32(s)
+        if ss == -1:
+            return -d & M32
+        return sdiv(s32(d), ss) & M32
+    return d // s
+
+
+def _mod32(d, s, off):
+    d &= M32
+    s &= M32
+    if s == 0:
+        return d
+    if off == 1:
+        ss = s32(s)
+        if ss == -1:
+            return 0
+        return smod(s32(d), ss) & M32
+    return d % s
+
+
+def _mov32(d, s, off):
+    return sext(s, off) & M32 if off in (8, 16) else s & M32
+
+
+# op -> fn(dst, src, off): u64 operands in, the result out (for ALU: the u32 result, zero-extended)
+ALU64_OPS = {
+    BPF_ADD: lambda d, s, off: (d + s) & M64,
+    BPF_SUB: lambda d, s, off: (d - s) & M64,
+    BPF_MUL: lambda d, s, off: (d * s) & M64,
+    BPF_DIV: _div64,
+    BPF_MOD: _mod64,
+    BPF_OR: lambda d, s, off: d | s,
+    BPF_AND: lambda d, s, off: d & s,
+    BPF_XOR: lambda d, s, off: d ^ s,
+    BPF_LSH: lambda d, s, off: (d << (s & 63)) & M64,
+    BPF_RSH: lambda d, s, off: d >> (s & 63),
+    BPF_ARSH: lambda d, s, off: (s64(d) >> (s & 63)) & M64,
+    BPF_NEG: lambda d, s, off: -d & M64,
+    BPF_MOV: _mov64,
+}
+ALU32_OPS = {
+    BPF_ADD: lambda d, s, off: (d + s) & M32,
+    BPF_SUB: lambda d, s, off: (d - s) & M32,
+    BPF_MUL: lambda d, s, off: (d * s) & M32,
+    BPF_DIV: _div32,
+    BPF_MOD: _mod32,
+    BPF_OR: lambda d, s, off: (d | s) & M32,
+    BPF_AND: lambda d, s, off: d & s & M32,
+    BPF_XOR: lambda d, s, off: (d ^ s) & M32,
+    BPF_LSH: lambda d, s, off: (d << (s & 31)) & M32,
+    BPF_RSH: lambda d, s, off: (d & M32) >> (s & 31),
+    BPF_ARSH: lambda d, s, off: (s32(d) >> (s & 31)) & M32,
+    BPF_NEG: lambda d, s, off: -d & M32,
+    BPF_MOV: _mov32,
+}
+
+
 def alu64(op, off, d, s, imm=0):
     """ALU64 ``op`` on u64 dst ``d`` and u64 src ``s`` (for BPF_K, the sign-extended imm); returns u64.
 
     ``off`` selects sdiv/smod (1) or the width of a sign-extending mov (8/16/32); ``imm`` is the width of
-    a bswap.
+    a bswap (BPF_ALU64 | BPF_END swaps unconditionally).
     """
-    if op == BPF_ADD:
-        return (d + s) & M64
-    if op == BPF_SUB:
-        return (d - s) & M64
-    if op == BPF_MUL:
-        return (d * s) & M64
-    if op == BPF_DIV:
-        if s == 0:
-            return 0
-        if off == 1:
-            ss = s64(s)
-            if ss == -1:
-                return -d & M64
-            return sdiv(s64(d), ss) & M64
-        return d // s
-    if op == BPF_MOD:
-        if s == 0:
-            return d
-        if off == 1:
-            ss = s64(s)
-            if ss == -1:
-                return 0
-            return smod(s64(d), ss) & M64
-        return d % s
-    if op == BPF_OR:
-        return d | s
-    if op == BPF_AND:
-        return d & s
-    if op == BPF_XOR:
-        return d ^ s
-    if op == BPF_LSH:
-        return (d << (s & 63)) & M64
-    if op == BPF_RSH:
-        return d >> (s & 63)
-    if op == BPF_ARSH:
-        return (s64(d) >> (s & 63)) & M64
-    if op == BPF_NEG:
-        return -d & M64
-    if op == BPF_MOV:
-        if off in (8, 16, 32):
-            return sext(s, off) & M64
-        return s
-    if op == BPF_END:  # BPF_ALU64 | BPF_END: unconditional byte swap
-        if imm == 16:
-            return bswap16(d)
-        if imm == 32:
-            return bswap32(d)
-        return bswap64(d)
-    raise Fault("bad ALU64 op %#x" % op)
+    if op == BPF_END:
+        return bswap16(d) if imm == 16 else bswap32(d) if imm == 32 else bswap64(d)
+    fn = ALU64_OPS.get(op)
+    if fn is None:
+        raise Fault("bad ALU64 op %#x" % op)
+    return fn(d, s, off)
 
 
 def alu32(op, off, d, s, imm=0, to_be=False):
@@ -153,51 +199,29 @@ def alu32(op, off, d, s, imm=0, to_be=False):
         if imm == 32:
             return bswap32(d) if to_be else d & M32
         return bswap64(d) if to_be else d & M64
-    if op == BPF_MOV:
-        if off in (8, 16):
-            return sext(s, off) & M32
-        return s & M32
-    d &= M32
-    s &= M32
-    if op == BPF_ADD:
-        return (d + s) & M32
-    if op == BPF_SUB:
-        return (d - s) & M32
-    if op == BPF_MUL:
-        return (d * s) & M32
-    if op == BPF_DIV:
-        if s == 0:
-            return 0
-        if off == 1:
-            ss = s32(s)
-            if ss == -1:
-                return -d & M32
-            return sdiv(s32(d), ss) & M32
-        return d // s
-    if op == BPF_MOD:
-        if s == 0:
-            return d
-        if off == 1:
-            ss = s32(s)
-            if ss == -1:
-                return 0
-            return smod(s32(d), ss) & M32
-        return d % s
-    if op == BPF_OR:
-        return d | s
-    if op == BPF_AND:
-        return d & s
-    if op == BPF_XOR:
-        return d ^ s
-    if op == BPF_LSH:
-        return (d << (s & 31)) & M32
-    if op == BPF_RSH:
-        return d >> (s & 31)
-    if op == BPF_ARSH:
-        return (s32(d) >> (s & 31)) & M32
-    if op == BPF_NEG:
-        return -d & M32
-    raise Fault("bad ALU op %#x" % op)
+    fn = ALU32_OPS.get(op)
+    if fn is None:
+        raise Fault("bad ALU op %#x" % op)
+    return fn(d, s, off)
+
+
+# op -> fn(a, b, sa, sb): whether the jump is taken, on the unsigned (a, b) or signed (sa, sb) operands
+JMP_OPS = {
+    BPF_JEQ: lambda a, b, sa, sb: a == b,
+    BPF_JNE: lambda a, b, sa, sb: a != b,
+    BPF_JGT: lambda a, b, sa, sb: a > b,
+    BPF_JGE: lambda a, b, sa, sb: a >= b,
+    BPF_JLT: lambda a, b, sa, sb: a < b,
+    BPF_JLE: lambda a, b, sa, sb: a <= b,
+    BPF_JSET: lambda a, b, sa, sb: bool(a & b),
+    BPF_JSGT: lambda a, b, sa, sb: sa > sb,
+    BPF_JSGE: lambda a, b, sa, sb: sa >= sb,
+    BPF_JSLT: lambda a, b, sa, sb: sa < sb,
+    BPF_JSLE: lambda a, b, sa, sb: sa <= sb,
+}
+
+
+SIGNED_JMP = frozenset((BPF_JSGT, BPF_JSGE, BPF_JSLT, BPF_JSLE))
 
 
 def jmp_cond(op, a, b, is32):
@@ -209,29 +233,10 @@ def jmp_cond(op, a, b, is32):
         sa, sb = (a ^ 0x80000000) - 0x80000000, (b ^ 0x80000000) - 0x80000000
     else:
         sa, sb = s64(a), s64(b)
-    if op == BPF_JEQ:
-        return a == b
-    if op == BPF_JNE:
-        return a != b
-    if op == BPF_JGT:
-        return a > b
-    if op == BPF_JGE:
-        return a >= b
-    if op == BPF_JLT:
-        return a < b
-    if op == BPF_JLE:
-        return a <= b
-    if op == BPF_JSET:
-        return bool(a & b)
-    if op == BPF_JSGT:
-        return sa > sb
-    if op == BPF_JSGE:
-        return sa >= sb
-    if op == BPF_JSLT:
-        return sa < sb
-    if op == BPF_JSLE:
-        return sa <= sb
-    raise Fault("bad jump op %#x" % op)
+    fn = JMP_OPS.get(op)
+    if fn is None:
+        raise Fault("bad jump op %#x" % op)
+    return fn(a, b, sa, sb)
 
 
 def atomic_rmw(imm, old, src, mask):
@@ -429,10 +434,10 @@ def interpret(image, run, r1):
                     s = imm & M64 if cls == BPF_ALU64 else imm & M32
                     if op == BPF_MOV:
                         off = 0  # ALU_MOV_K has no sign-extending form
-                if cls == BPF_ALU64:
-                    regs[dst] = alu64(op, off, regs[dst], s)
-                else:
-                    regs[dst] = alu32(op, off, regs[dst], s)
+                fn = (ALU64_OPS if cls == BPF_ALU64 else ALU32_OPS).get(op)
+                if fn is None:
+                    raise Fault("bad ALU op %#x" % code, pc=pc - 1)
+                regs[dst] = fn(regs[dst], s, off)
                 continue
             if cls == BPF_JMP or cls == BPF_JMP32:
                 op = code & 0xf0
@@ -483,7 +488,22 @@ def interpret(image, run, r1):
                         may_goto -= 1
                     continue
                 b = regs[src] if code & BPF_X else (imm & M64 if cls == BPF_JMP else imm & M32)
-                if jmp_cond(op, regs[dst], b, cls == BPF_JMP32):
+                a = regs[dst]
+                fn = JMP_OPS.get(op)
+                if fn is None:
+                    raise Fault("bad jump op %#x" % code, pc=pc - 1)
+                if cls == BPF_JMP32:
+                    a &= M32
+                    b &= M32
+                    if op in SIGNED_JMP:
+                        taken = fn(a, b, (a ^ 0x80000000) - 0x80000000, (b ^ 0x80000000) - 0x80000000)
+                    else:
+                        taken = fn(a, b, 0, 0)
+                elif op in SIGNED_JMP:
+                    taken = fn(a, b, s64(a), s64(b))
+                else:
+                    taken = fn(a, b, 0, 0)
+                if taken:
                     pc += off
                 continue
             if cls == BPF_LDX:
