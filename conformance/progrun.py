@@ -178,10 +178,15 @@ class EmuProgs:
             raw = bytearray(ctypes.string_at(uattr, min(size, u.ATTR_SIZE)))
             raw += bytes(u.ATTR_SIZE - len(raw))
             ctx = Ctx(self.task, LOCAL, cmd, raw, uattr, size)
+            end = u.offsetofend("test.batch_size")
+            if any(raw[end:]):
+                raise bpf_error(errno.EINVAL, "nonzero bytes after test.batch_size")
             check_test_run_attr(ctx.attr)
-            prog = self.progs.get(ctx.attr.test.prog_fd)
+            fd = ctx.attr.test.prog_fd
+            prog = self.progs.get(fd)
             if prog is None:
-                raise bpf_error(errno.EBADF, "not a program fd")
+                self.task.fdget(fd)  # EBADF when nothing is open there
+                raise bpf_error(errno.EINVAL, "fd %d is not a program" % fd)
             try:
                 return bpf_prog_test_run(prog, ctx)
             finally:

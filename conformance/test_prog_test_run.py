@@ -545,3 +545,26 @@ def test_sk_lookup(tsys):
             run(ctx=sk_lookup_ctx(), data=bytes(20)).errno, run(ctx=sk_lookup_ctx(), no_data_out=False).errno,
             run(ctx=sk_lookup_ctx(), flags=1).errno]
     assert errs == [97, 34, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL]  # EAFNOSUPPORT, ERANGE, ...
+
+
+def test_command_checks_and_their_order(tsys):
+    """The command's own checks: nonzero bytes after test.batch_size, then the ctx pointer/size pairs (both
+    before the fd is looked at), then the fd: EBADF when nothing is open, EINVAL for an fd that is not a
+    program."""
+    import ctypes
+    from conformance.bpfhelp import array_map
+    m = array_map(tsys)
+    assert progrun.test_run(tsys, 9999, data=FRAME).errno == 9
+    assert progrun.test_run(tsys, m, data=FRAME).errno == EINVAL
+    assert progrun.test_run(tsys, 9999, data=FRAME, ctx_size_in=8).errno == EINVAL
+    fd = skb_prog(tsys, "socket_filter")
+    raw = bytearray(bytes(u.make_attr(**{"test.prog_fd": fd})))
+    raw[u.offsetofend("test.batch_size")] = 1
+    buf = ctypes.create_string_buffer(bytes(raw), len(raw))
+    try:
+        tsys.bpf(u.BPF_PROG_TEST_RUN, buf, len(raw))
+        e = 0
+    except OSError as ex:
+        e = ex.errno
+    assert e == EINVAL
+    tsys.close(m)
