@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from bpfemu.prog.insn import (BPF_ADD, BPF_ALU64_IMM, BPF_EXIT_INSN, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT,
+from bpfemu.prog.insn import (BPF_ADD, BPF_ALU64_IMM, BPF_EXIT_INSN, BPF_JEQ, BPF_JGE, BPF_JGT,
                               BPF_JLE, BPF_JLT, BPF_JMP32_A, BPF_JMP32_IMM, BPF_JMP32_REG, BPF_JMP_A, BPF_JMP_IMM,
                               BPF_JMP_REG, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LD_IMM64,
                               BPF_MAY_GOTO_INSN, BPF_MOV64_IMM, BPF_MOV64_REG, BPF_REG_0, BPF_REG_1, BPF_REG_2,

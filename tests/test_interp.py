@@ -306,3 +306,53 @@ def test_region_views_of_foreign_storage():
         with pytest.raises(Fault):
             run(engine, bad, mem=mem)
         assert storage == bytes(32)
+
+
+def fake_bpf_loop(run_, nr, callback, ctx, flags, _):
+    """Just enough of bpf_loop: call callback(i, ctx) until it returns nonzero; the number of calls."""
+    for i in range(nr):
+        if run_.call_func(callback, i, ctx):
+            return i + 1
+    return nr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_callbacks(engine):
+    """A callback subprogram (ld_imm64 BPF_PSEUDO_FUNC) called by a helper: its own frame above the
+    caller's, the caller's stack reached through the pointer it was given, nested in a bpf2bpf call."""
+    prog = [
+        BPF_CALL_REL(2),                           # main: call f, return its result
+        BPF_EXIT_INSN(),
+        BPF_EXIT_INSN(),
+        BPF_ST_MEM(BPF_DW, BPF_REG_10, -8, 0),     # f: sum = 0 on its own stack
+        BPF_MOV64_IMM(BPF_REG_1, 10),
+        BPF_LD_IMM64_RAW(BPF_REG_2, BPF_PSEUDO_FUNC, 0),  # the callback (resolved below)
+        BPF_MOV64_REG(BPF_REG_3, BPF_REG_10),
+        BPF_ALU64_IMM(BPF_ADD, BPF_REG_3, -8),
+        BPF_MOV64_IMM(BPF_REG_4, 0),
+        BPF_EMIT_CALL(181),
+        BPF_LDX_MEM(BPF_DW, BPF_REG_1, BPF_REG_10, -8),
+        BPF_ALU64_IMM(BPF_MUL, BPF_REG_0, 1000),
+        BPF_ALU64_REG(BPF_ADD, BPF_REG_0, BPF_REG_1),
+        BPF_EXIT_INSN(),
+        BPF_ST_MEM(BPF_DW, BPF_REG_10, -8, 77),    # callback(i, ctx): its own frame...
+        BPF_LDX_MEM(BPF_DW, BPF_REG_3, BPF_REG_2, 0),
+        BPF_ALU64_REG(BPF_ADD, BPF_REG_3, BPF_REG_1),
+        BPF_STX_MEM(BPF_DW, BPF_REG_2, BPF_REG_3, 0),  # ...*ctx += i
+        BPF_MOV64_IMM(BPF_REG_0, 0),
+        BPF_JMP_IMM(BPF_JLT, BPF_REG_1, 6, 1),
+        BPF_MOV64_IMM(BPF_REG_0, 1),               # stop after i == 6
+        BPF_EXIT_INSN(),
+    ]
+    image = Image(prog)
+    cb = len(image.insns) - 8
+    ld_at = 5
+    image.insns[ld_at] = image.insns[ld_at]._replace(imm=cb - ld_at - 1)
+    image.pseudo[ld_at] = lambda r: r.func_addr(image, cb)
+    if engine == "jit":
+        jit.bpf_int_jit_compile(image)
+        assert image.bpf_func is not None, image.jit_error
+        assert cb in image.jit_subprogs
+    r = RunCtx(helpers={181: fake_bpf_loop})
+    assert bpf_prog_run(image, r, 0) == 7 * 1000 + sum(range(7))
+    assert r.depth == 1  # the helper was called from f's frame

@@ -31,6 +31,8 @@ from .memory import ACCESS_ERRORS, M32, M64, MAX_CALL_FRAMES, PAGE_MASK, PAGE_SH
 MAX_TAIL_CALL_CNT = 33        # include/linux/bpf.h
 BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto budget per call frame (the interpreter's; see docs/kernel-notes.md)
 BPF_FUNC_tail_call = 12
+# helpers that call back into the program while they run (the callback gets the next call frame)
+SYNC_CALLBACK_HELPERS = frozenset((164, 180, 181, 209))  # for_each_map_elem, find_vma, loop, user_ringbuf_drain
 SKF_NET_OFF = -0x100000       # include/uapi/linux/filter.h: ld_abs offsets relative to the network header
 SKF_LL_OFF = -0x200000        # ... and to the link-layer (mac) header
 
@@ -332,6 +334,7 @@ class RunCtx:
         self.insn_count = 0  # instructions the reference interpreter executed in this run
         self._ldv = {}
         self._objs = None
+        self.depth = 0  # the call frame a helper was called from (set before callback helpers)
 
     def ld_imm64(self, image, pc):
         """The 64-bit value of the pseudo ``ld_imm64`` at ``pc`` of ``image`` in this run."""
@@ -356,6 +359,31 @@ class RunCtx:
             _, addr = self.mem.add_buffer(kind, b"", obj=obj, name=kind)
             objs[id(obj)] = addr
         return addr
+
+    def func_addr(self, image, pc):
+        """The address of the subprogram of ``image`` starting at ``pc`` (``ld_imm64`` with
+        BPF_PSEUDO_FUNC: a callback for bpf_loop, timers...)."""
+        return self.object_addr((image, pc), kind="func")
+
+    def call_func(self, addr, r1=0, r2=0, r3=0, r4=0, r5=0):
+        """Call the callback at ``addr`` (from :meth:`func_addr`) in the frame above the helper's; returns R0.
+
+        What bpf_loop, for_each_map_elem and the like do for each element; a timer firing calls it with
+        ``run.depth`` 0 on a fresh run.
+        """
+        image, pc = self.mem.object_at(addr, "func")
+        depth = self.depth + 1
+        if depth >= MAX_CALL_FRAMES:
+            raise Fault("callback nesting exceeds %d frames" % MAX_CALL_FRAMES, addr)
+        saved = self.depth
+        try:
+            fn = image.jit_subprogs.get(pc) if image.bpf_func is not None else None
+            if fn is not None:
+                stk, r10 = self.mem.frame(depth)
+                return fn(self, r1, r2, r3, r4, r5, depth, stk, r10) & M64
+            return interpret(image, self, r1, pc=pc, depth=depth, args=(r2, r3, r4, r5))
+        finally:
+            self.depth = saved
 
     def helper(self, func_id):
         fn = self.helpers.get(func_id)
@@ -390,22 +418,24 @@ def bpf_prog_run(image, run, ctx):
     return interpret(image, run, ctx)
 
 
-def interpret(image, run, r1):
+def interpret(image, run, r1, pc=0, depth=0, args=()):
     """``___bpf_prog_run``: interpret ``image`` from its first instruction with R1 = ``r1``; returns R0.
+
+    ``pc``, ``depth`` and ``args`` (R2..R5) start a callback subprogram in a frame of its own instead.
 
     A bad memory access raises :class:`~bpfemu.prog.memory.Fault` (with ``pc``), as does an instruction the
     kernel would never let run (a malformed opcode).
     """
     mem = run.mem
     pages = mem.pages
-    depth = 0
-    _, fp = mem.frame(0)
+    _, fp = mem.frame(depth)
     regs = [0] * 11
     regs[1] = r1 & M64
+    for k, v in enumerate(args):
+        regs[2 + k] = v & M64
     regs[10] = fp
     insns = image.insns
     n = len(insns)
-    pc = 0
     may_goto = BPF_MAX_LOOPS
     frames = []  # (image, insns, return pc, saved regs, may_goto count)
     limit = run.insn_budget if run.insn_budget is not None else 1 << 62
@@ -479,6 +509,7 @@ def interpret(image, run, r1):
                         continue
                     else:
                         fn = run.helper(imm)
+                        run.depth = depth
                     regs[0] = fn(run, regs[1], regs[2], regs[3], regs[4], regs[5]) & M64
                     continue
                 if op == BPF_JCOND:  # may_goto

@@ -27,8 +27,8 @@ kernel's JIT fails and ``bpf_prog_select_runtime`` falls back to the interpreter
 """
 import struct
 
-from .core import (BPF_FUNC_tail_call, BPF_MAX_LOOPS, bpf_skb_load_helper, bswap32, bswap64, s32, s64, sdiv,
-                   smod)
+from .core import (BPF_FUNC_tail_call, BPF_MAX_LOOPS, SYNC_CALLBACK_HELPERS, bpf_skb_load_helper, bswap32,
+                   bswap64, s32, s64, sdiv, smod)
 from .insn import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CMPXCHG,
                    BPF_DIV, BPF_END, BPF_EXIT, BPF_FETCH, BPF_IMM, BPF_IND, BPF_JA, BPF_JCOND, BPF_JEQ, BPF_JGE,
                    BPF_JGT, BPF_JLE, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT,
@@ -546,6 +546,8 @@ class _Gen:
             out.append("if t is not None:")
             out.append("    return TAIL(t, run, r1, d, stk, r10)")
             return
+        if i.imm in SYNC_CALLBACK_HELPERS:
+            out.append("run.depth = d")
         out.append("r0 = run.helper(%d)(run, r1, r2, r3, r4, r5) & %#x" % (i.imm, M64))
 
     def cond(self, i):
