@@ -73,7 +73,9 @@ class ArrayMap(BpfMap):
         self.values = {}  # index -> user-layout value bytes (not mmapable)
         self.data = None  # the flat value area of an mmapable array
         if attr.map_flags & uapi.BPF_F_MMAPABLE:
-            self.data = _mmap.mmap(-1, round_up(self.max_entries * self.elem_size, PAGE_SIZE))
+            size = round_up(self.max_entries * self.elem_size, PAGE_SIZE)
+            alloc = kernel.map_memory
+            self.data = alloc(size) if alloc is not None else _mmap.mmap(-1, size)
 
     def count(self):
         return self.max_entries

@@ -72,6 +72,11 @@ class Kernel:
     (0, 1 or 2), default the host's value, else 2 (the kernel's default).
     """
 
+    # Hook: where the memory of mmapable maps comes from, a callable (size in bytes) -> a writable
+    # mmap.mmap of that size. None: anonymous memory. ``bpfemu exec`` sets it to memfd-backed memory
+    # that a supervised process can map too (so both see the same bytes).
+    map_memory = None
+
     def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()
