@@ -10,11 +10,12 @@ last reference to a placeholder is gone, which is when the emulated file is rele
 
 - most files: one end of a unix socket pair; the supervisor keeps the other end and sees it hang
   up (EPOLLHUP) when the placeholder's last reference goes, wherever it went.
-- a read-write file of an mmapable array: a file of the memfd that holds the array's values, so
-  that mmap(2) on it maps the very bytes the emulator reads and writes. Every such file of one map
-  shares the memfd's inode, and they are interchangeable (same map, same mode); inotify's
-  IN_CLOSE_WRITE on the memfd says one of them was released (its fds closed and its mappings
-  unmapped: a mapping keeps the map alive as in the kernel).
+- a read-write file of an mmapable array: the array's values live in a file of a tmpfs directory
+  the supervisor watches with inotify, mapped shared by the emulator; each such placeholder is
+  opened through a hard link of its own (``map3.2``), so that mmap(2) on it maps the very bytes
+  the emulator reads and writes, and IN_CLOSE_WRITE names the link of the placeholder that was
+  released (its fds closed and its mappings unmapped: a mapping keeps the map alive, as in the
+  kernel). Distinct names also keep inotify from merging two releases into one event.
 - a bpffs directory: an empty real directory made for that emulated directory (so that fstat,
   opendir and fchdir see a directory); its position for getdents64 lives in the real file.
 
@@ -26,9 +27,11 @@ import errno
 import mmap as _mmap
 import os
 import select
+import shutil
 import socket
 import stat as _stat
 import struct
+import tempfile
 import weakref
 
 from ..errors import bpf_error
@@ -43,19 +46,18 @@ _INOTIFY_EVENT = struct.Struct("<iIII")
 
 
 class SharedMemory(_mmap.mmap):
-    """The values of an mmapable map: a shared mapping of a memfd (``.memfd``, ``.ident``)."""
+    """The values of an mmapable map: a shared mapping of a file (``.fd``, ``.path``, ``.ident``)."""
 
 
-class _MemfdClass:
-    """The read-write files of one mmapable map: they share the memfd inode."""
+class _MapStore:
+    """The read-write placeholders of one mmapable map: hard links of its values file."""
 
-    __slots__ = ("mem", "wd", "files", "ignore")
+    __slots__ = ("mem", "files", "seq")
 
-    def __init__(self, mem, wd):
+    def __init__(self, mem):
         self.mem = mem
-        self.wd = wd
-        self.files = []  # live emulated Files, one per placeholder file
-        self.ignore = 0  # IN_CLOSE_WRITE events of placeholders that never reached a process
+        self.files = {}  # link name -> live emulated File
+        self.seq = 0
 
 
 class _DirEntry:
@@ -72,17 +74,21 @@ class FileBridge:
     def __init__(self, listener, state_dir):
         self.listener = listener
         self.state_dir = state_dir
-        self.by_ident = {}  # (st_dev, st_ino) -> File | _MemfdClass | _DirEntry
+        self.by_ident = {}  # (st_dev, st_ino) -> File | _MapStore | _DirEntry
         self.by_peer = {}  # our end of a socket pair -> (ident, File)
         self.epoll = select.epoll()
-        self.memfds = {}  # inotify wd -> _MemfdClass
+        self.stores = {}  # link name -> _MapStore
+        self.store_dir = _tmpfs_dir()
         self.dirs = {}  # id(emulated inode) -> _DirEntry
         self._c = ctypes.CDLL(None, use_errno=True)
         self.inotify = self._c.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if self.inotify < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1")
         self.epoll.register(self.inotify, select.EPOLLIN)
+        if self._c.inotify_add_watch(self.inotify, self.store_dir.encode(), IN_CLOSE_WRITE) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch")
         self._dir_seq = 0
+        self._map_seq = 0
 
     def fileno(self):
         """An fd that is readable when some placeholder was released (for the main loop)."""
@@ -90,32 +96,33 @@ class FileBridge:
 
     # -- mmapable memory ---------------------------------------------------------
     def map_memory(self, size):
-        """Kernel.map_memory: a memfd of size bytes, mapped shared here, watched for closes."""
-        fd = os.memfd_create("bpfemu-map", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        """Kernel.map_memory: a file of size bytes in the watched tmpfs directory, mapped shared here."""
+        self._map_seq += 1
+        path = os.path.join(self.store_dir, "map%d" % self._map_seq)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.ftruncate(fd, size)
             mem = SharedMemory(fd, size)
             st = os.fstat(fd)
-            wd = self._c.inotify_add_watch(self.inotify, b"/proc/self/fd/%d" % fd, IN_CLOSE_WRITE)
-            if wd < 0:
-                raise OSError(ctypes.get_errno(), "inotify_add_watch")
         except BaseException:
             os.close(fd)
+            os.unlink(path)
             raise
-        mem.memfd = fd
+        mem.fd = fd
+        mem.path = path
         mem.ident = (st.st_dev, st.st_ino)
-        cls = _MemfdClass(mem, wd)
-        self.memfds[wd] = cls
-        self.by_ident[mem.ident] = cls
-        weakref.finalize(mem, self._drop_memfd, wd, mem.ident, fd)
+        store = _MapStore(mem)
+        self.by_ident[mem.ident] = store
+        weakref.finalize(mem, self._drop_store, mem.ident, fd, path)
         return mem
 
-    def _drop_memfd(self, wd, ident, fd):
-        self.memfds.pop(wd, None)
+    def _drop_store(self, ident, fd, path):
         self.by_ident.pop(ident, None)
-        if self.inotify >= 0:
-            self._c.inotify_rm_watch(self.inotify, wd)
         os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
     # -- placeholders --------------------------------------------------------------
     def install(self, nid, f, cloexec):
@@ -126,8 +133,10 @@ class FileBridge:
             return self._install_dir(nid, f, cloexec)
         mem = getattr(f.obj, "data", None)
         if isinstance(mem, SharedMemory) and f.mode == FMODE_READ | FMODE_WRITE:
-            return self._install_memfd(nid, f, cloexec, mem)
+            return self._install_mapped(nid, f, cloexec, mem)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # read(2) on the placeholder must not block (the kernel answers EINVAL): it reads EOF
+        mine.shutdown(socket.SHUT_WR)
         try:
             st = os.fstat(theirs.fileno())
             try:
@@ -146,18 +155,27 @@ class FileBridge:
         self.epoll.register(mine.fileno(), select.EPOLLHUP | select.EPOLLRDHUP)
         return fd
 
-    def _install_memfd(self, nid, f, cloexec, mem):
-        cls = self.by_ident[mem.ident]
-        pfd = os.open("/proc/self/fd/%d" % mem.memfd, os.O_RDWR | os.O_CLOEXEC)
+    def _install_mapped(self, nid, f, cloexec, mem):
+        store = self.by_ident[mem.ident]
+        store.seq += 1
+        name = "%s.%d" % (os.path.basename(mem.path), store.seq)
+        link = os.path.join(self.store_dir, name)
+        os.link(mem.path, link)
+        try:
+            pfd = os.open(link, os.O_RDWR | os.O_CLOEXEC)
+        except BaseException:
+            os.unlink(link)
+            raise
         try:
             fd = self.listener.addfd(nid, pfd, cloexec=cloexec)
         except OSError as e:
-            cls.ignore += 1  # our close below releases that file: its event is not a process's
+            os.unlink(link)  # the release event of our close below names nobody
             raise bpf_error(e.errno, "installing the fd in the caller")
         finally:
             os.close(pfd)
         f.get()
-        cls.files.append(f)
+        store.files[name] = f
+        self.stores[name] = store
         return fd
 
     def _install_dir(self, nid, f, cloexec, send=False):
@@ -214,10 +232,15 @@ class FileBridge:
             return "real", st, ident
         if isinstance(e, File):
             return "file", e, ident
-        if isinstance(e, _MemfdClass):
-            if e.files:
-                return "file", e.files[0], ident
-            return "real", st, ident  # a memfd file we did not make (e.g. reopened through /proc)
+        if isinstance(e, _MapStore):
+            try:
+                name = os.path.basename(os.readlink("/proc/%d/fd/%d" % (pid, fd)))
+            except OSError:
+                raise bpf_error(errno.EBADF, "fd %d is not open in %d" % (fd, pid)) from None
+            f = e.files.get(name)
+            if f is not None:
+                return "file", f, ident
+            return "real", st, ident  # a file of the store we did not hand out
         return "dir", e.inode, ident
 
     def file_of(self, pid, fd):
@@ -292,15 +315,19 @@ class FileBridge:
                 return any_
             off = 0
             while off + _INOTIFY_EVENT.size <= len(data):
-                wd, mask, _cookie, n = _INOTIFY_EVENT.unpack_from(data, off)
+                _wd, mask, _cookie, n = _INOTIFY_EVENT.unpack_from(data, off)
+                name = data[off + _INOTIFY_EVENT.size:off + _INOTIFY_EVENT.size + n].rstrip(b"\0").decode()
                 off += _INOTIFY_EVENT.size + n
-                cls = self.memfds.get(wd)
-                if cls is None or not mask & IN_CLOSE_WRITE:
+                store = self.stores.pop(name, None)
+                if store is None or not mask & IN_CLOSE_WRITE:
                     continue
-                if cls.ignore:
-                    cls.ignore -= 1
-                elif cls.files:
-                    cls.files.pop().put()
+                f = store.files.pop(name, None)
+                try:
+                    os.unlink(os.path.join(self.store_dir, name))
+                except OSError:
+                    pass
+                if f is not None:
+                    f.put()
                     any_ = True
 
     def writable_mappings(self, mem, pids):
@@ -320,8 +347,8 @@ class FileBridge:
         return n
 
     def map_inodes(self):
-        """{memfd inode number: SharedMemory} of the live mmapable maps."""
-        return {c.mem.ident[1]: c.mem for c in self.memfds.values()}
+        """{inode number: SharedMemory} of the live mmapable maps."""
+        return {e.mem.ident[1]: e.mem for e in self.by_ident.values() if isinstance(e, _MapStore)}
 
     def close(self):
         for fd, (ident, f, sock) in list(self.by_peer.items()):
@@ -331,6 +358,13 @@ class FileBridge:
         if self.inotify >= 0:
             os.close(self.inotify)
             self.inotify = -1
+        shutil.rmtree(self.store_dir, ignore_errors=True)
+
+
+def _tmpfs_dir():
+    """A private directory for map values: on /dev/shm (tmpfs) when there is one."""
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else None
+    return tempfile.mkdtemp(prefix="bpfemu-maps-", dir=base)
 
 
 def _dir_file(inode):

@@ -15,7 +15,7 @@ What is emulated:
 - fds of emulated files: fstat (the shared anonymous inode), fstatfs, fcntl(F_GETFL),
   ``readlink /proc/self/fd/N`` (``anon_inode:bpf-map``), ``/proc/self/fdinfo/N`` (served as a
   memfd with the emulated text), mmap of mmapable arrays (the checks of do_mmap and bpf_map_mmap,
-  then the real mmap of the memfd) and mprotect of such mappings (EACCES);
+  then the real mmap of the file holding the values) and mprotect of such mappings (EACCES);
 - ``/proc/mounts``, ``/proc/PID/mounts``, ``/proc/PID/mountinfo`` (the real ones with the
   emulated bpffs mounts instead of real ones) and ``/sys/devices/system/cpu/possible`` (the
   emulated CPU count).
@@ -779,7 +779,7 @@ def h_mprotect(s, n):
         lo, hi = (int(x, 16) for x in parts[0].split(b"-"))
         if hi <= addr or lo >= end:
             continue
-        if int(parts[4]) not in inos or b"bpfemu-map" not in parts[5]:
+        if int(parts[4]) not in inos or not parts[5].startswith(s.files.store_dir.encode()):
             continue
         if prot & abi.PROT_EXEC or (prot & abi.PROT_WRITE and parts[1][1:2] != b"w"):
             raise bpf_error(errno.EACCES, "a read-only mapping of a bpf map stays read-only")
