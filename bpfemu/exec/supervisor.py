@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -156,13 +155,18 @@ class Session:
                         status = child.wait()
                     self._process_exited(fd)
                 else:
-                    self.files.reap()
+                    self.reap()
             if hup and child is not None and status is None:
                 status = child.wait()
         if child is not None and status is None:
             status = child.wait()
-        self.files.reap()
+        self.reap()
         return status
+
+    def reap(self):
+        """Release the emulated files whose placeholders are gone (under the kernel's lock)."""
+        with self.kernel.lock:
+            return self.files.reap()
 
     def handle_one(self):
         n = self.listener.recv()
@@ -198,7 +202,7 @@ class Session:
     # -- bpf(2) -------------------------------------------------------------------------------------
     def sys_bpf(self, n):
         task = self.task_for(n.pid)
-        self.files.reap()
+        self.reap()
         cmd = _s32(n.args[0])
         uattr = n.args[1]
         size = n.args[2] & 0xFFFFFFFF
@@ -274,8 +278,7 @@ def run(argv, kernel=None, *, ncpus=None, state_dir=None, uid=0, caps=None, env=
     argv = [os.fspath(a) for a in argv]
     if not argv:
         raise ValueError("no command")
-    own_state = state_dir is None
-    if own_state:
+    if state_dir is None:
         state_dir = tempfile.mkdtemp(prefix="bpfemu-exec-")
     else:
         os.makedirs(state_dir, exist_ok=True)
@@ -305,10 +308,4 @@ def run(argv, kernel=None, *, ncpus=None, state_dir=None, uid=0, caps=None, env=
             child_sock.close()
         except OSError:
             pass
-        if own_state:
-            shutil.rmtree(state_dir, ignore_errors=True)
-        else:
-            shutil.rmtree(state_dir, ignore_errors=True)
-
-
-_lock = threading.Lock()
+        shutil.rmtree(state_dir, ignore_errors=True)  # the session's own directory (under --state-dir if given)

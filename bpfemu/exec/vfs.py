@@ -284,7 +284,7 @@ def _write(task, addr, data):
 def _emulated(s, n):
     """The caller's task, with released files collected first."""
     task = s.task_for(n.pid)
-    s.files.reap()
+    s.reap()
     return task
 
 
