@@ -15,10 +15,10 @@ import os
 
 import pytest
 
-from conformance import exechelp as X
+from bpfemu.testing import exec_support as X
 
 B = "/sys/fs/bpf"
-NAMES = "libbpf drops map names: its libbpf_nametest PROG_LOAD probe fails until the emulator has BPF_PROG_LOAD"
+NAMES = X.NAMES
 
 # (command, depends on map names)
 SESSIONS = {

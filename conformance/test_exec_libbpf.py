@@ -23,8 +23,8 @@ import subprocess
 
 import pytest
 
-from conformance import exechelp as X
-from conformance.test_exec_bpftool import NAMES
+from bpfemu.testing import exec_support as X
+from bpfemu.testing.exec_support import NAMES
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exec_programs")
 READ = "read(2) of an emulated fd is not intercepted: its placeholder socket reads EOF (the kernel: EINVAL)"

@@ -3,7 +3,7 @@ import argparse
 import signal
 import sys
 
-from ..kernel import CAP_NAMES
+from ..caps import CAP_NAMES
 
 
 def main(argv=None):

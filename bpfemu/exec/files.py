@@ -95,8 +95,8 @@ class FileBridge:
         return self.epoll.fileno()
 
     # -- mmapable memory ---------------------------------------------------------
-    def map_memory(self, size):
-        """Kernel.map_memory: a file of size bytes in the watched tmpfs directory, mapped shared here."""
+    def mmapable_alloc(self, size):
+        """Kernel.mmapable_alloc: a file of size bytes in the watched tmpfs directory, mapped shared here."""
         self._map_seq += 1
         path = os.path.join(self.store_dir, "map%d" % self._map_seq)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -131,7 +131,7 @@ class FileBridge:
         f holds one reference (its count) for as long as its placeholder lives."""
         if f.kind == "dir":
             return self._install_dir(nid, f, cloexec)
-        mem = getattr(f.obj, "data", None)
+        mem = f.obj.mmap_area if f.kind == "map" and f.obj is not None else None
         if isinstance(mem, SharedMemory) and f.mode == FMODE_READ | FMODE_WRITE:
             return self._install_mapped(nid, f, cloexec, mem)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -20,11 +20,13 @@ import tempfile
 import time
 import traceback
 
-from .. import syscall, uapi
+from .. import uapi
+from ..caps import ALL_CAPS, cap_set
 from ..errors import bpf_error
 from ..kernel import Kernel
+from ..syscall.sys_bpf import sys_bpf
 from . import abi, seccomp, vfs
-from .files import FileBridge
+from .files import FileBridge, SharedMemory
 from .task import ExecTask
 
 TRAMPOLINE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trampoline.py")
@@ -77,8 +79,8 @@ class Session:
         self.epoll = select.epoll()
         self.epoll.register(listener_fd, select.EPOLLIN)
         self.epoll.register(self.files.fileno(), select.EPOLLIN)
-        self._saved_memory = kernel.map_memory
-        kernel.map_memory = self.files.map_memory
+        self._saved_alloc = kernel.mmapable_alloc
+        kernel.mmapable_alloc = self.files.mmapable_alloc
 
     # -- processes ---------------------------------------------------------------------------
     def task_for(self, tid):
@@ -100,10 +102,9 @@ class Session:
         return t
 
     def _caps(self):
-        from ..kernel import ALL_CAPS, _caps
         if self.caps is None:
             return ALL_CAPS if self.uid == 0 else frozenset()
-        return _caps(self.caps)
+        return cap_set(self.caps)
 
     def _process_exited(self, pfd):
         tgid = self.pidfds.pop(pfd)
@@ -210,7 +211,7 @@ class Session:
         if cmd == uapi.BPF_MAP_FREEZE:
             extra = self._count_mappings(task, uattr, size)
         try:
-            return ("val", syscall.sys_bpf(task, cmd, uattr, size, task.mem))
+            return ("val", sys_bpf(task, cmd, uattr, size, task.mem))
         finally:
             if extra is not None:
                 extra[0].writecnt -= extra[1]
@@ -225,15 +226,15 @@ class Session:
         except OSError:
             return None
         m = f.obj
-        mem = getattr(m, "data", None)
-        if f.kind != "map" or not hasattr(mem, "ident"):
+        mem = m.mmap_area if f.kind == "map" and m is not None else None
+        if not isinstance(mem, SharedMemory):
             return None
         n = self.files.writable_mappings(mem, self.live_pids())
         m.writecnt += n
         return (m, n)
 
     def close(self):
-        self.kernel.map_memory = self._saved_memory
+        self.kernel.mmapable_alloc = self._saved_alloc
         for pfd in list(self.pidfds):
             os.close(pfd)
         self.pidfds.clear()

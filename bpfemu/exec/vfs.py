@@ -26,13 +26,15 @@ import posixpath
 import stat as _stat
 
 from .. import uapi
-from ..bpf_map import round_up
 from ..errors import ENOTSUPP, bpf_error
 from ..fdinfo import fdinfo as emulated_fdinfo
 from ..inode import MAY_EXEC, MAY_READ, MAY_WRITE, BpfSuper, permission
+from ..limits import round_up
+from ..maps.bpf_map import implements
 from ..objects import FMODE_READ, FMODE_WRITE
 from . import abi
 from .abi import AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, NR
+from .files import SharedMemory, _dir_file
 
 PATH_MAX = 4096
 PAGE = 4096
@@ -262,9 +264,8 @@ def file_flags(f, pid, fd):
 
 
 def fdinfo_text(s, pid, fd, f):
-    task = s.task_for(pid)
     with s.kernel.lock:
-        text = emulated_fdinfo(task, fd, f)
+        text = emulated_fdinfo(f)
     flags, cloexec = file_flags(f, pid, fd)
     _st, anon = anon_inode()
     head = {"pos": "0", "flags": "0%o" % (flags | (abi.O_CLOEXEC if cloexec else 0)),
@@ -281,6 +282,32 @@ def _write(task, addr, data):
     task.mem.write(addr, data)
 
 
+def _classified(s, n, dirfd, addr, kind=None):
+    """(task, path, where) of the path argument at addr (relative to dirfd) when it names something
+    emulated (of ``kind`` if given, e.g. "bpffs"), else None: the call then runs for real."""
+    task = s.task_for(n.pid)
+    path = read_path(task, addr)
+    if path is None:
+        return None
+    w = classify(s, n, dirfd, path)
+    if w is None or (kind is not None and w.kind != kind):
+        return None
+    return task, path, w
+
+
+def _emulated_fd(s, n, fd, kinds):
+    """(task, kind, emulated file or directory inode, ident) of the caller's fd when it is an emulated one
+    of ``kinds`` ("file", "dir"), else None: the call then runs for real."""
+    task = s.task_for(n.pid)
+    try:
+        kind, thing, ident = s.files.lookup(task.pid, fd)
+    except OSError:
+        return None
+    if kind not in kinds:
+        return None
+    return task, kind, thing, ident
+
+
 def _emulated(s, n):
     """The caller's task, with released files collected first."""
     task = s.task_for(n.pid)
@@ -290,13 +317,10 @@ def _emulated(s, n):
 
 # -- open ------------------------------------------------------------------------------------------------
 def do_open(s, n, dirfd, addr, flags, mode):
-    task = s.task_for(n.pid)
-    path = read_path(task, addr)
-    if path is None:
+    got = _classified(s, n, dirfd, addr)
+    if got is None:
         return CONT
-    w = classify(s, n, dirfd, path)
-    if w is None:
-        return CONT
+    task, path, w = got
     acc = flags & abi.O_ACCMODE
     cloexec = bool(flags & abi.O_CLOEXEC)
     if w.kind == "possible":
@@ -400,7 +424,7 @@ def do_stat(s, n, dirfd, addr, flags, buf, as_statx=False, follow=True):
         got = _proc_fd(s, n, w.path, "fd")
         if got is None or not follow:
             return CONT
-        fields = _file_stat(got[3] if got[2] == "file" else _dir_file_of(got[3]))
+        fields = _file_stat(got[3] if got[2] == "file" else _dir_file(got[3]))
     elif w.kind == "bpffs":
         task = _emulated(s, n)
         with s.kernel.lock:
@@ -412,19 +436,13 @@ def do_stat(s, n, dirfd, addr, flags, buf, as_statx=False, follow=True):
     return ("val", 0)
 
 
-def _dir_file_of(inode):
-    from .files import _dir_file
-    return _dir_file(inode)
 
 
 def do_fstat(s, n, fd, buf, as_statx=False):
-    task = s.task_for(n.pid)
-    try:
-        kind, thing, _ident = s.files.lookup(task.pid, fd)
-    except OSError:
+    got = _emulated_fd(s, n, fd, ("file", "dir"))
+    if got is None:
         return CONT
-    if kind == "real":
-        return CONT
+    task, kind, thing, _ident = got
     fields = _file_stat(thing) if kind == "file" else stat_of_node(thing)
     _write(task, buf, _stat_bytes(fields, as_statx, s.start_time))
     return ("val", 0)
@@ -463,13 +481,10 @@ ANON_INODE_FS_MAGIC = 0x09041934
 
 
 def h_statfs(s, n):
-    task = s.task_for(n.pid)
-    path = read_path(task, n.args[0])
-    if path is None:
+    got = _classified(s, n, AT_FDCWD, n.args[0], "bpffs")
+    if got is None:
         return CONT
-    w = classify(s, n, AT_FDCWD, path)
-    if w is None or w.kind != "bpffs":
-        return CONT
+    _task, _path, w = got
     task = _emulated(s, n)
     with s.kernel.lock:
         s.kernel.fs.walk(w.path, task)
@@ -478,26 +493,20 @@ def h_statfs(s, n):
 
 
 def h_fstatfs(s, n):
-    task = s.task_for(n.pid)
-    try:
-        kind, thing, _ident = s.files.lookup(task.pid, _s32(n.args[0]))
-    except OSError:
+    got = _emulated_fd(s, n, _s32(n.args[0]), ("file", "dir"))
+    if got is None:
         return CONT
-    if kind == "real":
-        return CONT
+    task, kind, _thing, _ident = got
     _write(task, n.args[1], _statfs_bytes("bpffs" if kind == "dir" else "anon"))
     return ("val", 0)
 
 
 # -- access ------------------------------------------------------------------------------------------------
 def do_access(s, n, dirfd, addr, mode, flags):
-    task = s.task_for(n.pid)
-    path = read_path(task, addr)
-    if path is None:
+    got = _classified(s, n, dirfd, addr, "bpffs")
+    if got is None:
         return CONT
-    w = classify(s, n, dirfd, path)
-    if w is None or w.kind != "bpffs":
-        return CONT
+    _task, _path, w = got
     if mode & ~7:
         raise bpf_error(errno.EINVAL, "bad access mode")
     task = _emulated(s, n)
@@ -522,13 +531,10 @@ def h_faccessat2(s, n):
 
 # -- directory operations ----------------------------------------------------------------------------------
 def _bpffs_path(s, n, dirfd, addr):
-    task = s.task_for(n.pid)
-    path = read_path(task, addr)
-    if path is None:
+    got = _classified(s, n, dirfd, addr, "bpffs")
+    if got is None:
         return None
-    w = classify(s, n, dirfd, path)
-    if w is None or w.kind != "bpffs":
-        return None
+    _task, path, w = got
     if path.endswith("/") and not w.path.endswith("/"):
         return w.path + "/"
     return w.path
@@ -623,13 +629,10 @@ def h_renameat2(s, n):
 
 # -- readlink -------------------------------------------------------------------------------------------------
 def do_readlink(s, n, dirfd, addr, buf, size):
-    task = s.task_for(n.pid)
-    path = read_path(task, addr)
-    if path is None:
+    got = _classified(s, n, dirfd, addr)
+    if got is None:
         return CONT
-    w = classify(s, n, dirfd, path)
-    if w is None:
-        return CONT
+    task, path, w = got
     size = _s32(size)
     if w.kind == "proc":
         got = _proc_fd(s, n, w.path, "fd")
@@ -663,15 +666,12 @@ def h_readlinkat(s, n):
 
 # -- getdents64 ----------------------------------------------------------------------------------------------------
 def h_getdents64(s, n):
-    task = s.task_for(n.pid)
     fd = _s32(n.args[0])
-    try:
-        kind, node, _ident = s.files.lookup(task.pid, fd)
-    except OSError:
+    got = _emulated_fd(s, n, fd, ("dir",))
+    if got is None:
         return CONT
-    if kind != "dir":
-        return CONT
-    task = _emulated(s, n)
+    task, _kind, node, _ident = got
+    s.reap()
     buf, count = n.args[1], n.args[2] & 0xFFFFFFFF
     with s.kernel.lock:
         parent = node.parent if node.parent is not None else node
@@ -698,14 +698,11 @@ def h_getdents64(s, n):
 
 # -- fcntl(F_GETFL) -----------------------------------------------------------------------------------------------
 def h_fcntl(s, n):
-    task = s.task_for(n.pid)
     fd = _s32(n.args[0])
-    try:
-        kind, f, _ident = s.files.lookup(task.pid, fd)
-    except OSError:
+    got = _emulated_fd(s, n, fd, ("file",))
+    if got is None:
         return CONT
-    if kind != "file":
-        return CONT
+    task, _kind, f, _ident = got
     flags, _cloexec = file_flags(f, task.pid, fd)
     return ("val", flags)
 
@@ -713,15 +710,11 @@ def h_fcntl(s, n):
 # -- mmap / mprotect -------------------------------------------------------------------------------------------------
 def h_mmap(s, n):
     addr, length, prot, flags, fd, off = n.args
-    fd = _s32(fd)
-    task = s.task_for(n.pid)
-    try:
-        kind, f, ident = s.files.lookup(task.pid, fd)
-    except OSError:
+    got = _emulated_fd(s, n, _s32(fd), ("file",))
+    if got is None:
         return CONT
-    if kind != "file":
-        return CONT
-    task = _emulated(s, n)
+    task, _kind, f, ident = got
+    s.reap()
     with s.kernel.lock:
         if off & (PAGE - 1) or length == 0:
             raise bpf_error(errno.EINVAL, "bad offset or length")
@@ -742,7 +735,7 @@ def h_mmap(s, n):
         m = f.obj
         if f.kind != "map" or m is None:
             raise bpf_error(errno.ENODEV, "no mmap for this file")
-        if not getattr(m, "has_mmap", False) or m.record:
+        if not implements(m, "map_mmap") or m.record:
             raise bpf_error(ENOTSUPP, "%s maps cannot be mapped" % m.type_name())
         if not shared:
             raise bpf_error(errno.EINVAL, "bpf maps are mapped shared only")
@@ -752,8 +745,8 @@ def h_mmap(s, n):
             if m.map_flags & uapi.BPF_F_RDONLY_PROG:
                 raise bpf_error(errno.EACCES, "BPF_F_RDONLY_PROG map")
         m.map_mmap(round_up(length, PAGE), off // PAGE)  # EINVAL past the values
-        mem = m.data
-        if getattr(mem, "ident", None) != ident:
+        mem = m.mmap_area
+        if not isinstance(mem, SharedMemory) or mem.ident != ident:
             raise bpf_error(errno.ENODEV, "this map's memory was not made shareable (created outside the session)")
     return CONT
 
