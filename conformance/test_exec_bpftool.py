@@ -49,7 +49,7 @@ SESSIONS = {
         "bpftool map update pinned %s/full key 2 0 0 0 value 1 0 0 0" % B,
         "bpftool map update pinned %s/full key 1 0 0 0 value 2 0 0 0" % B,
         "bpftool map dump pinned %s/full" % B,
-        ("bpftool -f map show" % (), NAMES),
+        ("bpftool -f map show", NAMES),
     ],
     "array": [
         "bpftool map create %s/a type array key 4 value 8 entries 3 name a" % B,
@@ -146,6 +146,34 @@ SESSIONS = {
 }
 
 
+# Every command in a `bpfemu exec --state-dir` of its own, on one state directory, against the same commands
+# in one mount namespace on the host: pins, directories, ids and values live from one invocation to the next.
+ACROSS = [
+    "bpftool map create %s/h type hash key 4 value 4 entries 4 name h flags 64" % B,
+    "bpftool map update pinned %s/h key 1 0 0 0 value 10 0 0 0" % B,
+    "bpftool map update pinned %s/h key 1 0 0 0 value 11 0 0 0 noexist" % B,
+    "bpftool map update pinned %s/h key 2 0 0 0 value 20 0 0 0" % B,
+    "bpftool map lookup pinned %s/h key 1 0 0 0" % B,
+    "bpftool map dump pinned %s/h" % B,
+    "mkdir %s/dir" % B,
+    "bpftool map pin pinned %s/h %s/dir/h2" % (B, B),
+    "bpftool map create %s/dir/a type array key 4 value 8 entries 2 name a" % B,
+    "bpftool map update pinned %s/dir/a key 1 0 0 0 value 1 2 3 4 5 6 7 8" % B,
+    "bpftool map freeze pinned %s/dir/a" % B,
+    "bpftool map update pinned %s/dir/a key 0 0 0 0 value 1 2 3 4 5 6 7 8" % B,
+    "ls -f %s %s/dir" % (B, B),
+    "rm %s/h" % B,
+    "bpftool map dump pinned %s/dir/h2" % B,
+    "bpftool map delete pinned %s/dir/h2 key 2 0 0 0" % B,
+    "bpftool -j map dump pinned %s/dir/h2" % B,
+    "mv %s/dir/h2 %s/h3" % (B, B),
+    "bpftool map lookup pinned %s/h3 key 1 0 0 0" % B,
+    ("bpftool map show pinned %s/h3" % B, NAMES),
+    ("bpftool -f map show", NAMES),
+    "ls -la --time-style=+T %s" % B,
+]
+
+
 def _cases():
     for name, cmds in SESSIONS.items():
         for i, c in enumerate(cmds):
@@ -174,6 +202,43 @@ def _outputs(name):
             res[side] = X.sections(X.normalize_ids(whole))
         _results[name] = res
     return _results[name]
+
+
+def _across_cases():
+    for i, c in enumerate(ACROSS):
+        cmd, reason = (c, None) if isinstance(c, str) else c
+        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        yield pytest.param(i, id="%02d-%s" % (i, cmd.split(" pinned ")[0][:40]), marks=marks)
+
+
+def _across_outputs():
+    if "across" not in _results:
+        d = X.world_dir()
+        path = os.path.join(d, "session.sh")
+        with open(path, "w") as f:
+            f.write(X.script([c if isinstance(c, str) else c[0] for c in ACROSS], each=True))
+        os.chmod(path, 0o644)
+        res = {}
+        for side, (_status, out) in (("emu", X.run_emulated_each(path, d)), ("host", X.run_host(["sh", path], d))):
+            secs = X.sections(out)
+            secs = [(c, X.only_pinned_under(t) if c.startswith("bpftool -f map show") else t) for c, t in secs]
+            res[side] = X.sections(X.normalize_ids("".join("### %s\n%s" % (c, t) for c, t in secs)))
+        _results["across"] = res
+    return _results["across"]
+
+
+@pytest.mark.parametrize("index", list(_across_cases()))
+def test_bpftool_across_invocations(index):
+    """`bpfemu exec --state-dir`: the kernel outlives each invocation, as the host's does."""
+    X.require("bpftool")
+    res = _across_outputs()
+    emu, host = res["emu"], res["host"]
+    assert len(host) == len(ACROSS), "the host run stopped early:\n%s" % host
+    assert len(emu) == len(host), "the emulated run stopped early:\n%s" % emu
+    cmd, want = host[index]
+    got_cmd, got = emu[index]
+    assert got_cmd == cmd
+    assert got == want, "%s\n--- host\n%s--- bpfemu exec\n%s" % (cmd, want, got)
 
 
 @pytest.mark.parametrize("session,index", list(_cases()))

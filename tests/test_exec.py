@@ -103,6 +103,9 @@ TARGET_HEAD = textwrap.dedent("""
         return bpf(6, struct.pack("<QII", ctypes.addressof(p), fd, 0))
     def next_id(start):
         return struct.unpack_from("<I", bpf(12, struct.pack("<II", start, 0))[1], 4)[0]
+    def obj_get(path):
+        p = ctypes.create_string_buffer(path.encode())
+        return bpf(7, struct.pack("<QII", ctypes.addressof(p), 0, 0))[0]
 """)
 
 
@@ -271,3 +274,110 @@ def test_cli_returns_the_status():
     from bpfemu.__main__ import main
     assert main(["exec", "--ncpus", "3", "--", "sh", "-c", "test \"$(cat /sys/devices/system/cpu/possible)\" = 0-2"]) == 0
     assert main(["exec", "--", "sh", "-c", "exit 4"]) == 4
+
+
+# -- --state-dir: one kernel kept alive by a daemon between runs ----------------------------------------
+@pytest.fixture
+def state_dir(tmp_path):
+    from bpfemu.exec import daemon
+    d = tmp_path / "state"
+    yield d
+    daemon.stop(str(d))
+
+
+def test_state_dir_keeps_the_kernel_between_runs(tmp_path, state_dir):
+    from bpfemu.exec import daemon
+    assert daemon.info(str(state_dir)) is None
+    status, out = run_py(tmp_path, """
+        fd = create(1, 4, 8, 16)  # hash, pinned: it outlives this process
+        update(fd, b"\\1\\0\\0\\0", b"abcdefgh")
+        pin(fd, "/sys/fs/bpf/kept")
+        os.mkdir("/sys/fs/bpf/dir")
+        gone = create(2, 4, 4, 4)  # only an fd: freed when this process exits
+        print(next_id(0), next_id(next_id(0)))
+    """, state_dir=state_dir, ncpus=3)
+    assert status == 0, out
+    kept_id, gone_id = map(int, out.split())
+    assert daemon.info(str(state_dir))["ncpus"] == 3
+    status, out = run_py(tmp_path, """
+        fd = obj_get("/sys/fs/bpf/kept")
+        print(lookup(fd, b"\\1\\0\\0\\0", 8))
+        print(next_id(0))
+        try:
+            next_id(next_id(0))
+        except OSError as e:
+            print(errno.errorcode[e.errno])
+        print(create(2, 4, 4, 4) > 2, next_id(next_id(0)))
+        print(sorted(os.listdir("/sys/fs/bpf")))
+    """, state_dir=state_dir)
+    assert status == 0, out
+    lines = out.splitlines()
+    assert lines[:3] == ["b'abcdefgh'", str(kept_id), "ENOENT"]
+    assert lines[3] == "True %d" % (gone_id + 1)  # ids go on from where the last run left them
+    assert lines[4] == "['dir', 'kept', 'maps.debug', 'progs.debug']"
+    with pytest.raises(OSError) as e:
+        bpfemu.exec.run(["true"], state_dir=state_dir, ncpus=4)
+    assert e.value.errno == 22
+    with pytest.raises(ValueError):
+        bpfemu.exec.run(["true"], state_dir=state_dir, kernel=bpfemu.Kernel())
+    assert daemon.stop(str(state_dir))
+    assert daemon.info(str(state_dir)) is None
+    assert not (state_dir / "kernel.sock").exists()
+    status, out = run_py(tmp_path, 'print(sorted(os.listdir("/sys/fs/bpf")))', state_dir=state_dir)
+    assert (status, out) == (0, "['maps.debug', 'progs.debug']\n")  # a new daemon, a new kernel
+
+
+def test_state_dir_serves_runs_at_the_same_time(tmp_path, state_dir):
+    # the first run waits, holding its map, until the second has seen the pin it made
+    ready = tmp_path / "ready"
+    script = tmp_path / "first.py"
+    script.write_text(TARGET_HEAD + textwrap.dedent("""
+        import time
+        fd = create(1, 4, 4, 4)
+        update(fd, b"\\7\\0\\0\\0", b"seen")
+        pin(fd, "/sys/fs/bpf/shared")
+        open(sys.argv[1], "w").close()
+        while os.path.exists(sys.argv[1]):
+            time.sleep(0.01)
+        print(lookup(fd, b"\\7\\0\\0\\0", 4))
+    """))
+    import threading
+    result = {}
+
+    def first():
+        with open(tmp_path / "first.out", "wb") as f:
+            result["first"] = bpfemu.exec.run([sys.executable, str(script), str(ready)], state_dir=state_dir, stdout=f)
+
+    t = threading.Thread(target=first)
+    t.start()
+    try:
+        for _ in range(2000):
+            if ready.exists():
+                break
+            import time
+            time.sleep(0.01)
+        status, out = run_py(tmp_path, """
+            fd = obj_get("/sys/fs/bpf/shared")
+            print(lookup(fd, b"\\7\\0\\0\\0", 4))
+            update(fd, b"\\7\\0\\0\\0", b"both")
+        """, state_dir=state_dir)
+    finally:
+        if ready.exists():
+            ready.unlink()
+        t.join(60)
+    assert (status, out) == (0, "b'seen'\n")
+    assert result["first"] == 0
+    assert (tmp_path / "first.out").read_text() == "b'both'\n"
+
+
+def test_cli_state_dir_and_stop(tmp_path):
+    from bpfemu.__main__ import main
+    d = str(tmp_path / "state")
+    try:
+        assert main(["exec", "--state-dir", d, "--", "mkdir", "/sys/fs/bpf/x"]) == 0
+        assert main(["exec", "--state-dir", d, "--", "test", "-d", "/sys/fs/bpf/x"]) == 0
+        assert main(["exec", "--state-dir", d, "--", "sh", "-c", "exit 3"]) == 3
+    finally:
+        assert main(["exec", "--state-dir", d, "--stop"]) == 0
+    assert main(["exec", "--state-dir", d, "--", "test", "-d", "/sys/fs/bpf/x"]) == 1
+    assert main(["exec", "--state-dir", d, "--stop"]) == 0

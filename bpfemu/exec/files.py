@@ -43,6 +43,7 @@ IN_IGNORED = 0x8000
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 _INOTIFY_EVENT = struct.Struct("<iIII")
+SYS_pidfd_getfd = 438  # the same number on every architecture
 
 
 class SharedMemory(_mmap.mmap):
@@ -69,11 +70,14 @@ class _DirEntry:
 
 
 class FileBridge:
-    """Placeholders, identities and lifetimes of the emulated files of one supervised tree."""
+    """Placeholders, identities and lifetimes of the emulated files of a session (every tree attached to it).
 
-    def __init__(self, listener, state_dir):
-        self.listener = listener
+    The methods that answer a call take its notification ``n`` (:class:`bpfemu.exec.seccomp.Notification`):
+    the fd goes into the caller through the listener the call came from."""
+
+    def __init__(self, state_dir, pidfd_of=None):
         self.state_dir = state_dir
+        self.pidfd_of = pidfd_of if pidfd_of is not None else {}  # tgid -> pidfd, the session's
         self.by_ident = {}  # (st_dev, st_ino) -> File | _MapStore | _DirEntry
         self.by_peer = {}  # our end of a socket pair -> (ident, File)
         self.epoll = select.epoll()
@@ -125,22 +129,22 @@ class FileBridge:
             pass
 
     # -- placeholders --------------------------------------------------------------
-    def install(self, nid, f, cloexec):
-        """Put the emulated open file f into the caller of notification nid; returns the real fd.
+    def install(self, n, f, cloexec):
+        """Put the emulated open file f into the caller of notification n; returns the real fd.
 
         f holds one reference (its count) for as long as its placeholder lives."""
         if f.kind == "dir":
-            return self._install_dir(nid, f, cloexec)
+            return self._install_dir(n, f, cloexec)
         mem = f.obj.mmap_area if f.kind == "map" and f.obj is not None else None
         if isinstance(mem, SharedMemory) and f.mode == FMODE_READ | FMODE_WRITE:
-            return self._install_mapped(nid, f, cloexec, mem)
+            return self._install_mapped(n, f, cloexec, mem)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # read(2) on the placeholder must not block (the kernel answers EINVAL): it reads EOF
         mine.shutdown(socket.SHUT_WR)
         try:
             st = os.fstat(theirs.fileno())
             try:
-                fd = self.listener.addfd(nid, theirs.fileno(), cloexec=cloexec)
+                fd = n.listener.addfd(n.id, theirs.fileno(), cloexec=cloexec)
             except OSError as e:
                 raise bpf_error(e.errno, "installing the fd in the caller")
         except BaseException:
@@ -155,7 +159,7 @@ class FileBridge:
         self.epoll.register(mine.fileno(), select.EPOLLHUP | select.EPOLLRDHUP)
         return fd
 
-    def _install_mapped(self, nid, f, cloexec, mem):
+    def _install_mapped(self, n, f, cloexec, mem):
         store = self.by_ident[mem.ident]
         store.seq += 1
         name = "%s.%d" % (os.path.basename(mem.path), store.seq)
@@ -167,7 +171,7 @@ class FileBridge:
             os.unlink(link)
             raise
         try:
-            fd = self.listener.addfd(nid, pfd, cloexec=cloexec)
+            fd = n.listener.addfd(n.id, pfd, cloexec=cloexec)
         except OSError as e:
             os.unlink(link)  # the release event of our close below names nobody
             raise bpf_error(e.errno, "installing the fd in the caller")
@@ -178,19 +182,19 @@ class FileBridge:
         self.stores[name] = store
         return fd
 
-    def _install_dir(self, nid, f, cloexec, send=False):
+    def _install_dir(self, n, f, cloexec, send=False):
         entry = self.dir_entry(f.inode)
         dfd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            return self.listener.addfd(nid, dfd, cloexec=cloexec, send=send)
+            return n.listener.addfd(n.id, dfd, cloexec=cloexec, send=send)
         except OSError as e:
             raise bpf_error(e.errno, "installing the fd in the caller")
         finally:
             os.close(dfd)
 
-    def install_dir(self, nid, inode, cloexec):
+    def install_dir(self, n, inode, cloexec):
         """open() of an emulated directory: answer the call with a new directory fd."""
-        return self._install_dir(nid, _dir_file(inode), cloexec, send=True)
+        return self._install_dir(n, _dir_file(inode), cloexec, send=True)
 
     def dir_entry(self, inode):
         entry = self.dirs.get(id(inode))
@@ -204,13 +208,13 @@ class FileBridge:
             self.by_ident[(st.st_dev, st.st_ino)] = entry
         return entry
 
-    def send_content(self, nid, content, cloexec, name="bpfemu"):
+    def send_content(self, n, content, cloexec, name="bpfemu"):
         """Answer an open() with a new fd of a memfd holding content (bytes), at offset 0."""
         fd = os.memfd_create(name, os.MFD_CLOEXEC)
         try:
             os.write(fd, content)
             os.lseek(fd, 0, os.SEEK_SET)
-            return self.listener.addfd(nid, fd, cloexec=cloexec, send=True)
+            return n.listener.addfd(n.id, fd, cloexec=cloexec, send=True)
         finally:
             os.close(fd)
 
@@ -222,26 +226,46 @@ class FileBridge:
         is not open there."""
         if not 0 <= fd < 1 << 31:
             raise bpf_error(errno.EBADF, "fd %d" % fd)
+        mine = self._getfd(pid, fd)
         try:
-            st = os.stat("/proc/%d/fd/%d" % (pid, fd))
-        except OSError:
-            raise bpf_error(errno.EBADF, "fd %d is not open in %d" % (fd, pid)) from None
-        ident = (st.st_dev, st.st_ino)
-        e = self.by_ident.get(ident)
-        if e is None:
-            return "real", st, ident
-        if isinstance(e, File):
-            return "file", e, ident
-        if isinstance(e, _MapStore):
             try:
-                name = os.path.basename(os.readlink("/proc/%d/fd/%d" % (pid, fd)))
+                st = os.fstat(mine) if mine >= 0 else os.stat("/proc/%d/fd/%d" % (pid, fd))
             except OSError:
                 raise bpf_error(errno.EBADF, "fd %d is not open in %d" % (fd, pid)) from None
-            f = e.files.get(name)
-            if f is not None:
-                return "file", f, ident
-            return "real", st, ident  # a file of the store we did not hand out
-        return "dir", e.inode, ident
+            ident = (st.st_dev, st.st_ino)
+            e = self.by_ident.get(ident)
+            if e is None:
+                return "real", st, ident
+            if isinstance(e, File):
+                return "file", e, ident
+            if isinstance(e, _MapStore):
+                try:
+                    link = "/proc/self/fd/%d" % mine if mine >= 0 else "/proc/%d/fd/%d" % (pid, fd)
+                    name = os.path.basename(os.readlink(link))
+                except OSError:
+                    raise bpf_error(errno.EBADF, "fd %d is not open in %d" % (fd, pid)) from None
+                f = e.files.get(name)
+                if f is not None:
+                    return "file", f, ident
+                return "real", st, ident  # a file of the store we did not hand out
+            return "dir", e.inode, ident
+        finally:
+            if mine >= 0:
+                os.close(mine)
+
+    def _getfd(self, pid, fd):
+        """Our own fd of the file at fd in process pid (pidfd_getfd: one call, no path walk in /proc), or -1
+        when there is no pidfd for pid (a thread id, say) or the call is refused: then /proc answers. Raises
+        EBADF when fd is not open there."""
+        pidfd = self.pidfd_of.get(pid)
+        if pidfd is None:
+            return -1
+        mine = self._c.syscall(SYS_pidfd_getfd, pidfd, fd, 0)
+        if mine < 0:
+            if ctypes.get_errno() == errno.EBADF:
+                raise bpf_error(errno.EBADF, "fd %d is not open in %d" % (fd, pid))
+            return -1
+        return mine
 
     def file_of(self, pid, fd):
         """fdget for the emulated kernel: the File behind a real fd (EBADF if not open).
@@ -274,7 +298,7 @@ class FileBridge:
         """Move the real directory file of fd in pid to pos (pidfd_getfd, then lseek)."""
         pidfd = os.pidfd_open(pid)
         try:
-            mine = self._c.syscall(438, pidfd, fd, 0)  # pidfd_getfd
+            mine = self._c.syscall(SYS_pidfd_getfd, pidfd, fd, 0)
             if mine < 0:
                 return
             try:

@@ -195,13 +195,15 @@ _ADDFD = struct.Struct("<QIIII")
 
 
 class Notification:
-    """One intercepted syscall: ``id``, ``pid`` (the thread, in our pid namespace), ``nr``, ``args``."""
+    """One intercepted syscall: ``id``, ``pid`` (the thread, in our pid namespace), ``nr``, ``args``, and
+    the ``listener`` it came from (answers and ADDFD go there)."""
 
-    __slots__ = ("id", "pid", "nr", "arch", "ip", "args")
+    __slots__ = ("id", "pid", "nr", "arch", "ip", "args", "listener")
 
-    def __init__(self, raw):
+    def __init__(self, raw, listener=None):
         self.id, self.pid, _flags, self.nr, self.arch, self.ip, *args = _NOTIF.unpack(raw)
         self.args = args
+        self.listener = listener
 
     def __repr__(self):
         return "<notif %d pid %d %s%r>" % (self.id, self.pid, abi.NAMES.get(self.nr, self.nr), tuple(self.args))
@@ -230,7 +232,7 @@ class Listener:
             if e in (errno.ENOENT, errno.EINTR, errno.EAGAIN):
                 return None
             raise OSError(e, os.strerror(e))
-        return Notification(self._recv.raw)
+        return Notification(self._recv.raw, self)
 
     def respond(self, nid, val=0, error=0, flags=0):
         """Answer notification nid: ``val`` as the result, or ``-error``; False if the caller is gone."""

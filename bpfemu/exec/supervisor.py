@@ -1,6 +1,6 @@
 """The supervisor: one emulated kernel serving every bpf(2) call of a process tree.
 
-:func:`run` starts the command under the trampoline (which installs the seccomp filter and hands
+:meth:`Session.spawn` starts a command under the trampoline (which installs the seccomp filter and hands
 over the listener), then :class:`Session` answers each notification: bpf(2) with the emulated
 kernel's result or errno, the file operations on emulated objects (bpffs paths, /proc fdinfo,
 mmap of mmapable arrays...) from :mod:`bpfemu.exec.vfs`, and everything else with
@@ -15,6 +15,7 @@ import select
 import shutil
 import socket
 import subprocess
+import struct
 import sys
 import tempfile
 import time
@@ -53,63 +54,144 @@ def filter_program():
 
 
 def _prog_hex(prog):
-    import struct
     return b"".join(struct.pack("<HBBI", *ins) for ins in prog).hex()
 
 
-class Session:
-    """The supervisor of one process tree: the emulated kernel, the listener, the tasks."""
+class Tree:
+    """One process tree attached to a session: the listener its seccomp filter reports to, the emulated
+    credentials its processes get, where its diagnostics go, and (when the session started it) its first
+    process. It is done when the listener has hung up (every process holding the filter is gone), each of
+    its processes' exit has been seen, and the first one has been waited for."""
 
-    def __init__(self, kernel, listener_fd, state_dir, uid=0, caps=None, debug=False):
-        self.kernel = kernel
-        self.listener = seccomp.Listener(listener_fd)
-        self.state_dir = state_dir
+    def __init__(self, listener_fd, uid=0, caps=None, debug=False, errout=None, child=None):
+        self.listener = seccomp.Listener(listener_fd) if listener_fd is not None else None
         self.uid = uid
         self.caps = caps
         self.debug = debug
-        self.files = FileBridge(self.listener, state_dir)
+        self.errout = errout if errout is not None else sys.stderr
+        self.child = child  # subprocess.Popen of the trampoline, or None
+        self.status = None
+        self.hup = False
+        self.tgids = set()  # processes of the tree whose exit is awaited
+
+    @property
+    def done(self):
+        return self.hup and not self.tgids and (self.child is None or self.status is not None)
+
+    def say(self, text):
+        try:
+            self.errout.write(text)
+            self.errout.flush()
+        except (OSError, ValueError):
+            pass
+
+    def close(self):
+        if self.listener is not None:
+            os.close(self.listener.fd)
+            self.listener = None
+
+
+class Session:
+    """One emulated kernel serving the process trees attached to it (:meth:`spawn`, :meth:`attach`).
+
+    ``state_dir``: a directory of its own for the real directories that stand for bpffs directories
+    (emptied by :meth:`close`)."""
+
+    def __init__(self, kernel, state_dir):
+        self.kernel = kernel
+        self.state_dir = state_dir
+        self.pidfds = {}  # pidfd -> (tgid, Tree)
+        self.pidfd_of = {}  # tgid -> pidfd (FileBridge reads fds of processes through them)
+        self.files = FileBridge(state_dir, self.pidfd_of)
+        self.trees = {}  # listener fd -> Tree
         self.tasks = {}  # tgid -> ExecTask
         self.tgid_of = {}  # tid -> tgid
-        self.pidfds = {}  # pidfd -> tgid
-        self.current_id = None
-        self.current_tid = None
+        self.current = None  # the notification being answered
+        self.current_tree = None
         self.calls = 0
         now = time.time()
         self.start_time = (int(now), int(now % 1 * 1e9))
         self.epoll = select.epoll()
-        self.epoll.register(listener_fd, select.EPOLLIN)
         self.epoll.register(self.files.fileno(), select.EPOLLIN)
         self._saved_alloc = kernel.mmapable_alloc
         kernel.mmapable_alloc = self.files.mmapable_alloc
 
+    # -- trees ----------------------------------------------------------------------------------
+    def attach(self, listener_fd, uid=0, caps=None, debug=False, errout=None, child=None):
+        """Serve the tree whose seccomp listener is listener_fd (the session owns the fd from now on)."""
+        tree = Tree(listener_fd, uid, caps, debug, errout, child)
+        self.trees[listener_fd] = tree
+        self.epoll.register(listener_fd, select.EPOLLIN)
+        if child is not None:
+            self._watch(child.pid, tree)
+        return tree
+
+    def spawn(self, argv, uid=0, caps=None, debug=False, env=None, cwd=None, stdin=None, stdout=None,
+              stderr=None, errout=None, new_session=False):
+        """Start argv under the trampoline and attach its tree; returns the Tree (its ``child`` is the
+        process). When the trampoline cannot install the filter, the tree is done at once with its status."""
+        parent, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = subprocess.Popen([sys.executable, "-I", "-S", TRAMPOLINE, str(child_sock.fileno()),
+                                     _prog_hex(filter_program()), "--"] + list(argv),
+                                    pass_fds=[child_sock.fileno()], env=env, cwd=cwd, stdin=stdin, stdout=stdout,
+                                    stderr=stderr, start_new_session=new_session)
+            child_sock.close()
+            _msg, fds, _flags, _addr = socket.recv_fds(parent, 4096, 1)
+        finally:
+            parent.close()
+            child_sock.close()
+        if not fds:  # the trampoline could not install the filter (it said why on stderr)
+            tree = Tree(None, uid, caps, debug, errout, proc)
+            tree.hup = True
+            tree.status = proc.wait()
+            return tree
+        return self.attach(fds[0], uid, caps, debug, errout, proc)
+
+    def _watch(self, tgid, tree):
+        try:
+            pfd = os.pidfd_open(tgid)
+        except OSError:
+            return None
+        self.pidfds[pfd] = (tgid, tree)
+        self.pidfd_of[tgid] = pfd
+        self.epoll.register(pfd, select.EPOLLIN)
+        tree.tgids.add(tgid)
+        return pfd
+
     # -- processes ---------------------------------------------------------------------------
     def task_for(self, tid):
+        """The emulated task of the thread tid's process (made on its first call, with the credentials
+        of the tree whose call is being answered)."""
         tgid = self.tgid_of.get(tid)
         if tgid is None:
             tgid = _tgid(tid)
             self.tgid_of[tid] = tgid
         t = self.tasks.get(tgid)
         if t is None or not t.alive:
+            tree = self.current_tree
             with self.kernel.lock:
-                t = ExecTask(self, tgid, self.uid, self._caps())
+                t = ExecTask(self, tgid, tree.uid, self._caps(tree))
             self.tasks[tgid] = t
-            try:
-                pfd = os.pidfd_open(tgid)
-                self.pidfds[pfd] = tgid
-                self.epoll.register(pfd, select.EPOLLIN)
-            except OSError:
-                pass
+            if tgid not in self.pidfd_of:
+                self._watch(tgid, tree)
         return t
 
-    def _caps(self):
-        if self.caps is None:
-            return ALL_CAPS if self.uid == 0 else frozenset()
-        return cap_set(self.caps)
+    @staticmethod
+    def _caps(tree):
+        if tree.caps is None:
+            return ALL_CAPS if tree.uid == 0 else frozenset()
+        return cap_set(tree.caps)
 
     def _process_exited(self, pfd):
-        tgid = self.pidfds.pop(pfd)
+        tgid, tree = self.pidfds.pop(pfd)
+        if self.pidfd_of.get(tgid) == pfd:
+            del self.pidfd_of[tgid]
         self.epoll.unregister(pfd)
         os.close(pfd)
+        tree.tgids.discard(tgid)
+        if tree.child is not None and tree.child.pid == tgid and tree.status is None:
+            tree.status = tree.child.wait()
         t = self.tasks.pop(tgid, None)
         if t is not None:
             t.exit()
@@ -138,72 +220,85 @@ class Session:
         return 0o022
 
     # -- the loop ------------------------------------------------------------------------------
-    def serve(self, child=None):
-        """Answer notifications until every process of the tree is gone; returns child's status."""
-        status = None
-        hup = False
-        lfd = self.listener.fd
-        while not hup or self.pidfds:
-            for fd, ev in self.epoll.poll():
-                if fd == lfd:
-                    if ev & select.EPOLLIN:
-                        self.handle_one()
-                    elif ev & (select.EPOLLHUP | select.EPOLLERR):
-                        hup = True
-                        self.epoll.unregister(lfd)
-                elif fd in self.pidfds:
-                    if child is not None and self.pidfds[fd] == child.pid and status is None:
-                        status = child.wait()
-                    self._process_exited(fd)
-                else:
-                    self.reap()
-            if hup and child is not None and status is None:
-                status = child.wait()
-        if child is not None and status is None:
-            status = child.wait()
-        self.reap()
-        return status
+    def fileno(self):
+        """An fd that is readable when :meth:`poll` has something to do (for a daemon's own loop)."""
+        return self.epoll.fileno()
+
+    def poll(self, timeout=None):
+        """Answer what is ready (waiting up to timeout seconds, None: until something is); returns the
+        trees that became done, which are detached."""
+        events = self.epoll.poll(timeout)
+        files = self.files.fileno()
+        if any(fd == files for fd, _ev in events):
+            # releases first: a process that closed its last fd of a map and then calls bpf() sees the map gone
+            self.reap()
+        finished = []
+        for fd, ev in events:
+            tree = self.trees.get(fd)
+            if tree is not None:
+                if ev & select.EPOLLIN:
+                    self.handle_one(tree)
+                elif ev & (select.EPOLLHUP | select.EPOLLERR) and not tree.hup:
+                    tree.hup = True
+                    self.epoll.unregister(fd)
+            elif fd in self.pidfds:
+                self._process_exited(fd)
+        for fd, tree in list(self.trees.items()):
+            if tree.hup and tree.child is not None and tree.status is None and not tree.tgids:
+                tree.status = tree.child.wait()
+            if tree.done:
+                del self.trees[fd]
+                tree.close()
+                finished.append(tree)
+        if finished:
+            self.reap()
+        return finished
+
+    def serve(self, tree):
+        """Answer notifications until tree is done; returns its status (of its first process)."""
+        while not tree.done or any(t is tree for t in self.trees.values()):
+            self.poll()
+        return tree.status
 
     def reap(self):
         """Release the emulated files whose placeholders are gone (under the kernel's lock)."""
         with self.kernel.lock:
             return self.files.reap()
 
-    def handle_one(self):
-        n = self.listener.recv()
+    def handle_one(self, tree):
+        n = tree.listener.recv()
         if n is None:
             return
         self.calls += 1
         handler = vfs.HANDLERS.get(n.nr)
         if handler is None:
-            self.listener.cont(n.id)
+            tree.listener.cont(n.id)
             return
-        self.current_id = n.id
-        self.current_tid = n.pid
+        self.current = n
+        self.current_tree = tree
         try:
             result = handler(self, n)
         except OSError as e:
             result = ("err", e.errno or errno.EIO)
         except Exception:  # a bug of ours must not take the tree down: say so, answer ENOSYS
-            sys.stderr.write("bpfemu exec: internal error in %r\n%s" % (n, traceback.format_exc()))
+            tree.say("bpfemu exec: internal error in %r\n%s" % (n, traceback.format_exc()))
             result = ("err", errno.ENOSYS)
         finally:
-            self.current_id = None
-        if self.debug:
-            sys.stderr.write("bpfemu exec: %r -> %r\n" % (n, result))
+            self.current = None
+        if tree.debug:
+            tree.say("bpfemu exec: %r -> %r\n" % (n, result))
         kind = result[0]
         if kind == "cont":
-            self.listener.cont(n.id)
+            tree.listener.cont(n.id)
         elif kind == "val":
-            self.listener.respond(n.id, val=result[1])
+            tree.listener.respond(n.id, val=result[1])
         elif kind == "err":
-            self.listener.respond(n.id, error=result[1])
+            tree.listener.respond(n.id, error=result[1])
         # kind 'sent': answered already (ADDFD with SECCOMP_ADDFD_FLAG_SEND)
 
     # -- bpf(2) -------------------------------------------------------------------------------------
     def sys_bpf(self, n):
         task = self.task_for(n.pid)
-        self.reap()
         cmd = _s32(n.args[0])
         uattr = n.args[1]
         size = n.args[2] & 0xFFFFFFFF
@@ -234,13 +329,18 @@ class Session:
         return (m, n)
 
     def close(self):
+        """Detach every tree (their processes' intercepted calls then fail with ENOSYS) and give back the
+        kernel's allocator; the kernel and its objects stay."""
         self.kernel.mmapable_alloc = self._saved_alloc
+        for tree in self.trees.values():
+            tree.close()
+        self.trees.clear()
         for pfd in list(self.pidfds):
             os.close(pfd)
         self.pidfds.clear()
+        self.pidfd_of.clear()
         self.files.close()
         self.epoll.close()
-        os.close(self.listener.fd)
 
 
 def _s32(v):
@@ -259,16 +359,9 @@ def _tgid(tid):
     return tid
 
 
-def run(argv, kernel=None, *, ncpus=None, state_dir=None, uid=0, caps=None, env=None, cwd=None,
-        stdin=None, stdout=None, stderr=None, debug=False):
-    """Run argv with its bpf(2) calls served by ``kernel`` (a new :class:`bpfemu.Kernel` if None).
-
-    Returns the exit status as subprocess does (negative: killed by that signal), once every
-    process the command started is gone. ``uid``/``caps``: the emulated credentials of every
-    process of the tree (default root with every capability; the real process stays what it is).
-    ``state_dir``: where the session keeps its working files (a temporary directory if None).
-    stdin/stdout/stderr/env/cwd are passed to subprocess.Popen. Linux x86_64 only (OSError
-    ENOSYS elsewhere)."""
+def run_here(argv, kernel=None, *, ncpus=None, uid=0, caps=None, env=None, cwd=None, stdin=None, stdout=None,
+             stderr=None, debug=False):
+    """:func:`bpfemu.exec.run` with the kernel in this process (``kernel``, or a new one)."""
     ok, why = abi.supported()
     if not ok:
         raise bpf_error(errno.ENOSYS, why)
@@ -276,37 +369,14 @@ def run(argv, kernel=None, *, ncpus=None, state_dir=None, uid=0, caps=None, env=
         kernel = Kernel(ncpus=ncpus)
     elif ncpus is not None and ncpus != kernel.ncpus:
         raise ValueError("ncpus=%d but the kernel has %d CPUs" % (ncpus, kernel.ncpus))
-    argv = [os.fspath(a) for a in argv]
-    if not argv:
-        raise ValueError("no command")
-    if state_dir is None:
-        state_dir = tempfile.mkdtemp(prefix="bpfemu-exec-")
-    else:
-        os.makedirs(state_dir, exist_ok=True)
-        state_dir = tempfile.mkdtemp(prefix="session-", dir=state_dir)
-    parent, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    work = tempfile.mkdtemp(prefix="bpfemu-exec-")
     try:
-        prog = _prog_hex(filter_program())
-        proc = subprocess.Popen([sys.executable, "-I", "-S", TRAMPOLINE, str(child_sock.fileno()), prog, "--"] + argv,
-                                pass_fds=[child_sock.fileno()], env=env, cwd=cwd, stdin=stdin, stdout=stdout,
-                                stderr=stderr)
-        child_sock.close()
-        msg, fds, _flags, _addr = socket.recv_fds(parent, 4096, 1)
-        if not fds:
-            # the trampoline could not install the filter (it said why on stderr)
-            return proc.wait()
-        session = Session(kernel, fds[0], state_dir, uid=uid, caps=caps, debug=debug)
+        session = Session(kernel, work)
         try:
-            pfd = os.pidfd_open(proc.pid)
-            session.pidfds[pfd] = proc.pid
-            session.epoll.register(pfd, select.EPOLLIN)
-            return session.serve(proc)
+            tree = session.spawn(argv, uid=uid, caps=caps, debug=debug, env=env, cwd=cwd, stdin=stdin,
+                                 stdout=stdout, stderr=stderr)
+            return tree.status if tree.done else session.serve(tree)
         finally:
             session.close()
     finally:
-        parent.close()
-        try:
-            child_sock.close()
-        except OSError:
-            pass
-        shutil.rmtree(state_dir, ignore_errors=True)  # the session's own directory (under --state-dir if given)
+        shutil.rmtree(work, ignore_errors=True)

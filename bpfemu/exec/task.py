@@ -41,7 +41,7 @@ class RealFdTable:
         out = []
         for fd in self._fds():
             try:
-                kind, f = self.task.session.files.lookup(self.task.pid, fd)
+                kind, f, _ident = self.task.session.files.lookup(self.task.pid, fd)
             except OSError:
                 continue
             if kind == "file":
@@ -79,7 +79,7 @@ class ExecTask(Task):
         return self.session.files.file_of(self.pid, fd)
 
     def fd_install(self, file, cloexec=True):
-        return self.session.files.install(self.session.current_id, file, cloexec)
+        return self.session.files.install(self.session.current, file, cloexec)
 
     def close(self, fd):  # pragma: no cover - the process closes its own fds
         raise NotImplementedError("the supervised process closes its fds itself")

@@ -28,7 +28,7 @@ import stat as _stat
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
 from ..fdinfo import fdinfo as emulated_fdinfo
-from ..inode import MAY_EXEC, MAY_READ, MAY_WRITE, BpfSuper, permission
+from ..inode import MAY_EXEC, MAY_READ, MAY_WRITE, permission
 from ..limits import round_up
 from ..maps.bpf_map import implements
 from ..objects import FMODE_READ, FMODE_WRITE
@@ -75,23 +75,7 @@ def read_path(task, addr):
 
 def bpffs_mounts(kernel):
     """Mount points of the emulated kernel's bpffs mounts, e.g. ['/sys/fs/bpf']."""
-    out = []
-    fs = kernel.fs
-
-    def visit(node, path):
-        for name, c in node.children.items():
-            if c.mounted is not None:
-                top = c
-                while top.mounted is not None:
-                    top = top.mounted
-                if isinstance(top.sb, BpfSuper):
-                    out.append(path + name)
-                    continue
-            if c.is_dir and not c.on_bpffs:
-                visit(c, path + name + "/")
-
-    visit(fs._follow_mount(fs.root), "/")
-    return out
+    return kernel.fs.bpffs_mounts
 
 
 def in_mounts(path, mounts):
@@ -298,6 +282,8 @@ def _classified(s, n, dirfd, addr, kind=None):
 def _emulated_fd(s, n, fd, kinds):
     """(task, kind, emulated file or directory inode, ident) of the caller's fd when it is an emulated one
     of ``kinds`` ("file", "dir"), else None: the call then runs for real."""
+    if not s.files.by_ident:  # nothing emulated is open anywhere: no need to look at the fd
+        return None
     task = s.task_for(n.pid)
     try:
         kind, thing, ident = s.files.lookup(task.pid, fd)
@@ -328,7 +314,7 @@ def do_open(s, n, dirfd, addr, flags, mode):
             return CONT
         ncpus = s.kernel.ncpus
         text = "0\n" if ncpus == 1 else "0-%d\n" % (ncpus - 1)
-        s.files.send_content(n.id, text.encode(), cloexec, "possible")
+        s.files.send_content(n, text.encode(), cloexec, "possible")
         return ("sent",)
     if w.kind == "proc":
         if acc != 0 or flags & abi.O_CREAT:
@@ -338,14 +324,14 @@ def do_open(s, n, dirfd, addr, flags, mode):
             pid, fd, kind, thing = got
             if kind != "file":
                 return CONT
-            s.files.send_content(n.id, fdinfo_text(s, pid, fd, thing), cloexec, "fdinfo")
+            s.files.send_content(n, fdinfo_text(s, pid, fd, thing), cloexec, "fdinfo")
             return ("sent",)
         pid, rest = _proc_target(s, n, w.path)
         if pid is not None and rest in ("mounts", "mountinfo"):
             text = mounts_text(s, pid, rest == "mountinfo")
             if text is None:
                 return CONT
-            s.files.send_content(n.id, text, cloexec, rest)
+            s.files.send_content(n, text, cloexec, rest)
             return ("sent",)
         return CONT
     # bpffs
@@ -370,7 +356,7 @@ def do_open(s, n, dirfd, addr, flags, mode):
                 raise bpf_error(errno.EISDIR, w.path)
             if not flags & abi.O_PATH:
                 permission(task, node, MAY_READ)
-            s.files.install_dir(n.id, node, cloexec)
+            s.files.install_dir(n, node, cloexec)
             return ("sent",)
         if flags & abi.O_DIRECTORY:
             raise bpf_error(errno.ENOTDIR, w.path)

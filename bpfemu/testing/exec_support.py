@@ -16,6 +16,7 @@ ids by their order of first appearance, the one thing two kernels legitimately d
 cannot run; tests skip on it, or fail when BPFEMU_REQUIRE_HOST=1. :data:`NAMES` is the reason of the
 outputs that differ by map names until the emulator loads programs.
 """
+import atexit
 import functools
 import os
 import re
@@ -56,9 +57,11 @@ def require(*tools):
 
 
 def world_dir():
-    """A world-readable scratch directory (0755) for scripts, binaries and outputs."""
+    """A world-readable scratch directory (0755) for scripts, binaries and outputs, removed when the
+    process exits."""
     d = tempfile.mkdtemp(prefix="bpfemu-exec-test-")
     os.chmod(d, 0o755)
+    atexit.register(shutil.rmtree, d, True)
     return d
 
 
@@ -108,6 +111,25 @@ def run_emulated(argv, cwd):
     cmd = _drop() + [py, "-m", "bpfemu", "exec", "--ncpus", str(ncpus()), "--"] + list(argv)
     r = subprocess.run(cmd, cwd=cwd, env=_env(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=TIMEOUT)
+    return r.returncode, r.stdout.decode("utf-8", "replace")
+
+
+def run_emulated_each(script_path, cwd):
+    """Run a script made by :func:`script` with ``each=True`` as uid 1000 with no capabilities, every command
+    in a ``bpfemu exec --state-dir`` of its own on one state directory (the daemon's kernel lives from one to
+    the next), then stop the daemon: (status, output)."""
+    py, path = unprivileged_python()
+    state = os.path.join(cwd, "state")
+    os.mkdir(state, 0o700)
+    os.chown(state, UID, UID)
+    env = _env(path)
+    env["RUN"] = "%s -m bpfemu exec --state-dir %s --ncpus %d --" % (py, state, ncpus())
+    try:
+        r = subprocess.run(_drop() + ["sh", script_path], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=TIMEOUT)
+    finally:
+        subprocess.run(_drop() + [py, "-m", "bpfemu", "exec", "--state-dir", state, "--stop"], env=_env(path),
+                       cwd=cwd, timeout=TIMEOUT)
     return r.returncode, r.stdout.decode("utf-8", "replace")
 
 
@@ -187,8 +209,10 @@ def only_pinned_under(text, prefix="/sys/fs/bpf/"):
     return head + "".join(keep)
 
 
-def script(commands):
-    """A shell script running each command with its output and status after a '### command' line."""
-    lines = ['c() { echo "### $*"; "$@" 2>&1; echo "### rc=$?"; }']
+def script(commands, each=False):
+    """A shell script running each command with its output and status after a '### command' line. With
+    each, every command runs behind ``$RUN`` (empty on the host; :func:`run_emulated_each` sets it)."""
+    run = "$RUN " if each else ""
+    lines = ['c() { echo "### $*"; %s"$@" 2>&1; echo "### rc=$?"; }' % run]
     lines += ["c " + c for c in commands]
     return "\n".join(lines) + "\n"
