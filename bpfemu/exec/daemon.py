@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 
 from ..kernel import Kernel
 from .supervisor import Session
@@ -381,6 +382,15 @@ class Daemon:
                 _send(conn, {"errno": errno.EINVAL, "error": "unknown request %r" % op})
         except OSError:
             self._forget(conn)
+        except Exception:  # a malformed request, or a bug of ours: say so, keep serving the others
+            sys.stderr.write("bpfemu exec daemon: request %r\n%s" % (msg, traceback.format_exc()))
+            sys.stderr.flush()
+            try:
+                _send(conn, {"errno": errno.EINVAL, "error": "bad request (see %s)" % os.path.join(self.state_dir, LOG)})
+            except OSError:
+                pass
+            if fd in self.clients:
+                self._forget(conn)
         finally:
             for x in fds:
                 os.close(x)
