@@ -34,6 +34,11 @@ class Kernel:
     (0, 1 or 2), default the host's value, else 2 (the kernel's default).
     """
 
+    # Where the memory of mmapable maps comes from (maps.bpf_map.bpf_map_area_mmapable_alloc): a callable
+    # (size in bytes) -> a writable mmap.mmap of that size, or None for anonymous memory. ``bpfemu exec``
+    # sets file-backed memory that the processes it supervises map too (so both see the same bytes).
+    mmapable_alloc = None
+
     def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()

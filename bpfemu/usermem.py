@@ -180,6 +180,36 @@ class LocalMemory(UserMemory):
         ctypes.memmove(addr, bytes(data), n)
 
 
+class ProcessMemory(LocalMemory):
+    """Another process's address space (``pid``), through process_vm_readv/writev on that pid.
+
+    What ``bpfemu exec`` serves a traced process with. The kernel checks every page as it does for
+    our own pid, so a bad pointer is EFAULT; so is a process that is gone or that we may not
+    read (ESRCH, EPERM): there is no fallback to our own memory."""
+
+    def __init__(self, pid):
+        super().__init__()
+        _instances.discard(self)  # a fork of ours does not change whose memory this is
+        self._pid = pid
+        if self._readv is None:
+            raise OSError(errno.ENOSYS, "process_vm_readv is not available")
+
+    def _read_slow(self, addr, n):
+        buf = ctypes.create_string_buffer(n)
+        local = _iovec(ctypes.addressof(buf), n)
+        remote = _iovec(addr, n)
+        if self._readv(self._pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != n:
+            raise bpf_error(errno.EFAULT, "bad user pointer (pid %d)" % self._pid)
+        return buf.raw
+
+    def _write_slow(self, addr, data, n):
+        src = ctypes.create_string_buffer(bytes(data), n)
+        local = _iovec(ctypes.addressof(src), n)
+        remote = _iovec(addr, n)
+        if self._writev(self._pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != n:
+            raise bpf_error(errno.EFAULT, "bad user pointer (pid %d)" % self._pid)
+
+
 LOCAL = LocalMemory()
 
 

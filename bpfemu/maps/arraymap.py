@@ -15,13 +15,12 @@ their updates fail the way the kernel fails for an fd of the wrong kind.
 """
 import errno
 import hashlib
-import mmap as _mmap
 import struct
 
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
 from ..limits import INT_MAX, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, page_align, round_up
-from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, fd_of_kind, generic_map_lookup_batch,
+from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, bpf_map_area_mmapable_alloc, fd_of_kind, generic_map_lookup_batch,
                       generic_map_update_batch, index_next_key, map_flags_access_ok, u32)
 from .map_in_map import OfMaps
 
@@ -65,7 +64,7 @@ class ArrayMap(BpfMap):
         self.values = {}  # index -> user-layout value bytes (not mmapable)
         self.data = None  # the flat value area of an mmapable array
         if attr.map_flags & uapi.BPF_F_MMAPABLE:
-            self.data = _mmap.mmap(-1, round_up(self.max_entries * self.elem_size, PAGE_SIZE))
+            self.data = bpf_map_area_mmapable_alloc(kernel, round_up(self.max_entries * self.elem_size, PAGE_SIZE))
 
     def count(self):
         return self.max_entries
@@ -124,6 +123,10 @@ class ArrayMap(BpfMap):
             raise bpf_error(errno.EINVAL, "mapping runs past the array's values")
         start = pgoff * PAGE_SIZE
         return memoryview(self.data)[start:start + length]
+
+    @property
+    def mmap_area(self):
+        return self.data
 
     def map_get_hash(self):
         """array_map_get_hash: SHA-256 of the value area, every element padded to 8 bytes."""

@@ -22,6 +22,8 @@ op                          kernel                                        defaul
 ``lookup_batch`` ...        map_lookup_batch, map_lookup_and_delete_      ENOTSUPP (types opt in to
                             batch, map_update_batch, map_delete_batch     the ``generic_map_*`` ones)
 ``map_mmap``                map_mmap                                      ENOTSUPP
+``mmap_area`` (property)    the area bpf_map_area_mmapable_alloc made,    None
+                            which every mapping of the map shares
 ``map_get_hash``            map_get_hash (content hash of a frozen map)   EINVAL
 ``map_check_btf``           map_check_btf                                 accept
 ``mem_usage``               map_mem_usage: the fdinfo ``memlock`` bytes   **required**
@@ -35,6 +37,7 @@ has an op (the kernel's ``map->ops->op != NULL``), for the commands whose
 checks depend on it.
 """
 import errno
+import mmap as _mmap
 import struct
 
 from .. import uapi
@@ -88,6 +91,16 @@ def prog_fd(task, fd):
 
 def socket_fd(task, fd):
     return fd_of_kind(task, fd, "socket", errno.ENOTSOCK)
+
+
+def bpf_map_area_mmapable_alloc(kernel, size):
+    """bpf_map_area_mmapable_alloc (syscall.c): ``size`` bytes (a multiple of the page size) of zeroed
+    memory that userspace may map, a writable ``mmap.mmap``.
+
+    Anonymous memory, unless ``kernel.mmapable_alloc`` names another allocator (a callable size -> such an
+    mmap): ``bpfemu exec`` gives file-backed memory there, which the processes it supervises map too."""
+    alloc = kernel.mmapable_alloc
+    return alloc(size) if alloc is not None else _mmap.mmap(-1, size)
 
 
 def implements(m, op):
@@ -221,6 +234,12 @@ class BpfMap(BpfObject):
     def map_mmap(self, length, pgoff):
         """The memory a mapping of ``length`` bytes at page ``pgoff`` sees."""
         raise bpf_error(ENOTSUPP, "%s maps cannot be mapped" % self.type_name())
+
+    @property
+    def mmap_area(self):
+        """The memory every mapping of the map shares (what map_mmap hands out views of): the
+        ``mmap.mmap`` from :func:`bpf_map_area_mmapable_alloc`, or None for a map that has none."""
+        return None
 
     def map_get_hash(self):
         """The SHA-256 of the map's content (bpf_map_info.hash of a frozen map)."""
