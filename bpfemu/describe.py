@@ -60,6 +60,21 @@ def _map_block(obj):
     return lines
 
 
+def _btf_block(obj):
+    """bpftool btf show's line: id, name (vmlinux for the kernel's), size; the kernel's BTF is not read
+    just to be described (its size shows once it has been loaded)."""
+    head = "%d: btf" % obj.id
+    if _name(obj):
+        head += "  name %s" % _name(obj)
+    if _get(obj, "kernel_btf"):
+        head += "  kernel"
+    if _get(obj, "loaded", True):
+        size = _get(obj, "data_size")
+        if size is not None:
+            head += "  size %dB" % size
+    return [head]
+
+
 def _generic_block(kind, obj):
     head = "%d: %s" % (obj.id, kind)
     t = _get(obj, "type_name")
@@ -132,7 +147,8 @@ def describe(kernel):
                 continue
             out.append("%s:" % title)
             for s in items:
-                block = _map_block(s.obj) if kind == "map" else _generic_block(kind, s.obj)
+                block = (_map_block(s.obj) if kind == "map" else _btf_block(s.obj) if kind == "btf"
+                         else _generic_block(kind, s.obj))
                 block += _holder_lines(s)
                 out.append("  " + block[0])
                 out.extend("        " + line for line in block[1:])

@@ -22,7 +22,7 @@ Call it at the end of your own tests, or after every step of a fuzzer:
 """
 from .inode import Inode
 from .kernel import Kernel
-from .objects import BpfObject, File
+from .objects import BUILT_IN, BpfObject, File
 
 
 class InvariantError(AssertionError):
@@ -142,6 +142,9 @@ def _check_holders(kernel, live, files, pinned, out):
                     out.append("%r is held by %r, which points elsewhere" % (obj, h))
             elif isinstance(h, Kernel):
                 out.append("%r still holds its creation reference" % (obj,))
+            elif h is BUILT_IN:
+                if obj is not kernel.btf_vmlinux:
+                    out.append("%r is held as built in, which only the kernel's own BTF is" % (obj,))
             elif isinstance(h, BpfObject):
                 if h.freed or id(h) not in live_ids:
                     out.append("%r is held by %r, which is not alive" % (obj, h))

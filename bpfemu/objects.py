@@ -23,6 +23,19 @@ FMODE_WRITE = 2
 KINDS = ("map", "prog", "link", "btf")
 
 
+class _BuiltIn:
+    """The holder of an object the kernel keeps for as long as it runs (its own vmlinux BTF): such an
+    object is never freed, and :meth:`Kernel.objects` leaves it out while nothing else holds it."""
+
+    kind = "kernel"
+
+    def __repr__(self):
+        return "built in"
+
+
+BUILT_IN = _BuiltIn()
+
+
 class BpfObject:
     """What every bpf object shares: an id, its holders, and the operations every kind declares.
 
