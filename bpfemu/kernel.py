@@ -44,6 +44,7 @@ class Kernel:
                  btf_vmlinux=VMLINUX_PATH):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()
+        self.current = None  # the task whose bpf() call is running (the kernel's `current`), under lock
         self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
@@ -71,7 +72,7 @@ class Kernel:
         obj.freed = True
         if obj.id:
             self.idr[obj.kind].remove(obj.id)
-        obj.on_free()
+        obj.free()
 
     def objects(self, kind=None, built_in=False):
         """What is alive now, in (kind, id) order: a list of :class:`ObjectState`.
