@@ -134,3 +134,14 @@ def test_inode_storage_keeps_values_per_inode():
     m[0] = 9  # the terminal is its own inode
     assert k.objects("map")[0].obj.count() == 2
     check_invariants(k)
+
+
+def test_a_map_refused_by_the_memory_cgroup_drops_its_btf():
+    k = bpfemu.Kernel(memory_limit=4096)
+    p = k.spawn()
+    fd = btf_load(p, BLOB)
+    assert err(create_map, p, u.BPF_MAP_TYPE_ARRAY, 4, 8, 10000, btf_fd=fd, btf_key_type_id=1,
+               btf_value_type_id=3) == errno.ENOMEM
+    [b] = k.objects("btf")
+    assert b.refcnt == 1
+    check_invariants(k)

@@ -111,10 +111,10 @@ def map_create(ctx):
             m.excl_prog_hash = ctx.read(a.excl_prog_hash, SHA256_DIGEST_SIZE)
         elif a.excl_prog_hash_size:
             raise bpf_error(errno.EINVAL, "excl_prog_hash_size without excl_prog_hash")
+        ctx.kernel.memcg.charge_map(m)  # ENOMEM past Kernel(memory_limit=...)
     except OSError:
-        m.free()
+        m.free()  # drops what the map took (its BTF)
         raise
-    ctx.kernel.memcg.charge_map(m)  # ENOMEM past Kernel(memory_limit=...)
     ctx.kernel.register(m)
     m.hold(ctx.kernel)  # creation reference, dropped once the fd holds it
     try:
