@@ -9,6 +9,8 @@ import errno
 import threading
 
 from . import inode
+from .btf.object import vmlinux_object
+from .btf.vmlinux import VMLINUX_PATH
 from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, cap_set
 from .describe import describe
 from .errors import bpf_error
@@ -16,7 +18,7 @@ from .fdinfo import fdinfo
 from .host.sysinfo import host_possible_cpus, host_unprivileged_bpf_disabled
 from .idr import IDR
 from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
-from .objects import FMODE_READ, KINDS, File
+from .objects import BUILT_IN, FMODE_READ, KINDS, File
 from .surface import attr_args
 from .syscall.mmap import bpf_map_mmap
 from .syscall.sys_bpf import sys_bpf
@@ -32,6 +34,10 @@ class Kernel:
     ``ncpus``: number of possible CPUs (per-CPU value layouts); defaults to the
     host's when readable, else 2. ``unprivileged_bpf_disabled``: the sysctl
     (0, 1 or 2), default the host's value, else 2 (the kernel's default).
+    ``btf_vmlinux``: the file the kernel's own BTF comes from (default the host's
+    /sys/kernel/btf/vmlinux, so type ids match the host's; None, or a file that
+    is missing, gives the BTF bpfemu builds). It is the BTF object with the first
+    id (``kernel.btf_vmlinux``), read only when first needed.
     """
 
     # Where the memory of mmapable maps comes from (maps.bpf_map.bpf_map_area_mmapable_alloc): a callable
@@ -39,9 +45,11 @@ class Kernel:
     # sets file-backed memory that the processes it supervises map too (so both see the same bytes).
     mmapable_alloc = None
 
-    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT):
+    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT,
+                 btf_vmlinux=VMLINUX_PATH):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()
+        self.current = None  # the task whose bpf() call is running (the kernel's `current`), under lock
         self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
@@ -55,6 +63,7 @@ class Kernel:
         self.fs.makedirs("/tmp", 0o1777)
         self.fs.makedirs("/sys/fs/bpf")
         self.mount_bpffs("/sys/fs/bpf")
+        self.btf_vmlinux = vmlinux_object(self, btf_vmlinux)  # btf id 1, as the host registers its own at boot
 
     # -- objects -------------------------------------------------------
     def register(self, obj):
@@ -68,16 +77,18 @@ class Kernel:
         obj.freed = True
         if obj.id:
             self.idr[obj.kind].remove(obj.id)
-        obj.on_free()
+        obj.free()
 
-    def objects(self, kind=None):
+    def objects(self, kind=None, built_in=False):
         """What is alive now, in (kind, id) order: a list of :class:`ObjectState`.
 
         Each entry names the object's kind ('map', 'prog', 'link', 'btf'), its id, the object,
         its reference count and who holds those references: ``fd 3 of task 101``, ``pin
         /sys/fs/bpf/m``, ``map 7`` (an outer map holding an inner one), ``file #12 (no fd)``
         (an open file kept only by something else, e.g. a memory mapping). An empty list
-        means nothing is alive: the leak check of a test.
+        means nothing is alive: the leak check of a test. The kernel's own objects (its vmlinux
+        BTF, ``built in``) are listed only while something else holds them too, or with
+        ``built_in=True``.
         """
         with self.lock:
             fd_slots = self._fd_slots()
@@ -86,6 +97,8 @@ class Kernel:
                 if kind and k != kind:
                     continue
                 for obj in self.idr[k]:
+                    if not built_in and BUILT_IN in obj.holders and len(obj.holders) == 1:
+                        continue
                     out.append(ObjectState(k, obj.id, obj, obj.refcnt, self._holder_names(obj, fd_slots)))
             return out
 
@@ -109,6 +122,8 @@ class Kernel:
                 names.append("pin %s" % self.fs.path_of(h))
             elif isinstance(h, Kernel):
                 names.append("kernel (being created)")
+            elif h is BUILT_IN:
+                names.append("the kernel (built in)")
             else:
                 names.extend(["%s %s" % (h.kind, h.id) if hasattr(h, "kind") else repr(h)] * n)
         return names

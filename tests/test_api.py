@@ -176,6 +176,16 @@ def _hash(rec):
     return m
 
 
+BTF_BLOB = (__import__("bpfemu.btf", fromlist=["Builder"]).Builder()
+            .int("int", 4, signed=True).struct("value", [("a", "int"), ("b", "int")]).blob())
+
+
+def _btf_hash(rec):
+    m = Map.create(rec, "hash", max_entries=4, btf=BTF_BLOB, btf_key_type="int", btf_value_type="value")
+    m[1] = bytes(8)
+    return m
+
+
 def _queue(rec):
     q = Map.create(rec, "queue", value="Q", max_entries=4)
     q.push(5)
@@ -184,7 +194,8 @@ def _queue(rec):
 
 # each Map method with @issues: (what it runs on, the call)
 CALLS = {
-    "create": (None, lambda rec, m: Map.create(rec, "hash", key="I", value="Q", max_entries=4)),
+    "create": (None, lambda rec, m: Map.create(rec, "hash", max_entries=4, btf=BTF_BLOB, btf_key_type="int",
+                                                btf_value_type="value")),
     "from_fd": (_hash, lambda rec, m: Map.from_fd(rec, rec.task.dup(m.fd))),
     "from_id": (_hash, lambda rec, m: Map.from_id(rec, m.id)),
     "from_pin": (_hash, lambda rec, m: Map.from_pin(rec, "/sys/fs/bpf/m")),
@@ -203,6 +214,8 @@ CALLS = {
     "delete_batch": (_hash, lambda rec, m: m.delete_batch([1])),
     "freeze": (_hash, lambda rec, m: m.freeze()), "pin": (_hash, lambda rec, m: m.pin("/sys/fs/bpf/q")),
     "info": (_hash, lambda rec, m: m.info()),
+    "load_btf": (_btf_hash, lambda rec, m: m.load_btf()), "dump": (_btf_hash, lambda rec, m: m.dump()),
+    "typed_items": (_btf_hash, lambda rec, m: m.typed_items()),
 }
 
 

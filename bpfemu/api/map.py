@@ -29,12 +29,15 @@ import ctypes
 import errno as _errno
 
 from .. import uapi
+from ..btf import dump as btf_dump
+from ..btf import uapi as btf_uapi
+from ..btf.parse import btf_parse
 from ..host.sysinfo import host_possible_cpus
 from .codecs import codec
 from .errors import _DELETE, _ENOENT, _LOOKUP, _LOOKUP_AND_DELETE, _NEXT, _UPDATE, BpfError, detail_for, make_error
 from .errors import reraise as _reraise
 
-__all__ = ["Map", "MapInfo", "Batch", "map_type_number", "issues"]
+__all__ = ["Map", "MapInfo", "Batch", "map_type_number", "issues", "btf_load"]
 
 U = uapi
 
@@ -132,6 +135,71 @@ def _get_info(sys, fd, target):
     return MapInfo(raw)
 
 
+# -- BTF -------------------------------------------------------------------------------------
+
+_NAMED_KINDS = (btf_uapi.BTF_KIND_STRUCT, btf_uapi.BTF_KIND_UNION, btf_uapi.BTF_KIND_TYPEDEF, btf_uapi.BTF_KIND_INT,
+                btf_uapi.BTF_KIND_ENUM, btf_uapi.BTF_KIND_ENUM64, btf_uapi.BTF_KIND_FLOAT, btf_uapi.BTF_KIND_DATASEC)
+
+
+def btf_load(sys, blob, log_size=1 << 16):
+    """BPF_BTF_LOAD of ``blob`` (bytes, e.g. ``bpfemu.btf.Builder()...blob()``): the new BTF fd. A refused
+    blob raises BpfError whose message ends with the kernel's verifier log line (its cause)."""
+    data = ctypes.create_string_buffer(bytes(blob), max(len(blob), 1))
+    log = ctypes.create_string_buffer(log_size) if log_size else None
+    a = uapi.make_attr(btf=ctypes.addressof(data), btf_size=len(blob), btf_log_level=1 if log else 0,
+                       btf_log_size=log_size, btf_log_buf=_addr(log))
+    target = "BTF of %d bytes" % len(blob)
+    try:
+        return sys.bpf(U.BPF_BTF_LOAD, a)
+    except OSError as e:
+        if e.errno != _errno.ENOSPC:
+            lines = (log.value.decode("latin-1").strip().splitlines() if log else []) or [""]
+            raise make_error(e.errno, "BPF_BTF_LOAD", target, lines[-1] or None) from None
+    try:  # the log did not fit (ENOSPC replaces the verdict): the verdict without a log
+        return sys.bpf(U.BPF_BTF_LOAD, uapi.make_attr(btf=ctypes.addressof(data), btf_size=len(blob)))
+    except OSError as e:
+        raise _reraise(e, U.BPF_BTF_LOAD, target) from None
+
+
+def _type_id(btf, t):
+    """A BTF type id from an id or a name (the first struct, union, typedef, int, enum... of that name)."""
+    if t is None or isinstance(t, int):
+        return t or 0
+    for kind in _NAMED_KINDS:
+        i = btf.find_by_name_kind(t, kind)
+        if i > 0:
+            return i
+    raise ValueError("no type named %r in the BTF" % (t,))
+
+
+def _fetch_btf(sys, btf_id, target):
+    """The BTF object with this id, read back through BTF_GET_FD_BY_ID and its info (the blob), parsed."""
+    try:
+        fd = sys.bpf(U.BPF_BTF_GET_FD_BY_ID, uapi.make_attr(btf_id=btf_id))
+    except OSError as e:
+        raise _reraise(e, U.BPF_BTF_GET_FD_BY_ID, target) from None
+    try:
+        size = 0
+        blob = b""
+        for _ in range(3):  # the size first, then the bytes
+            info = uapi.bpf_btf_info()
+            buf = ctypes.create_string_buffer(max(size, 1))
+            info.btf, info.btf_size = (ctypes.addressof(buf), size) if size else (0, 0)
+            a = uapi.make_attr(**{"info.bpf_fd": fd, "info.info_len": ctypes.sizeof(info),
+                                  "info.info": ctypes.addressof(info)})
+            try:
+                sys.bpf(U.BPF_OBJ_GET_INFO_BY_FD, a)
+            except OSError as e:
+                raise _reraise(e, U.BPF_OBJ_GET_INFO_BY_FD, target) from None
+            if size and info.btf_size == size:
+                blob = buf.raw[:size]
+                break
+            size = info.btf_size
+    finally:
+        sys.close(fd)
+    return btf_parse(blob, vmlinux=None)
+
+
 class Batch(tuple):
     """Result of a lookup batch: ``keys``, ``values`` and ``next`` (the token to continue, None at the end)."""
 
@@ -170,6 +238,10 @@ class Map:
         self.max_entries = info.max_entries
         self.flags = info.map_flags
         self.name = info.name
+        self.btf_id = info.btf_id
+        self.btf_key_type_id = info.btf_key_type_id
+        self.btf_value_type_id = info.btf_value_type_id
+        self._btf = None
         self.type_name = uapi.map_type_name(self.type)
         self.percpu = self.type in PERCPU_TYPES
         self.ncpus = _ncpus(sys) if self.percpu else 1
@@ -201,13 +273,48 @@ class Map:
 
     # -- constructors ----------------------------------------------------------
     @classmethod
-    @issues(U.BPF_MAP_CREATE, U.BPF_OBJ_GET_INFO_BY_FD)
+    @issues(U.BPF_MAP_CREATE, U.BPF_OBJ_GET_INFO_BY_FD, U.BPF_BTF_LOAD)
     def create(cls, sys, type, key_size=None, value_size=None, max_entries=0, flags=0, name=None,
-               inner_map=None, numa_node=None, map_extra=0, key=None, value=None, **attr_fields):
+               inner_map=None, numa_node=None, map_extra=0, key=None, value=None, btf=None, btf_key_type=None,
+               btf_value_type=None, **attr_fields):
         """BPF_MAP_CREATE. ``type`` is a uapi number or a name ('hash'); sizes default to the
         sizes of the ``key``/``value`` types; ``inner_map`` is a Map or an fd (map-in-map);
-        ``numa_node`` sets BPF_F_NUMA_NODE too; other attr fields pass through."""
+        ``numa_node`` sets BPF_F_NUMA_NODE too; other attr fields pass through.
+
+        ``btf``: BTF describing keys and values, as a blob (bytes: loaded with BPF_BTF_LOAD, and its fd
+        closed again once the map holds it) or the fd of a loaded BTF; ``btf_key_type`` and
+        ``btf_value_type`` name the types (ids, or names when ``btf`` is a blob); the sizes default to
+        theirs."""
         t = map_type_number(type)
+        own_btf = None
+        if btf is not None:
+            if isinstance(btf, (bytes, bytearray)):
+                own_btf = btf_load(sys, btf)  # the kernel judges the blob first
+                attr_fields["btf_fd"] = own_btf
+                try:
+                    parsed = btf_parse(bytes(btf), vmlinux=None)
+                    kid, vid = _type_id(parsed, btf_key_type), _type_id(parsed, btf_value_type)
+                except BaseException:
+                    sys.close(own_btf)
+                    raise
+                if key_size is None and key is None and kid:
+                    key_size = parsed.size_of(kid)
+                if value_size is None and value is None and vid:
+                    value_size = parsed.size_of(vid)
+            else:
+                kid, vid = btf_key_type or 0, btf_value_type or 0
+                attr_fields["btf_fd"] = btf
+            attr_fields["btf_key_type_id"], attr_fields["btf_value_type_id"] = kid, vid
+        try:
+            return cls._create(sys, t, key_size, value_size, max_entries, flags, name, inner_map, numa_node,
+                               map_extra, key, value, attr_fields)
+        finally:
+            if own_btf is not None:
+                sys.close(own_btf)
+
+    @classmethod
+    def _create(cls, sys, t, key_size, value_size, max_entries, flags, name, inner_map, numa_node, map_extra, key,
+                value, attr_fields):
         if key_size is None:
             key_size = codec(key).size if key is not None else 0
         if value_size is None:
@@ -542,6 +649,58 @@ class Map:
             self._bpf(U.BPF_OBJ_PIN, uapi.make_attr(pathname=_addr(p), bpf_fd=self.fd, file_flags=file_flags))
         except OSError as e:
             raise self._fail(e, U.BPF_OBJ_PIN) from None
+
+    # -- BTF ------------------------------------------------------------------------------------
+    @property
+    def btf(self):
+        """The map's BTF as a :class:`bpfemu.btf.Btf` (None when it has none), read back once through
+        :meth:`load_btf`."""
+        if self._btf is None and self.btf_id:
+            self._btf = self.load_btf()
+        return self._btf
+
+    @issues(U.BPF_BTF_GET_FD_BY_ID, U.BPF_OBJ_GET_INFO_BY_FD)
+    def load_btf(self):
+        """The BTF object the map holds (BTF_GET_FD_BY_ID of its btf_id, needs CAP_SYS_ADMIN; the blob
+        through OBJ_GET_INFO_BY_FD), parsed; None for a map without BTF."""
+        if not self.btf_id:
+            return None
+        return _fetch_btf(self.sys, self.btf_id, self._target)
+
+    def _raw_elements(self):
+        out = []
+        for kb in self._walk(False):
+            if self._lookup_raw(kb):
+                out.append((kb, bytes(self._vmv[:self.user_value_size])))
+        return out
+
+    @issues(_NEXT, _LOOKUP, U.BPF_BTF_GET_FD_BY_ID, U.BPF_OBJ_GET_INFO_BY_FD)
+    def dump(self):
+        """What ``bpftool map dump`` prints for this map (bpftool v7.1): each element by its BTF types when
+        the map has BTF, else in hex, in GET_NEXT_KEY order (see :mod:`bpfemu.btf.dump`)."""
+        btf = self.btf
+        return btf_dump.map_dump(self._raw_elements(), self.key_size, self.value_size, self.percpu, self.ncpus,
+                                 btf, self.btf_key_type_id, self.btf_value_type_id,
+                                 of_maps=self.type in (U.BPF_MAP_TYPE_ARRAY_OF_MAPS, U.BPF_MAP_TYPE_HASH_OF_MAPS))
+
+    @issues(_NEXT, _LOOKUP, U.BPF_BTF_GET_FD_BY_ID, U.BPF_OBJ_GET_INFO_BY_FD)
+    def typed_items(self):
+        """[(key, value)] decoded by the map's BTF types (dicts for structs, see
+        :func:`bpfemu.btf.dump.to_python`); raw bytes for a side without a type."""
+        btf = self.btf
+        out = []
+        for kb, vb in self._raw_elements():
+            k = btf_dump.to_python(btf, self.btf_key_type_id, kb) if btf and self.btf_key_type_id else kb
+            if btf and self.btf_value_type_id:
+                if self.percpu:
+                    v = [btf_dump.to_python(btf, self.btf_value_type_id, vb[i * self._stride:])
+                         for i in range(self.ncpus)]
+                else:
+                    v = btf_dump.to_python(btf, self.btf_value_type_id, vb)
+            else:
+                v = vb
+            out.append((k, v))
+        return out
 
     @issues(U.BPF_OBJ_GET_INFO_BY_FD)
     def info(self):

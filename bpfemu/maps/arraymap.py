@@ -20,8 +20,10 @@ import struct
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
 from ..limits import INT_MAX, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, page_align, round_up
-from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, bpf_map_area_mmapable_alloc, fd_of_kind, generic_map_lookup_batch,
-                      generic_map_update_batch, index_next_key, map_flags_access_ok, u32)
+from ..btf import uapi as B
+from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, bpf_map_area_mmapable_alloc, fd_of_kind,
+                      generic_map_lookup_batch, generic_map_update_batch, index_next_key, int_bits_at_0,
+                      map_check_no_btf, map_flags_access_ok, u32)
 from .map_in_map import OfMaps
 
 BPF_ARRAY = 312  # sizeof(struct bpf_array) up to its value area (x86_64), as memlock counts it
@@ -69,6 +71,17 @@ class ArrayMap(BpfMap):
     def count(self):
         return self.max_entries
 
+    def map_check_btf(self, btf, key_type, value_type):
+        """array_map_check_btf: a u32 key, or none for a global-data array (one element, a DATASEC value)."""
+        if key_type.kind == 0:
+            if self.map_type != uapi.BPF_MAP_TYPE_ARRAY or self.max_entries != 1:
+                raise bpf_error(errno.EINVAL, "only a one-element array may have no key type")
+            if value_type.kind != B.BTF_KIND_DATASEC:
+                raise bpf_error(errno.EINVAL, "a keyless array's value type must be a DATASEC")
+            return
+        if not int_bits_at_0(key_type, 32):
+            raise bpf_error(errno.EINVAL, "an array's key type must be a 32-bit int")
+
     def mem_usage(self, count=None):
         """array_map_mem_usage: the header and every element (an mmapable array page-aligns both)."""
         values = self.max_entries * self.elem_size
@@ -80,7 +93,8 @@ class ArrayMap(BpfMap):
         return struct.unpack("<I", key)[0]
 
     def zero_value(self):
-        return bytes(self.user_value_size)
+        v = bytes(self.user_value_size)
+        return self.obj_init(v) if self.record is not None else v
 
     def lookup(self, key, flags=0):
         i = self._index(key)
@@ -219,11 +233,13 @@ class ProgArray(FdArray):
 class PerfEventArray(FdArray):
     wrong_fd = errno.EBADF
     kind_name = "perf_event"
+    map_check_btf = map_check_no_btf
 
 
 class CgroupArray(FdArray):
     wrong_fd = errno.EBADF
     kind_name = "cgroup"
+    map_check_btf = map_check_no_btf
 
 
 class ArrayOfMaps(OfMaps, FdArray):
@@ -231,6 +247,7 @@ class ArrayOfMaps(OfMaps, FdArray):
 
     lookup_batch = generic_map_lookup_batch
     update_batch = generic_map_update_batch
+    map_check_btf = map_check_no_btf
 
     def lookup_sys(self, key, flags):
         inner = self.slots.get(u32(key))

@@ -15,7 +15,7 @@ from .. import uapi
 from ..errors import bpf_error
 from ..objects import fdget
 from ..usermem import UserCopy
-from . import id as _id, info as _info, map as _map, obj as _obj  # noqa: F401  (the families register)
+from . import btf as _btf, id as _id, info as _info, map as _map, obj as _obj  # noqa: F401  (the families register)
 from .common import check_uarg_tail_zero
 from .table import COMMANDS
 
@@ -92,10 +92,13 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
     if raw.count(0, end) != ATTR_SIZE - end:
         raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % entry.name)
     ctx = Ctx(task, mem, entry, raw, uattr, size)
-    with task.kernel.lock:
+    kernel = task.kernel
+    with kernel.lock:
+        outer, kernel.current = kernel.current, task  # the kernel's `current` for ops that look at the caller
         try:
             return entry.handler(ctx)
         finally:
+            kernel.current = outer
             if ctx._pending:
                 ctx.flush()
 

@@ -129,6 +129,32 @@ def obj_get(proc, path, file_flags=0, path_fd=0):
     return proc.bpf(u.BPF_OBJ_GET, u.make_attr(pathname=addr(p), file_flags=file_flags, path_fd=path_fd))
 
 
+def btf_load(proc, blob, log_level=0, log_size=0, **extra):
+    """BPF_BTF_LOAD of ``blob`` (bytes, e.g. ``bpfemu.btf.Builder().....blob()``): the new BTF fd."""
+    d = buf(blob)
+    lb = buf(log_size) if log_size else None
+    return proc.bpf(u.BPF_BTF_LOAD, u.make_attr(btf=addr(d), btf_size=len(blob), btf_log_level=log_level,
+                                                 btf_log_size=log_size, btf_log_buf=addr(lb), **extra))
+
+
+def btf_info(proc, fd, info_len=None, btf_size=0, name_len=0):
+    """OBJ_GET_INFO_BY_FD of a BTF fd: (bpf_btf_info, blob bytes or b'', name bytes or b'').
+
+    ``btf_size``/``name_len``: the buffers offered for the blob and the name (0: none)."""
+    info = u.bpf_btf_info()
+    bb = buf(btf_size) if btf_size else None
+    nb = buf(name_len) if name_len else None
+    info.btf, info.btf_size, info.name, info.name_len = addr(bb), btf_size, addr(nb), name_len
+    n = ctypes.sizeof(info) if info_len is None else info_len
+    proc.bpf(u.BPF_OBJ_GET_INFO_BY_FD, u.make_attr(**{"info.bpf_fd": fd, "info.info_len": n,
+                                                        "info.info": ctypes.addressof(info)}))
+    return info, (bb.raw if bb else b""), (nb.raw if nb else b"")
+
+
+def btf_fd_by_id(proc, btf_id):
+    return proc.bpf(u.BPF_BTF_GET_FD_BY_ID, u.make_attr(btf_id=btf_id))
+
+
 def u32(n):
     return struct.pack("<I", n)
 
