@@ -2,15 +2,16 @@
 
 Used by the pytest plugin (``bpf_backend``) and by this project's conformance suite.
 A backend has ``.name`` ('emu' or 'host'), ``.kernel`` (the emulated Kernel, None on
-the host), ``.bpffs`` (a bpffs to pin under: the emulator's /sys/fs/bpf, or a private
-mount on the host) and ``.spawn(uid=None, caps=None)``, a fresh task on that machine
-(on the host, a real child process). Tasks carry ``.bpffs`` and ``.backend`` too.
-``close()`` ends the tasks and, on the host, unmounts the private bpffs (which drops
-whatever was pinned there).
+the host), ``.bpffs`` (a bpffs to pin under: /sys/fs/bpf on both, on the host a
+private one that only this backend's tasks see) and ``.spawn(uid=None, caps=None)``, a
+fresh task on that machine (on the host, a real child process). Tasks carry ``.bpffs``
+and ``.backend`` too. ``close()`` ends the tasks; on the host the private bpffs, with
+whatever was pinned there, goes with them.
 
 :func:`need_host` is how a test that needs the host kernel skips (or, when the host is
 required, fails) where it cannot have it.
 """
+import errno
 import os
 
 from ..host.task import Host, available
@@ -73,7 +74,10 @@ class HostBackend:
     def __init__(self):
         self.host = Host()
         self.tasks = []
-        self.bpffs = self.host.mount_bpffs()
+        ok, why = self.host.private_bpffs
+        if not ok:
+            raise OSError(errno.EPERM, "bpfemu: the host backend needs a private bpffs: %s" % why)
+        self.bpffs = "/sys/fs/bpf"
 
     def spawn(self, uid=None, caps=None):
         t = self.host.spawn(uid=uid or None, caps=caps)
@@ -84,7 +88,7 @@ class HostBackend:
     def close(self):
         for t in self.tasks:
             t.exit()
-        self.host.unmount_bpffs()
+        self.host.close_namespace()
 
     def __repr__(self):
         return "<bpf backend host>"
