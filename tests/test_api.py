@@ -80,9 +80,10 @@ def test_percpu_uses_the_kernels_cpu_count(proc):
     m = Map.create(proc, "percpu_array", key="I", value="I", max_entries=1)
     assert m.ncpus == 3 and m[0] == [0, 0, 0]
     m[0] = [1, 2, 3]
-    b = m.lookup_batch()
+    b = m.lookup_batch(count=1)
     assert b.items() == [(0, [1, 2, 3])] and b.next is not None  # count reached: no ENOENT yet
     assert m.lookup_batch(in_batch=b.next) == ([], [], None)
+    assert m.lookup_batch() == ([0], [[1, 2, 3]], None)  # without a count: everything, to the end
 
 
 def test_long_name_is_refused_before_the_call(proc):
@@ -170,7 +171,8 @@ def _best(fn, n=2000, rounds=3):
 def test_element_ops_cost_little_more_than_the_raw_call(proc):
     m = Map.create(proc, "hash", key="I", value="Q", max_entries=4)
     m[1] = 5
-    raw_attr = m._a_kv
+    m[1]
+    raw_attr = m._tls.s.a_kv  # this thread's preallocated attr, key 1 in its buffer
     raw = _best(lambda: proc.bpf(uapi.BPF_MAP_LOOKUP_ELEM, raw_attr))
     high = _best(lambda: m[1])
     assert high < raw * 1.6 + 0.005, (raw, high)
@@ -204,6 +206,17 @@ def _queue(rec):
     return q
 
 
+def _percpu(rec):
+    m = Map.create(rec, "percpu_hash", key="I", value="Q", max_entries=4)
+    m[1] = 10
+    return m
+
+
+def _three_kinds(rec):
+    """A hash map, an array and a queue: clear() takes a path per kind."""
+    return _hash(rec), Map.create(rec, "array", key="I", value="Q", max_entries=2), _queue(rec)
+
+
 # each Map method with @issues: (what it runs on, the call)
 CALLS = {
     "create": (None, lambda rec, m: Map.create(rec, "hash", key="I", value="Q", max_entries=4)),
@@ -225,6 +238,9 @@ CALLS = {
     "delete_batch": (_hash, lambda rec, m: m.delete_batch([1])),
     "freeze": (_hash, lambda rec, m: m.freeze()), "pin": (_hash, lambda rec, m: m.pin("/sys/fs/bpf/q")),
     "info": (_hash, lambda rec, m: m.info()),
+    "sum": (_percpu, lambda rec, m: m.sum(1)), "max": (_percpu, lambda rec, m: m.max(1)),
+    "batches": (_hash, lambda rec, m: list(m.batches())),
+    "clear": (_three_kinds, lambda rec, ms: [m.clear() for m in ms]),
 }
 
 
