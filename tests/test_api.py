@@ -1,7 +1,9 @@
 """bpfemu.Map and kernel.describe() on the emulator: codecs, error classes, a model check, speed."""
 import ctypes
 import errno
+import gc
 import pickle
+import threading
 import time
 
 import pytest
@@ -10,7 +12,8 @@ from hypothesis import strategies as st
 
 import bpfemu
 from bpfemu import BpfError, Map, uapi
-from bpfemu.api import codec, make_error, map_type_number
+from bpfemu.api import Handle, codec, make_error, map_type_number
+from bpfemu.api.codecs import hashable_type
 
 
 @pytest.fixture
@@ -258,3 +261,85 @@ def test_each_map_method_issues_the_commands_it_declares(name):
     rec.cmds.clear()
     call(rec, m)
     assert set(rec.cmds) == set(getattr(Map, name).bpf_commands), rec.cmds
+
+
+# -- handles: what programs and links will inherit ---------------------------------------------------
+
+class _ProgHandle(Handle):
+    """What a program handle will be: a kind and the fd, nothing else."""
+
+    kind = "prog"
+
+
+def test_the_handle_base_gives_every_kind_stale_checks_and_a_finalizer(proc):
+    fd = proc.dup(1)
+    h = _ProgHandle(proc, fd, "prog 'xdp_pass' (id 7)")
+    h._enter(uapi.BPF_PROG_TEST_RUN)
+    h._leave()
+    h.close()
+    with pytest.raises(OSError) as ei:
+        h._enter(uapi.BPF_PROG_TEST_RUN)
+    assert str(ei.value) == ("EBADF: BPF_PROG_TEST_RUN on prog 'xdp_pass' (id 7): this prog handle was closed "
+                             "(its fd %d may name another object now)" % fd)
+    assert fd not in proc.fds()
+    g = _ProgHandle(proc, proc.dup(1))
+    with pytest.warns(ResourceWarning, match="unclosed prog"):
+        del g
+        gc.collect()
+    assert proc.fds() == [0, 1, 2]
+
+
+def test_a_map_collected_inside_a_kernel_call_is_closed_after_it(proc):
+    """A garbage collection may run while this thread is inside the kernel (its lock held): the finalizer
+    must not re-enter the kernel then; the fd is closed at the next Map operation instead."""
+    m = Map.create(proc, "hash", key="I", value="I", max_entries=2, name="cyclic")
+    fd = m.fd
+    m.cycle = m  # only the cycle collector can free it
+    other = Map.create(proc, "hash", key="I", value="I", max_entries=2)
+    del m
+    with pytest.warns(ResourceWarning):
+        with proc.kernel.lock:
+            gc.collect()
+            assert fd in proc.fds()  # not closed from inside the kernel
+    other[1] = 1  # the next operation closes it
+    assert fd not in proc.fds()
+
+
+def test_closing_waits_for_the_calls_in_flight(proc):
+    m = Map.create(proc, "hash", key="I", value="I", max_entries=2)
+    m._enter(uapi.BPF_MAP_LOOKUP_ELEM)  # a call in flight on another thread
+    closer = threading.Thread(target=m.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive() and m.closed  # new calls already refused, the fd still open for the one in flight
+    m._leave()
+    closer.join(10)
+    assert not closer.is_alive() and proc.fds() == [0, 1, 2]
+
+
+def test_lookup_batch_without_count_allocates_for_the_content_not_max_entries(proc, monkeypatch):
+    import bpfemu.api.map as api_map
+    sizes = []
+    real = api_map._buffer
+
+    def recording(n):
+        sizes.append(n)
+        return real(n)
+
+    m = Map.create(proc, "hash", key="I", value="Q", max_entries=1 << 22, flags=uapi.BPF_F_NO_PREALLOC)
+    m.update_batch(range(300), range(300))
+    monkeypatch.setattr(api_map, "_buffer", recording)
+    b = m.lookup_batch()
+    assert sorted(b.keys) == list(range(300)) and b.next is None
+    assert sizes and max(sizes) <= 12 * 2 * Map.PAGE  # a page of keys and values (doubled on ENOSPC), never 48 MiB
+
+
+def test_hashable_keys_compare_by_bytes():
+    class P(ctypes.Structure):
+        _fields_ = [("a", ctypes.c_uint8), ("b", ctypes.c_uint32)]
+
+    H = hashable_type(P)
+    assert hashable_type(P) is H and issubclass(H, P) and H.__name__ == "P"
+    x, y = H.from_buffer_copy(bytes(P(1, 2))), H.from_buffer_copy(bytes(P(1, 2)))
+    assert x == y and hash(x) == hash(y) and x == P(1, 2) and P(1, 2) == x and x != P(1, 3)
+    assert {x: 1}[y] == 1 and repr(x) == "P(a=1, b=2)"
