@@ -53,7 +53,7 @@ def available():
         return False, hostenv.not_linux_reason()
     if MACHINE not in SYSCALLS:
         return False, "unknown bpf syscall number for %s" % MACHINE
-    ok, why = hostenv.process_vm_status()
+    ok, why = hostenv.process_vm_status(refresh=True)
     if not ok:
         return False, "host tasks cannot read this process's memory: %s" % why
     try:
