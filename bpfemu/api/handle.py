@@ -19,7 +19,9 @@ fd with ``_enter(cmd)`` / ``_leave()``::
     finally:
         self._leave()
 """
+import collections
 import errno as _errno
+import itertools
 import os
 import threading
 import warnings
@@ -27,7 +29,18 @@ import warnings
 from .. import uapi
 from .errors import make_error
 
-__all__ = ["Handle"]
+__all__ = ["Handle", "finalized_since"]
+
+# handles the finalizer closed (they were dropped unclosed): a running count and the last few, for leak checks
+_finalized = collections.deque(maxlen=64)
+_finalized_count = itertools.count(1)
+_finalized_last = 0
+
+
+def finalized_since(mark):
+    """(new mark, descriptions of the handles the finalizer closed since ``mark``); mark 0 is the start."""
+    last = _finalized_last
+    return last, [d for n, d in list(_finalized) if n > mark]
 
 # (sys, fd) of handles collected while their task was in the middle of a call on this very thread (a
 # garbage collection can run anywhere): closed at the next handle operation instead of re-entering it
@@ -147,6 +160,10 @@ class Handle:
         if self.__dict__.get("_closed", True) or self.__dict__.get("_pid") != os.getpid():
             return  # closed, half-built, or a copy in a fork()ed child that does not own the fd
         self._closed = True
+        global _finalized_last
+        n = next(_finalized_count)
+        _finalized.append((n, "%s %s fd %d" % (self.kind, self._target, self._fd)))
+        _finalized_last = n
         try:
             warnings.warn("unclosed %s: %s fd %d (close it, or use 'with')" % (self.kind, self._target, self._fd),
                           ResourceWarning, source=self)
