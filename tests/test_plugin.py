@@ -205,7 +205,8 @@ def project(tmp_path_factory):
 
 def run(project, *args, env_extra=None):
     py, proj = project
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH", "BPFEMU_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH", "BPFEMU_"))
+           or k == "BPFEMU_PLATFORM"}  # the platform stays what this run simulates
     env.update(env_extra or {})
     r = subprocess.run([py, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", *args], cwd=proj, env=env,
                        capture_output=True, text=True, timeout=300)

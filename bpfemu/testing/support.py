@@ -25,6 +25,17 @@ def addr(b):
     return ctypes.addressof(b) if b is not None else 0
 
 
+def possible_cpus(proc=None):
+    """Possible CPUs of the machine a test runs on: the emulated kernel's of ``proc`` (a Task), else the host's,
+    else what an emulated Kernel takes where the host's cannot be read (2): never a read of /sys by a test."""
+    kernel = getattr(proc, "kernel", None)
+    if kernel is not None:
+        return kernel.ncpus
+    from ..host.sysinfo import host_possible_cpus
+    from ..kernel import DEFAULT_NCPUS
+    return host_possible_cpus() or DEFAULT_NCPUS
+
+
 def err(fn, *args, **kw):
     """errno of fn(*args) (0 when it succeeds)."""
     try:
@@ -261,6 +272,16 @@ _memcg_seq = itertools.count()
 
 
 # -- the platform ---------------------------------------------------------------------------------------
+
+def need_bad_pointer_detection():
+    """Skip the running test, with the reason, where bpfemu cannot detect bad pointers (not Linux, or
+    process_vm_readv blocked): what the plugin's ``@pytest.mark.bpf_bad_pointers`` does, for a fixture."""
+    from ..usermem import LOCAL
+    if not LOCAL.checked:
+        import pytest
+        pytest.skip("bpfemu cannot detect bad pointers here, and this test passes some: %s"
+                    % LOCAL.unchecked_reason)
+
 
 def block_process_vm(code=errno.EPERM):
     """Make process_vm_readv/process_vm_writev fail with ``code`` in this process from now on, as a seccomp
