@@ -1,7 +1,7 @@
 """The pytest plugin, used the way a user uses it: from a throwaway project that only installs bpfemu.
 
-A venv (with the system's site-packages, for pytest) gets bpfemu installed by pip from a copy of this
-repository; its ``pytest11`` entry point is what loads the plugin. pytest then runs the project's tests
+A venv (seeing the site-packages of the environment running these tests, for pytest) gets bpfemu installed by
+pip from a copy of this repository; its ``pytest11`` entry point is what loads the plugin. pytest then runs the project's tests
 there, with the default backend and with ``--bpf-backend=both``.
 """
 import os
@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 
 import pytest
@@ -181,9 +182,15 @@ def project(tmp_path_factory):
             shutil.copy(os.path.join(ROOT, name), src / name)
     shutil.copytree(os.path.join(ROOT, "bpfemu"), src / "bpfemu", ignore=shutil.ignore_patterns("__pycache__"))
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                   check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     py = str(venv / "bin" / "python")
+    # pytest and bpfemu's other dependencies come from the environment running this test (which may itself be
+    # a clean venv, as in CI): its site directories go after the new venv's own, like --system-site-packages
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    here = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    with open(os.path.join(site, "_running_environment.pth"), "w") as f:
+        f.write("".join(d + "\n" for d in here))
     r = subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps",
                         "--disable-pip-version-check", str(src)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
