@@ -343,3 +343,23 @@ def test_hashable_keys_compare_by_bytes():
     x, y = H.from_buffer_copy(bytes(P(1, 2))), H.from_buffer_copy(bytes(P(1, 2)))
     assert x == y and hash(x) == hash(y) and x == P(1, 2) and P(1, 2) == x and x != P(1, 3)
     assert {x: 1}[y] == 1 and repr(x) == "P(a=1, b=2)"
+
+
+def test_a_map_that_could_not_be_built_leaves_the_fd_to_its_owner(proc, recwarn):
+    fd = proc.bpf(uapi.BPF_MAP_CREATE, uapi.make_attr(map_type=uapi.BPF_MAP_TYPE_HASH, key_size=4, value_size=8,
+                                                      max_entries=2))
+    with pytest.raises(ValueError):
+        Map.from_fd(proc, fd, key="Q")  # 8-byte keys for a 4-byte map
+    gc.collect()
+    assert fd in proc.fds()  # no finalizer closed it behind its owner's back
+    assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
+    proc.close(fd)
+
+
+@pytest.mark.parametrize("field,value", [("btf_fd", -1), ("map_token_fd", 1 << 31), ("map_ifindex", 1 << 32),
+                                         ("map_extra", 1 << 64)])
+def test_no_attr_field_is_truncated(proc, field, value):
+    with pytest.raises(ValueError) as ei:
+        Map.create(proc, "hash", key="I", value="I", max_entries=2, **{field: value})
+    assert "%s=%d" % (field, value) in str(ei.value)
+    assert proc.fds() == [0, 1, 2]

@@ -96,10 +96,6 @@ def _ncpus(sys):
     return host_possible_cpus() or 1
 
 
-# What the attr fields Map.create sets hold: a value outside is refused before the call, never truncated.
-_U32_FIELDS = ("map_type", "key_size", "value_size", "max_entries", "map_flags", "numa_node", "inner_map_fd")
-
-
 def _buffer(n):
     b = ctypes.create_string_buffer(max(n, 1))
     return b, memoryview(b).cast("B")
@@ -194,14 +190,25 @@ def _bad_type(e):
     return ValueError
 
 
-def _check_u32(fields):
-    for name in _U32_FIELDS:
-        v = fields.get(name)
-        if v is not None and not (isinstance(v, int) and 0 <= v <= 0xFFFFFFFF):
-            raise ValueError("%s=%r does not fit bpf_attr's u32 field %s" % (name, v, name))
-    extra = fields.get("map_extra")
-    if extra is not None and not (isinstance(extra, int) and 0 <= extra < 1 << 64):
-        raise ValueError("map_extra=%r does not fit bpf_attr's u64 field map_extra" % (extra,))
+_SIGNED = (ctypes.c_int8, ctypes.c_int16, ctypes.c_int32, ctypes.c_int64)
+
+
+def _check_fields(fields):
+    """Refuse an int attr field value its bpf_attr field cannot hold (make_attr would truncate it)."""
+    for name, v in fields.items():
+        if not isinstance(v, int) or isinstance(v, bool):
+            continue
+        cls, ftype = uapi.bpf_attr, None
+        for part in name.split("."):
+            _off, ftype = uapi._member(cls, part)
+            cls = ftype
+        if not issubclass(ftype, ctypes._SimpleCData):
+            continue
+        bits = 8 * ctypes.sizeof(ftype)
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if ftype in _SIGNED else (0, (1 << bits) - 1)
+        if not lo <= v <= hi:
+            raise ValueError("%s=%r does not fit bpf_attr's %s%d field %s" % (
+                name, v, "s" if ftype in _SIGNED else "u", bits, name))
 
 
 class Map(Handle):
@@ -216,6 +223,13 @@ class Map(Handle):
 
     def __init__(self, sys, fd, key=None, value=None, info=None):
         Handle.__init__(self, sys, fd, "map fd %d" % fd)
+        try:
+            self._setup(sys, fd, key, value, info)
+        except BaseException:
+            self._closed = True  # never built: the fd stays the caller's (create() closes its own)
+            raise
+
+    def _setup(self, sys, fd, key, value, info):
         if info is None:
             info = _get_info(sys, fd, self._target)
         self.type = info.type
@@ -271,7 +285,7 @@ class Map(Handle):
             attr_fields["inner_map_fd"] = inner_map.fd if isinstance(inner_map, Map) else inner_map
         fields = dict(map_type=t, key_size=key_size, value_size=value_size, max_entries=max_entries,
                       map_flags=flags, map_extra=map_extra, **attr_fields)
-        _check_u32(fields)
+        _check_fields(fields)
         a = uapi.make_attr(**fields)
         label = name.encode() if isinstance(name, str) else (name or b"")
         if label:
