@@ -151,6 +151,19 @@ class Kernel:
         self._rand_state = x & 0xFFFFFFFF
         return self._rand_state
 
+    @property
+    def checked_user_memory(self):
+        """True when every bad pointer a task passes gives EFAULT (user memory is copied with
+        process_vm_readv/writev); False where bpfemu cannot check pointers (not Linux, or those calls are
+        blocked by a seccomp profile): then only the NULL page gives EFAULT and another bad pointer crashes
+        the process. :attr:`user_memory_reason` says why."""
+        return LOCAL.checked
+
+    @property
+    def user_memory_reason(self):
+        """Why user memory is not checked ('' when it is)."""
+        return LOCAL.unchecked_reason
+
     def describe(self):
         """What this kernel holds, in a bpftool-like text (see :mod:`bpfemu.describe`)."""
         return describe(self)

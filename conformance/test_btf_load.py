@@ -332,9 +332,21 @@ CASES = {
 }
 
 
+def _kernel_btf_lacks(proc, struct_name):
+    """True when the emulated task's kernel BTF has no struct of that name (the host's always has its own)."""
+    kernel = getattr(proc, "kernel", None)
+    if kernel is None:
+        return False
+    from bpfemu.btf.vmlinux import vmlinux_btf
+    return vmlinux_btf().find_by_name_kind(struct_name, U.BTF_KIND_STRUCT) < 0
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_verdict_and_cause(proc, name):
     err, cause, blob = CASES[name]
+    if name == "kptr_to_kernel_type_without_dtor" and _kernel_btf_lacks(proc, b"file"):
+        pytest.skip("the kernel BTF has no struct file (bpfemu's built one, off Linux): a kptr to it is a "
+                    "program type there")
     got, raw, true_size = btf_load(proc, blob())
     assert (got, log_cause(raw).decode("latin-1")) == (err, cause)
     assert true_size == len(log_text(raw)) + 1

@@ -431,28 +431,38 @@ def test_types_without_test_run(tsys, name, eat):
     assert run_args(tsys, fd).errno == ENOTSUPP
 
 
+def _flat_members(btf, type_id, base=0):
+    """{member name: (byte offset, size)} of a struct, anonymous struct/union members flattened."""
+    from bpfemu.btf import uapi as B
+    t, _ = btf.skip_modifiers(type_id)
+    out = {}
+    for m in t.members:
+        off = base + btf.member_bit_offset(t, m) // 8
+        name = btf.str_by_offset(m[0]).decode() if m[0] else ""
+        mt, _ = btf.skip_modifiers(m[1])
+        if not name and mt.kind in (B.BTF_KIND_STRUCT, B.BTF_KIND_UNION):
+            out.update(_flat_members(btf, m[1], off))
+        elif name:
+            out[name] = (off, btf.size_of(m[1]))
+    return out
+
+
 def test_ctx_layouts_match_the_host_btf():
     """The offsets bpfemu.prog.test_run serves for struct __sk_buff and struct xdp_md are the kernel's."""
-    import sys
+    from bpfemu.btf import uapi as B
+    from bpfemu.btf.vmlinux import vmlinux_btf
     from bpfemu.prog import test_run as T
     path = "/sys/kernel/btf/vmlinux"
     if not os.path.exists(path):
         pytest.skip("no kernel BTF here")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(root, "tools"))
-    try:
-        from btfdump import BTF
-    finally:
-        sys.path.pop(0)
-    b = BTF(path)
+    b = vmlinux_btf(path, fallback=False)
     for name, fields, size in (("__sk_buff", T.SK_BUFF_FIELDS, T.SK_BUFF_SIZE), ("xdp_md", T.XDP_MD_FIELDS,
                                                                                T.XDP_MD_SIZE)):
-        tid = b.find(name, "struct")
-        assert b.sizeof(tid) == size
-        got = {row[0]: (row[1], row[2]) for row in b.flatten(tid) if row[0]}
+        tid = b.find_by_name_kind(name, B.BTF_KIND_STRUCT)
+        assert b.size_of(tid) == size
+        got = _flat_members(b, tid)
         for field, (off, n) in fields.items():
-            boff, bsize = got[field]
-            assert (boff, bsize) == (off, n), (name, field)
+            assert got[field] == (off, n), (name, field)
 
 
 # ---- flow dissector and sk_lookup ------------------------------------------------------------------------

@@ -129,6 +129,7 @@ def check_call(task, arena, call, accesses):
                                                                            HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**16), ops=st.lists(st.one_of(map_calls(), map_calls(), obj_calls(), map_creates()),
                                                 min_size=1, max_size=20))
+@pytest.mark.bpf_bad_pointers  # the fuzz arena's guard pages
 def test_the_emulator_touches_only_declared_memory(monkeypatch, seed, ops):
     rec = Recorder(monkeypatch)
     task = bpfemu.Kernel().spawn()

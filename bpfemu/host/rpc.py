@@ -23,7 +23,7 @@ import struct
 from .. import uapi
 from ..caps import cap_set
 from ..syscall.table import COMMANDS, IN, ByKind, PtrArray
-from .libc import Guarded, capset, libc, raw_bpf, statfs
+from .libc import Guarded, capset, libc, mount, raw_bpf, statfs, umount
 from .sysinfo import host_possible_cpus
 
 RPC_FD = 1000  # where a child keeps its end of the conversation, away from the low fds
@@ -260,6 +260,9 @@ def drop(uid, caps):
         capset(bits)
 
 
+_CALLS = {"statfs": statfs, "mount": mount, "umount": umount}  # the rest of "call" is os.<name>
+
+
 def serve(sock):
     """The child's loop: perform requests until told to exit."""
     while True:
@@ -292,7 +295,7 @@ def serve(sock):
                 send(sock, ("ok", None))
                 os._exit(0)
             elif op == "call":
-                fn = getattr(os, req[1]) if req[1] != "statfs" else statfs
+                fn = _CALLS.get(req[1]) or getattr(os, req[1])
                 result = ("ok", fn(*req[2]))
                 if req[1] == "stat":
                     result = ("ok", tuple(result[1]))
