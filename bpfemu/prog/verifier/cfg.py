@@ -1,0 +1,562 @@
+"""The passes before the walk: subprograms, jumps within them, the control-flow graph, ld_imm64 forms.
+
+- add_subprog_and_kfunc: every bpf-to-bpf call or callback reference starts a subprogram;
+- check_subprogs: jumps stay inside their subprogram, each subprogram ends in exit or jump;
+- resolve_pseudo_ldimm64: reserved fields of loads, ld_imm64 pairs, map fds/indexes to map objects,
+  unknown opcodes;
+- check_cfg: a depth-first walk marks prune points and finds jumps out of range, back-edges (unprivileged),
+  unreachable instructions and jumps into the middle of ld_imm64;
+- check_max_stack_depth: the stack used along each call chain.
+"""
+import errno
+
+from ..helpers import FUNC_IDS
+from ..insn import (BPF_ABS, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_IND, BPF_JA, BPF_JCOND, BPF_JMP, BPF_JMP32,
+                    BPF_LD, BPF_LDX, BPF_MEM, BPF_MEMSX, BPF_PSEUDO_BTF_ID, BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC,
+                    BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE,
+                    BPF_PSEUDO_MAP_VALUE, BPF_X)
+from ... import uapi
+from .calls import ASYNC_CB_FUNCS, SYNC_CB_FUNCS
+from .regs import CONST_PTR_TO_MAP, PTR_TO_FUNC, PTR_TO_MAP_VALUE, SCALAR_VALUE, mark_known, mark_known_zero
+
+BPF_MAX_SUBPROGS = 256
+MAX_USED_MAPS = 64
+BPF_MAX_VAR_OFF = 1 << 29
+MAX_BPF_STACK = 512
+DISCOVERED, EXPLORED = 0x10, 0x20
+FALLTHROUGH, BRANCH = 1, 2
+
+
+def _opcode_table():
+    ok = set()
+    for cls in (0x04, 0x07):     # ALU, ALU64
+        for op in (0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x90, 0xa0, 0xb0, 0xc0):
+            ok.add(cls | op | 0x00)
+            ok.add(cls | op | 0x08)
+        ok.add(cls | 0x80)            # NEG
+    ok.add(0x04 | 0xd0 | 0x00)
+    ok.add(0x04 | 0xd0 | 0x08)
+    ok.add(0x07 | 0xd0 | 0x00)        # ALU64 END TO_LE (bswap)
+    ok.add(BPF_JMP | 0x80)            # CALL
+    ok.add(BPF_JMP | 0x90)            # EXIT
+    for cls in (BPF_JMP, BPF_JMP32):
+        for op in (0x10, 0x50, 0x20, 0xa0, 0x30, 0xb0, 0x60, 0xc0, 0x70, 0xd0, 0x40):
+            ok.add(cls | op | 0x00)
+            ok.add(cls | op | 0x08)
+    ok.add(BPF_JMP | BPF_JA)
+    ok.add(BPF_JMP32 | BPF_JA)
+    for size in (0x00, 0x08, 0x10, 0x18):
+        ok.add(0x03 | 0x60 | size)    # STX MEM
+        ok.add(0x02 | 0x60 | size)    # ST MEM
+        ok.add(0x01 | 0x60 | size)    # LDX MEM
+        ok.add(0x03 | 0xc0 | size)    # STX ATOMIC (B/H since load-acquire/store-release)
+    for size in (0x00, 0x08, 0x10):
+        ok.add(0x01 | 0x80 | size)    # LDX MEMSX
+        ok.add(0x00 | 0x20 | size)    # LD ABS
+        ok.add(0x00 | 0x40 | size)    # LD IND
+    ok.add(0x18)                      # LD IMM DW
+    ok.add(BPF_JMP | BPF_JCOND)
+    return frozenset(ok)
+
+
+OPCODES = _opcode_table()
+
+
+class SubprogInfo:
+    __slots__ = ("start", "stack_depth", "has_tail_call", "tail_call_reachable", "has_ld_abs", "is_cb",
+                 "is_async_cb", "is_exception_cb", "changes_pkt_data", "called", "linkage", "name")
+
+    def __init__(self, start):
+        self.start = start
+        self.stack_depth = 0
+        self.has_tail_call = False
+        self.tail_call_reachable = False
+        self.has_ld_abs = False
+        self.is_cb = False
+        self.is_async_cb = False
+        self.is_exception_cb = False
+        self.changes_pkt_data = False
+        self.called = False
+        self.linkage = 0      # BTF_FUNC_STATIC
+        self.name = ""
+
+
+def is_ldimm64(insn):
+    return insn[0] == 0x18
+
+
+def is_pseudo_call(insn):
+    return insn[0] == BPF_JMP | BPF_CALL and insn[2] == BPF_PSEUDO_CALL
+
+
+def is_pseudo_func(insn):
+    return insn[0] == 0x18 and insn[2] == BPF_PSEUDO_FUNC
+
+
+def is_kfunc_call(insn):
+    return insn[0] == BPF_JMP | BPF_CALL and insn[2] == BPF_PSEUDO_KFUNC_CALL
+
+
+class CfgMixin:
+
+    # -- subprograms --
+    def find_subprog(self, off):
+        for i, s in enumerate(self.subprogs):
+            if s.start == off:
+                return i
+        return -1
+
+    def find_containing_subprog(self, off):
+        best = None
+        for i, s in enumerate(self.subprogs):
+            if s.start <= off:
+                best = i
+        return best
+
+    def add_subprog(self, off):
+        if off >= self.insn_cnt or off < 0:
+            self.fail(errno.EINVAL, "call to invalid destination\n")
+        i = self.find_subprog(off)
+        if i >= 0:
+            return i
+        if len(self.subprogs) >= BPF_MAX_SUBPROGS:
+            self.fail(errno.E2BIG, "too many subprograms\n")
+        self.subprogs.append(SubprogInfo(off))
+        self.subprogs.sort(key=lambda s: s.start)
+        return self.find_subprog(off)
+
+    def add_subprog_and_kfunc(self):
+        self.add_subprog(0)
+        for i, insn in enumerate(self.insns):
+            if not is_pseudo_func(insn) and not is_pseudo_call(insn) and not is_kfunc_call(insn):
+                continue
+            if not self.bpf_capable:
+                self.fail(errno.EPERM, "loading/calling other bpf or kernel functions are allowed for CAP_BPF and "
+                                       "CAP_SYS_ADMIN\n")
+            if is_pseudo_func(insn) or is_pseudo_call(insn):
+                self.add_subprog(i + insn[4] + 1)
+            else:
+                self.add_kfunc_call(insn[4], insn[3])
+        if self.log_level & 2:
+            for i, s in enumerate(self.subprogs):
+                self.verbose("func#%d @%d\n" % (i, s.start))
+
+    def add_kfunc_call(self, btf_id, off):
+        self.kfunc_calls.append((btf_id, off))
+
+    def check_subprogs(self):
+        subs = self.subprogs
+        n = self.insn_cnt
+        cur = 0
+        start = subs[0].start
+        end = subs[1].start if len(subs) > 1 else n
+        tail_call = FUNC_IDS["tail_call"]
+        for i, insn in enumerate(self.insns):
+            code = insn[0]
+            if code == BPF_JMP | BPF_CALL and insn[2] == 0 and insn[4] == tail_call:
+                subs[cur].has_tail_call = True
+                subs[cur].tail_call_reachable = True
+            cls = code & 7
+            if cls == BPF_LD and code & 0xe0 in (BPF_ABS, BPF_IND):
+                subs[cur].has_ld_abs = True
+            if cls in (BPF_JMP, BPF_JMP32) and code & 0xf0 not in (BPF_EXIT, BPF_CALL):
+                off = i + (insn[4] if code == BPF_JMP32 | BPF_JA else insn[3]) + 1
+                if off < start or off >= end:
+                    self.fail(errno.EINVAL, "jump out of range from insn %d to %d\n" % (i, off))
+            if i == end - 1:
+                if code not in (BPF_JMP | BPF_EXIT, BPF_JMP32 | BPF_JA, BPF_JMP | BPF_JA):
+                    self.fail(errno.EINVAL, "last insn is not an exit or jmp\n")
+                start = end
+                cur += 1
+                if cur < len(subs):
+                    end = subs[cur + 1].start if cur + 1 < len(subs) else n
+
+    def check_abnormal_return(self):
+        for s in self.subprogs[1:]:
+            if s.has_ld_abs:
+                self.fail(errno.EINVAL, "LD_ABS is not allowed in subprogs without BTF\n")
+            if s.has_tail_call:
+                self.fail(errno.EINVAL, "tail_call is not allowed in subprogs without BTF\n")
+
+    # -- ld_imm64 and the basic opcode sanity check --
+    def resolve_pseudo_ldimm64(self):
+        insns = self.insns
+        n = self.insn_cnt
+        i = 0
+        while i < n:
+            code, dst, src, off, imm = insns[i]
+            if code & 7 == BPF_LDX and ((code & 0xe0 not in (BPF_MEM, BPF_MEMSX)) or imm != 0):
+                self.fail(errno.EINVAL, "BPF_LDX uses reserved fields\n")
+            if code == 0x18:
+                if i == n - 1 or insns[i + 1][0] != 0 or insns[i + 1][1] != 0 or insns[i + 1][2] != 0 or \
+                        insns[i + 1][3] != 0:
+                    self.fail(errno.EINVAL, "invalid bpf_ld_imm64 insn\n")
+                if src == 0:
+                    i += 2
+                    continue
+                aux = self.insn_aux[i]
+                if src == BPF_PSEUDO_BTF_ID:
+                    self.check_pseudo_btf_id(insns[i], aux)
+                    i += 2
+                    continue
+                if src == BPF_PSEUDO_FUNC:
+                    aux.ptr_type = PTR_TO_FUNC
+                    i += 2
+                    continue
+                if src in (BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE):
+                    pass
+                elif src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX) and insns[i + 1][4] == 0:
+                    pass
+                else:
+                    self.fail(errno.EINVAL, "unrecognized bpf_ld_imm64 insn\n")
+                if src in (BPF_PSEUDO_MAP_IDX_VALUE, BPF_PSEUDO_MAP_IDX):
+                    if self.fd_array is None:
+                        self.fail(errno.EPROTO, "fd_idx without fd_array is invalid\n")
+                    fd = self.fd_array(imm)
+                else:
+                    fd = imm
+                idx = self.add_used_map_from_fd(fd)
+                m = self.used_maps[idx]
+                aux.map_index = idx
+                self.check_map_prog_compatibility(m)
+                if src in (BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE):
+                    moff = insns[i + 1][4] & 0xffffffff
+                    if moff >= BPF_MAX_VAR_OFF:
+                        self.fail(errno.EINVAL, "direct value offset of %u is not allowed\n" % moff)
+                    if m.map_type not in (uapi.BPF_MAP_TYPE_ARRAY, uapi.BPF_MAP_TYPE_ARENA):
+                        self.fail(errno.EINVAL, "no direct value access support for this map type\n")
+                    if m.map_type == uapi.BPF_MAP_TYPE_ARRAY and (m.max_entries != 1 or moff >= m.value_size):
+                        self.fail(errno.EINVAL, "invalid access to map value pointer, value_size=%u off=%u\n"
+                                  % (m.value_size, moff))
+                    aux.map_off = moff
+                i += 2
+                continue
+            if code not in OPCODES:
+                self.fail(errno.EINVAL, "unknown opcode %02x\n" % code)
+            i += 1
+
+    def check_pseudo_btf_id(self, insn, aux):
+        self.fail(errno.EINVAL, "kernel btf_id %d is not a function or variable (the emulator has no kernel "
+                                "BTF)\n" % insn[4])
+
+    def add_used_map_from_fd(self, fd):
+        for i, (f, m) in enumerate(self.used_map_fds):
+            if f == fd:
+                return i
+        m = self.map_resolver(fd) if self.map_resolver else None
+        if m is None:
+            self.fail(errno.EBADF, "fd %d is not pointing to valid bpf_map\n" % fd)
+        for i, um in enumerate(self.used_maps):
+            if um is m:
+                self.used_map_fds.append((fd, m))
+                return i
+        if len(self.used_maps) >= MAX_USED_MAPS:
+            self.fail(errno.E2BIG, "The total number of maps per program has reached the limit of %u\n"
+                      % MAX_USED_MAPS)
+        self.used_maps.append(m)
+        self.used_map_fds.append((fd, m))
+        if m.map_type in (uapi.BPF_MAP_TYPE_CGROUP_STORAGE, uapi.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE):
+            for other in self.used_maps[:-1]:
+                if other.map_type == m.map_type and other is not m:
+                    self.fail(errno.EBUSY, "only one cgroup storage of each type is allowed\n")
+        return len(self.used_maps) - 1
+
+    def check_map_prog_compatibility(self, m):
+        from .mem import map_fields
+        kinds = {k for k, _, _ in map_fields(m)}
+        t = self.prog_type
+        tracing = t in (uapi.BPF_PROG_TYPE_KPROBE, uapi.BPF_PROG_TYPE_TRACEPOINT, uapi.BPF_PROG_TYPE_PERF_EVENT,
+                        uapi.BPF_PROG_TYPE_RAW_TRACEPOINT, uapi.BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE)
+        if kinds & {"list_head", "rb_root"} and tracing:
+            self.fail(errno.EINVAL, "tracing progs cannot use bpf_{list_head,rb_root} yet\n")
+        if "spin_lock" in kinds:
+            if t == uapi.BPF_PROG_TYPE_SOCKET_FILTER:
+                self.fail(errno.EINVAL, "socket filter progs cannot use bpf_spin_lock yet\n")
+            if tracing:
+                self.fail(errno.EINVAL, "tracing progs cannot use bpf_spin_lock yet\n")
+        if "timer" in kinds and tracing:
+            self.fail(errno.EINVAL, "tracing progs cannot use bpf_timer yet\n")
+        if "wq" in kinds and tracing:
+            self.fail(errno.EINVAL, "tracing progs cannot use bpf_wq yet\n")
+        if m.map_type == uapi.BPF_MAP_TYPE_STRUCT_OPS:
+            self.fail(errno.EINVAL, "bpf_struct_ops map cannot be used in prog\n")
+        if self.sleepable and m.map_type not in (
+                uapi.BPF_MAP_TYPE_HASH, uapi.BPF_MAP_TYPE_LRU_HASH, uapi.BPF_MAP_TYPE_ARRAY,
+                uapi.BPF_MAP_TYPE_PERCPU_HASH, uapi.BPF_MAP_TYPE_PERCPU_ARRAY, uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH,
+                uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS, uapi.BPF_MAP_TYPE_HASH_OF_MAPS, uapi.BPF_MAP_TYPE_RINGBUF,
+                uapi.BPF_MAP_TYPE_USER_RINGBUF, uapi.BPF_MAP_TYPE_INODE_STORAGE, uapi.BPF_MAP_TYPE_SK_STORAGE,
+                uapi.BPF_MAP_TYPE_TASK_STORAGE, uapi.BPF_MAP_TYPE_CGRP_STORAGE, uapi.BPF_MAP_TYPE_QUEUE,
+                uapi.BPF_MAP_TYPE_STACK, uapi.BPF_MAP_TYPE_ARENA):
+            self.fail(errno.EINVAL, "Sleepable programs can only use array, hash, ringbuf and local storage maps\n")
+
+    # -- the control-flow graph --
+    def push_insn(self, t, w, e, insn_state, insn_stack):
+        if e == FALLTHROUGH and insn_state[t] >= (DISCOVERED | FALLTHROUGH):
+            return 0
+        if e == BRANCH and insn_state[t] >= (DISCOVERED | BRANCH):
+            return 0
+        if w < 0 or w >= self.insn_cnt:
+            self.verbose_linfo(t, "%d: " % t)
+            self.fail(errno.EINVAL, "jump out of range from insn %d to %d\n" % (t, w))
+        aux = self.insn_aux
+        if e == BRANCH:
+            aux[w].prune_point = True
+            aux[w].jmp_point = True
+        if insn_state[w] == 0:
+            insn_state[t] = DISCOVERED | e
+            insn_state[w] = DISCOVERED
+            insn_stack.append(w)
+            return 1
+        if (insn_state[w] & 0xf0) == DISCOVERED:
+            if self.bpf_capable:
+                return 0
+            self.verbose_linfo(t, "%d: " % t)
+            self.verbose_linfo(w, "%d: " % w)
+            self.fail(errno.EINVAL, "back-edge from insn %d to %d\n" % (t, w))
+        if insn_state[w] == EXPLORED:
+            insn_state[t] = DISCOVERED | e
+            return 0
+        self.fail(errno.EFAULT, "insn state internal bug\n")
+
+    def visit_func_call_insn(self, t, visit_callee, st, stack):
+        insns = self.insns
+        sz = 2 if is_ldimm64(insns[t]) else 1
+        r = self.push_insn(t, t + sz, FALLTHROUGH, st, stack)
+        if r:
+            return r
+        self.insn_aux[t + sz].prune_point = True
+        self.insn_aux[t + sz].jmp_point = True
+        if visit_callee:
+            w = t + insns[t][4] + 1
+            self.insn_aux[t].prune_point = True
+            r = self.push_insn(t, w, BRANCH, st, stack)
+        return r
+
+    def visit_insn(self, t, st, stack):
+        insn = self.insns[t]
+        code = insn[0]
+        if is_pseudo_func(insn):
+            return self.visit_func_call_insn(t, True, st, stack)
+        cls = code & 7
+        if cls != BPF_JMP and cls != BPF_JMP32:
+            sz = 2 if code == 0x18 else 1
+            return self.push_insn(t, t + sz, FALLTHROUGH, st, stack)
+        op = code & 0xf0
+        aux = self.insn_aux
+        if op == BPF_EXIT:
+            return 0
+        if op == BPF_CALL:
+            if insn[2] == 0 and insn[4] in ASYNC_CB_FUNCS:
+                aux[t].prune_point = True
+            if insn[2] == 0 and insn[4] in SYNC_CB_FUNCS:
+                aux[t].calls_callback = True
+                aux[t].force_checkpoint = True
+                aux[t].prune_point = True
+                aux[t].jmp_point = True
+            return self.visit_func_call_insn(t, insn[2] == BPF_PSEUDO_CALL, st, stack)
+        if op == BPF_JA:
+            if code & BPF_X:
+                return -errno.EINVAL
+            off = insn[3] if cls == BPF_JMP else insn[4]
+            r = self.push_insn(t, t + off + 1, FALLTHROUGH, st, stack)
+            if r:
+                return r
+            aux[t + off + 1].prune_point = True
+            aux[t + off + 1].jmp_point = True
+            return r
+        aux[t].prune_point = True
+        if code == BPF_JMP | BPF_JCOND and insn[2] == 0:
+            aux[t].force_checkpoint = True
+            aux[t].is_may_goto = True
+        r = self.push_insn(t, t + 1, FALLTHROUGH, st, stack)
+        if r:
+            return r
+        return self.push_insn(t, t + insn[3] + 1, BRANCH, st, stack)
+
+    def check_cfg(self):
+        n = self.insn_cnt
+        st = [0] * n
+        st[0] = DISCOVERED
+        stack = [0]
+        while stack:
+            t = stack[-1]
+            r = self.visit_insn(t, st, stack)
+            if r == 0:
+                st[t] = EXPLORED
+                stack.pop()
+            elif r < 0:
+                self.fail(-r)
+        ex = self.exception_callback_subprog
+        if ex:
+            b = self.subprogs[ex].start
+            st[b] = DISCOVERED
+            stack = [b]
+            while stack:
+                t = stack[-1]
+                r = self.visit_insn(t, st, stack)
+                if r == 0:
+                    st[t] = EXPLORED
+                    stack.pop()
+                elif r < 0:
+                    self.fail(-r)
+        i = 0
+        while i < n:
+            if st[i] != EXPLORED:
+                self.fail(errno.EINVAL, "unreachable insn %d\n" % i)
+            if self.insns[i][0] == 0x18:
+                if i + 1 < n and st[i + 1] != 0:
+                    self.fail(errno.EINVAL, "jump into the middle of ldimm64 insn %d\n" % i)
+                i += 1
+            i += 1
+
+    # -- stack depth along call chains --
+    def round_up_stack_depth(self, depth):
+        if self.jit_requested:
+            return (depth + 15) // 16 * 16
+        return (max(depth, 1) + 31) // 32 * 32
+
+    def check_max_stack_depth(self):
+        subs = self.subprogs
+        priv_mode = None
+        if any(s.has_tail_call for s in subs):
+            priv_mode = "none"
+        if priv_mode is None:
+            priv_mode = "adaptive" if self.priv_stack_allowed() else "none"
+        for i in range(len(subs) - 1, -1, -1):
+            if not i or subs[i].is_async_cb:
+                self.check_max_stack_depth_subprog(i, not i and priv_mode == "adaptive")
+
+    def priv_stack_allowed(self):
+        t = self.prog_type
+        if not self.jit_requested:
+            return False
+        if t in (uapi.BPF_PROG_TYPE_KPROBE, uapi.BPF_PROG_TYPE_TRACEPOINT, uapi.BPF_PROG_TYPE_PERF_EVENT,
+                 uapi.BPF_PROG_TYPE_RAW_TRACEPOINT):
+            return True
+        if t == uapi.BPF_PROG_TYPE_TRACING and self.expected_attach_type != uapi.BPF_TRACE_ITER:
+            return True
+        return False
+
+    def check_max_stack_depth_subprog(self, idx, priv_supported):
+        subs = self.subprogs
+        insns = self.insns
+        n_sub = len(subs)
+        depth = 0
+        frame = 0
+        tail_call_reachable = False
+        ret_insn = []
+        ret_prog = []
+        priv = {}
+        i = subs[idx].start
+        if not priv_supported:
+            priv[idx] = "none"
+
+        def end_of(k):
+            return subs[k + 1].start if k + 1 < n_sub else self.insn_cnt
+        while True:
+            # process_func
+            if subs[idx].has_ld_abs:
+                in_cb = subs[idx].is_cb or any(subs[p].is_cb for p in ret_prog[:frame])
+                if in_cb:
+                    self.fail(errno.EINVAL, "cannot use BPF_LD_[ABS|IND] within callback\n")
+            if idx and subs[idx].has_tail_call and depth >= 256:
+                self.fail(errno.EACCES, "tail_calls are not allowed when call stack of previous frames is %d "
+                                        "bytes. Too large\n" % depth)
+            sd = self.round_up_stack_depth(subs[idx].stack_depth)
+            if priv_supported and priv.get(idx) is None and sd >= 64:
+                priv[idx] = "adaptive"
+            if priv.get(idx) == "adaptive":
+                if sd > MAX_BPF_STACK:
+                    self.fail(errno.EACCES, "stack size of subprog %d is %d. Too large\n" % (idx, sd))
+            else:
+                depth += sd
+                if depth > MAX_BPF_STACK:
+                    self.fail(errno.EACCES, "combined stack size of %d calls is %d. Too large\n"
+                              % (frame + 1, depth))
+            # continue_func
+            while True:
+                end = end_of(idx)
+                called = False
+                while i < end:
+                    insn = insns[i]
+                    if not is_pseudo_call(insn) and not is_pseudo_func(insn):
+                        i += 1
+                        continue
+                    ret_insn[frame:] = [i + 1]
+                    ret_prog[frame:] = [idx]
+                    nxt = i + insn[4] + 1
+                    sidx = self.find_subprog(nxt)
+                    if sidx < 0:
+                        self.fail(errno.EFAULT, "verifier bug. No program starts at insn %d\n" % nxt)
+                    if subs[sidx].is_async_cb:
+                        if subs[sidx].has_tail_call:
+                            self.fail(errno.EFAULT, "verifier bug. subprog has tail_call and async cb\n")
+                        if not is_pseudo_call(insn):
+                            i += 1
+                            continue
+                    i = nxt
+                    idx = sidx
+                    if not priv_supported:
+                        priv[idx] = "none"
+                    if subs[idx].has_tail_call:
+                        tail_call_reachable = True
+                    frame += 1
+                    if frame >= 8:
+                        self.fail(errno.E2BIG, "the call stack of %d frames is too deep !\n" % frame)
+                    called = True
+                    break
+                if called:
+                    break
+                if tail_call_reachable:
+                    for j in range(frame):
+                        subs[ret_prog[j]].tail_call_reachable = True
+                if frame == 0:
+                    return
+                if priv.get(idx) != "adaptive":
+                    depth -= self.round_up_stack_depth(subs[idx].stack_depth)
+                frame -= 1
+                i = ret_insn[frame]
+                idx = ret_prog[frame]
+
+    # -- ld_imm64 at walk time --
+    def check_ld_imm(self, insn, nxt):
+        code, dst, src, off, imm = insn
+        regs = self.cur_state.frame[self.cur_state.curframe].regs
+        if code & 0x18 != BPF_DW:
+            self.fail(errno.EINVAL, "invalid BPF_LD_IMM insn\n")
+        if off != 0:
+            self.fail(errno.EINVAL, "BPF_LD_IMM64 uses reserved fields\n")
+        from .alu import DST_OP
+        self.check_reg_arg(dst, DST_OP)
+        dreg = regs[dst]
+        if src == 0:
+            dreg.type = SCALAR_VALUE
+            mark_known(dreg, ((nxt[4] & 0xffffffff) << 32) | (imm & 0xffffffff))
+            return
+        mark_known_zero(dreg)
+        aux = self.insn_aux[self.insn_idx]
+        if src == BPF_PSEUDO_BTF_ID:
+            self.fail(errno.EFAULT, "bpf verifier is misconfigured\n")
+        if src == BPF_PSEUDO_FUNC:
+            sub = self.find_subprog(self.insn_idx + imm + 1)
+            if not self.has_func_info:
+                self.fail(errno.EINVAL, "missing btf func_info\n")
+            if self.subprogs[sub].linkage != 0:
+                self.fail(errno.EINVAL, "callback function not static\n")
+            if sub == 0:
+                self.fail(errno.EINVAL, "callback function cannot be the main program\n")
+            dreg.type = PTR_TO_FUNC
+            dreg.subprogno = sub
+            return
+        m = self.used_maps[aux.map_index]
+        dreg.map = m
+        if src in (BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE):
+            if m.map_type == uapi.BPF_MAP_TYPE_ARENA:
+                self.mark_reg_unknown(dreg)
+                return
+            dreg.type = PTR_TO_MAP_VALUE
+            dreg.off = aux.map_off
+        elif src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX):
+            dreg.type = CONST_PTR_TO_MAP
+        else:
+            self.fail(errno.EINVAL, "bpf verifier is misconfigured\n")

@@ -1,0 +1,399 @@
+"""struct bpf_verifier_env and the walk (do_check): one instruction at a time along one path, the other
+sides of branches kept on a stack, checkpoints and pruning at prune points.
+"""
+import errno
+
+from ..insn import (BPF_ALU, BPF_ALU64, BPF_ATOMIC, BPF_CALL, BPF_EXIT, BPF_IMM, BPF_JA, BPF_JMP, BPF_JMP32, BPF_LD,
+                    BPF_LDX, BPF_MEM, BPF_MEMSX, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_ST, BPF_STX, BPF_X)
+from ..helpers import FUNC_IDS
+from .alu import AluMixin
+from .calls import CallMixin
+from .cfg import CfgMixin
+from .disasm import print_insn
+from .jmp import JmpMixin
+from .log import BPF_LOG_LEVEL, BPF_LOG_LEVEL2, BPF_LOG_STATS
+from .mem import MemMixin
+from .prune import PruneMixin
+from .regs import NOT_INIT, bounds_invariant_violation, mark_unbounded, mark_unknown
+from .state import VerifierState, format_func_state, init_func_state
+
+BPF_COMPLEXITY_LIMIT_INSNS = 1000000
+BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
+
+
+class VerifierError(Exception):
+    """Raised to unwind the walk; ``errno`` is the positive errno the load fails with."""
+
+    def __init__(self, err):
+        super().__init__(err)
+        self.errno = err
+
+
+class InsnAux:
+    """struct bpf_insn_aux_data (what the walk records per instruction)."""
+    __slots__ = ("prune_point", "jmp_point", "force_checkpoint", "calls_callback", "is_may_goto",
+                 "is_iter_next", "ptr_type", "map_index", "map_off", "map_ptr", "map_ptr_poisoned", "seen")
+
+    def __init__(self):
+        self.prune_point = False
+        self.jmp_point = False
+        self.force_checkpoint = False
+        self.calls_callback = False
+        self.is_may_goto = False
+        self.is_iter_next = False
+        self.ptr_type = NOT_INIT
+        self.map_index = 0
+        self.map_off = 0
+        self.map_ptr = None
+        self.map_ptr_poisoned = False
+        self.seen = False
+
+
+class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
+    """One verification. See :func:`bpfemu.prog.verifier.bpf_check` for how it is built and run."""
+
+    Error = VerifierError
+
+    def __init__(self, insns, ops, log, prog_type, expected_attach_type=0, caps=None, map_resolver=None,
+                 fd_array=None, gpl_compatible=True, strict_alignment=False, test_state_freq=False,
+                 sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2):
+        caps = caps or {}
+        self.insns = insns
+        self.insn_cnt = len(insns)
+        self.ops = ops
+        self.log = log
+        self.log_level = log.level
+        self.prog_type = prog_type
+        self.expected_attach_type = expected_attach_type
+        self.bpf_capable = caps.get("bpf", True)
+        self.perfmon_capable = caps.get("perfmon", True)
+        self.allow_ptr_leaks = caps.get("ptr_leaks", self.perfmon_capable)
+        self.allow_uninit_stack = self.allow_ptr_leaks
+        self.bypass_spec_v1 = caps.get("spec_v1", self.perfmon_capable)
+        self.bypass_spec_v4 = caps.get("spec_v4", self.perfmon_capable)
+        self.map_resolver = map_resolver
+        self.fd_array = fd_array
+        self.gpl_compatible = gpl_compatible
+        self.strict_alignment = strict_alignment
+        self.test_state_freq = test_state_freq and self.bpf_capable
+        self.sleepable = sleepable
+        self.attach_btf_id = attach_btf_id
+        self.has_func_info = has_func_info
+        self.jit_requested = jit_requested
+        self.jit_tail_calls = jit_requested
+        self.nr_cpu_ids = nr_cpu_ids
+        self.has_trampoline = False
+        self.attach_func_returns = True
+        self.arena = None
+        self.features = {}
+        self.flow_keys_size = 56
+        self.track_all_precise = True
+        self.explore_alu_limits = False
+        self.enforce_expected_attach_type = False
+        self.insn_aux = [InsnAux() for _ in range(len(insns))]
+        self.subprogs = []
+        self.kfunc_calls = []
+        self.exception_callback_subprog = 0
+        self.used_maps = []
+        self.used_map_fds = []
+        self.id_gen = 0
+        self.insn_idx = 0
+        self.prev_insn_idx = -1
+        self.insn_processed = 0
+        self.jmps_processed = 0
+        self.prev_jmps_processed = 0
+        self.prev_insn_processed = 0
+        self.total_states = 0
+        self.peak_states = 0
+        self.max_states_per_insn = 0
+        self.max_pkt_offset = 0
+        self.max_tp_access = 0
+        self.explored = {}
+        self.stack = []
+        self.cur_state = None
+        self.scratched = set()
+        self.scratch_all = False
+        self.prev_log_pos = 0
+        self.prev_insn_print_pos = 0
+
+    # ---- the log ----
+    def verbose(self, s):
+        if self.log_level:
+            self.log.write(s)
+
+    def fail(self, err, msg=None):
+        if msg and self.log_level:
+            self.log.write(msg)
+        raise VerifierError(err)
+
+    def verbose_linfo(self, insn_off, prefix):
+        """Source lines from BTF line info; the emulator loads none, so nothing is printed."""
+
+    def reg_bounds_sanity_check(self, reg, ctx):
+        msg = bounds_invariant_violation(reg)
+        if msg is None:
+            return
+        self.verbose("REG INVARIANTS VIOLATION (%s): %s u64=[%#x, %#x] s64=[%#x, %#x] u32=[%#x, %#x] "
+                     "s32=[%#x, %#x] var_off=(%#x, %#x)\n"
+                     % (ctx, msg, reg.umin, reg.umax, reg.smin & (2 ** 64 - 1), reg.smax & (2 ** 64 - 1),
+                        reg.u32min, reg.u32max, reg.s32min & 0xffffffff, reg.s32max & 0xffffffff, reg.vv, reg.vm))
+        mark_unbounded(reg)
+
+    def bounds_sync(self, reg):
+        from .regs import reg_bounds_sync
+        reg_bounds_sync(reg)
+
+    def mark_reg_unknown(self, reg):
+        mark_unknown(reg, not self.bpf_capable)
+
+    def in_sleepable(self):
+        return self.cur_state.in_sleepable
+
+    def iter_active(self, st):
+        return False
+
+    def subprog_is_global(self, sub):
+        return self.subprogs[sub].linkage == 1
+
+    def subprog_name(self, sub):
+        return self.subprogs[sub].name
+
+    def btf_check_subprog_call(self, sub, regs):
+        return errno.EINVAL
+
+    def note_stack_depth(self, state, depth):
+        sub = self.subprogs[state.subprogno]
+        if depth > sub.stack_depth:
+            sub.stack_depth = depth
+
+    def print_insn_state(self):
+        st = self.cur_state
+        f = st.frame[st.curframe]
+        if self.prev_log_pos and self.prev_log_pos == self.log.end_pos:
+            self.log.reset(self.prev_log_pos - 1)
+            pad = _vlog_alignment(self.prev_insn_print_pos)
+            self.verbose(" " * (pad - 1) + " ;" if pad > 0 else ";")
+        else:
+            self.verbose("%d:" % self.insn_idx)
+        self.verbose(format_func_state(f, self.scratch_all, self.scratched, refs=st.refs))
+        self.scratched = set()
+        self.scratch_all = False
+
+    # ---- the branch stack ----
+    def push_stack(self, insn_idx, prev_insn_idx, speculative):
+        cur = self.cur_state
+        elem = cur.copy()
+        elem.speculative = elem.speculative or speculative
+        self.stack.append((elem, insn_idx, prev_insn_idx, self.log.end_pos))
+        if len(self.stack) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
+            self.fail(errno.E2BIG, "The sequence of %d jumps is too complex.\n" % len(self.stack))
+        if elem.parent is not None:
+            elem.parent.branches += 1
+        return elem
+
+    def pop_stack(self, pop_log):
+        if not self.stack:
+            return None
+        elem, insn_idx, prev_idx, log_pos = self.stack.pop()
+        if pop_log and self.log_level:
+            self.log.reset(log_pos)
+        self.cur_state = elem
+        self.insn_idx = insn_idx
+        return prev_idx
+
+    # ---- the walk ----
+    def do_check(self):
+        insns = self.insns
+        n = self.insn_cnt
+        aux = self.insn_aux
+        pop_log = not (self.log_level & BPF_LOG_LEVEL2)
+        do_print_state = False
+        prev_insn_idx = -1
+        log_level = self.log_level
+        while True:
+            self.prev_insn_idx = prev_insn_idx
+            idx = self.insn_idx
+            if idx >= n:
+                self.fail(errno.EFAULT, "invalid insn idx %d insn_cnt %d\n" % (idx, n))
+            insn = insns[idx]
+            code = insn[0]
+            cls = code & 7
+            self.insn_processed += 1
+            if self.insn_processed > BPF_COMPLEXITY_LIMIT_INSNS:
+                self.fail(errno.E2BIG, "BPF program is too large. Processed %d insn\n" % self.insn_processed)
+            st = self.cur_state
+            st.last_insn_idx = prev_insn_idx
+            if aux[idx].prune_point:
+                if self.is_state_visited(idx):
+                    if log_level & BPF_LOG_LEVEL:
+                        if do_print_state:
+                            self.verbose("\nfrom %d to %d%s: safe\n" % (prev_insn_idx, idx, " (speculative execution)"
+                                                                        if st.speculative else ""))
+                        else:
+                            self.verbose("%d: safe\n" % idx)
+                    prev_insn_idx = self._process_exit(pop_log)
+                    if prev_insn_idx is None:
+                        return
+                    do_print_state = True
+                    continue
+            if log_level:
+                if log_level & BPF_LOG_LEVEL2 and do_print_state:
+                    self.verbose("\nfrom %d to %d%s:" % (prev_insn_idx, idx, " (speculative execution)"
+                                                         if st.speculative else ""))
+                    self.verbose(format_func_state(st.frame[st.curframe], True, refs=st.refs))
+                    do_print_state = False
+                if log_level & BPF_LOG_LEVEL:
+                    if self.scratched or self.scratch_all:
+                        self.print_insn_state()
+                    self.prev_log_pos = self.log.end_pos
+                    self.verbose("%d: " % idx)
+                    nxt = insns[idx + 1] if idx + 1 < n else None
+                    self.verbose(print_insn(insn, nxt, self.allow_ptr_leaks, self.call_name))
+                    self.prev_insn_print_pos = self.log.end_pos - self.prev_log_pos
+                    self.prev_log_pos = self.log.end_pos
+            aux[idx].seen = True
+            prev_insn_idx = idx
+            if cls == BPF_ALU or cls == BPF_ALU64:
+                self.check_alu_op(insn)
+            elif cls == BPF_LDX:
+                self.check_load_mem(insn, False, code & 0xe0 == BPF_MEMSX, True, "ldx")
+            elif cls == BPF_STX:
+                if code & 0xe0 == BPF_ATOMIC:
+                    self.check_atomic(insn)
+                    self.insn_idx += 1
+                    continue
+                if code & 0xe0 != BPF_MEM or insn[4] != 0:
+                    self.fail(errno.EINVAL, "BPF_STX uses reserved fields\n")
+                self.check_store_reg(insn, False)
+            elif cls == BPF_ST:
+                self.check_st(insn)
+            elif cls == BPF_JMP or cls == BPF_JMP32:
+                op = code & 0xf0
+                self.jmps_processed += 1
+                if op == BPF_CALL:
+                    if (code & BPF_X or (insn[2] != BPF_PSEUDO_KFUNC_CALL and insn[3] != 0) or
+                            insn[2] not in (0, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL) or insn[1] != 0 or
+                            cls == BPF_JMP32):
+                        self.fail(errno.EINVAL, "BPF_CALL uses reserved fields\n")
+                    if st.active_lock is not None:
+                        if (insn[2] == 0 and insn[4] != FUNC_IDS["spin_unlock"]) or \
+                                insn[2] == BPF_PSEUDO_KFUNC_CALL:
+                            self.fail(errno.EINVAL, "function calls are not allowed while holding a lock\n")
+                    if insn[2] == BPF_PSEUDO_CALL:
+                        self.check_func_call(insn)
+                    elif insn[2] == BPF_PSEUDO_KFUNC_CALL:
+                        self.check_kfunc_call(insn)
+                    else:
+                        self.check_helper_call(insn)
+                    if log_level:
+                        self.scratched.add(0)
+                elif op == BPF_JA:
+                    if (code & BPF_X or insn[2] != 0 or insn[1] != 0 or (cls == BPF_JMP and insn[4] != 0) or
+                            (cls == BPF_JMP32 and insn[3] != 0)):
+                        self.fail(errno.EINVAL, "BPF_JA uses reserved fields\n")
+                    self.insn_idx += (insn[3] if cls == BPF_JMP else insn[4]) + 1
+                    continue
+                elif op == BPF_EXIT:
+                    if code & BPF_X or insn[4] != 0 or insn[2] != 0 or insn[1] != 0 or cls == BPF_JMP32:
+                        self.fail(errno.EINVAL, "BPF_EXIT uses reserved fields\n")
+                    if st.active_lock is not None and not st.curframe:
+                        self.fail(errno.EINVAL, "bpf_spin_unlock is missing\n")
+                    if st.active_rcu_lock and not st.curframe:
+                        self.fail(errno.EINVAL, "bpf_rcu_read_unlock is missing\n")
+                    if self.check_reference_leak(False):
+                        self.fail(errno.EINVAL, self.leak_msg())
+                    if st.curframe:
+                        self.prepare_func_exit()
+                        do_print_state = True
+                        continue
+                    self.check_return_code(0, "R0")
+                    prev_insn_idx = self._process_exit(pop_log)
+                    if prev_insn_idx is None:
+                        return
+                    do_print_state = True
+                    continue
+                else:
+                    self.check_cond_jmp_op(insn)
+            elif cls == BPF_LD:
+                mode = code & 0xe0
+                if mode == 0x20 or mode == 0x40:
+                    self.check_ld_abs(insn)
+                elif mode == BPF_IMM:
+                    self.check_ld_imm(insn, insns[idx + 1])
+                    self.insn_idx += 1
+                    aux[idx + 1].seen = True
+                else:
+                    self.fail(errno.EINVAL, "invalid BPF_LD mode\n")
+            else:
+                self.fail(errno.EINVAL, "unknown insn class %d\n" % cls)
+            self.insn_idx += 1
+
+    def leak_msg(self):
+        st = self.cur_state
+        if st.curframe and st.frame[st.curframe].in_callback_fn:
+            return "BPF_EXIT instruction in callback would lead to reference leak\n"
+        return "BPF_EXIT instruction in main prog would lead to reference leak\n"
+
+    def _process_exit(self, pop_log):
+        self.scratch_all = True
+        self.update_branch_counts(self.cur_state)
+        prev = self.pop_stack(pop_log)
+        return prev
+
+    def call_name(self, insn):
+        if insn[2] == BPF_PSEUDO_CALL:
+            return None
+        return None
+
+    def check_kfunc_call(self, insn):
+        self.fail(errno.EINVAL, "calling kernel function %d is not allowed\n" % insn[4])
+
+    # ---- the whole check ----
+    def do_check_common(self, sub):
+        self.prev_linfo = None
+        self.id_gen = 0 if False else self.id_gen
+        st = VerifierState()
+        st.curframe = 0
+        st.speculative = False
+        st.branches = 1
+        st.in_sleepable = self.sleepable
+        st.frame = [init_func_state(-1, 0, sub, not self.bpf_capable)]
+        st.first_insn_idx = self.subprogs[sub].start
+        st.last_insn_idx = -1
+        self.cur_state = st
+        regs = st.frame[0].regs
+        if sub or self.prog_type == 10000:
+            self.fail(errno.EINVAL, "global subprograms are not supported by the emulator\n")
+        # the main program gets the context in R1
+        from .regs import PTR_TO_CTX, mark_known_zero
+        mark_known_zero(regs[1])
+        regs[1].type = PTR_TO_CTX
+        self.insn_idx = self.subprogs[sub].start
+        self.scratch_all = True
+        self.explored = {}
+        self.stack = []
+        try:
+            self.do_check()
+        finally:
+            self.stack = []
+            self.cur_state = None
+
+    def print_verification_stats(self):
+        if self.log_level & BPF_LOG_STATS:
+            self.verbose("verification time %d usec\n" % 0)
+            self.verbose("stack depth ")
+            parts = []
+            for s in self.subprogs:
+                parts.append("%d" % s.stack_depth)
+            self.verbose("+".join(parts))
+            self.verbose("\n")
+        self.verbose("processed %d insns (limit %d) max_states_per_insn %d total_states %d peak_states %d "
+                     "mark_read %d\n" % (self.insn_processed, BPF_COMPLEXITY_LIMIT_INSNS, self.max_states_per_insn,
+                                         self.total_states, self.peak_states, 0))
+
+
+def _vlog_alignment(pos):
+    BPF_LOG_MIN_ALIGNMENT = 8
+    BPF_LOG_ALIGNMENT = 40
+    v = max(pos + BPF_LOG_MIN_ALIGNMENT // 2, BPF_LOG_ALIGNMENT)
+    return (v + BPF_LOG_MIN_ALIGNMENT - 1) // BPF_LOG_MIN_ALIGNMENT * BPF_LOG_MIN_ALIGNMENT - pos - 1
