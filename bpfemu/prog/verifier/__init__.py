@@ -6,8 +6,15 @@ verification statistics in the log. The result is the errno (0 when the program 
 the load reports: the log buffer contents, ``log_true_size``, the maps the program uses, stack depth and
 ``verified_insns``.
 """
-from .env import Env, VerifierError
 from .log import VerifierLog, log_attr_valid
+
+
+def __getattr__(name):
+    # the walk's modules import the helper table, which imports .regs from this package: load them lazily
+    if name in ("Env", "VerifierError"):
+        from . import env
+        return getattr(env, name)
+    raise AttributeError(name)
 
 
 class CheckResult:
@@ -38,6 +45,7 @@ def bpf_check(insns, prog_type, ops, log_level=0, log_size=0, has_log_buf=False,
     Returns a :class:`CheckResult`; ``errno`` 0 means accepted. Log attributes are assumed already
     validated (PROG_LOAD's checks, :func:`log_attr_valid`).
     """
+    from .env import Env, VerifierError
     log = VerifierLog(log_level, has_log_buf, log_size)
     env = Env(insns, ops, log, prog_type, **kw)
     err = 0

@@ -566,7 +566,7 @@ class CallMixin:
                                             "rdonly" if reg.type & MEM_RDONLY else "rdwr")
         if b == PTR_TO_STACK:
             return self.check_stack_range_initialized(regno, reg.off, access_size, zero_size_allowed,
-                                                      ACCESS_HELPER, meta)
+                                                      ACCESS_HELPER, meta, access_type)
         if b == PTR_TO_BTF_ID:
             return self.check_ptr_to_btf_access(regno, reg.off, access_size, BPF_READ, -1)
         if b == PTR_TO_CTX and not self.ops.convert_ctx_access:
@@ -947,7 +947,7 @@ class CallMixin:
             self.fail(errno.EINVAL, "BPF_LD_[ABS|IND] uses reserved fields\n")
         self.check_reg_arg(6, SRC_OP)
         if self.check_reference_leak(False):
-            self.fail(errno.EINVAL, "BPF_LD_[ABS|IND] cannot be mixed with socket references\n")
+            self.fail(errno.EINVAL, "BPF_LD_[ABS|IND] would lead to reference leak\n")
         if st.active_lock is not None:
             self.fail(errno.EINVAL, "BPF_LD_[ABS|IND] cannot be used inside bpf_spin_lock-ed region\n")
         if st.active_rcu_lock:

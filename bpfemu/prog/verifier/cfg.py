@@ -243,9 +243,10 @@ class CfgMixin:
         for i, (f, m) in enumerate(self.used_map_fds):
             if f == fd:
                 return i
-        m = self.map_resolver(fd) if self.map_resolver else None
-        if m is None:
-            self.fail(errno.EBADF, "fd %d is not pointing to valid bpf_map\n" % fd)
+        m = self.map_resolver(fd) if self.map_resolver else errno.EBADF
+        if m is None or isinstance(m, int):
+            # the resolver answers EBADF for a closed fd, EINVAL for an fd of another kind
+            self.fail(m or errno.EBADF, "fd %d is not pointing to valid bpf_map\n" % fd)
         for i, um in enumerate(self.used_maps):
             if um is m:
                 self.used_map_fds.append((fd, m))
@@ -298,10 +299,8 @@ class CfgMixin:
         if w < 0 or w >= self.insn_cnt:
             self.verbose_linfo(t, "%d: " % t)
             self.fail(errno.EINVAL, "jump out of range from insn %d to %d\n" % (t, w))
-        aux = self.insn_aux
         if e == BRANCH:
-            aux[w].prune_point = True
-            aux[w].jmp_point = True
+            self.prune_points[w] = 1
         if insn_state[w] == 0:
             insn_state[t] = DISCOVERED | e
             insn_state[w] = DISCOVERED
@@ -324,11 +323,10 @@ class CfgMixin:
         r = self.push_insn(t, t + sz, FALLTHROUGH, st, stack)
         if r:
             return r
-        self.insn_aux[t + sz].prune_point = True
-        self.insn_aux[t + sz].jmp_point = True
+        self.prune_points[t + sz] = 1
         if visit_callee:
             w = t + insns[t][4] + 1
-            self.insn_aux[t].prune_point = True
+            self.prune_points[t] = 1
             r = self.push_insn(t, w, BRANCH, st, stack)
         return r
 
@@ -347,12 +345,11 @@ class CfgMixin:
             return 0
         if op == BPF_CALL:
             if insn[2] == 0 and insn[4] in ASYNC_CB_FUNCS:
-                aux[t].prune_point = True
+                self.prune_points[t] = 1
             if insn[2] == 0 and insn[4] in SYNC_CB_FUNCS:
                 aux[t].calls_callback = True
                 aux[t].force_checkpoint = True
-                aux[t].prune_point = True
-                aux[t].jmp_point = True
+                self.prune_points[t] = 1
             return self.visit_func_call_insn(t, insn[2] == BPF_PSEUDO_CALL, st, stack)
         if op == BPF_JA:
             if code & BPF_X:
@@ -361,10 +358,9 @@ class CfgMixin:
             r = self.push_insn(t, t + off + 1, FALLTHROUGH, st, stack)
             if r:
                 return r
-            aux[t + off + 1].prune_point = True
-            aux[t + off + 1].jmp_point = True
+            self.prune_points[t + off + 1] = 1
             return r
-        aux[t].prune_point = True
+        self.prune_points[t] = 1
         if code == BPF_JMP | BPF_JCOND and insn[2] == 0:
             aux[t].force_checkpoint = True
             aux[t].is_may_goto = True

@@ -49,6 +49,14 @@ class InsnAux:
         self.seen = False
 
 
+class AuxTable(dict):
+    """insn_aux_data, created on first use (most instructions never need one)."""
+
+    def __missing__(self, idx):
+        a = self[idx] = InsnAux()
+        return a
+
+
 class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
     """One verification. See :func:`bpfemu.prog.verifier.bpf_check` for how it is built and run."""
 
@@ -90,7 +98,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
         self.track_all_precise = True
         self.explore_alu_limits = False
         self.enforce_expected_attach_type = False
-        self.insn_aux = [InsnAux() for _ in range(len(insns))]
+        self.insn_aux = AuxTable()
+        self.prune_points = bytearray(len(insns))
         self.subprogs = []
         self.kfunc_calls = []
         self.exception_callback_subprog = 0
@@ -100,6 +109,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
         self.insn_idx = 0
         self.prev_insn_idx = -1
         self.insn_processed = 0
+        self.complexity_limit = BPF_COMPLEXITY_LIMIT_INSNS
         self.jmps_processed = 0
         self.prev_jmps_processed = 0
         self.prev_insn_processed = 0
@@ -206,6 +216,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
         insns = self.insns
         n = self.insn_cnt
         aux = self.insn_aux
+        prune_points = self.prune_points
         pop_log = not (self.log_level & BPF_LOG_LEVEL2)
         do_print_state = False
         prev_insn_idx = -1
@@ -219,11 +230,11 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
             code = insn[0]
             cls = code & 7
             self.insn_processed += 1
-            if self.insn_processed > BPF_COMPLEXITY_LIMIT_INSNS:
+            if self.insn_processed > self.complexity_limit:
                 self.fail(errno.E2BIG, "BPF program is too large. Processed %d insn\n" % self.insn_processed)
             st = self.cur_state
             st.last_insn_idx = prev_insn_idx
-            if aux[idx].prune_point:
+            if prune_points[idx]:
                 if self.is_state_visited(idx):
                     if log_level & BPF_LOG_LEVEL:
                         if do_print_state:
@@ -251,7 +262,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
                     self.verbose(print_insn(insn, nxt, self.allow_ptr_leaks, self.call_name))
                     self.prev_insn_print_pos = self.log.end_pos - self.prev_log_pos
                     self.prev_log_pos = self.log.end_pos
-            aux[idx].seen = True
             prev_insn_idx = idx
             if cls == BPF_ALU or cls == BPF_ALU64:
                 self.check_alu_op(insn)
@@ -297,7 +307,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
                     if code & BPF_X or insn[4] != 0 or insn[2] != 0 or insn[1] != 0 or cls == BPF_JMP32:
                         self.fail(errno.EINVAL, "BPF_EXIT uses reserved fields\n")
                     if st.active_lock is not None and not st.curframe:
-                        self.fail(errno.EINVAL, "bpf_spin_unlock is missing\n")
+                        self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
+                                                "bpf_spin_lock-ed region\n")
                     if st.active_rcu_lock and not st.curframe:
                         self.fail(errno.EINVAL, "bpf_rcu_read_unlock is missing\n")
                     if self.check_reference_leak(False):
@@ -321,7 +332,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
                 elif mode == BPF_IMM:
                     self.check_ld_imm(insn, insns[idx + 1])
                     self.insn_idx += 1
-                    aux[idx + 1].seen = True
                 else:
                     self.fail(errno.EINVAL, "invalid BPF_LD mode\n")
             else:

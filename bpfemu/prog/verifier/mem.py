@@ -10,6 +10,7 @@ import errno
 
 from ..insn import (BPF_ADD, BPF_AND, BPF_ATOMIC, BPF_CMPXCHG, BPF_DW, BPF_FETCH, BPF_LOAD_ACQ, BPF_MEM,
                     BPF_MEMSX, BPF_OR, BPF_ST, BPF_STORE_REL, BPF_W, BPF_XCHG, BPF_XOR)
+from ... import uapi
 from . import tnum
 from .alu import BPF_MAX_VAR_OFF, DST_OP, DST_OP_NO_MARK, SRC_OP, coerce_reg_to_size, coerce_reg_to_size_sx, \
     get_reg_width
@@ -26,6 +27,8 @@ from .state import (BPF_REG_SIZE, STACK_DYNPTR, STACK_INVALID, STACK_ITER, STACK
 BPF_READ, BPF_WRITE = 1, 2
 ACCESS_DIRECT, ACCESS_HELPER = 1, 2
 MAX_BPF_STACK = 512
+BPF_F_RDONLY_PROG = uapi.BPF_F_RDONLY_PROG
+BPF_F_WRONLY_PROG = uapi.BPF_F_WRONLY_PROG
 MAX_PACKET_OFF = 0xffff
 SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 
@@ -49,8 +52,9 @@ def is_spillable_regtype(t):
 
 
 def stack_narrow_access_ok(off, fill_size, spill_size):
-    """bpf_stack_narrow_access_ok (little-endian): the fill reads the low bytes of the spill."""
-    return True
+    """bpf_stack_narrow_access_ok (little-endian): a narrow fill must read the spill's low bytes, i.e. start
+    at the slot's start."""
+    return not off % BPF_REG_SIZE
 
 
 class MemMixin:
@@ -395,10 +399,10 @@ class MemMixin:
     def check_map_access_type(self, regno, off, size, t):
         m = self.cur_state.frame[self.cur_state.curframe].regs[regno].map
         flags = m.map_flags
-        if t == BPF_WRITE and flags & 0x10000:      # BPF_F_RDONLY_PROG
+        if t == BPF_WRITE and flags & BPF_F_RDONLY_PROG:
             self.fail(errno.EACCES, "write into map forbidden, value_size=%d off=%d size=%d\n"
                       % (m.value_size, off, size))
-        if t == BPF_READ and flags & 0x20000:       # BPF_F_WRONLY_PROG
+        if t == BPF_READ and flags & BPF_F_WRONLY_PROG:
             self.fail(errno.EACCES, "read from map forbidden, value_size=%d off=%d size=%d\n"
                       % (m.value_size, off, size))
 
@@ -433,7 +437,7 @@ class MemMixin:
 
     @staticmethod
     def map_is_rdonly(m):
-        return bool(m.map_flags & 0x10000) and getattr(m, "frozen", False) and not getattr(m, "writecnt", 0)
+        return bool(m.map_flags & BPF_F_RDONLY_PROG) and getattr(m, "frozen", False) and not getattr(m, "writecnt", 0)
 
     @staticmethod
     def map_has_direct_value(m):
@@ -512,9 +516,7 @@ class MemMixin:
     def check_stack_access_within_bounds(self, regno, off, access_size, src, t):
         reg = self.cur_state.frame[self.cur_state.curframe].regs[regno]
         state = self.reg_func(reg)
-        if src == ACCESS_HELPER:
-            extra = " indirect access to"
-        elif t == BPF_READ:
+        if t == BPF_READ:
             extra = " read from"
         else:
             extra = " write to"
@@ -582,7 +584,7 @@ class MemMixin:
     def scrub_special_slot(self, state, spi):
         slot = state.stack[spi]
         slot.spilled.type = NOT_INIT
-        if slot.st[0] in (STACK_DYNPTR, STACK_ITER) or slot.st[7] in (STACK_DYNPTR, STACK_ITER):
+        if slot.st[7] in (STACK_SPILL, STACK_DYNPTR, STACK_ITER):
             for i in range(8):
                 if slot.st[i] != STACK_INVALID:
                     slot.st[i] = STACK_MISC
@@ -763,7 +765,8 @@ class MemMixin:
             if dst_regno >= 0:
                 self.mark_reg_stack_read(reg_state, off, off + size, dst_regno)
 
-    def check_stack_range_initialized(self, regno, off, access_size, zero_size_allowed, src, meta):
+    def check_stack_range_initialized(self, regno, off, access_size, zero_size_allowed, src, meta,
+                                      access_type=BPF_READ):
         """Every byte a helper (or a variable-offset load) reads from the stack must be initialized; a helper
         may write anything there (the slots become STACK_MISC)."""
         reg = self.cur_state.frame[self.cur_state.curframe].regs[regno]
@@ -772,7 +775,7 @@ class MemMixin:
         if access_size == 0 and not zero_size_allowed:
             self.fail(errno.EACCES, "invalid zero-sized read\n")
         clobber = src == ACCESS_HELPER
-        self.check_stack_access_within_bounds(regno, off, access_size, src, BPF_WRITE if clobber else BPF_READ)
+        self.check_stack_access_within_bounds(regno, off, access_size, src, access_type)
         if reg.vm == 0:
             min_off = max_off = s64(reg.vv) + off
         else:

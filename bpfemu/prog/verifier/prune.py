@@ -231,9 +231,9 @@ def states_maybe_looping(old, cur):
     if old.curframe != cur.curframe:
         return False
     for o, c in zip(fold.regs, fcur.regs):
-        if not o.raw_eq(c):
-            return True
-    return False
+        if not o.raw_eq(c) or o.id != c.id or o.ref_obj_id != c.ref_obj_id:
+            return False
+    return True
 
 
 def clean_func_state(env, st):
@@ -403,10 +403,12 @@ class PruneMixin:
                 sl.miss_cnt += 1
             n = 64 if aux.force_checkpoint and sl.branches > 0 else 3
             if sl.miss_cnt > sl.hit_cnt * n + n:
-                if not sl.used_as_loop_entry and not sl.branches:
-                    del lst[i]
+                # a state that misses often leaves the list; it is freed unless a path still needs it
+                # (the kernel's free_list)
+                del lst[i]
+                if sl.frame[0].regs[0].live & REG_LIVE_DONE and not sl.used_as_loop_entry:
                     self.peak_states -= 1
-                    continue
+                continue
             i += 1
         if self.max_states_per_insn < states_cnt:
             self.max_states_per_insn = states_cnt

@@ -16,6 +16,8 @@ S64_MIN = -(1 << 63)
 S64_MAX = (1 << 63) - 1
 S32_MIN = -(1 << 31)
 S32_MAX = (1 << 31) - 1
+SB = 1 << 31
+SB64 = 1 << 63
 
 # ---- enum bpf_reg_type: base types ----
 NOT_INIT = 0
@@ -419,116 +421,127 @@ def update_reg_bounds(reg):
 
 def reg32_deduce_bounds(reg):
     umin, umax, smin, smax = reg.umin, reg.umax, reg.smin, reg.smax
+    u32min, u32max, s32min, s32max = reg.u32min, reg.u32max, reg.s32min, reg.s32max
+    # (x & U32 ^ SB) - SB is the s32 of x; SB the 32-bit sign bit
     if (umin >> 32) == (umax >> 32):
         lo, hi = umin & U32, umax & U32
-        if lo > reg.u32min:
-            reg.u32min = lo
-        if hi < reg.u32max:
-            reg.u32max = hi
-        slo, shi = s32(umin), s32(umax)
+        if lo > u32min:
+            u32min = lo
+        if hi < u32max:
+            u32max = hi
+        slo, shi = (lo ^ SB) - SB, (hi ^ SB) - SB
         if slo <= shi:
-            if slo > reg.s32min:
-                reg.s32min = slo
-            if shi < reg.s32max:
-                reg.s32max = shi
+            if slo > s32min:
+                s32min = slo
+            if shi < s32max:
+                s32max = shi
     if (smin >> 32) == (smax >> 32):
         lo, hi = smin & U32, smax & U32
         if lo <= hi:
-            if lo > reg.u32min:
-                reg.u32min = lo
-            if hi < reg.u32max:
-                reg.u32max = hi
-        slo, shi = s32(smin), s32(smax)
+            if lo > u32min:
+                u32min = lo
+            if hi < u32max:
+                u32max = hi
+        slo, shi = (lo ^ SB) - SB, (hi ^ SB) - SB
         if slo <= shi:
-            if slo > reg.s32min:
-                reg.s32min = slo
-            if shi < reg.s32max:
-                reg.s32max = shi
-    if (((umin >> 32) + 1) & U32) == (umax >> 32) & U32 and s32(umin) < 0 and s32(umax) >= 0:
-        if s32(umin) > reg.s32min:
-            reg.s32min = s32(umin)
-        if s32(umax) < reg.s32max:
-            reg.s32max = s32(umax)
-    if ((((smin & U64) >> 32) + 1) & U32) == ((smax & U64) >> 32) & U32 and s32(smin) < 0 and s32(smax) >= 0:
-        if s32(smin) > reg.s32min:
-            reg.s32min = s32(smin)
-        if s32(smax) < reg.s32max:
-            reg.s32max = s32(smax)
-    # u32 forming a valid s32 range
-    if s32(reg.u32min) <= s32(reg.u32max):
-        if s32(reg.u32min) > reg.s32min:
-            reg.s32min = s32(reg.u32min)
-        if s32(reg.u32max) < reg.s32max:
-            reg.s32max = s32(reg.u32max)
-    a, b = reg.s32min & U32, reg.s32max & U32
+            if slo > s32min:
+                s32min = slo
+            if shi < s32max:
+                s32max = shi
+    slo, shi = ((umin & U32) ^ SB) - SB, ((umax & U32) ^ SB) - SB
+    if (((umin >> 32) + 1) & U32) == (umax >> 32) & U32 and slo < 0 and shi >= 0:
+        if slo > s32min:
+            s32min = slo
+        if shi < s32max:
+            s32max = shi
+    slo, shi = ((smin & U32) ^ SB) - SB, ((smax & U32) ^ SB) - SB
+    if ((((smin & U64) >> 32) + 1) & U32) == ((smax & U64) >> 32) & U32 and slo < 0 and shi >= 0:
+        if slo > s32min:
+            s32min = slo
+        if shi < s32max:
+            s32max = shi
+    slo, shi = (u32min ^ SB) - SB, (u32max ^ SB) - SB
+    if slo <= shi:
+        if slo > s32min:
+            s32min = slo
+        if shi < s32max:
+            s32max = shi
+    a, b = s32min & U32, s32max & U32
     if a <= b:
-        if a > reg.u32min:
-            reg.u32min = a
-        if b < reg.u32max:
-            reg.u32max = b
+        if a > u32min:
+            u32min = a
+        if b < u32max:
+            u32max = b
     else:
-        if reg.u32max < a:
-            reg.s32min = s32(reg.u32min)
-            if b < reg.u32max:
-                reg.u32max = b
-        elif b < reg.u32min:
-            reg.s32max = s32(reg.u32max)
-            if a > reg.u32min:
-                reg.u32min = a
+        if u32max < a:
+            s32min = (u32min ^ SB) - SB
+            if b < u32max:
+                u32max = b
+        elif b < u32min:
+            s32max = (u32max ^ SB) - SB
+            if a > u32min:
+                u32min = a
+    reg.u32min, reg.u32max, reg.s32min, reg.s32max = u32min, u32max, s32min, s32max
 
 
 def reg64_deduce_bounds(reg):
-    if s64(reg.umin) <= s64(reg.umax):
-        if s64(reg.umin) > reg.smin:
-            reg.smin = s64(reg.umin)
-        if s64(reg.umax) < reg.smax:
-            reg.smax = s64(reg.umax)
-    a, b = reg.smin & U64, reg.smax & U64
+    umin, umax, smin, smax = reg.umin, reg.umax, reg.smin, reg.smax
+    a, b = (umin ^ SB64) - SB64, (umax ^ SB64) - SB64
     if a <= b:
-        if a > reg.umin:
-            reg.umin = a
-        if b < reg.umax:
-            reg.umax = b
+        if a > smin:
+            smin = a
+        if b < smax:
+            smax = b
+    a, b = smin & U64, smax & U64
+    if a <= b:
+        if a > umin:
+            umin = a
+        if b < umax:
+            umax = b
     else:
-        if reg.umax < a:
-            reg.smin = s64(reg.umin)
-            if b < reg.umax:
-                reg.umax = b
-        elif b < reg.umin:
-            reg.smax = s64(reg.umax)
-            if a > reg.umin:
-                reg.umin = a
+        if umax < a:
+            smin = (umin ^ SB64) - SB64
+            if b < umax:
+                umax = b
+        elif b < umin:
+            smax = (umax ^ SB64) - SB64
+            if a > umin:
+                umin = a
+    reg.umin, reg.umax, reg.smin, reg.smax = umin, umax, smin, smax
 
 
 def reg_deduce_mixed_bounds(reg):
     hi_mask = U64 ^ U32
-    new_umin = (reg.umin & hi_mask) | reg.u32min
-    new_umax = (reg.umax & hi_mask) | reg.u32max
-    if new_umin > reg.umin:
-        reg.umin = new_umin
-    if new_umax < reg.umax:
-        reg.umax = new_umax
-    new_smin = s64((reg.smin & hi_mask) | reg.u32min)
-    new_smax = s64((reg.smax & hi_mask) | reg.u32max)
-    if new_smin > reg.smin:
-        reg.smin = new_smin
-    if new_smax < reg.smax:
-        reg.smax = new_smax
+    umin, umax, smin, smax = reg.umin, reg.umax, reg.smin, reg.smax
+    u32min, u32max = reg.u32min, reg.u32max
+    new = (umin & hi_mask) | u32min
+    if new > umin:
+        umin = new
+    new = (umax & hi_mask) | u32max
+    if new < umax:
+        umax = new
+    new = (((smin & hi_mask) | u32min) ^ SB64) - SB64
+    if new > smin:
+        smin = new
+    new = (((smax & hi_mask) | u32max) ^ SB64) - SB64
+    if new < smax:
+        smax = new
     a, b = reg.s32min & U32, reg.s32max & U32
     if a <= b:
-        new_umin = (reg.umin & hi_mask) | a
-        new_umax = (reg.umax & hi_mask) | b
-        if new_umin > reg.umin:
-            reg.umin = new_umin
-        if new_umax < reg.umax:
-            reg.umax = new_umax
-        new_smin = s64((reg.smin & hi_mask) | a)
-        new_smax = s64((reg.smax & hi_mask) | b)
-        if new_smin > reg.smin:
-            reg.smin = new_smin
-        if new_smax < reg.smax:
-            reg.smax = new_smax
-    if reg.s32min >= 0 and reg.smin >= S32_MIN and reg.smax <= S32_MAX:
+        new = (umin & hi_mask) | a
+        if new > umin:
+            umin = new
+        new = (umax & hi_mask) | b
+        if new < umax:
+            umax = new
+        new = (((smin & hi_mask) | a) ^ SB64) - SB64
+        if new > smin:
+            smin = new
+        new = (((smax & hi_mask) | b) ^ SB64) - SB64
+        if new < smax:
+            smax = new
+    reg.umin, reg.umax, reg.smin, reg.smax = umin, umax, smin, smax
+    if reg.s32min >= 0 and smin >= S32_MIN and smax <= S32_MAX:
         reg.smin = reg.s32min
         reg.smax = reg.s32max
         reg.umin = reg.s32min & U64
@@ -549,6 +562,19 @@ def reg_bound_offset(reg):
 
 
 def reg_bounds_sync(reg):
+    if reg.vm == 0:
+        # a constant inside its own bounds: every view is that constant (what the general path computes)
+        v = reg.vv
+        sv = (v ^ SB64) - SB64
+        lo = v & U32
+        slo = (lo ^ SB) - SB
+        if (reg.umin <= v <= reg.umax and reg.smin <= sv <= reg.smax and reg.u32min <= lo <= reg.u32max and
+                reg.s32min <= slo <= reg.s32max):
+            reg.umin = reg.umax = v
+            reg.smin = reg.smax = sv
+            reg.u32min = reg.u32max = lo
+            reg.s32min = reg.s32max = slo
+            return
     update_reg_bounds(reg)
     reg_deduce_bounds(reg)
     reg_deduce_bounds(reg)
@@ -600,14 +626,12 @@ def range_within(old, cur):
 def reg_not_null(reg):
     """reg_not_null: pointer types that are never NULL."""
     t = reg.type
-    b = t & BASE_TYPE_MASK
     if t & PTR_MAYBE_NULL:
         return False
+    b = t & BASE_TYPE_MASK
     return (b in (PTR_TO_SOCKET, PTR_TO_TCP_SOCK, PTR_TO_MAP_VALUE, PTR_TO_MAP_KEY, PTR_TO_SOCK_COMMON,
-                  PTR_TO_MEM, PTR_TO_CTX, PTR_TO_STACK, PTR_TO_PACKET, PTR_TO_PACKET_META, PTR_TO_PACKET_END,
-                  PTR_TO_FLOW_KEYS, PTR_TO_FUNC, CONST_PTR_TO_MAP, PTR_TO_XDP_SOCK, PTR_TO_TP_BUFFER,
-                  PTR_TO_BUF, CONST_PTR_TO_DYNPTR) or
-            (b == PTR_TO_BTF_ID and bool(t & (PTR_TRUSTED | MEM_ALLOC | MEM_RCU | NON_OWN_REF))))
+                  PTR_TO_MEM, CONST_PTR_TO_MAP) or
+            (b == PTR_TO_BTF_ID and (bool(reg.ref_obj_id) or bool(t & (PTR_TRUSTED | MEM_ALLOC | MEM_RCU)))))
 
 
 # ---- printing (log.c's print_reg_state) ----
