@@ -15,7 +15,7 @@ from .regs import (BPF_ADD_CONST, CONST_PTR_TO_MAP, CONST_PTR_TO_DYNPTR, PTR_MAY
                    PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX, PTR_TO_FLOW_KEYS, PTR_TO_FUNC, PTR_TO_MAP_KEY,
                    PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET, PTR_TO_PACKET_META, PTR_TO_STACK,
                    PTR_TO_TP_BUFFER, REG_LIVE_WRITTEN, S32_MAX, S32_MIN, S64_MAX, S64_MIN, SCALAR_VALUE, U32,
-                   U64, Reg, base_type, mark_32_unbounded, mark_64_unbounded, mark_known, mark_known32,
+                   U64, Reg, base_type, mark_32_unbounded, mark_unbounded, mark_64_unbounded, mark_known, mark_known32,
                    reg_bounds_sync, reg_type_str, s32, s64, set_known, type_is_pkt_pointer,
                    update_reg32_bounds, update_reg_bounds, zext_32_to_64)
 
@@ -39,11 +39,12 @@ def scalar32_add(dst, src):
         dst.s32min, dst.s32max = S32_MIN, S32_MAX
     else:
         dst.s32min, dst.s32max = a, b
+    # when every sum overflows, or none does, the wrapped bounds stay ordered
     a, b = dst.u32min + src.u32min, dst.u32max + src.u32max
-    if a > U32 or b > U32:
+    if a <= U32 < b:
         dst.u32min, dst.u32max = 0, U32
     else:
-        dst.u32min, dst.u32max = a, b
+        dst.u32min, dst.u32max = a & U32, b & U32
 
 
 def scalar_add(dst, src):
@@ -53,10 +54,10 @@ def scalar_add(dst, src):
     else:
         dst.smin, dst.smax = a, b
     a, b = dst.umin + src.umin, dst.umax + src.umax
-    if a > U64 or b > U64:
+    if a <= U64 < b:
         dst.umin, dst.umax = 0, U64
     else:
-        dst.umin, dst.umax = a, b
+        dst.umin, dst.umax = a & U64, b & U64
 
 
 def scalar32_sub(dst, src):
@@ -65,10 +66,12 @@ def scalar32_sub(dst, src):
         dst.s32min, dst.s32max = S32_MIN, S32_MAX
     else:
         dst.s32min, dst.s32max = a, b
-    if dst.u32min < src.u32max:
+    # when every difference underflows, or none does, the wrapped bounds stay ordered
+    a, b = dst.u32min - src.u32max, dst.u32max - src.u32min
+    if a < 0 <= b:
         dst.u32min, dst.u32max = 0, U32
     else:
-        dst.u32min, dst.u32max = dst.u32min - src.u32max, dst.u32max - src.u32min
+        dst.u32min, dst.u32max = a & U32, b & U32
 
 
 def scalar_sub(dst, src):
@@ -77,40 +80,37 @@ def scalar_sub(dst, src):
         dst.smin, dst.smax = S64_MIN, S64_MAX
     else:
         dst.smin, dst.smax = a, b
-    if dst.umin < src.umax:
+    a, b = dst.umin - src.umax, dst.umax - src.umin
+    if a < 0 <= b:
         dst.umin, dst.umax = 0, U64
     else:
-        dst.umin, dst.umax = dst.umin - src.umax, dst.umax - src.umin
+        dst.umin, dst.umax = a & U64, b & U64
 
 
 def scalar32_mul(dst, src):
-    if src.s32min < 0 or dst.s32min < 0:
-        mark_32_unbounded(dst)
-        return
-    if src.u32max > 0xffff or dst.u32max > 0xffff:
-        mark_32_unbounded(dst)
-        return
-    dst.u32min = (dst.u32min * src.u32min) & U32
-    dst.u32max = (dst.u32max * src.u32max) & U32
-    if dst.u32max > S32_MAX:
+    a, b = dst.u32max * src.u32max, dst.u32min * src.u32min
+    if a > U32 or b > U32:
+        dst.u32min, dst.u32max = 0, U32
+    else:
+        dst.u32min, dst.u32max = b, a
+    prods = (dst.s32min * src.s32min, dst.s32min * src.s32max, dst.s32max * src.s32min, dst.s32max * src.s32max)
+    if any(p < S32_MIN or p > S32_MAX for p in prods):
         dst.s32min, dst.s32max = S32_MIN, S32_MAX
     else:
-        dst.s32min, dst.s32max = dst.u32min, dst.u32max
+        dst.s32min, dst.s32max = min(prods), max(prods)
 
 
 def scalar_mul(dst, src):
-    if src.smin < 0 or dst.smin < 0:
-        mark_64_unbounded(dst)
-        return
-    if src.umax > U32 or dst.umax > U32:
-        mark_64_unbounded(dst)
-        return
-    dst.umin = (dst.umin * src.umin) & U64
-    dst.umax = (dst.umax * src.umax) & U64
-    if dst.umax > S64_MAX:
+    a, b = dst.umax * src.umax, dst.umin * src.umin
+    if a > U64 or b > U64:
+        dst.umin, dst.umax = 0, U64
+    else:
+        dst.umin, dst.umax = b, a
+    prods = (dst.smin * src.smin, dst.smin * src.smax, dst.smax * src.smin, dst.smax * src.smax)
+    if any(p < S64_MIN or p > S64_MAX for p in prods):
         dst.smin, dst.smax = S64_MIN, S64_MAX
     else:
-        dst.smin, dst.smax = dst.umin, dst.umax
+        dst.smin, dst.smax = min(prods), max(prods)
 
 
 def _s32_from_u32(dst):
@@ -275,7 +275,7 @@ def scalar_arsh(dst, src):
 
 def is_safe_to_compute_dst_reg_range(code, src):
     op = code & 0xf0
-    if op in (BPF_ADD, BPF_SUB, BPF_AND, BPF_XOR, BPF_OR, BPF_MUL):
+    if op in (BPF_ADD, BPF_SUB, BPF_AND, BPF_XOR, BPF_OR, BPF_MUL, BPF_NEG, BPF_END):
         return True
     if op in (BPF_LSH, BPF_RSH, BPF_ARSH):
         if code & 7 == BPF_ALU64:
@@ -284,6 +284,26 @@ def is_safe_to_compute_dst_reg_range(code, src):
         const = not (src.vm & U32) and src.s32min == src.s32max and src.u32min == src.u32max
         return const and src.umax < 32
     return False
+
+
+def scalar_byte_swap(dreg, insn):
+    """BPF_END: a swap (always for bswap, for to_be on this little-endian machine) scrambles the range, which is
+    re-derived from the swapped tnum; 16- and 32-bit forms then truncate."""
+    code, imm = insn[0], insn[4]
+    need_bswap = code & 7 == BPF_ALU64 or code & BPF_X
+    if need_bswap or imm in (16, 32):
+        dreg.id = 0
+    if need_bswap:
+        t = (dreg.vv, dreg.vm)
+        if imm == 16:
+            dreg.vv, dreg.vm = tnum.bswap16(t)
+        elif imm == 32:
+            dreg.vv, dreg.vm = tnum.bswap32(t)
+        elif imm == 64:
+            dreg.vv, dreg.vm = tnum.bswap64(t)
+        mark_unbounded(dreg)
+    if imm in (16, 32):
+        coerce_reg_to_size(dreg, imm // 8)
 
 
 def coerce_reg_to_size(reg, size):
@@ -391,7 +411,9 @@ class AluMixin:
             self.check_reg_arg(dst, SRC_OP)
             if self.is_pointer_value(dst):
                 self.fail(errno.EACCES, "R%d pointer arithmetic prohibited\n" % dst)
-            self.check_reg_arg(dst, DST_OP)
+            # 6.18 tracks the ranges of negation and byte swaps
+            self.check_reg_arg(dst, DST_OP_NO_MARK)
+            self.adjust_scalar_min_max_vals(insn, regs[dst], regs[dst].copy())
         elif op == BPF_MOV:
             if code & BPF_X:
                 if not alu64:
@@ -569,6 +591,15 @@ class AluMixin:
             scalar32_sub(dreg, sreg)
             scalar_sub(dreg, sreg)
             dreg.vv, dreg.vm = tnum.sub((dreg.vv, dreg.vm), (sreg.vv, sreg.vm))
+        elif op == BPF_NEG:
+            fake = dreg.copy()
+            mark_known(dreg, 0)
+            scalar32_sub(dreg, fake)
+            scalar_sub(dreg, fake)
+            dreg.vv, dreg.vm = tnum.neg((fake.vv, fake.vm))
+        elif op == BPF_END:
+            scalar_byte_swap(dreg, insn)
+            alu32 = False
         elif op == BPF_MUL:
             dreg.vv, dreg.vm = tnum.mul((dreg.vv, dreg.vm), (sreg.vv, sreg.vm))
             scalar32_mul(dreg, sreg)

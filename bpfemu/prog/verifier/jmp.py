@@ -194,6 +194,15 @@ def regs_refine_cond_op(r1, r2, op, is32):
         if not is_reg_const(r2, is32):
             return
         val = reg_const_value(r2, is32)
+        # a tnum with one unknown bit holds two values: excluding one leaves the other
+        if is32:
+            m = r1.vm & U32
+            if m and not m & (m - 1) and (r1.vv & U32) | (val & m) == val:
+                r1.vv, r1.vm = tnum.with_subreg((r1.vv, r1.vm), (val ^ m, 0))
+        else:
+            m = r1.vm
+            if m and not m & (m - 1) and r1.vv | (val & m) == val:
+                r1.vv, r1.vm = val ^ m, 0
         if is32:
             if r1.u32min == val & U32:
                 r1.u32min += 1

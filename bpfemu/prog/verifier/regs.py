@@ -412,6 +412,18 @@ def update_reg64_bounds(reg):
         reg.umin = v
     if (v | m) < reg.umax:
         reg.umax = v | m
+    if m:
+        # the u64 range and the tnum may share a single value
+        umin, umax = reg.umin, reg.umax
+        tmax = v | m
+        nxt = tnum.step((v, m), umin)
+        in_t = (umin & ~m) == v
+        if in_t and nxt > umax:
+            set_known(reg, umin)
+        elif not in_t and nxt == tmax:
+            set_known(reg, tmax)
+        elif not in_t and nxt <= umax and tnum.step((v, m), nxt) > umax:
+            set_known(reg, nxt)
 
 
 def update_reg_bounds(reg):

@@ -183,3 +183,34 @@ def strn(a):
     if m == 0:
         return "%d" % v if v <= 0xffff else "%#x" % v
     return "(%#x; %#x)" % (v, m)
+
+
+def _swab(v, n):
+    return int.from_bytes(v.to_bytes(n, "little"), "big")
+
+
+def bswap16(a):
+    return (_swab(a[0] & 0xffff, 2), _swab(a[1] & 0xffff, 2))
+
+
+def bswap32(a):
+    return (_swab(a[0] & U32, 4), _swab(a[1] & U32, 4))
+
+
+def bswap64(a):
+    return (_swab(a[0], 8), _swab(a[1], 8))
+
+
+def step(t, z):
+    """tnum_step: the smallest member of t greater than z (t's largest member when there is none; its
+    smallest when z is below it)."""
+    v, m = t
+    tmax = v | m
+    if z >= tmax:
+        return tmax
+    if z < v:
+        return v
+    d = z - v                       # members are v + y for y a subset of m
+    carry = (1 << (d & ~m & U64).bit_length()) - 1
+    filled = (d | carry | (~m & U64)) & U64
+    return v | (((filled + 1) & U64) & m)
