@@ -1,0 +1,142 @@
+"""The kernel's verifier selftests (Linux 6.1, ``tools/testing/selftests/bpf/verifier/*.c``) on both backends.
+
+Each case is loaded (and, when accepted, test-run) as test_verifier does it (:mod:`conformance.corpus.runner`)
+and its outcome compared with what this host's kernel gave when it was recorded
+(``conformance/corpus/verifier-host-6.18.json``): the verdict, the errno and, for a rejection, the cause
+line of the verifier log. Test-run results (retval and errno of each BPF_PROG_TEST_RUN) are compared too
+where the recording has them and the backend implements BPF_PROG_TEST_RUN.
+
+- The corpus is read from a kernel tree at run time (``tools/fetch_kernel_source.sh``; ``BPFEMU_KERNEL_SRC``);
+  without one the module is skipped.
+- ``priv`` runs are uid 0 with every capability; ``unpriv`` runs (socket filter and cgroup skb cases, as
+  test_verifier) have no capabilities and need kernel.unprivileged_bpf_disabled=0: the emulator's kernel is
+  made so, the host's is left as it is (a machine-wide setting), so there the live unprivileged runs are
+  skipped unless it is already 0. The recording holds the host's unprivileged outcomes.
+- Which cases: ``BPFEMU_CORPUS`` unset runs every 4th case of each file (about 340 programs, all files,
+  without the generated programs of more than 100k instructions); ``BPFEMU_CORPUS=all`` runs all 1365;
+  ``BPFEMU_CORPUS=calls,and/0`` runs those files or cases. ``-k 'calls/'`` selects as usual.
+- The emulator side is expected to fail (xfail, not strict) while the emulator has no BPF_PROG_LOAD, and for
+  the cases listed in ``conformance/corpus/verifier-emu-known.txt`` (``<id> <mode>  reason`` per line) once
+  it has one.
+"""
+import os
+
+import pytest
+
+import bpfemu
+from bpfemu.backends import host_status
+from conformance.corpus import record as R
+from conformance.corpus.runner import CapDroppedHost, host_unprivileged_bpf_disabled, run_case
+from conformance.corpus.verifier import RECORD_PATH, load_corpus
+
+KNOWN_PATH = os.path.join(os.path.dirname(RECORD_PATH), "verifier-emu-known.txt")
+DEFAULT_STRIDE = 4
+BIG = 100000  # slots: generated programs this large run only with BPFEMU_CORPUS=all or by name
+
+
+def _corpus():
+    try:
+        return load_corpus()
+    except FileNotFoundError as e:
+        return e
+
+
+CORPUS = _corpus()
+if isinstance(CORPUS, Exception):
+    pytest.skip("verifier corpus unavailable: %s" % CORPUS, allow_module_level=True)
+try:
+    RECORDING = R.load(RECORD_PATH)["cases"]
+except (OSError, ValueError) as e:
+    pytest.skip("no host recording of the verifier corpus: %s" % e, allow_module_level=True)
+
+
+def _selected():
+    want = os.environ.get("BPFEMU_CORPUS", "").strip()
+    cases = list(CORPUS)
+    if want == "all":
+        return cases
+    if want:
+        names = {w.strip() for w in want.split(",") if w.strip()}
+        return [c for c in cases if c.id in names or c.file[:-2] in names or c.file in names]
+    return [c for c in cases if c.index % DEFAULT_STRIDE == 0 and len(c.insns) <= BIG]
+
+
+def _known():
+    out = {}
+    try:
+        with open(KNOWN_PATH) as f:
+            for line in f:
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    parts = line.split(None, 2)
+                    out[(parts[0], parts[1])] = parts[2] if len(parts) > 2 else "known disagreement"
+    except OSError:
+        pass
+    return out
+
+
+def _emulator_implements(cmd):
+    """Whether the emulator's dispatch table has ``cmd`` (e.g. 'BPF_PROG_LOAD')."""
+    import bpfemu.syscall
+    return bpfemu.syscall.implemented().get(cmd, False)
+
+
+NO_PROG_LOAD = not _emulator_implements("BPF_PROG_LOAD")
+NO_PROG_LOAD_REASON = "the emulator has no BPF_PROG_LOAD yet (issue 13): it answers EINVAL"
+# test runs are compared where the backend can run programs (the interpreter is issue 15)
+EMU_RUNS = _emulator_implements("BPF_PROG_TEST_RUN")
+KNOWN = _known()
+
+
+def _params():
+    out = []
+    for c in _selected():
+        rec = RECORDING.get(c.id)
+        for mode in ("priv", "unpriv"):
+            if mode == "unpriv" and not c.unpriv:
+                continue
+            for backend in ("emu", "host"):
+                marks = []
+                if backend == "emu" and NO_PROG_LOAD:
+                    marks.append(pytest.mark.xfail(strict=False, reason=NO_PROG_LOAD_REASON))
+                elif backend == "emu" and (c.id, mode) in KNOWN:
+                    marks.append(pytest.mark.xfail(strict=False, reason=KNOWN[(c.id, mode)]))
+                out.append(pytest.param(c, mode, backend, rec, marks=marks, id="%s-%s-%s" % (c.id, mode, backend)))
+    return out
+
+
+def _task(backend, mode, request):
+    if backend == "host":
+        ok, why = host_status()
+        if not ok:
+            if os.environ.get("BPFEMU_REQUIRE_HOST") == "1":
+                pytest.fail("BPFEMU_REQUIRE_HOST=1 but the host kernel backend is unusable: %s" % why)
+            pytest.skip("host kernel backend unusable: %s" % why)
+        if mode == "priv":
+            return bpfemu.Host()
+        state = host_unprivileged_bpf_disabled()
+        if state != 0:
+            pytest.skip("host kernel.unprivileged_bpf_disabled=%s: unprivileged loads are compared on the "
+                        "emulator only (the recording holds the host's outcomes)" % state)
+        t = CapDroppedHost()
+        request.addfinalizer(t.exit)
+        return t
+    k = bpfemu.Kernel(unprivileged_bpf_disabled=0)
+    t = k.spawn() if mode == "priv" else k.spawn(uid=1000, caps=())
+    request.addfinalizer(t.exit)
+    return t
+
+
+@pytest.mark.parametrize("case,mode,backend,rec", _params())
+def test_verifier_selftest(case, mode, backend, rec, request):
+    if rec is None or mode not in rec:
+        pytest.skip("%s (%s) is not in the host recording" % (case.id, mode))
+    if backend == "emu" and NO_PROG_LOAD:
+        pytest.xfail(NO_PROG_LOAD_REASON)  # (xfail(run=False) costs pytest ~0.1 s per item)
+    if rec.get("insns") != case.insns_digest():
+        pytest.skip("%s: the program differs from the recorded one (another kernel tree?)" % case.id)
+    task = _task(backend, mode, request)
+    outcome = run_case(case, task)
+    diffs = R.compare(outcome, rec[mode], runs=backend == "host" or EMU_RUNS)
+    assert not diffs, "%s [%s] on %s: %s\nlog tail:\n%s" % (case.id, mode, backend, "; ".join(diffs),
+                                                             outcome.log[-1500:])
