@@ -140,6 +140,13 @@ def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     if flags & ~PROG_FLAGS:
         raise bpf_error(errno.EINVAL, "unknown prog_flags")
     eat = fixup_attach_type(prog_type, p.expected_attach_type)
+    if not getattr(ctx, "trampolines", False) and (
+            prog_type in (A.BPF_PROG_TYPE_LSM, A.BPF_PROG_TYPE_EXT) or
+            (prog_type == A.BPF_PROG_TYPE_TRACING and eat in (A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT,
+                                                              A.BPF_MODIFY_RETURN))):
+        # the reference host (6.18.44-fc) refuses every trampoline-based program type here, before any
+        # other check (kernel-notes.md)
+        raise bpf_error(errno.EPERM, "trampoline-based program types are not available on this kernel")
     if flags & BPF_F_TOKEN_FD:
         ctx.token_of_fd(p.prog_token_fd)
     bpf_cap = ctx.capable("bpf")
@@ -199,7 +206,7 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
                     map_resolver=ctx.map_of_fd, fd_array=fd_array, gpl_compatible=prog.gpl_compatible,
                     strict_alignment=strict, test_state_freq=bool(flags & BPF_F_TEST_STATE_FREQ),
                     sleepable=prog.sleepable, attach_btf_id=p.attach_btf_id,
-                    has_func_info=bool(p.func_info_cnt))
+                    has_func_info=bool(p.func_info_cnt), kernel_btf=getattr(ctx, "kernel_btf", None))
     if res.log_buf is not None and buf:
         ctx.write(buf, res.log_buf)
     if uattr is not None and uattr_size >= uapi.offsetofend("prog_load.log_true_size"):

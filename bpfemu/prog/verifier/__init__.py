@@ -62,6 +62,7 @@ def bpf_check(insns, prog_type, ops, log_level=0, log_size=0, has_log_buf=False,
     if err == 0:
         try:
             env.check_max_stack_depth()
+            env.do_misc_fixups()
         except VerifierError as e:
             err = e.errno
     if err == 0 and log_level & 3 == 1:

@@ -20,6 +20,8 @@ from .regs import (BPF_ADD_CONST, CONST_PTR_TO_MAP, CONST_PTR_TO_DYNPTR, PTR_MAY
                    update_reg32_bounds, update_reg_bounds, zext_32_to_64)
 
 SRC_OP, DST_OP, DST_OP_NO_MARK = 0, 1, 2
+REASON_BOUNDS, REASON_TYPE, REASON_PATHS, REASON_LIMIT, REASON_STACK = 1, 2, 3, 4, 5
+ALU_SANITIZE_SRC, ALU_SANITIZE_DST, ALU_NEG_VALUE, ALU_NON_POINTER, ALU_IMMEDIATE = 1, 2, 4, 8, 16
 BPF_MAX_VAR_OFF = 1 << 29
 BPF_ADDR_SPACE_CAST = 1
 
@@ -411,9 +413,12 @@ class AluMixin:
             self.check_reg_arg(dst, SRC_OP)
             if self.is_pointer_value(dst):
                 self.fail(errno.EACCES, "R%d pointer arithmetic prohibited\n" % dst)
-            # 6.18 tracks the ranges of negation and byte swaps
-            self.check_reg_arg(dst, DST_OP_NO_MARK)
-            self.adjust_scalar_min_max_vals(insn, regs[dst], regs[dst].copy())
+            # 6.18 tracks the ranges of negation and byte swaps of scalars
+            if regs[dst].type == SCALAR_VALUE:
+                self.check_reg_arg(dst, DST_OP_NO_MARK)
+                self.adjust_scalar_min_max_vals(insn, regs[dst], regs[dst].copy())
+            else:
+                self.check_reg_arg(dst, DST_OP)
         elif op == BPF_MOV:
             if code & BPF_X:
                 if not alu64:
@@ -550,7 +555,7 @@ class AluMixin:
                         return
                     self.fail(errno.EACCES, "R%d pointer %s pointer prohibited\n" % (dst, ALU_STR[op >> 4]))
                 off_reg = dreg.copy()
-                self.adjust_ptr_min_max_vals(insn, sreg, off_reg)
+                self.adjust_ptr_min_max_vals(insn, sreg, off_reg, True)
                 return
             elif ptr_reg is not None:
                 self.adjust_ptr_min_max_vals(insn, dreg, sreg)
@@ -583,6 +588,8 @@ class AluMixin:
         if not is_safe_to_compute_dst_reg_range(code, sreg):
             self.mark_reg_unknown(dreg)
             return
+        if op in (BPF_ADD, BPF_SUB):
+            self.sanitize_val_alu(insn)
         if op == BPF_ADD:
             scalar32_add(dreg, sreg)
             scalar_add(dreg, sreg)
@@ -665,7 +672,7 @@ class AluMixin:
             return False
         return True
 
-    def adjust_ptr_min_max_vals(self, insn, ptr_reg, off_reg):
+    def adjust_ptr_min_max_vals(self, insn, ptr_reg, off_reg, off_is_dst=False):
         code, dst = insn[0], insn[1]
         regs = self.cur_state.frame[self.cur_state.curframe].regs
         dreg = regs[dst]
@@ -702,8 +709,11 @@ class AluMixin:
             dreg.assign(ptr_reg)
         if not self.check_reg_sane_offset(off_reg, ptype) or not self.check_reg_sane_offset(ptr_reg, ptype):
             self.fail(errno.EINVAL)
-        if op in (BPF_ADD, BPF_SUB) and not self.bypass_spec_v1:
-            self.sanitize_ptr_alu(insn, ptr_reg, off_reg, dreg)
+        info = {"mask_to_left": False, "alu_state": 0, "alu_limit": 0}
+        if op in (BPF_ADD, BPF_SUB):
+            r = self.sanitize_ptr_alu(insn, ptr_reg, off_reg, dreg, info, False, ptr_is_dst)
+            if r:
+                self.sanitize_err(insn, r, off_is_dst)
         # pointers carry no 32-bit bounds
         mark_32_unbounded(dreg)
         if op == BPF_ADD:
@@ -771,6 +781,10 @@ class AluMixin:
         reg_bounds_sync(dreg)
         if not self.bypass_spec_v1:
             self.sanitize_check_bounds(insn, dreg)
+        if op in (BPF_ADD, BPF_SUB):
+            r = self.sanitize_ptr_alu(insn, dreg, off_reg, dreg, info, True, True)
+            if r:
+                self.sanitize_err(insn, r, off_is_dst)
 
     @staticmethod
     def _copy_raw(dreg, ptr_reg):
@@ -782,19 +796,86 @@ class AluMixin:
         dreg.subprogno = ptr_reg.subprogno
         dreg.dynptr_type = ptr_reg.dynptr_type
 
-    # -- the unprivileged checks (speculative execution) --
-    def sanitize_ptr_alu(self, insn, ptr_reg, off_reg, dreg):
+    # -- the unprivileged checks (speculative execution, Spectre v1) --
+    def retrieve_ptr_limit(self, ptr_reg, mask_to_left):
+        if ptr_reg.type == PTR_TO_STACK:
+            mx = 512 + (1 if mask_to_left else 0)
+            limit = (-(s64(ptr_reg.vv) + ptr_reg.off)) & U32
+        elif ptr_reg.type == PTR_TO_MAP_VALUE:
+            mx = ptr_reg.map.value_size
+            limit = ((ptr_reg.smin if mask_to_left else ptr_reg.umax) + ptr_reg.off) & U32
+        else:
+            return REASON_TYPE, 0
+        if limit >= mx:
+            return REASON_LIMIT, 0
+        return 0, limit
+
+    def sanitize_ptr_alu(self, insn, ptr_reg, off_reg, dreg, info, commit, ptr_is_dst):
+        """Returns 0 or a REASON_*; records in the instruction's aux how the JIT masks the offset."""
         code = insn[0]
-        if code & BPF_X == 0:
+        if self.bypass_spec_v1 or not code & BPF_X:
+            return 0
+        st = self.cur_state
+        off_is_imm = off_reg.vm == 0
+        off_is_neg = off_reg.smin < 0
+        op = code & 0xf0
+        if not st.speculative:
+            if not commit:
+                if off_reg.vm != 0 and (off_reg.smin < 0) != (off_reg.smax < 0):
+                    return REASON_BOUNDS
+                info["mask_to_left"] = (op == BPF_ADD and off_is_neg) or (op == BPF_SUB and not off_is_neg)
+            err, limit = self.retrieve_ptr_limit(ptr_reg, info["mask_to_left"])
+            if err:
+                return err
+            if commit:
+                state = info["alu_state"]
+                limit = abs(info["alu_limit"] - limit)
+                aux = self.insn_aux[self.insn_idx]
+                if aux.alu_state and (aux.alu_state != state or aux.alu_limit != limit):
+                    return REASON_PATHS
+                aux.alu_state, aux.alu_limit = state, limit
+            else:
+                state = (ALU_NEG_VALUE if off_is_neg else 0) | (ALU_IMMEDIATE if off_is_imm else 0) | \
+                        (ALU_SANITIZE_SRC if ptr_is_dst else ALU_SANITIZE_DST)
+                if not off_is_imm:
+                    self.explore_alu_limits = True
+                info["alu_state"], info["alu_limit"] = state, limit
+        if commit or off_is_imm:
+            return 0
+        # simulate the masked (truncated) offset on a speculative path
+        if not ptr_is_dst:
+            tmp = dreg.copy()
+            dreg.copy_state_from(ptr_reg)
+        self.push_stack(self.insn_idx + 1, self.insn_idx, True)
+        if not ptr_is_dst:
+            dreg.assign(tmp)
+        return 0
+
+    def sanitize_err(self, insn, reason, off_is_dst):
+        err = "pointer arithmetic with it prohibited for !root"
+        op = "add" if insn[0] & 0xf0 == BPF_ADD else "sub"
+        dst, src = insn[1], insn[2]
+        if reason == REASON_BOUNDS:
+            msg = "R%d has unknown scalar with mixed signed bounds, %s\n" % (dst if off_is_dst else src, err)
+        elif reason == REASON_TYPE:
+            msg = "R%d has pointer with unsupported alu operation, %s\n" % (src if off_is_dst else dst, err)
+        elif reason == REASON_PATHS:
+            msg = "R%d tried to %s from different maps, paths or scalars, %s\n" % (dst, op, err)
+        elif reason == REASON_LIMIT:
+            msg = "R%d tried to %s beyond pointer bounds, %s\n" % (dst, op, err)
+        else:
+            msg = "R%d could not be pushed for speculative verification, %s\n" % (dst, err)
+        self.fail(errno.EACCES, msg)
+
+    def sanitize_val_alu(self, insn):
+        if self.bypass_spec_v1 or not insn[0] & BPF_X:
             return
-        if self.cur_state.speculative:
-            return
-        if off_reg.vm != 0 and (off_reg.smin < 0) != (off_reg.smax < 0):
-            self.fail(errno.EACCES, "R%d has unknown scalar with mixed signed bounds, pointer arithmetic with it "
-                      "prohibited for !root\n" % (insn[1] if off_reg is dreg else insn[2]))
-        if base_type(ptr_reg.type) not in (PTR_TO_STACK, PTR_TO_MAP_VALUE):
-            self.fail(errno.EACCES, "R%d has pointer with unsupported alu operation, pointer arithmetic with it "
-                      "prohibited for !root\n" % (insn[2] if off_reg is dreg else insn[1]))
+        aux = self.insn_aux[self.insn_idx]
+        if aux.alu_state and (aux.alu_state != ALU_NON_POINTER or aux.alu_limit != 0):
+            op = "add" if insn[0] & 0xf0 == BPF_ADD else "sub"
+            self.fail(errno.EACCES, "R%d tried to %s from different maps, paths or scalars, pointer arithmetic "
+                                    "with it prohibited for !root\n" % (insn[1], op))
+        aux.alu_state, aux.alu_limit = ALU_NON_POINTER, 0
 
     def sanitize_check_bounds(self, insn, dreg):
         dst = insn[1]

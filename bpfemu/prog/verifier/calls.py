@@ -347,10 +347,14 @@ class CallMixin:
                                                              F["map_push_elem"], F["map_pop_elem"]):
             self.fail(errno.EACCES, "write into map forbidden\n")
         aux = self.insn_aux[self.insn_idx]
+        unpriv = not getattr(m, "bypass_spec_v1", True)
+        aux.map_ptr_unpriv = aux.map_ptr_unpriv or unpriv
         if aux.map_ptr is None:
             aux.map_ptr = m
         elif aux.map_ptr is not m:
             aux.map_ptr_poisoned = True
+        if func_id == F["tail_call"]:
+            self.tail_calls.add(self.insn_idx)
 
     def record_func_key(self, meta, func_id):
         if func_id != F["tail_call"]:

@@ -142,7 +142,19 @@ class CfgMixin:
                 self.verbose("func#%d @%d\n" % (i, s.start))
 
     def add_kfunc_call(self, btf_id, off):
+        if not self.kfunc_calls:
+            if not self.jit_requested:
+                self.fail(524, "JIT is required for calling kernel function\n")
+            if not self.gpl_compatible:
+                self.fail(errno.EINVAL, "cannot call kernel function from non-GPL compatible program\n")
         self.kfunc_calls.append((btf_id, off))
+        if not btf_id and not off:
+            return
+        if off:
+            self.fail(errno.EINVAL, "failed to find BTF for kernel function\n")
+        name = self.kernel_btf.func_name(btf_id) if self.kernel_btf is not None else None
+        if name is None:
+            self.fail(errno.EINVAL, "kernel btf_id %u is not a function\n" % (btf_id & 0xffffffff))
 
     def check_subprogs(self):
         subs = self.subprogs

@@ -19,6 +19,7 @@ from .state import VerifierState, format_func_state, init_func_state
 
 BPF_COMPLEXITY_LIMIT_INSNS = 1000000
 BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
+NEXT, JUMPED, EXIT, FUNC_EXIT = 0, 1, 2, 3
 
 
 class VerifierError(Exception):
@@ -32,7 +33,8 @@ class VerifierError(Exception):
 class InsnAux:
     """struct bpf_insn_aux_data (what the walk records per instruction)."""
     __slots__ = ("prune_point", "jmp_point", "force_checkpoint", "calls_callback", "is_may_goto",
-                 "is_iter_next", "ptr_type", "map_index", "map_off", "map_ptr", "map_ptr_poisoned", "seen")
+                 "is_iter_next", "ptr_type", "map_index", "map_off", "map_ptr", "map_ptr_poisoned", "seen",
+                 "alu_state", "alu_limit", "map_key_state", "map_ptr_unpriv")
 
     def __init__(self):
         self.prune_point = False
@@ -47,6 +49,10 @@ class InsnAux:
         self.map_ptr = None
         self.map_ptr_poisoned = False
         self.seen = False
+        self.alu_state = 0
+        self.alu_limit = 0
+        self.map_key_state = None
+        self.map_ptr_unpriv = False
 
 
 class AuxTable(dict):
@@ -64,7 +70,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
 
     def __init__(self, insns, ops, log, prog_type, expected_attach_type=0, caps=None, map_resolver=None,
                  fd_array=None, gpl_compatible=True, strict_alignment=False, test_state_freq=False,
-                 sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2):
+                 sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2,
+                 kernel_btf=None):
         caps = caps or {}
         self.insns = insns
         self.insn_cnt = len(insns)
@@ -90,6 +97,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
         self.jit_requested = jit_requested
         self.jit_tail_calls = jit_requested
         self.nr_cpu_ids = nr_cpu_ids
+        self.kernel_btf = kernel_btf    # .func_name(btf_id) -> name of a FUNC, else None
         self.has_trampoline = False
         self.attach_func_returns = True
         self.arena = None
@@ -123,6 +131,9 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
         self.cur_state = None
         self.scratched = set()
         self.scratch_all = False
+        self.nospec = set()
+        self.kfunc0_seen = set()
+        self.tail_calls = set()
         self.prev_log_pos = 0
         self.prev_insn_print_pos = 0
 
@@ -263,80 +274,113 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
                     self.prev_insn_print_pos = self.log.end_pos - self.prev_log_pos
                     self.prev_log_pos = self.log.end_pos
             prev_insn_idx = idx
-            if cls == BPF_ALU or cls == BPF_ALU64:
-                self.check_alu_op(insn)
-            elif cls == BPF_LDX:
-                self.check_load_mem(insn, False, code & 0xe0 == BPF_MEMSX, True, "ldx")
-            elif cls == BPF_STX:
-                if code & 0xe0 == BPF_ATOMIC:
-                    self.check_atomic(insn)
-                    self.insn_idx += 1
-                    continue
-                if code & 0xe0 != BPF_MEM or insn[4] != 0:
-                    self.fail(errno.EINVAL, "BPF_STX uses reserved fields\n")
-                self.check_store_reg(insn, False)
-            elif cls == BPF_ST:
-                self.check_st(insn)
-            elif cls == BPF_JMP or cls == BPF_JMP32:
-                op = code & 0xf0
-                self.jmps_processed += 1
-                if op == BPF_CALL:
-                    if (code & BPF_X or (insn[2] != BPF_PSEUDO_KFUNC_CALL and insn[3] != 0) or
-                            insn[2] not in (0, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL) or insn[1] != 0 or
-                            cls == BPF_JMP32):
-                        self.fail(errno.EINVAL, "BPF_CALL uses reserved fields\n")
-                    if st.active_lock is not None:
-                        if (insn[2] == 0 and insn[4] != FUNC_IDS["spin_unlock"]) or \
-                                insn[2] == BPF_PSEUDO_KFUNC_CALL:
-                            self.fail(errno.EINVAL, "function calls are not allowed while holding a lock\n")
-                    if insn[2] == BPF_PSEUDO_CALL:
-                        self.check_func_call(insn)
-                    elif insn[2] == BPF_PSEUDO_KFUNC_CALL:
-                        self.check_kfunc_call(insn)
-                    else:
-                        self.check_helper_call(insn)
-                    if log_level:
-                        self.scratched.add(0)
-                elif op == BPF_JA:
-                    if (code & BPF_X or insn[2] != 0 or insn[1] != 0 or (cls == BPF_JMP and insn[4] != 0) or
-                            (cls == BPF_JMP32 and insn[3] != 0)):
-                        self.fail(errno.EINVAL, "BPF_JA uses reserved fields\n")
-                    self.insn_idx += (insn[3] if cls == BPF_JMP else insn[4]) + 1
-                    continue
-                elif op == BPF_EXIT:
-                    if code & BPF_X or insn[4] != 0 or insn[2] != 0 or insn[1] != 0 or cls == BPF_JMP32:
-                        self.fail(errno.EINVAL, "BPF_EXIT uses reserved fields\n")
-                    if st.active_lock is not None and not st.curframe:
-                        self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
-                                                "bpf_spin_lock-ed region\n")
-                    if st.active_rcu_lock and not st.curframe:
-                        self.fail(errno.EINVAL, "bpf_rcu_read_unlock is missing\n")
-                    if self.check_reference_leak(False):
-                        self.fail(errno.EINVAL, self.leak_msg())
-                    if st.curframe:
-                        self.prepare_func_exit()
-                        do_print_state = True
-                        continue
-                    self.check_return_code(0, "R0")
-                    prev_insn_idx = self._process_exit(pop_log)
-                    if prev_insn_idx is None:
-                        return
-                    do_print_state = True
-                    continue
+            if st.speculative and idx in self.nospec:
+                # a barrier stops this speculative path here
+                prev_insn_idx = self._process_exit(pop_log)
+                if prev_insn_idx is None:
+                    return
+                do_print_state = True
+                continue
+            try:
+                r = self.do_check_insn(insn, idx, st, code, cls)
+            except VerifierError as e:
+                if st.speculative and e.errno in (errno.EPERM, errno.EACCES, errno.EINVAL):
+                    # 6.17+: an unsafe instruction on a speculative path gets a nospec barrier instead of
+                    # failing the load
+                    self.nospec.add(self.insn_idx)
+                    r = EXIT
                 else:
-                    self.check_cond_jmp_op(insn)
-            elif cls == BPF_LD:
-                mode = code & 0xe0
-                if mode == 0x20 or mode == 0x40:
-                    self.check_ld_abs(insn)
-                elif mode == BPF_IMM:
-                    self.check_ld_imm(insn, insns[idx + 1])
-                    self.insn_idx += 1
+                    raise
+            if r == NEXT:
+                self.insn_idx += 1
+            elif r == EXIT:
+                prev_insn_idx = self._process_exit(pop_log)
+                if prev_insn_idx is None:
+                    return
+                do_print_state = True
+            elif r == FUNC_EXIT:
+                do_print_state = True
+
+    def do_check_insn(self, insn, idx, st, code, cls):
+        """One instruction (do_check_insn): NEXT, JUMPED (insn_idx already set), EXIT (the path ends) or
+        FUNC_EXIT (returned to the caller's frame)."""
+        if cls == BPF_ALU or cls == BPF_ALU64:
+            self.check_alu_op(insn)
+        elif cls == BPF_LDX:
+            self.check_load_mem(insn, False, code & 0xe0 == BPF_MEMSX, True, "ldx")
+        elif cls == BPF_STX:
+            if code & 0xe0 == BPF_ATOMIC:
+                self.check_atomic(insn)
+                return NEXT
+            if code & 0xe0 != BPF_MEM or insn[4] != 0:
+                self.fail(errno.EINVAL, "BPF_STX uses reserved fields\n")
+            self.check_store_reg(insn, False)
+        elif cls == BPF_ST:
+            self.check_st(insn)
+        elif cls == BPF_JMP or cls == BPF_JMP32:
+            op = code & 0xf0
+            self.jmps_processed += 1
+            if op == BPF_CALL:
+                if (code & BPF_X or (insn[2] != BPF_PSEUDO_KFUNC_CALL and insn[3] != 0) or
+                        insn[2] not in (0, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL) or insn[1] != 0 or
+                        cls == BPF_JMP32):
+                    self.fail(errno.EINVAL, "BPF_CALL uses reserved fields\n")
+                if st.active_lock is not None:
+                    if (insn[2] == 0 and insn[4] != FUNC_IDS["spin_unlock"]) or \
+                            insn[2] == BPF_PSEUDO_KFUNC_CALL:
+                        self.fail(errno.EINVAL, "function calls are not allowed while holding a lock\n")
+                if insn[2] == BPF_PSEUDO_CALL:
+                    self.check_func_call(insn)
+                elif insn[2] == BPF_PSEUDO_KFUNC_CALL:
+                    self.check_kfunc_call(insn)
                 else:
-                    self.fail(errno.EINVAL, "invalid BPF_LD mode\n")
+                    self.check_helper_call(insn)
+                if self.log_level:
+                    self.scratched.add(0)
+            elif op == BPF_JA:
+                if (code & BPF_X or insn[2] != 0 or insn[1] != 0 or (cls == BPF_JMP and insn[4] != 0) or
+                        (cls == BPF_JMP32 and insn[3] != 0)):
+                    self.fail(errno.EINVAL, "BPF_JA uses reserved fields\n")
+                self.insn_idx += (insn[3] if cls == BPF_JMP else insn[4]) + 1
+                return JUMPED
+            elif op == BPF_EXIT:
+                if code & BPF_X or insn[4] != 0 or insn[2] != 0 or insn[1] != 0 or cls == BPF_JMP32:
+                    self.fail(errno.EINVAL, "BPF_EXIT uses reserved fields\n")
+                if st.active_lock is not None and not st.curframe:
+                    self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
+                                            "bpf_spin_lock-ed region\n")
+                if st.active_rcu_lock and not st.curframe:
+                    self.fail(errno.EINVAL, "bpf_rcu_read_unlock is missing\n")
+                if self.check_reference_leak(False):
+                    self.fail(errno.EINVAL, self.leak_msg())
+                if st.curframe:
+                    self.prepare_func_exit()
+                    return FUNC_EXIT
+                self.check_return_code(0, "R0")
+                return EXIT
             else:
-                self.fail(errno.EINVAL, "unknown insn class %d\n" % cls)
-            self.insn_idx += 1
+                self.check_cond_jmp_op(insn)
+        elif cls == BPF_LD:
+            mode = code & 0xe0
+            if mode == 0x20 or mode == 0x40:
+                self.check_ld_abs(insn)
+            elif mode == BPF_IMM:
+                self.check_ld_imm(insn, self.insns[idx + 1])
+                self.insn_idx += 1
+            else:
+                self.fail(errno.EINVAL, "invalid BPF_LD mode\n")
+        else:
+            self.fail(errno.EINVAL, "unknown insn class %d\n" % cls)
+        return NEXT
+
+    def do_misc_fixups(self):
+        """The checks of the rewriting pass after the walk (do_misc_fixups, fixup_kfunc_call)."""
+        for idx in sorted(self.kfunc0_seen | self.tail_calls):
+            if idx in self.kfunc0_seen:
+                self.fail(errno.EINVAL, "invalid kernel function call not eliminated in verifier pass\n")
+            aux = self.insn_aux[idx]
+            if aux.map_ptr_unpriv and aux.map_ptr_poisoned:
+                self.fail(errno.EINVAL, "tail_call abusing map_ptr\n")
 
     def leak_msg(self):
         st = self.cur_state
@@ -356,7 +400,15 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
         return None
 
     def check_kfunc_call(self, insn):
-        self.fail(errno.EINVAL, "calling kernel function %d is not allowed\n" % insn[4])
+        if insn[4] == 0:
+            # an unresolved (weak) kfunc: fine as long as the walk never reaches it (checked after the walk)
+            if not self.cur_state.speculative:
+                self.kfunc0_seen.add(self.insn_idx)
+            return
+        # the kfunc sets (which program types may call which kfunc, and its flags) are registered by the
+        # kernel at run time and not in BTF: the emulator knows none and refuses every resolved kfunc
+        name = self.kernel_btf.func_name(insn[4]) if self.kernel_btf is not None else None
+        self.fail(errno.EACCES, "calling kernel function %s is not allowed\n" % (name or insn[4]))
 
     # ---- the whole check ----
     def do_check_common(self, sub):

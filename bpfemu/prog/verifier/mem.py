@@ -500,10 +500,15 @@ class MemMixin:
 
     def check_ptr_to_map_access(self, regno, off, size, t, value_regno):
         reg = self.cur_state.frame[self.cur_state.curframe].regs[regno]
-        if t != BPF_READ:
-            self.fail(errno.EACCES, "only read from bpf_array is supported\n")
+        tname = MAP_STRUCT.get(reg.map.map_type)
+        if tname is None:
+            self.fail(524, "map_ptr access not supported for map type %d\n" % reg.map.map_type)
+        if not self.allow_ptr_leaks:
+            self.fail(errno.EPERM, "'struct %s' access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN\n" % tname)
         if off < 0:
-            self.fail(errno.EACCES, "R%d is bpf_array invalid negative access: off=%d\n" % (regno, off))
+            self.fail(errno.EACCES, "R%d is %s invalid negative access: off=%d\n" % (regno, tname, off))
+        if t != BPF_READ:
+            self.fail(errno.EACCES, "only read from %s is supported\n" % tname)
         from ..ctx import bpf_map_struct_access
         ok = bpf_map_struct_access(reg.map, off, size)
         if not ok:
@@ -771,7 +776,7 @@ class MemMixin:
         may write anything there (the slots become STACK_MISC)."""
         reg = self.cur_state.frame[self.cur_state.curframe].regs[regno]
         state = self.reg_func(reg)
-        err_extra = " indirect" if src == ACCESS_HELPER else ""
+        err_extra = ""
         if access_size == 0 and not zero_size_allowed:
             self.fail(errno.EACCES, "invalid zero-sized read\n")
         clobber = src == ACCESS_HELPER
@@ -822,6 +827,28 @@ class MemMixin:
                 self.fail(errno.EACCES, "invalid%s read from stack R%d var_off %s+%d size %d\n"
                           % (err_extra, regno, tnum.strn((reg.vv, reg.vm)), i - min_off, access_size))
             self.mark_reg_read(slot.spilled, REG_LIVE_READ64)
+
+
+# the struct behind CONST_PTR_TO_MAP per map type (the ops' map_btf_id)
+MAP_STRUCT = {
+    uapi.BPF_MAP_TYPE_ARRAY: "bpf_array", uapi.BPF_MAP_TYPE_PERCPU_ARRAY: "bpf_array",
+    uapi.BPF_MAP_TYPE_PROG_ARRAY: "bpf_array", uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY: "bpf_array",
+    uapi.BPF_MAP_TYPE_CGROUP_ARRAY: "bpf_array", uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS: "bpf_array",
+    uapi.BPF_MAP_TYPE_HASH: "bpf_htab", uapi.BPF_MAP_TYPE_PERCPU_HASH: "bpf_htab",
+    uapi.BPF_MAP_TYPE_LRU_HASH: "bpf_htab", uapi.BPF_MAP_TYPE_LRU_PERCPU_HASH: "bpf_htab",
+    uapi.BPF_MAP_TYPE_HASH_OF_MAPS: "bpf_htab", uapi.BPF_MAP_TYPE_LPM_TRIE: "lpm_trie",
+    uapi.BPF_MAP_TYPE_STACK_TRACE: "bpf_stack_map", uapi.BPF_MAP_TYPE_DEVMAP: "bpf_dtab",
+    uapi.BPF_MAP_TYPE_DEVMAP_HASH: "bpf_dtab", uapi.BPF_MAP_TYPE_SOCKMAP: "bpf_stab",
+    uapi.BPF_MAP_TYPE_SOCKHASH: "bpf_shtab", uapi.BPF_MAP_TYPE_CPUMAP: "bpf_cpu_map",
+    uapi.BPF_MAP_TYPE_XSKMAP: "xsk_map", uapi.BPF_MAP_TYPE_QUEUE: "bpf_queue_stack",
+    uapi.BPF_MAP_TYPE_STACK: "bpf_queue_stack", uapi.BPF_MAP_TYPE_RINGBUF: "bpf_ringbuf_map",
+    uapi.BPF_MAP_TYPE_USER_RINGBUF: "bpf_ringbuf_map", uapi.BPF_MAP_TYPE_BLOOM_FILTER: "bpf_bloom_filter",
+    uapi.BPF_MAP_TYPE_SK_STORAGE: "bpf_local_storage_map", uapi.BPF_MAP_TYPE_INODE_STORAGE: "bpf_local_storage_map",
+    uapi.BPF_MAP_TYPE_TASK_STORAGE: "bpf_local_storage_map", uapi.BPF_MAP_TYPE_CGRP_STORAGE: "bpf_local_storage_map",
+    uapi.BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: "reuseport_array", uapi.BPF_MAP_TYPE_ARENA: "bpf_arena",
+    uapi.BPF_MAP_TYPE_CGROUP_STORAGE: "bpf_cgroup_storage_map",
+    uapi.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE: "bpf_cgroup_storage_map",
+}
 
 
 def _s32c(v):
