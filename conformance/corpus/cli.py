@@ -10,6 +10,8 @@
                                     run on a backend and print the per-file agreement with the recording
     --show ID                       one case (``file/index``): its program, the selftest's expectations, the
                                     recorded host outcome and a fresh run on the host
+    --corpus progs                  the 6.12 progs/verifier_*.c corpus (conformance.corpus.progs) instead of
+                                    6.1's verifier/*.c; its recording is verifier-progs-host-6.18.json
     -k TEXT                         only cases whose id or name contains TEXT (with any command)
     --files a,b                     only these files (stems)
 """
@@ -22,9 +24,17 @@ import time
 import bpfemu
 
 from . import record as R
-from .runner import (CapDroppedHost, host_unprivileged_bpf_disabled, lowered_unprivileged_sysctl,
+from .runner import (host_unprivileged_bpf_disabled, lowered_unprivileged_sysctl,
                      run_case)
 from .verifier import RECORD_PATH, VERIFIER_DIR, load_corpus, tree_version
+
+
+def corpus_of(name, tree=None, files=None):
+    """(corpus, recording path, source dir) of '6.1' (verifier/*.c) or 'progs' (6.12 progs/verifier_*.c)."""
+    if name == "progs":
+        from .progs import PROGS_DIR, RECORD_PATH as PROGS_RECORD_PATH, load_progs_corpus
+        return load_progs_corpus(tree, files), PROGS_RECORD_PATH, PROGS_DIR
+    return load_corpus(tree, files=files), RECORD_PATH, VERIFIER_DIR
 
 
 def _select(corpus, args):
@@ -57,9 +67,10 @@ def _record(corpus, args):
     out = {}
     t0 = time.time()
     for i, c in enumerate(cases):
-        o = run_case(c, host)
-        out[c.id] = {"insns": c.insns_digest(), "priv": R.to_record(o, R.selftest_verdict(c, o, False),
-                                                                     R.pointer_runs(c, False))}
+        out[c.id] = {"insns": c.insns_digest()}
+        if c.priv:
+            o = run_case(c, host)
+            out[c.id]["priv"] = R.to_record(o, R.selftest_verdict(c, o, False), R.pointer_runs(c, False))
         if args.verbose and (i % 100 == 0):
             print("  %d/%d %.1fs" % (i, len(cases), time.time() - t0), file=sys.stderr)
     t_priv = time.time() - t0
@@ -73,28 +84,26 @@ def _record(corpus, args):
         else:
             ctx = lowered_unprivileged_sysctl() if state else _Nothing()
             with ctx:
-                task = CapDroppedHost()
-                try:
-                    for c in unpriv_cases:
-                        o = run_case(c, task)
-                        out[c.id]["unpriv"] = R.to_record(o, R.selftest_verdict(c, o, True),
-                                                          R.pointer_runs(c, True))
-                finally:
-                    task.exit()
+                for c in unpriv_cases:
+                    o = run_case(c, host, unprivileged=True)
+                    out[c.id]["unpriv"] = R.to_record(o, R.selftest_verdict(c, o, True), R.pointer_runs(c, True))
     t_unpriv = time.time() - t1
+    progs = args.corpus == "progs"
     data = {
-        "about": "BPF_PROG_LOAD (and BPF_PROG_TEST_RUN) outcomes of the Linux 6.1 verifier selftests on this "
-                 "host, recorded by python -m conformance.corpus.verifier --record; cause = the verifier log "
-                 "line naming the reason of a rejection",
+        "about": "BPF_PROG_LOAD (and BPF_PROG_TEST_RUN) outcomes of the Linux %s verifier selftests on this "
+                 "host, recorded by python -m conformance.corpus.verifier --record%s; cause = the verifier's "
+                 "error message (see conformance.corpus.runner.cause)" % ("6.12 progs/verifier_*.c" if progs else "6.1",
+                                               " --corpus progs" if progs else ""),
         "kernel": platform.release(), "machine": platform.machine(),
-        "corpus": {"tree": "linux-%s" % tree_version(corpus.tree), "dir": VERIFIER_DIR, "cases": len(corpus),
+        "corpus": {"tree": "linux-%s" % tree_version(corpus.tree), "dir": args.source_dir, "cases": len(corpus),
                    "recorded": len(cases)},
         "modes": {"priv": "uid 0, all capabilities", "unpriv": unpriv_note or
                   "uid 0 with no capabilities (a thread after capset), kernel.unprivileged_bpf_disabled=0",
-                  "log_level": "4 (2 for VERBOSE_ACCEPT cases), 16 MiB log, as test_verifier"},
+                  "log_level": ("libbpf's: none, then 1 when the load fails (or the program's __log_level)"
+                                if progs else "4 (2 for VERBOSE_ACCEPT cases), 16 MiB log, as test_verifier")},
         "cases": out,
     }
-    path = args.out or RECORD_PATH
+    path = args.out or args.record_path
     if args.k or args.files:
         try:  # a partial recording updates the full one
             old = R.load(path)
@@ -128,54 +137,49 @@ def _distribution(cases, out):
         errnos = collections.Counter(r["errno"] for _c, r in recs if r["verdict"] == "reject")
         setup = collections.Counter(n.split(":")[0] for _c, r in recs for n in r.get("setup", ()))
         print("%s: %d cases: %s" % (mode, len(recs), dict(verdicts)))
-        print("  against the 6.1 selftest's expectations: %s" % dict(selftest))
+        print("  against the selftest's own expectations: %s" % dict(selftest))
         print("  rejections by errno: %s" % dict(errnos))
         if setup:
             print("  fixtures that could not be made: %s" % dict(setup))
 
 
 def _make_backend(name):
+    """(privileged task, whether unprivileged runs are possible) on the backend."""
     if name == "host":
-        return bpfemu.Host(), (lambda: CapDroppedHost() if host_unprivileged_bpf_disabled() == 0 else None)
-    k = bpfemu.Kernel(unprivileged_bpf_disabled=0)
-    return k.spawn(), (lambda: k.spawn(uid=1000, caps=()))
+        return bpfemu.Host(), host_unprivileged_bpf_disabled() == 0
+    return bpfemu.Kernel(unprivileged_bpf_disabled=0).spawn(), True
 
 
 def table_rows(cases, rec, backend="emu", runs=True):
     """Per-file agreement of a backend with the recording: {file: Counter(total, agree, unpriv_total,
     unpriv_agree, run_total, run_agree)} and the list of disagreements [(case id, mode, [diffs])]."""
-    sys_, unpriv_factory = _make_backend(backend)
+    sys_, can_unpriv = _make_backend(backend)
     rows = collections.OrderedDict()
     bad = []
-    unpriv = unpriv_factory()
-    try:
-        for c in cases:
-            r = rec["cases"].get(c.id)
-            row = rows.setdefault(c.file, collections.Counter())
-            if r is None or r.get("insns") != c.insns_digest():
-                row["unrecorded"] += 1
+    for c in cases:
+        r = rec["cases"].get(c.id)
+        row = rows.setdefault(c.file, collections.Counter())
+        if r is None or r.get("insns") != c.insns_digest():
+            row["unrecorded"] += 1
+            continue
+        for mode in ("priv", "unpriv"):
+            if mode not in r or (mode == "unpriv" and not can_unpriv):
                 continue
-            for mode, task in (("priv", sys_), ("unpriv", unpriv if c.unpriv else None)):
-                if mode not in r or task is None:
-                    continue
-                o = run_case(c, task)
-                d = R.compare(o, r[mode], runs=False)
-                pre = "" if mode == "priv" else "u_"
-                row[pre + "total"] += 1
-                row[pre + "agree"] += not d
-                if runs and r[mode]["verdict"] == "accept" and r[mode].get("retval") is not None:
-                    row["run_total"] += 1
-                    row["run_agree"] += not R.compare(o, r[mode], runs=True)
-                if d:
-                    bad.append((c.id, mode, d))
-    finally:
-        if unpriv is not None:
-            unpriv.exit()
+            o = run_case(c, sys_, unprivileged=mode == "unpriv")
+            d = R.compare(o, r[mode], runs=False)
+            pre = "" if mode == "priv" else "u_"
+            row[pre + "total"] += 1
+            row[pre + "agree"] += not d
+            if runs and r[mode]["verdict"] == "accept" and r[mode].get("retval") is not None:
+                row["run_total"] += 1
+                row["run_agree"] += not R.compare(o, r[mode], runs=True)
+            if d:
+                bad.append((c.id, mode, d))
     return rows, bad
 
 
 def _table(corpus, args):
-    rec = R.load(args.recording or RECORD_PATH)
+    rec = R.load(args.recording or args.record_path)
     cases = _select(corpus, args)
     rows, bad = table_rows(cases, rec, args.backend)
     tot = collections.Counter()
@@ -222,7 +226,7 @@ def _show(corpus, args):
     else:
         print("  (%d slots)" % len(c.insns))
     try:
-        rec = R.load(RECORD_PATH)["cases"].get(c.id)
+        rec = R.load(args.record_path)["cases"].get(c.id)
     except OSError:
         rec = None
     print("recorded: %s" % rec)
@@ -242,6 +246,8 @@ def main(argv=None):
     g.add_argument("--table", action="store_true")
     g.add_argument("--show", metavar="ID")
     ap.add_argument("--backend", choices=("emu", "host"), default="emu")
+    ap.add_argument("--corpus", choices=("6.1", "progs"), default="6.1",
+                    help="6.1: verifier/*.c of 6.1 (default); progs: progs/verifier_*.c of 6.12")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--list", action="store_true", help="with --table: every disagreement")
     ap.add_argument("--lower-unpriv-sysctl", action="store_true")
@@ -253,7 +259,8 @@ def main(argv=None):
     ap.add_argument("--tree")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    corpus = load_corpus(args.tree, files=args.files.split(",") if args.files else None)
+    corpus, args.record_path, args.source_dir = corpus_of(args.corpus, args.tree,
+                                                          args.files.split(",") if args.files else None)
     if args.do_record:
         return _record(corpus, args)
     if args.table:

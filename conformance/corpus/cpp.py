@@ -1,9 +1,9 @@
 """A small C preprocessor: enough of C99 translation phases 1-4 to read the kernel's selftest sources.
 
-It tokenizes C text, obeys ``#define`` (object-like and function-like, with ``#`` stringizing, ``##`` pasting
-and ``__VA_ARGS__``), ``#undef``, ``#if``/``#ifdef``/``#ifndef``/``#elif``/``#else``/``#endif`` (with
+It tokenizes C text, obeys ``#define`` (object-like and function-like, with ``#`` stringizing, ``##`` pasting,
+``__VA_ARGS__`` and GNU's named variadics and ``, ## args``), ``#undef``, ``#if``/``#ifdef``/``#ifndef``/``#elif``/``#else``/``#endif`` (with
 ``defined``), ignores ``#include``/``#pragma``/``#error`` lines, and expands macros with hide sets as the
-standard describes, so macro bodies that build other macros (``BPF_SK_LOOKUP(func)``, the files' own test
+standard describes (plus ``__COUNTER__``), so macro bodies that build other macros (``BPF_SK_LOOKUP(func)``, the files' own test
 generators) come out as the compiler sees them.
 
 Identifiers listed in ``keep`` are never expanded even when a header defines them: the corpus loader uses
@@ -122,6 +122,7 @@ class Macro:
 class Preprocessor:
     def __init__(self, predefined=None, keep=(), filename="<input>"):
         self.macros = {}
+        self.counter = 0  # __COUNTER__
         self.keep = frozenset(keep)
         self.filename = filename
         for k, v in (predefined or {}).items():
@@ -155,6 +156,10 @@ class Preprocessor:
                 if t.text == "...":
                     variadic = True
                     params.append("__VA_ARGS__")
+                elif t.kind == "id" and i + 1 < len(rest) and rest[i + 1].text == "...":
+                    variadic = True  # GNU named variadic parameter: 'args...'
+                    params.append(t.text)
+                    i += 1
                 elif t.kind == "id":
                     params.append(t.text)
                 else:
@@ -290,6 +295,10 @@ class Preprocessor:
             if t.kind != "id" or t.text in t.hide:
                 out.append(t)
                 continue
+            if t.text == "__COUNTER__":
+                out.append(Tok("num", str(self.counter), t.line, t.space))
+                self.counter += 1
+                continue
             m = self.macros.get(t.text)
             if m is None:
                 out.append(t)
@@ -346,8 +355,17 @@ class Preprocessor:
         res = []
         i = 0
         expanded = {}
+        vararg = m.params[-1] if m.variadic else None
         while i < len(body):
             t = body[i]
+            # GNU: ', ## args' drops the comma when the variadic arguments are empty
+            if (t.text == "," and vararg and i + 2 < len(body) and body[i + 1].text == "##"
+                    and body[i + 2].text == vararg):
+                if args.get(vararg):
+                    res.append(t.copy())
+                    res.extend(a.copy() for a in args[vararg])
+                i += 3
+                continue
             if t.text == "#" and m.params is not None and i + 1 < len(body) and body[i + 1].text in args:
                 res.append(Tok("str", _stringize(args[body[i + 1].text]), t.line, t.space))
                 i += 2

@@ -46,6 +46,8 @@ class _BTF:
             kflag = info >> 31
             t = {"name": self.str(name_off), "kind": kind, "size": st, "type": st}
             if kind == "int":
+                enc = unpack("<I", types, off)[0]
+                t["signed"], t["bits"] = bool((enc >> 24) & 1), enc & 0xff
                 off += 4
             elif kind == "array":
                 t["elem"], _ix, t["nelems"] = unpack("<III", types, off)

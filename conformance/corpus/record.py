@@ -110,17 +110,38 @@ def compare(outcome, rec, runs=True):
     return diffs
 
 
-def _find_in_order(log, errstr):
-    """test_verifier's check: every tab-separated fragment of errstr appears in log, in order."""
+def _find_in_order(log, errstr, regex=False):
+    """test_verifier's check: every tab-separated fragment of errstr appears in log, in order; with
+    ``regex``, fragments are test_loader's patterns (literal text with ``{{regex}}`` parts)."""
     pos = 0
     for frag in errstr.split("\t"):
         if not frag:
+            continue
+        if regex:
+            m = re.compile(_msg_regex(frag)).search(log, pos)
+            if not m:
+                return False
+            pos = m.end()
             continue
         at = log.find(frag, pos)
         if at < 0:
             return False
         pos = at + len(frag)
     return True
+
+
+def _msg_regex(msg):
+    out, i = [], 0
+    while i < len(msg):
+        j = msg.find("{{", i)
+        if j < 0:
+            out.append(re.escape(msg[i:]))
+            break
+        out.append(re.escape(msg[i:j]))
+        k = msg.index("}}", j)
+        out.append(msg[j + 2:k])
+        i = k + 2
+    return "".join(out)
 
 
 def selftest_verdict(case, outcome, unprivileged):
@@ -132,12 +153,16 @@ def selftest_verdict(case, outcome, unprivileged):
     if result in ("ACCEPT", "VERBOSE_ACCEPT"):
         if outcome.verdict != "accept":
             return "verdict"
-        if result == "VERBOSE_ACCEPT" and errstr and not _find_in_order(outcome.log, errstr):
+        if (result == "VERBOSE_ACCEPT" or case.msg_regex) and errstr and \
+                not _find_in_order(outcome.log, errstr, case.msg_regex):
             return "errstr"
     else:
         if outcome.verdict != "reject":
             return "verdict"
-        if not errstr or not _find_in_order(outcome.log, errstr):
+        if case.msg_regex:  # test_loader: the messages, if any, must match
+            if errstr and not _find_in_order(outcome.log, errstr, True):
+                return "errstr"
+        elif not errstr or not _find_in_order(outcome.log, errstr):
             return "errstr"
     if not unprivileged and case.insn_processed:
         m = re.search(r"processed (\d+) ", outcome.log)

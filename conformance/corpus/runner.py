@@ -101,18 +101,29 @@ def error_block(log):
     return block[::-1]
 
 
+# lines the verifier prints after its error to explain it (they name a consequence, not the cause)
+_EXPLANATION = re.compile(r"^(R\d+ (min|max) value is outside of the allowed memory range$"
+                          r"|R\d+ offset is outside of the packet$|.* would lead to reference leak$"
+                          r"|(cur|old) state: )")
+
+
 def cause(log):
     """The line of a verifier log that names why the program was refused, or None when there is none.
 
-    When the verifier gives up it prints its error, sometimes followed by explanation lines ("R0 min value is
-    outside of the allowed memory range" after "invalid access to map value, value_size=48 off=48 size=8";
-    the two states after "infinite loop detected at insn 1"), and then its summary. The cause is the first
-    line of that error block (:func:`error_block`): the primary message, which is what test_verifier's
-    errstr matches in most tests. Whatever the log level (4, statistics only, as test_verifier loads; or 1
-    and 2 with the instruction trace), the same line comes out. A log that stops before any summary
-    (errors found before the main pass: bad BTF, unknown opcode, jumps out of range, ...) gives the first line
-    of its last block the same way."""
+    When the verifier gives up it prints its error, sometimes followed by lines that explain it ("R0 min
+    value is outside of the allowed memory range" after "invalid access to map value, value_size=48 off=48
+    size=8"; "BPF_EXIT instruction in main prog would lead to reference leak" after "Unreleased reference
+    id=2 alloc_insn=12"; the two states after "infinite loop detected at insn 1"), and then its summary. The
+    cause is the last line of that error block (:func:`error_block`) that is not such an explanation: the
+    primary message, which is what test_verifier's errstr matches in most tests, and not a note printed
+    earlier in the same block (as "Global function f() doesn't return scalar ..." before "BPF program is
+    too large"). Whatever the log level (4, statistics only, as test_verifier loads; or 1 and 2 with the
+    instruction trace), the same line comes out. A log that stops before any summary (errors found before
+    the main pass: bad BTF, unknown opcode, jumps out of range, ...) is read the same way."""
     block = error_block(log)
+    for ln in reversed(block):
+        if not _EXPLANATION.match(ln):
+            return ln
     return block[0] if block else None
 
 
@@ -453,23 +464,74 @@ def _log_buffer(size):
 def run_case(case, sys, unprivileged=False, log_level=None, log_size=LOG_SIZE):
     """Load (and run) ``case`` on ``sys`` as test_verifier does; see the module docstring.
 
-    ``unprivileged``: do it all on :func:`unprivileged_task` of ``sys``. ``log_level``: None for
-    test_verifier's choice (2 for VERBOSE_ACCEPT cases, else 4). Returns an :class:`Outcome`; errors of
-    the setup steps are recorded in it, never raised."""
+    ``unprivileged``: do it all on :func:`unprivileged_task` of ``sys`` (for progs/ cases also with
+    test_loader's unprivileged rules: maps an unprivileged user cannot create are left out). ``log_level``:
+    None for the case's own (test_verifier: 2 for VERBOSE_ACCEPT cases, else 4; test_loader: libbpf's
+    first load without a log and, when it fails, a second at level 1). Returns an :class:`Outcome`; errors
+    of the setup steps are recorded in it, never raised."""
     if unprivileged:
         task = unprivileged_task(sys)
         try:
-            return run_case(case, task, False, log_level, log_size)
+            s = _Session(task)
+            try:
+                return _run(case, s, log_level, log_size, True)
+            finally:
+                s.close_all()
         finally:
             task.exit()
     s = _Session(sys)
     try:
-        return _run(case, s, log_level, log_size)
+        return _run(case, s, log_level, log_size, False)
     finally:
         s.close_all()
 
 
-def _run(case, s, log_level, log_size):
+# the map types test_loader lets an unprivileged run create (is_unpriv_capable_map)
+_UNPRIV_MAPS = ("HASH", "PERCPU_HASH", "HASH_OF_MAPS", "PERCPU_CGROUP_STORAGE", "ARRAY", "RINGBUF", "PROG_ARRAY",
+                "CGROUP_ARRAY", "PERCPU_ARRAY", "USER_RINGBUF", "ARRAY_OF_MAPS", "CGROUP_STORAGE",
+                "PERF_EVENT_ARRAY")
+BPF_F_ZERO_SEED = 1 << 6
+POISON_LDIMM64_MAP_BASE = 2001000000  # libbpf turns a load of a map it did not create into this call
+
+
+def _unpriv_capable(spec):
+    names = {getattr(U, "BPF_MAP_TYPE_" + n, None) for n in _UNPRIV_MAPS}
+    if spec.map_type in (U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_PERCPU_HASH, U.BPF_MAP_TYPE_HASH_OF_MAPS):
+        return not spec.map_flags & BPF_F_ZERO_SEED
+    return spec.map_type in names
+
+
+def _named_map(s, spec, btf_fd=None):
+    """BPF_MAP_CREATE of a progs/ map as libbpf does it: its name, flags, and key/value types in the object's
+    BTF (without them again when the kernel refuses them); an inner map made for the template and dropped;
+    the elements of ``spec.init`` put in."""
+    fields = {"map_type": spec.map_type, "key_size": spec.key_size, "value_size": spec.value_size,
+              "max_entries": spec.max_entries, "map_flags": spec.map_flags,
+              "map_name": spec.name[:15].encode()}
+    inner = None
+    if spec.inner is not None:
+        inner = _named_map(s, spec.inner, None)
+        fields["inner_map_fd"] = inner
+    try:
+        if btf_fd is not None and (spec.btf_key_id or spec.btf_value_id):
+            try:
+                fd = s.new_fd(U.BPF_MAP_CREATE, btf_fd=btf_fd, btf_key_type_id=spec.btf_key_id,
+                              btf_value_type_id=spec.btf_value_id, **fields)
+            except OSError as e:
+                s.notes.append("map %s: %s with BTF, made again without" % (spec.name, _err(e.errno)))
+                fd = s.new_fd(U.BPF_MAP_CREATE, **fields)
+        else:
+            fd = s.new_fd(U.BPF_MAP_CREATE, **fields)
+    finally:
+        if inner is not None:
+            s.fds.remove(inner)
+            s.sys.close(inner)
+    for key, value in spec.init:
+        s.update(fd, key, value)
+    return fd
+
+
+def _run(case, s, log_level, log_size, unprivileged):
     slots = list(case.insns)
     for kind, where in case.fixups.items():
         try:
@@ -480,43 +542,94 @@ def _run(case, s, log_level, log_size):
         for idx in where:
             if idx < len(slots):
                 _patch(slots, idx, fd)
+    extra = {}
+    if case.maps:
+        fds = {}
+        btf_fd = None
+        if case.btf_types:  # the object's BTF: the maps' types and the program's functions
+            try:
+                btf_fd = extra["prog_btf_fd"] = s.load_btf(btfenc.raw_btf(case.btf_types, case.btf_strings))
+            except OSError as e:
+                s.notes.append("BTF: %s" % _err(e.errno))
+        for idx, (name, spec) in enumerate(case.maps.items()):
+            if unprivileged and not _unpriv_capable(spec):
+                fds[name] = ("poison", idx)
+                continue
+            try:
+                fds[name] = _named_map(s, spec, btf_fd)
+            except OSError as e:
+                # libbpf gives up on the object when a map cannot be made
+                return Outcome("reject", e.errno, "", setup=("map %s: %s" % (name, _err(e.errno)),))
+        for idx, name in case.map_slots:
+            fd = fds[name]
+            if isinstance(fd, tuple):
+                poison = I.BPF_EMIT_CALL(POISON_LDIMM64_MAP_BASE + fd[1])
+                slots[idx], slots[idx + 1] = poison, poison
+            else:
+                _patch(slots, idx, fd)
     for name, idx in case.kfunc_fixups:
         if idx < len(slots):
-            _patch(slots, idx, _btf_id(name, "func"))
-    extra = {}
+            bid = _btf_id(name, "func")
+            if not bid and case.prog_name:
+                # libbpf (progs/ cases) refuses an object whose kfunc is not in the kernel BTF; test_verifier
+                # (6.1 cases) patches 0
+                return Outcome("reject", _errno.ESRCH, "", setup=("kfunc %s: not in the kernel BTF" % name,))
+            _patch(slots, idx, bid)
     if case.attach_kfunc and case.prog_type in (U.BPF_PROG_TYPE_TRACING, U.BPF_PROG_TYPE_LSM):
         prefix, kind = _attach_prefix(case.expected_attach_type)
         bid = _btf_id(prefix + case.attach_kfunc, kind)
         if not bid:
             s.notes.append("attach_btf_id: no %s %s%s in the kernel BTF" % (kind, prefix, case.attach_kfunc))
         extra["attach_btf_id"] = bid
-    if case.btf_types:
+    if case.attach_btf:
+        bid = _btf_id(*case.attach_btf)
+        if not bid:  # libbpf: "failed to find kernel BTF type ID", before any load
+            return Outcome("reject", _errno.ESRCH, "", setup=("attach_btf_id: no %s %s in the kernel BTF"
+                                                                % (case.attach_btf[1], case.attach_btf[0]),))
+        extra["attach_btf_id"] = bid
+    if case.prog_name:
+        extra["prog_name"] = case.prog_name.encode()[:15]
+    if case.btf_types and "prog_btf_fd" not in extra:
         try:
             extra["prog_btf_fd"] = s.load_btf(btfenc.raw_btf(case.btf_types, case.btf_strings or b"\0"))
         except OSError as e:
             s.notes.append("prog BTF: %s" % _err(e.errno))
-    if case.func_info:
+    if case.func_info and (not case.prog_name or "prog_btf_fd" in extra):
+        # (libbpf drops func_info when the object's BTF could not be loaded, e.g. without CAP_BPF)
         recs = b"".join(off.to_bytes(4, "little") + tid.to_bytes(4, "little") for off, tid in case.func_info)
         extra.update(func_info=s.buf(recs), func_info_cnt=len(case.func_info), func_info_rec_size=8)
+    libbpf_retry = False
     if log_level is None:
-        log_level = BPF_LOG_LEVEL2 if case.result == "VERBOSE_ACCEPT" else BPF_LOG_STATS
+        if case.log_level is not None:
+            log_level = case.log_level
+            libbpf_retry = log_level == 0
+        else:
+            log_level = BPF_LOG_LEVEL2 if case.result == "VERBOSE_ACCEPT" else BPF_LOG_STATS
     logbuf = _log_buffer(log_size)
     raw = I.encode(slots)
     insns = s.buf(raw)
     license_ = s.buf(b"GPL\0")
     fields = dict(prog_type=case.prog_type, insns=insns, insn_cnt=len(raw) // 8, license=license_,
-                  prog_flags=case.prog_flags, expected_attach_type=case.expected_attach_type,
-                  log_level=log_level, log_size=log_size, log_buf=ctypes.addressof(logbuf), **extra)
-    for _attempt in range(MAX_LOAD_ATTEMPTS):
-        logbuf[0] = b"\0"
-        try:
-            fd = s.new_fd(U.BPF_PROG_LOAD, **fields)
-            err = 0
-        except OSError as e:
-            fd, err = -1, e.errno
-        if err != _errno.EAGAIN:
-            break
-    log = logbuf.value.decode("utf-8", "replace")
+                  prog_flags=case.prog_flags, expected_attach_type=case.expected_attach_type, **extra)
+    while True:
+        if log_level:
+            fields.update(log_level=log_level, log_size=log_size, log_buf=ctypes.addressof(logbuf))
+        else:
+            fields.update(log_level=0, log_size=0, log_buf=0)
+        for _attempt in range(MAX_LOAD_ATTEMPTS):
+            logbuf[0] = b"\0"
+            try:
+                fd = s.new_fd(U.BPF_PROG_LOAD, **fields)
+                err = 0
+            except OSError as e:
+                fd, err = -1, e.errno
+            if err != _errno.EAGAIN:
+                break
+        if fd < 0 and libbpf_retry and log_level == 0:
+            log_level = BPF_LOG_LEVEL1  # libbpf loads again with a log to say why
+            continue
+        break
+    log = logbuf.value.decode("utf-8", "replace") if log_level else ""
     if fd < 0:
         return Outcome("reject", err, log, setup=tuple(s.notes))
     retvals, run_errnos = None, None
@@ -525,9 +638,12 @@ def _run(case, s, log_level, log_size):
         out = ctypes.create_string_buffer(DATA_OUT_LEN)
         for run in case.retvals[:case.n_runs] + [None] * (case.n_runs - len(case.retvals)):
             data = run.data if run is not None else bytes(TEST_DATA_LEN)
-            attr = U.make_attr(**{"test.prog_fd": fd, "test.data_in": s.buf(data),
-                                  "test.data_size_in": len(data), "test.data_out": ctypes.addressof(out),
-                                  "test.data_size_out": DATA_OUT_LEN, "test.repeat": 1})
+            if case.syscall_run:  # test_loader passes empty options to a syscall program
+                attr = U.make_attr(**{"test.prog_fd": fd})
+            else:
+                attr = U.make_attr(**{"test.prog_fd": fd, "test.data_in": s.buf(data),
+                                      "test.data_size_in": len(data), "test.data_out": ctypes.addressof(out),
+                                      "test.data_size_out": DATA_OUT_LEN, "test.repeat": 1})
             try:
                 s.sys.bpf(U.BPF_PROG_TEST_RUN, attr)
                 retvals.append(attr.test.retval)

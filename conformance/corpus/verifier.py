@@ -102,7 +102,8 @@ class Case:
     Expectations: ``result``/``result_unpriv`` ('ACCEPT', 'REJECT', 'VERBOSE_ACCEPT' or None),
     ``errstr``/``errstr_unpriv`` (tab-separated fragments that must appear in order in the log),
     ``runs`` (test runs; -1: load only) with per-run ``retvals``. ``unpriv``: test_verifier also runs it
-    without privileges (socket filters and cgroup skb programs).
+    without privileges (socket filters and cgroup skb programs). The fields after ``unpriv`` serve the
+    progs/verifier_*.c cases of newer kernels (:mod:`.progs`) and keep their defaults for the 6.1 ones.
     """
     file: str
     index: int
@@ -129,6 +130,15 @@ class Case:
     unexpected_insns: list = dataclasses.field(default_factory=list)
     fill_helper: Optional[str] = None
     unpriv: bool = False
+    # the progs/verifier_*.c cases (see .progs) also use:
+    priv: bool = True                     # run privileged (test_loader may run a program unprivileged only)
+    maps: dict = dataclasses.field(default_factory=dict)       # name -> progs.MapSpec, created for the load
+    map_slots: list = dataclasses.field(default_factory=list)  # [(slot, map name)] whose imm gets its fd
+    attach_btf: Optional[tuple] = None    # (vmlinux type name, kind) whose id is attach_btf_id
+    prog_name: str = ""
+    log_level: Optional[int] = None       # None: test_verifier's choice; 0: libbpf's (no log, then retry at 1)
+    msg_regex: bool = False               # errstr fragments may hold {{regex}} parts (test_loader's __msg)
+    syscall_run: bool = False             # test-run with empty options (BPF_PROG_TYPE_SYSCALL)
 
     @property
     def id(self):
@@ -686,10 +696,10 @@ def _parse_all(tree, paths):
     return corpus
 
 
-def _cache_key(tree, paths):
+def _cache_key(tree, paths, headers=_HEADERS):
     h = hashlib.sha256()
     h.update(os.path.realpath(tree).encode())
-    for p in list(paths) + [os.path.join(tree, x) for x in _HEADERS]:
+    for p in list(paths) + [os.path.join(tree, x) for x in headers]:
         try:
             st = os.stat(p)
             h.update(("%s %d %d;" % (p, st.st_size, st.st_mtime_ns)).encode())
@@ -707,25 +717,25 @@ def _cache_key(tree, paths):
     return h.hexdigest()[:20]
 
 
-def _cache_path(tree, paths):
+def _cache_path(tree, paths, prefix="verifier", headers=_HEADERS):
     root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(root, "bpfemu", "corpus", "verifier-%s.pickle" % _cache_key(tree, paths))
+    return os.path.join(root, "bpfemu", "corpus", "%s-%s.pickle" % (prefix, _cache_key(tree, paths, headers)))
 
 
-def _cached(tree, paths):
+def _cached(tree, paths, prefix="verifier", headers=_HEADERS):
     try:
-        with open(_cache_path(tree, paths), "rb") as f:
+        with open(_cache_path(tree, paths, prefix, headers), "rb") as f:
             corpus = pickle.load(f)
     except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
         return None
     return corpus if isinstance(corpus, Corpus) else None
 
 
-def _store(tree, paths, corpus):
-    path = _cache_path(tree, paths)
+def _store(tree, paths, corpus, prefix="verifier", headers=_HEADERS):
+    path = _cache_path(tree, paths, prefix, headers)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        for old in glob.glob(os.path.join(os.path.dirname(path), "verifier-*.pickle")):
+        for old in glob.glob(os.path.join(os.path.dirname(path), "%s-*.pickle" % prefix)):
             os.unlink(old)
         tmp = path + ".%d.tmp" % os.getpid()
         with open(tmp, "wb") as f:
