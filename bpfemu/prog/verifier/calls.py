@@ -253,7 +253,7 @@ class CallMixin:
             r0.map = meta.map
             r0.map_uid = meta.map_uid
             r0.type = PTR_TO_MAP_VALUE | flag
-            if not ret & PTR_MAYBE_NULL and any(k == "spin_lock" for k, _, _ in map_fields(meta.map)):
+            if not ret & PTR_MAYBE_NULL and any(k == "spin_lock" for k, _, _, _ in map_fields(meta.map)):
                 self.id_gen += 1
                 r0.id = self.id_gen
         elif base == RET_PTR_TO_SOCKET:

@@ -152,7 +152,7 @@ class CfgMixin:
             return
         if off:
             self.fail(errno.EINVAL, "failed to find BTF for kernel function\n")
-        name = self.kernel_btf.func_name(btf_id) if self.kernel_btf is not None else None
+        name = self.kernel_func_name(btf_id)
         if name is None:
             self.fail(errno.EINVAL, "kernel btf_id %u is not a function\n" % (btf_id & 0xffffffff))
 
@@ -276,7 +276,7 @@ class CfgMixin:
 
     def check_map_prog_compatibility(self, m):
         from .mem import map_fields
-        kinds = {k for k, _, _ in map_fields(m)}
+        kinds = {k for k, _, _, _ in map_fields(m)}
         t = self.prog_type
         tracing = t in (uapi.BPF_PROG_TYPE_KPROBE, uapi.BPF_PROG_TYPE_TRACEPOINT, uapi.BPF_PROG_TYPE_PERF_EVENT,
                         uapi.BPF_PROG_TYPE_RAW_TRACEPOINT, uapi.BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE)

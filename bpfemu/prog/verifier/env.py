@@ -9,6 +9,7 @@ from ..helpers import FUNC_IDS
 from .alu import AluMixin
 from .calls import CallMixin
 from .cfg import CfgMixin
+from .btf import BTF_KIND_FUNC
 from .disasm import print_insn
 from .jmp import JmpMixin
 from .log import BPF_LOG_LEVEL, BPF_LOG_LEVEL2, BPF_LOG_STATS
@@ -97,7 +98,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
         self.jit_requested = jit_requested
         self.jit_tail_calls = jit_requested
         self.nr_cpu_ids = nr_cpu_ids
-        self.kernel_btf = kernel_btf    # .func_name(btf_id) -> name of a FUNC, else None
+        self.kernel_btf = kernel_btf    # the kernel's BTF (bpfemu.btf.Btf interface), or None
         self.has_trampoline = False
         self.attach_func_returns = True
         self.arena = None
@@ -399,6 +400,14 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
             return None
         return None
 
+    def kernel_func_name(self, btf_id):
+        """The name of the kernel BTF's FUNC ``btf_id``, or None when it is no function."""
+        b = self.kernel_btf
+        t = b.type_by_id(btf_id) if b is not None and 0 < btf_id else None
+        if t is None or t.kind != BTF_KIND_FUNC:
+            return None
+        return b.name(t)
+
     def check_kfunc_call(self, insn):
         if insn[4] == 0:
             # an unresolved (weak) kfunc: fine as long as the walk never reaches it (checked after the walk)
@@ -407,7 +416,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
             return
         # the kfunc sets (which program types may call which kfunc, and its flags) are registered by the
         # kernel at run time and not in BTF: the emulator knows none and refuses every resolved kfunc
-        name = self.kernel_btf.func_name(insn[4]) if self.kernel_btf is not None else None
+        name = self.kernel_func_name(insn[4])
         self.fail(errno.EACCES, "calling kernel function %s is not allowed\n" % (name or insn[4]))
 
     # ---- the whole check ----

@@ -440,7 +440,7 @@ class JmpMixin:
             if inner is not None:
                 reg.type = CONST_PTR_TO_MAP
                 reg.map = inner
-                if any(k in ("timer", "wq") for k, _, _ in map_fields(inner)):
+                if any(k in ("timer", "wq") for k, _, _, _ in map_fields(inner)):
                     reg.map_uid = reg.id
             elif m.map_type == BPF_MAP_TYPE_XSKMAP:
                 reg.type = PTR_TO_XDP_SOCK
@@ -476,7 +476,7 @@ class JmpMixin:
     def reg_may_point_to_spin_lock(self, reg):
         if base_type(reg.type) != PTR_TO_MAP_VALUE or reg.map is None:
             return False
-        return any(k == "spin_lock" for k, _, _ in map_fields(reg.map))
+        return any(k == "spin_lock" for k, _, _, _ in map_fields(reg.map))
 
     # -- packet pointers --
     @staticmethod

@@ -411,7 +411,7 @@ class MemMixin:
         m = reg.map
         self.check_mem_region_access(regno, off, size, m.value_size, zero_size_allowed)
         fields = map_fields(m)
-        for kind, p, fsize in fields:
+        for kind, p, fsize, _bid in fields:
             if reg.smin + off < p + fsize and p < reg.umax + off + size:
                 if kind in ("kptr", "kptr_ref", "kptr_percpu"):
                     if helper:
@@ -427,9 +427,9 @@ class MemMixin:
                               % FIELD_NAMES.get(kind, kind))
 
     def find_map_field(self, m, off, kinds):
-        for kind, p, fsize in map_fields(m):
-            if p == off and kind in kinds:
-                return (kind, p, fsize)
+        for f in map_fields(m):
+            if f.off == off and f.kind in kinds:
+                return f
         return None
 
     def check_map_kptr_access(self, regno, value_regno, field):
@@ -862,11 +862,44 @@ def _mismatch_ok(t):
                                 PTR_TO_BTF_ID, PTR_TO_ARENA)
 
 
+class Field(tuple):
+    """One special field of a map value (struct btf_field): kind name, offset, size, and for a kptr the BTF
+    id of the kernel struct it points to."""
+    __slots__ = ()
+
+    def __new__(cls, kind, off, size, btf_id=0):
+        return tuple.__new__(cls, (kind, off, size, btf_id))
+
+    kind = property(lambda self: self[0])
+    off = property(lambda self: self[1])
+    size = property(lambda self: self[2])
+    btf_id = property(lambda self: self[3])
+
+
+# struct btf_field's type bits (enum btf_field_type) -> the kind names used here
+FIELD_KINDS = {1 << 0: "spin_lock", 1 << 1: "timer", 1 << 2: "kptr", 1 << 3: "kptr_ref", 1 << 4: "kptr_percpu",
+               1 << 5: "list_head", 1 << 6: "list_node", 1 << 7: "rb_root", 1 << 8: "rb_node",
+               1 << 9: "refcount", 1 << 10: "wq", 1 << 11: "uptr", 1 << 12: "res_spin_lock",
+               1 << 13: "task_work"}
+KPTR_KINDS = ("kptr", "kptr_ref", "kptr_percpu", "uptr")
+
+
 def map_fields(m):
-    """The special fields of a map value (btf_record): [(kind, offset, size)]."""
+    """The special fields of a map value (its btf_record), as :class:`Field` s sorted by offset. ``m.record``
+    is a ``bpfemu.btf`` BtfRecord or a list of (kind, offset, size[, kptr btf id]) tuples."""
     rec = getattr(m, "record", None)
     if not rec:
         return ()
+    cached = getattr(m, "_verifier_fields", None)
+    if cached is not None and cached[0] is rec:
+        return cached[1]
     if isinstance(rec, (list, tuple)):
-        return rec
-    return getattr(rec, "fields", ())
+        fields = tuple(sorted((Field(*f) for f in rec), key=lambda f: f.off))
+    else:
+        fields = tuple(Field(FIELD_KINDS.get(f.type, "?"), f.offset, f.size, getattr(f, "kptr_btf_id", 0))
+                       for f in getattr(rec, "fields", ()))
+    try:
+        m._verifier_fields = (rec, fields)
+    except AttributeError:
+        pass
+    return fields
