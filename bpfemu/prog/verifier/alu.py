@@ -792,6 +792,7 @@ class AluMixin:
         dreg.map_uid = ptr_reg.map_uid
         dreg.range = ptr_reg.range
         dreg.mem_size = ptr_reg.mem_size
+        dreg.btf = ptr_reg.btf
         dreg.btf_id = ptr_reg.btf_id
         dreg.subprogno = ptr_reg.subprogno
         dreg.dynptr_type = ptr_reg.dynptr_type

@@ -17,8 +17,9 @@ from ... import uapi
 from . import tnum
 from .alu import DST_OP_NO_MARK, SRC_OP
 from .disasm import func_id_name
-from .mem import ACCESS_HELPER, BPF_READ, BPF_WRITE, map_fields
-from .regs import (CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_TYPE_FLAG_MASK, MEM_ALIGNED, MEM_ALLOC,
+from .btf import BTF_KIND_STRUCT, BTF_KIND_UNION, btf_struct_ids_match, skip_mods
+from .mem import ACCESS_HELPER, BPF_READ, BPF_WRITE, KPTR_KINDS, map_fields
+from .regs import (btf_type_name, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_TYPE_FLAG_MASK, MEM_ALIGNED, MEM_ALLOC,
                    MEM_FIXED_SIZE, MEM_PERCPU, MEM_RCU, MEM_RDONLY, MEM_RINGBUF, MEM_UNINIT, MEM_WRITE, NOT_INIT,
                    OBJ_RELEASE, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TO_CTX, PTR_TO_FUNC,
                    PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_PACKET, PTR_TO_PACKET_END,
@@ -54,6 +55,10 @@ COMPATIBLE = {
     ARG_PTR_TO_DYNPTR: (PTR_TO_STACK, CONST_PTR_TO_DYNPTR),
 }
 _ANY = 9   # ARG_ANYTHING / ARG_SCALAR
+# the PTR_TO_BTF_ID register types check_reg_type matches against the argument's BTF id
+_BTF_ARG_TYPES = frozenset((PTR_TO_BTF_ID, PTR_TO_BTF_ID | PTR_TRUSTED, PTR_TO_BTF_ID | PTR_TRUSTED | PTR_MAYBE_NULL,
+                            PTR_TO_BTF_ID | MEM_RCU, PTR_TO_BTF_ID | PTR_MAYBE_NULL,
+                            PTR_TO_BTF_ID | PTR_MAYBE_NULL | MEM_RCU))
 
 # helpers whose map argument the verifier records (record_func_map)
 _RECORD_MAP = frozenset(F[n] for n in ("tail_call", "map_lookup_elem", "map_update_elem", "map_delete_elem",
@@ -271,12 +276,36 @@ class CallMixin:
             r0.mem_size = meta.mem_size
         elif base == RET_PTR_TO_MEM_OR_BTF_ID:
             mark_known_zero(r0)
-            r0.type = PTR_TO_BTF_ID | (flag & ~MEM_RDONLY)
-            r0.btf_id = meta.ret_btf_id
+            rb, rid = meta.ret_btf_id
+            t, _ = skip_mods(rb, rid)
+            if t is not None and t.kind not in (BTF_KIND_STRUCT, BTF_KIND_UNION):
+                r = rb.resolve_size(rid)
+                if r is None:
+                    self.fail(errno.EINVAL, "unable to resolve the size of type '%s': %d\n" % (rb.name(t), -22))
+                r0.type = PTR_TO_MEM | flag
+                r0.mem_size = r[1]
+            else:
+                r0.type = PTR_TO_BTF_ID | (flag & ~MEM_RDONLY)
+                r0.btf, r0.btf_id = rb, rid
         elif base == RET_PTR_TO_BTF_ID:
             mark_known_zero(r0)
             r0.type = PTR_TO_BTF_ID | flag
-            r0.btf_id = fn.ret_btf
+            if func_id == F["kptr_xchg"]:
+                kf = meta.kptr_field
+                r0.btf, r0.btf_id = self.field_btf(kf), kf.btf_id
+                if not getattr(r0.btf, "kernel_btf", False):
+                    r0.type |= MEM_ALLOC
+                    if kf.kind == "kptr_percpu":
+                        r0.type |= MEM_PERCPU
+            else:
+                if fn.ret_btf == "BPF_PTR_POISON":
+                    self.verbose("verifier internal error:")
+                    self.fail(errno.EINVAL, "func %s has non-overwritten BPF_PTR_POISON return type\n"
+                              % func_id_name(func_id))
+                r0.btf, r0.btf_id = self.btf_struct(fn.ret_btf)
+            if not r0.btf_id:
+                self.fail(errno.EINVAL, "invalid return type %u of func %s#%d\n" % (base, func_id_name(func_id),
+                                                                                   func_id))
         else:
             self.fail(errno.EINVAL, "unknown return type %u of func %s#%d\n" % (base, func_id_name(func_id),
                                                                                func_id))
@@ -468,7 +497,7 @@ class CallMixin:
         elif base == ARG_PTR_TO_PERCPU_BTF_ID:
             if not reg.btf_id:
                 self.fail(errno.EACCES, "Helper has invalid btf_id in R%d\n" % regno)
-            meta.ret_btf_id = reg.btf_id
+            meta.ret_btf_id = (reg.btf or self.vmlinux, reg.btf_id)
         elif base == ARG_PTR_TO_SPIN_LOCK:
             if meta.func_id == F["spin_lock"]:
                 self.process_spin_lock(regno, True)
@@ -526,8 +555,36 @@ class CallMixin:
                 self.fail(errno.EACCES, "%s() may write into memory pointed by R%d type=%s\n"
                           % (func_id_name(meta.func_id), regno, reg_type_str(reg.type)))
             return
-        if reg.type & PTR_MAYBE_NULL and (not arg_type & PTR_MAYBE_NULL or arg_type & OBJ_RELEASE):
-            self.fail(errno.EACCES, "Possibly NULL pointer passed to helper arg%d\n" % regno)
+        rt = reg.type
+        if rt in _BTF_ARG_TYPES:
+            strict = bool(arg_type & OBJ_RELEASE) and meta.func_id != F["sk_release"]
+            if rt & PTR_MAYBE_NULL and (not arg_type & PTR_MAYBE_NULL or arg_type & OBJ_RELEASE):
+                self.fail(errno.EACCES, "Possibly NULL pointer passed to helper arg%d\n" % regno)
+            if arg_btf is None and arg_type & 0xff == ARG_PTR_TO_BTF_ID_SOCK_COMMON:
+                arg_btf = "sock_common"
+            if meta.func_id == F["kptr_xchg"]:
+                self.map_kptr_match_type(meta.kptr_field, reg, regno)
+            elif arg_btf is None:
+                self.fail(errno.EFAULT, "verifier internal error: missing arg compatible BTF ID\n")
+            elif arg_btf == "BPF_PTR_POISON":
+                self.verbose("verifier internal error:")
+                self.fail(errno.EACCES, "R%d has non-overwritten BPF_PTR_POISON type\n" % regno)
+            else:
+                kb, kid = self.btf_struct(arg_btf)
+                if not btf_struct_ids_match(reg.btf or kb, reg.btf_id, reg.off, kb, kid, strict,
+                                            not rt & MEM_ALLOC):
+                    self.fail(errno.EACCES, "R%d is of type %s but %s is expected\n"
+                              % (regno, btf_type_name(reg), kb.name(kid)))
+        elif rt in (PTR_TO_BTF_ID | MEM_ALLOC, PTR_TO_BTF_ID | MEM_PERCPU | MEM_ALLOC):
+            if meta.func_id not in (F["spin_lock"], F["spin_unlock"], F["kptr_xchg"]):
+                self.fail(errno.EFAULT, "verifier internal error: unimplemented handling of MEM_ALLOC\n")
+            if meta.func_id == F["kptr_xchg"] and regno == 2:
+                self.map_kptr_match_type(meta.kptr_field, reg, regno)
+        elif rt in (PTR_TO_BTF_ID | MEM_PERCPU, PTR_TO_BTF_ID | MEM_PERCPU | MEM_RCU,
+                    PTR_TO_BTF_ID | MEM_PERCPU | PTR_TRUSTED):
+            pass
+        else:
+            self.fail(errno.EFAULT, "verifier internal error: invalid PTR_TO_BTF_ID register for type match\n")
 
     def check_func_arg_reg_off(self, reg, regno, arg_type):
         t = reg.type
@@ -713,22 +770,25 @@ class CallMixin:
 
     def process_kptr_func(self, regno, meta):
         reg = self.cur_state.frame[self.cur_state.curframe].regs[regno]
-        if reg.type != PTR_TO_MAP_VALUE:
-            self.fail(errno.EACCES, "R%d kptr_xchg on a non-map value is not supported by the emulator\n" % regno)
-        m = reg.map
-        if not getattr(m, "btf", None) and not map_fields(m):
-            self.fail(errno.EINVAL, "map '%s' has to have BTF in order to use bpf_kptr_xchg\n" % _map_name(m))
+        if reg.type & MEM_ALLOC and base_type(reg.type) == PTR_TO_BTF_ID:
+            rec = self.struct_meta_record(reg.btf, reg.btf_id)
+        else:
+            m = reg.map
+            if not getattr(m, "btf", None):
+                self.fail(errno.EINVAL, "map '%s' has to have BTF in order to use bpf_kptr_xchg\n" % _map_name(m))
+            rec = map_fields(m)
+            meta.map = m
         if reg.vm != 0:
             self.fail(errno.EINVAL, "R%d doesn't have constant offset. kptr has to be at the constant offset\n"
                       % regno)
-        kptrs = [f for f in map_fields(m) if f[0] in ("kptr", "kptr_ref", "kptr_percpu")]
+        kptrs = [f for f in rec if f.kind in KPTR_KINDS]
         if not kptrs:
-            self.fail(errno.EINVAL, "map '%s' has no valid kptr\n" % _map_name(m))
+            self.fail(errno.EINVAL, "R%d has no valid kptr\n" % regno)
         off = reg.vv + reg.off
-        f = [k for k in kptrs if k[1] == off]
+        f = [k for k in kptrs if k.off == off]
         if not f:
             self.fail(errno.EACCES, "off=%d doesn't point to kptr\n" % off)
-        if f[0][0] == "kptr":
+        if f[0].kind not in ("kptr_ref", "kptr_percpu"):
             self.fail(errno.EACCES, "off=%d kptr isn't referenced kptr\n" % off)
         meta.kptr_field = f[0]
 
@@ -851,7 +911,7 @@ class CallMixin:
         r = callee.regs[2]
         mark_known_zero(r)
         r.type = PTR_TO_BTF_ID
-        r.btf_id = "vm_area_struct"
+        r.btf, r.btf_id = self.btf_struct("vm_area_struct")
         callee.regs[3].assign(caller.regs[4])
         mark_not_init(callee.regs[4])
         mark_not_init(callee.regs[5])

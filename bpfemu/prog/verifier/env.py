@@ -9,7 +9,7 @@ from ..helpers import FUNC_IDS
 from .alu import AluMixin
 from .calls import CallMixin
 from .cfg import CfgMixin
-from .btf import BTF_KIND_FUNC
+from .btf import BTF_KIND_FUNC, BTF_KIND_STRUCT, BTF_KIND_UNION, HELPER_BTF_STRUCTS, NamesOnlyBtf
 from .disasm import print_insn
 from .jmp import JmpMixin
 from .log import BPF_LOG_LEVEL, BPF_LOG_LEVEL2, BPF_LOG_STATS
@@ -399,6 +399,25 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
         if insn[2] == BPF_PSEUDO_CALL:
             return None
         return None
+
+    @property
+    def vmlinux(self):
+        """The kernel's BTF (a stand-in that only knows struct names when none was given)."""
+        b = self.kernel_btf
+        if b is None:
+            b = self.kernel_btf = NamesOnlyBtf()
+        return b
+
+    def btf_struct(self, name):
+        """(kernel BTF, id) of ``struct name`` (a name of a helper prototype's BTF id is translated first)."""
+        if isinstance(name, tuple):
+            return name
+        name = HELPER_BTF_STRUCTS.get(name, name)
+        b = self.vmlinux
+        tid = b.find_by_name_kind(name, BTF_KIND_STRUCT)
+        if tid is None or tid < 0:
+            tid = b.find_by_name_kind(name, BTF_KIND_UNION)
+        return b, max(tid or 0, 0)
 
     def kernel_func_name(self, btf_id):
         """The name of the kernel BTF's FUNC ``btf_id``, or None when it is no function."""

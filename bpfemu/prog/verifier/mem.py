@@ -20,7 +20,10 @@ from .regs import (CONST_PTR_TO_MAP, MEM_RDONLY, NOT_INIT, PTR_MAYBE_NULL, PTR_T
                    PTR_TO_STACK, PTR_TO_TCP_SOCK, PTR_TO_TP_BUFFER, PTR_TO_XDP_SOCK, REG_LIVE_READ64,
                    REG_LIVE_WRITTEN, S32_MAX, S32_MIN, S64_MIN, SCALAR_VALUE, U64, Reg, base_type,
                    mark_const_zero, mark_known, mark_known_zero, reg_type_str, s64, type_is_pkt_pointer,
-                   type_is_sk_pointer)
+                   type_is_sk_pointer, MEM_ALLOC, MEM_PERCPU, MEM_RCU, MEM_USER, NON_OWN_REF, PTR_TRUSTED,
+                   PTR_UNTRUSTED, btf_type_name)
+from .btf import (BTF_KIND_STRUCT, WALK_PTR, WALK_SCALAR, WALK_STRUCT, btf_nested_type_is_trusted,
+                  btf_struct_ids_match, btf_struct_walk)
 from .state import (BPF_REG_SIZE, STACK_DYNPTR, STACK_INVALID, STACK_ITER, STACK_MISC, STACK_SPILL,
                     STACK_ZERO, StackSlot)
 
@@ -42,9 +45,13 @@ _ALIGN_DESC = {PTR_TO_FLOW_KEYS: "flow keys ", PTR_TO_MAP_KEY: "key ", PTR_TO_MA
                PTR_TO_SOCK_COMMON: "sock_common ", PTR_TO_TCP_SOCK: "tcp_sock ", PTR_TO_XDP_SOCK: "xdp_sock "}
 
 FIELD_NAMES = {"spin_lock": "bpf_spin_lock", "timer": "bpf_timer", "wq": "bpf_wq", "kptr": "kptr",
-               "kptr_ref": "kptr", "kptr_percpu": "kptr", "list_head": "bpf_list_head",
+               "kptr_ref": "kptr", "kptr_percpu": "percpu_kptr", "uptr": "uptr", "list_head": "bpf_list_head",
                "list_node": "bpf_list_node", "rb_root": "bpf_rb_root", "rb_node": "bpf_rb_node",
                "refcount": "bpf_refcount", "task_work": "bpf_task_work", "res_spin_lock": "bpf_res_spin_lock"}
+
+
+# objects whose referenced kptrs are RCU-protected (rcu_protected_types)
+RCU_PROTECTED_TYPES = frozenset(("prog_test_ref_kfunc", "cgroup", "bpf_cpumask", "task_struct", "bpf_crypto_ctx"))
 
 
 def is_spillable_regtype(t):
@@ -239,9 +246,9 @@ class MemMixin:
             self.check_map_access(regno, off, size, False)
             kptr = None
             if reg.vm == 0:
-                kptr = self.find_map_field(reg.map, off + reg.vv, ("kptr", "kptr_ref", "kptr_percpu"))
+                kptr = self.find_map_field(reg.map, off + reg.vv, KPTR_KINDS)
             if kptr is not None:
-                self.check_map_kptr_access(regno, value_regno, kptr)
+                self.check_map_kptr_access(regno, value_regno, kptr, self.insns[self.insn_idx])
             elif t == BPF_READ and value_regno >= 0:
                 m = reg.map
                 if reg.vm == 0 and self.map_is_rdonly(m) and self.map_has_direct_value(m):
@@ -284,7 +291,7 @@ class MemMixin:
                         vr.id = self.id_gen
                     vr.subreg_def = 0
                     if base_type(reg_type) == PTR_TO_BTF_ID:
-                        vr.btf_id = btf_id
+                        vr.btf, vr.btf_id = self.btf_struct(btf_id)
                 vr.type = reg_type
         elif rt == PTR_TO_STACK:
             self.check_stack_access_within_bounds(regno, off, size, ACCESS_DIRECT, t)
@@ -411,17 +418,19 @@ class MemMixin:
         m = reg.map
         self.check_mem_region_access(regno, off, size, m.value_size, zero_size_allowed)
         fields = map_fields(m)
-        for kind, p, fsize, _bid in fields:
+        for f in fields:
+            kind, p, fsize = f[0], f[1], f[2]
             if reg.smin + off < p + fsize and p < reg.umax + off + size:
-                if kind in ("kptr", "kptr_ref", "kptr_percpu"):
+                if kind in KPTR_KINDS:
+                    name = FIELD_NAMES[kind]
                     if helper:
-                        self.fail(errno.EACCES, "kptr cannot be accessed indirectly by helper\n")
+                        self.fail(errno.EACCES, "%s cannot be accessed indirectly by helper\n" % name)
                     if reg.vm != 0:
-                        self.fail(errno.EACCES, "kptr access cannot have variable offset\n")
+                        self.fail(errno.EACCES, "%s access cannot have variable offset\n" % name)
                     if p != off + reg.vv:
-                        self.fail(errno.EACCES, "kptr access misaligned expected=%u off=%u\n" % (p, off + reg.vv))
+                        self.fail(errno.EACCES, "%s access misaligned expected=%u off=%u\n" % (name, p, off + reg.vv))
                     if size != 8:
-                        self.fail(errno.EACCES, "kptr access size must be BPF_DW\n")
+                        self.fail(errno.EACCES, "%s access size must be BPF_DW\n" % name)
                 else:
                     self.fail(errno.EACCES, "%s cannot be accessed directly by load/store\n"
                               % FIELD_NAMES.get(kind, kind))
@@ -432,8 +441,102 @@ class MemMixin:
                 return f
         return None
 
-    def check_map_kptr_access(self, regno, value_regno, field):
-        self.fail(errno.EACCES, "kptr access is not supported by the emulator\n")
+    def check_map_kptr_access(self, regno, value_regno, field, insn):
+        """check_map_kptr_access: loads of a kptr give a PTR_TO_BTF_ID of its type; stores must match it."""
+        cls = insn[0] & 7
+        if insn[0] & 0xe0 != BPF_MEM:
+            self.fail(errno.EACCES, "kptr in map can only be accessed using BPF_MEM instruction mode\n")
+        if cls != 1 and field.kind in ("kptr_ref", "kptr_percpu"):   # BPF_LDX
+            self.fail(errno.EACCES, "store to referenced kptr disallowed\n")
+        regs = self.cur_state.frame[self.cur_state.curframe].regs
+        if cls == 1:
+            self.mark_btf_ld_reg(regs[value_regno], PTR_TO_BTF_ID, self.field_btf(field), field.btf_id,
+                                 self.btf_ld_kptr_type(field))
+        elif cls == 3:   # BPF_STX
+            val = regs[value_regno]
+            if val.is_null():
+                return
+            self.map_kptr_match_type(field, val, value_regno)
+        elif cls == 2:   # BPF_ST
+            if insn[4]:
+                self.fail(errno.EACCES, "BPF_ST imm must be 0 when storing to kptr at off=%u\n" % field.off)
+        else:
+            self.fail(errno.EACCES, "kptr in map can only be accessed using BPF_LDX/BPF_STX/BPF_ST\n")
+
+    def field_btf(self, field):
+        """The BTF a kptr field's type id belongs to (the kernel's unless the record says otherwise)."""
+        b = field[4] if len(field) > 4 else None
+        return b if b is not None else self.vmlinux
+
+    def btf_ld_kptr_type(self, field):
+        flag = PTR_MAYBE_NULL
+        b = self.field_btf(field)
+        kernel = getattr(b, "kernel_btf", False)
+        rcu_safe = field.kind == "kptr_percpu" or (field.kind == "kptr_ref" and
+                                                   self.rcu_protected_object(b, field.btf_id))
+        if rcu_safe and self.in_rcu_cs():
+            flag |= MEM_RCU
+            if field.kind == "kptr_percpu":
+                flag |= MEM_PERCPU
+            elif not kernel:
+                flag |= MEM_ALLOC
+        else:
+            flag |= PTR_UNTRUSTED
+        return flag
+
+    def rcu_protected_object(self, b, btf_id):
+        if not getattr(b, "kernel_btf", False):
+            return True
+        return b.name(btf_id) in RCU_PROTECTED_TYPES
+
+    def in_rcu_cs(self):
+        st = self.cur_state
+        return bool(st.active_rcu_lock) or st.active_lock is not None or not self.in_sleepable()
+
+    def map_kptr_match_type(self, field, reg, regno):
+        """map_kptr_match_type: the pointer stored into (or exchanged with) a kptr field has its type."""
+        kb = self.field_btf(field)
+        targ = kb.name(field.btf_id)
+        reg_name = ""
+        ok = base_type(reg.type) == PTR_TO_BTF_ID
+        if ok:
+            if getattr(reg.btf, "kernel_btf", False):
+                perm = PTR_MAYBE_NULL | PTR_TRUSTED | MEM_RCU
+                if field.kind == "kptr":
+                    perm |= PTR_UNTRUSTED
+            else:
+                perm = PTR_MAYBE_NULL | MEM_ALLOC
+                if field.kind == "kptr_percpu":
+                    perm |= MEM_PERCPU
+            flags = reg.type & ~0xff
+            if flags & ~perm or (field.kind == "kptr_percpu") != bool(reg.type & MEM_PERCPU):
+                ok = False
+        if ok:
+            reg_name = btf_type_name(reg)
+            self.check_ptr_off_reg(reg, regno, True)
+            ok = btf_struct_ids_match(reg.btf, reg.btf_id, reg.off, kb, field.btf_id, field.kind != "kptr",
+                                      not reg.type & MEM_ALLOC)
+        if ok:
+            return
+        self.verbose("invalid kptr access, R%d type=%s%s " % (regno, reg_type_str(reg.type), reg_name))
+        self.verbose("expected=%s%s" % (reg_type_str(PTR_TO_BTF_ID), targ))
+        if field.kind == "kptr":
+            self.verbose(" or %s%s\n" % (reg_type_str(PTR_TO_BTF_ID | PTR_UNTRUSTED), targ))
+        else:
+            self.verbose("\n")
+        self.fail(errno.EACCES)
+
+    def mark_btf_ld_reg(self, reg, reg_type, b, btf_id, flag):
+        if reg_type == SCALAR_VALUE:
+            self.mark_reg_unknown(reg)
+            return
+        mark_known_zero(reg)
+        reg.type = PTR_TO_BTF_ID | flag
+        reg.btf = b
+        reg.btf_id = btf_id
+        if flag & PTR_MAYBE_NULL:
+            self.id_gen += 1
+            reg.id = self.id_gen
 
     @staticmethod
     def map_is_rdonly(m):
@@ -490,13 +593,116 @@ class MemMixin:
                       % (regno, reg_type_str(reg.type), off, size))
 
     def check_ptr_to_btf_access(self, regno, off, size, t, value_regno):
-        reg = self.cur_state.frame[self.cur_state.curframe].regs[regno]
-        if t == BPF_WRITE:
-            self.fail(errno.EACCES, "only read is supported\n")
+        """check_ptr_to_btf_access: loads through a pointer to a kernel (or program) struct, walked in its BTF."""
+        regs = self.cur_state.frame[self.cur_state.curframe].regs
+        reg = regs[regno]
+        b = reg.btf or self.vmlinux
+        tname = btf_type_name(reg)
+        kernel = getattr(b, "kernel_btf", False)
+        if not self.allow_ptr_leaks:
+            self.fail(errno.EPERM, "'struct %s' access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN\n" % tname)
+        if not self.gpl_compatible and kernel:
+            self.fail(errno.EINVAL, "Cannot access kernel 'struct %s' from non-GPL compatible program\n" % tname)
         if off < 0:
-            self.fail(errno.EACCES, "R%d is ptr_%s invalid negative access: off=%d\n" % (regno, reg.btf_id, off))
-        if value_regno >= 0:
-            self.mark_reg_unknown(self.cur_state.frame[self.cur_state.curframe].regs[value_regno])
+            self.fail(errno.EACCES, "R%d is ptr_%s invalid negative access: off=%d\n" % (regno, tname, off))
+        if reg.vm != 0 or reg.vv:
+            self.fail(errno.EACCES, "R%d is ptr_%s invalid variable offset: off=%d, var_off=%s\n"
+                      % (regno, tname, off, tnum.strn((reg.vv, reg.vm))))
+        if reg.type & MEM_USER:
+            self.fail(errno.EACCES, "R%d is ptr_%s access user memory: off=%d\n" % (regno, tname, off))
+        if reg.type & MEM_PERCPU:
+            self.fail(errno.EACCES, "R%d is ptr_%s access percpu memory: off=%d\n" % (regno, tname, off))
+        if t != BPF_READ and reg.type & PTR_UNTRUSTED:
+            self.fail(errno.EACCES, "only read is supported\n")
+        is_alloc = bool(reg.type & MEM_ALLOC)
+        struct_access = getattr(self.ops, "btf_struct_access", None)
+        if struct_access is not None and not is_alloc and t == BPF_WRITE:
+            ret = struct_access(self, reg, off, size)
+            btf_id, flag, field_name = 0, 0, None
+        else:
+            if t != BPF_READ and not (is_alloc and not reg.type & NON_OWN_REF and
+                                      base_type(reg.type) == PTR_TO_BTF_ID and reg.type & ~0xff == MEM_ALLOC):
+                self.fail(errno.EACCES, "only read is supported\n")
+            ret, btf_id, flag, field_name = self.btf_struct_access(reg, off, size)
+        if ret != PTR_TO_BTF_ID:
+            pass
+        elif reg.type & PTR_UNTRUSTED:
+            flag = PTR_UNTRUSTED
+        elif self.is_trusted_reg(reg) or reg.type & MEM_RCU:
+            bid = reg.btf_id
+            if btf_nested_type_is_trusted(b, bid, field_name, btf_id, "__safe_trusted"):
+                flag |= PTR_TRUSTED
+            elif btf_nested_type_is_trusted(b, bid, field_name, btf_id, "__safe_trusted_or_null"):
+                flag |= PTR_TRUSTED | PTR_MAYBE_NULL
+            elif self.in_rcu_cs() and not reg.type & PTR_MAYBE_NULL:
+                rcu_or_null = btf_nested_type_is_trusted(b, bid, field_name, btf_id, "__safe_rcu_or_null")
+                if btf_nested_type_is_trusted(b, bid, field_name, btf_id, "__safe_rcu"):
+                    flag |= MEM_RCU
+                elif flag & MEM_RCU or rcu_or_null:
+                    flag |= MEM_RCU | PTR_MAYBE_NULL
+                    if rcu_or_null and flag & PTR_UNTRUSTED:
+                        flag &= ~PTR_UNTRUSTED
+                elif flag & (MEM_PERCPU | MEM_USER):
+                    pass
+                else:
+                    flag &= ~(PTR_TRUSTED | MEM_RCU)
+            else:
+                flag = PTR_UNTRUSTED
+        else:
+            flag &= ~(PTR_TRUSTED | MEM_RCU)
+        if t == BPF_READ and value_regno >= 0:
+            self.mark_btf_ld_reg(regs[value_regno], ret, b, btf_id, flag)
+
+    def is_trusted_reg(self, reg):
+        """is_trusted_reg: referenced; or a socket type with no flag; or only MEM_ALLOC/PTR_TRUSTED/NON_OWN_REF."""
+        if reg.ref_obj_id:
+            return True
+        t = reg.type
+        flags = t & ~0xff
+        unsafe = flags & ~(MEM_ALLOC | PTR_TRUSTED | NON_OWN_REF)
+        if base_type(t) in (PTR_TO_SOCKET, PTR_TO_SOCK_COMMON, PTR_TO_TCP_SOCK, CONST_PTR_TO_MAP) and not unsafe:
+            return True
+        return bool(flags & (MEM_ALLOC | PTR_TRUSTED | NON_OWN_REF)) and not unsafe
+
+    def btf_struct_access(self, reg, off, size):
+        """btf_struct_access: (SCALAR_VALUE or PTR_TO_BTF_ID, next btf id, flag, field name)."""
+        b = reg.btf or self.vmlinux
+        tid = reg.btf_id
+        if reg.type & MEM_ALLOC:
+            rec = self.struct_meta_record(b, tid)
+            for f in rec:
+                if off < f[1] + f[2] and f[1] < off + size:
+                    self.fail(errno.EACCES, "direct access to %s is disallowed\n" % FIELD_NAMES.get(f[0], f[0]))
+        t = b.type_by_id(tid)
+        flag = 0
+        field_name = None
+        while t is not None:
+            r, nid, flag, fname = btf_struct_walk(b, t, off, size, flag, not reg.type & MEM_ALLOC, self.verbose)
+            if fname is not None:
+                field_name = fname
+            if r == WALK_PTR:
+                if reg.type & MEM_ALLOC:
+                    return SCALAR_VALUE, 0, 0, field_name
+                return PTR_TO_BTF_ID, nid, flag, field_name
+            if r == WALK_SCALAR:
+                return SCALAR_VALUE, 0, 0, field_name
+            if r == WALK_STRUCT:
+                t = b.type_by_id(nid)
+                off = 0
+                continue
+            self.fail(-r)
+        self.fail(errno.EINVAL)
+
+    def struct_meta_record(self, b, tid):
+        """The special fields of a program-BTF struct (btf_find_struct_meta), as Field tuples."""
+        metas = getattr(b, "struct_meta_tab", None)
+        if not metas:
+            return ()
+        meta = metas.get(tid) if isinstance(metas, dict) else None
+        rec = getattr(meta, "record", None) if meta is not None else None
+        if rec is None:
+            return ()
+        return map_fields(type("M", (), {"record": rec})())
 
     def check_ptr_to_map_access(self, regno, off, size, t, value_regno):
         reg = self.cur_state.frame[self.cur_state.curframe].regs[regno]

@@ -91,7 +91,7 @@ def regsafe(env, old, cur, idmap, exact):
         return range_within(old, cur) and tnum.tin((old.vv, old.vm), (cur.vv, cur.vm))
     if b in (PTR_TO_MAP_KEY, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TO_BUF, PTR_TO_TP_BUFFER):
         return (old.off == cur.off and old.map is cur.map and old.map_uid == cur.map_uid and
-                old.mem_size == cur.mem_size and old.btf_id == cur.btf_id and
+                old.mem_size == cur.mem_size and old.btf_id == cur.btf_id and old.btf is cur.btf and
                 range_within(old, cur) and tnum.tin((old.vv, old.vm), (cur.vv, cur.vm)) and
                 idmap.check(old.id, cur.id) and idmap.check(old.ref_obj_id, cur.ref_obj_id))
     if b in (PTR_TO_PACKET_META, PTR_TO_PACKET):

@@ -139,7 +139,7 @@ class Reg:
     checkpoint (liveness)."""
 
     __slots__ = ("type", "off", "vv", "vm", "smin", "smax", "umin", "umax", "s32min", "s32max", "u32min",
-                 "u32max", "id", "ref_obj_id", "map", "map_uid", "range", "mem_size", "btf_id", "subprogno",
+                 "u32max", "id", "ref_obj_id", "map", "map_uid", "range", "mem_size", "btf", "btf_id", "subprogno",
                  "dynptr_type", "dynptr_first", "dynptr_id", "iter", "frameno", "subreg_def", "live",
                  "precise", "parent")
 
@@ -162,7 +162,8 @@ class Reg:
         self.map_uid = 0
         self.range = 0
         self.mem_size = 0
-        self.btf_id = None
+        self.btf = None
+        self.btf_id = 0
         self.subprogno = 0
         self.dynptr_type = None
         self.dynptr_first = False
@@ -194,6 +195,7 @@ class Reg:
         r.map_uid = self.map_uid
         r.range = self.range
         r.mem_size = self.mem_size
+        r.btf = self.btf
         r.btf_id = self.btf_id
         r.subprogno = self.subprogno
         r.dynptr_type = self.dynptr_type
@@ -227,6 +229,7 @@ class Reg:
         self.map_uid = o.map_uid
         self.range = o.range
         self.mem_size = o.mem_size
+        self.btf = o.btf
         self.btf_id = o.btf_id
         self.subprogno = o.subprogno
         self.dynptr_type = o.dynptr_type
@@ -268,7 +271,7 @@ class Reg:
                 self.smin == o.smin and self.smax == o.smax and self.umin == o.umin and self.umax == o.umax and
                 self.s32min == o.s32min and self.s32max == o.s32max and self.u32min == o.u32min and
                 self.u32max == o.u32max and self.map is o.map and self.map_uid == o.map_uid and
-                self.range == o.range and self.mem_size == o.mem_size and self.btf_id == o.btf_id and
+                self.range == o.range and self.mem_size == o.mem_size and self.btf_id == o.btf_id and self.btf is o.btf and
                 self.subprogno == o.subprogno and self.dynptr_type == o.dynptr_type and
                 self.dynptr_first == o.dynptr_first)
 
@@ -284,7 +287,8 @@ def clear_raw(reg):
     reg.map_uid = 0
     reg.range = 0
     reg.mem_size = 0
-    reg.btf_id = None
+    reg.btf = None
+    reg.btf_id = 0
     reg.subprogno = 0
     reg.dynptr_type = None
     reg.dynptr_first = False
@@ -648,6 +652,14 @@ def reg_not_null(reg):
 
 # ---- printing (log.c's print_reg_state) ----
 
+def btf_type_name(reg):
+    """The name of the BTF type a PTR_TO_BTF_ID register points to ('' when unknown)."""
+    b = reg.btf
+    if b is None:
+        return ""
+    return b.name(reg.btf_id)
+
+
 def _unum(v):
     return "%d" % v if v <= 0xffff else "%#x" % v
 
@@ -703,7 +715,7 @@ def format_reg(reg, frameno, btf_name=None):
             return out + _snum(s64(reg.vv + reg.off))
     b = t & BASE_TYPE_MASK
     if b == PTR_TO_BTF_ID:
-        out += reg.btf_id or ""
+        out += btf_type_name(reg)
     parts = []
     if reg.id:
         parts.append("id=%d" % (reg.id & ~BPF_ADD_CONST))
