@@ -27,7 +27,7 @@ from bpfemu.prog.load import LoadContext, bpf_prog_load  # noqa: E402
 from conformance.corpus import btfenc, kbtf, record  # noqa: E402
 from conformance.corpus.progs import RECORD_PATH as PROGS_RECORD_PATH, load_progs_corpus  # noqa: E402
 import btf_shim  # noqa: E402
-from conformance.corpus.runner import cause  # noqa: E402
+from conformance.corpus.runner import _attach_prefix, cause  # noqa: E402
 from conformance.corpus.verifier import RECORD_PATH, load_corpus  # noqa: E402
 
 LOG_SIZE = 16 << 20
@@ -173,7 +173,8 @@ def run(case, mode):
     a.prog_load.license = ctypes.addressof(lic)
     a.prog_load.log_buf = ctypes.addressof(LOGBUF)
     if case.attach_kfunc and case.prog_type in (U.BPF_PROG_TYPE_TRACING, U.BPF_PROG_TYPE_LSM):
-        a.prog_load.attach_btf_id = 1
+        prefix, kind = _attach_prefix(case.expected_attach_type)
+        a.prog_load.attach_btf_id = kbtf.find_id(prefix + case.attach_kfunc, kind) or 0
     if case.func_info:
         a.prog_load.func_info_cnt = len(case.func_info)
     LOGBUF[0] = b"\0"

@@ -56,6 +56,7 @@ def bpf_check(insns, prog_type, ops, log_level=0, log_size=0, has_log_buf=False,
             env.check_abnormal_return()
         env.resolve_pseudo_ldimm64()
         env.check_cfg()
+        env.check_attach_btf_id()
         env.do_check_common(0)
     except VerifierError as e:
         err = e.errno

@@ -285,3 +285,84 @@ def btf_nested_type_is_trusted(btf, walk_id, field_name, btf_id, suffix):
         if tid == btf_id and (btf.str_by_offset(m[0]) or b"").decode("latin-1") == field_name:
             return True
     return False
+
+
+# bpf_iter targets (struct bpf_iter_reg): per target, the context fields that are not plain arguments:
+# (field of struct bpf_iter__<target>, register type flags, struct name or None for a buffer)
+def _iter_targets():
+    from .regs import MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TRUSTED
+    orn = PTR_TO_BTF_ID | PTR_MAYBE_NULL
+    buf = PTR_TO_BUF | PTR_MAYBE_NULL
+    return {
+        "task": [("task", orn | PTR_TRUSTED, "task_struct")],
+        "task_file": [("task", orn, "task_struct"), ("file", orn, "file")],
+        "task_vma": [("task", orn, "task_struct"), ("vma", orn, "vm_area_struct")],
+        "bpf_map": [("map", orn | PTR_TRUSTED, "bpf_map")],
+        "bpf_map_elem": [("key", buf | MEM_RDONLY, None), ("value", buf, None)],
+        "bpf_prog": [("prog", orn, "bpf_prog")],
+        "bpf_link": [("link", orn, "bpf_link")],
+        "cgroup": [("cgroup", orn | PTR_TRUSTED, "cgroup")],
+        "ksym": [("ksym", orn, "kallsym_iter")],
+        "netlink": [("sk", orn, "netlink_sock")],
+        "ipv6_route": [("rt", orn, "fib6_info")],
+        "bpf_sk_storage_map": [("sk", orn, "sock"), ("value", buf, None)],
+        "unix": [("unix_sk", orn, "unix_sock")],
+        "tcp": [("sk_common", orn | PTR_TRUSTED, "sock_common")],
+        "udp": [("udp_sk", orn | PTR_TRUSTED, "udp_sock")],
+        "sockmap": [("key", buf | MEM_RDONLY, None), ("sk", orn, "sock")],
+        "kmem_cache": [("s", orn | PTR_TRUSTED, "kmem_cache")],
+    }
+
+
+ITER_TARGETS = None
+
+
+def iter_ctx_arg_info(kbtf, target, proto):
+    """prog->aux->ctx_arg_info of an iterator program: [(offset, reg type, (btf, id) or None)], or None
+    when ``target`` is no registered bpf_iter target. struct bpf_iter__<target> holds one u64 per argument of
+    the target's bpf_iter_<target> function, in order, so a field's offset is 8 times its argument's index."""
+    global ITER_TARGETS
+    if ITER_TARGETS is None:
+        ITER_TARGETS = _iter_targets()
+    fields = ITER_TARGETS.get(target)
+    if fields is None:
+        return None
+    names = [(kbtf.str_by_offset(n) or b"").decode("latin-1") for n, _t in proto.params]
+    out = []
+    for name, rtype, struct in fields:
+        bid = None
+        if struct is not None:
+            i = kbtf.find_by_name_kind(struct, BTF_KIND_STRUCT)
+            bid = (kbtf, i if i is not None and i > 0 else 0)
+        out.append((8 * names.index(name) if name in names else -1, rtype, bid))
+    return out
+
+
+KIND_STR = ("UNKN", "INT", "PTR", "ARRAY", "STRUCT", "UNION", "ENUM", "FWD", "TYPEDEF", "VOLATILE", "CONST",
+            "RESTRICT", "FUNC", "FUNC_PROTO", "VAR", "DATASEC", "FLOAT", "DECL_TAG", "TYPE_TAG", "ENUM64")
+
+
+def btf_type_str(t):
+    return KIND_STR[t.kind] if t is not None and t.kind < len(KIND_STR) else "UNKN"
+
+
+def _slot_bytes(btf, tid):
+    t, _ = skip_mods(btf, tid)
+    if t is None:
+        return 0
+    return 8 if t.kind == BTF_KIND_PTR else (t.size + 7) // 8 * 8
+
+
+def get_ctx_arg_idx(btf, proto, off):
+    """get_ctx_arg_idx: which argument (u64 slots, structs spanning several) ``off`` falls in."""
+    if proto is None:
+        return off // 8
+    offset = 0
+    for i, (_n, tid) in enumerate(proto.params):
+        offset += _slot_bytes(btf, tid)
+        if off < offset:
+            return i
+    offset += _slot_bytes(btf, proto.type)
+    if off < offset:
+        return len(proto.params)
+    return len(proto.params) + 1

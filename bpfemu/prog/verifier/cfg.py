@@ -16,6 +16,9 @@ from ..insn import (BPF_ABS, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_IND, BPF_J
                     BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE,
                     BPF_PSEUDO_MAP_VALUE, BPF_X)
 from ... import uapi
+from .btf import (BTF_KIND_FUNC, BTF_KIND_FUNC_PROTO, BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_TYPE_TAG,
+                  BTF_KIND_TYPEDEF, NamesOnlyBtf, btf_type_str, get_ctx_arg_idx, is_any_enum, is_small_int,
+                  is_struct, iter_ctx_arg_info, skip_mods)
 from .calls import ASYNC_CB_FUNCS, SYNC_CB_FUNCS
 from .regs import CONST_PTR_TO_MAP, PTR_TO_FUNC, PTR_TO_MAP_VALUE, SCALAR_VALUE, mark_known, mark_known_zero
 
@@ -568,3 +571,178 @@ class CfgMixin:
             dreg.type = CONST_PTR_TO_MAP
         else:
             self.fail(errno.EINVAL, "bpf verifier is misconfigured\n")
+
+
+class AttachMixin:
+    """check_attach_btf_id / bpf_check_attach_target for tracing programs, and btf_ctx_access (the
+    arguments of the attach target as the program's context)."""
+
+    attach_func_proto = None
+    attach_func_name = ""
+    attach_btf_trace = False
+    ctx_arg_info = ()
+
+    def check_attach_btf_id(self):
+        A = uapi
+        pt = self.prog_type
+        eat = self.expected_attach_type
+        if pt == A.BPF_PROG_TYPE_SYSCALL:
+            if self.sleepable:
+                return
+            self.fail(errno.EINVAL, "Syscall programs can only be sleepable\n")
+        if self.sleepable and not self.can_be_sleepable():
+            self.fail(errno.EINVAL, "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can "
+                                    "be sleepable\n")
+        if pt not in (A.BPF_PROG_TYPE_TRACING, A.BPF_PROG_TYPE_LSM, A.BPF_PROG_TYPE_EXT):
+            return
+        btf_id = self.attach_btf_id
+        if not btf_id:
+            self.fail(errno.EINVAL, "Tracing programs must provide btf_id\n")
+        b = self.vmlinux
+        t = b.type_by_id(btf_id)
+        if t is None or isinstance(b, NamesOnlyBtf):
+            self.fail(errno.EINVAL, "attach_btf_id %u is invalid\n" % btf_id)
+        tname = b.name(t)
+        if pt == A.BPF_PROG_TYPE_EXT:
+            self.fail(errno.EINVAL, "Cannot replace kernel functions\n")
+        if eat == A.BPF_TRACE_RAW_TP:
+            if t.kind != BTF_KIND_TYPEDEF:
+                self.fail(errno.EINVAL, "attach_btf_id %u is not a typedef\n" % btf_id)
+            if not tname.startswith("btf_trace_"):
+                self.fail(errno.EINVAL, "attach_btf_id %u points to wrong type name %s\n" % (btf_id, tname))
+            tname = tname[len("btf_trace_"):]
+            # the typedef is a pointer to the template's prototype (void *__data first)
+            p = b.type_by_id(t.type)
+            proto = b.type_by_id(p.type) if p is not None and p.kind == BTF_KIND_PTR else None
+            if proto is None or proto.kind != BTF_KIND_FUNC_PROTO:
+                self.fail(errno.EINVAL)
+            self.attach_btf_trace = True
+        elif eat == A.BPF_TRACE_ITER:
+            if t.kind != BTF_KIND_FUNC:
+                self.fail(errno.EINVAL, "attach_btf_id %u is not a function\n" % btf_id)
+            proto = b.type_by_id(t.type)
+            if proto is None or proto.kind != BTF_KIND_FUNC_PROTO:
+                self.fail(errno.EINVAL)
+        else:
+            # fentry/fexit/fmod_ret/lsm need trampolines (the emulator has none; PROG_LOAD refused them)
+            if t.kind != BTF_KIND_FUNC:
+                self.fail(errno.EINVAL, "attach_btf_id %u is not a function\n" % btf_id)
+            proto = b.type_by_id(t.type)
+        self.attach_func_proto = proto
+        self.attach_func_name = tname
+        if eat == A.BPF_TRACE_ITER:
+            if not tname.startswith("bpf_iter_"):
+                self.fail(errno.EINVAL)
+            info = iter_ctx_arg_info(b, tname[len("bpf_iter_"):], proto)
+            if info is None:
+                self.fail(errno.EINVAL)
+            self.ctx_arg_info = info
+
+    def can_be_sleepable(self):
+        A = uapi
+        pt, eat = self.prog_type, self.expected_attach_type
+        if pt == A.BPF_PROG_TYPE_TRACING:
+            return eat in (A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT, A.BPF_MODIFY_RETURN, A.BPF_TRACE_ITER)
+        if pt == A.BPF_PROG_TYPE_LSM:
+            return eat != A.BPF_LSM_CGROUP
+        return pt in (A.BPF_PROG_TYPE_KPROBE, A.BPF_PROG_TYPE_STRUCT_OPS)
+
+    def btf_ctx_access(self, off, size, t):
+        """btf_ctx_access: (reg type, (btf, id) or None, None) for an allowed read of argument slot ``off``,
+        None (with the reason in the log) otherwise."""
+        from .regs import (MEM_PERCPU, MEM_USER, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_BUF, PTR_TRUSTED,
+                           SCALAR_VALUE as SV)
+        A = uapi
+        proto = self.attach_func_proto
+        b = self.vmlinux
+        tname = self.attach_func_name
+        scalar = (SV, None, None)
+        if off % 8:
+            self.verbose("func '%s' offset %d is not multiple of 8\n" % (tname, off))
+            return None
+        arg = get_ctx_arg_idx(b, proto, off)
+        params = list(proto.params) if proto is not None else []
+        nr_args = len(params) if proto is not None else 5
+        if self.attach_btf_trace:
+            params = params[1:]
+            nr_args -= 1
+        if arg > nr_args:
+            self.verbose("func '%s' doesn't have %d-th argument\n" % (tname, arg + 1))
+            return None
+        if arg == nr_args:
+            eat = self.expected_attach_type
+            if eat in (A.BPF_LSM_MAC, A.BPF_LSM_CGROUP, A.BPF_TRACE_FEXIT):
+                if proto is None:
+                    return scalar
+                tt = b.type_by_id(proto.type)
+            elif eat == A.BPF_MODIFY_RETURN:
+                if proto is None:
+                    return None
+                tt, _ = skip_mods(b, proto.type)
+                if not is_small_int(tt):
+                    self.verbose("ret type %s not allowed for fmod_ret\n" % btf_type_str(tt))
+                    return None
+            else:
+                self.verbose("func '%s' doesn't have %d-th argument\n" % (tname, arg + 1))
+                return None
+            pname = b""
+        else:
+            if proto is None:
+                return scalar
+            tt = b.type_by_id(params[arg][1])
+            pname = b.str_by_offset(params[arg][0]) or b""
+        while tt is not None and tt.kind in (BTF_KIND_TYPEDEF, 9, 10, 11, 18):
+            tt = b.type_by_id(tt.type)
+        if is_small_int(tt) or is_any_enum(tt) or is_struct(tt):
+            return scalar
+        if tt is None or tt.kind != BTF_KIND_PTR:
+            self.verbose("func '%s' arg%d '%s' has type %s. Only pointer access is allowed\n"
+                         % (tname, arg, b.name(tt) if tt is not None else "", btf_type_str(tt)))
+            return None
+        if size != 8:
+            self.verbose("func '%s' size %d must be 8\n" % (tname, size))
+            return None
+        for o, rtype, _bid in self.ctx_arg_info:
+            if o == off and rtype & 0xff == PTR_TO_BUF and rtype & PTR_MAYBE_NULL:
+                return (rtype, None, None)
+        if tt.type == 0:
+            return scalar
+        pt_, _ = skip_mods(b, tt.type)
+        if pt_ is not None and pt_.kind in (BTF_KIND_INT,):
+            return scalar
+        for o, rtype, bid in self.ctx_arg_info:
+            if o == off:
+                if not bid or not bid[1]:
+                    self.verbose("invalid btf_id for context argument offset %u\n" % off)
+                    return None
+                return (rtype, bid, None)
+        rtype = PTR_TO_BTF_ID
+        if self.prog_args_trusted():
+            rtype |= PTR_TRUSTED
+        if pname.endswith(b"__nullable"):
+            rtype |= PTR_MAYBE_NULL
+        bid = tt.type
+        t2 = b.type_by_id(bid)
+        if t2 is not None and t2.kind == BTF_KIND_TYPE_TAG:
+            tag = b.name(t2)
+            if tag == "user":
+                rtype |= MEM_USER
+            if tag == "percpu":
+                rtype |= MEM_PERCPU
+        while t2 is not None and t2.kind in (BTF_KIND_TYPEDEF, 9, 10, 11, 18):
+            bid = t2.type
+            t2 = b.type_by_id(bid)
+        if not is_struct(t2):
+            self.verbose("func '%s' arg%d type %s is not a struct\n" % (tname, arg, btf_type_str(t2)))
+            return None
+        self.verbose("func '%s' arg%d has btf_id %d type %s '%s'\n" % (tname, arg, bid, btf_type_str(t2),
+                                                                      b.name(t2)))
+        return (rtype, (b, bid), None)
+
+    def prog_args_trusted(self):
+        A = uapi
+        if self.prog_type == A.BPF_PROG_TYPE_TRACING:
+            return self.expected_attach_type in (A.BPF_TRACE_RAW_TP, A.BPF_TRACE_ITER)
+        if self.prog_type == A.BPF_PROG_TYPE_STRUCT_OPS:
+            return True
+        return False

@@ -8,7 +8,7 @@ from ..insn import (BPF_ALU, BPF_ALU64, BPF_ATOMIC, BPF_CALL, BPF_EXIT, BPF_IMM,
 from ..helpers import FUNC_IDS
 from .alu import AluMixin
 from .calls import CallMixin
-from .cfg import CfgMixin
+from .cfg import AttachMixin, CfgMixin
 from .btf import BTF_KIND_FUNC, BTF_KIND_STRUCT, BTF_KIND_UNION, HELPER_BTF_STRUCTS, NamesOnlyBtf
 from .disasm import print_insn
 from .jmp import JmpMixin
@@ -64,7 +64,7 @@ class AuxTable(dict):
         return a
 
 
-class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin):
+class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachMixin):
     """One verification. See :func:`bpfemu.prog.verifier.bpf_check` for how it is built and run."""
 
     Error = VerifierError
