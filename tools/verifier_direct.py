@@ -127,7 +127,7 @@ class Context(LoadContext):
     def btf_of_fd(self, fd):
         b = self.btfs.get(fd)
         if b is None:
-            raise OSError(9, "no BTF")
+            raise OSError(22 if 0 <= fd < 3 or fd in self.maps else 9, "no BTF")
         return b
 
     @property
@@ -175,11 +175,20 @@ def run(case, mode):
     if case.attach_kfunc and case.prog_type in (U.BPF_PROG_TYPE_TRACING, U.BPF_PROG_TYPE_LSM):
         prefix, kind = _attach_prefix(case.expected_attach_type)
         a.prog_load.attach_btf_id = kbtf.find_id(prefix + case.attach_kfunc, kind) or 0
+    btfs = {}
+    fi = None
     if case.func_info:
+        if case.btf_types and mode == "priv":   # BPF_BTF_LOAD needs CAP_BPF
+            btfs[100] = btf_shim.load(btfenc.raw_btf(case.btf_types, case.btf_strings or b"\0"))
+            a.prog_load.prog_btf_fd = 100
+        recs = b"".join(struct.pack("<II", off, tid) for off, tid in case.func_info)
+        fi = ctypes.create_string_buffer(recs, len(recs))
+        a.prog_load.func_info = ctypes.addressof(fi)
         a.prog_load.func_info_cnt = len(case.func_info)
+        a.prog_load.func_info_rec_size = 8
     LOGBUF[0] = b"\0"
     try:
-        bpf_prog_load(a, Context(CAPS[mode], maps))
+        bpf_prog_load(a, Context(CAPS[mode], maps, btfs))
         return "accept", 0, LOGBUF.value.decode("latin1")
     except OSError as e:
         return "reject", e.errno, LOGBUF.value.decode("latin1")

@@ -10,7 +10,7 @@ generated from the kernel's BTF. The socket views (``struct bpf_sock``, ``bpf_tc
 import functools
 
 from .. import uapi, uapi_layout as L
-from .verifier.regs import (PTR_MAYBE_NULL, PTR_TO_FLOW_KEYS, PTR_TO_PACKET, PTR_TO_PACKET_END,
+from .verifier.regs import (PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TRUSTED, PTR_TO_FLOW_KEYS, PTR_TO_PACKET, PTR_TO_PACKET_END,
                             PTR_TO_PACKET_META, PTR_TO_SOCK_COMMON, PTR_TO_SOCKET, PTR_TO_TCP_SOCK,
                             PTR_TO_TP_BUFFER, PTR_TO_XDP_SOCK, SCALAR_VALUE)
 

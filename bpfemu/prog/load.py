@@ -27,6 +27,7 @@ from ..errors import bpf_error
 from .prog import BpfProg
 from .types import PROG_TYPES
 from .verifier import bpf_check, log_attr_valid
+from .verifier.cfg import FuncInfo
 
 A = uapi
 BPF_MAXINSNS = 4096
@@ -93,7 +94,9 @@ class LoadContext:
     - ``read_str(addr, maxlen)`` -> bytes without the NUL (strncpy_from_user), OSError(EFAULT);
     - ``map_of_fd(fd)`` -> map object, or an errno (EBADF closed fd, EINVAL not a map);
     - ``obj_name_cpy(raw16)`` -> the name bytes, raising OSError(EINVAL);
-    - ``token_of_fd(fd)`` -> raises the errno for a fd that is no token.
+    - ``token_of_fd(fd)`` -> raises the errno for a fd that is no token;
+    - ``btf_of_fd(fd)`` -> a BTF object (``bpfemu.btf.Btf`` interface), raising OSError (EBADF, EINVAL);
+    - ``kernel_btf``: the kernel's BTF (``bpfemu.btf.Btf`` interface) or None.
     """
 
     unprivileged_bpf_disabled = 0
@@ -200,13 +203,27 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     if p.fd_array:
         def fd_array(i, _base=p.fd_array):
             return int.from_bytes(ctx.read(_base + 4 * i, 4), "little", signed=True)
+    func_info = None
+    if p.func_info_cnt:
+        rec = p.func_info_rec_size
+
+        def read_rec(i, _base=p.func_info, _rec=rec):
+            return ctx.read(_base + i * _rec, _rec)
+
+        def set_rec_size(v):
+            if uattr is not None:
+                off, _ = uapi.attr_field("prog_load.func_info_rec_size")
+                ctx.write(uattr + off, v.to_bytes(4, "little"))
+        func_info = FuncInfo(p.func_info_cnt, rec, read_rec, set_rec_size)
     res = bpf_check(prog.insns, prog.type, PROG_TYPES[prog.type], log_level=level, log_size=size,
                     has_log_buf=bool(buf), expected_attach_type=prog.expected_attach_type,
                     caps={"bpf": ctx.capable("bpf"), "perfmon": ctx.capable("perfmon")},
                     map_resolver=ctx.map_of_fd, fd_array=fd_array, gpl_compatible=prog.gpl_compatible,
                     strict_alignment=strict, test_state_freq=bool(flags & BPF_F_TEST_STATE_FREQ),
                     sleepable=prog.sleepable, attach_btf_id=p.attach_btf_id,
-                    has_func_info=bool(p.func_info_cnt), kernel_btf=getattr(ctx, "kernel_btf", None))
+                    kernel_btf=getattr(ctx, "kernel_btf", None), func_info=func_info,
+                    line_info_cnt=p.line_info_cnt, btf_of_fd=getattr(ctx, "btf_of_fd", None),
+                    prog_btf_fd=p.prog_btf_fd)
     if res.log_buf is not None and buf:
         ctx.write(buf, res.log_buf)
     if uattr is not None and uattr_size >= uapi.offsetofend("prog_load.log_true_size"):

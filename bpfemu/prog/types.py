@@ -641,11 +641,11 @@ class Netfilter(ProgType):
     test_run = True
 
     def is_valid_access(self, env, off, size, t, is_ldsx):
-        if t == 2 or off < 0 or off >= 16 or off % size:
+        """nf_is_valid_access: struct bpf_nf_ctx { const struct nf_hook_state *state; struct sk_buff *skb; },
+        each field read whole as a trusted pointer (any offset inside the field)."""
+        if off < 0 or off >= 16 or t == 2 or size != 8:
             return None
-        if size != 8:
-            return None
-        return ctx.SCALAR
+        return (ctx.PTR_TO_BTF_ID | ctx.PTR_TRUSTED, "nf_hook_state" if off < 8 else "sk_buff", None)
 
     def fallback(self, name, env):
         return sk_base_func_proto(name, env)

@@ -47,13 +47,15 @@ def bpf_check(insns, prog_type, ops, log_level=0, log_size=0, has_log_buf=False,
     """
     from .env import Env, VerifierError
     log = VerifierLog(log_level, has_log_buf, log_size)
+    btf_of_fd = kw.pop("btf_of_fd", None)
+    prog_btf_fd = kw.pop("prog_btf_fd", 0)
     env = Env(insns, ops, log, prog_type, **kw)
     err = 0
     try:
+        env.check_btf_info_early(btf_of_fd, prog_btf_fd)
         env.add_subprog_and_kfunc()
         env.check_subprogs()
-        if not kw.get("has_func_info"):
-            env.check_abnormal_return()
+        env.check_btf_info()
         env.resolve_pseudo_ldimm64()
         env.check_cfg()
         env.check_attach_btf_id()

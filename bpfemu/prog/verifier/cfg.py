@@ -746,3 +746,112 @@ class AttachMixin:
         if self.prog_type == A.BPF_PROG_TYPE_STRUCT_OPS:
             return True
         return False
+
+
+MIN_BPF_FUNCINFO_SIZE = 8
+MAX_FUNCINFO_REC_SIZE = 252
+
+
+class FuncInfo:
+    """The func_info attributes of PROG_LOAD: ``cnt``, ``rec_size``, ``read(i)`` -> the i-th record's bytes
+    (``rec_size`` of them; raises OSError(EFAULT)) and ``set_rec_size(n)`` (writes attr.func_info_rec_size
+    back, raising OSError(EFAULT))."""
+
+    def __init__(self, cnt, rec_size, read, set_rec_size=None):
+        self.cnt, self.rec_size, self.read, self.set_rec_size = cnt, rec_size, read, set_rec_size
+
+
+class BtfInfoMixin:
+    """check_btf_info_early / check_btf_info: the program's BTF and its func_info records."""
+
+    prog_btf = None
+    func_info = None        # [(insn_off, type_id)] once checked
+    func_info_attr = None   # FuncInfo or None
+    line_info_cnt = 0
+
+    def check_btf_info_early(self, btf_of_fd=None, prog_btf_fd=0):
+        fi = self.func_info_attr
+        if not (fi and fi.cnt) and not self.line_info_cnt:
+            return False
+        if btf_of_fd is None:
+            self.fail(errno.EBADF)
+        try:
+            b = btf_of_fd(prog_btf_fd)
+        except OSError as e:
+            self.fail(e.errno)
+        if getattr(b, "kernel_btf", False):
+            self.fail(errno.EACCES)
+        self.prog_btf = b
+        self.check_btf_func_early()
+        return True
+
+    def check_btf_func_early(self):
+        fi = self.func_info_attr
+        if not fi or not fi.cnt:
+            return
+        urec = fi.rec_size
+        if urec < MIN_BPF_FUNCINFO_SIZE or urec > MAX_FUNCINFO_REC_SIZE or urec % 4:
+            self.fail(errno.EINVAL, "invalid func info rec size %u\n" % urec)
+        b = self.prog_btf
+        recs = []
+        prev = 0
+        for i in range(fi.cnt):
+            try:
+                raw = bytes(fi.read(i))
+            except OSError as e:
+                self.fail(e.errno)
+            if any(raw[8:urec]):
+                self.verbose("nonzero tailing record in func info")
+                if fi.set_rec_size is not None:
+                    try:
+                        fi.set_rec_size(8)
+                    except OSError as e:
+                        self.fail(e.errno)
+                self.fail(errno.E2BIG)
+            off = int.from_bytes(raw[0:4], "little")
+            tid = int.from_bytes(raw[4:8], "little")
+            if i == 0:
+                if off:
+                    self.fail(errno.EINVAL, "nonzero insn_off %u for the first func info record" % off)
+            elif off <= prev:
+                self.fail(errno.EINVAL, "same or smaller insn offset (%u) than previous func info record (%u)"
+                          % (off, prev))
+            t = b.type_by_id(tid)
+            if t is None or t.kind != BTF_KIND_FUNC:
+                self.fail(errno.EINVAL, "invalid type id %d in func info" % (tid - (1 << 32) if tid >> 31 else tid))
+            proto = b.type_by_id(t.type)
+            if proto is None or proto.kind != BTF_KIND_FUNC_PROTO:
+                self.fail(errno.EINVAL)
+            prev = off
+            recs.append((off, tid))
+        self.func_info = recs
+
+    def check_btf_info(self):
+        fi = self.func_info_attr
+        if not (fi and fi.cnt) and not self.line_info_cnt:
+            self.check_abnormal_return()
+            return
+        self.check_btf_func()
+
+    def check_btf_func(self):
+        fi = self.func_info_attr
+        if not fi or not fi.cnt:
+            self.check_abnormal_return()
+            return
+        if fi.cnt != len(self.subprogs):
+            self.fail(errno.EINVAL, "number of funcs in func_info doesn't match number of subprogs\n")
+        b = self.prog_btf
+        for i, (off, tid) in enumerate(self.func_info):
+            sub = self.subprogs[i]
+            if sub.start != off:
+                self.fail(errno.EINVAL, "func_info BTF section doesn't match subprog layout in BPF program\n")
+            t = b.type_by_id(tid)
+            sub.linkage = t.vlen
+            sub.name = b.name(t)
+            proto = b.type_by_id(t.type)
+            ret, _ = skip_mods(b, proto.type)
+            scalar_return = is_small_int(ret) or is_any_enum(ret)
+            if i and not scalar_return and sub.has_ld_abs:
+                self.fail(errno.EINVAL, "LD_ABS is only allowed in functions that return 'int'.\n")
+            if i and not scalar_return and sub.has_tail_call:
+                self.fail(errno.EINVAL, "tail_call is only allowed in functions that return 'int'.\n")

@@ -8,7 +8,7 @@ from ..insn import (BPF_ALU, BPF_ALU64, BPF_ATOMIC, BPF_CALL, BPF_EXIT, BPF_IMM,
 from ..helpers import FUNC_IDS
 from .alu import AluMixin
 from .calls import CallMixin
-from .cfg import AttachMixin, CfgMixin
+from .cfg import AttachMixin, BtfInfoMixin, CfgMixin
 from .btf import BTF_KIND_FUNC, BTF_KIND_STRUCT, BTF_KIND_UNION, HELPER_BTF_STRUCTS, NamesOnlyBtf
 from .disasm import print_insn
 from .jmp import JmpMixin
@@ -64,7 +64,7 @@ class AuxTable(dict):
         return a
 
 
-class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachMixin):
+class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachMixin, BtfInfoMixin):
     """One verification. See :func:`bpfemu.prog.verifier.bpf_check` for how it is built and run."""
 
     Error = VerifierError
@@ -72,7 +72,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
     def __init__(self, insns, ops, log, prog_type, expected_attach_type=0, caps=None, map_resolver=None,
                  fd_array=None, gpl_compatible=True, strict_alignment=False, test_state_freq=False,
                  sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2,
-                 kernel_btf=None):
+                 kernel_btf=None, func_info=None, line_info_cnt=0):
         caps = caps or {}
         self.insns = insns
         self.insn_cnt = len(insns)
@@ -94,7 +94,9 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         self.test_state_freq = test_state_freq and self.bpf_capable
         self.sleepable = sleepable
         self.attach_btf_id = attach_btf_id
-        self.has_func_info = has_func_info
+        self.func_info_attr = func_info     # cfg.FuncInfo or None
+        self.line_info_cnt = line_info_cnt
+        self.has_func_info = has_func_info or bool(func_info and func_info.cnt)
         self.jit_requested = jit_requested
         self.jit_tail_calls = jit_requested
         self.nr_cpu_ids = nr_cpu_ids

@@ -306,6 +306,7 @@ class JmpMixin:
             prev = self.find_prev_entry(st.parent, self.insn_idx)
             if prev is not None:
                 self.widen_imprecise_scalars(prev, queued)
+            self.insn_idx += off
             return
         self.check_reg_arg(dst, SRC_OP)
         dreg = regs[dst]

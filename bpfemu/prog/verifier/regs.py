@@ -640,14 +640,21 @@ def range_within(old, cur):
 
 
 def reg_not_null(reg):
-    """reg_not_null: pointer types that are never NULL."""
+    """reg_not_null: pointer types whose base is never NULL (and whose offset cannot wrap it to zero)."""
     t = reg.type
     if t & PTR_MAYBE_NULL:
         return False
+    if reg.smin <= -(1 << 29) or reg.smax >= (1 << 29):
+        return False
     b = t & BASE_TYPE_MASK
-    return (b in (PTR_TO_SOCKET, PTR_TO_TCP_SOCK, PTR_TO_MAP_VALUE, PTR_TO_MAP_KEY, PTR_TO_SOCK_COMMON,
-                  PTR_TO_MEM, CONST_PTR_TO_MAP) or
-            (b == PTR_TO_BTF_ID and (bool(reg.ref_obj_id) or bool(t & (PTR_TRUSTED | MEM_ALLOC | MEM_RCU)))))
+    if b == PTR_TO_BTF_ID:
+        if reg.ref_obj_id:
+            return True
+        flags = t & ~BASE_TYPE_MASK
+        return bool(flags & (PTR_TRUSTED | MEM_ALLOC | NON_OWN_REF)) and not flags & ~(PTR_TRUSTED | MEM_ALLOC |
+                                                                                     NON_OWN_REF)
+    return b in (PTR_TO_SOCKET, PTR_TO_TCP_SOCK, PTR_TO_XDP_SOCK, PTR_TO_BUF, PTR_TO_MAP_VALUE, PTR_TO_MAP_KEY,
+                 PTR_TO_SOCK_COMMON, PTR_TO_MEM, CONST_PTR_TO_MAP)
 
 
 # ---- printing (log.c's print_reg_state) ----
