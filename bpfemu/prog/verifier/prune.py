@@ -206,10 +206,13 @@ def states_equal(env, old, cur, exact):
     idmap = IdMap(env.id_gen)
     if old.speculative and not cur.speculative:
         return False
-    if old.active_lock != cur.active_lock:
-        if old.active_lock is None or cur.active_lock is None:
+    if (old.active_lock is None) != (cur.active_lock is None):
+        return False
+    if old.active_lock is not None:
+        # the lock's map and the id of the pointer it was taken through (the id enters the id map first)
+        if old.active_lock[0] is not cur.active_lock[0]:
             return False
-        if old.active_lock[0] is not cur.active_lock[0] or not idmap.check(old.active_lock[1], cur.active_lock[1]):
+        if old.active_lock[1] and not idmap.check(old.active_lock[1], cur.active_lock[1]):
             return False
     if old.active_rcu_lock != cur.active_rcu_lock:
         return False

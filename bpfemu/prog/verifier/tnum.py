@@ -98,22 +98,29 @@ def txor(a, b):
     return (v & ~mu & U64, mu)
 
 
+def union(a, b):
+    """tnum_union: the bits known and equal in both."""
+    v = a[0] & b[0]
+    mu = ((a[0] ^ b[0]) | a[1] | b[1]) & U64
+    return (v & ~mu & U64, mu)
+
+
 def mul(a, b):
-    """Product of two tnums: the known product of the values plus the partial products of unknown bits."""
+    """Product of two tnums (the 6.17+ algorithm): shift-and-add over the bits of ``a``; a known 1 bit adds
+    ``b``, an unknown bit takes the union of adding it and not."""
     av, am = a
     bv, bm = b
-    acc_v = (av * bv) & U64
-    acc_m = (0, 0)
+    acc = (0, 0)
     while av or am:
         if av & 1:
-            acc_m = add(acc_m, (0, bm))
+            acc = add(acc, (bv, bm))
         elif am & 1:
-            acc_m = add(acc_m, (0, bv | bm))
+            acc = union(acc, add(acc, (bv, bm)))
         av >>= 1
         am >>= 1
         bv = (bv << 1) & U64
         bm = (bm << 1) & U64
-    return add((acc_v, 0), acc_m)
+    return acc
 
 
 def overlap(a, b):
