@@ -60,6 +60,7 @@ def bpf_check(insns, prog_type, ops, log_level=0, log_size=0, has_log_buf=False,
         env.check_cfg()
         env.check_attach_btf_id()
         env.do_check_common(0)
+        env.do_check_subprogs()
     except VerifierError as e:
         err = e.errno
     if err == 0:

@@ -16,11 +16,15 @@ from ..insn import (BPF_ABS, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_IND, BPF_J
                     BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE,
                     BPF_PSEUDO_MAP_VALUE, BPF_X)
 from ... import uapi
-from .btf import (BTF_KIND_FUNC, BTF_KIND_FUNC_PROTO, BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_TYPE_TAG,
+from .btf import (BTF_KIND_DECL_TAG, BTF_KIND_FUNC, BTF_KIND_FUNC_PROTO, BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_TYPE_TAG,
                   BTF_KIND_TYPEDEF, NamesOnlyBtf, btf_type_str, get_ctx_arg_idx, is_any_enum, is_small_int,
                   is_struct, iter_ctx_arg_info, skip_mods)
 from .calls import ASYNC_CB_FUNCS, SYNC_CB_FUNCS
-from .regs import CONST_PTR_TO_MAP, PTR_TO_FUNC, PTR_TO_MAP_VALUE, SCALAR_VALUE, mark_known, mark_known_zero
+from ..helpers import (ARG_ANYTHING, ARG_DONTCARE, ARG_PTR_TO_ARENA, ARG_PTR_TO_BTF_ID, ARG_PTR_TO_CTX,
+                       ARG_PTR_TO_DYNPTR, ARG_PTR_TO_MEM)
+from .regs import (CONST_PTR_TO_MAP, MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_CTX,
+                   PTR_TO_FUNC, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE, mark_known,
+                   mark_known_zero)
 
 BPF_MAX_SUBPROGS = 256
 MAX_USED_MAPS = 64
@@ -67,7 +71,8 @@ OPCODES = _opcode_table()
 
 class SubprogInfo:
     __slots__ = ("start", "stack_depth", "has_tail_call", "tail_call_reachable", "has_ld_abs", "is_cb",
-                 "is_async_cb", "is_exception_cb", "changes_pkt_data", "called", "linkage", "name")
+                 "is_async_cb", "is_exception_cb", "changes_pkt_data", "called", "linkage", "name", "args",
+                 "unreliable", "verified")
 
     def __init__(self, start):
         self.start = start
@@ -82,6 +87,9 @@ class SubprogInfo:
         self.called = False
         self.linkage = 0      # BTF_FUNC_STATIC
         self.name = ""
+        self.args = None      # btf_prepare_func_args: [(arg type, mem size, (btf, id) or None)]
+        self.unreliable = False
+        self.verified = False
 
 
 def is_ldimm64(insn):
@@ -855,3 +863,304 @@ class BtfInfoMixin:
                 self.fail(errno.EINVAL, "LD_ABS is only allowed in functions that return 'int'.\n")
             if i and not scalar_return and sub.has_tail_call:
                 self.fail(errno.EINVAL, "tail_call is only allowed in functions that return 'int'.\n")
+
+
+# the context type each program type's global functions take (the first column of bpf_types.h), and the
+# kernel type a program may name instead (btf_is_projection_of)
+_CTX_TYPE_NAMES = {
+    "SOCKET_FILTER": "__sk_buff", "SCHED_CLS": "__sk_buff", "SCHED_ACT": "__sk_buff", "XDP": "xdp_md",
+    "CGROUP_SKB": "__sk_buff", "CGROUP_SOCK": "bpf_sock", "CGROUP_SOCK_ADDR": "bpf_sock_addr",
+    "LWT_IN": "__sk_buff", "LWT_OUT": "__sk_buff", "LWT_XMIT": "__sk_buff", "LWT_SEG6LOCAL": "__sk_buff",
+    "SOCK_OPS": "bpf_sock_ops", "SK_SKB": "__sk_buff", "SK_MSG": "sk_msg_md", "FLOW_DISSECTOR": "__sk_buff",
+    "KPROBE": "bpf_user_pt_regs_t", "TRACEPOINT": "__u64", "PERF_EVENT": "bpf_perf_event_data",
+    "RAW_TRACEPOINT": "bpf_raw_tracepoint_args", "RAW_TRACEPOINT_WRITABLE": "bpf_raw_tracepoint_args",
+    "CGROUP_DEVICE": "bpf_cgroup_dev_ctx", "CGROUP_SYSCTL": "bpf_sysctl", "CGROUP_SOCKOPT": "bpf_sockopt",
+    "LIRC_MODE2": "__u32", "SK_REUSEPORT": "sk_reuseport_md", "SK_LOOKUP": "bpf_sk_lookup",
+    "NETFILTER": "bpf_nf_ctx",
+}
+_PROJECTIONS = {("__sk_buff", "sk_buff"), ("xdp_md", "xdp_buff")}
+ARG_TAG_CTX, ARG_TAG_NONNULL, ARG_TAG_TRUSTED, ARG_TAG_NULLABLE, ARG_TAG_ARENA = 1, 2, 4, 8, 16
+_ARG_TAGS = {"ctx": ARG_TAG_CTX, "trusted": ARG_TAG_TRUSTED, "nonnull": ARG_TAG_NONNULL,
+             "nullable": ARG_TAG_NULLABLE, "arena": ARG_TAG_ARENA}
+
+
+class GlobalFuncMixin:
+    """Global (BTF_FUNC_GLOBAL) subprograms: verified once on their own with arguments from their BTF
+    prototype (btf_prepare_func_args), and calls to them checked against it (btf_check_subprog_call)."""
+
+    def _func_btf(self, sub):
+        if not self.func_info:
+            return None, None, 0
+        tid = self.func_info[sub][1]
+        return self.prog_btf, self.prog_btf.type_by_id(tid), tid
+
+    def ctx_type_name(self):
+        for name, v in _CTX_TYPE_NAMES.items():
+            if getattr(uapi, "BPF_PROG_TYPE_" + name, None) == self.prog_type:
+                return v
+        return ""
+
+    def btf_is_prog_ctx_type(self, b, t):
+        tt = b.type_by_id(t.type)
+        if self.prog_type == uapi.BPF_PROG_TYPE_KPROBE:
+            while tt is not None and tt.kind in (9, 10, 11, 18):
+                tt = b.type_by_id(tt.type)
+            if tt is not None and tt.kind == BTF_KIND_TYPEDEF and b.name(tt) == "bpf_user_pt_regs_t":
+                return True
+        while tt is not None and tt.kind in (BTF_KIND_TYPEDEF, 9, 10, 11, 18):
+            tt = b.type_by_id(tt.type)
+        if not is_struct(tt):
+            return False
+        tname = b.name(tt)
+        ctx = self.ctx_type_name()
+        if not ctx:
+            return False
+        if (ctx, tname) in _PROJECTIONS:
+            return True
+        if ctx == tname:
+            return True
+        return ctx == "bpf_user_pt_regs_t" and tname == "pt_regs"
+
+    def find_arg_tags(self, b, fn_id, arg):
+        """btf_find_next_decl_tag over all DECL_TAGs 'arg:...' of argument ``arg`` of FUNC ``fn_id``."""
+        out = []
+        for i in b.ids():
+            t = b.type_by_id(i)
+            if t.kind == BTF_KIND_DECL_TAG and t.type == fn_id and t.component_idx == arg:
+                name = b.name(t)
+                if name.startswith("arg:"):
+                    out.append(name[4:])
+        return out
+
+    def btf_prepare_func_args(self, sub):
+        """Returns 0 or a positive errno (with the reason logged); caches the argument types."""
+        info = self.subprogs[sub]
+        if info.args is not None:
+            return 0
+        is_global = info.linkage == 1
+        b, fn_t, fn_id = self._func_btf(sub)
+        if fn_t is None:
+            if not is_global:
+                return errno.EINVAL
+            self.verbose("Global functions need valid BTF\n")
+            return errno.EFAULT
+        tname = b.name(fn_t)
+        proto = b.type_by_id(fn_t.type)
+        if proto is None or proto.kind != BTF_KIND_FUNC_PROTO:
+            self.verbose("Invalid type of function %s()\n" % tname)
+            return errno.EFAULT
+        params = proto.params
+        if len(params) > 5:
+            if is_global:
+                self.verbose("Global function %s() with %d > %d args. Buggy compiler.\n" % (tname, len(params), 5))
+            return errno.EINVAL
+        rt, _ = skip_mods(b, proto.type)
+        if rt is None or not (rt.kind == BTF_KIND_INT or is_any_enum(rt)):
+            if is_global:
+                self.verbose("Global function %s() doesn't return scalar. Only those are supported.\n" % tname)
+            return errno.EINVAL
+        args = []
+        for i, (_pn, ptid) in enumerate(params):
+            tags = 0
+            for tag in self.find_arg_tags(b, fn_id, i):
+                if not is_global:
+                    self.verbose("arg#%d type tag is not supported in static functions\n" % i)
+                    return errno.EOPNOTSUPP
+                if tag not in _ARG_TAGS:
+                    self.verbose("arg#%d has unsupported set of tags\n" % i)
+                    return errno.EOPNOTSUPP
+                tags |= _ARG_TAGS[tag]
+            t, _ = skip_mods(b, ptid)
+            if t is not None and t.kind == BTF_KIND_PTR:
+                if tags & ARG_TAG_CTX or self.btf_is_prog_ctx_type(b, t):
+                    if tags & ~ARG_TAG_CTX:
+                        self.verbose("arg#%d has invalid combination of tags\n" % i)
+                        return errno.EINVAL
+                    args.append((ARG_PTR_TO_CTX, 0, None))
+                    continue
+                pt_, _ = skip_mods(b, t.type)
+                if is_struct(pt_) and b.name(pt_) == "bpf_dynptr":
+                    if tags:
+                        self.verbose("arg#%d has invalid combination of tags\n" % i)
+                        return errno.EINVAL
+                    args.append((ARG_PTR_TO_DYNPTR | MEM_RDONLY, 0, None))
+                    continue
+                if tags & ARG_TAG_TRUSTED:
+                    if tags & ARG_TAG_NONNULL:
+                        self.verbose("arg#%d has invalid combination of tags\n" % i)
+                        return errno.EINVAL
+                    if not is_struct(pt_):
+                        self.verbose("arg#%d type is not a struct\n" % i)
+                        return errno.EINVAL
+                    kb, kid = self.btf_struct(b.name(pt_))
+                    if not kid:
+                        self.verbose("failed to find kernel BTF type ID of '%s': %d\n" % (b.name(pt_), -2))
+                        return errno.ENOENT
+                    at = ARG_PTR_TO_BTF_ID | PTR_TRUSTED
+                    if tags & ARG_TAG_NULLABLE:
+                        at |= PTR_MAYBE_NULL
+                    args.append((at, 0, (kb, kid)))
+                    continue
+                if tags & ARG_TAG_ARENA:
+                    if tags & ~ARG_TAG_ARENA:
+                        self.verbose("arg#%d arena cannot be combined with any other tags\n" % i)
+                        return errno.EINVAL
+                    args.append((ARG_PTR_TO_ARENA, 0, None))
+                    continue
+                if is_global:
+                    if tags & ARG_TAG_NULLABLE:
+                        self.verbose("arg#%d has invalid combination of tags\n" % i)
+                        return errno.EINVAL
+                    _rt, rid = skip_mods(b, t.type)
+                    r = b.resolve_size(rid)
+                    if r is None:
+                        self.verbose("arg#%d reference type('%s %s') size cannot be determined: %d\n"
+                                     % (i, btf_type_str(_rt), b.name(_rt) if _rt is not None else "", -22))
+                        return errno.EINVAL
+                    at = ARG_PTR_TO_MEM | PTR_MAYBE_NULL
+                    if tags & ARG_TAG_NONNULL:
+                        at &= ~PTR_MAYBE_NULL
+                    args.append((at, r[1], None))
+                    continue
+            if tags:
+                self.verbose("arg#%d has pointer tag, but is not a pointer type\n" % i)
+                return errno.EINVAL
+            if t is not None and (t.kind == BTF_KIND_INT or is_any_enum(t)):
+                args.append((ARG_ANYTHING, 0, None))
+                continue
+            if not is_global:
+                return errno.EINVAL
+            self.verbose("Arg#%d type %s in %s() is not supported yet.\n" % (i, btf_type_str(t), tname))
+            return errno.EINVAL
+        info.args = args
+        return 0
+
+    def btf_check_subprog_call(self, sub, regs):
+        """0, or the errno of the first argument that does not match the callee's BTF prototype."""
+        if not self.func_info:
+            return errno.EINVAL
+        if not self.func_info[sub][1]:
+            return errno.EFAULT
+        info = self.subprogs[sub]
+        if info.unreliable:
+            return errno.EINVAL
+        try:
+            err = self.btf_check_func_arg_match(sub, regs)
+        except self.Error as e:
+            err = e.errno
+        if err:
+            info.unreliable = True
+        return err
+
+    def btf_check_func_arg_match(self, sub, regs):
+        err = self.btf_prepare_func_args(sub)
+        if err:
+            return err
+        for i, (at, mem_size, bid) in enumerate(self.subprogs[sub].args):
+            regno = i + 1
+            reg = regs[regno]
+            base = at & 0xff
+            if at == ARG_ANYTHING:
+                if reg.type != SCALAR_VALUE:
+                    self.verbose("R%d is not a scalar\n" % regno)
+                    return errno.EINVAL
+            elif at == ARG_PTR_TO_CTX:
+                self.check_func_arg_reg_off(reg, regno, ARG_DONTCARE)
+                if reg.type != PTR_TO_CTX:
+                    self.verbose("arg#%d expects pointer to ctx\n" % i)
+                    return errno.EINVAL
+            elif base == ARG_PTR_TO_MEM:
+                self.check_func_arg_reg_off(reg, regno, ARG_DONTCARE)
+                if self.check_mem_reg(reg, regno, mem_size):
+                    return errno.EINVAL
+                if not at & PTR_MAYBE_NULL and reg.type & PTR_MAYBE_NULL:
+                    self.verbose("arg#%d is expected to be non-NULL\n" % i)
+                    return errno.EINVAL
+            elif base == ARG_PTR_TO_ARENA:
+                if reg.type not in (PTR_TO_ARENA, SCALAR_VALUE):
+                    self.verbose("R%d is not a pointer to arena or scalar.\n" % regno)
+                    return errno.EINVAL
+            elif at == ARG_PTR_TO_DYNPTR | MEM_RDONLY:
+                self.check_func_arg_reg_off(reg, regno, ARG_PTR_TO_DYNPTR)
+                self.process_dynptr_func(regno, -1, at)
+            elif base == ARG_PTR_TO_BTF_ID:
+                if reg.is_null() and at & PTR_MAYBE_NULL:
+                    continue
+                from .calls import ArgMeta
+                self.check_reg_type(regno, at, bid, ArgMeta(0, False))
+                self.check_func_arg_reg_off(reg, regno, at)
+            else:
+                self.verbose("verifier bug: unrecognized arg#%d type %d\n" % (i, at))
+                return errno.EFAULT
+        return 0
+
+    def check_mem_reg(self, reg, regno, mem_size):
+        """check_mem_reg: the callee may read and write ``mem_size`` bytes through the pointer."""
+        if reg.is_null():
+            return 0
+        saved = None
+        if reg.type & PTR_MAYBE_NULL:
+            saved = reg.copy()
+            reg.type &= ~PTR_MAYBE_NULL
+        try:
+            self.check_helper_mem_access(regno, mem_size, 1, True, None)
+            self.check_helper_mem_access(regno, mem_size, 2, True, None)
+        finally:
+            if saved is not None:
+                reg.assign(saved)
+        return 0
+
+    def setup_global_func_regs(self, sub, regs):
+        """do_check_common for a global subprogram: R1..R5 from its BTF prototype."""
+        name = self.subprog_name(sub)
+        self.verbose("Validating %s() func#%d...\n" % (name, sub))
+        err = self.btf_prepare_func_args(sub)
+        if err:
+            self.fail(err)
+        for i, (at, mem_size, bid) in enumerate(self.subprogs[sub].args):
+            reg = regs[i + 1]
+            base = at & 0xff
+            if at == ARG_PTR_TO_CTX:
+                mark_known_zero(reg)
+                reg.type = PTR_TO_CTX
+            elif at == ARG_ANYTHING:
+                reg.type = SCALAR_VALUE
+                self.mark_reg_unknown(reg)
+            elif at == ARG_PTR_TO_DYNPTR | MEM_RDONLY:
+                self.fail(errno.EINVAL, "dynptr arguments are not supported by the emulator\n")
+            elif base == ARG_PTR_TO_MEM:
+                mark_known_zero(reg)
+                reg.type = PTR_TO_MEM | (at & PTR_MAYBE_NULL)
+                reg.mem_size = mem_size
+                self.id_gen += 1
+                reg.id = self.id_gen
+            elif base == ARG_PTR_TO_BTF_ID:
+                mark_known_zero(reg)
+                reg.type = PTR_TO_BTF_ID | (at & (PTR_MAYBE_NULL | PTR_UNTRUSTED | PTR_TRUSTED))
+                reg.btf, reg.btf_id = bid
+                self.id_gen += 1
+                reg.id = self.id_gen
+            elif base == ARG_PTR_TO_ARENA:
+                self.mark_reg_unknown(reg)
+            else:
+                self.fail(errno.EFAULT, "verifier bug: unhandled arg#%d type %d\n" % (i, at))
+
+    def do_check_subprogs(self):
+        """Verify each global subprogram the walk found called, until no new one is found."""
+        if not self.func_info:
+            return
+        while True:
+            new = 0
+            for i in range(1, len(self.subprogs)):
+                s = self.subprogs[i]
+                if s.linkage != 1 or not s.called or s.verified:
+                    continue
+                self.insn_idx = s.start
+                self.do_check_common(i)
+                if self.log_level & 3:
+                    self.verbose("Func#%d ('%s') is safe for any args that match its prototype\n"
+                                 % (i, self.subprog_name(i)))
+                s.verified = True
+                new += 1
+            if not new:
+                return

@@ -8,7 +8,7 @@ from ..insn import (BPF_ALU, BPF_ALU64, BPF_ATOMIC, BPF_CALL, BPF_EXIT, BPF_IMM,
 from ..helpers import FUNC_IDS
 from .alu import AluMixin
 from .calls import CallMixin
-from .cfg import AttachMixin, BtfInfoMixin, CfgMixin
+from .cfg import AttachMixin, BtfInfoMixin, CfgMixin, GlobalFuncMixin
 from .btf import BTF_KIND_FUNC, BTF_KIND_STRUCT, BTF_KIND_UNION, HELPER_BTF_STRUCTS, NamesOnlyBtf
 from .disasm import print_insn
 from .jmp import JmpMixin
@@ -64,7 +64,8 @@ class AuxTable(dict):
         return a
 
 
-class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachMixin, BtfInfoMixin):
+class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachMixin, BtfInfoMixin,
+          GlobalFuncMixin):
     """One verification. See :func:`bpfemu.prog.verifier.bpf_check` for how it is built and run."""
 
     Error = VerifierError
@@ -181,9 +182,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
 
     def subprog_name(self, sub):
         return self.subprogs[sub].name
-
-    def btf_check_subprog_call(self, sub, regs):
-        return errno.EINVAL
 
     def note_stack_depth(self, state, depth):
         sub = self.subprogs[state.subprogno]
@@ -454,12 +452,13 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         st.last_insn_idx = -1
         self.cur_state = st
         regs = st.frame[0].regs
-        if sub or self.prog_type == 10000:
-            self.fail(errno.EINVAL, "global subprograms are not supported by the emulator\n")
-        # the main program gets the context in R1
-        from .regs import PTR_TO_CTX, mark_known_zero
-        mark_known_zero(regs[1])
-        regs[1].type = PTR_TO_CTX
+        if sub:
+            self.setup_global_func_regs(sub, regs)
+        else:
+            # the main program gets the context in R1
+            from .regs import PTR_TO_CTX, mark_known_zero
+            mark_known_zero(regs[1])
+            regs[1].type = PTR_TO_CTX
         self.insn_idx = self.subprogs[sub].start
         self.scratch_all = True
         self.explored = {}
