@@ -13,10 +13,10 @@ def main(argv=None):
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "conform":
-        from .conform import main as conform
+        from .testing.conform import main as conform
         return conform(rest)
     if cmd == "commands":
-        from .syscall import implemented
+        from .syscall.sys_bpf import implemented
         for name, ok in implemented().items():
             print("%-34s %s" % (name, "implemented" if ok else "not implemented (EINVAL)"))
         return 0

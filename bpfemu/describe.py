@@ -7,6 +7,7 @@ Read only: describing never changes the kernel. Object attributes are read
 defensively, so kinds added later show up with whatever they carry.
 """
 from . import uapi
+from .caps import cap_names
 
 KIND_TITLES = (("map", "maps"), ("prog", "progs"), ("link", "links"), ("btf", "btf"))
 
@@ -95,19 +96,8 @@ def _mode(f):
     return ("r" if m & 1 else "") + ("w" if m & 2 else "") or "-"
 
 
-def _caps(task):
-    from .kernel import ALL_CAPS, CAP_NAMES
-    caps = frozenset(_get(task, "caps", ()) or ())
-    if caps >= ALL_CAPS:
-        return "all caps"
-    if not caps:
-        return "no caps"
-    names = {v: k for k, v in CAP_NAMES.items()}
-    return ",".join(names.get(c, str(c)) for c in sorted(caps))
-
-
 def _task_line(task):
-    out = "task %d uid %d %s" % (task.pid, task.uid, _caps(task))
+    out = "task %d uid %d %s" % (task.pid, task.uid, cap_names(_get(task, "caps", ()) or ()))
     fds = []
     for fd, slot in sorted(_get(task, "fdtable", {}).items()):
         f = slot[0]

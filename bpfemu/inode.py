@@ -15,19 +15,14 @@ CAP_DAC_OVERRIDE and CAP_FOWNER as the overrides, and a sticky directory
 """
 import errno
 import stat as _stat
-from collections import namedtuple
 
 from . import uapi
+from .surface import StatfsResult, StatResult
+from .caps import CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
 from .errors import bpf_error
 
 TMPFS_MAGIC = 0x01021994
-CAP_DAC_OVERRIDE = 1
-CAP_DAC_READ_SEARCH = 2
-CAP_FOWNER = 3
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
-
-StatResult = namedtuple("StatResult", "st_mode st_ino st_nlink st_uid st_gid st_size")
-StatfsResult = namedtuple("StatfsResult", "f_type")
 
 
 class Inode:

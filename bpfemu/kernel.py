@@ -6,62 +6,24 @@ filesystem namespace with its bpffs mounts, the CPU count, one lock). A
 syscall itself is :meth:`Task.bpf`.
 """
 import errno
-import os
 import threading
 
-from . import inode, syscall
+from . import inode
+from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, cap_set
+from .describe import describe
 from .errors import bpf_error
+from .fdinfo import fdinfo
+from .host.sysinfo import host_possible_cpus, host_unprivileged_bpf_disabled
 from .idr import IDR
 from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
-from .objects import FMODE_READ, File
-from .usermem import LOCAL, address_of
-
-CAP_DAC_OVERRIDE = 1
-CAP_DAC_READ_SEARCH = 2
-CAP_FOWNER = 3
-CAP_NET_ADMIN = 12
-CAP_SYS_ADMIN = 21
-CAP_PERFMON = 38
-CAP_BPF = 39
-# the capabilities the model knows: the bpf ones, and the filesystem overrides root has on bpffs
-CAP_NAMES = {"CAP_DAC_OVERRIDE": CAP_DAC_OVERRIDE, "CAP_DAC_READ_SEARCH": CAP_DAC_READ_SEARCH,
-             "CAP_FOWNER": CAP_FOWNER, "CAP_NET_ADMIN": CAP_NET_ADMIN, "CAP_SYS_ADMIN": CAP_SYS_ADMIN,
-             "CAP_PERFMON": CAP_PERFMON, "CAP_BPF": CAP_BPF}
-ALL_CAPS = frozenset(CAP_NAMES.values())
+from .objects import FMODE_READ, KINDS, File
+from .surface import attr_args
+from .syscall.mmap import bpf_map_mmap
+from .syscall.sys_bpf import sys_bpf
+from .usermem import LOCAL
 
 DEFAULT_NCPUS = 2  # when /sys/devices/system/cpu/possible cannot be read
 DEFAULT_NOFILE = 1024
-
-
-def host_possible_cpus(path="/sys/devices/system/cpu/possible"):
-    """Number of possible CPUs as the kernel counts them (highest id + 1), or None."""
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    top = -1
-    for part in text.split(","):
-        if part:
-            top = max(top, int(part.split("-")[-1]))
-    return top + 1 if top >= 0 else None
-
-
-def host_unprivileged_bpf_disabled(default=2):
-    try:
-        with open("/proc/sys/kernel/unprivileged_bpf_disabled") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return default
-
-
-def _caps(caps):
-    if caps is None:
-        return ALL_CAPS
-    out = set()
-    for c in caps:
-        out.add(CAP_NAMES[c] if isinstance(c, str) else int(c))
-    return frozenset(out)
 
 
 class Kernel:
@@ -75,7 +37,7 @@ class Kernel:
     def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()
-        self.idr = {"map": IDR(), "prog": IDR(), "link": IDR(), "btf": IDR()}
+        self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
         self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled}
@@ -115,7 +77,7 @@ class Kernel:
         with self.lock:
             fd_slots = self._fd_slots()
             out = []
-            for k in ("map", "prog", "link", "btf"):
+            for k in KINDS:
                 if kind and k != kind:
                     continue
                 for obj in self.idr[k]:
@@ -150,7 +112,7 @@ class Kernel:
     def spawn(self, uid=0, caps=None):
         """A new task (process): fds 0-2 taken by a terminal, root and all caps by default."""
         with self.lock:
-            t = Task(self, uid, _caps(caps) if uid == 0 or caps is not None else frozenset())
+            t = Task(self, uid, cap_set(caps) if uid == 0 or caps is not None else frozenset())
             tty = File(None, kind="tty")
             for fd in (0, 1, 2):
                 t._install(fd, tty)
@@ -170,7 +132,7 @@ class Kernel:
         return self._rand_state
 
     def describe(self):
-        from .describe import describe
+        """What this kernel holds, in a bpftool-like text (see :mod:`bpfemu.describe`)."""
         return describe(self)
 
 
@@ -224,13 +186,9 @@ class Task:
     # -- the syscall ---------------------------------------------------
     def bpf(self, cmd, attr, size=None):
         """bpf(cmd, &attr, size): attr is a ctypes object or bytearray laid out as union bpf_attr."""
-        addr, n = address_of(attr)
-        if size is None:
-            if n is None:
-                raise TypeError("size is required when attr is an address")
-            size = n
+        addr, size = attr_args(attr, size)
         self._check_alive()
-        return syscall.sys_bpf(self, cmd, addr, size, self.mem, attr if n is not None else None)
+        return sys_bpf(self, cmd, addr, size, self.mem, None if isinstance(attr, int) else attr)
 
     def _check_alive(self):
         if not self.alive:
@@ -288,14 +246,14 @@ class Task:
             if uid is not None:
                 child.setuid(uid, caps)
             elif caps is not None:
-                child.caps = _caps(caps)
+                child.caps = cap_set(caps)
             return child
 
     def setuid(self, uid, caps=None):
         """Change credentials; a non-root uid drops every capability unless caps is given."""
         with self.kernel.lock:
             self.uid = uid
-            self.caps = _caps(caps) if caps is not None else (ALL_CAPS if uid == 0 else frozenset())
+            self.caps = cap_set(caps) if caps is not None else (ALL_CAPS if uid == 0 else frozenset())
 
     def exit(self):
         """Close every fd; the task is gone (pins and objects held elsewhere stay)."""
@@ -360,11 +318,8 @@ class Task:
     def fdinfo(self, fd):
         """The text of /proc/self/fdinfo/<fd>."""
         with self.kernel.lock:
-            f = self.fdget(fd)
-            from .fdinfo import fdinfo
-            return fdinfo(self, fd, f)
+            return fdinfo(self.fdget(fd))
 
     def mmap(self, fd, length, offset=0, writable=True):
-        """mmap(MAP_SHARED) of a map fd: an arraymap.Mapping sharing the map's memory."""
-        from .arraymap import bpf_map_mmap
+        """mmap(MAP_SHARED) of a map fd: a :class:`bpfemu.surface.Mapping` sharing the map's memory."""
         return bpf_map_mmap(self, fd, length, offset, writable)

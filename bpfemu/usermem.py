@@ -3,6 +3,8 @@
 The syscall layer never dereferences a Python object. It gets an address and a
 :class:`UserMemory` and reads or writes bytes through it, as the kernel does
 with copy_from_user/copy_to_user. A bad address gives EFAULT, never a crash.
+One syscall copies through a :class:`UserCopy`, which adds the per-call page
+cache that batches need.
 
 :class:`LocalMemory` serves the calling process. On Linux it goes through
 process_vm_readv/process_vm_writev on our own pid, which the kernel checks
@@ -18,8 +20,7 @@ import threading
 import weakref
 
 from .errors import bpf_error
-
-NULL_PAGE = 4096
+from .limits import NULL_PAGE, PAGE_SIZE
 
 
 class UserMemory:
@@ -182,20 +183,128 @@ class LocalMemory(UserMemory):
 LOCAL = LocalMemory()
 
 
-_CTYPES = (ctypes.Union, ctypes.Structure, ctypes.Array, ctypes._SimpleCData)
+
+# Commands that copy many small pieces (a batch: a key and a value per element) must not pay one
+# checked copy (a process_vm_readv/writev syscall) per piece:
+# - reads: after the first few reads of a call, whole pages of the caller's memory are read once
+#   and the pieces served from them for the rest of this one syscall. A page is readable as a
+#   whole or not at all, so EFAULT comes exactly where the piecewise read would give it.
+# - writes: once a write to a page succeeded in this call, later writes that fall in such pages
+#   cannot fault; they are queued and land, merged and in order, before the syscall returns
+#   (also when it fails), so the caller sees the same bytes. Reads see the queued writes.
+PAGED_AFTER = 4
+PAGE_MASK = ~(PAGE_SIZE - 1)
 
 
-def address_of(buf):
-    """Address and length of a writable buffer (ctypes object or bytearray), or (int, None)."""
-    if isinstance(buf, _CTYPES):
-        return ctypes.addressof(buf), ctypes.sizeof(buf)
-    if isinstance(buf, int):
-        return buf, None
-    if isinstance(buf, (bytearray, memoryview)):
-        n = len(buf) if isinstance(buf, bytearray) else buf.nbytes
-        if n == 0:
-            return 0, 0
-        c = (ctypes.c_char * n).from_buffer(buf)
-        return ctypes.addressof(c), n
-    raise TypeError("attr must be a ctypes object, a bytearray or a writable memoryview, not %s"
-                    % type(buf).__name__)
+class UserCopy:
+    """copy_from_user/copy_to_user for one syscall: ``read(addr, n)``, ``write(addr, data)``, ``flush()``.
+
+    Wraps the caller's :class:`UserMemory` ``mem`` with the page cache described above; the
+    caller must ``flush()`` before the syscall returns (the syscall front does)."""
+
+    __slots__ = ("mem", "_reads", "_pages", "_wpages", "_pending", "_writes")
+
+    def __init__(self, mem):
+        self.mem = mem
+        self._reads = 0
+        self._pages = None  # page address -> bytearray of its bytes as this call sees them
+        self._wpages = None  # pages written successfully in this call
+        self._pending = None  # queued writes: [[addr, bytearray]] runs of adjacent writes
+        self._writes = 0
+
+    def _paged(self):
+        """The page cache, or None when this memory is not a LocalMemory (it may guard single bytes)."""
+        if self._pages is None:
+            if not isinstance(self.mem, LocalMemory):
+                self._reads = -(1 << 62)
+                return None
+            self._pages = {}
+            self._wpages = set()
+        return self._pages
+
+    def read(self, addr, n):
+        self._reads += 1
+        if self._reads <= PAGED_AFTER or n >= PAGE_SIZE or n <= 0 or addr < NULL_PAGE or addr + n > 1 << 64:
+            if self._pending:
+                self.flush()
+            return self.mem.read(addr, n)
+        pages = self._paged()
+        if pages is None:
+            return self.mem.read(addr, n)
+        first = addr & PAGE_MASK
+        off = addr - first
+        page = pages.get(first)
+        if page is None:
+            if self._pending:
+                self.flush()
+            page = pages[first] = bytearray(self.mem.read(first, PAGE_SIZE))
+        if off + n <= PAGE_SIZE:
+            return bytes(page[off:off + n])
+        nxt = first + PAGE_SIZE
+        page2 = pages.get(nxt)
+        if page2 is None:
+            if self._pending:
+                self.flush()
+            page2 = pages[nxt] = bytearray(self.mem.read(nxt, PAGE_SIZE))
+        return bytes(page[off:]) + bytes(page2[:off + n - PAGE_SIZE])
+
+    def write(self, addr, data):
+        n = len(data)
+        if n <= 0:
+            self.mem.write(addr, data)
+            return
+        wpages = self._wpages
+        first, last = addr & PAGE_MASK, (addr + n - 1) & PAGE_MASK
+        if wpages is not None and first in wpages and last in wpages and (
+                first == last or all(p in wpages for p in range(first, last, PAGE_SIZE))):
+            data = bytes(data)
+            runs = self._pending
+            end = addr + n
+            for r in runs:
+                if addr < r[0] + len(r[1]) and end > r[0]:  # overlaps a queued write: order matters
+                    self.flush()
+                    runs = self._pending
+                    break
+            for r in runs:
+                if r[0] + len(r[1]) == addr:
+                    r[1] += data
+                    break
+            else:
+                if len(runs) >= 16:
+                    self.flush()
+                    runs = self._pending
+                runs.append([addr, bytearray(data)])
+        else:
+            if self._pending:
+                self.flush()
+            try:
+                self.mem.write(addr, data)
+            except OSError:
+                if self._pages:
+                    self._pages.clear()  # part of it may have landed: read afresh
+                raise
+            self._writes += 1
+            if self._writes > 1 and n < PAGE_SIZE and self._paged() is not None:
+                if self._pending is None:
+                    self._pending = []
+                wpages = self._wpages
+                for p in range(first, last + 1, PAGE_SIZE):
+                    wpages.add(p)
+        pages = self._pages
+        if pages:
+            page = first
+            while page <= last:
+                cached = pages.get(page)
+                if cached is not None:
+                    lo, hi = max(addr, page), min(addr + n, page + PAGE_SIZE)
+                    cached[lo - page:hi - page] = bytes(data[lo - addr:hi - addr])
+                page += PAGE_SIZE
+
+    def flush(self):
+        """Land the queued writes: runs of adjacent writes, which never overlap one another."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        for a, run in pending:
+            self.mem.write(a, run)

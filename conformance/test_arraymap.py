@@ -3,7 +3,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (array_map, batch, create_map, delete, err, freeze, lookup, lookup_and_delete, next_key,
+from bpfemu.testing.support import (array_map, batch, create_map, delete, err, freeze, lookup, lookup_and_delete, next_key,
                       u32, u64, update)
 
 A, PA = u.BPF_MAP_TYPE_ARRAY, u.BPF_MAP_TYPE_PERCPU_ARRAY

@@ -20,7 +20,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (create_map, delete, err, hash_map, id_alive, keys, lookup, lookup_and_delete, map_id, u32, u64,
+from bpfemu.testing.support import (create_map, delete, err, hash_map, id_alive, keys, lookup, lookup_and_delete, map_id, u32, u64,
                       update, wait_gone)
 
 ENOENT, EBADF, EEXIST, EFAULT, EINVAL, E2BIG = 2, 9, 17, 14, 22, 7

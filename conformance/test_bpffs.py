@@ -12,8 +12,9 @@ import stat
 import pytest
 
 from bpfemu import uapi as u
+from bpfemu.host.libc import mount, umount
 
-from .bpfhelp import err, hash_map, lookup, map_id, obj_get, pin, u32, u64, update
+from bpfemu.testing.support import err, hash_map, lookup, map_id, obj_get, pin, u32, u64, update
 
 _seq = itertools.count()
 
@@ -314,8 +315,7 @@ def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
     if proc.backend == "emu":
         proc.kernel.mount_bpffs(second)
     else:
-        from bpfemu.host import _mount, _umount
-        _mount("bpf", second, "bpf")
+        mount("bpf", second, "bpf")
     try:
         assert proc.listdir(second) == ["maps.debug", "progs.debug"]
         assert proc.statfs(second).f_type == u.BPF_FS_MAGIC
@@ -326,4 +326,4 @@ def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
         assert err(proc.rename, proc.bpffs + "/m", second + "/m") == errno.EXDEV
     finally:
         if proc.backend == "host":
-            _umount(second)
+            umount(second)

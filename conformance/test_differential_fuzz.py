@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bpfemu import uapi as u
-from conformance.conftest import EmuBackend, HostBackend, _need_host
-from conformance.fuzzhelp import Arena, Call, Ptr, examples, fd_ops, map_calls, map_creates, obj_calls, run, setup_calls
+from bpfemu.testing.backends import EmuBackend, HostBackend, need_host
+from bpfemu.testing.fuzz import Arena, Call, Ptr, examples, fd_ops, map_calls, map_creates, obj_calls, run, setup_calls
 
 INFO_ID = (u.bpf_map_info.id.offset, 4)
 
@@ -26,7 +26,7 @@ calls = st.lists(st.one_of(map_calls(huge=False), map_calls(huge=False), map_cal
 
 @pytest.fixture(scope="module")
 def host_backend():
-    _need_host()
+    need_host()
     b = HostBackend()
     yield b
     b.close()
@@ -123,15 +123,3 @@ def _clean_pins(host_backend):
             os.unlink(os.path.join(host_backend.bpffs, name))
         except OSError:
             pass
-
-
-def test_fuzzhelp_arena_layout():
-    """Two arenas of one seed hold the same bytes (what makes the comparison meaningful)."""
-    a, b = Arena(7, "/x"), Arena(7, "/y")
-    try:
-        assert a.pages()[1:] == b.pages()[1:]
-        assert a.addr(a and __import__("conformance.fuzzhelp").fuzzhelp.Ptr("guard", 1)) == a.page(1) + 4096
-    finally:
-        a.close()
-        b.close()
-    assert ctypes.sizeof(u.bpf_attr) >= 120

@@ -14,9 +14,9 @@ import pytest
 
 from bpfemu import uapi as u
 from bpfemu.jhash import htab_map_hash
-from bpfemu.kernel import host_possible_cpus
+from bpfemu.host.sysinfo import host_possible_cpus
 
-from .bpfhelp import (addr, batch, buf, create_map, delete, err, freeze, keys, lookup, lookup_and_delete, map_info,
+from bpfemu.testing.support import (addr, batch, buf, create_map, delete, err, freeze, keys, lookup, lookup_and_delete, map_info,
                       make_attr, next_key, u32, update)
 
 NCPU = host_possible_cpus() or 2

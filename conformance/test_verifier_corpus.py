@@ -27,7 +27,7 @@ import os
 import pytest
 
 import bpfemu
-from bpfemu.backends import host_status
+from bpfemu.testing.backends import host_status
 from conformance.corpus import record as R
 from conformance.corpus.runner import host_unprivileged_bpf_disabled, run_case
 from conformance.corpus.progs import RECORD_PATH as PROGS_RECORD_PATH, load_progs_corpus
@@ -84,8 +84,8 @@ def _known():
 
 def _emulator_implements(cmd):
     """Whether the emulator's dispatch table has ``cmd`` (e.g. 'BPF_PROG_LOAD')."""
-    import bpfemu.syscall
-    return bpfemu.syscall.implemented().get(cmd, False)
+    from bpfemu.syscall import sys_bpf
+    return sys_bpf.implemented().get(cmd, False)
 
 
 NO_PROG_LOAD = not _emulator_implements("BPF_PROG_LOAD")

@@ -12,12 +12,14 @@ import importlib.util
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 import bpfemu
+from bpfemu.syscall.sys_bpf import implemented
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "docs", "quickstart.md")
@@ -69,7 +71,7 @@ def test_quickstart_python_blocks_run_and_print_what_is_shown():
 @pytest.mark.parametrize("name,body", _test_files(QUICKSTART), ids=[n for n, _b in _test_files(QUICKSTART)])
 def test_quickstart_test_files_pass_on_both_backends(tmp_path, name, body):
     (tmp_path / name).write_text(body)
-    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "bpfemu.pytest_plugin", "-p", "no:cacheprovider",
+    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "bpfemu.testing.pytest_plugin", "-p", "no:cacheprovider",
             "--rootdir", str(tmp_path), "--bpf-backend=both", name]
     if os.environ.get("BPFEMU_REQUIRE_HOST") == "1":
         args.append("--bpf-require-host")
@@ -97,19 +99,45 @@ def test_supported_tables_are_up_to_date():
 
 
 def test_gen_docs_check_fails_when_stale(tmp_path, monkeypatch):
+    """--check fails on stale copies and a rewrite makes them current; the repository's own files are
+    only read (the copies live in tmp_path)."""
     gen = _gen_docs()
-    stale = tmp_path / "supported.md"
+    stale, readme = tmp_path / "supported.md", tmp_path / "README.md"
     stale.write_text("old\n")
+    shutil.copy(gen.README, readme)
     monkeypatch.setattr(gen, "OUT", str(stale))
+    monkeypatch.setattr(gen, "README", str(readme))
     assert gen.main(["--check"]) == 1
     assert gen.main([]) == 0 and gen.main(["--check"]) == 0
+    with open(os.path.join(ROOT, "docs", "supported.md")) as f:
+        assert stale.read_text() == f.read()
 
 
 def test_supported_tables_follow_the_dispatch_table():
     gen = _gen_docs()
     text = gen.render()
-    for name, ok in bpfemu.syscall.implemented().items():
+    for name, ok in implemented().items():
         row = next(line for line in text.splitlines() if "| `%s` |" % name in line)
         assert ("| implemented |" in row) == ok
     create = next(line for line in text.splitlines() if "| `BPF_MAP_CREATE` |" in line)
     assert "test_api (" in create  # conformance/test_api.py creates maps through bpfemu.Map
+
+
+CONTRIBUTING = os.path.join(ROOT, "docs", "contributing.md")
+
+
+def test_contributing_quotes_the_code_as_it_is():
+    """Each ```python <path> block of docs/contributing.md stands verbatim in that file."""
+    quoted = [(info, body) for lang, info, body in blocks(CONTRIBUTING) if lang == "python" and info]
+    assert len(quoted) >= 4
+    for path, body in quoted:
+        with open(os.path.join(ROOT, path)) as f:
+            assert body in f.read(), "docs/contributing.md quotes %s, which no longer holds:\n%s" % (path, body)
+
+
+def test_contributing_lists_every_module():
+    with open(CONTRIBUTING) as f:
+        text = f.read()
+    missing = [name for _d, _dirs, files in os.walk(os.path.join(ROOT, "bpfemu"))  # does not enter the link
+               for name in files if name.endswith(".py") and name != "__init__.py" and name + "`" not in text]
+    assert missing == []

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bpfemu
-from conformance.fuzzhelp import (HOST_ERRNOS, Arena, Call, examples, fd_ops, id_calls, map_calls, map_creates,
+from bpfemu.testing.fuzz import (HOST_ERRNOS, Arena, Call, examples, fd_ops, id_calls, map_calls, map_creates,
                                   obj_calls, raw_calls, run, setup_calls)
 from bpfemu import uapi as u
 

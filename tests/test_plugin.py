@@ -74,9 +74,9 @@ def test_leaves_state_behind(bpf_sys):
 '''
 
 NO_HOST_CONFTEST = '''
-import bpfemu.pytest_plugin
+import bpfemu.testing.backends
 
-bpfemu.backends._host_status = (False, "simulated: this machine cannot run bpf()")
+bpfemu.testing.backends._host_status = (False, "simulated: this machine cannot run bpf()")
 '''
 
 
@@ -110,9 +110,10 @@ def project(tmp_path_factory):
     return py, proj
 
 
-def run(project, *args):
+def run(project, *args, env_extra=None):
     py, proj = project
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH", "BPFEMU_"))}
+    env.update(env_extra or {})
     r = subprocess.run([py, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", *args], cwd=proj, env=env,
                        capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout + r.stderr
@@ -157,3 +158,21 @@ def test_host_backend_is_skipped_with_the_reason_when_unusable(project):
     assert rc == 0, out
     assert outcomes(out) == {"test_backend[emu]": "PASSED", "test_backend[host]": "SKIPPED"}, out
     assert "simulated: this machine cannot run bpf()" in out
+
+
+def test_a_required_host_that_is_unusable_fails(project):
+    for args, env in ((["--bpf-require-host"], None), ([], {"BPFEMU_REQUIRE_HOST": "1"})):
+        rc, out = run(project, "--bpf-backend=both", *args, "nohost", env_extra=env)
+        assert rc == 1, out
+        assert outcomes(out) == {"test_backend[emu]": "PASSED", "test_backend[host]": "ERROR"}, out
+        assert "simulated: this machine cannot run bpf()" in out
+
+
+def test_the_ini_option_sets_the_default_backend(project):
+    py, proj = project
+    (proj / "ini").mkdir(exist_ok=True)
+    (proj / "ini" / "pytest.ini").write_text("[pytest]\nbpf_backend = both\n")
+    (proj / "ini" / "test_ini.py").write_text("def test_backend(bpf_backend):\n    assert bpf_backend.sys\n")
+    rc, out = run(project, "-c", str(proj / "ini" / "pytest.ini"), str(proj / "ini"))
+    assert rc == 0, out
+    assert set(outcomes(out)) == {"test_backend[emu]", "test_backend[host]"}, out

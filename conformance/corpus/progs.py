@@ -20,6 +20,7 @@ Cases are :class:`conformance.corpus.verifier.Case` objects (``file`` is ``verif
 program's position in the file, ``name`` its description) whose ``maps`` say which maps to create, so
 :func:`conformance.corpus.runner.run_case` runs them like the 6.1 ones.
 """
+import functools
 import os
 import re
 
@@ -1003,7 +1004,7 @@ def _toks(text):
     return [t for t in tokenize(text) if t.kind != "nl"]
 
 
-@__import__("functools").lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=2)
 def _base612(tree):
     """The 6.1-style base (uapi #defines and enums of this tree) plus bpf_misc.h and bpf_helpers.h macros."""
     macros, constants = _base(tree)

@@ -1,0 +1,152 @@
+"""The C library and raw system calls the host backend needs, with the syscall numbers of each architecture.
+
+``bpf(2)`` and ``capset(2)`` have no libc wrapper, so they go through ``syscall(2)`` with the number of the
+running architecture (:data:`SYSCALLS`, from the kernel's syscall tables); the rest (mount, umount2, statfs,
+mmap, munmap, mprotect, process_vm_readv) are libc functions.
+"""
+import ctypes
+import os
+import platform
+
+from ..errors import strerror
+from ..limits import NULL_PAGE
+from ..surface import Mapping, StatfsResult
+
+# arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/unistd.h (arm64, riscv64),
+# arch/powerpc/kernel/syscalls/syscall.tbl, arch/s390/kernel/syscalls/syscall.tbl
+SYSCALLS = {
+    "x86_64": {"bpf": 321, "capset": 126},
+    "aarch64": {"bpf": 280, "capset": 91},
+    "riscv64": {"bpf": 280, "capset": 91},
+    "ppc64le": {"bpf": 361, "capset": 184},
+    "s390x": {"bpf": 351, "capset": 185},
+}
+MACHINE = platform.machine()  # read once: a child that dropped to another uid may not be able to later
+PROT_READ, PROT_WRITE, PROT_NONE = 1, 2, 0
+MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
+MNT_DETACH = 2
+
+_libc = None
+
+
+class iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+def libc():
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.syscall.restype = ctypes.c_long
+        lib.mmap.restype = ctypes.c_void_p
+        lib.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                             ctypes.c_long]
+        lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lib.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        lib.process_vm_readv.restype = ctypes.c_ssize_t
+        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        _libc = lib
+    return _libc
+
+
+def errno_error(path=None):
+    """The OSError for the errno the last libc call left."""
+    e = ctypes.get_errno()
+    return OSError(e, strerror(e), path) if path is not None else OSError(e, strerror(e))
+
+
+def syscall_nr(name):
+    """The number of system call ``name`` on this architecture (KeyError when unknown)."""
+    return SYSCALLS[MACHINE][name]
+
+
+def raw_bpf(cmd, addr, size):
+    """bpf(cmd, addr, size) on the real kernel: the result, or OSError(errno)."""
+    r = libc().syscall(ctypes.c_long(syscall_nr("bpf")), ctypes.c_int(cmd), ctypes.c_void_p(addr),
+                       ctypes.c_uint(size))
+    if r < 0:
+        raise errno_error()
+    return r
+
+
+def capset(bits):
+    """capset(2) of this process: effective and permitted sets ``bits`` (a bit per capability number)."""
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    hdr = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (Data * 2)()
+    for i in range(2):
+        word = (bits >> (32 * i)) & 0xFFFFFFFF
+        data[i].effective = data[i].permitted = word
+    if libc().syscall(ctypes.c_long(syscall_nr("capset")), ctypes.byref(hdr), ctypes.byref(data)) != 0:
+        raise errno_error()
+
+
+def read_partial(addr, n):
+    """Up to n bytes of our memory at addr, stopping where it stops being readable."""
+    if n <= 0 or addr < NULL_PAGE:
+        return b""
+    buf = ctypes.create_string_buffer(n)
+    got = libc().process_vm_readv(os.getpid(), ctypes.byref(iovec(ctypes.addressof(buf), n)), 1,
+                                  ctypes.byref(iovec(addr, n)), 1, 0)
+    if got <= 0:
+        return b""
+    return buf.raw[:got]
+
+
+def mount(src, target, fstype):
+    if libc().mount(src.encode(), target.encode(), fstype.encode(), 0, None) != 0:
+        raise errno_error(target)
+
+
+def umount(target):
+    if libc().umount2(target.encode(), MNT_DETACH) != 0:
+        raise errno_error(target)
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_long * 15)]
+
+
+def statfs(path):
+    buf = _Statfs()
+    if libc().statfs(path.encode(), ctypes.byref(buf)) != 0:
+        raise errno_error(path)
+    return StatfsResult(buf.f_type & 0xFFFFFFFF)
+
+
+def mmap_fd(fd, length, offset, writable):
+    """mmap(MAP_SHARED) of fd in this process, as a :class:`bpfemu.surface.Mapping`."""
+    lib = libc()
+    prot = PROT_READ | PROT_WRITE if writable else PROT_READ
+    p = lib.mmap(None, length, prot, MAP_SHARED, fd, offset)
+    if p in (None, ctypes.c_void_p(-1).value):
+        raise errno_error()
+    view = memoryview((ctypes.c_char * length).from_address(p)).cast("B")
+    return Mapping(view, writable, lambda: lib.munmap(p, length))
+
+
+class Guarded:
+    """Anonymous memory with an unmapped (PROT_NONE) page right after ``n`` usable bytes."""
+
+    PAGE = 4096
+
+    def __init__(self, n):
+        lib = libc()
+        self.usable = (n + self.PAGE - 1) // self.PAGE * self.PAGE
+        self.base = lib.mmap(None, self.usable + self.PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                             -1, 0)
+        if self.base in (None, ctypes.c_void_p(-1).value):
+            raise MemoryError("mmap failed")
+        lib.mprotect(self.base + self.usable, self.PAGE, PROT_NONE)
+        self.guard = self.base + self.usable
+        self.size = self.usable + self.PAGE
+
+    def free(self):
+        libc().munmap(self.base, self.size)

@@ -1,0 +1,334 @@
+"""bpfemu.Host and HostTask: the task surface of bpfemu over the real bpf(2) syscall.
+
+``Host()`` is the calling process itself: ``bpf()`` is the raw syscall, fds
+are real fds. ``Host().spawn()`` and ``.fork()`` give a :class:`HostTask`, a
+real child process that performs each call for us (optionally after dropping
+uid and capabilities), so fork, fd passing and privilege tests run on the
+real kernel with the same code as on the emulator. How a child gets the
+memory a call points to is :mod:`bpfemu.host.rpc`'s business.
+
+This package imports no emulator internals: only the uapi, the errno helper,
+the capability names, the shared return shapes (:mod:`bpfemu.surface`) and the
+command table's declarations.
+"""
+import ctypes
+import errno
+import os
+import signal
+import socket
+import sys
+import tempfile
+
+from .. import uapi
+from ..errors import strerror
+from ..limits import PAGE_SIZE
+from ..surface import attr_args
+from ..syscall.table import COMMANDS
+from .libc import MACHINE, SYSCALLS, mmap_fd, mount, raw_bpf, read_partial, statfs, umount
+from .rpc import RPC_FD, open_fds, recv, send, start_serving
+
+FD_RETURNING = frozenset(c.cmd for c in COMMANDS.values() if c.returns_fd)
+
+
+def available():
+    """(True, '') when the real bpf() syscall is usable here, else (False, reason)."""
+    if not sys.platform.startswith("linux"):
+        return False, "not Linux"
+    if MACHINE not in SYSCALLS:
+        return False, "unknown bpf syscall number for %s" % MACHINE
+    try:
+        h = Host()
+        a = uapi.make_attr(map_type=uapi.BPF_MAP_TYPE_ARRAY, key_size=4, value_size=4, max_entries=1)
+        fd = h.bpf(uapi.BPF_MAP_CREATE, a)
+        os.close(fd)
+    except OSError as e:
+        return False, "bpf(BPF_MAP_CREATE) failed: %s" % e
+    return True, ""
+
+
+class _Surface:
+    """What Host and HostTask share."""
+
+    bpffs = None
+
+    def stat(self, path):
+        return os.stat(path)
+
+
+class Host(_Surface):
+    """The calling process over the real syscall."""
+
+    def __init__(self, bpffs=None):
+        self._opened = set()
+        self.bpffs = bpffs
+        self._mounted = None
+
+    # -- the syscall ------------------------------------------------------------
+    def bpf(self, cmd, attr, size=None):
+        addr, size = attr_args(attr, size)
+        r = raw_bpf(cmd, addr, size)
+        if cmd in FD_RETURNING:
+            self._opened.add(r)
+        return r
+
+    # -- processes and fds -------------------------------------------------------
+    def close(self, fd):
+        os.close(fd)
+        self._opened.discard(fd)
+
+    def dup(self, fd):
+        r = os.dup(fd)
+        self._opened.add(r)
+        return r
+
+    def exit(self):
+        """Close every fd this Host opened (the process itself lives on)."""
+        for fd in sorted(self._opened):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._opened.clear()
+
+    def fork(self, uid=None, caps=None):
+        return HostTask._start(uid=uid, caps=caps, clean=False, bpffs=self.bpffs)
+
+    def spawn(self, uid=None, caps=None):
+        """A fresh child process: fds 0-2 only, like Kernel.spawn()."""
+        return HostTask._start(uid=uid, caps=caps, clean=True, bpffs=self.bpffs)
+
+    def send_fds(self, other, fds):
+        return other._recv_fds(fds)
+
+    def fds(self):
+        return open_fds(skip=None)
+
+    # -- filesystem ----------------------------------------------------------------
+    def mkdir(self, path, mode=0o777):
+        os.mkdir(path, mode)
+
+    def rmdir(self, path):
+        os.rmdir(path)
+
+    def unlink(self, path):
+        os.unlink(path)
+
+    def rename(self, old, new):
+        os.rename(old, new)
+
+    def listdir(self, path):
+        return sorted(os.listdir(path))
+
+    def open_dir(self, path):
+        """An fd of the directory at path (O_RDONLY|O_DIRECTORY), e.g. for BPF_F_PATH_FD."""
+        r = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        self._opened.add(r)
+        return r
+
+    def statfs(self, path):
+        return statfs(path)
+
+    def fdinfo(self, fd):
+        with open("/proc/self/fdinfo/%d" % fd) as f:
+            return f.read()
+
+    def mmap(self, fd, length, offset=0, writable=True):
+        """mmap(MAP_SHARED) of a map fd: a :class:`bpfemu.surface.Mapping` over the real mapping."""
+        return mmap_fd(fd, length, offset, writable)
+
+    def mount_bpffs(self, path=None):
+        """Mount a private bpffs (a temp dir by default) and make it self.bpffs."""
+        if path is None:
+            path = tempfile.mkdtemp(prefix="bpfemu-bpffs-")
+        mount("bpf", path, "bpf")
+        self._mounted = path
+        self.bpffs = path
+        return path
+
+    def unmount_bpffs(self):
+        if self._mounted:
+            umount(self._mounted)
+            try:
+                os.rmdir(self._mounted)
+            except OSError:
+                pass
+            self._mounted = None
+
+
+class HostTask(_Surface):
+    """A real child process doing bpf() and fd work on our behalf."""
+
+    def __init__(self, sock, pid, bpffs, direct_child):
+        self.sock = sock
+        self.pid = pid
+        self.bpffs = bpffs
+        self.alive = True
+        self._direct = direct_child
+
+    @classmethod
+    def _start(cls, uid, caps, clean, bpffs):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+                a.close()
+                os.dup2(b.fileno(), RPC_FD)
+                if b.fileno() != RPC_FD:
+                    b.close()
+                if clean:
+                    os.closerange(3, RPC_FD)
+                    os.closerange(RPC_FD + 1, 65536)
+                sock = socket.socket(fileno=RPC_FD)
+                start_serving(sock, uid, caps)
+            finally:
+                os._exit(1)
+        b.close()
+        t = cls(a, pid, bpffs, True)
+        status, val = recv(a)
+        if status != "ok":
+            t._reap()
+            raise OSError(val, strerror(val))
+        return t
+
+    def _call(self, *req):
+        if not self.alive:
+            raise OSError(errno.ESRCH, strerror(errno.ESRCH))
+        send(self.sock, req)
+        status, val = recv(self.sock)
+        if status == "err":
+            raise OSError(val, strerror(val))
+        return val
+
+    def bpf(self, cmd, attr, size=None):
+        addr, size = attr_args(attr, size)
+        size &= 0xFFFFFFFF
+        want = min(size, PAGE_SIZE + 1)
+        data = read_partial(addr, want)
+        if not self.alive:
+            raise OSError(errno.ESRCH, strerror(errno.ESRCH))
+        send(self.sock, ("bpf", cmd, data, size, len(data) < want))
+        msg = recv(self.sock)
+        while msg[0] == "need":  # the child asks for our memory, possibly in rounds (nested pointers)
+            send(self.sock, [read_partial(ptr, n) for ptr, n in msg[1]])
+            msg = recv(self.sock)
+        status, val, changes = msg
+        for where, diffs in changes:
+            base = addr if where == "attr" else where
+            for off, chunk in diffs:
+                ctypes.memmove(base + off, chunk, len(chunk))
+        if status == "err":
+            raise OSError(val, strerror(val))
+        return val
+
+    def close(self, fd):
+        self._call("close", fd)
+
+    def dup(self, fd):
+        return self._call("dup", fd)
+
+    def fds(self):
+        return self._call("fds")
+
+    def fork(self, uid=None, caps=None):
+        send(self.sock, ("fork", uid, caps))
+        (status, pid), fds = recv(self.sock, want_fds=1)
+        sock = socket.socket(fileno=fds[0])
+        status, val = recv(sock)
+        if status != "ok":
+            raise OSError(val, strerror(val))
+        return HostTask(sock, val, self.bpffs, False)
+
+    def send_fds(self, other, fds):
+        """SCM_RIGHTS through us: our fds travel to ``other`` over real unix sockets."""
+        send(self.sock, ("send_fds", list(fds)))
+        (status, val), got = recv(self.sock, want_fds=max(len(fds), 1))
+        if status == "err":  # sendmsg refused one of the fds (EBADF)
+            raise OSError(val, strerror(val))
+        try:
+            if isinstance(other, HostTask):
+                return other._recv_fds(got)
+            return got  # the calling process itself
+        finally:
+            if isinstance(other, HostTask):
+                for fd in got:
+                    os.close(fd)
+
+    def _recv_fds(self, fds):
+        send(self.sock, ("recv_fds", len(fds)))
+        recv(self.sock)
+        send(self.sock, ("fds",), fds=fds)
+        status, val = recv(self.sock)
+        if status == "err":
+            raise OSError(val, strerror(val))
+        return val
+
+    def exit(self):
+        if not self.alive:
+            return
+        try:
+            self._call("exit")
+        except (OSError, EOFError):
+            pass
+        self.alive = False
+        self.sock.close()
+        self._reap()
+
+    def _reap(self):
+        if self._direct:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+    def __del__(self):
+        try:
+            if self.alive:
+                self.exit()
+        except Exception:
+            pass
+
+    # -- filesystem (done in the child, with its credentials) ------------------
+    def mkdir(self, path, mode=0o777):
+        self._call("call", "mkdir", (path, mode))
+
+    def rmdir(self, path):
+        self._call("call", "rmdir", (path,))
+
+    def unlink(self, path):
+        self._call("call", "unlink", (path,))
+
+    def rename(self, old, new):
+        self._call("call", "rename", (old, new))
+
+    def listdir(self, path):
+        return sorted(self._call("call", "listdir", (path,)))
+
+    def open_dir(self, path):
+        """An fd of the directory at path in the child (O_RDONLY|O_DIRECTORY)."""
+        return self._call("call", "open", (path, os.O_RDONLY | os.O_DIRECTORY))
+
+    def stat(self, path):
+        return os.stat_result(self._call("call", "stat", (path,)))
+
+    def statfs(self, path):
+        return self._call("call", "statfs", (path,))
+
+    def fdinfo(self, fd):
+        return self._call("fdinfo", fd)
+
+    def mmap(self, fd, length, offset=0, writable=True):
+        """mmap of the child's map fd, made in *our* address space so the caller can touch it.
+
+        The child passes the fd (the same open file, so the same mode) over SCM_RIGHTS and we map
+        that; the mapping pins the map and counts as its writer exactly as the child's would.
+        """
+        send(self.sock, ("send_fds", [fd]))
+        (status, val), got = recv(self.sock, want_fds=1)
+        if status == "err":
+            raise OSError(val, strerror(val))
+        try:
+            return mmap_fd(got[0], length, offset, writable)
+        finally:
+            os.close(got[0])
+
