@@ -119,7 +119,7 @@ class Context(LoadContext):
         ctypes.memmove(addr, bytes(data), len(data))
 
     def obj_name_cpy(self, raw):
-        return raw.split(b"\0")[0]
+        return raw.split(b"\0")[0] if b"\0" in raw else raw
 
     def token_of_fd(self, fd):
         raise OSError(9, "no token")

@@ -180,7 +180,7 @@ def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     ops = PROG_TYPES.get(prog_type)
     if ops is None:
         raise bpf_error(errno.EINVAL, "unknown program type %d" % prog_type)
-    name = ctx.obj_name_cpy(bytes(p.prog_name))
+    name = ctx.obj_name_cpy(_raw_field(p, "prog_name"))
     prog = BpfProg(prog_type, eat, insns, name, gpl, bool(flags & BPF_F_SLEEPABLE))
     prog.attach_btf_id = p.attach_btf_id
     prog.kern_version = p.kern_version
@@ -235,6 +235,13 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
         prog.stack_depth = res.stack_depth
         prog.enforce_expected_attach_type = res.env.enforce_expected_attach_type
     return res
+
+
+def _raw_field(s, name):
+    """The raw bytes of a ctypes array field (a char array reads as a str up to its NUL otherwise)."""
+    import ctypes
+    f = getattr(type(s), name)
+    return ctypes.string_at(ctypes.addressof(s) + f.offset, f.size)
 
 
 def _unpack(raw):

@@ -8,9 +8,12 @@ name, GPL compatibility, verified instruction count and stack depth.
 import hashlib
 import struct
 
+from ..objects import BpfObject
 from .insn import BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
 
 BPF_TAG_SIZE = 8
+PAGE_SIZE = 4096
+BPF_PROG_HDR = 96   # offsetof(struct bpf_prog, insns) on x86_64: memlock is 4096 up to 500 instructions
 _PACK = struct.Struct("<BBhi")
 
 
@@ -37,10 +40,15 @@ def bpf_prog_calc_tag(insns):
     return hashlib.sha256(pack_insns(out)).digest()[:BPF_TAG_SIZE]
 
 
-class BpfProg:
-    """struct bpf_prog + bpf_prog_aux. ``maps`` are the map objects the program uses (held while it lives)."""
+class BpfProg(BpfObject):
+    """struct bpf_prog + bpf_prog_aux. ``maps`` are the map objects the program uses (held while it lives).
+
+    It becomes a kernel object (an id, fds, pins) once :meth:`publish` hands it to a kernel."""
+
+    kind = "prog"
 
     def __init__(self, prog_type, expected_attach_type, insns, name=b"", gpl_compatible=False, sleepable=False):
+        BpfObject.__init__(self, None)
         self.type = prog_type
         self.expected_attach_type = expected_attach_type
         self.insns = list(insns)
@@ -62,6 +70,38 @@ class BpfProg:
     @property
     def len(self):
         return len(self.insns)
+
+    # -- the object ---------------------------------------------------------------------------------
+    def publish(self, kernel):
+        """bpf_prog_alloc_id and the references on the maps it uses (bpf_prog_load's last steps)."""
+        self.kernel = kernel
+        for m in self.maps:
+            m.hold(self)
+        kernel.register(self)
+
+    def on_free(self):
+        maps, self.maps = self.maps, []
+        for m in maps:
+            m.release(self)
+
+    def held_objects(self):
+        return list(self.maps)
+
+    @property
+    def memlock(self):
+        """bpf_prog_size(len) rounded up to pages: what fdinfo's memlock shows."""
+        n = BPF_PROG_HDR + 8 * len(self.insns)
+        return (n + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+    def show_fdinfo(self):
+        """bpf_prog_show_fdinfo. The emulator has no JIT but reports prog_jited 1, as the host (JIT on) does."""
+        return [("prog_type", str(self.type)), ("prog_jited", "1"), ("prog_tag", self.tag.hex()),
+                ("memlock", str(self.memlock)), ("prog_id", str(self.id)), ("run_time_ns", str(self.run_time_ns)),
+                ("run_cnt", str(self.run_cnt)), ("recursion_misses", "0"),
+                ("verified_insns", str(self.verified_insns))]
+
+    run_time_ns = 0
+    run_cnt = 0
 
     def convert_pseudo_ld_imm64(self, map_addr):
         """The xlated program: ld_imm64 of a map fd (or of a map value) loads the map's address, and the

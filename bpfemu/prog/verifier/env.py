@@ -406,6 +406,12 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         b = self.kernel_btf
         if b is None:
             b = self.kernel_btf = NamesOnlyBtf()
+        elif not hasattr(b, "type_by_id"):   # a loader: the kernel BTF is read on first use
+            try:
+                b = b()
+            except OSError:
+                b = None
+            b = self.kernel_btf = b if b is not None else NamesOnlyBtf()
         return b
 
     def btf_struct(self, name):
@@ -421,8 +427,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
 
     def kernel_func_name(self, btf_id):
         """The name of the kernel BTF's FUNC ``btf_id``, or None when it is no function."""
-        b = self.kernel_btf
-        t = b.type_by_id(btf_id) if b is not None and 0 < btf_id else None
+        b = self.vmlinux
+        t = b.type_by_id(btf_id) if 0 < btf_id else None
         if t is None or t.kind != BTF_KIND_FUNC:
             return None
         return b.name(t)
