@@ -196,3 +196,32 @@ def test_the_program_holds_its_id_while_an_fd_is_open(proc):
     assert fdinfo_value(proc, fd2, "prog_id") == str(pid)
     proc.close(fd)
     proc.close(fd2)
+
+
+def test_info_of_a_program(proc):
+    from bpfemu.prog.insn import BPF_LD_MAP_FD
+    from bpfemu.testing.support import array_map, map_id
+    mfd = array_map(proc)
+    prog = list(BPF_LD_MAP_FD(1, mfd)) + RET0
+    fd = Load(prog, name=b"info_test")(proc)
+    info = u.bpf_prog_info()
+    ids = (ctypes.c_uint32 * 4)()
+    xl = ctypes.create_string_buffer(8 * len(prog))
+    info.nr_map_ids = 4
+    info.map_ids = ctypes.addressof(ids)
+    info.xlated_prog_len = len(xl)
+    info.xlated_prog_insns = ctypes.addressof(xl)
+    a = u.make_attr(**{"info.bpf_fd": fd, "info.info_len": ctypes.sizeof(info), "info.info": ctypes.addressof(info)})
+    proc.bpf(u.BPF_OBJ_GET_INFO_BY_FD, a)
+    assert info.type == SOCKET_FILTER
+    assert bytes(info.name).rstrip(b"\0") == b"info_test"
+    assert info.nr_map_ids == 1 and ids[0] == map_id(proc, mfd)
+    assert info.verified_insns == 3   # ld_imm64 counts once
+    assert info.gpl_compatible == 1
+    # the tag ignores the map fd (both halves of the ld_imm64 imm are zeroed)
+    zeroed = [tuple(prog[0])[:4] + (0,), tuple(prog[1])[:4] + (0,)] + [tuple(i) for i in RET0]
+    assert bytes(info.tag) == hashlib.sha256(encode(zeroed)).digest()[:8]
+    # the xlated program names the map by id
+    assert struct.unpack_from("<i", xl.raw, 4)[0] == ids[0]
+    proc.close(fd)
+    proc.close(mfd)

@@ -88,6 +88,9 @@ UNPRIV_MAPS = frozenset(U.MAP_TYPE_NAMES and (
     U.BPF_MAP_TYPE_CGROUP_ARRAY, U.BPF_MAP_TYPE_ARRAY_OF_MAPS, U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_PERCPU_HASH,
     U.BPF_MAP_TYPE_HASH_OF_MAPS, U.BPF_MAP_TYPE_RINGBUF, U.BPF_MAP_TYPE_USER_RINGBUF,
     U.BPF_MAP_TYPE_CGROUP_STORAGE, U.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE))
+# array_map_alloc (arrays, per-CPU arrays and the fd arrays) records whether the creator bypasses Spectre v1
+ARRAY_MAPS = frozenset((U.BPF_MAP_TYPE_ARRAY, U.BPF_MAP_TYPE_PERCPU_ARRAY, U.BPF_MAP_TYPE_PROG_ARRAY,
+                        U.BPF_MAP_TYPE_PERF_EVENT_ARRAY, U.BPF_MAP_TYPE_CGROUP_ARRAY, U.BPF_MAP_TYPE_ARRAY_OF_MAPS))
 CAPS = {"priv": {"bpf", "perfmon", "net_admin", "sys_admin"}, "unpriv": set()}
 
 
@@ -148,7 +151,7 @@ def run(case, mode):
         if m is not None and mode == "unpriv" and (m.btf or m.map_type not in UNPRIV_MAPS):
             m = None
         if m is not None:
-            m.bypass_spec_v1 = mode == "priv"   # set from the creator's capabilities at MAP_CREATE
+            m.bypass_spec_v1 = mode == "priv" and m.map_type in ARRAY_MAPS   # array_map_alloc sets it
         if m is None:
             mfd = -1
         else:
@@ -244,7 +247,7 @@ def map_of_spec(spec, b, priv):
     inner = map_of_spec(spec.inner, None, priv) if spec.inner is not None else None
     m = StandInMap(spec.map_type, spec.key_size, spec.value_size, spec.max_entries, spec.map_flags, record=rec,
                    inner=inner, btf=bool(with_btf), name=spec.name[:15].encode())
-    m.bypass_spec_v1 = priv
+    m.bypass_spec_v1 = priv and m.map_type in ARRAY_MAPS
     return m
 
 

@@ -133,6 +133,7 @@ class BpfMap(BpfObject):
         self.btf_key_type_id = self.btf_value_type_id = self.btf_vmlinux_value_type_id = 0
         self.btf = None
         self.record = None  # BTF special fields (spin lock, timers...)
+        self.bypass_spec_v1 = False  # set by array maps from their creator's capabilities
 
     def map_check_btf(self, btf, key_type_id, value_type_id):
         """map_check_btf: the type's own check of the key/value BTF types (the generic part is BTF's)."""

@@ -22,8 +22,8 @@ A = uapi  # attach types
 @functools.lru_cache(maxsize=None)
 def rng(cls, first, last=None):
     """(start, end) of bpf_ctx_range / bpf_ctx_range_till: offsetof(first) .. offsetofend(last)."""
-    o1, _ = uapi._field(cls, first)
-    o2, s2 = uapi._field(cls, last or first)
+    o1, _ = uapi.field_layout(cls, first)
+    o2, s2 = uapi.field_layout(cls, last or first)
     return o1, o2 + s2
 
 
@@ -32,7 +32,7 @@ def inr(off, r):
 
 
 def offsetof(cls, f):
-    return uapi._field(cls, f)[0]
+    return uapi.field_layout(cls, f)[0]
 
 
 def sizeof(cls):
@@ -227,7 +227,7 @@ def bpf_sock_is_valid_access(off, size, t):
             inr(off, rng(S, "dst_ip6")):
         return narrow_ok(size, 4)
     if inr(off, rng(S, "dst_port")):
-        fs = 4 if size == 4 else uapi._field(S, "dst_port")[1]
+        fs = 4 if size == 4 else uapi.field_layout(S, "dst_port")[1]
         return narrow_ok(size, fs)
     if rng(S, "dst_port")[1] <= off < offsetof(S, "dst_ip4"):
         return False

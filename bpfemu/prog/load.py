@@ -185,9 +185,15 @@ def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     prog.attach_btf_id = p.attach_btf_id
     prog.kern_version = p.kern_version
     prog.prog_flags = flags
+    prog.xdp_has_frags = bool(flags & BPF_F_XDP_HAS_FRAGS)
     res = verify(prog, p, ctx, uattr_size, uattr)
     if res.errno:
         raise bpf_error(res.errno, "verifier: " + _last_line(res.log))
+    # bpf_prog_select_runtime -> bpf_check_tail_call: the program arrays it uses must accept it
+    for m in prog.maps:
+        if m.map_type == A.BPF_MAP_TYPE_PROG_ARRAY and hasattr(prog, "map_compatible") and \
+                not prog.map_compatible(m):
+            raise bpf_error(errno.EINVAL, "program does not match the owner of a program array it uses")
     return prog, res
 
 
@@ -231,6 +237,9 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
         ctx.write(uattr + off, res.log_true_size.to_bytes(4, "little"))
     if not res.errno:
         prog.maps = res.used_maps
+        env = res.env
+        prog.insn_maps = {i: env.used_maps[env.insn_aux[i].map_index] for i, ins in enumerate(prog.insns)
+                          if ins[0] == 0x18 and ins[2] in (1, 2, 5, 6) and i in env.insn_aux}
         prog.verified_insns = res.verified_insns
         prog.stack_depth = res.stack_depth
         prog.enforce_expected_attach_type = res.env.enforce_expected_attach_type

@@ -58,6 +58,7 @@ class BpfProg(BpfObject):
         self.gpl_compatible = gpl_compatible
         self.sleepable = sleepable
         self.maps = []
+        self.insn_maps = {}   # ld_imm64 index -> the map it loads
         self.verified_insns = 0
         self.stack_depth = []
         self.load_time = 0
@@ -86,6 +87,20 @@ class BpfProg(BpfObject):
 
     def held_objects(self):
         return list(self.maps)
+
+    def map_compatible(self, m):
+        """bpf_prog_map_compatible: the first program a PROG_ARRAY (or a map used with tail calls) meets
+        becomes its owner (type, JIT, xdp frags, attach type for program arrays); others must match it."""
+        owner = (self.type, True, self.xdp_has_frags, self.expected_attach_type)
+        cur = getattr(m, "prog_owner", None)
+        if cur is None:
+            m.prog_owner = owner
+            return True
+        if cur[:3] != owner[:3]:
+            return False
+        return not (m.map_type == 3 and cur[3] != owner[3])   # BPF_MAP_TYPE_PROG_ARRAY
+
+    xdp_has_frags = False
 
     @property
     def memlock(self):

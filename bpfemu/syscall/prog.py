@@ -6,12 +6,15 @@ the program side needs: capabilities, user memory, the fd resolver, the kernel's
 becomes a kernel object (:class:`bpfemu.prog.prog.BpfProg`: an id, the references on its maps) and the
 caller gets a read-write fd to it.
 """
+import ctypes
 import errno
 
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
 from ..prog.load import LoadContext, bpf_prog_load
-from .common import new_fd, obj_name_cpy
+from ..prog.prog import pack_insns
+from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
+from .info import info_of
 from .table import command
 from .. import uapi
 
@@ -86,3 +89,70 @@ def prog_load(ctx):
         return new_fd(ctx.task, prog, FMODE_READ | FMODE_WRITE)
     finally:
         prog.release(ctx.kernel)
+
+
+# -- OBJ_GET_INFO_BY_FD of a program ------------------------------------------------------------------
+
+PROG_INFO_SIZE = ctypes.sizeof(uapi.bpf_prog_info)
+PROG_INFO_MIN = uapi.offsetofend("attach_btf_id", uapi.bpf_prog_info)
+
+
+@info_of("prog")
+def prog_get_info(ctx, prog):
+    """bpf_prog_get_info_by_fd. The emulator has no JIT: jited_prog_len and the jited arrays stay 0; the
+    xlated instructions are the loaded ones with each map fd replaced by the map's id (the kernel's are
+    after its rewrites, which the emulator does not make)."""
+    a = ctx.attr
+    uinfo = a.info.info
+    info_len = a.info.info_len
+    check_uarg_tail_zero(ctx.mem.read, uinfo, PROG_INFO_MIN, info_len)
+    info_len = min(info_len, PROG_INFO_SIZE)
+    buf = bytearray(PROG_INFO_SIZE)
+    buf[:info_len] = ctx.read(uinfo, info_len)
+    info = uapi.bpf_prog_info.from_buffer(buf)
+    info.type = prog.type
+    info.id = prog.id
+    info.load_time = prog.load_time
+    info.created_by_uid = prog.created_by_uid
+    info.gpl_compatible = 1 if prog.gpl_compatible else 0
+    off = uapi.bpf_prog_info.tag.offset
+    buf[off:off + 8] = prog.tag
+    off = uapi.bpf_prog_info.name.offset
+    buf[off:off + uapi.BPF_OBJ_NAME_LEN] = prog.name.ljust(uapi.BPF_OBJ_NAME_LEN, b"\0")
+    ulen = min(info.nr_map_ids, len(prog.maps))
+    info.nr_map_ids = len(prog.maps)
+    for i in range(ulen):
+        ctx.write(info.map_ids + 4 * i, prog.maps[i].id.to_bytes(4, "little"))
+    for n, c, size in (("nr_func_info", "func_info_rec_size", 8), ("nr_line_info", "line_info_rec_size", 32),
+                       ("nr_jited_line_info", "jited_line_info_rec_size", 8)):
+        if (getattr(info, n) or getattr(info, c)) and getattr(info, c) != size:
+            raise bpf_error(errno.EINVAL, "%s must be %d" % (c, size))
+    info.func_info_rec_size, info.line_info_rec_size, info.jited_line_info_rec_size = 8, 32, 8
+    info.run_time_ns, info.run_cnt, info.recursion_misses = prog.run_time_ns, prog.run_cnt, 0
+    info.verified_insns = prog.verified_insns
+    if ctx.task.bpf_capable():
+        ulen = info.xlated_prog_len
+        info.xlated_prog_len = 8 * len(prog.insns)
+        if ulen:
+            dump = pack_insns(_dump_insns(prog))
+            ctx.write(info.xlated_prog_insns, dump[:min(ulen, len(dump))])
+        info.jited_prog_len = 0
+        info.nr_jited_ksyms = info.nr_jited_func_lens = 0
+        info.nr_func_info = info.nr_line_info = info.nr_jited_line_info = 0
+        info.nr_prog_tags = 0
+    else:
+        info.jited_prog_len = info.xlated_prog_len = 0
+        info.nr_jited_ksyms = info.nr_jited_func_lens = 0
+        info.nr_func_info = info.nr_line_info = info.nr_jited_line_info = 0
+    ctx.write(uinfo, bytes(buf[:info_len]))
+    ctx.put("info.info_len", info_len)
+    return 0
+
+
+def _dump_insns(prog):
+    """bpf_insn_prepare_dump: ld_imm64 of a map fd/value names the map by id."""
+    out = list(prog.insns)
+    for i, m in getattr(prog, "insn_maps", {}).items():
+        c, d, s, o, _imm = out[i]
+        out[i] = (c, d, s, o, m.id)
+    return out

@@ -376,7 +376,7 @@ class CallMixin:
                                                              F["map_push_elem"], F["map_pop_elem"]):
             self.fail(errno.EACCES, "write into map forbidden\n")
         aux = self.insn_aux[self.insn_idx]
-        unpriv = not getattr(m, "bypass_spec_v1", True)
+        unpriv = not getattr(m, "bypass_spec_v1", False)
         aux.map_ptr_unpriv = aux.map_ptr_unpriv or unpriv
         if aux.map_ptr is None:
             aux.map_ptr = m

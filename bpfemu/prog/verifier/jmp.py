@@ -14,7 +14,7 @@ from .alu import SRC_OP, scalar32_add, scalar_add
 from .regs import (BPF_ADD_CONST, CONST_PTR_TO_MAP, PTR_TO_SOCKET, PTR_TO_XDP_SOCK, PTR_MAYBE_NULL, PTR_TO_BTF_ID, PTR_TO_PACKET, PTR_TO_PACKET_END,
                    PTR_TO_PACKET_META, PTR_TO_MAP_VALUE, SCALAR_VALUE, U32, U64, Reg, base_type, mark_known,
                    mark_unbounded, reg_bounds_sync, reg_not_null, s32, s64, type_may_be_null)
-from .mem import map_fields
+from .mem import inner_map_of, map_fields
 from .state import STACK_SPILL
 from ... import uapi
 
@@ -437,7 +437,7 @@ class JmpMixin:
     def mark_ptr_not_null_reg(self, reg):
         if base_type(reg.type) == PTR_TO_MAP_VALUE:
             m = reg.map
-            inner = getattr(m, "inner_map_meta", None)
+            inner = inner_map_of(m)
             if inner is not None:
                 reg.type = CONST_PTR_TO_MAP
                 reg.map = inner

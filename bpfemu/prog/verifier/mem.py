@@ -7,6 +7,7 @@ range proven by comparisons with ``data_end``), the stack (slot types, spilled r
 offsets), sockets, flow keys, buffers.
 """
 import errno
+import weakref
 
 from ..insn import (BPF_ADD, BPF_AND, BPF_ATOMIC, BPF_CMPXCHG, BPF_DW, BPF_FETCH, BPF_LOAD_ACQ, BPF_MEM,
                     BPF_MEMSX, BPF_OR, BPF_ST, BPF_STORE_REL, BPF_W, BPF_XCHG, BPF_XOR)
@@ -1109,3 +1110,35 @@ def map_fields(m):
     except AttributeError:
         pass
     return fields
+
+class InnerMapView:
+    """The inner-map template of a map of maps as the verifier sees it (bpf_map_meta_alloc's copy: type,
+    sizes, flags, special fields; no name)."""
+
+    def __init__(self, shape, max_entries, btf=None):
+        self.map_type, self.key_size, self.value_size, self.map_flags, self.record = shape
+        self.max_entries = max_entries
+        self.btf = btf
+        self.name = b""
+        self.inner_map_meta = None
+
+
+_INNER_VIEWS = weakref.WeakKeyDictionary()   # template -> its view (one per template: regsafe compares maps by identity)
+
+
+def inner_map_of(m):
+    """The inner-map template of ``m`` (a map of maps), or None: ``m.inner_map_meta`` when the map object
+    has one, else a view of ``m.meta`` (bpfemu.maps.map_in_map.MapMeta: ``shape``, ``max_entries``)."""
+    if m.map_type not in (uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS, uapi.BPF_MAP_TYPE_HASH_OF_MAPS):
+        return None
+    inner = getattr(m, "inner_map_meta", None)
+    if inner is not None:
+        return inner
+    meta = getattr(m, "meta", None)
+    shape = getattr(meta, "shape", None)
+    if shape is None:
+        return None
+    v = _INNER_VIEWS.get(meta)
+    if v is None:
+        v = _INNER_VIEWS[meta] = InnerMapView(shape, meta.max_entries, getattr(meta, "btf", None))
+    return v
