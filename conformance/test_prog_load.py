@@ -225,3 +225,28 @@ def test_info_of_a_program(proc):
     assert struct.unpack_from("<i", xl.raw, 4)[0] == ids[0]
     proc.close(fd)
     proc.close(mfd)
+
+
+@pytest.mark.parametrize("key, max_entries, stored_as, want", [
+    (0, 1, "st", 0),            # 4 zero bytes on the stack: STACK_ZERO
+    (1, 2, "st", 0),            # an 8-aligned BPF_ST of a constant is recorded as a spill of it
+    (1, 2, "spill", 0),          # a 4-byte spill of a known register
+    (2, 2, "spill", errno.EACCES),  # out of range: the lookup may fail
+])
+def test_array_lookup_with_a_constant_key_needs_no_null_check(proc, key, max_entries, stored_as, want):
+    from bpfemu.prog.insn import (BPF_ATOMIC_OP, BPF_DW, BPF_LD_MAP_FD, BPF_MOV64_REG, BPF_REG_0, BPF_REG_1,
+                                  BPF_REG_2, BPF_REG_10, BPF_ST_MEM, BPF_STX_MEM, BPF_W)
+    from bpfemu.testing.support import array_map
+    m = array_map(proc, max_entries=max_entries)
+    store = ([BPF_ST_MEM(BPF_W, BPF_REG_10, -8, key)] if stored_as == "st" else
+             [BPF_MOV64_IMM(BPF_REG_1, key), BPF_STX_MEM(BPF_W, BPF_REG_10, BPF_REG_1, -8)])
+    prog = store + [BPF_MOV64_REG(BPF_REG_2, BPF_REG_10), BPF_ALU64_IMM(BPF_ADD, BPF_REG_2, -8),
+                    *BPF_LD_MAP_FD(BPF_REG_1, m), BPF_EMIT_CALL(u.BPF_FUNC_map_lookup_elem),
+                    BPF_MOV64_IMM(BPF_REG_1, 1), BPF_ATOMIC_OP(BPF_DW, BPF_ADD, BPF_REG_0, BPF_REG_1, 0),
+                    BPF_MOV64_IMM(BPF_REG_0, 0), BPF_EXIT_INSN()]
+    ld = Load(prog, log_level=1, log_size=4096)
+    e = ld.errno(proc)
+    assert e == want
+    if e:
+        assert "R0 invalid mem access 'map_value_or_null'" in ld.text.splitlines()
+    proc.close(m)

@@ -7,5 +7,7 @@ BpfError, whose message names the command and the map.
 from .codecs import Codec, codec  # noqa: F401
 from .errors import BpfError, detail_for, make_error  # noqa: F401
 from .map import Batch, Map, MapInfo, issues, map_type_number  # noqa: F401
+from .program import Program, ProgInfo, prog_type_number  # noqa: F401
 
-__all__ = ["Map", "MapInfo", "Batch", "BpfError", "Codec", "codec", "map_type_number"]
+__all__ = ["Map", "MapInfo", "Batch", "BpfError", "Codec", "codec", "map_type_number", "Program", "ProgInfo",
+           "prog_type_number"]

@@ -27,7 +27,7 @@ from .regs import (btf_type_name, CONST_PTR_TO_DYNPTR, CONST_PTR_TO_MAP, DYNPTR_
                    PTR_TO_XDP_SOCK, PTR_TRUSTED, REG_LIVE_READ64, S32_MAX, S32_MIN, SCALAR_VALUE, U32, U64,
                    base_type, mark_known_zero, mark_not_init, reg_bounds_sync, reg_type_str, s64,
                    type_is_pkt_pointer, type_may_be_null)
-from .state import MAX_CALL_FRAMES, init_func_state, format_func_state
+from .state import MAX_CALL_FRAMES, STACK_SPILL, STACK_ZERO, init_func_state, format_func_state
 
 F = FUNC_IDS
 M = uapi
@@ -140,7 +140,7 @@ class ArgMeta:
     """struct bpf_call_arg_meta."""
     __slots__ = ("map", "map_uid", "raw_mode", "pkt_access", "release_regno", "regno", "access_size",
                  "mem_size", "msize_max_value", "ref_obj_id", "dynptr_id", "func_id", "subprogno",
-                 "ret_btf_id", "kptr_field", "pkt_access_dynptr")
+                 "ret_btf_id", "kptr_field", "pkt_access_dynptr", "const_map_key")
 
     def __init__(self, func_id, pkt_access):
         self.map = None
@@ -159,9 +159,49 @@ class ArgMeta:
         self.ret_btf_id = None
         self.kptr_field = None
         self.pkt_access_dynptr = False
+        self.const_map_key = -1
+
+
+def can_elide_value_nullness(m):
+    """Arrays (not inner-map templates): a lookup with a constant key below max_entries cannot miss."""
+    return m.map_type in (M.BPF_MAP_TYPE_ARRAY, M.BPF_MAP_TYPE_PERCPU_ARRAY) and \
+        not m.map_flags & M.BPF_F_INNER_MAP
 
 
 class CallMixin:
+
+    def get_constant_map_key(self, key, key_size):
+        """get_constant_map_key: the key the stack holds at the key pointer when it is known (zero bytes
+        or a spill of a constant of the key's size; privileged programs only), else -1."""
+        if not self.bpf_capable or key.type != PTR_TO_STACK or key.vm != 0:
+            return -1
+        st = self.cur_state
+        frame = st.frame[key.frameno]
+        slot = -(s64(key.vv) + key.off) - 1
+        spi, off = slot // 8, slot % 8
+        if slot < 0 or spi >= len(frame.stack):
+            return -1
+        stype = frame.stack[spi].st
+        zero = 0
+        i = off
+        while i >= 0 and stype[i] == STACK_ZERO:
+            zero += 1
+            i -= 1
+        if zero >= key_size:
+            return 0
+        if not frame.stack[spi].is_spilled_scalar():
+            return -1
+        spill = 0
+        i = off
+        while i >= 0 and stype[i] == STACK_SPILL:
+            spill += 1
+            i -= 1
+        if spill != key_size:
+            return -1
+        r = frame.stack[spi].spilled
+        if r.vm != 0:
+            return -1
+        return r.vv
 
     # ------------------------------------------------------------------ helpers
     def check_helper_call(self, insn):
@@ -255,10 +295,13 @@ class CallMixin:
             mark_known_zero(r0)
             if meta.map is None:
                 self.fail(errno.EINVAL, "kernel subsystem misconfigured verifier\n")
+            if func_id == F["map_lookup_elem"] and can_elide_value_nullness(meta.map) and \
+                    0 <= meta.const_map_key < meta.map.max_entries:
+                flag &= ~PTR_MAYBE_NULL   # a constant key within an array: the value exists
             r0.map = meta.map
             r0.map_uid = meta.map_uid
             r0.type = PTR_TO_MAP_VALUE | flag
-            if not ret & PTR_MAYBE_NULL and any(k == "spin_lock" for k, _, _, _ in map_fields(meta.map)):
+            if not flag & PTR_MAYBE_NULL and any(k == "spin_lock" for k, _, _, _ in map_fields(meta.map)):
                 self.id_gen += 1
                 r0.id = self.id_gen
         elif base == RET_PTR_TO_SOCKET:
@@ -486,6 +529,8 @@ class CallMixin:
             if meta.map is None:
                 self.fail(errno.EACCES, "invalid map_ptr to access map->key\n")
             self.check_helper_mem_access(regno, meta.map.key_size, BPF_READ, False, None)
+            if can_elide_value_nullness(meta.map):
+                meta.const_map_key = self.get_constant_map_key(reg, meta.map.key_size)
         elif base == ARG_PTR_TO_MAP_VALUE:
             if arg_type & PTR_MAYBE_NULL and reg.is_null():
                 return

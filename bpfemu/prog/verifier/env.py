@@ -271,6 +271,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
                     self.prev_log_pos = self.log.end_pos
                     self.verbose("%d: " % idx)
                     nxt = insns[idx + 1] if idx + 1 < n else None
+                    if insn[0] == 0x18 and insn[2] in (1, 2, 5, 6) and self.allow_ptr_leaks:
+                        insn, nxt = self.ld_imm64_as_resolved(idx, insn, nxt)
                     self.verbose(print_insn(insn, nxt, self.allow_ptr_leaks, self.call_name))
                     self.prev_insn_print_pos = self.log.end_pos - self.prev_log_pos
                     self.prev_log_pos = self.log.end_pos
@@ -399,6 +401,21 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         if insn[2] == BPF_PSEUDO_CALL:
             return None
         return None
+
+    def ld_imm64_as_resolved(self, idx, insn, nxt):
+        """The ld_imm64 of a map as the log shows it once resolve_pseudo_ldimm64 put the map's kernel address
+        (or its value's) in the immediate. The emulator's addresses are made up: a kernel-like address per
+        map id."""
+        aux = self.insn_aux.get(idx) if hasattr(self.insn_aux, "get") else None
+        if aux is None or not self.used_maps:
+            return insn, nxt
+        m = self.used_maps[aux.map_index]
+        addr = 0xffff888100000000 + ((getattr(m, "id", 0) or 1) << 16)
+        if insn[2] in (2, 6):   # a map value: the value area, plus the offset
+            addr += 0x110 + (aux.map_off or 0)
+        lo, hi = addr & 0xffffffff, addr >> 32
+        to_s32 = lambda v: v - (1 << 32) if v >> 31 else v  # noqa: E731
+        return (insn[0], insn[1], insn[2], insn[3], to_s32(lo)), (nxt[0], nxt[1], nxt[2], nxt[3], to_s32(hi))
 
     @property
     def vmlinux(self):

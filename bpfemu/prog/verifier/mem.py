@@ -986,7 +986,9 @@ class MemMixin:
         err_extra = ""
         if access_size == 0 and not zero_size_allowed:
             self.fail(errno.EACCES, "invalid zero-sized read\n")
-        clobber = src == ACCESS_HELPER
+        # 6.14+: only a helper that writes the memory turns the slots into STACK_MISC (a read leaves a key's
+        # STACK_ZERO or spilled constant for get_constant_map_key)
+        clobber = src == ACCESS_HELPER and access_type == BPF_WRITE
         self.check_stack_access_within_bounds(regno, off, access_size, src, access_type)
         if reg.vm == 0:
             min_off = max_off = s64(reg.vv) + off
