@@ -11,10 +11,10 @@ their table), ``maps/`` (one module per map type), ``host/`` (the real syscall),
 API) and ``testing/`` (the pytest plugin, backends and ``bpfemu conform``).
 """
 from . import host, uapi  # noqa: F401
-from .api import BpfError, Map, MapInfo  # noqa: F401  (the typed map API)
+from .api import BpfError, Map, MapInfo, Program, ProgInfo  # noqa: F401  (the typed map and program API)
 from .errors import ENOTSUPP, bpf_error  # noqa: F401
 from .host import Host  # noqa: F401  (the real kernel through bpf(2): Linux, privileged)
 from .invariants import InvariantError, check_invariants  # noqa: F401  (model consistency checker)
 from .kernel import Kernel, Task  # noqa: F401
 
-__all__ = ["Kernel", "Task", "Host", "Map", "MapInfo", "BpfError", "uapi", "ENOTSUPP", "check_invariants"]
+__all__ = ["Kernel", "Task", "Host", "Map", "MapInfo", "Program", "ProgInfo", "BpfError", "uapi", "ENOTSUPP", "check_invariants"]

@@ -24,12 +24,11 @@ import subprocess
 import pytest
 
 from bpfemu.testing import exec_support as X
-from bpfemu.testing.exec_support import NAMES
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exec_programs")
 READ = "read(2) of an emulated fd is not intercepted: its placeholder socket reads EOF (the kernel: EINVAL)"
 PROGRAMS = {
-    "maps": ["create", ("names", NAMES), "update and lookup", "get_next_key", "batches", "pin and get", "fds",
+    "maps": ["create", "names", "update and lookup", "get_next_key", "batches", "pin and get", "fds",
              ("read", READ), "get_next_id"],
     "mmap": ["create", "shared both ways", "refusals", "read-only mapping and freeze", "a mapping keeps the map alive"],
     "fork": ["fork", "exec"],

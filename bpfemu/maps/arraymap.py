@@ -19,8 +19,9 @@ import struct
 
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
-from ..limits import INT_MAX, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, page_align, round_up
 from ..btf import uapi as B
+from ..limits import INT_MAX, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, S32_MAX, page_align, round_up
+from ..objects import fdget
 from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, bpf_map_area_mmapable_alloc, fd_of_kind,
                       generic_map_lookup_batch, generic_map_update_batch, index_next_key, int_bits_at_0,
                       map_check_no_btf, map_flags_access_ok, u32)
@@ -59,6 +60,13 @@ class ArrayMap(BpfMap):
     @classmethod
     def alloc_check(cls, attr, task):
         array_map_alloc_check(attr)
+
+    @classmethod
+    def map_alloc(cls, kernel, attr, task):
+        """array_map_alloc: bypass_spec_v1 from the creator (the verifier reads it for tail calls)."""
+        m = cls(kernel, attr)
+        m.bypass_spec_v1 = task.perfmon_capable()
+        return m
 
     def __init__(self, kernel, attr):
         super().__init__(kernel, attr)
@@ -198,6 +206,13 @@ class FdArray(ObjMap):
     def user_value_size(self):
         return 4
 
+    @classmethod
+    def map_alloc(cls, kernel, attr, task):
+        """fd_array_map_alloc (array_map_alloc): bypass_spec_v1 from the creator."""
+        m = cls(kernel, attr)
+        m.bypass_spec_v1 = task.perfmon_capable()
+        return m
+
     def mem_usage(self, count=None):
         """struct bpf_array, then one pointer per slot."""
         return BPF_ARRAY + self.max_entries * 8
@@ -224,10 +239,52 @@ class FdArray(ObjMap):
 
 
 class ProgArray(FdArray):
+    """PROG_ARRAY (prog_array_map_ops): programs by index, held by the map; the first program stored (or
+    loaded with the map) makes the owner every later one must match (the program object decides)."""
+
+    prog_owner = None   # struct bpf_map_owner: set by the program object's map_compatible
+
     def lookup_sys(self, key, flags):
-        if u32(key) >= self.max_entries or u32(key) not in self.slots:
+        """prog_fd_array_sys_lookup_elem: the program's id."""
+        prog = self.slots.get(u32(key)) if u32(key) < self.max_entries else None
+        if prog is None:
             raise bpf_error(errno.ENOENT)
-        return struct.pack("<I", self.slots[u32(key)])  # pragma: no cover (no progs)
+        return struct.pack("<I", prog.id)
+
+    def update_sys(self, task, key, value, flags):
+        """bpf_fd_array_map_update_elem with prog_fd_array_get_ptr."""
+        if flags != uapi.BPF_ANY:
+            raise bpf_error(errno.EINVAL, "fd arrays only take BPF_ANY")
+        i = u32(key)
+        if i >= self.max_entries:
+            raise bpf_error(errno.E2BIG, "index out of range")
+        fd = u32(value)
+        prog = fdget(task, fd if fd <= S32_MAX else -1, "prog").obj
+        if prog.type == uapi.BPF_PROG_TYPE_EXT or not prog.map_compatible(self):
+            raise bpf_error(errno.EINVAL, "program type does not match the program array's owner")
+        prog.hold(self)
+        old = self.slots.get(i)
+        self.slots[i] = prog
+        if old is not None:
+            old.release(self)
+
+    def delete(self, key):
+        i = u32(key)
+        if i >= self.max_entries:
+            raise bpf_error(errno.E2BIG, "index out of range")
+        old = self.slots.pop(i, None)
+        if old is None:
+            raise bpf_error(errno.ENOENT)
+        old.release(self)
+
+    def held_objects(self):
+        return list(self.slots.values())
+
+    def on_free(self):
+        progs, self.slots = list(self.slots.values()), {}
+        for p in progs:
+            p.release(self)
+        super().on_free()
 
 
 class PerfEventArray(FdArray):

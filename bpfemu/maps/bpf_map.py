@@ -187,6 +187,7 @@ class BpfMap(BpfObject):
         self.btf_key_type_id = self.btf_value_type_id = self.btf_vmlinux_value_type_id = 0
         self.btf = None
         self.record = None  # BTF special fields (spin lock, timers...)
+        self.bypass_spec_v1 = False  # set by array maps from their creator's capabilities
 
     def map_check_btf(self, btf, key_type, value_type):
         """The type's ``map_check_btf`` op: its own check of the key and value types (``btf`` a Btf,

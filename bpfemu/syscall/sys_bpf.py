@@ -15,7 +15,7 @@ from .. import uapi
 from ..errors import bpf_error
 from ..objects import fdget
 from ..usermem import UserCopy
-from . import btf as _btf, id as _id, info as _info, map as _map, obj as _obj  # noqa: F401  (the families register)
+from . import btf as _btf, id as _id, info as _info, map as _map, obj as _obj, prog as _prog  # noqa: F401,E501  (the families register)
 from .common import check_uarg_tail_zero
 from .table import COMMANDS
 

@@ -13,8 +13,7 @@ Both return (exit status, stdout and stderr interleaved). :func:`normalize_ids` 
 ids by their order of first appearance, the one thing two kernels legitimately disagree on.
 
 :func:`missing` says which tools are absent (bpftool, gcc, setpriv, unshare) or why the host side
-cannot run; tests skip on it, or fail when BPFEMU_REQUIRE_HOST=1. :data:`NAMES` is the reason of the
-outputs that differ by map names until the emulator loads programs.
+cannot run; tests skip on it, or fail when BPFEMU_REQUIRE_HOST=1.
 """
 import atexit
 import functools
@@ -29,7 +28,6 @@ import pytest
 
 from ..host.sysinfo import host_possible_cpus
 
-NAMES = "libbpf drops map names: its libbpf_nametest PROG_LOAD probe fails until the emulator has BPF_PROG_LOAD"
 UID = 1000
 TIMEOUT = 120
 HOST_PREFIX = ["unshare", "-m", "--propagation", "private", "sh", "-c",
