@@ -156,7 +156,7 @@ class Program:
         its ctx_in), in a buffer of the input's size. Errors are BpfError with the kernel's errno (ENOTSUPP
         524 for a type without test runs, EINVAL for an attribute the type does not take)."""
         data = bytes(data) if data is not None else None
-        ctx = bytes(ctx) if ctx is not None else None
+        ctx = bytes(ctx) if ctx else None   # an empty context is none (the kernel refuses a pointer of size 0)
         if ctx_size_out is None and ctx is not None:
             ptype = self._type()
             ctx_size_out = len(ctx) if ptype in CTX_OUT_TYPES else 0

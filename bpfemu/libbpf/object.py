@@ -100,7 +100,8 @@ class ProgramSpec:
     """A program (or a subprogram of ``.text``) before load: ``name``, ``section``, ``prog_type``,
     ``expected_attach_type``, ``prog_flags``, ``autoload``, ``insns`` (its instructions as in the section:
     tuples ``(code, dst, src, off, imm)``), ``attach_btf_id`` (0: found from the section name at load),
-    ``log_level``, ``kern_version``. Settable before load."""
+    ``log_level``, ``kern_version``. Settable before load. After a load (even a refused one):
+    ``loaded_insns``, ``func_info`` and ``line_info``, what PROG_LOAD was given."""
 
     def __init__(self, name, sec, insn_off, insns):
         self.name = name
@@ -120,6 +121,8 @@ class ProgramSpec:
         self.mark_btf_static = False
         self.is_subprog = False
         self.relos = {}   # insn index within the program -> (kind, data)
+        self.loaded_insns = None   # what the last load sent to PROG_LOAD (relocated, subprograms appended)
+        self.func_info = self.line_info = None
 
     @property
     def sec_insn_cnt(self):
@@ -421,21 +424,24 @@ class Object:
         kc = [e for e in self.externs if e.kind == "kconfig"]
         if not kc:
             return
-        off = 0
-        for e in sorted(kc, key=lambda e: e.name):
+        for e in kc:
             t, _ = relo_core.skip_mods(eb.btf(), eb.types[e.btf_id][2])
             size = t.size if t is not None and t.kind in (BU.BTF_KIND_INT, BU.BTF_KIND_ENUM, BU.BTF_KIND_ENUM64) \
                 else None
+            align = size
             if size is None and t is not None and t.kind == BU.BTF_KIND_ARRAY:
                 r = eb.btf().resolve_size(eb.types[e.btf_id][2])
-                size = r[1] if r else None
+                size, align = (r[1], 1) if r else (None, 1)
             if not size:
                 raise ObjectError(errno.ENOTSUP, "extern (kcfg) '%s': unsupported type" % e.name)
-            align = min(size, 8)
-            off = (off + align - 1) // align * align
-            e.kcfg_off, e.kcfg_size = off, size
+            e.kcfg_size, e.kcfg_align = size, min(align, 8)
             e.kcfg_signed = t.kind == BU.BTF_KIND_INT and bool((t.int_data >> 24) & BU.BTF_INT_SIGNED)
-            off += size
+        off = 0
+        # cmp_externs: by alignment (largest first), then size (smallest first), then name
+        for e in sorted(kc, key=lambda e: (-e.kcfg_align, e.kcfg_size, e.name)):
+            off = (off + e.kcfg_align - 1) // e.kcfg_align * e.kcfg_align
+            e.kcfg_off = off
+            off += e.kcfg_size
         ds = eb.find(KCONFIG_SEC, BU.BTF_KIND_DATASEC)
         if ds:
             eb.set_word(ds, 2, off)
@@ -992,6 +998,7 @@ class Object:
 
     def _load_prog(self, p, insns, func_info, line_info, log_level):
         """bpf_object_load_prog: PROG_LOAD with the object's BTF and the program's func/line info."""
+        p.loaded_insns, p.func_info, p.line_info = insns, func_info, line_info
         fields = {}
         keep = []
         if self.btf_fd is not None and func_info:
