@@ -21,9 +21,6 @@ import errno
 import io
 import struct
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 EM_BPF = 247
 SHF_EXECINSTR = 0x4
 SHF_ALLOC = 0x2
@@ -153,6 +150,9 @@ class ElfObject:
     """
 
     def __init__(self, data, path=""):
+        # pyelftools is imported on first use: `import bpfemu` (and `bpfemu exec`) do not need it
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
         self.path = path
         self.raw = bytes(data)
         try:
@@ -167,7 +167,7 @@ class ElfObject:
                                     % (path or "object", elf["e_type"], elf["e_machine"]))
         try:
             self._collect(elf)
-        except (ELFError, struct.error) as e:
+        except (ELFError, struct.error, ValueError) as e:
             raise ObjectFormatError("corrupted ELF object %s: %s" % (path or "object", e)) from None
 
     def _collect(self, elf):
