@@ -63,6 +63,8 @@ NO_TEST_RUN = "the emulator's syscall layer has no BPF_PROG_TEST_RUN yet (issue 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_object_loads(proc, objects, name):
+    if name == "globals_core":
+        B.need_kernel_types(proc, "task_struct.pid", "task_struct.tgid")
     obj = Object.open(objects[name])
     specs = obj.map_specs
     with obj.load(proc):
@@ -88,6 +90,7 @@ def test_object_loads(proc, objects, name):
 
 
 def test_global_data(proc, objects):
+    B.need_kernel_types(proc, "task_struct.pid", "task_struct.tgid")
     obj = Object.open(objects["globals_core"])
     assert obj.rodata.multiplier == 1 and obj.rodata.greeting == b"hello\0\0\0" and obj.data.calls == 100
     obj.rodata.multiplier = 7       # set before load: what the program will see as a constant

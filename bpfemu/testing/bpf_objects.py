@@ -132,3 +132,38 @@ def object_path(name):
     """For tests: the compiled object, skipping (or failing under BPFEMU_REQUIRE_HOST=1) without clang."""
     require_clang()
     return compile_object(name)
+
+
+def need_kernel_types(sys, *names):
+    """Skip unless the target's kernel BTF has these: struct names, FUNCs (kfuncs), or ``struct.member``
+    (CO-RE and externs resolve against it, and off Linux the emulator's kernel BTF is bpfemu's small
+    fallback, whose structs have few members)."""
+    from ..btf import uapi as BU
+    obj = getattr(getattr(sys, "kernel", None), "btf_vmlinux", None)
+    if obj is not None:
+        kb = obj.btf
+    else:
+        from ..btf.vmlinux import vmlinux_btf
+        kb = vmlinux_btf(fallback=False)
+
+    def has_member(tid, member, depth=0):
+        t = kb.type_by_id(tid)
+        for m in t.members:
+            name = kb.str_by_offset(m[0])
+            if name == member.encode():
+                return True
+            mt = kb.type_by_id(m[1])
+            if not name and depth < 8 and mt.kind in (BU.BTF_KIND_STRUCT, BU.BTF_KIND_UNION) and \
+                    has_member(m[1], member, depth + 1):
+                return True
+        return False
+
+    for n in names:
+        struct_name, _, member = n.partition(".")
+        sid = kb.find_by_name_kind(struct_name, BU.BTF_KIND_STRUCT) if kb is not None else -1
+        ok = sid > 0 and (not member or has_member(sid, member))
+        if not ok and not member and kb is not None:
+            ok = kb.find_by_name_kind(n, BU.BTF_KIND_FUNC) > 0
+        if not ok:
+            pytest.skip("the kernel BTF here has no %s (off Linux the emulator describes itself with bpfemu's "
+                        "small fallback BTF)" % n)
