@@ -458,3 +458,30 @@ def test_unknown_section_fails_at_load(task):
         obj.load(task)
     assert e.value.errno == errno.EINVAL and "missing BPF prog type" in str(e.value)
     assert not task.kernel.objects()   # nothing left behind
+
+
+def test_failed_load_leaves_nothing(task):
+    """A program the verifier refuses: the maps created and pinned on the way are unpinned and closed."""
+    path = build("pinned_bad", r"""
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pinned SEC(".maps");
+
+SEC("xdp")
+int bad(struct xdp_md *ctx)
+{
+	__u32 k = 0, *v = bpf_map_lookup_elem(&pinned, &k);
+
+	return *v;   /* no NULL check: refused */
+}
+""")
+    with pytest.raises(bpfemu.BpfError) as e:
+        Object.open(path).load(task)
+    assert e.value.errno == errno.EACCES and "invalid mem access 'map_value_or_null'" in e.value.log
+    assert not task.kernel.objects()
+    with pytest.raises(FileNotFoundError):
+        task.stat("/sys/fs/bpf/pinned")

@@ -659,6 +659,7 @@ class Object:
         self.sys = sys
         self._kernel_btf = kernel_btf
         self._pin_root = pin_root_path or getattr(sys, "bpffs", None) or "/sys/fs/bpf"
+        self._pinned_here = []
         try:
             self._resolve_externs()
             self._load_btf()
@@ -677,6 +678,7 @@ class Object:
             pr.section = spec.section
             progs[name] = pr
         self._owned_fds = []
+        self._pinned_here = []
         self.programs = progs
         self.maps = dict(self._loaded_maps)
         return self
@@ -787,6 +789,7 @@ class Object:
                         m.freeze()
                 if s.pin_path:
                     m.pin(s.pin_path)
+                    self._pinned_here.append(m)
             else:
                 self._loaded_maps[s.name] = m
         for s in self._map_specs:
@@ -1067,6 +1070,13 @@ class Object:
             raise ObjectError(errno.ENOENT, "object '%s' is not loaded" % self.name)
 
     def _unload(self):
+        """A failed load: unpin what it pinned (not the pins it reused), close what it created."""
+        for m in self._pinned_here:
+            try:
+                m.unpin()
+            except OSError:
+                pass
+        self._pinned_here = []
         for m in self._loaded_maps.values():
             try:
                 m.close()
