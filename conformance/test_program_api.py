@@ -88,3 +88,26 @@ def test_test_run_not_supported(proc):
         with pytest.raises(BpfError) as e:
             p.test_run(ctx=bytes(8))
         assert e.value.errno == 524
+
+
+@pytest.mark.parametrize("field,size,ok", [("func_info_rec_size", 8, True), ("func_info_rec_size", 16, False),
+                                           ("line_info_rec_size", 16, True), ("line_info_rec_size", 32, False),
+                                           ("jited_line_info_rec_size", 8, True),
+                                           ("jited_line_info_rec_size", 4, False)])
+def test_info_record_sizes(proc, field, size, ok):
+    """bpf_prog_info's record sizes must be the kernel's (8, 16, 8) when given; they come back set either way."""
+    import ctypes
+    from bpfemu import uapi
+    with Program.load(proc, [BPF_MOV64_IMM(0, 0), BPF_EXIT_INSN()], "socket_filter") as p:
+        info = uapi.bpf_prog_info()
+        setattr(info, field, size)
+        a = uapi.make_attr(**{"info.bpf_fd": p.fd, "info.info_len": ctypes.sizeof(info),
+                              "info.info": ctypes.addressof(info)})
+        if not ok:
+            with pytest.raises(OSError) as e:
+                proc.bpf(uapi.BPF_OBJ_GET_INFO_BY_FD, a)
+            assert e.value.errno == errno.EINVAL
+            return
+        proc.bpf(uapi.BPF_OBJ_GET_INFO_BY_FD, a)
+        assert (info.func_info_rec_size, info.line_info_rec_size, info.jited_line_info_rec_size) == (8, 16, 8)
+        assert (info.nr_func_info, info.nr_line_info, info.btf_id) == (0, 0, 0)
