@@ -51,8 +51,7 @@ def machines():
 
 def emulator_runs_programs():
     """Whether the emulator's syscall layer has BPF_PROG_TEST_RUN yet."""
-    import bpfemu.syscall.sys_bpf  # noqa: F401  (the families register their handlers)
-    from bpfemu.syscall.table import COMMANDS
+    from bpfemu.syscall.sys_bpf import COMMANDS   # importing sys_bpf registers the command handlers
     return COMMANDS[U.BPF_PROG_TEST_RUN].handler is not None
 
 

@@ -44,9 +44,8 @@ def test_pin_and_get(proc):
 
 def _need_test_run(proc):
     if getattr(proc, "backend", None) == "emu":
-        import bpfemu.syscall.sys_bpf  # noqa: F401  (the command families register)
         from bpfemu import uapi
-        from bpfemu.syscall.table import COMMANDS
+        from bpfemu.syscall.sys_bpf import COMMANDS   # importing sys_bpf registers the command handlers
         if COMMANDS[uapi.BPF_PROG_TEST_RUN].handler is None:
             pytest.xfail("the emulator's syscall layer has no BPF_PROG_TEST_RUN yet (issue 15, the 'run' helper)")
 

@@ -8,7 +8,6 @@ off with ``SEC("?...")``, maps of maps and program arrays with initial slots, cu
 poisoning), ``__ksym`` kfuncs and ``__kconfig`` externs, and the errors of bad objects.
 """
 import errno
-import struct
 
 import pytest
 

@@ -47,7 +47,7 @@ from . import relo_core
 from .btf_edit import BtfExt, EditableBtf
 from .elf import (BPF_INSN_SZ, LIBBPF_ERRNO__FORMAT, LIBBPF_ERRNO__RELOC, SHN_LORESERVE, ElfObject,
                   ObjectError)
-from .maps import (LIBBPF_PIN_BY_NAME, MAP_BSS, MAP_DATA, MAP_IN_MAP, MAP_KCONFIG, MAP_RODATA, NO_BTF_TYPES,
+from .maps import (LIBBPF_PIN_BY_NAME, MAP_IN_MAP, MAP_KCONFIG, MAP_RODATA, NO_BTF_TYPES,
                    MapSpec, adjust_ringbuf_size, btf_defined_maps, global_data_maps, internal_map_name,
                    legacy_maps)
 from .section_defs import SEC_ATTACH_BTF, SEC_SLEEPABLE, SEC_XDP_FRAGS, attach_target, find_sec_def
@@ -771,7 +771,6 @@ class Object:
 
     def _create_maps(self):
         """bpf_object__create_maps: create (or reuse a pinned) map for each spec, fill global data."""
-        sys = self.sys
         for s in self._map_specs:
             if not s.autocreate:
                 continue
@@ -849,7 +848,6 @@ class Object:
 
     # -- relocation ------------------------------------------------------------------------------------------
     def _relocate_and_load(self, log_level):
-        sys = self.sys
         core_cache = {}
         # CO-RE first, on every function's own copy of its section's instructions (bpf_object__relocate_core)
         work = {p.name: list(p.insns) for p in self._all_progs}
