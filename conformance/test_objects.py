@@ -17,7 +17,7 @@ import bpfemu
 from bpfemu import Object, uapi as U
 from bpfemu.btf import uapi as BU
 from bpfemu.testing import bpf_objects as B
-from bpfemu.testing.backends import EmuBackend, HostBackend, host_status
+from bpfemu.testing.backends import EmuBackend, HostBackend, need_host
 
 NAMES = B.OBJECTS
 PAGE = 4096
@@ -29,21 +29,12 @@ def objects():
     return {n: B.compile_object(n) for n in NAMES}
 
 
-def _host_backend():
-    ok, why = host_status()
-    if not ok:
-        import os
-        if os.environ.get("BPFEMU_REQUIRE_HOST") == "1":
-            pytest.fail("BPFEMU_REQUIRE_HOST=1 but the host kernel backend is unusable: %s" % why)
-        pytest.skip("host kernel backend unusable: %s" % why)
-    return HostBackend()
-
-
 @pytest.fixture
-def machines():
+def machines(request):
     """(emulator task, host task), both privileged, each on a backend of its own."""
+    need_host(request.config)
     emu = EmuBackend()
-    host = _host_backend()
+    host = HostBackend()
     yield emu.spawn(), host.spawn()
     emu.close()
     host.close()

@@ -39,8 +39,6 @@ NO_BTF_TYPES = frozenset((
     U.BPF_MAP_TYPE_DEVMAP_HASH, U.BPF_MAP_TYPE_CPUMAP, U.BPF_MAP_TYPE_XSKMAP, U.BPF_MAP_TYPE_SOCKMAP,
     U.BPF_MAP_TYPE_SOCKHASH, U.BPF_MAP_TYPE_QUEUE, U.BPF_MAP_TYPE_STACK, U.BPF_MAP_TYPE_ARENA))
 
-_MODS = (BU.BTF_KIND_TYPEDEF, BU.BTF_KIND_VOLATILE, BU.BTF_KIND_CONST, BU.BTF_KIND_RESTRICT, BU.BTF_KIND_TYPE_TAG)
-
 
 class MapSpec:
     """One map of the object, as it will be created: ``name``, ``type``, ``key_size``, ``value_size``,
@@ -82,17 +80,9 @@ class MapSpec:
             self.max_entries, self.map_flags)
 
 
-def _skip(btf, tid):
-    t = btf.type_by_id(tid)
-    while t is not None and t.kind in _MODS:
-        tid = t.type
-        t = btf.type_by_id(tid)
-    return t, tid
-
-
 def _field_int(btf, name, m, map_name):
     """get_map_field_int: ``int (*name)[N]`` -> N."""
-    t, _ = _skip(btf, m[1])
+    t, _ = btf.skip_modifiers(m[1])
     if t is None or t.kind != BU.BTF_KIND_PTR:
         raise ObjectError(errno.EINVAL, "map '%s': attr '%s': expected PTR" % (map_name, name))
     arr = btf.type_by_id(t.type)
@@ -168,10 +158,10 @@ def parse_btf_map_def(btf, map_name, def_t, is_inner=False):
             arr = btf.type_by_id(m[1])
             if arr is None or arr.kind != BU.BTF_KIND_ARRAY or arr.array[2]:
                 raise ObjectError(errno.EINVAL, "map '%s': values spec is not a zero-sized array" % map_name)
-            pt, _ = _skip(btf, arr.array[0])
+            pt, _ = btf.skip_modifiers(arr.array[0])
             if pt is None or pt.kind != BU.BTF_KIND_PTR:
                 raise ObjectError(errno.EINVAL, "map '%s': values def is not a pointer" % map_name)
-            inner_t, _ = _skip(btf, pt.type)
+            inner_t, _ = btf.skip_modifiers(pt.type)
             spec.values_offset = (m[2] & 0xFFFFFF if def_t.kflag else m[2]) // 8
             if is_pa:
                 if inner_t is None or inner_t.kind != BU.BTF_KIND_FUNC_PROTO:
@@ -215,7 +205,7 @@ def btf_defined_maps(elf, btf):
             raise ObjectError(errno.EINVAL, "map '%s': unexpected var kind %s" % (name, BU.KIND_STR[var.kind]))
         if var.linkage != BU.BTF_VAR_GLOBAL_ALLOCATED:
             raise ObjectError(errno.EOPNOTSUPP, "map '%s': unsupported map linkage" % name)
-        def_t, _ = _skip(btf, var.type)
+        def_t, _ = btf.skip_modifiers(var.type)
         if def_t is None or def_t.kind != BU.BTF_KIND_STRUCT:
             raise ObjectError(errno.EINVAL, "map '%s': unexpected def kind" % name)
         if def_t.size > size:
