@@ -1,6 +1,7 @@
 """bpftool prog sessions: ``bpftool prog load`` of the clang-compiled objects of conformance/objects/ and
-``bpftool prog show``, ``prog dump xlated`` and ``map dump`` of what it loaded, under ``bpfemu exec`` as an
-unprivileged user against bpftool as root on the host.
+``bpftool prog show``, ``prog list`` (with ``-f``: the host lists every program of the machine, the
+comparison keeps the ones pinned in the session's bpffs), ``prog dump xlated`` and ``map dump`` of what it
+loaded, under ``bpfemu exec`` as an unprivileged user against bpftool as root on the host.
 
 bpftool's libbpf probes the kernel before it loads anything (BTF features with small BTF_LOAD blobs, the
 memcg accounting helper, map names, mmapable and global data arrays, PROG_BIND_MAP), walks the BTF ids for
@@ -44,6 +45,8 @@ SESSIONS = {
     "xdp": [
         "bpftool prog load xdp_counter.bpf.o %s/x pinmaps %s/xmaps" % (B, B),
         "bpftool prog show pinned %s/x" % B,
+        "bpftool prog list pinned %s/x" % B,
+        "bpftool -f prog list",
         "bpftool map show pinned %s/xmaps/by_source" % B,
         "bpftool map dump pinned %s/xmaps/totals" % B,
         "bpftool prog dump xlated pinned %s/x" % B,
@@ -126,7 +129,8 @@ def _run(workdir, name):
     out = {}
     for side, runner in (("emu", X.run_emulated), ("host", X.run_host)):
         _status, text = runner(["sh", path], workdir)
-        out[side] = "".join("### %s\n%s" % (c, normalize(c, t)) for c, t in X.sections(text))
+        secs = [(c, X.only_pinned_under(t) if c.startswith("bpftool -f prog list") else t) for c, t in X.sections(text)]
+        out[side] = "".join("### %s\n%s" % (c, normalize(c, t)) for c, t in secs)
     return out
 
 
