@@ -17,9 +17,8 @@ sections (``### name``); each section must give the same text, object ids aside.
   programs and maps as libbpf parsed them, load, prog and map info, BPF_PROG_TEST_RUN of the XDP program on
   a few packets and the maps it updated, pins of the program and maps that outlive the object.
 
-Expected failures, with their reasons: map names (libbpf's PROG_LOAD name probe, see
-test_exec_bpftool.py), read(2) on a map fd (not intercepted: the placeholder reads EOF), and, not strict,
-loader's test runs until the emulator serves BPF_PROG_TEST_RUN.
+Expected failures, with their reasons: read(2) on a map fd (not intercepted: the placeholder reads EOF),
+and, not strict, loader's test runs until the emulator serves BPF_PROG_TEST_RUN.
 """
 import os
 import shutil
