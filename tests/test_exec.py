@@ -18,8 +18,8 @@ from bpfemu import uapi
 from bpfemu.exec import abi, seccomp
 from bpfemu.exec.supervisor import _rules, filter_program
 
-pytestmark = pytest.mark.skipif(not abi.supported()[0] or not sys.platform.startswith("linux"),
-                                reason="bpfemu exec needs Linux x86_64")
+pytestmark = [pytest.mark.bpf_needs_linux("bpfemu exec (seccomp user notification)"),
+              pytest.mark.skipif(abi.ARCH != "x86_64", reason="bpfemu exec knows the x86_64 syscall ABI only")]
 
 
 # -- the filter program, run by a small classic BPF interpreter ---------------------------------------
