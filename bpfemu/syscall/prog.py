@@ -81,9 +81,10 @@ class LoadCtx(LoadContext):
 
     @property
     def kernel_btf(self):
-        """The kernel's BTF, loaded on first use by the verifier (a callable the verifier calls)."""
-        from ..btf.vmlinux import vmlinux_btf
-        return vmlinux_btf
+        """The kernel's BTF, loaded on first use by the verifier (a callable the verifier calls): this
+        kernel's own (btf id 1), the one its maps' kptr fields and attach ids refer to."""
+        vmlinux = self.ctx.kernel.btf_vmlinux
+        return lambda: vmlinux.btf
 
 
 @command(uapi.BPF_PROG_LOAD)
