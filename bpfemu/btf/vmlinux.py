@@ -21,6 +21,7 @@ import os
 import threading
 
 from .. import hostenv
+from .. import uapi as UAPI
 from . import uapi as U
 from .btf import lazy_btf
 from .builder import Builder
@@ -92,6 +93,10 @@ _KPTR_TARGETS = (("task_struct", "bpf_task_release_dtor"), ("cgroup", "bpf_cgrou
                  ("bpf_cpumask", "bpf_cpumask_release_dtor"))
 
 
+# bpfemu's own task_struct: the task ids it models (what CO-RE programs most often read), at its own offsets
+_TASK_MEMBERS = [("pid", "int", 0), ("tgid", "int", 32)]
+
+
 def fallback_builder():
     """The Builder of bpfemu's own kernel BTF (see the module docstring)."""
     b = Builder()
@@ -126,9 +131,11 @@ def fallback_builder():
     b.ptr(0)
     void_ptr = b.last
     for sname, dtor in _KPTR_TARGETS:
-        b.struct(sname, [], size=8)
+        b.struct(sname, _TASK_MEMBERS if sname == "task_struct" else [], size=8)
         b.func_proto(0, [("p", void_ptr)])
         b.func(dtor, b.last, linkage=U.BTF_FUNC_GLOBAL)
+    for name, values in UAPI.ENUMS.items():     # the uapi enums (bpf_map_type, ...), for CO-RE enum relocations
+        b.enum(name, values)
     for fn in _fallback_hooks:
         fn(b)
     return b
