@@ -34,11 +34,45 @@ class UserMemory:
     def write(self, addr, data):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def read_many(self, ranges):
+        """[bytes of each (addr, n) in ranges], read in order; EFAULT if any of them is bad (reads have no
+        side effects, so which one faulted does not show)."""
+        return [self.read(a, n) for a, n in ranges]
+
 
 _iovec = hostenv.iovec  # the one iovec type the prototypes of hostenv.process_vm_functions() take
 
 
-SCRATCH = 1 << 12  # reads and writes up to this size go through a per-thread buffer
+SCRATCH = 1 << 12  # reads and writes up to this size go through a per-thread buffer (or pipe)
+
+_chars_types = {}
+
+
+def _chars(n):
+    """c_char * n (cached): an object over n bytes at an address that never touches them itself."""
+    t = _chars_types.get(n)
+    if t is None:
+        t = _chars_types[n] = ctypes.c_char * n
+    return t
+
+
+def _open_pipe():
+    """A non-blocking pipe (read fd, write fd), or None where none can be made (EMFILE...)."""
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return None
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    return r, w
+
+
+def _drain(r):
+    try:
+        while os.read(r, 1 << 16):
+            pass
+    except OSError:  # BlockingIOError: empty
+        pass
 
 
 class _Scratch:
@@ -47,25 +81,42 @@ class _Scratch:
     The local iovec always covers the whole buffer; the kernel copies as many bytes as the
     shorter side holds, i.e. the remote length, so only the remote iovec changes per call."""
 
-    __slots__ = ("buf", "view", "local", "remote", "lref", "rref")
+    __slots__ = ("buf", "view", "local", "remote", "lref", "rref", "pipe")
 
-    def __init__(self):
+    def __init__(self, pipe=False):
         self.buf = ctypes.create_string_buffer(SCRATCH)
         self.view = memoryview(self.buf).cast("B")
         self.local = _iovec(ctypes.addressof(self.buf), SCRATCH)
         self.remote = _iovec(0, 0)
         self.lref = ctypes.byref(self.local)
         self.rref = ctypes.byref(self.remote)
+        self.pipe = _open_pipe() if pipe else None
+
+    def close(self, _close=os.close):  # bound now: __del__ may run when the os module is gone
+        p, self.pipe = self.pipe, None
+        if p is not None:
+            for fd in p:
+                try:
+                    _close(fd)
+                except OSError:
+                    pass
+
+    def __del__(self):
+        self.close()
 
 
 _instances = weakref.WeakSet()
 
 
 def _after_fork():
-    # a fork()ed child must name itself, not its parent
+    # a fork()ed child must name itself, not its parent, and must not share the parent's pipes
     pid = os.getpid()
     for m in list(_instances):
         m._pid = pid
+        old = getattr(m._tls, "s", None)
+        m._tls = threading.local()
+        if old is not None:
+            old.close()
 
 
 if hasattr(os, "register_at_fork"):
@@ -125,8 +176,17 @@ class LocalMemory(UserMemory):
         try:
             return self._tls.s
         except AttributeError:
-            s = self._tls.s = _Scratch()
+            s = self._tls.s = _Scratch(pipe=self._pipes)
             return s
+
+    # Checked copies of up to SCRATCH bytes go through a per-thread pipe: write(2) from the caller's
+    # address copies it in with the kernel's copy_from_user (EFAULT for an unmapped, PROT_NONE or
+    # kernel address, exactly what bpf(2) gives), and read(2) into the caller's address copies out with
+    # copy_to_user (EFAULT for a read-only page too). Two cheap system calls cost less than one
+    # process_vm_readv/writev, which pins the pages of a "remote" process. A fault leaves bytes in the
+    # pipe: it is drained before the error is raised. Without a pipe (none could be made, or another
+    # process's memory) process_vm_readv/writev do the copies.
+    _pipes = True
 
     def read(self, addr, n):
         if n == 0:
@@ -139,6 +199,15 @@ class LocalMemory(UserMemory):
                 s = self._tls.s
             except AttributeError:
                 s = self._scratch()
+            p = s.pipe
+            if p is not None:
+                try:
+                    got = os.write(p[1], (_chars_types.get(n) or _chars(n)).from_address(addr))
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return os.read(p[0], n)
+                return self._pipe_failed(s, got, addr, n)
             r = s.remote
             r.iov_base = addr
             r.iov_len = n
@@ -146,6 +215,47 @@ class LocalMemory(UserMemory):
                 return bytes(s.view[:n])
             return self._read_slow(addr, n)
         return self._read_slow(addr, n)
+
+    def _pipe_failed(self, s, got, addr, n):
+        """A pipe copy did not complete: EFAULT for a fault (after draining the pipe), else give up
+        the pipe and read with process_vm_readv."""
+        _drain(s.pipe[0])
+        if got == -errno.EFAULT or 0 <= got < n:
+            raise bpf_error(errno.EFAULT, "bad user pointer")
+        s.close()
+        return self._read_slow(addr, n)
+
+    def read_many(self, ranges):
+        readv = self._readv
+        if readv is not None:
+            total = 0
+            for a, n in ranges:
+                if a < NULL_PAGE or a + n > 1 << 64:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                total += n
+            if total <= SCRATCH:
+                try:
+                    s = self._tls.s
+                except AttributeError:
+                    s = self._scratch()
+                p = s.pipe
+                if p is not None:
+                    try:
+                        got = os.writev(p[1], [_chars(n).from_address(a) for a, n in ranges if n])
+                    except OSError as e:
+                        got = -e.errno
+                    if got == total:
+                        data = os.read(p[0], total) if total else b""
+                        out, off = [], 0
+                        for _a, n in ranges:
+                            out.append(data[off:off + n])
+                            off += n
+                        return out
+                    _drain(p[0])
+                    if got == -errno.EFAULT or 0 <= got < total:
+                        raise bpf_error(errno.EFAULT, "bad user pointer")
+                    s.close()
+        return [self.read(a, n) for a, n in ranges]
 
     def _read_slow(self, addr, n):
         if self._readv is not None:
@@ -173,6 +283,25 @@ class LocalMemory(UserMemory):
                 s = self._tls.s
             except AttributeError:
                 s = self._scratch()
+            p = s.pipe
+            if p is not None and (type(data) is bytes or type(data) is bytearray):
+                try:
+                    os.write(p[1], data)
+                except OSError:  # the pipe is not usable: process_vm_writev below
+                    _drain(p[0])
+                    s.close()
+                    return self._write_slow(addr, data, n)
+                try:
+                    got = os.readv(p[0], ((_chars_types.get(n) or _chars(n)).from_address(addr),))
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return
+                _drain(p[0])
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close()
+                return self._write_slow(addr, data, n)
             try:
                 s.view[:n] = data
             except (TypeError, ValueError):  # not a flat byte buffer: the general path copes
@@ -205,6 +334,8 @@ class ProcessMemory(LocalMemory):
     What ``bpfemu exec`` serves a traced process with. The kernel checks every page as it does for
     our own pid, so a bad pointer is EFAULT; so is a process that is gone or that we may not
     read (ESRCH, EPERM): there is no fallback to our own memory."""
+
+    _pipes = False  # a pipe copies our own memory only
 
     def __init__(self, pid):
         super().__init__()
@@ -305,7 +436,24 @@ class UserCopy:
             page2 = pages[nxt] = bytearray(self.mem.read(nxt, PAGE_SIZE))
         return bytes(page[off:]) + bytes(page2[:off + n - PAGE_SIZE])
 
+    def read_many(self, ranges):
+        """[bytes of each (addr, n)]: the first reads of a call (a key and a value), in one copy where the
+        memory can (``UserMemory.read_many``); EFAULT if any range is bad."""
+        self._reads += len(ranges)
+        if self._pending:
+            self.flush()
+        rm = getattr(self.mem, "read_many", None)
+        if rm is None:
+            return [self.mem.read(a, n) for a, n in ranges]
+        return rm(ranges)
+
     def write(self, addr, data):
+        if not self._writes and self._pages is None and data:
+            # the call's first write with no page read yet (an element command's one result): nothing
+            # to queue behind or to keep in step
+            self._writes = 1
+            self.mem.write(addr, data)
+            return
         n = len(data)
         if n <= 0:
             self.mem.write(addr, data)

@@ -92,7 +92,7 @@ class Recorder:
 
     def __init__(self, monkeypatch):
         self.accesses = []
-        read, write = sys_bpf.Ctx.read, sys_bpf.Ctx.write
+        read, write, read_many = sys_bpf.Ctx.read, sys_bpf.Ctx.write, sys_bpf.Ctx.read_many
         rec = self.accesses
 
         def rread(ctx, addr, n):
@@ -103,7 +103,12 @@ class Recorder:
             rec.append((addr, len(data), "w"))
             return write(ctx, addr, data)
 
+        def rread_many(ctx, ranges):
+            rec.extend((addr, n, "r") for addr, n in ranges)
+            return read_many(ctx, ranges)
+
         monkeypatch.setattr(sys_bpf.Ctx, "read", rread)
+        monkeypatch.setattr(sys_bpf.Ctx, "read_many", rread_many)
         monkeypatch.setattr(sys_bpf.Ctx, "write", rwrite)
 
 

@@ -16,12 +16,25 @@ from .table import command
 
 BPF_F_ACCESS = uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY
 ELEM_LOCK = uapi.BPF_F_LOCK
+BLOOM_FILTER = uapi.BPF_MAP_TYPE_BLOOM_FILTER
 
 
-def map_get(ctx, field="map_fd"):
-    """__bpf_map_get of the fd in attr field ``field``: (open file, map)."""
-    f = ctx.fdget(field)
+def map_get(ctx, field="map_fd", fd=None):
+    """__bpf_map_get of the fd in attr field ``field`` (``fd``: its value, when decoded): (open file, map)."""
+    f = ctx.fdget(field, fd)
     return f, f.obj
+
+
+def map_fdget(ctx, fd):
+    """map_get of the decoded ``map_fd``: the common case (an open map fd) without a call, the rest
+    (EBADF, EINVAL) by :func:`map_get`."""
+    slot = ctx.task.fdtable.get(fd)
+    if slot is not None:
+        f = slot[0]
+        m = f.obj
+        if f.kind == "map" and m is not None:
+            return f, m
+    return map_get(ctx, "map_fd", fd)
 
 
 def sys_perms(f, m):
@@ -33,7 +46,8 @@ def sys_perms(f, m):
 
 
 def need(f, m, mode):
-    if sys_perms(f, m) & mode != mode:
+    """EPERM unless the fd's sys perms (:func:`sys_perms`) include ``mode``."""
+    if f.mode & mode != mode or (m.frozen and mode & FMODE_WRITE):
         raise bpf_error(errno.EPERM, "fd lacks %s permission%s" % (
             "read" if mode == FMODE_READ else "write" if mode == FMODE_WRITE else "read/write",
             " (map is frozen)" if m.frozen and mode & FMODE_WRITE else ""))
@@ -51,6 +65,14 @@ def copy_key(ctx, m, ukey):
     if ukey:
         raise bpf_error(errno.EINVAL, "this map type takes no key")
     return None
+
+
+def copy_key_value(ctx, m, ukey, uvalue):
+    """__bpf_copy_key then the value's copy (map_update_elem): (key, value) read in one go when there is a
+    key (EFAULT whichever is bad, as the kernel's two copies give; reads have no side effects)."""
+    if m.key_size:
+        return ctx.read_many(((ukey, m.key_size), (uvalue, m.user_value_size)))
+    return copy_key(ctx, m, ukey), ctx.read(uvalue, m.user_value_size)
 
 
 # -- MAP_CREATE ---------------------------------------------------------------
@@ -127,65 +149,71 @@ def map_create(ctx):
 
 @command(uapi.BPF_MAP_LOOKUP_ELEM)
 def map_lookup_elem(ctx):
-    a = ctx.attr
-    if a.flags & ~ELEM_LOCK:
+    map_fd, ukey, uvalue, flags = ctx.args
+    if flags & ~ELEM_LOCK:
         raise bpf_error(errno.EINVAL, "unknown lookup flags")
-    f, m = map_get(ctx)
-    need(f, m, FMODE_READ)
-    check_lock_flag(m, a.flags)
-    key = copy_key(ctx, m, a.key)
-    if m.map_type == uapi.BPF_MAP_TYPE_BLOOM_FILTER:  # the value is what is looked for
-        m.peek_value(ctx.read(a.value, m.user_value_size))
+    f, m = map_fdget(ctx, map_fd)
+    if not f.mode & FMODE_READ:
+        need(f, m, FMODE_READ)
+    if flags & ELEM_LOCK:
+        check_lock_flag(m, flags)
+    ks = m.key_size
+    key = ctx.read(ukey, ks) if ks else copy_key(ctx, m, ukey)
+    if m.map_type == BLOOM_FILTER:  # the value is what is looked for
+        m.peek_value(ctx.read(uvalue, m.user_value_size))
         return 0
-    value = m.lookup_sys(key, a.flags)
-    ctx.write(a.value, value)
+    value = m.lookup_sys(key, flags)
+    ctx.write(uvalue, value)
     return 0
 
 
 @command(uapi.BPF_MAP_UPDATE_ELEM)
 def map_update_elem(ctx):
-    a = ctx.attr
-    f, m = map_get(ctx)
-    need(f, m, FMODE_WRITE)
-    check_lock_flag(m, a.flags)
-    key = copy_key(ctx, m, a.key)
-    value = ctx.read(a.value, m.user_value_size)
-    m.update_sys(ctx.task, key, value, a.flags)
+    map_fd, ukey, uvalue, flags = ctx.args
+    f, m = map_fdget(ctx, map_fd)
+    if not f.mode & FMODE_WRITE or m.frozen:
+        need(f, m, FMODE_WRITE)
+    if flags & ELEM_LOCK:
+        check_lock_flag(m, flags)
+    key, value = copy_key_value(ctx, m, ukey, uvalue)
+    m.update_sys(ctx.task, key, value, flags)
     return 0
 
 
 @command(uapi.BPF_MAP_DELETE_ELEM)
 def map_delete_elem(ctx):
-    a = ctx.attr
-    f, m = map_get(ctx)
-    need(f, m, FMODE_WRITE)
-    key = copy_key(ctx, m, a.key)
-    m.delete(key)
+    map_fd, ukey = ctx.args
+    f, m = map_fdget(ctx, map_fd)
+    if not f.mode & FMODE_WRITE or m.frozen:
+        need(f, m, FMODE_WRITE)
+    ks = m.key_size
+    m.delete(ctx.read(ukey, ks) if ks else copy_key(ctx, m, ukey))
     return 0
 
 
 @command(uapi.BPF_MAP_GET_NEXT_KEY)
 def map_get_next_key(ctx):
-    a = ctx.attr
-    f, m = map_get(ctx)
+    map_fd, ukey, unext = ctx.args
+    f, m = map_fdget(ctx, map_fd)
     need(f, m, FMODE_READ)
-    key = copy_key(ctx, m, a.key) if a.key else None
+    key = copy_key(ctx, m, ukey) if ukey else None
     nxt = m.get_next_key(key)
-    ctx.write(a.next_key, nxt)
+    ctx.write(unext, nxt)
     return 0
 
 
 @command(uapi.BPF_MAP_LOOKUP_AND_DELETE_ELEM)
 def map_lookup_and_delete_elem(ctx):
-    a = ctx.attr
-    if a.flags & ~ELEM_LOCK:
+    map_fd, ukey, uvalue, flags = ctx.args
+    if flags & ~ELEM_LOCK:
         raise bpf_error(errno.EINVAL, "unknown flags")
-    f, m = map_get(ctx)
+    f, m = map_fdget(ctx, map_fd)
     need(f, m, FMODE_READ | FMODE_WRITE)
-    check_lock_flag(m, a.flags)
-    key = copy_key(ctx, m, a.key)
-    value = m.lookup_and_delete_sys(key, a.flags)
-    ctx.write(a.value, value)
+    if flags & ELEM_LOCK:
+        check_lock_flag(m, flags)
+    key = copy_key(ctx, m, ukey)
+    value = m.lookup_and_delete_sys(key, flags)
+    ctx.write(uvalue, value)
     return 0
 
 
