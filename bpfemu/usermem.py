@@ -16,6 +16,7 @@ README says what is lost).
 """
 import ctypes
 import errno
+import mmap
 import os
 import threading
 import weakref
@@ -34,10 +35,10 @@ class UserMemory:
     def write(self, addr, data):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def read_many(self, ranges):
-        """[bytes of each (addr, n) in ranges], read in order; EFAULT if any of them is bad (reads have no
-        side effects, so which one faulted does not show)."""
-        return [self.read(a, n) for a, n in ranges]
+    def read2(self, a1, n1, a2, n2):
+        """(bytes at a1, bytes at a2), read in this order; EFAULT if either is bad (reads have no side
+        effects, so which one faulted does not show)."""
+        return self.read(a1, n1), self.read(a2, n2)
 
 
 _iovec = hostenv.iovec  # the one iovec type the prototypes of hostenv.process_vm_functions() take
@@ -67,6 +68,21 @@ def _open_pipe():
     return r, w
 
 
+def _open_memfd():
+    """(fd, mmap, memoryview) of a SCRATCH-byte memfd mapped shared, or None where there is none."""
+    try:
+        fd = os.memfd_create("bpfemu-copy", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return None
+    try:
+        os.ftruncate(fd, SCRATCH)
+        mm = mmap.mmap(fd, SCRATCH)
+    except (OSError, ValueError):
+        os.close(fd)
+        return None
+    return fd, mm, memoryview(mm)
+
+
 def _drain(r):
     try:
         while os.read(r, 1 << 16):
@@ -81,7 +97,7 @@ class _Scratch:
     The local iovec always covers the whole buffer; the kernel copies as many bytes as the
     shorter side holds, i.e. the remote length, so only the remote iovec changes per call."""
 
-    __slots__ = ("buf", "view", "local", "remote", "lref", "rref", "pipe")
+    __slots__ = ("buf", "view", "local", "remote", "lref", "rref", "pipe", "memfd", "mfd", "mview")
 
     def __init__(self, pipe=False):
         self.buf = ctypes.create_string_buffer(SCRATCH)
@@ -91,6 +107,8 @@ class _Scratch:
         self.lref = ctypes.byref(self.local)
         self.rref = ctypes.byref(self.remote)
         self.pipe = _open_pipe() if pipe else None
+        self.memfd = _open_memfd() if pipe else None
+        self.mfd, self.mview = (self.memfd[0], self.memfd[2]) if self.memfd else (-1, None)
 
     def close(self, _close=os.close):  # bound now: __del__ may run when the os module is gone
         p, self.pipe = self.pipe, None
@@ -100,6 +118,17 @@ class _Scratch:
                     _close(fd)
                 except OSError:
                     pass
+        self.close_memfd(_close)
+
+    def close_memfd(self, _close=os.close):
+        m, self.memfd, self.mview, self.mfd = self.memfd, None, None, -1
+        if m is not None:
+            m[2].release()
+            m[1].close()
+            try:
+                _close(m[0])
+            except OSError:
+                pass
 
     def __del__(self):
         self.close()
@@ -179,13 +208,15 @@ class LocalMemory(UserMemory):
             s = self._tls.s = _Scratch(pipe=self._pipes)
             return s
 
-    # Checked copies of up to SCRATCH bytes go through a per-thread pipe: write(2) from the caller's
-    # address copies it in with the kernel's copy_from_user (EFAULT for an unmapped, PROT_NONE or
-    # kernel address, exactly what bpf(2) gives), and read(2) into the caller's address copies out with
-    # copy_to_user (EFAULT for a read-only page too). Two cheap system calls cost less than one
-    # process_vm_readv/writev, which pins the pages of a "remote" process. A fault leaves bytes in the
-    # pipe: it is drained before the error is raised. Without a pipe (none could be made, or another
-    # process's memory) process_vm_readv/writev do the copies.
+    # Checked copies of up to SCRATCH bytes go through a per-thread pipe and memfd: write(2) to the
+    # pipe from the caller's address copies it in with the kernel's copy_from_user (EFAULT for an
+    # unmapped, PROT_NONE or kernel address, exactly what bpf(2) gives) and read(2) takes the bytes
+    # back; a write puts the bytes in the memfd through its shared mapping and pread(2)s them into the
+    # caller's address, which copies out with copy_to_user (EFAULT for a read-only page too). Two
+    # cheap system calls per read and one per write cost less than process_vm_readv/writev, which pin
+    # the pages of a "remote" process. A fault leaves bytes in the pipe: it is drained before the
+    # error is raised. Without them (none could be made, or another process's memory)
+    # process_vm_readv/writev do the copies.
     _pipes = True
 
     def read(self, addr, n):
@@ -225,37 +256,29 @@ class LocalMemory(UserMemory):
         s.close()
         return self._read_slow(addr, n)
 
-    def read_many(self, ranges):
-        readv = self._readv
-        if readv is not None:
-            total = 0
-            for a, n in ranges:
-                if a < NULL_PAGE or a + n > 1 << 64:
-                    raise bpf_error(errno.EFAULT, "bad user pointer")
-                total += n
-            if total <= SCRATCH:
+    def read2(self, a1, n1, a2, n2):
+        if (self._readv is not None and 0 < n1 and 0 < n2 and n1 + n2 <= SCRATCH and a1 >= NULL_PAGE
+                and a2 >= NULL_PAGE and a1 + n1 <= 1 << 64 and a2 + n2 <= 1 << 64):
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            p = s.pipe
+            if p is not None:
+                get = _chars_types.get
                 try:
-                    s = self._tls.s
-                except AttributeError:
-                    s = self._scratch()
-                p = s.pipe
-                if p is not None:
-                    try:
-                        got = os.writev(p[1], [_chars(n).from_address(a) for a, n in ranges if n])
-                    except OSError as e:
-                        got = -e.errno
-                    if got == total:
-                        data = os.read(p[0], total) if total else b""
-                        out, off = [], 0
-                        for _a, n in ranges:
-                            out.append(data[off:off + n])
-                            off += n
-                        return out
-                    _drain(p[0])
-                    if got == -errno.EFAULT or 0 <= got < total:
-                        raise bpf_error(errno.EFAULT, "bad user pointer")
-                    s.close()
-        return [self.read(a, n) for a, n in ranges]
+                    got = os.writev(p[1], ((get(n1) or _chars(n1)).from_address(a1),
+                                           (get(n2) or _chars(n2)).from_address(a2)))
+                except OSError as e:
+                    got = -e.errno
+                if got == n1 + n2:
+                    data = os.read(p[0], got)
+                    return data[:n1], data[n1:]
+                _drain(p[0])
+                if got == -errno.EFAULT or 0 <= got < n1 + n2:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close()
+        return self.read(a1, n1), self.read(a2, n2)
 
     def _read_slow(self, addr, n):
         if self._readv is not None:
@@ -283,6 +306,20 @@ class LocalMemory(UserMemory):
                 s = self._tls.s
             except AttributeError:
                 s = self._scratch()
+            mv = s.mview
+            if mv is not None and (type(data) is bytes or type(data) is bytearray):
+                # copy_to_user by pread(2) of the memfd into the caller's address
+                mv[:n] = data
+                try:
+                    got = os.preadv(s.mfd, ((_chars_types.get(n) or _chars(n)).from_address(addr),), 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
+                return self._write_slow(addr, data, n)
             p = s.pipe
             if p is not None and (type(data) is bytes or type(data) is bytearray):
                 try:
@@ -436,16 +473,17 @@ class UserCopy:
             page2 = pages[nxt] = bytearray(self.mem.read(nxt, PAGE_SIZE))
         return bytes(page[off:]) + bytes(page2[:off + n - PAGE_SIZE])
 
-    def read_many(self, ranges):
-        """[bytes of each (addr, n)]: the first reads of a call (a key and a value), in one copy where the
-        memory can (``UserMemory.read_many``); EFAULT if any range is bad."""
-        self._reads += len(ranges)
+    def read2(self, a1, n1, a2, n2):
+        """(bytes at a1, bytes at a2): two reads (a key and a value), in one copy where the memory can
+        (``UserMemory.read2``); EFAULT if either is bad."""
+        self._reads += 2
         if self._pending:
             self.flush()
-        rm = getattr(self.mem, "read_many", None)
+        mem = self.mem
+        rm = getattr(mem, "read2", None)
         if rm is None:
-            return [self.mem.read(a, n) for a, n in ranges]
-        return rm(ranges)
+            return mem.read(a1, n1), mem.read(a2, n2)
+        return rm(a1, n1, a2, n2)
 
     def write(self, addr, data):
         if not self._writes and self._pages is None and data:

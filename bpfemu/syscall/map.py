@@ -71,7 +71,7 @@ def copy_key_value(ctx, m, ukey, uvalue):
     """__bpf_copy_key then the value's copy (map_update_elem): (key, value) read in one go when there is a
     key (EFAULT whichever is bad, as the kernel's two copies give; reads have no side effects)."""
     if m.key_size:
-        return ctx.read_many(((ukey, m.key_size), (uvalue, m.user_value_size)))
+        return ctx.read2(ukey, m.key_size, uvalue, m.user_value_size)
     return copy_key(ctx, m, ukey), ctx.read(uvalue, m.user_value_size)
 
 
