@@ -22,6 +22,7 @@ from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import BUILT_IN, FMODE_READ, KINDS, File
 from .surface import attr_args
 from .syscall.mmap import bpf_map_mmap
+from .syscall.map import map_elem_owned
 from .syscall.sys_bpf import do_bpf, sys_bpf
 from .uapi import ATTR_SIZE
 from .uapi import bpf_attr as _bpf_attr
@@ -230,6 +231,10 @@ class Task:
         addr, size = attr_args(attr, size)
         self._check_alive()
         return sys_bpf(self, cmd, addr, size, self.mem, None if isinstance(attr, int) else attr)
+
+    # map_elem(cmd, fd, key, value=None, flags=0): an element command on bytes the caller owns (what the
+    # typed Map API uses on an emulated task; see bpfemu.syscall.map.map_elem_owned)
+    map_elem = map_elem_owned
 
     def _check_alive(self):
         if not self.alive:
