@@ -23,7 +23,7 @@ from .objects import BUILT_IN, FMODE_READ, KINDS, File
 from .surface import attr_args
 from .syscall.mmap import bpf_map_mmap
 from .syscall.map import map_elem_owned
-from .syscall.sys_bpf import do_bpf, sys_bpf
+from .syscall.sys_bpf import ELEM_FAST, do_bpf, sys_bpf, sys_bpf_elem
 from .uapi import ATTR_SIZE
 from .uapi import bpf_attr as _bpf_attr
 from .usermem import LOCAL
@@ -227,6 +227,8 @@ class Task:
             if not self.alive:
                 raise bpf_error(errno.ESRCH, "task has exited")
             # a whole attr Python owns (uapi.make_attr): its bytes cannot fault, so no checked copy
+            if cmd in ELEM_FAST:
+                return sys_bpf_elem(self, cmd, attr, self.mem)
             return do_bpf(self, cmd, bytearray(attr), _addressof(attr), ATTR_SIZE, self.mem)
         addr, size = attr_args(attr, size)
         self._check_alive()

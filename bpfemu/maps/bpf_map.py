@@ -155,12 +155,24 @@ def _read_or_none(ctx, addr, n):
         return None
 
 
+_DEFAULT_LOOKUP_SYS = set()  # lookups that stand for BpfMap.lookup_sys in a subclass
+
+
 class BpfMap(BpfObject):
     """A map: struct bpf_map's fields and the declared op set (see the module docstring)."""
 
     kind = "map"
     percpu = False
     unbounded = False  # no max_entries: the local storage types keep one element per owner object
+
+    def __init_subclass__(cls, **kw):
+        # a type whose lookup_sys is the default (the op itself) answers the syscall with its lookup
+        # directly: one call less on every BPF_MAP_LOOKUP_ELEM
+        super().__init_subclass__(**kw)
+        ls = cls.lookup_sys
+        if ls is BpfMap.lookup_sys or ls in _DEFAULT_LOOKUP_SYS:
+            cls.lookup_sys = cls.lookup
+            _DEFAULT_LOOKUP_SYS.add(cls.lookup)
 
     # -- creation and teardown -------------------------------------------------
     @classmethod

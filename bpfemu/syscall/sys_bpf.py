@@ -14,7 +14,7 @@ import errno
 from .. import uapi
 from ..errors import bpf_error
 from ..objects import fdget
-from ..usermem import UserCopy
+from ..usermem import LocalMemory, UserCopy
 from . import btf as _btf, id as _id, info as _info, map as _map, obj as _obj, prog as _prog  # noqa: F401,E501  (the families register)
 from .common import check_uarg_tail_zero
 from .table import COMMANDS
@@ -132,6 +132,51 @@ def do_bpf(task, cmd, raw, uattr, size, mem):
             kernel.current = outer
             if ctx._pending:
                 ctx.flush()
+
+
+_LOOKUP, _UPDATE = uapi.BPF_MAP_LOOKUP_ELEM, uapi.BPF_MAP_UPDATE_ELEM
+ELEM_FAST = frozenset((_LOOKUP, _UPDATE))
+_BLOOM = uapi.BPF_MAP_TYPE_BLOOM_FILTER
+
+
+def sys_bpf_elem(task, cmd, attr, mem):
+    """do_bpf of BPF_MAP_LOOKUP_ELEM or BPF_MAP_UPDATE_ELEM (:data:`ELEM_FAST`) for a whole ``uapi.bpf_attr``
+    Python owns, copying through a :class:`LocalMemory`: the same steps (CHECK_ATTR, the handler's checks
+    in its order, the copies, the map operation) without building a :class:`Ctx`. What the short way
+    does not cover (a key-less map, a bloom filter) goes to the handler after the checks, which have no
+    side effects and so run again there with the same outcome."""
+    raw = bytes(attr)
+    entry = COMMANDS[cmd]
+    end = entry.attr_end  # CHECK_ATTR
+    if raw.count(0, end) != ATTR_SIZE - end:
+        raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % entry.name)
+    map_fd, ukey, uvalue, flags = entry.unpack_args(raw)
+    kernel = task.kernel
+    with kernel.lock:
+        outer, kernel.current = kernel.current, task
+        try:
+            if type(mem) is LocalMemory:
+                if cmd == _LOOKUP:
+                    _f, m = _map.lookup_check(task, entry, map_fd, flags)
+                    ks = m.key_size
+                    if ks and m.map_type != _BLOOM:
+                        mem.write(uvalue, m.lookup_sys(mem.read(ukey, ks), flags))
+                        return 0
+                else:
+                    _f, m = _map.write_check(task, entry, map_fd, flags)
+                    ks = m.key_size
+                    if ks:
+                        key, value = mem.read2(ukey, ks, uvalue, m.user_value_size)
+                        m.update_sys(task, key, value, flags)
+                        return 0
+            ctx = Ctx(task, mem, entry, bytearray(raw), ctypes.addressof(attr), ATTR_SIZE)
+            try:
+                return entry.handler(ctx)
+            finally:
+                if ctx._pending:
+                    ctx.flush()
+        finally:
+            kernel.current = outer
 
 
 def implemented():
