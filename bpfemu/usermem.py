@@ -6,10 +6,12 @@ with copy_from_user/copy_to_user. A bad address gives EFAULT, never a crash.
 One syscall copies through a :class:`UserCopy`, which adds the per-call page
 cache that batches need.
 
-:class:`LocalMemory` serves the calling process. On Linux it goes through
-process_vm_readv/process_vm_writev on our own pid, which the kernel checks
-page by page, so NULL, unmapped and read-only (for writes) addresses fail with
-EFAULT. Elsewhere, or where those calls are blocked (a seccomp profile), it can
+:class:`LocalMemory` serves the calling process. On Linux the kernel makes
+the copies, checking every page as bpf(2)'s own copy_from_user/copy_to_user
+do: a write(2) from the caller's address into a per-thread pipe and a pread(2)
+from a per-thread memfd into it (process_vm_readv/process_vm_writev on our own
+pid for copies over a page), so NULL, unmapped, PROT_NONE and read-only (for
+writes) addresses fail with EFAULT. Elsewhere, or where those calls are blocked (a seccomp profile), it can
 only refuse the NULL page (addresses below 4096) and then trusts the pointer
 (``LocalMemory.checked`` and ``Kernel.checked_user_memory`` say which; the
 README says what is lost).
