@@ -7,6 +7,7 @@ syscall itself is :meth:`Task.bpf`.
 """
 import errno
 import threading
+from ctypes import addressof as _addressof
 
 from . import inode
 from .btf.object import vmlinux_object
@@ -21,7 +22,10 @@ from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import BUILT_IN, FMODE_READ, KINDS, File
 from .surface import attr_args
 from .syscall.mmap import bpf_map_mmap
-from .syscall.sys_bpf import sys_bpf
+from .syscall.map import map_elem_owned
+from .syscall.sys_bpf import ELEM_FAST, do_bpf, sys_bpf, sys_bpf_elem
+from .uapi import ATTR_SIZE
+from .uapi import bpf_attr as _bpf_attr
 from .usermem import LOCAL
 
 DEFAULT_NCPUS = 2  # when /sys/devices/system/cpu/possible cannot be read
@@ -219,9 +223,20 @@ class Task:
     # -- the syscall ---------------------------------------------------
     def bpf(self, cmd, attr, size=None):
         """bpf(cmd, &attr, size): attr is a ctypes object or bytearray laid out as union bpf_attr."""
+        if size is None and type(attr) is _bpf_attr and attr._b_needsfree_ == 1:
+            if not self.alive:
+                raise bpf_error(errno.ESRCH, "task has exited")
+            # a whole attr Python owns (uapi.make_attr): its bytes cannot fault, so no checked copy
+            if cmd in ELEM_FAST:
+                return sys_bpf_elem(self, cmd, attr, self.mem)
+            return do_bpf(self, cmd, bytearray(attr), _addressof(attr), ATTR_SIZE, self.mem)
         addr, size = attr_args(attr, size)
         self._check_alive()
         return sys_bpf(self, cmd, addr, size, self.mem, None if isinstance(attr, int) else attr)
+
+    # map_elem(cmd, fd, key, value=None, flags=0): an element command on bytes the caller owns (what the
+    # typed Map API uses on an emulated task; see bpfemu.syscall.map.map_elem_owned)
+    map_elem = map_elem_owned
 
     def _check_alive(self):
         if not self.alive:

@@ -92,7 +92,7 @@ class Recorder:
 
     def __init__(self, monkeypatch):
         self.accesses = []
-        read, write = sys_bpf.Ctx.read, sys_bpf.Ctx.write
+        read, write, read2 = sys_bpf.Ctx.read, sys_bpf.Ctx.write, sys_bpf.Ctx.read2
         rec = self.accesses
 
         def rread(ctx, addr, n):
@@ -103,7 +103,12 @@ class Recorder:
             rec.append((addr, len(data), "w"))
             return write(ctx, addr, data)
 
+        def rread2(ctx, a1, n1, a2, n2):
+            rec.extend(((a1, n1, "r"), (a2, n2, "r")))
+            return read2(ctx, a1, n1, a2, n2)
+
         monkeypatch.setattr(sys_bpf.Ctx, "read", rread)
+        monkeypatch.setattr(sys_bpf.Ctx, "read2", rread2)
         monkeypatch.setattr(sys_bpf.Ctx, "write", rwrite)
 
 

@@ -74,7 +74,12 @@ def test_a_block_that_comes_later_is_seen_at_the_first_refused_copy():
     got = python(REPORT, '''
         before = report()
         from bpfemu.testing.support import block_process_vm
+        from bpfemu.usermem import LOCAL, SCRATCH
         block_process_vm()
+        # copies of up to SCRATCH bytes go through a pipe, which the block leaves alone; a bigger one
+        # goes through process_vm_readv
+        big = ctypes.create_string_buffer(2 * SCRATCH)
+        LOCAL.read(ctypes.addressof(big), len(big))
         after = report()
         print(json.dumps([before["checked"], after]))
     ''')

@@ -155,12 +155,24 @@ def _read_or_none(ctx, addr, n):
         return None
 
 
+_DEFAULT_LOOKUP_SYS = set()  # lookups that stand for BpfMap.lookup_sys in a subclass
+
+
 class BpfMap(BpfObject):
     """A map: struct bpf_map's fields and the declared op set (see the module docstring)."""
 
     kind = "map"
     percpu = False
     unbounded = False  # no max_entries: the local storage types keep one element per owner object
+
+    def __init_subclass__(cls, **kw):
+        # a type whose lookup_sys is the default (the op itself) answers the syscall with its lookup
+        # directly: one call less on every BPF_MAP_LOOKUP_ELEM
+        super().__init_subclass__(**kw)
+        ls = cls.lookup_sys
+        if ls is BpfMap.lookup_sys or ls in _DEFAULT_LOOKUP_SYS:
+            cls.lookup_sys = cls.lookup
+            _DEFAULT_LOOKUP_SYS.add(cls.lookup)
 
     # -- creation and teardown -------------------------------------------------
     @classmethod
@@ -348,6 +360,36 @@ class BpfMap(BpfObject):
     def delete_batch(self, ctx, b):
         raise bpf_error(ENOTSUPP, "%s maps have no delete_batch" % self.type_name())
 
+    def update_many(self, task, kbuf, vbuf, count, flags):
+        """``count`` updates of the keys and values laid end to end in ``kbuf`` and ``vbuf`` (the body of
+        generic_map_update_batch once a chunk is copied in), in order, stopping at the first error:
+        (how many succeeded, the OSError or None). A type may do them together, with the same result."""
+        ks, vs = self.key_size, self.user_value_size
+        update = self.update_sys
+        ko = vo = 0
+        for i in range(count):
+            try:
+                update(task, kbuf[ko:ko + ks], vbuf[vo:vo + vs], flags)
+            except OSError as e:
+                return i, e
+            ko += ks
+            vo += vs
+        return count, None
+
+    def delete_many(self, kbuf, count):
+        """``count`` deletes of the keys laid end to end in ``kbuf`` (generic_map_delete_batch), in order,
+        stopping at the first error: (how many succeeded, the OSError or None)."""
+        ks = self.key_size
+        delete = self.delete
+        ko = 0
+        for i in range(count):
+            try:
+                delete(kbuf[ko:ko + ks])
+            except OSError as e:
+                return i, e
+            ko += ks
+        return count, None
+
     # -- whole-map ops -------------------------------------------------------------------
     def map_mmap(self, length, pgoff):
         """The memory a mapping of ``length`` bytes at page ``pgoff`` sees."""
@@ -472,12 +514,10 @@ def generic_map_update_batch(m, ctx, b):
                     update(task, key, value, flags)
                     cp += 1
                 continue
-            ko = vo = 0
-            for _ in range(c):
-                update(task, kbuf[ko:ko + ks], vbuf[vo:vo + vs], flags)
-                ko += ks
-                vo += vs
-                cp += 1
+            done, err = m.update_many(task, kbuf, vbuf, c, flags)
+            cp += done
+            if err is not None:
+                raise err
     finally:
         ctx.put("batch.count", cp)
     return 0
@@ -499,11 +539,10 @@ def generic_map_delete_batch(m, ctx, b):
                     delete(ctx.read(keys + cp * ks, ks))
                     cp += 1
                 continue
-            ko = 0
-            for _ in range(c):
-                delete(kbuf[ko:ko + ks])
-                ko += ks
-                cp += 1
+            done, err = m.delete_many(kbuf, c)
+            cp += done
+            if err is not None:
+                raise err
     finally:
         ctx.put("batch.count", cp)
     return 0

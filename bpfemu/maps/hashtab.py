@@ -28,7 +28,7 @@ from sortedcontainers import SortedList
 from .. import uapi
 from ..caps import CAP_SYS_ADMIN
 from ..errors import ENOTSUPP, bpf_error
-from ..jhash import htab_map_hash
+from ..jhash import htab_map_hash, jhash_many
 from ..limits import KMALLOC_MAX_SIZE, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, round_up, roundup_pow_of_two
 from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, batch_elem_flags, generic_map_delete_batch, generic_map_update_batch,
                       map_check_no_btf,
@@ -243,6 +243,109 @@ class HashMap(BpfMap):
             self.lru_order.move_to_end(key)
         self.free_value(old.value)
 
+    # -- many elements at once (the batch commands) -------------------------------------------
+    def _plain(self):
+        """A HASH map whose updates are exactly check_update_flags + insert of the value bytes (no LRU, no
+        per-CPU values, no special fields, not a subclass with its own values)."""
+        return type(self) is HashMap and not self.lru and not self.percpu and self.record is None
+
+    def update_many(self, task, kbuf, vbuf, count, flags):
+        """BpfMap.update_many, for a plain hash map with the hashes of all the keys computed together
+        (jhash_many) and the non-empty bucket index updated once; the elements land as one by one."""
+        if not self._plain() or count < 16:
+            return super().update_many(task, kbuf, vbuf, count, flags)
+        ks, vs = self.key_size, self.value_size
+        try:
+            self.check_update_flags(flags)
+        except OSError as e:
+            return 0, e
+        mode = flags & ~uapi.BPF_F_LOCK  # BPF_F_LOCK never gets here: the map has no spin lock
+        hashes = jhash_many(kbuf, ks, count, self.hashrnd)
+        elems, buckets, nb1, max_entries = self.elems, self.buckets, self.n_buckets - 1, self.max_entries
+        grow = None if self.prealloc else self.kernel.memcg.grow
+        new_buckets = []
+        ko = vo = 0
+        i = 0
+        try:
+            for i in range(count):
+                key = kbuf[ko:ko + ks]
+                old = elems.get(key)
+                if old is None:
+                    if mode == uapi.BPF_EXIST:
+                        raise bpf_error(errno.ENOENT)
+                    if len(elems) >= max_entries:
+                        raise bpf_error(errno.E2BIG, "map is full")
+                    if grow is not None:
+                        grow(self)
+                    h = hashes[i]
+                    bi = h & nb1
+                    e = elems[key] = Elem(key, vbuf[vo:vo + vs], h, bi)
+                    b = buckets.get(bi)
+                    if b is None:
+                        buckets[bi] = [e]
+                        new_buckets.append(bi)
+                    else:
+                        b.insert(0, e)
+                else:
+                    if mode == uapi.BPF_NOEXIST:
+                        raise bpf_error(errno.EEXIST)
+                    b = buckets[old.bucket]
+                    e = elems[key] = Elem(key, vbuf[vo:vo + vs], old.hash, old.bucket)
+                    j = b.index(old)
+                    if j:
+                        del b[j]
+                        b.insert(0, e)
+                    else:
+                        b[0] = e
+                ko += ks
+                vo += vs
+        except OSError as e:
+            return i, e
+        finally:
+            if new_buckets:
+                self._nonempty.update(new_buckets)
+        return count, None
+
+    def delete_many(self, kbuf, count):
+        """BpfMap.delete_many for a plain hash map, with the emptied buckets leaving the non-empty bucket
+        index together."""
+        if not self._plain() or count < 16:
+            return super().delete_many(kbuf, count)
+        ks = self.key_size
+        elems, buckets = self.elems, self.buckets
+        emptied = []
+        ko = 0
+        i = 0
+        try:
+            for i in range(count):
+                e = elems.pop(kbuf[ko:ko + ks], None)
+                if e is None:
+                    raise bpf_error(errno.ENOENT)
+                b = buckets[e.bucket]
+                if len(b) == 1:
+                    del buckets[e.bucket]
+                    emptied.append(e.bucket)
+                else:
+                    del b[b.index(e)]
+                ko += ks
+        except OSError as e:
+            return i, e
+        finally:
+            self._drop_buckets(emptied)
+        return count, None
+
+    def _drop_buckets(self, emptied):
+        """Take the buckets ``emptied`` out of the non-empty bucket index, one by one or by a rebuild."""
+        if not emptied:
+            return
+        ne = self._nonempty
+        if len(emptied) * 8 < len(ne):
+            for bi in emptied:
+                ne.remove(bi)
+        else:
+            gone = set(emptied)
+            self._nonempty = SortedList(bi for bi in ne if bi not in gone)
+
     def _evict(self):
         victim_key = next(iter(self.lru_order))
         self._unlink(self.elems[victim_key])
@@ -317,51 +420,65 @@ class HashMap(BpfMap):
         gather = kbase + bound * ks <= vbase or vbase + bound * vs <= kbase
         kdone = vdone = 0  # end of the pages written so far in the key/value areas
         pk, pv, p0 = [], [], 0  # gathered keys and values, from element p0 on
+        cls = type(self)
+        # the stored value is what userspace sees (no per-CPU layout, no object behind it)
+        raw_values = cls.batch_value is HashMap.batch_value and cls.to_user_value is HashMap.to_user_value
         bv = self.batch_value
         unlink = self._unlink
         buckets = self.buckets
-        for batch in todo:
-            bucket = buckets[batch]
-            n = len(bucket)
-            if n > max_count - total:
-                if total == 0:
-                    err = errno.ENOSPC
-                break
-            if n == 1:
-                e = bucket[0]
-                kparts, vparts = [e.key], [bv(e)]
+        elems = self.elems
+        # a plain map's emptied buckets leave the non-empty index together at the end (every bucket the
+        # batch deletes from is emptied whole)
+        fast_delete = do_delete and self._plain()
+        emptied = []
+        try:
+            for batch in todo:
+                bucket = buckets[batch]
+                n = len(bucket)
+                if n > max_count - total:
+                    if total == 0:
+                        err = errno.ENOSPC
+                    break
+                if n == 1:
+                    e = bucket[0]
+                    kparts, vparts = [e.key], [e.value if raw_values else bv(e)]
+                else:
+                    kparts = [e.key for e in bucket]
+                    vparts = [e.value for e in bucket] if raw_values else [bv(e) for e in bucket]
                 if do_delete:
-                    unlink(e)
+                    if fast_delete:
+                        del buckets[batch]
+                        emptied.append(batch)
+                        for e in bucket:
+                            del elems[e.key]
+                    else:
+                        for e in list(bucket):
+                            unlink(e)
+                kaddr, vaddr = kbase + total * ks, vbase + total * vs
+                kend, vend = kaddr + n * ks, vaddr + n * vs
+                if gather and kend <= kdone and vend <= vdone:
+                    pk += kparts
+                    pv += vparts
+                else:
+                    if pk:
+                        ctx.write(kbase + p0 * ks, b"".join(pk))
+                        ctx.write(vbase + p0 * vs, b"".join(pv))
+                        pk, pv = [], []
+                    ctx.write(kaddr, b"".join(kparts))
+                    kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
+                    ctx.write(vaddr, b"".join(vparts))
+                    vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
+                    p0 = total + n
+                total += n
+                batch += 1
+                if batch >= self.n_buckets:
+                    err = errno.ENOENT
+                    break
             else:
-                elems = list(bucket)
-                kparts = [e.key for e in elems]
-                vparts = [bv(e) for e in elems]
-                if do_delete:
-                    for e in elems:
-                        unlink(e)
-            kaddr, vaddr = kbase + total * ks, vbase + total * vs
-            kend, vend = kaddr + n * ks, vaddr + n * vs
-            if gather and kend <= kdone and vend <= vdone:
-                pk += kparts
-                pv += vparts
-            else:
-                if pk:
-                    ctx.write(kbase + p0 * ks, b"".join(pk))
-                    ctx.write(vbase + p0 * vs, b"".join(pv))
-                    pk, pv = [], []
-                ctx.write(kaddr, b"".join(kparts))
-                kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
-                ctx.write(vaddr, b"".join(vparts))
-                vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
-                p0 = total + n
-            total += n
-            batch += 1
-            if batch >= self.n_buckets:
+                batch = self.n_buckets  # no non-empty bucket left
                 err = errno.ENOENT
-                break
-        else:
-            batch = self.n_buckets  # no non-empty bucket left
-            err = errno.ENOENT
+        finally:
+            self._drop_buckets(emptied)
         if pk:
             ctx.write(kbase + p0 * ks, b"".join(pk))
             ctx.write(vbase + p0 * vs, b"".join(pv))

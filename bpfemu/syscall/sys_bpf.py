@@ -14,7 +14,7 @@ import errno
 from .. import uapi
 from ..errors import bpf_error
 from ..objects import fdget
-from ..usermem import UserCopy
+from ..usermem import LocalMemory, UserCopy
 from . import btf as _btf, id as _id, info as _info, map as _map, obj as _obj, prog as _prog  # noqa: F401,E501  (the families register)
 from .common import check_uarg_tail_zero
 from .table import COMMANDS
@@ -24,30 +24,51 @@ _attr_field = uapi.attr_field
 
 
 class Ctx(UserCopy):
-    """One syscall in flight: the caller, its memory (``read``/``write``), the copied-in attr."""
+    """One syscall in flight: the caller, its memory (``read``/``write``), the copied-in attr.
 
-    __slots__ = ("task", "kernel", "attr", "uattr", "size", "cmd", "raw", "entry")
+    ``raw`` is the attr as copied in (``sizeof(union bpf_attr)`` bytes, zero past ``size``); ``attr`` the
+    ctypes view of it (made on first use); ``args`` the fields the command's declaration names in
+    ``args``, decoded once (None when it names none)."""
+
+    __slots__ = ("task", "kernel", "_attr", "uattr", "size", "cmd", "raw", "entry", "args")
 
     def __init__(self, task, mem, entry, raw, uattr, size):
-        UserCopy.__init__(self, mem)
+        # UserCopy's state, set here rather than by a call: this runs once per syscall
+        self.mem = mem
+        self._reads = 0
+        self._pages = self._wpages = self._pending = None
+        self._writes = 0
         self.task = task
         self.kernel = task.kernel
         self.entry = entry
         self.cmd = entry.cmd
         self.raw = raw  # bytearray(ATTR_SIZE), zero-filled past size
-        self.attr = uapi.bpf_attr.from_buffer(raw)
+        self._attr = None
         self.uattr = uattr
         self.size = size
+        unpack = entry.unpack_args
+        self.args = unpack(raw) if unpack is not None else None
+
+    @property
+    def attr(self):
+        """The copied-in attr as a ``uapi.bpf_attr`` over ``raw`` (writes to it change ``raw``)."""
+        a = self._attr
+        if a is None:
+            a = self._attr = _bpf_attr_from_buffer(self.raw)
+        return a
 
     def field(self, name):
         """The unsigned value of an attr field ('map_fd', 'batch.count')."""
         off, size = _attr_field(name)
         return int.from_bytes(self.raw[off:off + size], "little")
 
-    def fdget(self, name):
-        """The open file behind the fd in attr field ``name``, of the kind the table declares for it."""
+    def fdget(self, name, fd=None):
+        """The open file behind the fd in attr field ``name`` (``fd``: its value, when already decoded), of
+        the kind the table declares for it."""
         off, size, d = self.entry.fd_at[name]
-        return fdget(self.task, int.from_bytes(self.raw[off:off + size], "little"), d.kinds, d.wrong, d.closed)
+        if fd is None:
+            fd = int.from_bytes(self.raw[off:off + size], "little")
+        return fdget(self.task, fd, d.kinds, d.wrong, d.closed)
 
     def put(self, field, value):
         """put_user/copy_to_user of one attr field back into the caller's attr."""
@@ -55,6 +76,10 @@ class Ctx(UserCopy):
         if isinstance(value, int):
             value = value.to_bytes(size, "little", signed=value < 0)
         self.write(self.uattr + off, value)
+
+
+_bpf_attr_from_buffer = uapi.bpf_attr.from_buffer
+_string_at = ctypes.string_at
 
 
 def _owned(obj, size):
@@ -75,7 +100,7 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
         check_uarg_tail_zero(mem.read, uattr, ATTR_SIZE, size)
         size = ATTR_SIZE
     if attr_obj is not None and size and _owned(attr_obj, size):
-        raw = bytearray(ctypes.string_at(uattr, size))
+        raw = bytearray(_string_at(uattr, size))
         if size < ATTR_SIZE:
             raw += bytes(ATTR_SIZE - size)
     elif size == ATTR_SIZE:
@@ -83,6 +108,12 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
     else:
         raw = bytearray(ATTR_SIZE)
         raw[:size] = mem.read(uattr, size)
+    return do_bpf(task, cmd, raw, uattr, size, mem)
+
+
+def do_bpf(task, cmd, raw, uattr, size, mem):
+    """The rest of the syscall once the attr is copied in (``raw``, ATTR_SIZE bytes): find the command,
+    CHECK_ATTR, run the handler under the kernel's lock."""
     entry = COMMANDS.get(cmd)
     if entry is None or entry.handler is None:
         if cmd in uapi.CMD_NAMES:
@@ -101,6 +132,51 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
             kernel.current = outer
             if ctx._pending:
                 ctx.flush()
+
+
+_LOOKUP, _UPDATE = uapi.BPF_MAP_LOOKUP_ELEM, uapi.BPF_MAP_UPDATE_ELEM
+ELEM_FAST = frozenset((_LOOKUP, _UPDATE))
+_BLOOM = uapi.BPF_MAP_TYPE_BLOOM_FILTER
+
+
+def sys_bpf_elem(task, cmd, attr, mem):
+    """do_bpf of BPF_MAP_LOOKUP_ELEM or BPF_MAP_UPDATE_ELEM (:data:`ELEM_FAST`) for a whole ``uapi.bpf_attr``
+    Python owns, copying through a :class:`LocalMemory`: the same steps (CHECK_ATTR, the handler's checks
+    in its order, the copies, the map operation) without building a :class:`Ctx`. What the short way
+    does not cover (a key-less map, a bloom filter) goes to the handler after the checks, which have no
+    side effects and so run again there with the same outcome."""
+    raw = bytes(attr)
+    entry = COMMANDS[cmd]
+    end = entry.attr_end  # CHECK_ATTR
+    if raw.count(0, end) != ATTR_SIZE - end:
+        raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % entry.name)
+    map_fd, ukey, uvalue, flags = entry.unpack_args(raw)
+    kernel = task.kernel
+    with kernel.lock:
+        outer, kernel.current = kernel.current, task
+        try:
+            if type(mem) is LocalMemory:
+                if cmd == _LOOKUP:
+                    _f, m = _map.lookup_check(task, entry, map_fd, flags)
+                    ks = m.key_size
+                    if ks and m.map_type != _BLOOM:
+                        mem.write(uvalue, m.lookup_sys(mem.read(ukey, ks), flags))
+                        return 0
+                else:
+                    _f, m = _map.write_check(task, entry, map_fd, flags)
+                    ks = m.key_size
+                    if ks:
+                        key, value = mem.read2(ukey, ks, uvalue, m.user_value_size)
+                        m.update_sys(task, key, value, flags)
+                        return 0
+            ctx = Ctx(task, mem, entry, bytearray(raw), ctypes.addressof(attr), ATTR_SIZE)
+            try:
+                return entry.handler(ctx)
+            finally:
+                if ctx._pending:
+                    ctx.flush()
+        finally:
+            kernel.current = outer
 
 
 def implemented():

@@ -16,7 +16,9 @@ One :class:`Command` per command of ``enum bpf_cmd`` that bpfemu knows::
   with pointer fields, a :class:`PtrArray`, or a :class:`ByKind` choice on the kind of an fd);
 - ``fds``: the attr fields that hold fds, with the object kind(s) each must name and the errnos for a
   closed fd and for an fd of another kind (:class:`Fd`, read by ``ctx.fdget(field)``);
-- ``returns_fd``: success returns a new fd.
+- ``returns_fd``: success returns a new fd;
+- ``args``: attr fields a handler reads on every call, decoded in one go into ``ctx.args`` (a tuple in
+  this order) from the copied-in attr.
 
 Who reads it: the syscall front (CHECK_ATTR, dispatch), the handlers (``ctx.fdget``), the host
 backend's RPC (which of the caller's memory a child process needs for the call, and which it writes
@@ -29,6 +31,7 @@ declaration already serves the host backend). This module imports only the uapi,
 errno helper: the host backend reads it without loading the emulator.
 """
 import errno
+import struct
 
 from .. import uapi as U
 from ..limits import PAGE_SIZE, PATH_MAX, SHA256_DIGEST_SIZE
@@ -214,10 +217,28 @@ class Fd:
 
 # -- the commands --------------------------------------------------------------------------------------
 
+_INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _unpacker(names):
+    """A function raw attr -> tuple of the unsigned values of attr fields ``names`` (one struct unpack)."""
+    fields = sorted((U.attr_field(n) + (i,) for i, n in enumerate(names)))
+    fmt, at, order = "<", 0, []
+    for off, size, i in fields:
+        if off < at:
+            raise ValueError("args %r overlap" % (names,))
+        fmt += "%dx%s" % (off - at, _INT[size]) if off > at else _INT[size]
+        at = off + size
+        order.append(i)
+    if order != sorted(order):
+        raise ValueError("args %r must be in attr order" % (names,))
+    return struct.Struct(fmt).unpack_from
+
+
 class Command:
     """One command's declaration (see the module docstring); ``handler`` is set by @command."""
 
-    def __init__(self, cmd, last_field, user_ptrs=(), fds=None, returns_fd=False):
+    def __init__(self, cmd, last_field, user_ptrs=(), fds=None, returns_fd=False, args=()):
         self.cmd = cmd
         self.name = U.cmd_name(cmd)
         self.last_field = last_field
@@ -226,6 +247,8 @@ class Command:
         self.fds = dict(fds or {})
         self.fd_at = {name: U.attr_field(name) + (fd,) for name, fd in self.fds.items()}  # (offset, size, Fd)
         self.returns_fd = returns_fd
+        self.args = tuple(args)
+        self.unpack_args = _unpacker(self.args) if self.args else None
         self.handler = None
 
     def ptr(self, field):
@@ -267,16 +290,17 @@ TABLE = [
             user_ptrs=[UserPtr("excl_prog_hash", SHA256_DIGEST_SIZE, IN)],
             fds={"inner_map_fd": MAP_FD, "btf_fd": Fd("btf"), "value_type_btf_obj_fd": Fd("btf"),
                  "map_token_fd": Fd("token")}),
-    Command(U.BPF_MAP_LOOKUP_ELEM, "flags", fds={"map_fd": MAP_FD},
+    Command(U.BPF_MAP_LOOKUP_ELEM, "flags", fds={"map_fd": MAP_FD}, args=("map_fd", "key", "value", "flags"),
             # a bloom filter's lookup reads the value it looks for: INOUT
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("value", MapValue("map_fd"), INOUT)]),
-    Command(U.BPF_MAP_UPDATE_ELEM, "flags", fds={"map_fd": MAP_FD},
+    Command(U.BPF_MAP_UPDATE_ELEM, "flags", fds={"map_fd": MAP_FD}, args=("map_fd", "key", "value", "flags"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("value", MapValue("map_fd"), IN)]),
-    Command(U.BPF_MAP_DELETE_ELEM, "key", fds={"map_fd": MAP_FD},
+    Command(U.BPF_MAP_DELETE_ELEM, "key", fds={"map_fd": MAP_FD}, args=("map_fd", "key"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN)]),
-    Command(U.BPF_MAP_GET_NEXT_KEY, "next_key", fds={"map_fd": MAP_FD},
+    Command(U.BPF_MAP_GET_NEXT_KEY, "next_key", fds={"map_fd": MAP_FD}, args=("map_fd", "key", "next_key"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("next_key", MapKey("map_fd"), OUT)]),
     Command(U.BPF_MAP_LOOKUP_AND_DELETE_ELEM, "flags", fds={"map_fd": MAP_FD},
+            args=("map_fd", "key", "value", "flags"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("value", MapValue("map_fd"), OUT)]),
     Command(U.BPF_MAP_FREEZE, "map_fd", fds={"map_fd": MAP_FD}),
     Command(U.BPF_MAP_LOOKUP_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD},
