@@ -13,8 +13,9 @@ from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, 
 from .describe import describe
 from .errors import bpf_error
 from .fdinfo import fdinfo
-from .host.sysinfo import host_possible_cpus, host_unprivileged_bpf_disabled
+from .host.sysinfo import host_kernel_max, host_possible_cpus, host_unprivileged_bpf_disabled
 from .idr import IDR
+from .limits import NR_CPUS
 from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import FMODE_READ, KINDS, File
 from .surface import attr_args
@@ -30,12 +31,23 @@ class Kernel:
     """A fresh emulated machine.
 
     ``ncpus``: number of possible CPUs (per-CPU value layouts); defaults to the
-    host's when readable, else 2. ``unprivileged_bpf_disabled``: the sysctl
-    (0, 1 or 2), default the host's value, else 2 (the kernel's default).
+    host's when readable, else 2. ``kernel_max``: the highest CPU number the kernel
+    is built for (``/sys/devices/system/cpu/kernel_max``, CONFIG_NR_CPUS - 1; a
+    CPUMAP holds at most kernel_max + 1 entries); default the host's, else 8191.
+    ``unprivileged_bpf_disabled``: the sysctl (0, 1 or 2), default the host's value,
+    else 2 (the kernel's default).
     """
 
-    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT):
+    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT,
+                 kernel_max=None):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
+        if kernel_max is None:
+            kernel_max = host_kernel_max()
+            if kernel_max is None or kernel_max + 1 < self.ncpus:
+                kernel_max = max(NR_CPUS, self.ncpus) - 1
+        if kernel_max + 1 < self.ncpus:
+            raise ValueError("kernel_max %d leaves no room for %d possible CPUs" % (kernel_max, self.ncpus))
+        self.nr_cpus = kernel_max + 1  # CONFIG_NR_CPUS
         self.lock = threading.RLock()
         self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:

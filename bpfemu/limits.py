@@ -22,7 +22,7 @@ LOCAL_STORAGE_MAX_VALUE_SIZE = U16_MAX - BPF_LOCAL_STORAGE_ELEM
 
 NUMA_NO_NODE = -1
 NR_NODE_IDS = 1  # the host has one NUMA node
-NR_CPUS = 8192  # CONFIG_NR_CPUS (cpumap's max_entries limit)
+NR_CPUS = 8192  # CONFIG_NR_CPUS of a Kernel() that cannot read the host's (Kernel.nr_cpus is the one used)
 PERF_EVENT_MAX_STACK = 127  # kernel.perf_event_max_stack default
 LOOPBACK_IFINDEX = 1  # the only network device the model has
 

@@ -15,6 +15,15 @@ def host_possible_cpus(path="/sys/devices/system/cpu/possible"):
     return top + 1 if top >= 0 else None
 
 
+def host_kernel_max(path="/sys/devices/system/cpu/kernel_max"):
+    """The highest CPU number the kernel was built for (CONFIG_NR_CPUS - 1), or None."""
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def host_unprivileged_bpf_disabled(default=2):
     """The sysctl kernel.unprivileged_bpf_disabled, or ``default`` where it cannot be read."""
     try:
