@@ -239,11 +239,12 @@ class Task:
                 self.next_fd = fd
             slot[0].put()
 
-    def dup(self, fd):
+    def dup(self, fd, cloexec=False):
+        """dup(2) (close-on-exec clear), or fcntl(F_DUPFD_CLOEXEC) with ``cloexec``: the lowest free fd."""
         with self.kernel.lock:
             self._check_alive()
             f = self.fdget(fd)
-            return self.fd_install(f, cloexec=False)
+            return self.fd_install(f, cloexec=bool(cloexec))
 
     def fork(self, uid=None, caps=None):
         """A child sharing every open file; with uid/caps it drops privilege right after."""
@@ -330,7 +331,8 @@ class Task:
     def fdinfo(self, fd):
         """The text of /proc/self/fdinfo/<fd>."""
         with self.kernel.lock:
-            return fdinfo(self.fdget(fd))
+            f = self.fdget(fd)
+            return fdinfo(f, self.fdtable[fd][1])
 
     def mmap(self, fd, length, offset=0, writable=True):
         """mmap(MAP_SHARED) of a map fd: a :class:`bpfemu.surface.Mapping` sharing the map's memory."""

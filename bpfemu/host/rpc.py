@@ -274,8 +274,11 @@ def serve(sock):
             elif op == "close":
                 os.close(req[1])
                 result = ("ok", None)
-            elif op == "dup":
-                result = ("ok", os.dup(req[1]))
+            elif op == "dup":  # dup(2) clears close-on-exec, which os.dup sets; F_DUPFD_CLOEXEC keeps it
+                r = os.dup(req[1])
+                if not (len(req) > 2 and req[2]):
+                    os.set_inheritable(r, True)
+                result = ("ok", r)
             elif op == "fds":
                 result = ("ok", open_fds())
             elif op == "recv_fds":

@@ -76,8 +76,11 @@ class Host(_Surface):
         os.close(fd)
         self._opened.discard(fd)
 
-    def dup(self, fd):
+    def dup(self, fd, cloexec=False):
+        """dup(2): close-on-exec clear (Python's os.dup sets it), or set with ``cloexec``."""
         r = os.dup(fd)
+        if not cloexec:
+            os.set_inheritable(r, True)
         self._opened.add(r)
         return r
 
@@ -224,8 +227,8 @@ class HostTask(_Surface):
     def close(self, fd):
         self._call("close", fd)
 
-    def dup(self, fd):
-        return self._call("dup", fd)
+    def dup(self, fd, cloexec=False):
+        return self._call("dup", fd, bool(cloexec))
 
     def fds(self):
         return self._call("fds")
