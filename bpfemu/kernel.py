@@ -18,7 +18,7 @@ from .idr import IDR
 from .limits import NR_CPUS
 from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import FMODE_READ, KINDS, File
-from .surface import attr_args
+from .surface import attr_args, c_id, c_mode, c_path
 from .syscall.mmap import bpf_map_mmap
 from .syscall.sys_bpf import sys_bpf
 from .usermem import LOCAL
@@ -123,6 +123,7 @@ class Kernel:
     # -- tasks and filesystems ----------------------------------------
     def spawn(self, uid=0, caps=None):
         """A new task (process): fds 0-2 taken by a terminal, root and all caps by default."""
+        uid = c_id(uid)
         with self.lock:
             t = Task(self, uid, cap_set(caps) if uid == 0 or caps is not None else frozenset())
             tty = File(None, kind="tty")
@@ -248,6 +249,8 @@ class Task:
 
     def fork(self, uid=None, caps=None):
         """A child sharing every open file; with uid/caps it drops privilege right after."""
+        if uid is not None:
+            uid = c_id(uid)
         with self.kernel.lock:
             self._check_alive()
             child = Task(self.kernel, self.uid, self.caps)
@@ -264,6 +267,7 @@ class Task:
 
     def setuid(self, uid, caps=None):
         """Change credentials; a non-root uid drops every capability unless caps is given."""
+        uid = c_id(uid)
         with self.kernel.lock:
             self.uid = uid
             self.caps = cap_set(caps) if caps is not None else (ALL_CAPS if uid == 0 else frozenset())
@@ -292,6 +296,7 @@ class Task:
 
     def open_dir(self, path):
         """open(path, O_RDONLY|O_DIRECTORY): an fd of a directory, e.g. a path_fd for BPF_F_PATH_FD."""
+        path = c_path(path)
         with self.kernel.lock:
             self._check_alive()
             node = self.kernel.fs.open_dir(path, self)
@@ -301,38 +306,47 @@ class Task:
 
     # -- filesystem ------------------------------------------------------
     def mkdir(self, path, mode=0o777):
+        path, mode = c_path(path), c_mode(mode)
         with self.kernel.lock:
             self.kernel.fs.mkdir(path, mode, self)
 
     def rmdir(self, path):
+        path = c_path(path)
         with self.kernel.lock:
             self.kernel.fs.rmdir(path, self)
 
     def unlink(self, path):
+        path = c_path(path)
         with self.kernel.lock:
             self.kernel.fs.unlink(path, self)
 
     def rename(self, old, new):
+        old, new = c_path(old), c_path(new)
         with self.kernel.lock:
             self.kernel.fs.rename(old, new, self)
 
     def listdir(self, path):
+        path = c_path(path)
         with self.kernel.lock:
             return self.kernel.fs.listdir(path, self)
 
     def stat(self, path):
+        path = c_path(path)
         with self.kernel.lock:
             return self.kernel.fs.stat(path, self)
 
     def statfs(self, path):
+        path = c_path(path)
         with self.kernel.lock:
             return self.kernel.fs.statfs(path, self)
 
     def fdinfo(self, fd):
-        """The text of /proc/self/fdinfo/<fd>."""
+        """The text of /proc/self/fdinfo/<fd> (ENOENT, as opening that file, when fd is not open)."""
         with self.kernel.lock:
-            f = self.fdget(fd)
-            return fdinfo(f, self.fdtable[fd][1])
+            slot = self.fdtable.get(fd) if isinstance(fd, int) else None
+            if slot is None:
+                raise bpf_error(errno.ENOENT, "/proc/self/fdinfo/%r: fd not open" % (fd,))
+            return fdinfo(slot[0], slot[1])
 
     def mmap(self, fd, length, offset=0, writable=True):
         """mmap(MAP_SHARED) of a map fd: a :class:`bpfemu.surface.Mapping` sharing the map's memory."""

@@ -269,6 +269,8 @@ def serve(sock):
             os._exit(0)
         op = req[0]
         try:
+            if op in ("close", "dup", "fdinfo") and req[1] == RPC_FD:
+                raise OSError(errno.EBADF if op != "fdinfo" else errno.ENOENT, "the RPC socket is not the task's")
             if op == "bpf":
                 result = child_bpf(sock, *req[1:])
             elif op == "close":
@@ -306,9 +308,10 @@ def serve(sock):
                 result = ("err", errno.EINVAL)
         except OSError as e:
             result = ("err", e.errno)
-        except (OverflowError, ValueError):
-            # an fd or mode no C int can hold: the syscall would see garbage and refuse it
-            result = ("err", errno.EBADF if op in ("close", "dup", "fdinfo") else errno.EINVAL)
+        except (OverflowError, ValueError, TypeError):
+            # an fd or mode no C int can hold (the parent converts them first: this is a last resort,
+            # so that no request can end the child)
+            result = ("err", errno.EBADF if op in ("close", "dup") else errno.EINVAL)
         send(sock, result)
 
 
@@ -333,6 +336,9 @@ def start_serving(sock, uid, caps):
         drop(uid, caps)
     except OSError as e:
         send(sock, ("err", e.errno))
+        os._exit(1)
+    except (OverflowError, ValueError, TypeError, KeyError):
+        send(sock, ("err", errno.EINVAL))
         os._exit(1)
     send(sock, ("ok", os.getpid()))
     serve(sock)

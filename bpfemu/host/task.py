@@ -22,7 +22,7 @@ import tempfile
 from .. import uapi
 from ..errors import strerror
 from ..limits import PAGE_SIZE
-from ..surface import attr_args
+from ..surface import attr_args, c_fd, c_id, c_int, c_mode, c_path
 from ..syscall.table import COMMANDS
 from .libc import MACHINE, SYSCALLS, mmap_fd, mount, raw_bpf, read_partial, statfs, umount
 from .rpc import RPC_FD, open_fds, recv, send, start_serving
@@ -46,13 +46,14 @@ def available():
     return True, ""
 
 
+def _uid(uid):
+    return None if uid is None else c_id(uid)
+
+
 class _Surface:
     """What Host and HostTask share."""
 
     bpffs = None
-
-    def stat(self, path):
-        return os.stat(path)
 
 
 class Host(_Surface):
@@ -66,19 +67,19 @@ class Host(_Surface):
     # -- the syscall ------------------------------------------------------------
     def bpf(self, cmd, attr, size=None):
         addr, size = attr_args(attr, size)
-        r = raw_bpf(cmd, addr, size)
+        r = raw_bpf(c_int(cmd), addr, size)
         if cmd in FD_RETURNING:
             self._opened.add(r)
         return r
 
     # -- processes and fds -------------------------------------------------------
     def close(self, fd):
-        os.close(fd)
+        os.close(c_fd(fd))
         self._opened.discard(fd)
 
     def dup(self, fd, cloexec=False):
         """dup(2): close-on-exec clear (Python's os.dup sets it), or set with ``cloexec``."""
-        r = os.dup(fd)
+        r = os.dup(c_fd(fd))
         if not cloexec:
             os.set_inheritable(r, True)
         self._opened.add(r)
@@ -94,50 +95,54 @@ class Host(_Surface):
         self._opened.clear()
 
     def fork(self, uid=None, caps=None):
-        return HostTask._start(uid=uid, caps=caps, clean=False, bpffs=self.bpffs)
+        return HostTask._start(uid=_uid(uid), caps=caps, clean=False, bpffs=self.bpffs)
 
     def spawn(self, uid=None, caps=None):
         """A fresh child process: fds 0-2 only, like Kernel.spawn()."""
-        return HostTask._start(uid=uid, caps=caps, clean=True, bpffs=self.bpffs)
+        return HostTask._start(uid=_uid(uid), caps=caps, clean=True, bpffs=self.bpffs)
 
     def send_fds(self, other, fds):
-        return other._recv_fds(fds)
+        return other._recv_fds([c_fd(fd) for fd in fds])
 
     def fds(self):
         return open_fds(skip=None)
 
     # -- filesystem ----------------------------------------------------------------
     def mkdir(self, path, mode=0o777):
-        os.mkdir(path, mode)
+        os.mkdir(c_path(path), c_mode(mode))
 
     def rmdir(self, path):
-        os.rmdir(path)
+        os.rmdir(c_path(path))
 
     def unlink(self, path):
-        os.unlink(path)
+        os.unlink(c_path(path))
 
     def rename(self, old, new):
-        os.rename(old, new)
+        os.rename(c_path(old), c_path(new))
 
     def listdir(self, path):
-        return sorted(os.listdir(path))
+        return sorted(os.listdir(c_path(path)))
+
+    def stat(self, path):
+        return os.stat(c_path(path))
 
     def open_dir(self, path):
         """An fd of the directory at path (O_RDONLY|O_DIRECTORY), e.g. for BPF_F_PATH_FD."""
-        r = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        r = os.open(c_path(path), os.O_RDONLY | os.O_DIRECTORY)
         self._opened.add(r)
         return r
 
     def statfs(self, path):
-        return statfs(path)
+        return statfs(c_path(path))
 
     def fdinfo(self, fd):
-        with open("/proc/self/fdinfo/%d" % fd) as f:
+        """The text of /proc/self/fdinfo/<fd> (ENOENT when fd is not open)."""
+        with open("/proc/self/fdinfo/%d" % c_int(fd, errno.ENOENT)) as f:
             return f.read()
 
     def mmap(self, fd, length, offset=0, writable=True):
         """mmap(MAP_SHARED) of a map fd: a :class:`bpfemu.surface.Mapping` over the real mapping."""
-        return mmap_fd(fd, length, offset, writable)
+        return mmap_fd(c_fd(fd), length, offset, writable)
 
     def mount_bpffs(self, path=None):
         """Mount a private bpffs (a temp dir by default) and make it self.bpffs."""
@@ -210,7 +215,7 @@ class HostTask(_Surface):
         data = read_partial(addr, want)
         if not self.alive:
             raise OSError(errno.ESRCH, strerror(errno.ESRCH))
-        send(self.sock, ("bpf", cmd, data, size, len(data) < want))
+        send(self.sock, ("bpf", c_int(cmd), data, size, len(data) < want))
         msg = recv(self.sock)
         while msg[0] == "need":  # the child asks for our memory, possibly in rounds (nested pointers)
             send(self.sock, [read_partial(ptr, n) for ptr, n in msg[1]])
@@ -225,15 +230,18 @@ class HostTask(_Surface):
         return val
 
     def close(self, fd):
-        self._call("close", fd)
+        self._call("close", c_fd(fd))
 
     def dup(self, fd, cloexec=False):
-        return self._call("dup", fd, bool(cloexec))
+        return self._call("dup", c_fd(fd), bool(cloexec))
 
     def fds(self):
         return self._call("fds")
 
     def fork(self, uid=None, caps=None):
+        uid = _uid(uid)
+        if not self.alive:
+            raise OSError(errno.ESRCH, strerror(errno.ESRCH))
         send(self.sock, ("fork", uid, caps))
         (status, pid), fds = recv(self.sock, want_fds=1)
         sock = socket.socket(fileno=fds[0])
@@ -244,7 +252,10 @@ class HostTask(_Surface):
 
     def send_fds(self, other, fds):
         """SCM_RIGHTS through us: our fds travel to ``other`` over real unix sockets."""
-        send(self.sock, ("send_fds", list(fds)))
+        fds = [c_fd(fd) for fd in fds]
+        if not self.alive:
+            raise OSError(errno.ESRCH, strerror(errno.ESRCH))
+        send(self.sock, ("send_fds", fds))
         (status, val), got = recv(self.sock, want_fds=max(len(fds), 1))
         if status == "err":  # sendmsg refused one of the fds (EBADF)
             raise OSError(val, strerror(val))
@@ -293,32 +304,32 @@ class HostTask(_Surface):
 
     # -- filesystem (done in the child, with its credentials) ------------------
     def mkdir(self, path, mode=0o777):
-        self._call("call", "mkdir", (path, mode))
+        self._call("call", "mkdir", (c_path(path), c_mode(mode)))
 
     def rmdir(self, path):
-        self._call("call", "rmdir", (path,))
+        self._call("call", "rmdir", (c_path(path),))
 
     def unlink(self, path):
-        self._call("call", "unlink", (path,))
+        self._call("call", "unlink", (c_path(path),))
 
     def rename(self, old, new):
-        self._call("call", "rename", (old, new))
+        self._call("call", "rename", (c_path(old), c_path(new)))
 
     def listdir(self, path):
-        return sorted(self._call("call", "listdir", (path,)))
+        return sorted(self._call("call", "listdir", (c_path(path),)))
 
     def open_dir(self, path):
         """An fd of the directory at path in the child (O_RDONLY|O_DIRECTORY)."""
-        return self._call("call", "open", (path, os.O_RDONLY | os.O_DIRECTORY))
+        return self._call("call", "open", (c_path(path), os.O_RDONLY | os.O_DIRECTORY))
 
     def stat(self, path):
-        return os.stat_result(self._call("call", "stat", (path,)))
+        return os.stat_result(self._call("call", "stat", (c_path(path),)))
 
     def statfs(self, path):
-        return self._call("call", "statfs", (path,))
+        return self._call("call", "statfs", (c_path(path),))
 
     def fdinfo(self, fd):
-        return self._call("fdinfo", fd)
+        return self._call("fdinfo", c_int(fd, errno.ENOENT))
 
     def mmap(self, fd, length, offset=0, writable=True):
         """mmap of the child's map fd, made in *our* address space so the caller can touch it.
@@ -326,6 +337,9 @@ class HostTask(_Surface):
         The child passes the fd (the same open file, so the same mode) over SCM_RIGHTS and we map
         that; the mapping pins the map and counts as its writer exactly as the child's would.
         """
+        fd = c_fd(fd)
+        if not self.alive:
+            raise OSError(errno.ESRCH, strerror(errno.ESRCH))
         send(self.sock, ("send_fds", [fd]))
         (status, val), got = recv(self.sock, want_fds=1)
         if status == "err":
