@@ -50,11 +50,12 @@ class Ctx(UserCopy):
         return fdget(self.task, int.from_bytes(self.raw[off:off + size], "little"), d.kinds, d.wrong, d.closed)
 
     def put(self, field, value):
-        """put_user/copy_to_user of one attr field back into the caller's attr."""
-        off, size = _attr_field(field)
+        """put_user/copy_to_user of one scalar attr field back into the caller's attr (a field the command
+        declares in ``attr_out``): the whole field or, when it faults, nothing (:meth:`UserCopy.put_user`)."""
+        off, size = self.entry.attr_out_at.get(field) or _attr_field(field)
         if isinstance(value, int):
             value = value.to_bytes(size, "little", signed=value < 0)
-        self.write(self.uattr + off, value)
+        self.put_user(self.uattr + off, value)
 
 
 def _owned(obj, size):
