@@ -214,6 +214,7 @@ class Task:
 
     def fd_install(self, file, cloexec=True):
         """Install an open file at the lowest free fd (EMFILE past the limit)."""
+        self._check_alive()
         fd = self.next_fd
         while fd in self.fdtable:
             fd += 1
@@ -308,36 +309,43 @@ class Task:
     def mkdir(self, path, mode=0o777):
         path, mode = c_path(path), c_mode(mode)
         with self.kernel.lock:
+            self._check_alive()
             self.kernel.fs.mkdir(path, mode, self)
 
     def rmdir(self, path):
         path = c_path(path)
         with self.kernel.lock:
+            self._check_alive()
             self.kernel.fs.rmdir(path, self)
 
     def unlink(self, path):
         path = c_path(path)
         with self.kernel.lock:
+            self._check_alive()
             self.kernel.fs.unlink(path, self)
 
     def rename(self, old, new):
         old, new = c_path(old), c_path(new)
         with self.kernel.lock:
+            self._check_alive()
             self.kernel.fs.rename(old, new, self)
 
     def listdir(self, path):
         path = c_path(path)
         with self.kernel.lock:
+            self._check_alive()
             return self.kernel.fs.listdir(path, self)
 
     def stat(self, path):
         path = c_path(path)
         with self.kernel.lock:
+            self._check_alive()
             return self.kernel.fs.stat(path, self)
 
     def statfs(self, path):
         path = c_path(path)
         with self.kernel.lock:
+            self._check_alive()
             return self.kernel.fs.statfs(path, self)
 
     def fdinfo(self, fd):

@@ -52,6 +52,7 @@ def bpf_map_mmap(task, fd, length, offset=0, writable=True):
                 raise bpf_error(errno.EACCES, "BPF_F_RDONLY_PROG map")
         view = m.map_mmap(round_up(length, PAGE_SIZE), offset // PAGE_SIZE)[:length]
         f.get()  # the mapping keeps the open file (and so the map) alive
+        f.mappings += 1
         if writable:
             m.writecnt += 1
 
@@ -59,6 +60,7 @@ def bpf_map_mmap(task, fd, length, offset=0, writable=True):
             with kernel.lock:
                 if writable:
                     m.writecnt -= 1
+                f.mappings -= 1
                 f.put()
 
         return Mapping(view, writable, unmap)

@@ -94,6 +94,8 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
         raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % entry.name)
     ctx = Ctx(task, mem, entry, raw, uattr, size)
     with task.kernel.lock:
+        if not task.alive:  # exit() and syscalls serialize: a task that exited makes no more calls
+            raise bpf_error(errno.ESRCH, "task has exited")
         try:
             return entry.handler(ctx)
         finally:
