@@ -13,10 +13,10 @@ from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, 
 from .describe import describe
 from .errors import bpf_error
 from .fdinfo import fdinfo
-from .host.sysinfo import host_kernel_max, host_possible_cpus, host_unprivileged_bpf_disabled
+from .host.sysinfo import host_kernel_max, host_possible_cpus, host_total_memory, host_unprivileged_bpf_disabled
 from .idr import IDR
 from .limits import NR_CPUS
-from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
+from .memcg import DEFAULT_MACHINE_MEMORY, DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import FMODE_READ, KINDS, File
 from .surface import attr_args, c_id, c_mode, c_path
 from .syscall.mmap import bpf_map_mmap
@@ -35,11 +35,14 @@ class Kernel:
     is built for (``/sys/devices/system/cpu/kernel_max``, CONFIG_NR_CPUS - 1; a
     CPUMAP holds at most kernel_max + 1 entries); default the host's, else 8191.
     ``unprivileged_bpf_disabled``: the sysctl (0, 1 or 2), default the host's value,
-    else 2 (the kernel's default).
+    else 2 (the kernel's default). ``memory_limit``: bytes of a memory cgroup the maps
+    are charged to (default None: no cgroup limit, as on a host without one);
+    ``machine_memory``: the machine's RAM, which the maps cannot exceed (default the
+    host's MemTotal, else 8 GiB; None: unbounded). See :mod:`bpfemu.memcg`.
     """
 
     def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT,
-                 kernel_max=None):
+                 kernel_max=None, machine_memory="host"):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         if kernel_max is None:
             kernel_max = host_kernel_max()
@@ -54,7 +57,9 @@ class Kernel:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
         self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled}
         self.seed = seed
-        self.memcg = MemCg(memory_limit)  # memory cgroup: memory_limit bytes, None = unlimited
+        if machine_memory == "host":
+            machine_memory = host_total_memory() or DEFAULT_MACHINE_MEMORY
+        self.memcg = MemCg(memory_limit, machine_memory)  # the maps' memory: a cgroup limit and the machine
         self._rand_state = seed or 0x9E3779B9
         self.fs = inode.Namespace(self)
         self.tasks = []
@@ -75,6 +80,8 @@ class Kernel:
         obj.freed = True
         if obj.id:
             self.idr[obj.kind].remove(obj.id)
+        if obj.kind == "map":
+            self.memcg.uncharge(obj)  # freed memory leaves the memory cgroup at once
         obj.on_free()
 
     def objects(self, kind=None):

@@ -24,6 +24,18 @@ def host_kernel_max(path="/sys/devices/system/cpu/kernel_max"):
         return None
 
 
+def host_total_memory(path="/proc/meminfo"):
+    """The machine's RAM in bytes (MemTotal: the kernel's totalram_pages), or None."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def host_unprivileged_bpf_disabled(default=2):
     """The sysctl kernel.unprivileged_bpf_disabled, or ``default`` where it cannot be read."""
     try:
