@@ -7,11 +7,17 @@ pin is an inode holding one reference on its object; when its last name goes
 (unlink, or a rename over it) that reference is dropped, which frees the
 object when nothing else holds it.
 
-Path walking follows the VFS: ``..`` climbs out of a mount, a bpffs
-directory refuses to look up a name containing a dot (EPERM) unless the entry
-already exists, permissions are the owner/other mode bits with
-CAP_DAC_OVERRIDE and CAP_FOWNER as the overrides, and a sticky directory
-(the bpffs root is 01777) keeps other users' entries.
+Path walking follows the VFS (fs/namei.c): PATH_MAX and NAME_MAX, ``.`` and
+``..`` (which climbs out of a mount), trailing slashes (the last component
+must then be a directory), search permission on every directory walked, a
+bpffs directory refusing to look up a name containing a dot (EPERM) unless the
+entry already exists; and each operation makes the kernel's checks in the
+kernel's order (which decides the errno): permissions are the owner/group/other
+mode bits with CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER as the
+overrides, a sticky directory (the bpffs root is 01777) keeps other users'
+entries, rename refuses a directory below itself, over a non-empty directory,
+across types and across mounts, and moving a directory to another parent needs
+write permission on it (its ``..`` changes).
 """
 import errno
 import stat as _stat
@@ -20,7 +26,9 @@ from . import uapi
 from .surface import StatfsResult, StatResult
 from .caps import CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
 from .errors import bpf_error
+from .limits import PATH_MAX
 
+NAME_MAX = 255
 TMPFS_MAGIC = 0x01021994
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
 
@@ -41,6 +49,7 @@ class Inode:
         self.mounted = None  # root Inode of a filesystem mounted here
         self.is_root = False  # the root of a mount (its parent is the mount point's parent)
         self.preloaded = False  # maps.debug / progs.debug
+        self.dead = False  # a directory that was removed (IS_DEADDIR): nothing can be created or found in it
         Inode._ino += 1
         self.ino = Inode._ino
 
@@ -94,70 +103,128 @@ def permission(task, node, mask):
     raise bpf_error(errno.EACCES, "permission denied")
 
 
-def _split(path):
+LAST_NORM, LAST_ROOT, LAST_DOT, LAST_DOTDOT = "norm", "root", "dot", "dotdot"
+
+
+class Last:
+    """The last component of a path (nameidata's ``last`` and ``last_type``): its name, its type, and
+    whether slashes follow it (``foo/``: the kernel then wants a directory)."""
+
+    __slots__ = ("name", "type", "slash")
+
+    def __init__(self, name, type_, slash):
+        self.name, self.type, self.slash = name, type_, slash
+
+
+def getname(path):
+    """getname(): the path the kernel works on: ENOENT for an empty one, ENAMETOOLONG from PATH_MAX bytes
+    (with its NUL, the kernel's buffer holds PATH_MAX - 1 characters). Paths reach here as str (see
+    :func:`bpfemu.surface.c_path`), bytes decoded with surrogateescape."""
     if not isinstance(path, str):
-        raise bpf_error(errno.EINVAL, "paths are strings: %r" % (path,))
+        raise bpf_error(errno.EFAULT, "a path is a string: %r" % (path,))
     if path == "":
         raise bpf_error(errno.ENOENT, "empty path")
-    return [p for p in path.split("/") if p and p != "."]
+    if len(path.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+        raise bpf_error(errno.ENAMETOOLONG, "path of PATH_MAX bytes or more")
+    return path
+
+
+def _name_len(name):
+    return len(name.encode("utf-8", "surrogateescape"))
 
 
 class Namespace:
+    """The VFS's path walk over the inode tree (fs/namei.c), and each operation in the kernel's order of
+    checks: every operation walks to the parent of its last component (``link_path_walk``: MAY_EXEC on
+    each directory, ENOENT, ENOTDIR, and the filesystem's lookup of a name it has no entry for: EPERM for
+    a dotted name on bpffs, ENAMETOOLONG past NAME_MAX), then decides on the last component by its type
+    (``.``, ``..``, the root), its trailing slashes and what it names, as the syscall does."""
+
     def __init__(self, kernel):
         self.kernel = kernel
         self.root = Inode("tmpfs", _stat.S_IFDIR | 0o755)
         self.root.is_root = True
 
-    # -- lookup ----------------------------------------------------------
+    # -- the walk ----------------------------------------------------------
     def _follow_mount(self, node):
         while node.mounted is not None:
             node = node.mounted
         return node
 
-    def _lookup_child(self, d, name):
-        """d's entry name (mounts followed), or None. bpffs refuses new dotted names."""
-        if name == "..":
-            return self._follow_mount(d.parent) if d.parent is not None else d
+    def _lookup(self, d, name):
+        """d's entry ``name`` as it is in d (a mount point is not followed), or None.
+
+        An entry is found in the dcache; a name without one goes to the filesystem's lookup, which on a
+        dead directory is ENOENT, on bpffs refuses a dotted name (bpf_lookup: EPERM, unless the directory's
+        mode bits are all clear) and everywhere a name of more than NAME_MAX bytes (simple_lookup:
+        ENAMETOOLONG)."""
         c = d.children.get(name)
-        if c is None and d.on_bpffs and "." in name:
+        if c is not None:
+            return c
+        if d.dead:
+            raise bpf_error(errno.ENOENT, "%s: directory was removed" % name)
+        if d.on_bpffs and d.mode & 0o7777 and "." in name:  # bpf_lookup skips it for a directory of mode 0
             raise bpf_error(errno.EPERM, "bpffs names may not contain a dot")
-        return self._follow_mount(c) if c is not None else None
+        if _name_len(name) > NAME_MAX:
+            raise bpf_error(errno.ENAMETOOLONG, "name of more than NAME_MAX bytes")
+        return None
+
+    def _dotdot(self, node):
+        """follow_dotdot: the parent (from a mount's root, the parent of its mount point), then what is
+        mounted there; the global root stays."""
+        if node.parent is None:
+            return node
+        return self._follow_mount(node.parent)
 
     def _start(self, path, base):
         if path.startswith("/") or base is None:
             return self._follow_mount(self.root)
         return base
 
-    def walk(self, path, task=None, base=None):
-        """The inode at path (ENOENT, ENOTDIR, EACCES on the way); relative paths start at base."""
-        parts = _split(path)
+    def _walk_parent(self, path, task, base):
+        """link_path_walk: (the directory holding the last component, :class:`Last`)."""
+        path = getname(path)
         node = self._start(path, base)
-        for name in parts:
-            node = self._step(node, name, path, task)
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return node, Last("", LAST_ROOT, False)
+        last = len(parts) - 1
+        for i, name in enumerate(parts):
+            if task is not None:
+                permission(task, node, MAY_EXEC)  # may_lookup
+            if i == last:
+                t = LAST_DOT if name == "." else LAST_DOTDOT if name == ".." else LAST_NORM
+                return node, Last(name, t, path.endswith("/"))
+            if name == "..":
+                node = self._dotdot(node)
+            elif name != ".":
+                c = self._lookup(node, name)
+                if c is None:
+                    raise bpf_error(errno.ENOENT, path)
+                node = self._follow_mount(c)
+            if not node.is_dir:
+                raise bpf_error(errno.ENOTDIR, path)
+
+    def _resolve_last(self, d, last, path):
+        """What the last component names, mounts followed (ENOENT), and ENOTDIR for ``name/`` on a
+        non-directory (path_lookupat with LOOKUP_FOLLOW)."""
+        if last.type in (LAST_ROOT, LAST_DOT):
+            node = d
+        elif last.type == LAST_DOTDOT:
+            node = self._dotdot(d)
+        else:
+            c = self._lookup(d, last.name)
+            if c is None:
+                raise bpf_error(errno.ENOENT, path)
+            node = self._follow_mount(c)
+        if last.slash and not node.is_dir:
+            raise bpf_error(errno.ENOTDIR, path)
         return node
 
-    def _step(self, node, name, path, task):
-        if not node.is_dir:
-            raise bpf_error(errno.ENOTDIR, path)
-        if task is not None:
-            permission(task, node, MAY_EXEC)
-        nxt = self._lookup_child(node, name)
-        if nxt is None:
-            raise bpf_error(errno.ENOENT, path)
-        return nxt
-
-    def parent_and_name(self, path, task=None, base=None):
-        """(directory inode, last component) of path; the last component may be '.' or '..'."""
-        raw = [p for p in path.split("/") if p] if isinstance(path, str) else None
-        parts = _split(path)
-        if not raw:
-            return None, None  # the root itself
-        node = self._start(path, base)
-        for name in parts[:-1] if raw[-1] != "." else parts:
-            node = self._step(node, name, path, task)
-        if not node.is_dir:
-            raise bpf_error(errno.ENOTDIR, path)
-        return node, raw[-1]
+    def walk(self, path, task=None, base=None):
+        """The inode at path (user_path_at with LOOKUP_FOLLOW); relative paths start at base."""
+        d, last = self._walk_parent(path, task, base)
+        return self._resolve_last(d, last, path)
 
     def path_of(self, node):
         parts = []
@@ -173,7 +240,7 @@ class Namespace:
     # -- building --------------------------------------------------------
     def makedirs(self, path, mode=0o755):
         node = self._follow_mount(self.root)
-        for name in _split(path):
+        for name in [p for p in path.split("/") if p and p != "."]:
             nxt = node.children.get(name)
             if nxt is None:
                 nxt = Inode(node.sb, _stat.S_IFDIR | mode)
@@ -197,70 +264,85 @@ class Namespace:
 
     def create_file(self, path, mode=0o644, task=None):
         """A plain (non-bpf) file outside bpffs, for tests that need one."""
-        d, name = self.parent_and_name(path, task)
-        if d is None or name in (".", "..") or self._lookup_child(d, name) is not None:
-            raise bpf_error(errno.EEXIST, path)
+        d, name = self._new_entry(path, task, None)
         if d.on_bpffs:
             raise bpf_error(errno.EPERM, "bpffs holds only directories and pins")
         self._link(d, name, Inode(d.sb, _stat.S_IFREG | mode, getattr(task, "uid", 0)))
 
     # -- permission helpers -----------------------------------------------
     def _may_create(self, d, task):
-        permission(task, d, MAY_WRITE | MAY_EXEC)
+        """may_create: the directory must still exist (ENOENT) and be writable and searchable (EACCES)."""
+        if d.dead:
+            raise bpf_error(errno.ENOENT, "directory was removed")
+        if task is not None:
+            permission(task, d, MAY_WRITE | MAY_EXEC)
 
-    def _may_delete(self, d, node, task):
-        permission(task, d, MAY_WRITE | MAY_EXEC)
-        if node.preloaded:
-            raise bpf_error(errno.EPERM, "the preloaded iterator links cannot be removed")
-        if d.mode & _stat.S_ISVTX and task.uid not in (node.uid, d.uid) and CAP_FOWNER not in _caps(task):
-            raise bpf_error(errno.EPERM, "sticky directory: not the owner")
+    def _may_delete(self, d, node, task, isdir):
+        """may_delete: write and search on the directory (EACCES), the sticky bit (EPERM), then the type the
+        call wants: ENOTDIR when it removes a directory and node is none, EISDIR the other way round."""
+        if task is not None:
+            permission(task, d, MAY_WRITE | MAY_EXEC)
+            if d.mode & _stat.S_ISVTX and task.uid not in (node.uid, d.uid) and CAP_FOWNER not in _caps(task):
+                raise bpf_error(errno.EPERM, "sticky directory: not the owner")
+        if isdir and not node.is_dir:
+            raise bpf_error(errno.ENOTDIR, "not a directory")
+        if not isdir and node.is_dir:
+            raise bpf_error(errno.EISDIR, "is a directory")
 
-    def _new_entry(self, path, task, base):
-        """filename_create: the parent and a name that must not exist yet."""
-        d, name = self.parent_and_name(path, task, base)
-        if d is None or name in (".", ".."):
+    def _new_entry(self, path, task, base, want_dir=False):
+        """filename_create: the parent and a name that does not exist yet. EEXIST for ``.``, ``..``, ``/``
+        and a name that exists (even with a trailing slash); a trailing slash on a new name that is not
+        to be a directory: ENOENT."""
+        d, last = self._walk_parent(path, task, base)
+        if last.type != LAST_NORM:
             raise bpf_error(errno.EEXIST, path)
-        if self._lookup_child(d, name) is not None:
+        if self._lookup(d, last.name) is not None:
             raise bpf_error(errno.EEXIST, path)
-        return d, name
-
-    def _existing_entry(self, path, task, base=None):
-        d, name = self.parent_and_name(path, task, base)
-        if d is None:
-            raise bpf_error(errno.EBUSY, path)
-        if name == ".":
-            raise bpf_error(errno.EINVAL, path)
-        if name == "..":
-            raise bpf_error(errno.ENOTEMPTY, path)
-        node = self._lookup_child(d, name)
-        if node is None:
-            raise bpf_error(errno.ENOENT, path)
-        return d, name, node
+        if last.slash and not want_dir:
+            raise bpf_error(errno.ENOENT, "%s: a trailing slash asks for a directory" % path)
+        return d, last.name
 
     # -- directory operations ---------------------------------------------
-    def mkdir(self, path, mode, task):
-        d, name = self._new_entry(path, task, None)
+    def mkdir(self, path, mode, task, base=None):
+        """do_mkdirat: filename_create (a trailing slash allowed), then may_create."""
+        d, name = self._new_entry(path, task, base, want_dir=True)
         self._may_create(d, task)
         node = Inode(d.sb, _stat.S_IFDIR | (mode & 0o1777 & ~task_umask(task)), task.uid, _gid(task))
         self._link(d, name, node)
 
-    def rmdir(self, path, task):
-        d, name, node = self._existing_entry(path, task)
-        if not node.is_dir:
-            raise bpf_error(errno.ENOTDIR, path)
-        self._may_delete(d, node, task)
-        if node.is_root:
-            raise bpf_error(errno.EBUSY, path)
+    def rmdir(self, path, task, base=None):
+        """do_rmdir: ``..`` ENOTEMPTY, ``.`` EINVAL, ``/`` EBUSY; ENOENT; may_delete; a mount point EBUSY;
+        ENOTEMPTY."""
+        d, last = self._walk_parent(path, task, base)
+        if last.type != LAST_NORM:
+            raise bpf_error({LAST_DOTDOT: errno.ENOTEMPTY, LAST_DOT: errno.EINVAL, LAST_ROOT: errno.EBUSY}[last.type],
+                            path)
+        node = self._lookup(d, last.name)
+        if node is None:
+            raise bpf_error(errno.ENOENT, path)
+        self._may_delete(d, node, task, True)
+        if node.mounted is not None:
+            raise bpf_error(errno.EBUSY, "%s is a mount point" % path)
         if node.children:
             raise bpf_error(errno.ENOTEMPTY, path)
-        del d.children[name]
+        del d.children[last.name]
+        node.dead = True
 
-    def unlink(self, path, task):
-        d, name, node = self._existing_entry(path, task)
-        self._may_delete(d, node, task)
-        if node.is_dir:
+    def unlink(self, path, task, base=None):
+        """do_unlinkat: anything but a plain last component EISDIR; ENOENT, or with a trailing slash EISDIR/
+        ENOTDIR; may_delete; the preloaded links EPERM."""
+        d, last = self._walk_parent(path, task, base)
+        if last.type != LAST_NORM:
             raise bpf_error(errno.EISDIR, path)
-        del d.children[name]
+        node = self._lookup(d, last.name)
+        if node is None:
+            raise bpf_error(errno.ENOENT, path)
+        if last.slash:
+            raise bpf_error(errno.EISDIR if node.is_dir else errno.ENOTDIR, path)
+        self._may_delete(d, node, task, False)
+        if node.preloaded:
+            raise bpf_error(errno.EPERM, "the preloaded iterator links cannot be removed")
+        del d.children[last.name]
         self._drop(node)
 
     def _drop(self, node):
@@ -269,59 +351,79 @@ class Namespace:
             obj.release(node)
 
     def _mount_of(self, node):
-        return node.sb if node.on_bpffs else "tmpfs"
+        return node.sb
+
+    def _dparent(self, node):
+        """d_parent: a filesystem's root is its own parent."""
+        return node if node.is_root or node.parent is None else node.parent
+
+    def _trap(self, p1, p2):
+        """lock_rename(p1 = new parent, p2 = old parent)'s trap: the child of p2 on the way up from p1 (p2 is
+        an ancestor of p1), else the child of p1 on the way up from p2, else None."""
+        if p1 is p2:
+            return None
+        for a, b in ((p1, p2), (p2, p1)):
+            p = a
+            while True:
+                r = self._dparent(p)
+                if r is b:
+                    return p
+                if r is p:
+                    break
+                p = r
+        return None
 
     def rename(self, old, new, task):
-        od, oname = self.parent_and_name(old, task)
-        nd, nname = self.parent_and_name(new, task)
-        if od is None or nd is None:
-            raise bpf_error(errno.EBUSY, old if od is None else new)
-        if self._mount_of(od) != self._mount_of(nd):
+        """do_renameat2 and vfs_rename, in their order (see docs/kernel-notes.md)."""
+        od, olast = self._walk_parent(old, task, None)
+        nd, nlast = self._walk_parent(new, task, None)
+        if self._mount_of(od) is not self._mount_of(nd):
             raise bpf_error(errno.EXDEV, new)
-        if oname in (".", "..") or nname in (".", ".."):
-            raise bpf_error(errno.EBUSY if oname == ".." or nname == ".." else errno.EINVAL, old)
-        node = self._lookup_child(od, oname)
+        if olast.type != LAST_NORM or nlast.type != LAST_NORM:
+            raise bpf_error(errno.EBUSY, old if olast.type != LAST_NORM else new)
+        trap = self._trap(nd, od)
+        node = self._lookup(od, olast.name)
         if node is None:
             raise bpf_error(errno.ENOENT, old)
-        target = self._lookup_child(nd, nname)
+        target = self._lookup(nd, nlast.name)
+        if not node.is_dir and (olast.slash or nlast.slash):
+            raise bpf_error(errno.ENOTDIR, "a trailing slash on a non-directory")
+        if node is trap:
+            raise bpf_error(errno.EINVAL, "a directory cannot move below itself")
+        if target is not None and target is trap:
+            raise bpf_error(errno.ENOTEMPTY, "the target is an ancestor of the source")
         if target is node:
             return
-        # a directory cannot move below itself
-        p = nd
-        while p is not None:
-            if p is node:
-                raise bpf_error(errno.EINVAL, new)
-            p = p.parent
-        self._may_delete(od, node, task)
-        if target is not None:
-            self._may_delete(nd, target, task)
-            if node.is_dir and not target.is_dir:
-                raise bpf_error(errno.ENOTDIR, new)
-            if not node.is_dir and target.is_dir:
-                raise bpf_error(errno.EISDIR, new)
-        else:
+        self._may_delete(od, node, task, node.is_dir)
+        if target is None:
             self._may_create(nd, task)
-        if node.is_root or (target is not None and target.is_root):
-            raise bpf_error(errno.EBUSY, old)
-        if target is not None and target.is_dir and target.children:
+        else:
+            self._may_delete(nd, target, task, node.is_dir)
+        if nd is not od and node.is_dir and task is not None:
+            permission(task, node, MAY_WRITE)  # its '..' changes
+        if node.preloaded or (target is not None and target.preloaded):
+            raise bpf_error(errno.EPERM, "the preloaded iterator links cannot be renamed or replaced")
+        if node.mounted is not None or (target is not None and target.mounted is not None):
+            raise bpf_error(errno.EBUSY, "a mount point cannot be renamed or replaced")
+        if target is not None and target.children:
             raise bpf_error(errno.ENOTEMPTY, new)
-        del od.children[oname]
+        del od.children[olast.name]
         if target is not None:
-            del nd.children[nname]
-            if not target.is_dir:
+            del nd.children[nlast.name]
+            if target.is_dir:
+                target.dead = True
+            else:
                 self._drop(target)
-        self._link(nd, nname, node)
+        self._link(nd, nlast.name, node)
 
     def listdir(self, path, task):
-        node = self.walk(path, task)
-        if not node.is_dir:
-            raise bpf_error(errno.ENOTDIR, path)
-        permission(task, node, MAY_READ)
-        return sorted(node.children)
+        return sorted(self.open_dir(path, task).children)
 
     def stat(self, path, task):
         node = self.walk(path, task)
         nlink = 2 + sum(1 for c in node.children.values() if c.is_dir) if node.is_dir else 1
+        if node.dead:
+            nlink = 0
         return StatResult(node.mode, node.ino, nlink, node.uid, node.gid, 0)
 
     def statfs(self, path, task):
@@ -329,6 +431,7 @@ class Namespace:
         return StatfsResult(uapi.BPF_FS_MAGIC if node.on_bpffs else TMPFS_MAGIC)
 
     def open_dir(self, path, task):
+        """open(O_RDONLY|O_DIRECTORY): the directory (ENOTDIR before the MAY_READ check, EACCES)."""
         node = self.walk(path, task)
         if not node.is_dir:
             raise bpf_error(errno.ENOTDIR, path)
@@ -337,7 +440,8 @@ class Namespace:
 
     # -- pins ----------------------------------------------------------------
     def pin(self, path, obj, task, base=None):
-        """bpf_obj_pin_user: create a pin of obj at path (it takes a reference)."""
+        """bpf_obj_do_pin: filename_create, the parent must be a bpffs directory (EPERM), may_create; the
+        new pin takes a reference on obj."""
         d, name = self._new_entry(path, task, base)
         if not d.on_bpffs:
             raise bpf_error(errno.EPERM, "%s is not on a bpffs" % path)
@@ -348,7 +452,8 @@ class Namespace:
         return node
 
     def get(self, path, task, mask, base=None):
-        """bpf_obj_get_user's lookup: the pinned object at path (EACCES for anything else)."""
+        """bpf_obj_do_get: the walk, the file's permission for the access asked (EACCES), then it must be a
+        pin (EACCES for anything else)."""
         node = self.walk(path, task, base)
         permission(task, node, mask)
         if node.obj is None or not node.on_bpffs:

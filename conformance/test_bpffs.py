@@ -327,3 +327,183 @@ def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
     finally:
         if proc.backend == "host":
             umount(second)
+
+
+# -- the path walk (fs/namei.c): lengths, trailing slashes, '.' and '..', the order of checks -------------
+
+E = errno
+
+
+def test_names_longer_than_NAME_MAX(proc):
+    """A component of 256 bytes: ENAMETOOLONG from the lookup of a name bpffs has no entry for, wherever the
+    walk meets it; 255 bytes are fine. A dotted name is EPERM first (bpf_lookup checks the dot before
+    simple_lookup checks the length)."""
+    r, fd = proc.bpffs, hash_map(proc)
+    n255, n256 = "n" * 255, "n" * 256
+    pin(proc, fd, r + "/" + n255)
+    proc.mkdir(r + "/d")
+    assert err(pin, proc, fd, r + "/" + n256) == E.ENAMETOOLONG
+    assert err(proc.mkdir, r + "/" + n256) == E.ENAMETOOLONG
+    assert err(proc.rename, r + "/d", r + "/" + n256) == E.ENAMETOOLONG
+    assert err(proc.rename, r + "/" + n256, r + "/x") == E.ENAMETOOLONG
+    for verb in (proc.stat, proc.unlink, proc.rmdir, proc.listdir):
+        assert err(verb, r + "/" + n256) == E.ENAMETOOLONG
+        assert err(verb, r + "/" + n256 + "/x") == E.ENAMETOOLONG  # a directory component too
+    assert err(obj_get, proc, r + "/" + n256) == E.ENAMETOOLONG
+    assert err(proc.mkdir, r + "/a." + "n" * 300) == E.EPERM
+    assert proc.listdir(r) == ["d", "maps.debug", n255, "progs.debug"]
+    assert map_id(proc, obj_get(proc, r + "/" + n255)) == map_id(proc, fd)
+
+
+@pytest.mark.parametrize("total", [4095, 4096])
+def test_paths_of_PATH_MAX_bytes(proc, total):
+    """A path of PATH_MAX bytes (4096, without its NUL) is ENAMETOOLONG before any lookup; 4095 is walked.
+    Padded with './' so that every component is short."""
+    r, fd = proc.bpffs, hash_map(proc)
+
+    def padded(name):
+        fill = total - len(r) - 1 - len(name)
+        return r + "/" + "./" * (fill // 2) + "/" * (fill % 2) + name
+
+    assert len(padded("m")) == total
+    want = E.ENAMETOOLONG if total >= 4096 else 0
+    assert err(pin, proc, fd, padded("m")) == want
+    assert err(proc.mkdir, padded("d")) == want
+    assert err(proc.stat, padded("zz")) == (want or E.ENOENT)
+    assert err(obj_get, proc, padded("zz")) == (want or E.ENOENT)
+
+
+def test_trailing_slashes(proc):
+    """``name/`` asks for a directory: a lookup that ends on a pin is ENOTDIR; creating a pin there is ENOENT
+    (filename_create: a new name with a trailing slash is only for mkdir), onto an existing name EEXIST;
+    unlink of ``pin/`` is ENOTDIR and removes nothing (the map stays); rename with a slash on either side
+    of a pin is ENOTDIR. Directories take trailing slashes everywhere."""
+    r, fd = proc.bpffs, hash_map(proc)
+    mid = map_id(proc, fd)
+    pin(proc, fd, r + "/q")
+    pin(proc, fd, r + "/p2")
+    proc.close(fd)  # the pins hold the map now
+    assert err(pin, proc, obj_get(proc, r + "/q"), r + "/p/") == E.ENOENT
+    assert err(pin, proc, obj_get(proc, r + "/q"), r + "/q/") == E.EEXIST
+    assert err(obj_get, proc, r + "/q/") == E.ENOTDIR
+    assert err(proc.stat, r + "/q/") == E.ENOTDIR
+    assert err(proc.unlink, r + "/q/") == E.ENOTDIR
+    assert err(proc.unlink, r + "/absent/") == E.ENOENT
+    assert err(proc.rename, r + "/p2", r + "/p3/") == E.ENOTDIR
+    assert err(proc.rename, r + "/p2/", r + "/p3") == E.ENOTDIR
+    assert err(proc.rename, r + "/absent/", r + "/p3") == E.ENOENT
+    assert sorted(proc.listdir(r)) == ["maps.debug", "p2", "progs.debug", "q"]
+    proc.unlink(r + "/p2")
+    assert map_id(proc, obj_get(proc, r + "/q")) == mid  # the map is still there, and still this map
+    proc.mkdir(r + "/d/")
+    assert err(proc.mkdir, r + "/d/") == E.EEXIST
+    assert proc.listdir(r + "/d/") == [] and err(obj_get, proc, r + "/d/") == E.EACCES
+    assert err(proc.unlink, r + "/d/") == E.EISDIR
+    proc.rename(r + "/d/", r + "/e/")
+    proc.rmdir(r + "/e//")
+
+
+def test_dot_and_dotdot_as_the_last_component(proc):
+    """unlink: EISDIR for ``.``, ``..`` and the root; rmdir: EINVAL for ``.``, ENOTEMPTY for ``..``, EBUSY for the
+    root; mkdir and OBJ_PIN: EEXIST; rename: EBUSY on either side. As a middle component each is walked."""
+    r, fd = proc.bpffs, hash_map(proc)
+    proc.mkdir(r + "/d")
+    for path in (r + "/d/.", r + "/d/..", "/"):
+        assert err(proc.unlink, path) == E.EISDIR
+    assert [err(proc.rmdir, p) for p in (r + "/d/.", r + "/d/..", "/")] == [E.EINVAL, E.ENOTEMPTY, E.EBUSY]
+    assert [err(proc.mkdir, p) for p in (r + "/d/.", r + "/d/..", "/")] == [E.EEXIST] * 3
+    assert [err(pin, proc, fd, p) for p in (r + "/d/.", r + "/d/..")] == [E.EEXIST] * 2
+    assert err(proc.rename, r + "/d/.", r + "/x") == E.EBUSY
+    assert err(proc.rename, r + "/d", r + "/d/..") == E.EBUSY
+    pin(proc, fd, r + "/d/../d/./m")
+    assert proc.listdir(r + "/d/.") == ["m"]
+    assert map_id(proc, obj_get(proc, r + "/./d/../d/m")) == map_id(proc, fd)
+
+
+def test_order_of_checks_for_an_unprivileged_task(backend, proc):
+    """may_delete checks write permission on the directory (EACCES), then the sticky bit (EPERM), then the
+    type (ENOTDIR/EISDIR): uid 1000 removing root's entries gets EPERM in the sticky bpffs root and EACCES
+    in a root-owned 0755 directory, whatever the entry's type."""
+    r, fd = proc.bpffs, hash_map(proc)
+    pin(proc, fd, r + "/m")
+    proc.mkdir(r + "/d", 0o755)
+    pin(proc, fd, r + "/d/m")
+    proc.mkdir(r + "/d/e")
+    user = backend.spawn(uid=1000, caps=())
+    assert [err(user.rmdir, r + "/m"), err(user.unlink, r + "/d")] == [E.EPERM, E.EPERM]
+    assert [err(user.rmdir, r + "/d/m"), err(user.unlink, r + "/d/e")] == [E.EACCES, E.EACCES]
+    assert [err(proc.rmdir, r + "/m"), err(proc.unlink, r + "/d")] == [E.ENOTDIR, E.EISDIR]
+    assert err(user.rename, r + "/d/m", r + "/mine") == E.EACCES
+    assert err(user.rename, r + "/m", r + "/mine") == E.EPERM
+    assert err(user.mkdir, r + "/d/x") == E.EACCES
+    assert err(user.mkdir, r + "/d/m") == E.EEXIST  # EEXIST before the permission check
+    proc.mkdir(r + "/closed", 0o700)
+    assert err(user.stat, r + "/closed/x") == E.EACCES  # no search permission: before ENOENT
+    assert err(user.mkdir, r + "/closed/x") == E.EACCES
+
+
+def test_moving_a_directory_needs_write_permission_on_it(backend, proc):
+    """rename of a directory to another parent changes its '..': vfs_rename wants MAY_WRITE on the directory
+    itself. uid 1000 owning ua and ub cannot move root's 0755 directory from ua to ub (EACCES), but can
+    rename it inside ua, and can move root's pins between them."""
+    r, fd = proc.bpffs, hash_map(proc)
+    user = backend.spawn(uid=1000, caps=())
+    user.mkdir(r + "/ua")
+    user.mkdir(r + "/ub")
+    proc.mkdir(r + "/ua/rootdir", 0o755)
+    pin(proc, fd, r + "/ua/rootpin")
+    assert err(user.rename, r + "/ua/rootdir", r + "/ub/moved") == E.EACCES
+    assert user.listdir(r + "/ub") == []
+    user.rename(r + "/ua/rootdir", r + "/ua/renamed")
+    user.rename(r + "/ua/rootpin", r + "/ub/pin")
+    assert user.listdir(r + "/ua") == ["renamed"] and user.listdir(r + "/ub") == ["pin"]
+
+
+def test_rename_rules(proc):
+    """A directory onto a non-empty one: ENOTEMPTY; below itself: EINVAL; onto one of its ancestors:
+    ENOTEMPTY (lock_rename's trap); across types: ENOTDIR / EISDIR; onto itself: nothing happens."""
+    r, fd = proc.bpffs, hash_map(proc)
+    for d in ("a", "a/b", "a/b/c", "e", "full"):
+        proc.mkdir(r + "/" + d)
+    pin(proc, fd, r + "/full/m")
+    pin(proc, fd, r + "/p")
+    assert err(proc.rename, r + "/e", r + "/full") == E.ENOTEMPTY
+    assert err(proc.rename, r + "/a", r + "/a/b/c/x") == E.EINVAL
+    assert err(proc.rename, r + "/a", r + "/a/b") == E.EINVAL
+    assert err(proc.rename, r + "/a/b/c", r + "/a") == E.ENOTEMPTY
+    assert err(proc.rename, r + "/a/b", r + "/a") == E.ENOTEMPTY
+    assert err(proc.rename, r + "/e", r + "/p") == E.ENOTDIR
+    assert err(proc.rename, r + "/p", r + "/e") == E.EISDIR
+    assert err(proc.rename, r + "/a/b", r + "/a/b") == 0
+    assert err(proc.rename, r + "/p", r + "/p") == 0
+    proc.rename(r + "/a/b/c", r + "/e")  # onto an empty directory: replaces it
+    assert proc.listdir(r + "/a/b") == [] and proc.listdir(r + "/e") == []
+
+
+def test_a_removed_directory_keeps_its_fd(proc):
+    """A directory fd outlives rmdir: names cannot be created or found in it (ENOENT), but '..' still leads
+    to where it was."""
+    r, fd = proc.bpffs, hash_map(proc)
+    pin(proc, fd, r + "/m")
+    proc.mkdir(r + "/d")
+    dfd = proc.open_dir(r + "/d")
+    proc.rmdir(r + "/d")
+    PF = u.BPF_F_PATH_FD
+    assert err(pin, proc, fd, "x", file_flags=PF, path_fd=dfd) == E.ENOENT
+    assert err(obj_get, proc, "x", file_flags=PF, path_fd=dfd) == E.ENOENT
+    assert err(pin, proc, fd, "x.y", file_flags=PF, path_fd=dfd) == E.ENOENT  # before the dotted name's EPERM
+    assert map_id(proc, obj_get(proc, "../m", file_flags=PF, path_fd=dfd)) == map_id(proc, fd)
+    pin(proc, fd, "../n", file_flags=PF, path_fd=dfd)
+    assert "n" in proc.listdir(r)
+
+
+def test_dotted_names_in_a_directory_of_mode_0(proc):
+    """bpf_lookup refuses dotted names only in a directory with some mode bit set: in a 0000 directory the
+    lookup goes on (root, with CAP_DAC_OVERRIDE, may search it) and a missing name is ENOENT."""
+    r, fd = proc.bpffs, hash_map(proc)
+    proc.mkdir(r + "/z", 0)
+    assert proc.stat(r + "/z").st_mode & 0o7777 == 0
+    assert err(proc.stat, r + "/z/a.b") == E.ENOENT
+    assert err(pin, proc, fd, r + "/z/a.b") == 0
+    assert err(proc.mkdir, r + "/z/c.d") == 0
+    assert proc.listdir(r + "/z") == ["a.b", "c.d"]
