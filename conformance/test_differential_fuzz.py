@@ -20,8 +20,10 @@ from bpfemu.testing.fuzz import Arena, Call, Ptr, examples, fd_ops, map_calls, m
 
 INFO_ID = (u.bpf_map_info.id.offset, 4)
 
-calls = st.lists(st.one_of(map_calls(huge=False), map_calls(huge=False), map_calls(huge=False), map_creates(), obj_calls(), fd_ops(huge=False)),
-                 min_size=1, max_size=20)
+CALL = st.one_of(map_calls(huge=False), map_calls(huge=False), map_calls(huge=False), map_creates(), obj_calls(),
+                 fd_ops(huge=False))
+calls = st.lists(CALL, min_size=1, max_size=20)
+long_calls = st.lists(CALL, min_size=20, max_size=100)  # long runs: deeper states, fewer process spawns
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +125,55 @@ def _clean_pins(host_backend):
             os.unlink(os.path.join(host_backend.bpffs, name))
         except OSError:
             pass
+
+
+# -- long runs -----------------------------------------------------------------------------------------
+
+def long_run(seed, n_examples, out=None):
+    """Run ``n_examples`` sequences of ``calls`` drawn with hypothesis seed ``seed`` on both machines,
+    going on past disagreements. Returns (sequences, steps, [disagreement texts]); a step is one call
+    of a sequence (the setup calls every sequence starts with are not counted)."""
+    from hypothesis import seed as hseed
+
+    host_backend = HostBackend()
+    stats = {"sequences": 0, "steps": 0}
+    problems = []
+
+    @hseed(seed)
+    @settings(max_examples=n_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+              phases=[Phase.generate])
+    @given(arena_seed=st.integers(0, 2**16), ops=long_calls)
+    def one(arena_seed, ops):
+        emu = EmuBackend().spawn()
+        host = host_backend.spawn()
+        try:
+            problem = replay(emu, host, arena_seed, ops)
+        finally:
+            host.exit()
+            _clean_pins(host_backend)
+        stats["sequences"] += 1
+        stats["steps"] += len(ops)
+        if problem is not None:
+            problems.append("seed %d arena %d: %s" % (seed, arena_seed, problem))
+            if out is not None:
+                print("DISAGREEMENT", problems[-1], file=out, flush=True)
+
+    try:
+        one()
+    finally:
+        host_backend.close()
+    return stats["sequences"], stats["steps"], problems
+
+
+if __name__ == "__main__":
+    import sys
+    first, last = int(sys.argv[1]), int(sys.argv[2])
+    per = int(sys.argv[3]) if len(sys.argv) > 3 else 500
+    total_seq = total_steps = 0
+    all_problems = []
+    for s in range(first, last + 1):
+        n, steps, problems = long_run(s, per, out=sys.stdout)
+        total_seq, total_steps = total_seq + n, total_steps + steps
+        all_problems += problems
+        print("seed %d: %d sequences, %d steps, %d disagreements (total %d steps, %d disagreements)"
+              % (s, n, steps, len(problems), total_steps, len(all_problems)), flush=True)
