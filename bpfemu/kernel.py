@@ -63,6 +63,7 @@ class Kernel:
         self._rand_state = seed or 0x9E3779B9
         self.fs = inode.Namespace(self)
         self.tasks = []
+        self.current = None  # the task whose syscall is running (the kernel's ``current``)
         self._next_pid = 100
         self.fs.makedirs("/tmp", 0o1777)
         self.fs.makedirs("/sys/fs/bpf")
@@ -142,6 +143,11 @@ class Kernel:
         with self.lock:
             self.fs.mount_bpffs(path)
 
+    def smp_processor_id(self):
+        """The CPU the running syscall runs on: its task's ``cpu`` (0 outside a syscall)."""
+        cur = self.current
+        return cur.cpu if cur is not None else 0
+
     def next_random(self):
         """Deterministic per-kernel pseudo-random u32 (hash seeds)."""
         x = self._rand_state
@@ -182,6 +188,7 @@ class Task:
         self.alive = True
         self.umask = 0o022
         self.cwd = "/"
+        self.affinity = frozenset([0])
         self.pid = kernel._next_pid
         kernel._next_pid += 1
         kernel.tasks.append(self)
@@ -189,6 +196,31 @@ class Task:
 
     def __repr__(self):
         return "<Task pid %d uid %d%s>" % (self.pid, self.uid, "" if self.alive else " exited")
+
+    @property
+    def cpu(self):
+        """The CPU this task runs on (what raw_smp_processor_id() gives its syscalls): the lowest CPU of its
+        affinity mask, so that a test decides it (``sched_setaffinity({cpu})``). Default CPU 0."""
+        return min(self.affinity)
+
+    def sched_setaffinity(self, cpus):
+        """sched_setaffinity(0, cpus): the CPUs this task may run on (EINVAL when none of them is possible).
+        The emulated task runs on the lowest of them; pin it to one CPU to match a host task exactly."""
+        try:
+            want = {c for c in cpus}
+        except TypeError:
+            raise bpf_error(errno.EFAULT, "cpus is a set of CPU numbers") from None
+        if not all(isinstance(c, int) for c in want):
+            raise bpf_error(errno.EINVAL, "CPU numbers are integers")
+        with self.kernel.lock:
+            self._check_alive()
+            ok = frozenset(c for c in want if 0 <= c < self.kernel.ncpus)
+            if not ok:
+                raise bpf_error(errno.EINVAL, "no possible CPU in %r" % sorted(want))
+            self.affinity = ok
+
+    def sched_getaffinity(self):
+        return set(self.affinity)
 
     # -- credentials ---------------------------------------------------
     def capable(self, cap):
@@ -266,7 +298,7 @@ class Task:
                 child._install(fd, f, cloexec)
             child.next_fd = self.next_fd
             child.nofile = self.nofile
-            child.umask, child.cwd = self.umask, self.cwd
+            child.umask, child.cwd, child.affinity = self.umask, self.cwd, self.affinity
             if uid is not None:
                 child.setuid(uid, caps)
             elif caps is not None:

@@ -46,6 +46,17 @@ def available():
     return True, ""
 
 
+def _cpus(cpus):
+    """A CPU set argument: integers, else EINVAL (EFAULT for something that is no set)."""
+    try:
+        cpus = set(cpus)
+    except TypeError:
+        raise OSError(errno.EFAULT, strerror(errno.EFAULT)) from None
+    if not all(isinstance(c, int) and 0 <= c < 1 << 20 for c in cpus):
+        raise OSError(errno.EINVAL, strerror(errno.EINVAL))
+    return cpus
+
+
 def _uid(uid):
     return None if uid is None else c_id(uid)
 
@@ -106,6 +117,13 @@ class Host(_Surface):
 
     def fds(self):
         return open_fds(skip=None)
+
+    def sched_setaffinity(self, cpus):
+        """sched_setaffinity(0, cpus) of this process (all its later syscalls run on those CPUs)."""
+        os.sched_setaffinity(0, _cpus(cpus))
+
+    def sched_getaffinity(self):
+        return os.sched_getaffinity(0)
 
     # -- filesystem ----------------------------------------------------------------
     def mkdir(self, path, mode=0o777):
@@ -237,6 +255,13 @@ class HostTask(_Surface):
 
     def fds(self):
         return self._call("fds")
+
+    def sched_setaffinity(self, cpus):
+        """sched_setaffinity(0, cpus) in the child: its syscalls then run on those CPUs."""
+        self._call("call", "sched_setaffinity", (0, _cpus(cpus)))
+
+    def sched_getaffinity(self):
+        return set(self._call("call", "sched_getaffinity", (0,)))
 
     def fork(self, uid=None, caps=None):
         uid = _uid(uid)

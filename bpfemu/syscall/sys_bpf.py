@@ -96,9 +96,12 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
     with task.kernel.lock:
         if not task.alive:  # exit() and syscalls serialize: a task that exited makes no more calls
             raise bpf_error(errno.ESRCH, "task has exited")
+        kernel = task.kernel
+        outer, kernel.current = kernel.current, task
         try:
             return entry.handler(ctx)
         finally:
+            kernel.current = outer
             if ctx._pending:
                 ctx.flush()
 
