@@ -4,9 +4,10 @@ memory afterwards).
 
 Normalized, and only this: object ids (the host has other maps, so the ``id`` of
 bpf_map_info is masked) and nothing else -- hash maps are created with
-BPF_F_ZERO_SEED (bucket order is then deterministic) and LRU maps are left out (their
-victims depend on per-CPU free lists). Needs the host (skipped, or failed with
-BPFEMU_REQUIRE_HOST=1, when it is unusable). BPFEMU_FUZZ_EXAMPLES scales it up.
+BPF_F_ZERO_SEED (bucket order is then deterministic), and the host task is pinned to
+CPU 0, where the emulated task runs (LRU victims depend on the CPU). Needs the host
+(skipped, or failed with BPFEMU_REQUIRE_HOST=1, when it is unusable).
+BPFEMU_FUZZ_EXAMPLES scales it up.
 """
 import ctypes
 
@@ -110,6 +111,7 @@ def test_emulator_matches_host(host_backend, seed, ops):
     emu_b = EmuBackend()
     emu = emu_b.spawn()
     host = host_backend.spawn()
+    host.sched_setaffinity({0})
     try:
         problem = replay(emu, host, seed, ops)
     finally:
@@ -146,6 +148,7 @@ def long_run(seed, n_examples, out=None):
     def one(arena_seed, ops):
         emu = EmuBackend().spawn()
         host = host_backend.spawn()
+        host.sched_setaffinity({0})
         try:
             problem = replay(emu, host, arena_seed, ops)
         finally:
