@@ -25,7 +25,9 @@ CASES += [("rename", ("", "/x"), ENOENT), ("rename", (None, "/x"), EFAULT), ("re
           ("mkdir", ("/nonexistent/d", "x"), EINVAL), ("send_fds", (None, [2**31]), EBADF),
           ("bpf", (2**40, u.make_attr()), EINVAL), ("bpf", (-2**31 - 1, u.make_attr()), EINVAL),
           ("bpf", (u.BPF_MAP_CREATE, 2**70, 10), EFAULT), ("bpf", (u.BPF_MAP_CREATE, -5, 10), EFAULT),
-          ("spawn", (-5,), EINVAL), ("spawn", (2**32 - 1,), EINVAL), ("fork", (2**40,), EINVAL)]
+          ("spawn", (-5,), EINVAL), ("spawn", (2**32 - 1,), EINVAL), ("fork", (2**40,), EINVAL),
+          ("sched_setaffinity", ([],), EINVAL), ("sched_setaffinity", ([9999],), EINVAL),
+          ("sched_setaffinity", (None,), EFAULT), ("sched_setaffinity", (["0"],), EINVAL)]
 MMAP = [((4096, 1), EINVAL), ((0, 0), EINVAL), ((-1, 0), ENOMEM), ((2**47, 0), ENOMEM), ((2**70, 0), EINVAL),
         ((4096, -4096), EOVERFLOW), ((4096, 4096 * 4096), EINVAL), ((4096, 0.5), EINVAL)]
 
