@@ -271,7 +271,7 @@ def _tail(log, n=12):
 @pytest.mark.parametrize("seed", range(1, 7))
 def test_bpffs_matches_host(seed):
     need_host()
-    done, problem = replay(seed, int(os.environ.get("BPFEMU_FS_FUZZ_STEPS", 150)))
+    done, problem = replay(seed, int(os.environ.get("BPFEMU_FS_FUZZ_STEPS", 300)))
     assert problem is None, problem
 
 
