@@ -108,16 +108,21 @@ def replay(emu, host, seed, ops):
           phases=[Phase.explicit, Phase.generate])  # each host call is an RPC: no slow shrinking
 @given(seed=st.integers(0, 2**16), ops=calls)
 def test_emulator_matches_host(host_backend, seed, ops):
-    emu_b = EmuBackend()
-    emu = emu_b.spawn()
+    problem = run_once(host_backend, seed, ops)
+    assert problem is None, problem
+
+
+def run_once(host_backend, seed, ops):
+    """One sequence on a fresh emulated kernel and a fresh host child pinned to CPU 0 (where the emulated
+    task runs: LRU victims depend on the CPU); the first disagreement, or None."""
+    emu = EmuBackend().spawn()
     host = host_backend.spawn()
     host.sched_setaffinity({0})
     try:
-        problem = replay(emu, host, seed, ops)
+        return replay(emu, host, seed, ops)
     finally:
         host.exit()
         _clean_pins(host_backend)
-    assert problem is None, problem
 
 
 def _clean_pins(host_backend):
@@ -146,14 +151,7 @@ def long_run(seed, n_examples, out=None):
               phases=[Phase.generate])
     @given(arena_seed=st.integers(0, 2**16), ops=long_calls)
     def one(arena_seed, ops):
-        emu = EmuBackend().spawn()
-        host = host_backend.spawn()
-        host.sched_setaffinity({0})
-        try:
-            problem = replay(emu, host, arena_seed, ops)
-        finally:
-            host.exit()
-            _clean_pins(host_backend)
+        problem = run_once(host_backend, arena_seed, ops)
         stats["sequences"] += 1
         stats["steps"] += len(ops)
         if problem is not None:
