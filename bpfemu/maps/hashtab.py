@@ -47,12 +47,18 @@ HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uap
 
 
 class Elem:
-    """An element (struct htab_elem); an LRU map's elements are also its LRU list nodes."""
+    """An element (struct htab_elem)."""
 
-    __slots__ = ("key", "value", "bucket", "hash", "lru_prev", "lru_next", "lru_type", "ref", "cpu")
+    __slots__ = ("key", "value", "bucket", "hash")
 
     def __init__(self, key, value, h, bucket):
         self.key, self.value, self.hash, self.bucket = key, value, h, bucket
+
+
+class LruElem(Elem):
+    """An element of an LRU map, which is also a node of its LRU lists (struct bpf_lru_node)."""
+
+    __slots__ = ("lru_prev", "lru_next", "lru_type", "ref", "cpu")
 
 
 class HashMap(BpfMap):
@@ -218,7 +224,7 @@ class HashMap(BpfMap):
         new = None
         if not (self.percpu and flags == uapi.BPF_EXIST):
             new = self.lru_list.pop_free(self.kernel.smp_processor_id(),
-                                         lambda: Elem(key, stored, h, h & (self.n_buckets - 1)))
+                                         lambda: LruElem(key, stored, h, h & (self.n_buckets - 1)))
             if new is None:
                 raise bpf_error(errno.ENOMEM, "no free LRU node for this CPU")
         old = self.elems.get(key)
