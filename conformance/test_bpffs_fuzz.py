@@ -54,7 +54,6 @@ class Side:
             self.kernel = Kernel()
             self.kernel.fs.makedirs(self.sandbox, 0o755)
             self.kernel.mount_bpffs(self.mnt)
-            self.kernel.fs.makedirs(self.sandbox, 0o755).mode = stat.S_IFDIR | 0o755
             spawn = self.kernel.spawn
             self.admin = self.kernel.spawn()
         else:
