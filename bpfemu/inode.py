@@ -17,7 +17,9 @@ mode bits with CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER as the
 overrides, a sticky directory (the bpffs root is 01777) keeps other users'
 entries, rename refuses a directory below itself, over a non-empty directory,
 across types and across mounts, and moving a directory to another parent needs
-write permission on it (its ``..`` changes).
+write permission on it (its ``..`` changes). Symlinks (bpf_symlink) are
+followed in the middle of a path and, where the syscall asks for it or a
+trailing slash does, as its last component, at most MAXSYMLINKS per walk.
 """
 import errno
 import stat as _stat
@@ -29,12 +31,14 @@ from .errors import bpf_error
 from .limits import PATH_MAX
 
 NAME_MAX = 255
+MAXSYMLINKS = 40  # symlinks one walk may follow (ELOOP past them)
 TMPFS_MAGIC = 0x01021994
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
 
 
 class Inode:
-    """A node: a directory (children dict), a pinned object, or a plain file."""
+    """A node: a directory (children dict), a pinned object, a symlink (its body in ``target``) or a plain
+    file."""
 
     _ino = 1
 
@@ -43,6 +47,7 @@ class Inode:
         self.mode = mode
         self.uid, self.gid = uid, gid
         self.obj = obj
+        self.target = None  # a symlink's body
         self.children = {} if _stat.S_ISDIR(mode) else None
         self.parent = None
         self.name = ""
@@ -56,6 +61,10 @@ class Inode:
     @property
     def is_dir(self):
         return self.children is not None
+
+    @property
+    def is_symlink(self):
+        return _stat.S_ISLNK(self.mode)
 
     @property
     def on_bpffs(self):
@@ -129,6 +138,15 @@ def getname(path):
     return path
 
 
+class Nameidata:
+    """What one path walk carries across the symlinks it follows: how many it has followed."""
+
+    __slots__ = ("links",)
+
+    def __init__(self):
+        self.links = 0
+
+
 def _name_len(name):
     return len(name.encode("utf-8", "surrogateescape"))
 
@@ -181,9 +199,11 @@ class Namespace:
             return self._follow_mount(self.root)
         return base
 
-    def _walk_parent(self, path, task, base):
-        """link_path_walk: (the directory holding the last component, :class:`Last`)."""
+    def _walk_parent(self, path, task, base, nd=None):
+        """link_path_walk: (the directory holding the last component, :class:`Last`). A symlink met before
+        the last component is followed (its body walked from the directory holding it, or from the root)."""
         path = getname(path)
+        nd = nd or Nameidata()
         node = self._start(path, base)
         parts = [p for p in path.split("/") if p]
         if not parts:
@@ -201,13 +221,23 @@ class Namespace:
                 c = self._lookup(node, name)
                 if c is None:
                     raise bpf_error(errno.ENOENT, path)
-                node = self._follow_mount(c)
+                c = self._follow_mount(c)
+                node = self._follow_link(node, c, task, nd) if c.is_symlink else c
             if not node.is_dir:
                 raise bpf_error(errno.ENOTDIR, path)
 
-    def _resolve_last(self, d, last, path):
-        """What the last component names, mounts followed (ENOENT), and ENOTDIR for ``name/`` on a
-        non-directory (path_lookupat with LOOKUP_FOLLOW)."""
+    def _follow_link(self, d, link, task, nd):
+        """pick_link: the inode a symlink in d leads to, its body walked to the end (ELOOP past
+        MAXSYMLINKS links in one walk, counting the nested ones)."""
+        if nd.links >= MAXSYMLINKS:
+            raise bpf_error(errno.ELOOP, "too many levels of symbolic links")
+        nd.links += 1
+        pd, last = self._walk_parent(link.target, task, d, nd)
+        return self._resolve_last(pd, last, link.target, task, nd, True)
+
+    def _resolve_last(self, d, last, path, task=None, nd=None, follow=True):
+        """What the last component names, mounts followed (ENOENT), a symlink followed when ``follow`` or
+        a trailing slash asks for it, and ENOTDIR for ``name/`` on a non-directory (path_lookupat)."""
         if last.type in (LAST_ROOT, LAST_DOT):
             node = d
         elif last.type == LAST_DOTDOT:
@@ -217,14 +247,18 @@ class Namespace:
             if c is None:
                 raise bpf_error(errno.ENOENT, path)
             node = self._follow_mount(c)
+            if node.is_symlink and (follow or last.slash):
+                node = self._follow_link(d, node, task, nd or Nameidata())
         if last.slash and not node.is_dir:
             raise bpf_error(errno.ENOTDIR, path)
         return node
 
-    def walk(self, path, task=None, base=None):
-        """The inode at path (user_path_at with LOOKUP_FOLLOW); relative paths start at base."""
-        d, last = self._walk_parent(path, task, base)
-        return self._resolve_last(d, last, path)
+    def walk(self, path, task=None, base=None, follow=True):
+        """The inode at path (user_path_at; LOOKUP_FOLLOW when ``follow``: a symlink as the last component
+        is followed, as it is anyway with a trailing slash); relative paths start at base."""
+        nd = Nameidata()
+        d, last = self._walk_parent(path, task, base, nd)
+        return self._resolve_last(d, last, path, task, nd, follow)
 
     def path_of(self, node):
         parts = []
@@ -419,12 +453,34 @@ class Namespace:
     def listdir(self, path, task):
         return sorted(self.open_dir(path, task).children)
 
-    def stat(self, path, task):
-        node = self.walk(path, task)
+    def stat(self, path, task, follow=True):
+        """stat(2) (``follow``) or lstat(2): a symlink's size is its body's length, 0 on bpffs (bpf_symlink
+        sets none)."""
+        node = self.walk(path, task, follow=follow)
         nlink = 2 + sum(1 for c in node.children.values() if c.is_dir) if node.is_dir else 1
         if node.dead:
             nlink = 0
-        return StatResult(node.mode, node.ino, nlink, node.uid, node.gid, 0)
+        size = _name_len(node.target) if node.is_symlink and not node.on_bpffs else 0
+        return StatResult(node.mode, node.ino, nlink, node.uid, node.gid, size)
+
+    def symlink(self, target, path, task, base=None):
+        """do_symlinkat: getname of the body (ENOENT when empty, ENAMETOOLONG from PATH_MAX bytes; the body
+        is not walked), filename_create (EEXIST, a trailing slash ENOENT), may_create. bpffs makes it
+        (bpf_symlink) as everywhere: mode 0777, owned by the task, no umask."""
+        target = getname(target)
+        d, name = self._new_entry(path, task, base)
+        self._may_create(d, task)
+        node = Inode(d.sb, _stat.S_IFLNK | 0o777, getattr(task, "uid", 0), _gid(task) if task else 0)
+        node.target = target
+        self._link(d, name, node)
+
+    def readlink(self, path, task):
+        """readlinkat: the body of the symlink path names (not followed, unless a trailing slash asks);
+        EINVAL for anything else."""
+        node = self.walk(path, task, follow=False)
+        if not node.is_symlink:
+            raise bpf_error(errno.EINVAL, "%s is not a symbolic link" % path)
+        return node.target
 
     def statfs(self, path, task):
         node = self.walk(path, task)

@@ -381,6 +381,27 @@ class Task:
             self._check_alive()
             return self.kernel.fs.stat(path, self)
 
+    def lstat(self, path):
+        """lstat(2): stat of path without following a symlink as its last component."""
+        path = c_path(path)
+        with self.kernel.lock:
+            self._check_alive()
+            return self.kernel.fs.stat(path, self, follow=False)
+
+    def symlink(self, target, path):
+        """symlink(2): a symbolic link at path whose body is target (not checked until followed)."""
+        target, path = c_path(target), c_path(path)
+        with self.kernel.lock:
+            self._check_alive()
+            self.kernel.fs.symlink(target, path, self)
+
+    def readlink(self, path):
+        """readlink(2): the body of the symbolic link at path (EINVAL for anything else)."""
+        path = c_path(path)
+        with self.kernel.lock:
+            self._check_alive()
+            return self.kernel.fs.readlink(path, self)
+
     def statfs(self, path):
         path = c_path(path)
         with self.kernel.lock:

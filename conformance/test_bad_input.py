@@ -19,9 +19,11 @@ BIG = [2**31, -2**31 - 1, 2**64, "3", None, 3.0]
 
 CASES = [(verb, (fd,), EBADF) for verb in ("close", "dup") for fd in BIG + [-1, 999]]
 CASES += [("fdinfo", (fd,), ENOENT) for fd in BIG + [-1, 999]]  # opening /proc/self/fdinfo/<fd>
-CASES += [(verb, (path,), e) for verb in ("rmdir", "unlink", "stat", "listdir", "open_dir", "statfs", "mkdir")
+CASES += [(verb, (path,), e) for verb in ("rmdir", "unlink", "stat", "lstat", "readlink", "listdir", "open_dir", "statfs",
+                                                  "mkdir")
           for path, e in (("", ENOENT), (None, EFAULT), (7, EFAULT), ("\0/x", ENOENT), (b"", ENOENT))]
-CASES += [("rename", ("", "/x"), ENOENT), ("rename", (None, "/x"), EFAULT), ("rename", ("/nonexistent", None), EFAULT),
+CASES += [("symlink", ("", "/tmp/x"), ENOENT), ("symlink", ("x", ""), ENOENT), ("symlink", (None, "/tmp/x"), EFAULT),
+          ("symlink", ("x", 7), EFAULT), ("rename", ("", "/x"), ENOENT), ("rename", (None, "/x"), EFAULT), ("rename", ("/nonexistent", None), EFAULT),
           ("mkdir", ("/nonexistent/d", "x"), EINVAL), ("send_fds", (None, [2**31]), EBADF),
           ("bpf", (2**40, u.make_attr()), EINVAL), ("bpf", (-2**31 - 1, u.make_attr()), EINVAL),
           ("bpf", (u.BPF_MAP_CREATE, 2**70, 10), EFAULT), ("bpf", (u.BPF_MAP_CREATE, -5, 10), EFAULT),

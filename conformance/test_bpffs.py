@@ -493,3 +493,98 @@ def test_dotted_names_in_a_directory_of_mode_0(proc):
     assert err(pin, proc, fd, r + "/z/a.b") == 0
     assert err(proc.mkdir, r + "/z/c.d") == 0
     assert proc.listdir(r + "/z") == ["a.b", "c.d"]
+
+
+# -- symbolic links (bpf_symlink; fs/namei.c follows them) ----------------------------------------------
+
+def test_symlinks_are_made_and_followed(proc):
+    """bpffs makes symlinks (mode 0777, size 0, owned by the caller); a body is not checked when made. The
+    walk follows a symlink met in the middle of a path from the directory holding it (or from the root for
+    an absolute body), and as the last component for stat, OBJ_GET and open, not for lstat and readlink;
+    a trailing slash follows it too."""
+    r, fd = proc.bpffs, hash_map(proc)
+    proc.mkdir(r + "/d")
+    pin(proc, fd, r + "/d/m")
+    proc.symlink("d", r + "/l")
+    proc.symlink(r + "/d/m", r + "/abs")
+    proc.symlink("../d/m", r + "/d/rel")
+    proc.symlink("nowhere", r + "/dangling")
+    st = proc.lstat(r + "/l")
+    assert (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_nlink, st.st_size, st.st_uid) == (
+        stat.S_IFLNK, 0o777, 1, 0, 0)
+    assert stat.S_ISDIR(proc.stat(r + "/l").st_mode) and stat.S_ISLNK(proc.lstat(r + "/l/..").st_mode) is False
+    assert proc.stat(r + "/d").st_nlink == 2  # a symlink is no subdirectory
+    assert proc.readlink(r + "/l") == "d" and proc.readlink(r + "/dangling") == "nowhere"
+    assert sorted(proc.listdir(r + "/l")) == ["m", "rel"]
+    for p in (r + "/l/m", r + "/abs", r + "/d/rel", r + "/l/rel", r + "/l/../abs"):
+        assert map_id(proc, obj_get(proc, p)) == map_id(proc, fd), p
+    assert stat.S_ISDIR(proc.lstat(r + "/l/").st_mode)  # the slash follows it
+    assert [err(proc.readlink, p) for p in (r + "/d", r + "/l/", r + "/zz", r + "/d/m")] == [
+        E.EINVAL, E.EINVAL, E.ENOENT, E.EINVAL]
+    assert [err(proc.stat, r + "/dangling"), err(obj_get, proc, r + "/dangling")] == [E.ENOENT, E.ENOENT]
+    assert err(obj_get, proc, r + "/l") == E.EACCES  # a directory, not a pin
+    pin(proc, fd, r + "/l/n")  # a symlink in the middle of a new name's path
+    proc.mkdir(r + "/l/e")
+    assert sorted(proc.listdir(r + "/d")) == ["e", "m", "n", "rel"]
+    assert map_id(proc, obj_get(proc, r + "/d/n")) == map_id(proc, fd)
+
+
+def test_symlink_errors(proc):
+    """symlink: an empty body ENOENT, a body of PATH_MAX bytes ENAMETOOLONG (4095 is made), a dotted or
+    256-byte name as for any new name (EPERM, ENAMETOOLONG), a trailing slash ENOENT, an existing name
+    EEXIST. Creating over a symlink (mkdir, OBJ_PIN, even with a slash, even dangling) is EEXIST: the last
+    component is not followed. unlink and rename take the symlink itself; rmdir of it, or any of them with a
+    trailing slash, is ENOTDIR."""
+    r, fd = proc.bpffs, hash_map(proc)
+    proc.mkdir(r + "/d")
+    proc.symlink("d", r + "/l")
+    proc.symlink("nowhere", r + "/dangling")
+    assert [err(proc.symlink, t, r + "/s") for t in ("", "x" * 4096)] == [E.ENOENT, E.ENAMETOOLONG]
+    assert [err(proc.symlink, "d", p) for p in (r + "/a.b", r + "/" + "n" * 256, r + "/t/", r + "/d", r + "/l")] == [
+        E.EPERM, E.ENAMETOOLONG, E.ENOENT, E.EEXIST, E.EEXIST]
+    for p in (r + "/l", r + "/l/", r + "/dangling", r + "/dangling/"):
+        assert [err(proc.mkdir, p), err(pin, proc, fd, p)] == [E.EEXIST, E.EEXIST], p
+    assert [err(proc.rmdir, r + "/l"), err(proc.rmdir, r + "/l/"), err(proc.unlink, r + "/l/")] == [E.ENOTDIR] * 3
+    assert [err(proc.rename, r + "/l/", r + "/l2"), err(proc.rename, r + "/l", r + "/l2/")] == [E.ENOTDIR] * 2
+    assert err(proc.rename, r + "/l", r + "/d") == E.EISDIR  # a symlink onto a directory
+    proc.symlink("x" * 4095, r + "/long")
+    assert err(proc.stat, r + "/long") == E.ENAMETOOLONG  # its one component is longer than NAME_MAX
+    proc.rename(r + "/l", r + "/d/l")  # the symlink moves, its body stays relative to where it is now
+    assert err(proc.listdir, r + "/d/l") == E.ENOENT
+    proc.unlink(r + "/d/l")
+    assert proc.listdir(r + "/d") == []
+
+
+def test_symlinks_followed_at_most_40_times(proc):
+    """One walk follows at most MAXSYMLINKS (40) symlinks, nested ones included: ELOOP for the 41st; a
+    symlink to itself is ELOOP."""
+    r = proc.bpffs
+    proc.mkdir(r + "/d")
+    for i in range(41):
+        proc.symlink("c%d" % (i + 1) if i < 40 else "d", r + "/c%d" % i)
+    assert stat.S_ISDIR(proc.stat(r + "/c1").st_mode)  # 40 symlinks
+    assert err(proc.stat, r + "/c0") == E.ELOOP  # 41
+    assert err(proc.mkdir, r + "/c1/x") == 0 and err(proc.mkdir, r + "/c0/y") == E.ELOOP
+    proc.symlink("c1/x/../x", r + "/nested")  # 40 inside, 1 for itself
+    assert err(proc.stat, r + "/nested") == E.ELOOP
+    proc.symlink("self", r + "/self")
+    assert [err(proc.stat, r + "/self"), err(proc.stat, r + "/self/x"), err(proc.unlink, r + "/self")] == [
+        E.ELOOP, E.ELOOP, 0]
+
+
+def test_symlinks_of_other_users(backend, proc):
+    """A symlink is owned by its maker (no umask); following it needs search permission on every directory
+    its body walks; in the sticky bpffs root, root's symlink cannot be removed by uid 1000 (EPERM) while
+    its own can."""
+    r = proc.bpffs
+    proc.mkdir(r + "/closed", 0o700)
+    proc.mkdir(r + "/closed/in")
+    proc.symlink("closed/in", r + "/rootlink")
+    user = backend.spawn(uid=1000, caps=())
+    user.symlink("closed/in", r + "/mine")
+    assert (proc.lstat(r + "/mine").st_uid, stat.S_IMODE(proc.lstat(r + "/mine").st_mode)) == (1000, 0o777)
+    assert err(user.stat, r + "/mine") == E.EACCES
+    assert err(user.readlink, r + "/rootlink") == 0
+    assert stat.S_ISDIR(proc.stat(r + "/mine").st_mode)
+    assert [err(user.unlink, r + "/rootlink"), err(user.unlink, r + "/mine")] == [E.EPERM, 0]
+    assert err(user.symlink, "x", r + "/closed/s") == E.EACCES

@@ -1,12 +1,12 @@
 """A differential bpffs fuzzer: random namespace operations by privileged and unprivileged tasks on the
 emulator and on the host, compared step by step.
 
-Both machines get the same sandbox: a root-owned 0755 directory ``S`` under /tmp holding ``S/mnt``, a
+Both machines get the same sandbox: a root-owned 0755 directory ``S`` under /tmp holding ``S/u/v/w/mnt``, a
 fresh bpffs mount (on the emulator at the very same path, so that path lengths agree byte for byte).
 Four tasks act: root with every capability, uid 0 without capabilities, uid 1000 and uid 1001 (no
 capabilities); the unprivileged ones got three maps from root by SCM_RIGHTS, and one more map is kept
 alive only by a pin. Each step is one operation the emulator offers on a namespace -- mkdir, rmdir,
-unlink, rename, stat, listdir, statfs, open_dir, OBJ_PIN and OBJ_GET, with or without BPF_F_PATH_FD and
+unlink, rename, stat, lstat, symlink, readlink, listdir, statfs, open_dir, OBJ_PIN and OBJ_GET, with or without BPF_F_PATH_FD and
 a directory fd opened earlier (possibly of a directory removed since) -- on random paths: components
 from a small pool (existing and new names, ``.``, ``..``, a dotted name, the preloaded ``maps.debug``, names
 of 255 and 256 bytes), doubled and trailing slashes, the bpffs root, the sandbox above it, and paths of
@@ -39,26 +39,42 @@ RARE = ["x.y", "maps.debug", "n" * 255, "n" * 256, ".", "..", "mnt", "keep"]
 MODES = [0o777, 0o755, 0o700, 0o1777, 0o711, 0o000, 0o1733]
 CREDS = [("root", 0, None), ("root-nocaps", 0, ()), ("u1000", 1000, ()), ("u1001", 1001, ())]
 OPS = ["mkdir"] * 4 + ["pin"] * 4 + ["rmdir"] * 2 + ["unlink"] * 2 + ["rename"] * 4 + ["stat"] * 2 + \
-    ["listdir", "statfs", "open_dir", "open_dir", "get", "get", "get", "close_dir"]
+    ["listdir", "statfs", "open_dir", "open_dir", "get", "get", "get", "close_dir"] + \
+    ["symlink"] * 3 + ["lstat", "readlink"]
+# Symlink bodies. None resolves above the bpffs root or to the root itself: a symlink always leads to an entry
+# one level or more below it, so the '..' a path may still hold after it climbs at most two levels above the
+# mount (the sandbox has three spare levels there, UP)
+BODIES = ["a", "b", "d", "p", "q", "a/p", "p/", "x.y", "keep", "n" * 256, "nowhere", "a/../q", "d/a/"]
+ABS_BODIES = ["a", "d", "p", "q", "a/p", "keep", "d/q/"]
+UP = "/u/v/w"
 
 
 class Side:
     """One machine: its tasks (by name), the maps by index, and the directory fds each task holds."""
 
-    def __init__(self, name, sandbox):
-        self.name, self.sandbox, self.mnt = name, sandbox, sandbox + "/mnt"
+    def __init__(self, name, top):
+        """top: the sandbox's own directory; the bpffs is mounted at top/u/v/w/mnt (``sandbox`` is
+        top/u/v/w, the directory that paths reach with '..' from the bpffs root)."""
+        self.name, self.top = name, top
+        self.sandbox = top + UP
+        self.mnt = self.sandbox + "/mnt"
         self.tasks, self.map_ids, self.dirs = {}, [], {c[0]: [] for c in CREDS}
 
     def setup(self):
         if self.name == "emu":
             self.kernel = Kernel()
-            self.kernel.fs.makedirs(self.sandbox, 0o755)
+            self.kernel.fs.makedirs(self.sandbox, 0o755)  # top and the levels of UP
             self.kernel.mount_bpffs(self.mnt)
             spawn = self.kernel.spawn
             self.admin = self.kernel.spawn()
         else:
-            os.mkdir(self.sandbox, 0o755)
-            os.chmod(self.sandbox, 0o755)
+            os.mkdir(self.top, 0o755)
+            os.chmod(self.top, 0o755)
+            p = self.top
+            for part in UP.split("/")[1:]:
+                p += "/" + part
+                os.mkdir(p, 0o755)
+                os.chmod(p, 0o755)
             os.mkdir(self.mnt, 0o755)
             mount("bpf", self.mnt, "bpf")
             self.host = Host()
@@ -90,30 +106,30 @@ class Side:
             try:
                 umount(self.mnt)
             finally:
-                shutil.rmtree(self.sandbox, ignore_errors=True)
+                shutil.rmtree(self.top, ignore_errors=True)
 
     # -- what both machines are compared on ------------------------------------------------------------
     def snapshot(self):
-        """The sandbox as root sees it: (path, type, mode, uid, gid, nlink, map index or None) of every
-        entry, and the indices of the maps alive."""
+        """The sandbox as root sees it: (path, type, mode, uid, gid, nlink, map index or a symlink's body)
+        of every entry (symlinks are not followed), and the indices of the maps alive."""
         out = []
         adm = self.admin
 
         def visit(path):
             for name in sorted(adm.listdir(path)):
                 p = path + "/" + name
-                st = adm.stat(p)
-                which = None
+                st = adm.lstat(p)
+                which = adm.readlink(p) if stat.S_ISLNK(st.st_mode) else None
                 if stat.S_ISREG(st.st_mode) and p.startswith(self.mnt + "/") and not name.endswith(".debug"):
                     fd = obj_get(adm, p)
                     which = self.map_index(adm, fd)
                     adm.close(fd)
-                out.append((p[len(self.sandbox):], stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid,
+                out.append((p[len(self.top):], stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid,
                             st.st_gid, st.st_nlink, which))
                 if stat.S_ISDIR(st.st_mode):
                     visit(p)
 
-        visit(self.sandbox)
+        visit(self.top)
         alive = []
         for i, mid in enumerate(self.map_ids):
             try:
@@ -171,6 +187,8 @@ def gen_step(rng, mnt, sandbox):
                                        "n" * 256, "..", "../.."])
     elif op == "close_dir":
         step["dir"] = rng.randrange(4)
+    elif op == "symlink":  # a relative body, or an absolute path like the others
+        step["body"] = rng.choice(BODIES) if rng.random() < 0.7 else mnt + "/" + rng.choice(ABS_BODIES)
     return step
 
 
@@ -191,8 +209,12 @@ def do_step(side, step):
         return _result(getattr(t, op), p)
     if op == "rename":
         return _result(t.rename, p, step["new"])
-    if op == "stat":
-        r = _result(t.stat, p)
+    if op == "symlink":
+        return _result(t.symlink, step["body"], p)
+    if op == "readlink":
+        return _result(t.readlink, p)
+    if op in ("stat", "lstat"):
+        r = _result(getattr(t, op), p)
         if r[0] == "ok":
             st = r[1]
             r = ("ok", (st.st_mode, st.st_uid, st.st_gid, st.st_nlink))

@@ -299,7 +299,7 @@ def serve(sock):
             elif op == "call":
                 fn = getattr(os, req[1]) if req[1] != "statfs" else statfs
                 result = ("ok", fn(*req[2]))
-                if req[1] == "stat":
+                if req[1] in ("stat", "lstat"):
                     result = ("ok", tuple(result[1]))
             elif op == "fdinfo":
                 with open("/proc/self/fdinfo/%d" % req[1]) as f:

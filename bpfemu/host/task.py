@@ -144,6 +144,15 @@ class Host(_Surface):
     def stat(self, path):
         return os.stat(c_path(path))
 
+    def lstat(self, path):
+        return os.lstat(c_path(path))
+
+    def symlink(self, target, path):
+        os.symlink(c_path(target), c_path(path))
+
+    def readlink(self, path):
+        return os.readlink(c_path(path))
+
     def open_dir(self, path):
         """An fd of the directory at path (O_RDONLY|O_DIRECTORY), e.g. for BPF_F_PATH_FD."""
         r = os.open(c_path(path), os.O_RDONLY | os.O_DIRECTORY)
@@ -349,6 +358,15 @@ class HostTask(_Surface):
 
     def stat(self, path):
         return os.stat_result(self._call("call", "stat", (c_path(path),)))
+
+    def lstat(self, path):
+        return os.stat_result(self._call("call", "lstat", (c_path(path),)))
+
+    def symlink(self, target, path):
+        self._call("call", "symlink", (c_path(target), c_path(path)))
+
+    def readlink(self, path):
+        return self._call("call", "readlink", (c_path(path),))
 
     def statfs(self, path):
         return self._call("call", "statfs", (c_path(path),))
