@@ -222,20 +222,25 @@ class Namespace:
                 if c is None:
                     raise bpf_error(errno.ENOENT, path)
                 c = self._follow_mount(c)
-                node = self._follow_link(node, c, task, nd) if c.is_symlink else c
+                node = self._follow_link(node, c, task, nd, False) if c.is_symlink else c
             if not node.is_dir:
                 raise bpf_error(errno.ENOTDIR, path)
 
-    def _follow_link(self, d, link, task, nd):
+    def _follow_link(self, d, link, task, nd, trailing):
         """pick_link: the inode a symlink in d leads to, its body walked to the end (ELOOP past
-        MAXSYMLINKS links in one walk, counting the nested ones)."""
+        MAXSYMLINKS links in one walk, counting the nested ones). A symlink as the last component
+        (``trailing``) is refused (EACCES) under fs.protected_symlinks = 1 when the task does not own it,
+        d is sticky and world-writable and d's owner does not own it either (may_follow_link)."""
         if nd.links >= MAXSYMLINKS:
             raise bpf_error(errno.ELOOP, "too many levels of symbolic links")
         nd.links += 1
+        if trailing and task is not None and self.kernel.sysctl.get("fs.protected_symlinks") and \
+                link.uid != task.uid and d.mode & 0o1002 == 0o1002 and d.uid != link.uid:
+            raise bpf_error(errno.EACCES, "fs.protected_symlinks: another user's symlink in a sticky directory")
         pd, last = self._walk_parent(link.target, task, d, nd)
-        return self._resolve_last(pd, last, link.target, task, nd, True)
+        return self._resolve_last(pd, last, link.target, task, nd, True, trailing)
 
-    def _resolve_last(self, d, last, path, task=None, nd=None, follow=True):
+    def _resolve_last(self, d, last, path, task=None, nd=None, follow=True, trailing=True):
         """What the last component names, mounts followed (ENOENT), a symlink followed when ``follow`` or
         a trailing slash asks for it, and ENOTDIR for ``name/`` on a non-directory (path_lookupat)."""
         if last.type in (LAST_ROOT, LAST_DOT):
@@ -248,7 +253,7 @@ class Namespace:
                 raise bpf_error(errno.ENOENT, path)
             node = self._follow_mount(c)
             if node.is_symlink and (follow or last.slash):
-                node = self._follow_link(d, node, task, nd or Nameidata())
+                node = self._follow_link(d, node, task, nd or Nameidata(), trailing)
         if last.slash and not node.is_dir:
             raise bpf_error(errno.ENOTDIR, path)
         return node

@@ -13,7 +13,8 @@ from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, 
 from .describe import describe
 from .errors import bpf_error
 from .fdinfo import fdinfo
-from .host.sysinfo import host_kernel_max, host_possible_cpus, host_total_memory, host_unprivileged_bpf_disabled
+from .host.sysinfo import (host_kernel_max, host_possible_cpus, host_protected_symlinks, host_total_memory,
+                           host_unprivileged_bpf_disabled)
 from .idr import IDR
 from .limits import NR_CPUS
 from .memcg import DEFAULT_MACHINE_MEMORY, DEFAULT_MEMORY_LIMIT, MemCg
@@ -35,14 +36,15 @@ class Kernel:
     is built for (``/sys/devices/system/cpu/kernel_max``, CONFIG_NR_CPUS - 1; a
     CPUMAP holds at most kernel_max + 1 entries); default the host's, else 8191.
     ``unprivileged_bpf_disabled``: the sysctl (0, 1 or 2), default the host's value,
-    else 2 (the kernel's default). ``memory_limit``: bytes of a memory cgroup the maps
+    else 2 (the kernel's default). ``protected_symlinks``: the sysctl fs.protected_symlinks (0 or 1),
+    default the host's, else 0. ``memory_limit``: bytes of a memory cgroup the maps
     are charged to (default None: no cgroup limit, as on a host without one);
     ``machine_memory``: the machine's RAM, which the maps cannot exceed (default the
     host's MemTotal, else 8 GiB; None: unbounded). See :mod:`bpfemu.memcg`.
     """
 
     def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT,
-                 kernel_max=None, machine_memory="host"):
+                 kernel_max=None, machine_memory="host", protected_symlinks=None):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         if kernel_max is None:
             kernel_max = host_kernel_max()
@@ -55,7 +57,10 @@ class Kernel:
         self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
-        self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled}
+        if protected_symlinks is None:
+            protected_symlinks = host_protected_symlinks()
+        self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled,
+                       "fs.protected_symlinks": protected_symlinks}
         self.seed = seed
         if machine_memory == "host":
             machine_memory = host_total_memory() or DEFAULT_MACHINE_MEMORY

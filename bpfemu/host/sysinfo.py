@@ -36,6 +36,15 @@ def host_total_memory(path="/proc/meminfo"):
     return None
 
 
+def host_protected_symlinks(default=0):
+    """The sysctl fs.protected_symlinks, or ``default`` (the kernel's) where it cannot be read."""
+    try:
+        with open("/proc/sys/fs/protected_symlinks") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return default
+
+
 def host_unprivileged_bpf_disabled(default=2):
     """The sysctl kernel.unprivileged_bpf_disabled, or ``default`` where it cannot be read."""
     try:
