@@ -26,7 +26,7 @@ import stat as _stat
 
 from . import uapi
 from .surface import StatfsResult, StatResult
-from .caps import CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+from .caps import CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID
 from .errors import bpf_error
 from .limits import PATH_MAX
 
@@ -341,12 +341,60 @@ class Namespace:
             raise bpf_error(errno.ENOENT, "%s: a trailing slash asks for a directory" % path)
         return d, last.name
 
+    def _new_inode(self, d, mode, task):
+        """inode_init_owner: owned by the task; in a set-group-ID directory the group is the directory's and
+        a new directory is set-group-ID too."""
+        uid, gid = (task.uid, _gid(task)) if task is not None else (0, 0)
+        if d.mode & _stat.S_ISGID:
+            gid = d.gid
+            if _stat.S_ISDIR(mode):
+                mode |= _stat.S_ISGID
+        return Inode(d.sb, mode, uid, gid)
+
+    # -- attributes (chmod_common, chown_common, setattr_prepare) ------------
+    def chmod(self, path, mode, task):
+        """chmod(2): the walk (following symlinks), then only the owner or CAP_FOWNER (EPERM); the
+        set-group-ID bit is dropped unless the task is in the file's group or has CAP_FSETID."""
+        node = self.walk(path, task)
+        if task is not None and task.uid != node.uid and CAP_FOWNER not in _caps(task):
+            raise bpf_error(errno.EPERM, "chmod: not the owner")
+        mode &= 0o7777
+        if task is not None and not _in_group_or_capable(task, node.gid):
+            mode &= ~_stat.S_ISGID
+        node.mode = _stat.S_IFMT(node.mode) | mode
+
+    def chown(self, path, uid, gid, task):
+        """chown(2) (-1 keeps an id): the walk (following symlinks); a new owner needs CAP_CHOWN, a new group
+        the owner being in it, or CAP_CHOWN (EPERM); on anything but a directory the set-user-ID bit goes, and
+        the set-group-ID bit with group execute (or when the task is not in the group and lacks CAP_FSETID),
+        which is a mode change only the owner or CAP_FOWNER may make (EPERM)."""
+        node = self.walk(path, task)
+        caps = _caps(task) if task is not None else (CAP_CHOWN, CAP_FOWNER, CAP_FSETID)
+        new_uid = node.uid if uid == -1 else uid
+        new_gid = node.gid if gid == -1 else gid
+        fsuid = task.uid if task is not None else 0
+        if uid != -1 and not (fsuid == node.uid and uid == node.uid) and CAP_CHOWN not in caps:
+            raise bpf_error(errno.EPERM, "chown: changing the owner needs CAP_CHOWN")
+        if gid != -1 and CAP_CHOWN not in caps and not (
+                fsuid == node.uid and (gid == node.gid or (task is not None and gid == _gid(task)))):
+            raise bpf_error(errno.EPERM, "chown: changing the group needs ownership and membership, or CAP_CHOWN")
+        mode = node.mode
+        if not node.is_dir:
+            if mode & _stat.S_ISUID:
+                mode &= ~_stat.S_ISUID
+            if mode & _stat.S_ISGID and (mode & _stat.S_IXGRP or (
+                    task is not None and not _in_group_or_capable(task, node.gid))):
+                mode &= ~_stat.S_ISGID
+        if mode != node.mode and fsuid != node.uid and CAP_FOWNER not in caps:
+            raise bpf_error(errno.EPERM, "chown: the mode change it implies needs ownership or CAP_FOWNER")
+        node.uid, node.gid, node.mode = new_uid, new_gid, mode
+
     # -- directory operations ---------------------------------------------
     def mkdir(self, path, mode, task, base=None):
         """do_mkdirat: filename_create (a trailing slash allowed), then may_create."""
         d, name = self._new_entry(path, task, base, want_dir=True)
         self._may_create(d, task)
-        node = Inode(d.sb, _stat.S_IFDIR | (mode & 0o1777 & ~task_umask(task)), task.uid, _gid(task))
+        node = self._new_inode(d, _stat.S_IFDIR | (mode & 0o1777 & ~task_umask(task)), task)
         self._link(d, name, node)
 
     def rmdir(self, path, task, base=None):
@@ -475,7 +523,7 @@ class Namespace:
         target = getname(target)
         d, name = self._new_entry(path, task, base)
         self._may_create(d, task)
-        node = Inode(d.sb, _stat.S_IFLNK | 0o777, getattr(task, "uid", 0), _gid(task) if task else 0)
+        node = self._new_inode(d, _stat.S_IFLNK | 0o777, task)
         node.target = target
         self._link(d, name, node)
 
@@ -507,7 +555,8 @@ class Namespace:
         if not d.on_bpffs:
             raise bpf_error(errno.EPERM, "%s is not on a bpffs" % path)
         self._may_create(d, task)
-        node = Inode(d.sb, _stat.S_IFREG | (0o600 & ~task_umask(task)), task.uid, _gid(task), obj=obj)
+        node = self._new_inode(d, _stat.S_IFREG | (0o600 & ~task_umask(task)), task)
+        node.obj = obj
         obj.hold(node)
         self._link(d, name, node)
         return node
@@ -556,3 +605,8 @@ def task_umask(task):
 
 def _gid(task):
     return getattr(task, "gid", task.uid)
+
+
+def _in_group_or_capable(task, gid):
+    """in_group_or_capable: the task's group (the model has no supplementary groups) or CAP_FSETID."""
+    return gid == _gid(task) or CAP_FSETID in _caps(task)

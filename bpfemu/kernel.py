@@ -19,7 +19,7 @@ from .idr import IDR
 from .limits import NR_CPUS
 from .memcg import DEFAULT_MACHINE_MEMORY, DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import FMODE_READ, KINDS, File
-from .surface import attr_args, c_id, c_mode, c_path
+from .surface import attr_args, c_id, c_mode, c_owner, c_path
 from .syscall.mmap import bpf_map_mmap
 from .syscall.sys_bpf import sys_bpf
 from .usermem import LOCAL
@@ -392,6 +392,20 @@ class Task:
         with self.kernel.lock:
             self._check_alive()
             return self.kernel.fs.stat(path, self, follow=False)
+
+    def chmod(self, path, mode):
+        """chmod(2) of path (a symlink is followed): the owner or CAP_FOWNER (EPERM)."""
+        path, mode = c_path(path), c_mode(mode)
+        with self.kernel.lock:
+            self._check_alive()
+            self.kernel.fs.chmod(path, mode, self)
+
+    def chown(self, path, uid, gid):
+        """chown(2) of path (a symlink is followed); -1 keeps an id. CAP_CHOWN for another owner (EPERM)."""
+        path, uid, gid = c_path(path), c_owner(uid), c_owner(gid)
+        with self.kernel.lock:
+            self._check_alive()
+            self.kernel.fs.chown(path, uid, gid, self)
 
     def symlink(self, target, path):
         """symlink(2): a symbolic link at path whose body is target (not checked until followed)."""

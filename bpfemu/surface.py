@@ -84,6 +84,13 @@ def c_id(uid):
     raise _oserror(errno.EINVAL)
 
 
+def c_owner(uid):
+    """A uid or gid for chown(2): 0 .. 2^32 - 2, or -1 (also as 2^32 - 1) for "keep"; else EINVAL."""
+    if isinstance(uid, int) and -1 <= uid <= 0xFFFFFFFF:
+        return -1 if uid in (-1, 0xFFFFFFFF) else int(uid)
+    raise _oserror(errno.EINVAL)
+
+
 def attr_args(attr, size=None):
     """(address, size) of bpf(cmd, attr, size)'s attr: ``size`` defaults to the buffer's own (TypeError for a
     bare address without one)."""

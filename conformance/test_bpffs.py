@@ -588,3 +588,64 @@ def test_symlinks_of_other_users(backend, proc):
     assert stat.S_ISDIR(proc.stat(r + "/mine").st_mode)
     assert [err(user.unlink, r + "/rootlink"), err(user.unlink, r + "/mine")] == [E.EPERM, 0]
     assert err(user.symlink, "x", r + "/closed/s") == E.EACCES
+
+
+# -- chmod and chown (setattr_prepare on bpffs inodes) -------------------------------------------------
+
+def test_chmod_of_a_pin_opens_it_to_other_users(backend, proc):
+    """A pin is 0600 root: uid 1000 cannot OBJ_GET it (EACCES) until root makes it 0644 (read-only then) or
+    0666, as a daemon does to share a map. chmod needs the owner or CAP_FOWNER (EPERM), follows a symlink,
+    and keeps only the 07777 bits; the set-group-ID bit goes when the caller is not in the file's group."""
+    r, fd = proc.bpffs, hash_map(proc)
+    pin(proc, fd, r + "/m")
+    proc.symlink("m", r + "/l")
+    user = backend.spawn(uid=1000, caps=())
+    assert err(obj_get, user, r + "/m", file_flags=u.BPF_F_RDONLY) == E.EACCES
+    assert err(user.chmod, r + "/m", 0o666) == E.EPERM
+    proc.chmod(r + "/l", 0o100644)
+    assert stat.S_IMODE(proc.stat(r + "/m").st_mode) == 0o644 and stat.S_ISREG(proc.stat(r + "/m").st_mode)
+    assert stat.S_IMODE(proc.lstat(r + "/l").st_mode) == 0o777
+    assert err(obj_get, user, r + "/m", file_flags=u.BPF_F_RDONLY) == 0
+    assert err(obj_get, user, r + "/m") == E.EACCES
+    proc.chmod(r + "/m", 0o666)
+    assert map_id(user, obj_get(user, r + "/m")) == map_id(proc, fd)
+    user.mkdir(r + "/ud", 0o755)
+    user.chmod(r + "/ud", 0o2777)  # its own group: the set-group-ID bit stays
+    assert stat.S_IMODE(user.stat(r + "/ud").st_mode) == 0o2777
+    proc.chown(r + "/ud", -1, 0)
+    user.chmod(r + "/ud", 0o2755)  # not in group 0 any more: it goes
+    assert stat.S_IMODE(user.stat(r + "/ud").st_mode) == 0o755
+    assert [err(proc.chmod, r + "/zz", 0o600), err(proc.chmod, r + "/m/", 0o600)] == [E.ENOENT, E.ENOTDIR]
+
+
+def test_chown_rules(backend, proc):
+    """chown: a new owner needs CAP_CHOWN (EPERM), a new group that the owner is in it (or CAP_CHOWN); -1
+    keeps an id. In a set-group-ID directory new entries take its group and new directories its bit; chown
+    of a non-directory drops set-user-ID, and set-group-ID with group execute."""
+    r, fd = proc.bpffs, hash_map(proc)
+    user = backend.spawn(uid=1000, caps=())
+    pin(proc, fd, r + "/m")
+    proc.chown(r + "/m", 1000, 1000)
+    assert (proc.stat(r + "/m").st_uid, proc.stat(r + "/m").st_gid) == (1000, 1000)
+    assert map_id(user, obj_get(user, r + "/m")) == map_id(proc, fd)  # uid 1000 owns it now
+    assert [err(user.chown, r + "/m", 0, -1), err(user.chown, r + "/m", -1, 0)] == [E.EPERM, E.EPERM]
+    assert [err(user.chown, r + "/m", 1000, 1000), err(user.chown, r + "/m", -1, -1)] == [0, 0]
+    assert err(user.chown, r + "/m", 1001, -1) == E.EPERM
+    proc.mkdir(r + "/g", 0o777)
+    proc.chown(r + "/g", -1, 1001)
+    proc.chmod(r + "/g", 0o2777)
+    user.mkdir(r + "/g/sub", 0o755)
+    pin(user, obj_get(user, r + "/m"), r + "/g/pin")
+    user.symlink("pin", r + "/g/link")
+    got = [(proc.lstat(r + "/g/" + n).st_uid, proc.lstat(r + "/g/" + n).st_gid,
+            stat.S_IMODE(proc.lstat(r + "/g/" + n).st_mode)) for n in ("sub", "pin", "link")]
+    assert got == [(1000, 1001, 0o2755), (1000, 1001, 0o600), (1000, 1001, 0o777)]
+    proc.chmod(r + "/g/pin", 0o6750)
+    proc.chown(r + "/g/pin", -1, -1)  # a non-directory loses set-user-ID, and set-group-ID with group execute
+    assert stat.S_IMODE(proc.stat(r + "/g/pin").st_mode) == 0o750
+    proc.chmod(r + "/g/pin", 0o6640)
+    proc.chown(r + "/g/pin", -1, -1)
+    assert stat.S_IMODE(proc.stat(r + "/g/pin").st_mode) == 0o2640
+    proc.chmod(r + "/g/sub", 0o6755)
+    proc.chown(r + "/g/sub", 0, 0)  # a directory keeps both
+    assert stat.S_IMODE(proc.stat(r + "/g/sub").st_mode) == 0o6755

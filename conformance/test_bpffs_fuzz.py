@@ -6,7 +6,7 @@ fresh bpffs mount (on the emulator at the very same path, so that path lengths a
 Four tasks act: root with every capability, uid 0 without capabilities, uid 1000 and uid 1001 (no
 capabilities); the unprivileged ones got three maps from root by SCM_RIGHTS, and one more map is kept
 alive only by a pin. Each step is one operation the emulator offers on a namespace -- mkdir, rmdir,
-unlink, rename, stat, lstat, symlink, readlink, listdir, statfs, open_dir, OBJ_PIN and OBJ_GET, with or without BPF_F_PATH_FD and
+unlink, rename, stat, lstat, symlink, readlink, chmod, chown, listdir, statfs, open_dir, OBJ_PIN and OBJ_GET, with or without BPF_F_PATH_FD and
 a directory fd opened earlier (possibly of a directory removed since) -- on random paths: components
 from a small pool (existing and new names, ``.``, ``..``, a dotted name, the preloaded ``maps.debug``, names
 of 255 and 256 bytes), doubled and trailing slashes, the bpffs root, the sandbox above it, and paths of
@@ -40,7 +40,9 @@ MODES = [0o777, 0o755, 0o700, 0o1777, 0o711, 0o000, 0o1733]
 CREDS = [("root", 0, None), ("root-nocaps", 0, ()), ("u1000", 1000, ()), ("u1001", 1001, ())]
 OPS = ["mkdir"] * 4 + ["pin"] * 4 + ["rmdir"] * 2 + ["unlink"] * 2 + ["rename"] * 4 + ["stat"] * 2 + \
     ["listdir", "statfs", "open_dir", "open_dir", "get", "get", "get", "close_dir"] + \
-    ["symlink"] * 3 + ["lstat", "readlink"]
+    ["symlink"] * 3 + ["lstat", "readlink"] + ["chmod", "chown"]
+CHMODS = MODES + [0o644, 0o666, 0o400, 0o200, 0o2777, 0o2755, 0o4600, 0o6750, 0o2640, 0o7777, 0o100755]
+IDS = [-1, -1, 0, 1000, 1001]
 # Symlink bodies. None resolves above the bpffs root or to the root itself: a symlink always leads to an entry
 # one level or more below it, so the '..' a path may still hold after it climbs at most two levels above the
 # mount (the sandbox has three spare levels there, UP)
@@ -187,6 +189,10 @@ def gen_step(rng, mnt, sandbox):
                                        "n" * 256, "..", "../.."])
     elif op == "close_dir":
         step["dir"] = rng.randrange(4)
+    elif op == "chmod":
+        step["mode"] = rng.choice(CHMODS)
+    elif op == "chown":
+        step["uid"], step["gid"] = rng.choice(IDS), rng.choice(IDS)
     elif op == "symlink":  # a relative body, or an absolute path like the others
         step["body"] = rng.choice(BODIES) if rng.random() < 0.7 else mnt + "/" + rng.choice(ABS_BODIES)
     return step
@@ -211,6 +217,10 @@ def do_step(side, step):
         return _result(t.rename, p, step["new"])
     if op == "symlink":
         return _result(t.symlink, step["body"], p)
+    if op == "chmod":
+        return _result(t.chmod, p, step["mode"])
+    if op == "chown":
+        return _result(t.chown, p, step["uid"], step["gid"])
     if op == "readlink":
         return _result(t.readlink, p)
     if op in ("stat", "lstat"):

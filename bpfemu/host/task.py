@@ -22,7 +22,7 @@ import tempfile
 from .. import uapi
 from ..errors import strerror
 from ..limits import PAGE_SIZE
-from ..surface import attr_args, c_fd, c_id, c_int, c_mode, c_path
+from ..surface import attr_args, c_fd, c_id, c_int, c_mode, c_owner, c_path
 from ..syscall.table import COMMANDS
 from .libc import MACHINE, SYSCALLS, mmap_fd, mount, raw_bpf, read_partial, statfs, umount
 from .rpc import RPC_FD, open_fds, recv, send, start_serving
@@ -149,6 +149,12 @@ class Host(_Surface):
 
     def symlink(self, target, path):
         os.symlink(c_path(target), c_path(path))
+
+    def chmod(self, path, mode):
+        os.chmod(c_path(path), c_mode(mode))
+
+    def chown(self, path, uid, gid):
+        os.chown(c_path(path), c_owner(uid), c_owner(gid))
 
     def readlink(self, path):
         return os.readlink(c_path(path))
@@ -364,6 +370,12 @@ class HostTask(_Surface):
 
     def symlink(self, target, path):
         self._call("call", "symlink", (c_path(target), c_path(path)))
+
+    def chmod(self, path, mode):
+        self._call("call", "chmod", (c_path(path), c_mode(mode)))
+
+    def chown(self, path, uid, gid):
+        self._call("call", "chown", (c_path(path), c_owner(uid), c_owner(gid)))
 
     def readlink(self, path):
         return self._call("call", "readlink", (c_path(path),))
