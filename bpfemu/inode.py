@@ -32,6 +32,7 @@ from .limits import PATH_MAX
 
 NAME_MAX = 255
 MAXSYMLINKS = 40  # symlinks one walk may follow (ELOOP past them)
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 TMPFS_MAGIC = 0x01021994
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
 
@@ -460,38 +461,64 @@ class Namespace:
                 p = r
         return None
 
-    def rename(self, old, new, task):
-        """do_renameat2 and vfs_rename, in their order (see docs/kernel-notes.md)."""
+    def rename(self, old, new, task, flags=0):
+        """do_renameat2 and vfs_rename, in their order (see docs/kernel-notes.md); flags are renameat2's:
+        RENAME_NOREPLACE (EEXIST for an existing target), RENAME_EXCHANGE (both must exist; they swap), and
+        RENAME_WHITEOUT, which bpffs (simple_rename) refuses with EINVAL after every other check."""
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) or (
+                flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) and flags & RENAME_EXCHANGE):
+            raise bpf_error(errno.EINVAL, "renameat2: bad flags %#x" % flags)
+        exchange = bool(flags & RENAME_EXCHANGE)
         od, olast = self._walk_parent(old, task, None)
         nd, nlast = self._walk_parent(new, task, None)
         if self._mount_of(od) is not self._mount_of(nd):
             raise bpf_error(errno.EXDEV, new)
-        if olast.type != LAST_NORM or nlast.type != LAST_NORM:
-            raise bpf_error(errno.EBUSY, old if olast.type != LAST_NORM else new)
+        if olast.type != LAST_NORM:
+            raise bpf_error(errno.EBUSY, old)
+        if nlast.type != LAST_NORM:
+            raise bpf_error(errno.EEXIST if flags & RENAME_NOREPLACE else errno.EBUSY, new)
         trap = self._trap(nd, od)
         node = self._lookup(od, olast.name)
         if node is None:
             raise bpf_error(errno.ENOENT, old)
         target = self._lookup(nd, nlast.name)
-        if not node.is_dir and (olast.slash or nlast.slash):
+        if flags & RENAME_NOREPLACE and target is not None:
+            raise bpf_error(errno.EEXIST, new)
+        if exchange:
+            if target is None:
+                raise bpf_error(errno.ENOENT, new)
+            if not target.is_dir and nlast.slash:
+                raise bpf_error(errno.ENOTDIR, "a trailing slash on a non-directory")
+        if not node.is_dir and (olast.slash or (nlast.slash and not exchange)):
             raise bpf_error(errno.ENOTDIR, "a trailing slash on a non-directory")
         if node is trap:
             raise bpf_error(errno.EINVAL, "a directory cannot move below itself")
         if target is not None and target is trap:
-            raise bpf_error(errno.ENOTEMPTY, "the target is an ancestor of the source")
+            raise bpf_error(errno.EINVAL if exchange else errno.ENOTEMPTY, "the target is an ancestor of the source")
         if target is node:
             return
         self._may_delete(od, node, task, node.is_dir)
         if target is None:
             self._may_create(nd, task)
         else:
-            self._may_delete(nd, target, task, node.is_dir)
-        if nd is not od and node.is_dir and task is not None:
-            permission(task, node, MAY_WRITE)  # its '..' changes
+            self._may_delete(nd, target, task, target.is_dir if exchange else node.is_dir)
+        if nd is not od and task is not None:
+            if node.is_dir:
+                permission(task, node, MAY_WRITE)  # its '..' changes
+            if exchange and target.is_dir:
+                permission(task, target, MAY_WRITE)
         if node.preloaded or (target is not None and target.preloaded):
             raise bpf_error(errno.EPERM, "the preloaded iterator links cannot be renamed or replaced")
         if node.mounted is not None or (target is not None and target.mounted is not None):
             raise bpf_error(errno.EBUSY, "a mount point cannot be renamed or replaced")
+        if flags & RENAME_WHITEOUT:
+            raise bpf_error(errno.EINVAL, "no whiteouts here (simple_rename)")
+        if exchange:
+            del od.children[olast.name]
+            del nd.children[nlast.name]
+            self._link(nd, nlast.name, node)
+            self._link(od, olast.name, target)
+            return
         if target is not None and target.children:
             raise bpf_error(errno.ENOTEMPTY, new)
         del od.children[olast.name]

@@ -19,7 +19,7 @@ from .idr import IDR
 from .limits import NR_CPUS
 from .memcg import DEFAULT_MACHINE_MEMORY, DEFAULT_MEMORY_LIMIT, MemCg
 from .objects import FMODE_READ, KINDS, File
-from .surface import attr_args, c_id, c_mode, c_owner, c_path
+from .surface import attr_args, c_id, c_int, c_mode, c_owner, c_path
 from .syscall.mmap import bpf_map_mmap
 from .syscall.sys_bpf import sys_bpf
 from .usermem import LOCAL
@@ -368,11 +368,12 @@ class Task:
             self._check_alive()
             self.kernel.fs.unlink(path, self)
 
-    def rename(self, old, new):
-        old, new = c_path(old), c_path(new)
+    def rename(self, old, new, flags=0):
+        """rename(2); with flags renameat2(2): RENAME_NOREPLACE (1), RENAME_EXCHANGE (2), RENAME_WHITEOUT (4)."""
+        old, new, flags = c_path(old), c_path(new), c_int(flags) & 0xFFFFFFFF
         with self.kernel.lock:
             self._check_alive()
-            self.kernel.fs.rename(old, new, self)
+            self.kernel.fs.rename(old, new, self, flags)
 
     def listdir(self, path):
         path = c_path(path)

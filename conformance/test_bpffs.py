@@ -649,3 +649,62 @@ def test_chown_rules(backend, proc):
     proc.chmod(r + "/g/sub", 0o6755)
     proc.chown(r + "/g/sub", 0, 0)  # a directory keeps both
     assert stat.S_IMODE(proc.stat(r + "/g/sub").st_mode) == 0o6755
+
+
+# -- renameat2 -------------------------------------------------------------------------------------------
+
+NOREPLACE, EXCHANGE, WHITEOUT = 1, 2, 4
+
+
+def test_renameat2_noreplace_and_exchange(proc):
+    """RENAME_NOREPLACE: EEXIST for a target that exists (also '.'/'..' as the target, where rename says
+    EBUSY). RENAME_EXCHANGE swaps two existing entries of any types, across directories: ENOENT without a
+    target, EINVAL with NOREPLACE or WHITEOUT, EINVAL for an entry and its ancestor either way. Unknown
+    flags EINVAL; RENAME_WHITEOUT on bpffs is EINVAL after the other checks (simple_rename)."""
+    r, fd = proc.bpffs, hash_map(proc)
+    other = hash_map(proc)
+    pin(proc, fd, r + "/m")
+    pin(proc, other, r + "/n")
+    proc.mkdir(r + "/d")
+    proc.mkdir(r + "/d/e")
+    assert err(proc.rename, r + "/m", r + "/n", NOREPLACE) == E.EEXIST
+    assert err(proc.rename, r + "/m", r + "/d/..", NOREPLACE) == E.EEXIST
+    assert err(proc.rename, r + "/m", r + "/d/..") == E.EBUSY
+    assert err(proc.rename, r + "/zz", r + "/n", NOREPLACE) == E.ENOENT
+    proc.rename(r + "/m", r + "/m2", NOREPLACE)
+    assert [err(proc.rename, r + "/m2", r + "/x", f) for f in (EXCHANGE, EXCHANGE | NOREPLACE, EXCHANGE | WHITEOUT, 8,
+                                                                16)] == [E.ENOENT, E.EINVAL, E.EINVAL, E.EINVAL, E.EINVAL]
+    proc.rename(r + "/m2", r + "/n", EXCHANGE)
+    assert map_id(proc, obj_get(proc, r + "/n")) == map_id(proc, fd)
+    assert map_id(proc, obj_get(proc, r + "/m2")) == map_id(proc, other)
+    proc.rename(r + "/n", r + "/d/e", EXCHANGE)  # a pin and a directory in another directory swap
+    assert stat.S_ISDIR(proc.stat(r + "/n").st_mode) and map_id(proc, obj_get(proc, r + "/d/e")) == map_id(proc, fd)
+    assert proc.stat(r + "/d").st_nlink == 2 and proc.stat(r).st_nlink == 4  # the directory moved up
+    proc.mkdir(r + "/n/deep")
+    assert err(proc.rename, r + "/n", r + "/n/deep", EXCHANGE) == E.EINVAL
+    assert err(proc.rename, r + "/n/deep", r + "/n", EXCHANGE) == E.EINVAL
+    assert err(proc.rename, r + "/m2/", r + "/n", EXCHANGE) == E.ENOTDIR
+    assert err(proc.rename, r + "/n", r + "/m2/", EXCHANGE) == E.ENOTDIR
+    assert err(proc.rename, r + "/n/", r + "/m2", EXCHANGE) == 0  # a directory source takes the slash
+    assert err(proc.rename, r + "/n", r + "/n", EXCHANGE) == 0
+    assert [err(proc.rename, r + "/m2", r + "/q", WHITEOUT), err(proc.rename, r + "/zz", r + "/q", WHITEOUT)] == [
+        E.EINVAL, E.ENOENT]
+    assert err(proc.rename, r + "/maps.debug", r + "/q", WHITEOUT) == E.EPERM
+
+
+def test_renameat2_exchange_permissions(backend, proc):
+    """Exchanging across directories needs write permission on each directory that moves, and removal
+    rights (sticky bit) on both entries."""
+    r, fd = proc.bpffs, hash_map(proc)
+    user = backend.spawn(uid=1000, caps=())
+    user.mkdir(r + "/ua")
+    user.mkdir(r + "/ub")
+    proc.mkdir(r + "/ua/rootdir", 0o755)
+    user.mkdir(r + "/ub/mine")
+    pin(proc, fd, r + "/rootpin")
+    user.mkdir(r + "/userdir")
+    assert err(user.rename, r + "/ua/rootdir", r + "/ub/mine", EXCHANGE) == E.EACCES
+    assert err(user.rename, r + "/ub/mine", r + "/ua/rootdir", EXCHANGE) == E.EACCES
+    assert err(user.rename, r + "/userdir", r + "/rootpin", EXCHANGE) == E.EPERM  # sticky root: not its pin
+    user.rename(r + "/ub/mine", r + "/userdir", EXCHANGE)
+    assert proc.lstat(r + "/userdir").st_uid == 1000 and user.listdir(r + "/ub") == ["mine"]

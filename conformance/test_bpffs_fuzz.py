@@ -6,7 +6,7 @@ fresh bpffs mount (on the emulator at the very same path, so that path lengths a
 Four tasks act: root with every capability, uid 0 without capabilities, uid 1000 and uid 1001 (no
 capabilities); the unprivileged ones got three maps from root by SCM_RIGHTS, and one more map is kept
 alive only by a pin. Each step is one operation the emulator offers on a namespace -- mkdir, rmdir,
-unlink, rename, stat, lstat, symlink, readlink, chmod, chown, listdir, statfs, open_dir, OBJ_PIN and OBJ_GET, with or without BPF_F_PATH_FD and
+unlink, rename (and renameat2's flags), stat, lstat, symlink, readlink, chmod, chown, listdir, statfs, open_dir, OBJ_PIN and OBJ_GET, with or without BPF_F_PATH_FD and
 a directory fd opened earlier (possibly of a directory removed since) -- on random paths: components
 from a small pool (existing and new names, ``.``, ``..``, a dotted name, the preloaded ``maps.debug``, names
 of 255 and 256 bytes), doubled and trailing slashes, the bpffs root, the sandbox above it, and paths of
@@ -179,6 +179,9 @@ def gen_step(rng, mnt, sandbox):
         step["mode"] = rng.choice(MODES)
     elif op == "rename":
         step["new"] = gen_path(rng, mnt, sandbox)
+        # renameat2 flags: NOREPLACE, EXCHANGE, both (EINVAL), unknown (EINVAL); not WHITEOUT, which outside the
+        # bpffs would make a whiteout on the host's /tmp (the conformance tests try it on bpffs)
+        step["flags"] = rng.choice([0] * 6 + [1, 2, 2, 3, 8])
     elif op in ("pin", "get"):
         step["map"] = rng.randrange(3)
         step["flags"] = rng.choice([0, 0, 0, u.BPF_F_RDONLY, u.BPF_F_WRONLY])
@@ -214,7 +217,7 @@ def do_step(side, step):
     if op in ("rmdir", "unlink"):
         return _result(getattr(t, op), p)
     if op == "rename":
-        return _result(t.rename, p, step["new"])
+        return _result(t.rename, p, step["new"], step["flags"])
     if op == "symlink":
         return _result(t.symlink, step["body"], p)
     if op == "chmod":

@@ -111,6 +111,15 @@ def umount(target):
         raise errno_error(target)
 
 
+AT_FDCWD = -100
+
+
+def renameat2(old, new, flags):
+    """renameat2(AT_FDCWD, old, AT_FDCWD, new, flags) (glibc 2.28+); paths as str."""
+    if libc().renameat2(AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new), ctypes.c_uint(flags)) != 0:
+        raise errno_error(new)
+
+
 class _Statfs(ctypes.Structure):
     _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_long * 15)]
 

@@ -23,7 +23,7 @@ import struct
 from .. import uapi
 from ..caps import cap_set
 from ..syscall.table import COMMANDS, IN, ByKind, PtrArray
-from .libc import Guarded, capset, libc, raw_bpf, statfs
+from .libc import Guarded, capset, libc, raw_bpf, renameat2, statfs
 from .sysinfo import host_possible_cpus
 
 RPC_FD = 1000  # where a child keeps its end of the conversation, away from the low fds
@@ -297,7 +297,7 @@ def serve(sock):
                 send(sock, ("ok", None))
                 os._exit(0)
             elif op == "call":
-                fn = getattr(os, req[1]) if req[1] != "statfs" else statfs
+                fn = {"statfs": statfs, "renameat2": renameat2}.get(req[1]) or getattr(os, req[1])
                 result = ("ok", fn(*req[2]))
                 if req[1] in ("stat", "lstat"):
                     result = ("ok", tuple(result[1]))

@@ -24,7 +24,7 @@ from ..errors import strerror
 from ..limits import PAGE_SIZE
 from ..surface import attr_args, c_fd, c_id, c_int, c_mode, c_owner, c_path
 from ..syscall.table import COMMANDS
-from .libc import MACHINE, SYSCALLS, mmap_fd, mount, raw_bpf, read_partial, statfs, umount
+from .libc import MACHINE, SYSCALLS, mmap_fd, mount, raw_bpf, read_partial, renameat2, statfs, umount
 from .rpc import RPC_FD, open_fds, recv, send, start_serving
 
 FD_RETURNING = frozenset(c.cmd for c in COMMANDS.values() if c.returns_fd)
@@ -135,8 +135,13 @@ class Host(_Surface):
     def unlink(self, path):
         os.unlink(c_path(path))
 
-    def rename(self, old, new):
-        os.rename(c_path(old), c_path(new))
+    def rename(self, old, new, flags=0):
+        """rename(2); with flags, renameat2(2) (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2, RENAME_WHITEOUT 4)."""
+        flags = c_int(flags)
+        if flags:
+            renameat2(c_path(old), c_path(new), flags & 0xFFFFFFFF)
+        else:
+            os.rename(c_path(old), c_path(new))
 
     def listdir(self, path):
         return sorted(os.listdir(c_path(path)))
@@ -352,8 +357,12 @@ class HostTask(_Surface):
     def unlink(self, path):
         self._call("call", "unlink", (c_path(path),))
 
-    def rename(self, old, new):
-        self._call("call", "rename", (c_path(old), c_path(new)))
+    def rename(self, old, new, flags=0):
+        flags = c_int(flags)
+        if flags:
+            self._call("call", "renameat2", (c_path(old), c_path(new), flags & 0xFFFFFFFF))
+        else:
+            self._call("call", "rename", (c_path(old), c_path(new)))
 
     def listdir(self, path):
         return sorted(self._call("call", "listdir", (c_path(path),)))
