@@ -22,6 +22,11 @@ CASES += [("fdinfo", (fd,), ENOENT) for fd in BIG + [-1, 999]]  # opening /proc/
 CASES += [(verb, (path,), e) for verb in ("rmdir", "unlink", "stat", "lstat", "readlink", "listdir", "open_dir", "statfs",
                                                   "mkdir")
           for path, e in (("", ENOENT), (None, EFAULT), (7, EFAULT), ("\0/x", ENOENT), (b"", ENOENT))]
+CASES += [("chmod", (path, 0o600), e) for path, e in (("", ENOENT), (None, EFAULT), ("\0/x", ENOENT))]
+CASES += [("chmod", ("/nonexistent", None), EINVAL), ("chown", ("/nonexistent", 2**32, -1), EINVAL),
+          ("chown", ("/nonexistent", -1, "0"), EINVAL), ("chown", (None, -1, -1), EFAULT),
+          ("rename", ("/nonexistent", "/x", 2**40), EINVAL), ("rename", ("/nonexistent", "/x", 8), EINVAL),
+          ("rename", ("/nonexistent", "/x", 2), ENOENT), ("readlink", ("/",), EINVAL)]
 CASES += [("symlink", ("", "/tmp/x"), ENOENT), ("symlink", ("x", ""), ENOENT), ("symlink", (None, "/tmp/x"), EFAULT),
           ("symlink", ("x", 7), EFAULT), ("rename", ("", "/x"), ENOENT), ("rename", (None, "/x"), EFAULT), ("rename", ("/nonexistent", None), EFAULT),
           ("mkdir", ("/nonexistent/d", "x"), EINVAL), ("send_fds", (None, [2**31]), EBADF),
