@@ -5,13 +5,15 @@ already wrote (bpfemu/usermem.py, UserCopy): these tests pin down that EFAULT st
 exactly the element the kernel stops at, with the count and the map state the kernel leaves.
 """
 import ctypes
+import errno
+import struct
 import mmap
 
 import pytest
 
 from bpfemu import uapi as u
 
-from bpfemu.testing.support import create_map, keys, lookup, u32
+from bpfemu.testing.support import create_map, err, keys, lookup, u32, update
 
 
 EFAULT = 14
@@ -198,3 +200,27 @@ def test_scalar_attr_fields_are_stored_whole_or_not_at_all(proc, backend, ro_sec
     assert keys(who, h, 4) == []
     for fd in (arr, h):
         who.close(fd)
+
+
+@pytest.mark.parametrize("voff", [4, 8, 12, 0])
+def test_lookup_batch_into_overlapping_keys_and_values(backend, proc, voff):
+    """LOOKUP_BATCH whose values buffer overlaps its keys buffer: the kernel copies each element's key, then
+    its value, so later elements overwrite earlier ones in the shared bytes. (Found by the differential
+    fuzzer: a host task in a child process copied each buffer separately, which the host kernel in the
+    caller's process does not; the child now shares one copy between overlapping buffers.)"""
+    for task in (proc, backend.spawn()):  # on the host: this process, and a child task
+        fd = create_map(task, u.BPF_MAP_TYPE_ARRAY, 4, 8, 8)
+        for i in range(8):
+            update(task, fd, struct.pack("<I", i), struct.pack("<Q", 0xA0 + i))
+        buf = ctypes.create_string_buffer(bytes(range(256)) * 16, 4096)
+        attr = u.make_attr(**{"batch.keys": ctypes.addressof(buf), "batch.values": ctypes.addressof(buf) + voff,
+                              "batch.out_batch": ctypes.addressof(buf) + 4092, "batch.map_fd": fd,
+                              "batch.count": 64})
+        assert err(task.bpf, u.BPF_MAP_LOOKUP_BATCH, attr) == errno.ENOENT
+        assert attr.batch.count == 8
+        want = bytearray(bytes(range(256)) * 16)
+        for i in range(8):  # the kernel's order: key i, then value i
+            want[4 * i:4 * i + 4] = struct.pack("<I", i)
+            want[voff + 8 * i:voff + 8 * i + 8] = struct.pack("<Q", 0xA0 + i)
+        want[4092:4096] = struct.pack("<I", 7)  # out_batch: the last key
+        assert buf.raw == bytes(want), task

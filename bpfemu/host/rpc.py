@@ -158,14 +158,40 @@ def _inner_regions(r):
     return _regions(spec.ptrs, r, r.data, Env(r.data, spec.ctype), len(r.data))
 
 
+def _overlapping(regions):
+    """Groups (lists) of the regions whose parent ranges overlap, transitively; the others alone."""
+    groups = []
+    for r in sorted(regions, key=lambda r: r.ptr):
+        if groups and r.ptr < max(g.ptr + g.n for g in groups[-1]):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
 def _fetch(sock, regions):
-    """Ask the parent for its memory, place each copy in guarded memory and point the holder at it."""
+    """Ask the parent for its memory, place each copy in guarded memory and point the holder at it.
+
+    Buffers that overlap in the parent (a batch's keys and values in one array, say) share one copy, so that
+    the kernel's writes through one show through the other as in the parent; a buffer the parent could
+    not read to its end gets a copy of its own that ends at a guard page."""
     send(sock, ("need", [(r.ptr, r.n) for r in regions]))
     for r, data in zip(regions, recv(sock)):
-        r.guard = Guarded(max(r.n, 1))
-        r.addr = r.guard.guard - len(data) if len(data) < r.n else r.guard.base  # short: ends at the guard
-        ctypes.memmove(r.addr, data, len(data))
         r.data = bytearray(data)
+    whole = [r for r in regions if len(r.data) == r.n]
+    for group in _overlapping(whole):
+        lo, hi = min(r.ptr for r in group), max(r.ptr + r.n for r in group)
+        guard = Guarded(max(hi - lo, 1))
+        for r in group:
+            r.addr = guard.base + (r.ptr - lo)
+            ctypes.memmove(r.addr, bytes(r.data), r.n)
+        group[0].guard = guard  # freed once
+    for r in regions:
+        if len(r.data) < r.n:  # short: ends at the guard
+            r.guard = Guarded(max(r.n, 1))
+            r.addr = r.guard.guard - len(r.data)
+            ctypes.memmove(r.addr, bytes(r.data), len(r.data))
+    for r in regions:
         packed = struct.pack("<Q", r.addr)
         holder = r.holder
         ctypes.memmove(holder.addr + r.off, packed, 8)
@@ -208,7 +234,8 @@ def child_bpf(sock, cmd, attr_bytes, size, attr_fault):
         return res + (changes,)
     finally:
         for r in fetched:
-            r.guard.free()
+            if r.guard is not None:
+                r.guard.free()
         region.free()
 
 
