@@ -163,6 +163,7 @@ class Namespace:
         self.kernel = kernel
         self.root = Inode("tmpfs", _stat.S_IFDIR | 0o755)
         self.root.is_root = True
+        self.bpffs_mounts = []  # mount points of the bpffs mounts, in mount order
 
     # -- the walk ----------------------------------------------------------
     def _follow_mount(self, node):
@@ -295,6 +296,7 @@ class Namespace:
         root.parent, root.name = where.parent, where.name
         root.is_root = True
         where.mounted = root
+        self.bpffs_mounts.append(self.path_of(where))
         # a fresh bpffs shows the preloaded iterator links, as the host's does
         for name in ("maps.debug", "progs.debug"):
             node = Inode(root.sb, _stat.S_IFREG | 0o400, obj=PreloadLink(name))

@@ -24,7 +24,7 @@ Call it at the end of your own tests, or after every step of a fuzzer:
 """
 from .inode import Inode
 from .kernel import Kernel
-from .objects import BpfObject, File
+from .objects import BUILT_IN, BpfObject, File
 
 
 class InvariantError(AssertionError):
@@ -149,11 +149,14 @@ def _check_holders(kernel, live, files, pinned, out):
                                % (obj, h))
             elif isinstance(h, Kernel):
                 out.append("%r still holds its creation reference" % (obj,))
+            elif h is BUILT_IN:
+                if obj is not kernel.btf_vmlinux:
+                    out.append("%r is held as built in, which only the kernel's own BTF is" % (obj,))
             elif isinstance(h, BpfObject):
                 if h.freed or id(h) not in live_ids:
                     out.append("%r is held by %r, which is not alive" % (obj, h))
                 else:
-                    held = sum(1 for o in h.held_objects() if o is obj)
+                    held = sum(1 for o in h.all_held() if o is obj)
                     if held != n:
                         out.append("%r holds %r %d times but counts %d" % (h, obj, held, n))
             elif isinstance(h, Inode):  # a bpffs pin
@@ -176,7 +179,7 @@ def _check_map(m, out):
     except Exception as e:
         out.append("%r: count() raised %r" % (m, e))
         return
-    if n > m.max_entries:
+    if n > m.max_entries and not m.unbounded:
         out.append("%r holds %d elements, max_entries %d" % (m, n, m.max_entries))
     if n < 0:
         out.append("%r holds %d elements" % (m, n))

@@ -9,6 +9,8 @@ import errno
 import threading
 
 from . import inode
+from .btf.object import vmlinux_object
+from .btf.vmlinux import VMLINUX_PATH
 from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, cap_set
 from .describe import describe
 from .errors import bpf_error
@@ -18,7 +20,7 @@ from .host.sysinfo import (host_kernel_max, host_possible_cpus, host_protected_s
 from .idr import IDR
 from .limits import NR_CPUS
 from .memcg import DEFAULT_MACHINE_MEMORY, DEFAULT_MEMORY_LIMIT, MemCg
-from .objects import FMODE_READ, KINDS, File
+from .objects import BUILT_IN, FMODE_READ, KINDS, File
 from .surface import attr_args, c_id, c_int, c_mode, c_owner, c_path
 from .syscall.mmap import bpf_map_mmap
 from .syscall.sys_bpf import sys_bpf
@@ -41,10 +43,19 @@ class Kernel:
     are charged to (default None: no cgroup limit, as on a host without one);
     ``machine_memory``: the machine's RAM, which the maps cannot exceed (default the
     host's MemTotal, else 8 GiB; None: unbounded). See :mod:`bpfemu.memcg`.
+    ``btf_vmlinux``: the file the kernel's own BTF comes from (default the host's
+    /sys/kernel/btf/vmlinux, so type ids match the host's; None, or a file that
+    is missing, gives the BTF bpfemu builds). It is the BTF object with the first
+    id (``kernel.btf_vmlinux``), read only when first needed.
     """
 
+    # Where the memory of mmapable maps comes from (maps.bpf_map.bpf_map_area_mmapable_alloc): a callable
+    # (size in bytes) -> a writable mmap.mmap of that size, or None for anonymous memory. ``bpfemu exec``
+    # sets file-backed memory that the processes it supervises map too (so both see the same bytes).
+    mmapable_alloc = None
+
     def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT,
-                 kernel_max=None, machine_memory="host", protected_symlinks=None):
+                 kernel_max=None, machine_memory="host", protected_symlinks=None, btf_vmlinux=VMLINUX_PATH):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         if kernel_max is None:
             kernel_max = host_kernel_max()
@@ -54,6 +65,7 @@ class Kernel:
             raise ValueError("kernel_max %d leaves no room for %d possible CPUs" % (kernel_max, self.ncpus))
         self.nr_cpus = kernel_max + 1  # CONFIG_NR_CPUS
         self.lock = threading.RLock()
+        self.current = None  # the task whose bpf() call is running (the kernel's `current`), under lock
         self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
@@ -68,11 +80,11 @@ class Kernel:
         self._rand_state = seed or 0x9E3779B9
         self.fs = inode.Namespace(self)
         self.tasks = []
-        self.current = None  # the task whose syscall is running (the kernel's ``current``)
         self._next_pid = 100
         self.fs.makedirs("/tmp", 0o1777)
         self.fs.makedirs("/sys/fs/bpf")
         self.mount_bpffs("/sys/fs/bpf")
+        self.btf_vmlinux = vmlinux_object(self, btf_vmlinux)  # btf id 1, as the host registers its own at boot
 
     # -- objects -------------------------------------------------------
     def register(self, obj):
@@ -88,16 +100,18 @@ class Kernel:
             self.idr[obj.kind].remove(obj.id)
         if obj.kind == "map":
             self.memcg.uncharge(obj)  # freed memory leaves the memory cgroup at once
-        obj.on_free()
+        obj.free()
 
-    def objects(self, kind=None):
+    def objects(self, kind=None, built_in=False):
         """What is alive now, in (kind, id) order: a list of :class:`ObjectState`.
 
         Each entry names the object's kind ('map', 'prog', 'link', 'btf'), its id, the object,
         its reference count and who holds those references: ``fd 3 of task 101``, ``pin
         /sys/fs/bpf/m``, ``map 7`` (an outer map holding an inner one), ``file #12 (no fd)``
         (an open file kept only by something else, e.g. a memory mapping). An empty list
-        means nothing is alive: the leak check of a test.
+        means nothing is alive: the leak check of a test. The kernel's own objects (its vmlinux
+        BTF, ``built in``) are listed only while something else holds them too, or with
+        ``built_in=True``.
         """
         with self.lock:
             fd_slots = self._fd_slots()
@@ -106,6 +120,8 @@ class Kernel:
                 if kind and k != kind:
                     continue
                 for obj in self.idr[k]:
+                    if not built_in and BUILT_IN in obj.holders and len(obj.holders) == 1:
+                        continue
                     out.append(ObjectState(k, obj.id, obj, obj.refcnt, self._holder_names(obj, fd_slots)))
             return out
 
@@ -129,6 +145,8 @@ class Kernel:
                 names.append("pin %s" % self.fs.path_of(h))
             elif isinstance(h, Kernel):
                 names.append("kernel (being created)")
+            elif h is BUILT_IN:
+                names.append("the kernel (built in)")
             else:
                 names.extend(["%s %s" % (h.kind, h.id) if hasattr(h, "kind") else repr(h)] * n)
         return names
@@ -161,6 +179,19 @@ class Kernel:
         x ^= (x << 5) & 0xFFFFFFFF
         self._rand_state = x & 0xFFFFFFFF
         return self._rand_state
+
+    @property
+    def checked_user_memory(self):
+        """True when every bad pointer a task passes gives EFAULT (user memory is copied with
+        process_vm_readv/writev); False where bpfemu cannot check pointers (not Linux, or those calls are
+        blocked by a seccomp profile): then only the NULL page gives EFAULT and another bad pointer crashes
+        the process. :attr:`user_memory_reason` says why."""
+        return LOCAL.checked
+
+    @property
+    def user_memory_reason(self):
+        """Why user memory is not checked ('' when it is)."""
+        return LOCAL.unchecked_reason
 
     def describe(self):
         """What this kernel holds, in a bpftool-like text (see :mod:`bpfemu.describe`)."""

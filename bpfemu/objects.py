@@ -23,6 +23,19 @@ FMODE_WRITE = 2
 KINDS = ("map", "prog", "link", "btf")
 
 
+class _BuiltIn:
+    """The holder of an object the kernel keeps for as long as it runs (its own vmlinux BTF): such an
+    object is never freed, and :meth:`Kernel.objects` leaves it out while nothing else holds it."""
+
+    kind = "kernel"
+
+    def __repr__(self):
+        return "built in"
+
+
+BUILT_IN = _BuiltIn()
+
+
 class BpfObject:
     """What every bpf object shares: an id, its holders, and the operations every kind declares.
 
@@ -55,11 +68,26 @@ class BpfObject:
             self.kernel._free(self)
 
     def on_free(self):
-        """Drop the references this object holds on others."""
+        """Drop the references this object holds on others (the kind's own: an outer map's inner maps)."""
 
     def held_objects(self):
         """The objects this one holds a reference on, once per reference (an outer map's inner maps)."""
         return []
+
+    def common_refs(self):
+        """References every object of the kind holds, whatever its type (a map's BTF): dropped by
+        :meth:`free` after ``on_free``."""
+        return []
+
+    def all_held(self):
+        """Every reference this object holds: ``held_objects()`` and ``common_refs()``."""
+        return self.held_objects() + self.common_refs()
+
+    def free(self):
+        """The last release: the kind's teardown (``on_free``), then the common references."""
+        self.on_free()
+        for o in self.common_refs():
+            o.release(self)
 
     def show_fdinfo(self):
         """[(name, value)]: the lines /proc/<pid>/fdinfo/<fd> adds for this object after the VFS ones."""

@@ -9,16 +9,18 @@ cache that batches need.
 :class:`LocalMemory` serves the calling process. On Linux it goes through
 process_vm_readv/process_vm_writev on our own pid, which the kernel checks
 page by page, so NULL, unmapped and read-only (for writes) addresses fail with
-EFAULT. Elsewhere it can only refuse the NULL page (addresses below 4096) and
-then trusts the pointer (documented in the README).
+EFAULT. Elsewhere, or where those calls are blocked (a seccomp profile), it can
+only refuse the NULL page (addresses below 4096) and then trusts the pointer
+(``LocalMemory.checked`` and ``Kernel.checked_user_memory`` say which; the
+README says what is lost).
 """
 import ctypes
 import errno
 import os
-import sys
 import threading
 import weakref
 
+from . import hostenv
 from .errors import bpf_error
 from .limits import NULL_PAGE, PAGE_SIZE
 
@@ -33,8 +35,7 @@ class UserMemory:
         raise NotImplementedError
 
 
-class _iovec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+_iovec = hostenv.iovec  # the one iovec type the prototypes of hostenv.process_vm_functions() take
 
 
 SCRATCH = 1 << 12  # reads and writes up to this size go through a per-thread buffer
@@ -74,27 +75,45 @@ if hasattr(os, "register_at_fork"):
 class LocalMemory(UserMemory):
     """The current process's address space.
 
-    ``checked=False`` skips process_vm_readv/writev and copies with memmove: much
-    faster, but a bad pointer past the NULL page crashes the process instead of
-    giving EFAULT (what the benchmark uses to show the cost of the checks)."""
+    Copies are checked with process_vm_readv/writev on Linux when this process may use them
+    (:func:`bpfemu.hostenv.process_vm_status`): then every bad pointer is EFAULT. Elsewhere, or when they
+    are blocked (a seccomp profile), or with ``checked=False`` (what the benchmark uses to show the cost of
+    the checks), copies are plain memmoves: only the NULL page gives EFAULT, and another bad pointer
+    crashes the process. :attr:`checked` says which, :attr:`unchecked_reason` why."""
 
     def __init__(self, checked=True):
         self._pid = os.getpid()
-        self._readv = self._writev = None
+        self._want_checks = checked
         self._tls = threading.local()
-        if checked and sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                self._readv = libc.process_vm_readv
-                self._writev = libc.process_vm_writev
-                for f in (self._readv, self._writev):
-                    f.restype = ctypes.c_ssize_t
-                    f.argtypes = [ctypes.c_int, ctypes.POINTER(_iovec), ctypes.c_ulong,
-                                  ctypes.POINTER(_iovec), ctypes.c_ulong, ctypes.c_ulong]
-            except (OSError, AttributeError):
-                self._readv = self._writev = None
-        self._checked = False
+        self._setup()
         _instances.add(self)
+
+    def _setup(self):
+        """Choose checked or unchecked copies (again by :func:`reprobe` after the platform changed)."""
+        fns, why = None, "LocalMemory(checked=False) copies without checks"
+        if self._want_checks:
+            ok, why = hostenv.process_vm_status()
+            if ok:
+                fns = hostenv.process_vm_functions()
+        self._readv, self._writev = fns or (None, None)
+        self._why = "" if fns else why
+
+    @property
+    def checked(self):
+        """True when a bad pointer gives EFAULT (checked copies), False when it may crash the process."""
+        return self._readv is not None and self._writev is not None
+
+    @property
+    def unchecked_reason(self):
+        """Why copies are not checked ('' when they are)."""
+        return "" if self.checked else self._why
+
+    def _refused(self, name):
+        """process_vm_* failed with another errno than EFAULT at run time: fall back to unchecked copies."""
+        code = ctypes.get_errno()
+        self._readv = self._writev = None
+        self._why = "%s failed with %s at run time (a seccomp profile or the ptrace policy blocks it)" % (
+            name, errno.errorcode.get(code, code))
 
     def _pid_now(self):
         pid = os.getpid()
@@ -136,7 +155,7 @@ class LocalMemory(UserMemory):
             got = self._readv(self._pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
             if got != n:
                 if got < 0 and ctypes.get_errno() not in (errno.EFAULT, errno.ENOMEM):
-                    self._readv = None  # process_vm_* refused (seccomp, ptrace policy): fall back
+                    self._refused("process_vm_readv")
                     return self.read(addr, n)
                 raise bpf_error(errno.EFAULT, "bad user pointer")
             return buf.raw
@@ -173,14 +192,52 @@ class LocalMemory(UserMemory):
             got = self._writev(self._pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
             if got != n:
                 if got < 0 and ctypes.get_errno() not in (errno.EFAULT, errno.ENOMEM):
-                    self._writev = None
+                    self._refused("process_vm_writev")
                     return self.write(addr, data)
                 raise bpf_error(errno.EFAULT, "bad user pointer")
             return
         ctypes.memmove(addr, bytes(data), n)
 
 
+class ProcessMemory(LocalMemory):
+    """Another process's address space (``pid``), through process_vm_readv/writev on that pid.
+
+    What ``bpfemu exec`` serves a traced process with. The kernel checks every page as it does for
+    our own pid, so a bad pointer is EFAULT; so is a process that is gone or that we may not
+    read (ESRCH, EPERM): there is no fallback to our own memory."""
+
+    def __init__(self, pid):
+        super().__init__()
+        _instances.discard(self)  # a fork of ours does not change whose memory this is
+        self._pid = pid
+        if self._readv is None:
+            raise OSError(errno.ENOSYS, "process_vm_readv is not available")
+
+    def _read_slow(self, addr, n):
+        buf = ctypes.create_string_buffer(n)
+        local = _iovec(ctypes.addressof(buf), n)
+        remote = _iovec(addr, n)
+        if self._readv(self._pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != n:
+            raise bpf_error(errno.EFAULT, "bad user pointer (pid %d)" % self._pid)
+        return buf.raw
+
+    def _write_slow(self, addr, data, n):
+        src = ctypes.create_string_buffer(bytes(data), n)
+        local = _iovec(ctypes.addressof(src), n)
+        remote = _iovec(addr, n)
+        if self._writev(self._pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != n:
+            raise bpf_error(errno.EFAULT, "bad user pointer (pid %d)" % self._pid)
+
+
 LOCAL = LocalMemory()
+
+
+def reprobe():
+    """Probe the platform again and let every LocalMemory choose its copies anew (after BPFEMU_PLATFORM
+    changed, as pytest's --bpf-platform does)."""
+    hostenv.process_vm_status(refresh=True)
+    for m in list(_instances):
+        m._setup()
 
 
 

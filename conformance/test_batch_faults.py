@@ -17,6 +17,10 @@ from bpfemu import uapi as u
 from bpfemu.testing.support import keys
 from bpfemu.testing.backends import need_host
 
+# bad pointers (guard pages, unmapped memory): skipped where bpfemu cannot detect them (not Linux,
+# process_vm_readv blocked), with the reason
+pytestmark = pytest.mark.bpf_bad_pointers
+
 PAGE = 4096
 PROT_NONE, PROT_READ = 0, 1
 

@@ -1,6 +1,6 @@
 """bpffs: what a fresh mount holds, OBJ_PIN/OBJ_GET rules, and directory operations.
 
-Every path is under proc.bpffs (the emulator's /sys/fs/bpf, a private mount on the host). The
+Every path is under proc.bpffs (/sys/fs/bpf: the emulator's, or on the host the tasks' private one). The
 "outside" fixture is an ordinary directory under /tmp that is not on a bpffs.
 """
 import errno
@@ -12,7 +12,6 @@ import stat
 import pytest
 
 from bpfemu import uapi as u
-from bpfemu.host.libc import mount, umount
 
 from bpfemu.testing.support import err, hash_map, lookup, map_id, obj_get, pin, u32, u64, update
 
@@ -316,13 +315,13 @@ def test_rename_errors(proc, outside):
 
 
 def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
-    """A second bpffs: kernel.mount_bpffs on the emulator, mount(2) on the host."""
+    """A second bpffs: kernel.mount_bpffs on the emulator, mount(2) in the task's mount namespace on the host."""
     second = outside + "/bpf2"
     proc.mkdir(second)
     if proc.backend == "emu":
         proc.kernel.mount_bpffs(second)
     else:
-        mount("bpf", second, "bpf")
+        proc.mount_bpffs(second)
     try:
         assert proc.listdir(second) == ["maps.debug", "progs.debug"]
         assert proc.statfs(second).f_type == u.BPF_FS_MAGIC
@@ -333,7 +332,7 @@ def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
         assert err(proc.rename, proc.bpffs + "/m", second + "/m") == errno.EXDEV
     finally:
         if proc.backend == "host":
-            umount(second)
+            proc.umount(second)
 
 
 # -- the path walk (fs/namei.c): lengths, trailing slashes, '.' and '..', the order of checks -------------

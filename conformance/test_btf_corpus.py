@@ -8,32 +8,14 @@ log, the log's last line (its cause), the whole log (by digest) and
 log_true_size. A blob the record does not know is compared with the live host
 instead, when there is one.
 """
-import os
-
 import pytest
 
-from bpfemu.testing.backends import host_status
-from conformance.corpus.btf import blob_key, btf_task, load_record, outcome, raw_tests
+from bpfemu import Host
+from bpfemu.testing.backends import need_host
+from conformance.corpus.btf import blob_key, load_record, outcome, raw_tests
 
 CASES = raw_tests()
 RECORD = load_record()["cases"]
-
-
-def _need_host():
-    ok, why = host_status()
-    if not ok:
-        if os.environ.get("BPFEMU_REQUIRE_HOST") == "1":
-            pytest.fail("BPFEMU_REQUIRE_HOST=1 but the host kernel backend is unusable: %s" % why)
-        pytest.skip("host kernel backend unusable: %s" % why)
-
-
-@pytest.fixture(params=["emu", "host"])
-def task(request):
-    if request.param == "host":
-        _need_host()
-    t = btf_task(request.param)
-    yield t
-    t.exit()
 
 
 def test_selftests_found():
@@ -43,12 +25,12 @@ def test_selftests_found():
 
 
 @pytest.mark.parametrize("case", CASES, ids=["%d-%s" % (c.index, c.descr) for c in CASES])
-def test_raw_selftest(task, case):
+def test_raw_selftest(proc, case):
     expected = RECORD.get(blob_key(case.blob))
     if expected is None:
-        _need_host()
-        expected = outcome(btf_task("host"), case.blob)
-    got = outcome(task, case.blob)
+        need_host()
+        expected = outcome(Host(), case.blob)
+    got = outcome(proc, case.blob)
     assert (got["errno"], got["cause"]) == (expected["errno"], expected["cause"])
     assert got["errno_nolog"] == expected["errno_nolog"]
     assert got["log_true_size"] == expected["log_true_size"]

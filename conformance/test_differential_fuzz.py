@@ -19,6 +19,10 @@ from bpfemu import uapi as u
 from bpfemu.testing.backends import EmuBackend, HostBackend, need_host
 from bpfemu.testing.fuzz import Arena, Call, Ptr, examples, fd_ops, map_calls, map_creates, obj_calls, run, setup_calls
 
+# bad pointers (guard pages, unmapped memory): skipped where bpfemu cannot detect them (not Linux,
+# process_vm_readv blocked), with the reason
+pytestmark = pytest.mark.bpf_bad_pointers
+
 INFO_ID = (u.bpf_map_info.id.offset, 4)
 
 CALL = st.one_of(map_calls(huge=False), map_calls(huge=False), map_calls(huge=False), map_creates(), obj_calls(),

@@ -11,11 +11,11 @@ import struct
 import pytest
 
 from bpfemu import uapi as u
-from bpfemu.host.sysinfo import host_possible_cpus
 
-from bpfemu.testing.support import create_map, delete, freeze, map_id, map_info, map_fd_by_id, obj_get, pin, update
+from bpfemu.testing.support import (create_map, delete, freeze, map_id, map_info, map_fd_by_id, obj_get, pin,
+                                    possible_cpus, update)
 
-NCPUS = host_possible_cpus()
+NCPUS = possible_cpus()  # the host's, which the emulated kernels take too
 ORDER = ["pos", "flags", "mnt_id", "ino", "map_type", "key_size", "value_size", "max_entries", "map_flags",
          "map_extra", "memlock", "map_id", "frozen"]
 

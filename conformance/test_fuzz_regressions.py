@@ -22,6 +22,8 @@ import hashlib
 import mmap
 import time
 
+import pytest
+
 from bpfemu import uapi as u
 
 from bpfemu.testing.support import create_map, err, freeze, update, u32, u64
@@ -49,6 +51,7 @@ def _info(proc, fd, addr, length):
     return err(proc.bpf, u.BPF_OBJ_GET_INFO_BY_FD, a)
 
 
+@pytest.mark.bpf_bad_pointers
 def test_info_tail_nonzero_before_a_bad_page_is_e2big(proc):
     fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 8, max_entries=4)
     p = TailPage()
@@ -64,6 +67,7 @@ def test_info_tail_nonzero_before_a_bad_page_is_e2big(proc):
         p.close()
 
 
+@pytest.mark.bpf_bad_pointers
 def test_attr_tail_nonzero_before_a_bad_page_is_e2big(proc):
     p = TailPage()
     try:

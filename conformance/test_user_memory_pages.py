@@ -15,6 +15,10 @@ from bpfemu import uapi as u
 
 from bpfemu.testing.support import create_map, err, keys, lookup, u32, update
 
+# bad pointers (guard pages, unmapped memory): skipped where bpfemu cannot detect them (not Linux,
+# process_vm_readv blocked), with the reason
+pytestmark = pytest.mark.bpf_bad_pointers
+
 
 EFAULT = 14
 PAGE = mmap.PAGESIZE

@@ -142,6 +142,7 @@ def check_call(task, arena, call, accesses):
                                                                            HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**16), ops=st.lists(st.one_of(map_calls(), map_calls(), obj_calls(), map_creates()),
                                                 min_size=1, max_size=20))
+@pytest.mark.bpf_bad_pointers  # the fuzz arena's guard pages
 def test_the_emulator_touches_only_declared_memory(monkeypatch, seed, ops):
     rec = Recorder(monkeypatch)
     task = bpfemu.Kernel().spawn()
@@ -182,7 +183,9 @@ def _without(entry, field):
 
 def test_an_undeclared_command_is_einval_as_before():
     t = bpfemu.Kernel().spawn()
-    for cmd in (u.BPF_PROG_LOAD, u.BPF_BTF_LOAD, u.BPF_PROG_TEST_RUN, u.BPF_LINK_CREATE, u.BPF_PROG_ATTACH):
+    for cmd in (u.BPF_PROG_LOAD, u.BPF_PROG_TEST_RUN, u.BPF_LINK_CREATE, u.BPF_PROG_ATTACH):
+        if COMMANDS.get(cmd) is not None and COMMANDS[cmd].handler is not None:
+            continue  # implemented since
         with pytest.raises(OSError) as e:
             t.bpf(cmd, u.make_attr())
         assert e.value.errno == errno.EINVAL and "not implemented" in str(e.value)

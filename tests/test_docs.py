@@ -49,15 +49,16 @@ def test_quickstart_has_examples_for_each_audience():
     assert len(_test_files(QUICKSTART)) >= 2
 
 
-def test_quickstart_python_blocks_run_and_print_what_is_shown():
-    namespace = {"__name__": "quickstart"}
+def run_page(path):
+    """Run a page's python blocks in order in one namespace, checking each text output block; (ran, checked)."""
+    namespace = {"__name__": os.path.basename(path)}
     last_output = None
     checked = ran = 0
-    for lang, info, body in blocks(QUICKSTART):
+    for lang, info, body in blocks(path):
         if lang == "python" and not info:
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                exec(compile(body, "%s:block%d" % (QUICKSTART, ran), "exec"), namespace)
+                exec(compile(body, "%s:block%d" % (path, ran), "exec"), namespace)
             last_output = out.getvalue()
             ran += 1
         elif lang == "text" and info == "output":
@@ -65,7 +66,35 @@ def test_quickstart_python_blocks_run_and_print_what_is_shown():
             assert last_output.rstrip("\n") == body.rstrip("\n")
             checked += 1
             last_output = None
+    return ran, checked
+
+
+def test_quickstart_python_blocks_run_and_print_what_is_shown():
+    ran, checked = run_page(QUICKSTART)
     assert ran >= 3 and checked >= 3
+
+
+API = os.path.join(ROOT, "docs", "api.md")
+
+
+def test_api_reference_examples_run_and_print_what_is_shown():
+    ran, checked = run_page(API)
+    assert ran >= 6 and checked >= 6
+
+
+def test_api_reference_names_every_public_method_and_attribute():
+    from bpfemu.api import Batch, BpfError, MapInfo
+    from bpfemu.api.handle import Handle
+    with open(API) as f:
+        text = f.read()
+    names = {n for n in dir(bpfemu.Map) if not n.startswith("_") and n not in ("kind", "PAGE")}
+    names |= {n for n in vars(Handle) if not n.startswith("_") and n != "kind"}
+    names |= {"items", "next", "keys", "values", "type_name", "as_dict", "command", "target", "detail", "count"}
+    missing = sorted(n for n in names if "`m.%s" % n not in text and "`%s" % n not in text
+                     and "`Map.%s" % n not in text)
+    assert missing == []
+    for cls in (Batch, MapInfo, BpfError):
+        assert "`%s`" % cls.__name__ in text
 
 
 @pytest.mark.parametrize("name,body", _test_files(QUICKSTART), ids=[n for n, _b in _test_files(QUICKSTART)])

@@ -23,6 +23,7 @@ def test_two_arenas_of_one_seed_hold_the_same_bytes(arenas):
     assert a.base != b.base
 
 
+@pytest.mark.bpf_bad_pointers
 def test_a_guard_pointer_is_unreadable(arenas):
     a, _b = arenas
     p = a.addr(Ptr("guard", 1))

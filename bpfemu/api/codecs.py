@@ -46,7 +46,38 @@ def _struct_codec(s, spec):
     return Codec(s.size, pack, unpack_from, spec)
 
 
-def _ctypes_codec(t):
+_HASHABLE = {}
+
+
+def _eq(self, other):
+    if isinstance(other, self._bpfemu_base):
+        return bytes(self) == bytes(other)
+    return NotImplemented
+
+
+def _repr(self):
+    fields = getattr(self, "_fields_", None)
+    if fields is not None:
+        return "%s(%s)" % (self._bpfemu_base.__name__,
+                           ", ".join("%s=%r" % (f[0], getattr(self, f[0])) for f in fields))
+    return "%s(%r)" % (self._bpfemu_base.__name__, bytes(self))
+
+
+def hashable_type(t):
+    """A subclass of the ctypes Structure/Union/Array type ``t`` whose instances are hashable and compare by
+    their bytes (the kernel's notion of key equality): what a Map hands out as keys, so that
+    ``dict(m.items())`` works. Instances are still ``t`` instances."""
+    h = _HASHABLE.get(t)
+    if h is None:
+        h = type(t.__name__, (t,), {"__hash__": lambda self: hash(bytes(self)), "__eq__": _eq,
+                                    "__ne__": lambda self, o: not (_eq(self, o) is True),
+                                    "__repr__": _repr, "_bpfemu_base": t, "__module__": t.__module__,
+                                    "__qualname__": getattr(t, "__qualname__", t.__name__)})
+        _HASHABLE[t] = h
+    return h
+
+
+def _ctypes_codec(t, hashable=False):
     size = ctypes.sizeof(t)
     code = getattr(t, "_type_", None)
     if issubclass(t, ctypes._SimpleCData) and isinstance(code, str) and code in "bBhHiIlLqQfd?":
@@ -58,16 +89,19 @@ def _ctypes_codec(t):
         buf[off:off + size] = bytes(v)
 
     simple = issubclass(t, ctypes._SimpleCData)
+    made = hashable_type(t) if hashable and not simple else t
 
     def unpack(buf, off):
-        obj = t.from_buffer_copy(buf[off:off + size])
+        obj = made.from_buffer_copy(buf[off:off + size])
         return obj.value if simple else obj
 
     return Codec(size, pack, unpack, t)
 
 
-def codec(spec, size=None):
-    """A Codec from None/bytes (raw), a struct format or a ctypes type; ``size`` is the field's size."""
+def codec(spec, size=None, hashable=False):
+    """A Codec from None/bytes (raw), a struct format or a ctypes type; ``size`` is the field's size.
+    ``hashable``: values it unpacks can be dict keys (ctypes Structures, Unions and arrays are not, by
+    themselves: see :func:`hashable_type`)."""
     if isinstance(spec, Codec):
         return spec
     if spec is None or spec is bytes:
@@ -79,5 +113,5 @@ def codec(spec, size=None):
         return _struct_codec(spec, spec.format)
     if isinstance(spec, type) and issubclass(spec, (ctypes._SimpleCData, ctypes.Structure, ctypes.Union,
                                                     ctypes.Array)):
-        return _ctypes_codec(spec)
+        return _ctypes_codec(spec, hashable)
     raise TypeError("a key or value type is bytes, a struct format or a ctypes type, not %r" % (spec,))

@@ -98,14 +98,40 @@ _GENERIC = {
 }
 
 
-def detail_for(cmd, code, exc=None):
-    """The explanation: ours for a known (command, errno), else the emulator's, else a generic one."""
+# Where a map type's own reason differs from the one of _DETAILS: the emulator's explanation when it gave one
+# (the host gives none), else this.
+_ARRAYS = frozenset((U.BPF_MAP_TYPE_ARRAY, U.BPF_MAP_TYPE_PERCPU_ARRAY, U.BPF_MAP_TYPE_PROG_ARRAY,
+                     U.BPF_MAP_TYPE_PERF_EVENT_ARRAY, U.BPF_MAP_TYPE_CGROUP_ARRAY, U.BPF_MAP_TYPE_ARRAY_OF_MAPS,
+                     U.BPF_MAP_TYPE_CGROUP_STORAGE, U.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE))
+_TYPE_DETAILS = {
+    ("array", _UPDATE, _errno.E2BIG): "index out of range",
+    ("array", U.BPF_MAP_UPDATE_BATCH, _errno.E2BIG): "index out of range",
+}
+# ENOSPC from a lookup batch: the kernel hands out whole hash buckets and the next one has more elements
+# than count (hashtab.c's __htab_map_lookup_and_delete_batch); asking again with a larger count continues.
+_ENOSPC_BATCH = ("count %s is smaller than the next bucket's elements (batches return whole buckets): ask "
+                 "again with a larger count")
+_BATCH_LOOKUPS = (U.BPF_MAP_LOOKUP_BATCH, U.BPF_MAP_LOOKUP_AND_DELETE_BATCH)
+
+
+def detail_for(cmd, code, exc=None, asked=None, map_type=None):
+    """The explanation: for a map type with its own reason, the emulator's or that one; else ours for a
+    known (command, errno), else the emulator's, else a generic one. ``asked`` is a batch's requested
+    count."""
+    if code == _errno.ENOSPC and cmd in _BATCH_LOOKUPS:
+        return _ENOSPC_BATCH % (asked if asked is not None else "")
+    kind = "array" if map_type in _ARRAYS else None
+    own = _TYPE_DETAILS.get((kind, cmd, code))
+    if own is not None:
+        return getattr(exc, "bpf_detail", None) or own
     return (_DETAILS.get((cmd, code)) or getattr(exc, "bpf_detail", None) or _GENERIC.get(code)
             or strerror(code))
 
 
-def reraise(exc, cmd, target, count=None):
-    """The BpfError for an OSError out of sys.bpf()."""
+def reraise(exc, cmd, target, count=None, asked=None, map_type=None):
+    """The BpfError for an OSError out of sys.bpf() (``asked``: a batch's requested count; ``map_type``: the
+    map's, for the explanation)."""
     if isinstance(exc, BpfError):
         return exc
-    return make_error(exc.errno, uapi.cmd_name(cmd), target, detail_for(cmd, exc.errno, exc), count)
+    detail = detail_for(cmd, exc.errno, exc, asked=asked, map_type=map_type)
+    return make_error(exc.errno, uapi.cmd_name(cmd), target, detail, count)

@@ -17,6 +17,7 @@ machine this was written on; see docs/btf.md), never at ``Kernel()`` time.
 import os
 import threading
 
+from .. import hostenv
 from . import uapi as U
 from .btf import lazy_btf
 from .builder import Builder
@@ -38,7 +39,7 @@ def vmlinux_btf(path=VMLINUX_PATH, fallback=True):
         b = _cache.get(key)
         if b is None:
             data = None
-            if path:
+            if path and (path != VMLINUX_PATH or hostenv.is_linux()):  # off Linux there is no such file
                 try:
                     with open(path, "rb") as f:
                         data = f.read()

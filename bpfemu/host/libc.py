@@ -26,6 +26,8 @@ MACHINE = platform.machine()  # read once: a child that dropped to another uid m
 PROT_READ, PROT_WRITE, PROT_NONE = 1, 2, 0
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
 MNT_DETACH = 2
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_PRIVATE, MS_SLAVE = 0x4000, 1 << 18, 1 << 19
 
 _libc = None
 
@@ -47,6 +49,8 @@ def libc():
         lib.process_vm_readv.restype = ctypes.c_ssize_t
         lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
         lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        lib.unshare.argtypes = [ctypes.c_int]
+        lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
         _libc = lib
     return _libc
 
@@ -101,9 +105,40 @@ def read_partial(addr, n):
     return buf.raw[:got]
 
 
-def mount(src, target, fstype):
-    if libc().mount(src.encode(), target.encode(), fstype.encode(), 0, None) != 0:
+def _c(s):
+    return s.encode() if isinstance(s, str) else s
+
+
+def mount(src, target, fstype, flags=0):
+    """mount(2); ``src`` and ``fstype`` may be None (a propagation change: ``flags`` MS_SLAVE|MS_REC)."""
+    if libc().mount(_c(src), _c(target), _c(fstype), flags, None) != 0:
         raise errno_error(target)
+
+
+def unshare(flags):
+    if libc().unshare(flags) != 0:
+        raise errno_error()
+
+
+def setns(fd, nstype):
+    if libc().setns(fd, nstype) != 0:
+        raise errno_error()
+
+
+def private_bpffs(path="/sys/fs/bpf"):
+    """In a fresh process: a mount namespace of its own in which a new bpffs is mounted at ``path``.
+
+    The namespace starts as a copy of the caller's, with every mount made a slave (MS_REC|MS_SLAVE): mounts
+    made on the machine later still show in it, nothing mounted in it shows on the machine. Where ``path``
+    does not exist (a /sys without the bpf directory), a tmpfs over its parent provides it, in the namespace
+    only. Needs CAP_SYS_ADMIN; raises OSError."""
+    unshare(CLONE_NEWNS)
+    mount(None, "/", None, MS_REC | MS_SLAVE)
+    if not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        mount("tmpfs", parent, "tmpfs")
+        os.mkdir(path)
+    mount("bpf", path, "bpf")
 
 
 def umount(target):

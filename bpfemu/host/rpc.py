@@ -23,7 +23,7 @@ import struct
 from .. import uapi
 from ..caps import cap_set
 from ..syscall.table import COMMANDS, IN, ByKind, PtrArray
-from .libc import Guarded, capset, libc, raw_bpf, renameat2, statfs
+from .libc import Guarded, capset, libc, mount, raw_bpf, renameat2, statfs, umount
 from .sysinfo import host_possible_cpus
 
 RPC_FD = 1000  # where a child keeps its end of the conversation, away from the low fds
@@ -287,6 +287,9 @@ def drop(uid, caps):
         capset(bits)
 
 
+_CALLS = {"statfs": statfs, "mount": mount, "umount": umount, "renameat2": renameat2}  # the rest of "call" is os.<name>
+
+
 def serve(sock):
     """The child's loop: perform requests until told to exit."""
     while True:
@@ -324,7 +327,7 @@ def serve(sock):
                 send(sock, ("ok", None))
                 os._exit(0)
             elif op == "call":
-                fn = {"statfs": statfs, "renameat2": renameat2}.get(req[1]) or getattr(os, req[1])
+                fn = _CALLS.get(req[1]) or getattr(os, req[1])
                 result = ("ok", fn(*req[2]))
                 if req[1] in ("stat", "lstat"):
                     result = ("ok", tuple(result[1]))

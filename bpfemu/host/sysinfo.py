@@ -1,8 +1,14 @@
-"""Facts about the machine we run on, read from /sys and /proc (defaults of the emulated Kernel too)."""
+"""Facts about the machine we run on, read from /sys and /proc (defaults of the emulated Kernel too).
+
+Off Linux (or with BPFEMU_PLATFORM=nonlinux, see :mod:`bpfemu.hostenv`) nothing is read: each fact is unknown.
+"""
+from .. import hostenv
 
 
 def host_possible_cpus(path="/sys/devices/system/cpu/possible"):
     """Number of possible CPUs as the kernel counts them (highest id + 1), or None."""
+    if not hostenv.is_linux():
+        return None
     try:
         with open(path) as f:
             text = f.read().strip()
@@ -47,6 +53,8 @@ def host_protected_symlinks(default=0):
 
 def host_unprivileged_bpf_disabled(default=2):
     """The sysctl kernel.unprivileged_bpf_disabled, or ``default`` where it cannot be read."""
+    if not hostenv.is_linux():
+        return default
     try:
         with open("/proc/sys/kernel/unprivileged_bpf_disabled") as f:
             return int(f.read())

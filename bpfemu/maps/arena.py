@@ -28,6 +28,9 @@ class Arena(ObjMap):
     def mem_usage(self, count=None):
         return 0
 
+    def map_check_btf(self, btf, key_type, value_type):
+        """arena_map_check_btf: any types."""
+
     def lookup_sys(self, key, flags):
         raise bpf_error(errno.EINVAL, "arena has no elements")
 

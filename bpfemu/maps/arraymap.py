@@ -15,14 +15,16 @@ their updates fail the way the kernel fails for an fd of the wrong kind.
 """
 import errno
 import hashlib
-import mmap as _mmap
 import struct
 
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
-from ..limits import INT_MAX, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, page_align, round_up
-from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, fd_of_kind, generic_map_lookup_batch,
-                      generic_map_update_batch, index_next_key, map_flags_access_ok, u32)
+from ..btf import uapi as B
+from ..limits import INT_MAX, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, S32_MAX, page_align, round_up
+from ..objects import fdget
+from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, bpf_map_area_mmapable_alloc, fd_of_kind,
+                      generic_map_lookup_batch, generic_map_update_batch, index_next_key, int_bits_at_0,
+                      map_check_no_btf, map_flags_access_ok, u32)
 from .map_in_map import OfMaps
 
 BPF_ARRAY = 312  # sizeof(struct bpf_array) up to its value area (x86_64), as memlock counts it
@@ -59,16 +61,34 @@ class ArrayMap(BpfMap):
     def alloc_check(cls, attr, task):
         array_map_alloc_check(attr)
 
+    @classmethod
+    def map_alloc(cls, kernel, attr, task):
+        """array_map_alloc: bypass_spec_v1 from the creator (the verifier reads it for tail calls)."""
+        m = cls(kernel, attr)
+        m.bypass_spec_v1 = task.perfmon_capable()
+        return m
+
     def __init__(self, kernel, attr):
         super().__init__(kernel, attr)
         self.elem_size = round_up(self.value_size, 8)
         self.values = {}  # index -> user-layout value bytes (not mmapable)
         self.data = None  # the flat value area of an mmapable array
         if attr.map_flags & uapi.BPF_F_MMAPABLE:
-            self.data = _mmap.mmap(-1, round_up(self.max_entries * self.elem_size, PAGE_SIZE))
+            self.data = bpf_map_area_mmapable_alloc(kernel, round_up(self.max_entries * self.elem_size, PAGE_SIZE))
 
     def count(self):
         return self.max_entries
+
+    def map_check_btf(self, btf, key_type, value_type):
+        """array_map_check_btf: a u32 key, or none for a global-data array (one element, a DATASEC value)."""
+        if key_type.kind == 0:
+            if self.map_type != uapi.BPF_MAP_TYPE_ARRAY or self.max_entries != 1:
+                raise bpf_error(errno.EINVAL, "only a one-element array may have no key type")
+            if value_type.kind != B.BTF_KIND_DATASEC:
+                raise bpf_error(errno.EINVAL, "a keyless array's value type must be a DATASEC")
+            return
+        if not int_bits_at_0(key_type, 32):
+            raise bpf_error(errno.EINVAL, "an array's key type must be a 32-bit int")
 
     def mem_usage(self, count=None):
         """array_map_mem_usage: the header and every element (an mmapable array page-aligns both)."""
@@ -81,7 +101,8 @@ class ArrayMap(BpfMap):
         return struct.unpack("<I", key)[0]
 
     def zero_value(self):
-        return bytes(self.user_value_size)
+        v = bytes(self.user_value_size)
+        return self.obj_init(v) if self.record is not None else v
 
     def lookup(self, key, flags=0):
         i = self._index(key)
@@ -124,6 +145,10 @@ class ArrayMap(BpfMap):
             raise bpf_error(errno.EINVAL, "mapping runs past the array's values")
         start = pgoff * PAGE_SIZE
         return memoryview(self.data)[start:start + length]
+
+    @property
+    def mmap_area(self):
+        return self.data
 
     def map_get_hash(self):
         """array_map_get_hash: SHA-256 of the value area, every element padded to 8 bytes."""
@@ -181,6 +206,13 @@ class FdArray(ObjMap):
     def user_value_size(self):
         return 4
 
+    @classmethod
+    def map_alloc(cls, kernel, attr, task):
+        """fd_array_map_alloc (array_map_alloc): bypass_spec_v1 from the creator."""
+        m = cls(kernel, attr)
+        m.bypass_spec_v1 = task.perfmon_capable()
+        return m
+
     def mem_usage(self, count=None):
         """struct bpf_array, then one pointer per slot."""
         return BPF_ARRAY + self.max_entries * 8
@@ -207,20 +239,64 @@ class FdArray(ObjMap):
 
 
 class ProgArray(FdArray):
+    """PROG_ARRAY (prog_array_map_ops): programs by index, held by the map; the first program stored (or
+    loaded with the map) makes the owner every later one must match (the program object decides)."""
+
+    prog_owner = None   # struct bpf_map_owner: set by the program object's map_compatible
+
     def lookup_sys(self, key, flags):
-        if u32(key) >= self.max_entries or u32(key) not in self.slots:
+        """prog_fd_array_sys_lookup_elem: the program's id."""
+        prog = self.slots.get(u32(key)) if u32(key) < self.max_entries else None
+        if prog is None:
             raise bpf_error(errno.ENOENT)
-        return struct.pack("<I", self.slots[u32(key)])  # pragma: no cover (no progs)
+        return struct.pack("<I", prog.id)
+
+    def update_sys(self, task, key, value, flags):
+        """bpf_fd_array_map_update_elem with prog_fd_array_get_ptr."""
+        if flags != uapi.BPF_ANY:
+            raise bpf_error(errno.EINVAL, "fd arrays only take BPF_ANY")
+        i = u32(key)
+        if i >= self.max_entries:
+            raise bpf_error(errno.E2BIG, "index out of range")
+        fd = u32(value)
+        prog = fdget(task, fd if fd <= S32_MAX else -1, "prog").obj
+        if prog.type == uapi.BPF_PROG_TYPE_EXT or not prog.map_compatible(self):
+            raise bpf_error(errno.EINVAL, "program type does not match the program array's owner")
+        prog.hold(self)
+        old = self.slots.get(i)
+        self.slots[i] = prog
+        if old is not None:
+            old.release(self)
+
+    def delete(self, key):
+        i = u32(key)
+        if i >= self.max_entries:
+            raise bpf_error(errno.E2BIG, "index out of range")
+        old = self.slots.pop(i, None)
+        if old is None:
+            raise bpf_error(errno.ENOENT)
+        old.release(self)
+
+    def held_objects(self):
+        return list(self.slots.values())
+
+    def on_free(self):
+        progs, self.slots = list(self.slots.values()), {}
+        for p in progs:
+            p.release(self)
+        super().on_free()
 
 
 class PerfEventArray(FdArray):
     wrong_fd = errno.EBADF
     kind_name = "perf_event"
+    map_check_btf = map_check_no_btf
 
 
 class CgroupArray(FdArray):
     wrong_fd = errno.EBADF
     kind_name = "cgroup"
+    map_check_btf = map_check_no_btf
 
 
 class ArrayOfMaps(OfMaps, FdArray):
@@ -228,6 +304,7 @@ class ArrayOfMaps(OfMaps, FdArray):
 
     lookup_batch = generic_map_lookup_batch
     update_batch = generic_map_update_batch
+    map_check_btf = map_check_no_btf
 
     def lookup_sys(self, key, flags):
         inner = self.slots.get(u32(key))

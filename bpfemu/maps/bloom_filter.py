@@ -57,6 +57,11 @@ class BloomFilterMap(BpfMap):
     def count(self):
         return len(self.bits)
 
+    def map_check_btf(self, btf, key_type, value_type):
+        """bloom_map_check_btf: keyless."""
+        if key_type.kind != 0:
+            raise bpf_error(errno.EINVAL, "a bloom filter has no key type")
+
     def mem_usage(self, count=None):
         """bloom_map_mem_usage: the header and the whole bit array, in 8-byte words."""
         return BPF_BLOOM + round_up((self.bitset_mask + 1) // 8, 8)

@@ -22,6 +22,8 @@ op                          kernel                                        defaul
 ``lookup_batch`` ...        map_lookup_batch, map_lookup_and_delete_      ENOTSUPP (types opt in to
                             batch, map_update_batch, map_delete_batch     the ``generic_map_*`` ones)
 ``map_mmap``                map_mmap                                      ENOTSUPP
+``mmap_area`` (property)    the area bpf_map_area_mmapable_alloc made,    None
+                            which every mapping of the map shares
 ``map_get_hash``            map_get_hash (content hash of a frozen map)   EINVAL
 ``map_check_btf``           map_check_btf                                 accept
 ``mem_usage``               map_mem_usage: the fdinfo ``memlock`` bytes   **required**
@@ -35,9 +37,12 @@ has an op (the kernel's ``map->ops->op != NULL``), for the commands whose
 checks depend on it.
 """
 import errno
+import mmap as _mmap
 import struct
 
 from .. import uapi
+from ..btf import fields as F
+from ..btf import uapi as B
 from ..errors import ENOTSUPP, bpf_error
 from ..limits import S32_MAX, round_up
 from ..objects import BpfObject, fdget
@@ -90,9 +95,57 @@ def socket_fd(task, fd):
     return fd_of_kind(task, fd, "socket", errno.ENOTSOCK)
 
 
+def bpf_map_area_mmapable_alloc(kernel, size):
+    """bpf_map_area_mmapable_alloc (syscall.c): ``size`` bytes (a multiple of the page size) of zeroed
+    memory that userspace may map, a writable ``mmap.mmap``.
+
+    Anonymous memory, unless ``kernel.mmapable_alloc`` names another allocator (a callable size -> such an
+    mmap): ``bpfemu exec`` gives file-backed memory there, which the processes it supervises map too."""
+    alloc = kernel.mmapable_alloc
+    return alloc(size) if alloc is not None else _mmap.mmap(-1, size)
+
+
 def implements(m, op):
     """Whether map m's type has ``op`` (the kernel's ``map->ops->op != NULL``)."""
     return getattr(type(m), op) is not getattr(BpfMap, op)
+
+
+# -- BTF: the special fields a map value may hold, and the map types that may hold each ----------------
+# (map_check_btf of syscall.c; measured on 6.18 for every map type x field, conformance/test_map_btf.py)
+T = uapi
+_STORAGE = (T.BPF_MAP_TYPE_SK_STORAGE, T.BPF_MAP_TYPE_INODE_STORAGE, T.BPF_MAP_TYPE_TASK_STORAGE,
+            T.BPF_MAP_TYPE_CGRP_STORAGE)
+_LOCKS = (T.BPF_MAP_TYPE_HASH, T.BPF_MAP_TYPE_ARRAY, T.BPF_MAP_TYPE_CGROUP_STORAGE) + _STORAGE
+_ASYNC = (T.BPF_MAP_TYPE_HASH, T.BPF_MAP_TYPE_LRU_HASH, T.BPF_MAP_TYPE_ARRAY)
+_KPTRS = (T.BPF_MAP_TYPE_HASH, T.BPF_MAP_TYPE_PERCPU_HASH, T.BPF_MAP_TYPE_LRU_HASH, T.BPF_MAP_TYPE_LRU_PERCPU_HASH,
+          T.BPF_MAP_TYPE_ARRAY, T.BPF_MAP_TYPE_PERCPU_ARRAY) + _STORAGE
+FIELD_MAP_TYPES = {
+    F.BPF_SPIN_LOCK: _LOCKS, F.BPF_RES_SPIN_LOCK: _LOCKS,
+    F.BPF_TIMER: _ASYNC, F.BPF_WORKQUEUE: _ASYNC, F.BPF_TASK_WORK: _ASYNC,
+    F.BPF_KPTR_UNREF: _KPTRS, F.BPF_KPTR_REF: _KPTRS, F.BPF_KPTR_PERCPU: _KPTRS, F.BPF_REFCOUNT: _KPTRS,
+    F.BPF_UPTR: (T.BPF_MAP_TYPE_TASK_STORAGE,),
+    F.BPF_LIST_HEAD: _ASYNC, F.BPF_RB_ROOT: _ASYNC,
+}
+# the fields map_check_btf looks for in a value (list and rb nodes are no special fields of a map value)
+MAP_FIELDS = (F.BPF_SPIN_LOCK | F.BPF_RES_SPIN_LOCK | F.BPF_TIMER | F.BPF_KPTR | F.BPF_LIST_HEAD | F.BPF_RB_ROOT
+              | F.BPF_REFCOUNT | F.BPF_WORKQUEUE | F.BPF_UPTR | F.BPF_TASK_WORK)
+# bpf_obj_init_field runs on a value copied out to userspace: a list head points at itself, in the
+# kernel's temporary copy. The emulator shows this kernel-looking address plus the field's offset.
+KERNEL_COPY_ADDR = 0xFFFF888100000000
+
+
+def int_bits_at_0(t, bits):
+    """An INT of ``bits`` bits at bit offset 0 (BTF_INT_BITS, BTF_INT_OFFSET): the key types of arrays (32),
+    local storage (32) and cgroup storage (64)."""
+    if t.kind != B.BTF_KIND_INT:
+        return False
+    d = t.int_data
+    return d & 0xFF == bits and not (d >> 16) & 0xFF
+
+
+def map_check_no_btf(m, btf, key_type, value_type):
+    """map_check_no_btf: the op of the types whose values BTF cannot describe (fd maps, stack traces)."""
+    raise bpf_error(ENOTSUPP, "%s maps take no BTF key/value types" % m.type_name())
 
 
 def _read_or_none(ctx, addr, n):
@@ -107,6 +160,7 @@ class BpfMap(BpfObject):
 
     kind = "map"
     percpu = False
+    unbounded = False  # no max_entries: the local storage types keep one element per owner object
 
     # -- creation and teardown -------------------------------------------------
     @classmethod
@@ -133,9 +187,82 @@ class BpfMap(BpfObject):
         self.btf_key_type_id = self.btf_value_type_id = self.btf_vmlinux_value_type_id = 0
         self.btf = None
         self.record = None  # BTF special fields (spin lock, timers...)
+        self.bypass_spec_v1 = False  # set by array maps from their creator's capabilities
 
-    def map_check_btf(self, btf, key_type_id, value_type_id):
-        """map_check_btf: the type's own check of the key/value BTF types (the generic part is BTF's)."""
+    def map_check_btf(self, btf, key_type, value_type):
+        """The type's ``map_check_btf`` op: its own check of the key and value types (``btf`` a Btf,
+        the types resolved :class:`~bpfemu.btf.types.BtfType`, the key VOID when no key id was given);
+        raise OSError. A type without the op accepts any key type and refuses a missing one (EINVAL)."""
+
+    def check_btf(self, task, btf_obj, key_id, value_id):
+        """map_check_btf of syscall.c: the key and value types' sizes, the special fields of the value
+        (the record) and which map types may hold them, then the type's own op.
+
+        Errors: EINVAL (a size that does not match, no key type where the type needs one), EPERM (special
+        fields without CAP_BPF), EACCES (special fields with BPF_F_RDONLY_PROG/WRONLY_PROG), EOPNOTSUPP
+        (a field this map type cannot hold), those of btf_check_and_fixup_fields, those of the op.
+        A value whose special fields are malformed gets no record, as on the host (the error is dropped)."""
+        btf = btf_obj.btf
+        if key_id:
+            r = btf.type_id_size(key_id)
+            if r is None or r[2] != self.key_size:
+                raise bpf_error(errno.EINVAL, "btf_key_type_id %d does not have key_size %d" % (key_id, self.key_size))
+            key_type = r[0]
+        else:
+            key_type = btf.type_by_id(0)
+            if not implements(self, "map_check_btf"):
+                raise bpf_error(errno.EINVAL, "%s maps need a btf_key_type_id" % self.type_name())
+        r = btf.type_id_size(value_id)
+        if r is None or r[2] != self.value_size:
+            raise bpf_error(errno.EINVAL, "btf_value_type_id %d does not have value_size %d"
+                            % (value_id, self.value_size))
+        value_type = r[0]
+        try:
+            rec = F.parse_fields(btf, value_type, MAP_FIELDS, self.value_size,
+                                 vmlinux=lambda: self.kernel.btf_vmlinux.btf)
+        except OSError:
+            rec = None  # btf_parse_fields' ERR_PTR is kept as "no record"
+        if rec is not None:
+            if not task.bpf_capable():
+                raise bpf_error(errno.EPERM, "special fields in a map value need CAP_BPF")
+            if self.map_flags & (uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY_PROG):
+                raise bpf_error(errno.EACCES, "special fields in a map value programs may not write")
+            for bit in range(32):
+                field = rec.field_mask & (1 << bit)
+                if field and self.map_type not in FIELD_MAP_TYPES.get(field, ()):
+                    raise bpf_error(errno.EOPNOTSUPP, "%s maps cannot hold a %s" % (
+                        self.type_name(), F.FIELD_INFO[field][0]))
+            err = F.check_and_fixup_fields(btf, rec)
+            if err < 0:
+                raise bpf_error(-err, "special fields of the value")
+        self.record = rec
+        if implements(self, "map_check_btf"):
+            self.map_check_btf(btf, key_type, value_type)
+
+    def common_refs(self):
+        """bpf_map_free drops map->btf (whatever the type)."""
+        return [self.btf] if self.btf is not None else []
+
+    # -- special fields in values ---------------------------------------------------------------
+    def obj_init(self, value):
+        """The value with its special fields as a copy to userspace shows them (check_and_init_map_value):
+        everything zero but a refcount (1) and a list head (pointing at itself). The emulator stores
+        values so, as user bytes never reach those fields (copy_map_value skips them); per-CPU values
+        get it on each CPU's copy."""
+        rec = self.record
+        if rec is None:
+            return value
+        v = bytearray(value)
+        step = round_up(self.value_size, 8) if self.percpu else len(v)
+        for base in range(0, len(v), step or 1):
+            for f in rec.fields:
+                off = base + f.offset
+                v[off:off + f.size] = bytes(f.size)
+                if f.type == F.BPF_REFCOUNT:
+                    v[off:off + 4] = (1).to_bytes(4, "little")
+                elif f.type == F.BPF_LIST_HEAD:
+                    v[off:off + 16] = (KERNEL_COPY_ADDR + f.offset).to_bytes(8, "little") * 2
+        return bytes(v)
 
     # -- sizes and memory ---------------------------------------------------------
     @property
@@ -159,7 +286,8 @@ class BpfMap(BpfObject):
         return 0
 
     def has_spin_lock(self):
-        return False
+        """Whether the value holds a bpf_spin_lock (what BPF_F_LOCK needs; a bpf_res_spin_lock does not do)."""
+        return self.record is not None and self.record.has_field(F.BPF_SPIN_LOCK)
 
     # -- element ops ----------------------------------------------------------------
     def lookup(self, key, flags=0):
@@ -196,7 +324,10 @@ class BpfMap(BpfObject):
         return self.lookup(key, flags)
 
     def update_sys(self, task, key, value, flags):
-        """bpf_map_update_value: fd maps take an fd from the caller's table here."""
+        """bpf_map_update_value: fd maps take an fd from the caller's table here; the special fields
+        of a value are never copied from the caller."""
+        if self.record is not None:
+            value = self.obj_init(value)
         self.update(key, value, flags)
 
     def lookup_and_delete_sys(self, key, flags):
@@ -221,6 +352,12 @@ class BpfMap(BpfObject):
     def map_mmap(self, length, pgoff):
         """The memory a mapping of ``length`` bytes at page ``pgoff`` sees."""
         raise bpf_error(ENOTSUPP, "%s maps cannot be mapped" % self.type_name())
+
+    @property
+    def mmap_area(self):
+        """The memory every mapping of the map shares (what map_mmap hands out views of): the
+        ``mmap.mmap`` from :func:`bpf_map_area_mmapable_alloc`, or None for a map that has none."""
+        return None
 
     def map_get_hash(self):
         """The SHA-256 of the map's content (bpf_map_info.hash of a frozen map)."""

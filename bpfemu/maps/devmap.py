@@ -6,7 +6,7 @@ import struct
 from .. import uapi as F
 from ..errors import bpf_error
 from ..limits import LOOPBACK_IFINDEX, roundup_pow_of_two
-from .bpf_map import ObjMap, index_next_key, prog_fd, s32, u32
+from .bpf_map import ObjMap, map_check_no_btf, index_next_key, prog_fd, s32, u32
 
 ACCESS = F.BPF_F_RDONLY | F.BPF_F_WRONLY
 DEV_CREATE_FLAG_MASK = F.BPF_F_NUMA_NODE | ACCESS
@@ -16,6 +16,8 @@ BPF_DTAB_NETDEV = 64  # sizeof(struct bpf_dtab_netdev): one per device entry
 
 class DevMapBase(ObjMap):
     """What DEVMAP and DEVMAP_HASH share (dev_map_ops, dev_map_hash_ops)."""
+
+    map_check_btf = map_check_no_btf
 
     @classmethod
     def alloc_check(cls, attr, task):

@@ -32,6 +32,7 @@ from ..jhash import htab_map_hash
 from ..limits import KMALLOC_MAX_SIZE, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, round_up, roundup_pow_of_two
 from .bpf_lru_list import Lru
 from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, batch_elem_flags, generic_map_delete_batch, generic_map_update_batch,
+                      map_check_no_btf,
                       map_flags_access_ok)
 from .map_in_map import OfMaps
 
@@ -123,6 +124,11 @@ class HashMap(BpfMap):
 
     def count(self):
         return len(self.elems)
+
+    def map_check_btf(self, btf, key_type, value_type):
+        """htab_map_check_btf: a hash table needs a key type."""
+        if key_type.kind == 0:
+            raise bpf_error(errno.EINVAL, "a hash map needs a btf_key_type_id")
 
     def mem_usage(self, count=None):
         """htab_map_mem_usage: the table, its buckets and locks, and the elements: every one of a
@@ -456,6 +462,7 @@ class HashOfMaps(OfMaps, HashMap):
     """HASH_OF_MAPS (htab_of_maps_map_ops): inner maps by key, held by the outer map."""
 
     fd_values = True  # an existing key's inner map is swapped in place (6.16+)
+    map_check_btf = map_check_no_btf
 
     @classmethod
     def alloc_check(cls, attr, task):

@@ -18,6 +18,7 @@ import errno
 import struct
 
 from .. import uapi
+from ..btf.uapi import BTF_KIND_STRUCT
 from ..errors import bpf_error
 from ..limits import KMALLOC_MAX_SIZE
 from .bpf_map import (BpfMap, generic_map_delete_batch, generic_map_lookup_batch, generic_map_update_batch,
@@ -68,6 +69,11 @@ class LpmTrieMap(BpfMap):
 
     def count(self):
         return len(self.entries)
+
+    def map_check_btf(self, btf, key_type, value_type):
+        """trie_check_btf: the key type is a struct (struct bpf_lpm_trie_key_u8 and its data)."""
+        if key_type.kind != BTF_KIND_STRUCT:
+            raise bpf_error(errno.EINVAL, "an LPM trie's key type must be a struct")
 
     def mem_usage(self, count=None):
         """trie_mem_usage: a node (header, prefix data, value) per stored prefix; the empty trie counts 0."""

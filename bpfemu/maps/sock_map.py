@@ -6,7 +6,7 @@ import struct
 from .. import uapi as F
 from ..errors import bpf_error
 from ..limits import MAX_BPF_STACK, S32_MAX, roundup_pow_of_two
-from .bpf_map import ObjMap, index_next_key, socket_fd, u32
+from .bpf_map import ObjMap, map_check_no_btf, index_next_key, socket_fd, u32
 
 ACCESS = F.BPF_F_RDONLY | F.BPF_F_WRONLY
 
@@ -15,6 +15,8 @@ SOCK_CREATE_FLAG_MASK = F.BPF_F_NUMA_NODE | ACCESS
 
 
 class SockMapBase(ObjMap):
+    map_check_btf = map_check_no_btf
+
     def lookup_sys(self, key, flags):
         if self.value_size != 8:
             raise bpf_error(errno.ENOSPC, "socket cookies need an 8-byte value")

@@ -5,7 +5,7 @@ import errno
 from .. import uapi as F
 from ..errors import bpf_error
 from ..limits import PERF_EVENT_MAX_STACK, roundup_pow_of_two
-from .bpf_map import BPF_F_ACCESS_MASK, ObjMap, u32
+from .bpf_map import BPF_F_ACCESS_MASK, ObjMap, map_check_no_btf, u32
 
 
 STACK_CREATE_FLAG_MASK = F.BPF_F_NUMA_NODE | BPF_F_ACCESS_MASK | F.BPF_F_STACK_BUILD_ID
@@ -14,6 +14,8 @@ BUILD_ID_SIZE = 32  # sizeof(struct bpf_stack_build_id)
 
 class StackMap(ObjMap):
     """STACK_TRACE (stack_trace_map_ops)."""
+
+    map_check_btf = map_check_no_btf
 
     def __init__(self, kernel, attr):
         vs = attr.value_size

@@ -4,12 +4,14 @@ import errno
 
 from .. import uapi as F
 from ..errors import bpf_error
-from .bpf_map import ObjMap, index_next_key, socket_fd, u32
+from .bpf_map import ObjMap, map_check_no_btf, index_next_key, socket_fd, u32
 
 ACCESS = F.BPF_F_RDONLY | F.BPF_F_WRONLY
 
 
 class XskMap(ObjMap):
+    map_check_btf = map_check_no_btf
+
     def __init__(self, kernel, attr):
         if (attr.max_entries == 0 or attr.key_size != 4 or attr.value_size != 4
                 or attr.map_flags & ~(F.BPF_F_NUMA_NODE | ACCESS)):

@@ -95,18 +95,26 @@ def map_create(ctx):
         off, n = uapi.attr_field("map_name")
         m.name = obj_name_cpy(ctx.raw[off:off + n])
         if a.btf_key_type_id or a.btf_value_type_id or a.btf_vmlinux_value_type_id:
-            btf = ctx.fdget("btf_fd").obj  # no BTF object exists yet: EBADF or EINVAL here
-            m.map_check_btf(btf, a.btf_key_type_id, a.btf_value_type_id)  # pragma: no cover
+            btf = ctx.fdget("btf_fd").obj  # btf_get_by_fd: EBADF, or EINVAL for another kind of fd
+            if btf.kernel_btf:
+                raise bpf_error(errno.EACCES, "btf_fd names the kernel's own BTF")
+            m.btf = btf  # map->btf: the map holds it from here on (dropped by bpf_map_free)
+            btf.hold(m)
+            if a.btf_value_type_id:
+                m.check_btf(task, btf, a.btf_key_type_id, a.btf_value_type_id)
+            m.btf_key_type_id = a.btf_key_type_id
+            m.btf_value_type_id = a.btf_value_type_id
+            m.btf_vmlinux_value_type_id = a.btf_vmlinux_value_type_id
         if a.excl_prog_hash:
             if a.excl_prog_hash_size != SHA256_DIGEST_SIZE:
                 raise bpf_error(errno.EINVAL, "excl_prog_hash_size must be 32")
             m.excl_prog_hash = ctx.read(a.excl_prog_hash, SHA256_DIGEST_SIZE)
         elif a.excl_prog_hash_size:
             raise bpf_error(errno.EINVAL, "excl_prog_hash_size without excl_prog_hash")
+        ctx.kernel.memcg.charge_map(m)  # ENOMEM past Kernel(memory_limit=...)
     except OSError:
-        m.on_free()
+        m.free()  # drops what the map took (its BTF)
         raise
-    ctx.kernel.memcg.charge_map(m)  # ENOMEM past Kernel(memory_limit=...)
     ctx.kernel.register(m)
     m.hold(ctx.kernel)  # creation reference, dropped once the fd holds it
     try:

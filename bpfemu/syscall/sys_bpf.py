@@ -15,7 +15,7 @@ from .. import uapi
 from ..errors import bpf_error
 from ..objects import fdget
 from ..usermem import UserCopy
-from . import id as _id, info as _info, map as _map, obj as _obj  # noqa: F401  (the families register)
+from . import btf as _btf, id as _id, info as _info, map as _map, obj as _obj, prog as _prog  # noqa: F401,E501  (the families register)
 from .common import check_uarg_tail_zero
 from .table import COMMANDS
 
@@ -93,11 +93,11 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
     if raw.count(0, end) != ATTR_SIZE - end:
         raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % entry.name)
     ctx = Ctx(task, mem, entry, raw, uattr, size)
-    with task.kernel.lock:
+    kernel = task.kernel
+    with kernel.lock:
         if not task.alive:  # exit() and syscalls serialize: a task that exited makes no more calls
             raise bpf_error(errno.ESRCH, "task has exited")
-        kernel = task.kernel
-        outer, kernel.current = kernel.current, task
+        outer, kernel.current = kernel.current, task  # the kernel's `current` for ops that look at the caller
         try:
             return entry.handler(ctx)
         finally:

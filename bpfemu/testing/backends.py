@@ -2,17 +2,23 @@
 
 Used by the pytest plugin (``bpf_backend``) and by this project's conformance suite.
 A backend has ``.name`` ('emu' or 'host'), ``.kernel`` (the emulated Kernel, None on
-the host), ``.bpffs`` (a bpffs to pin under: the emulator's /sys/fs/bpf, or a private
-mount on the host) and ``.spawn(uid=None, caps=None)``, a fresh task on that machine
-(on the host, a real child process). Tasks carry ``.bpffs`` and ``.backend`` too.
-``close()`` ends the tasks and, on the host, unmounts the private bpffs (which drops
-whatever was pinned there).
+the host), ``.bpffs`` (a bpffs to pin under: /sys/fs/bpf on both, on the host a
+private one that only this backend's tasks see) and ``.spawn(uid=None, caps=None)``, a
+fresh task on that machine (on the host, a real child process). Tasks carry ``.bpffs``
+and ``.backend`` too. ``leaks()`` lists the bpf objects the machine's tasks and pins
+still hold (the same question on both: empty when the code under test closed and
+unpinned everything). ``close()`` ends the tasks; on the host the private bpffs, with
+whatever was pinned there, goes with them.
 
 :func:`need_host` is how a test that needs the host kernel skips (or, when the host is
 required, fails) where it cannot have it.
 """
+import ctypes
+import errno
 import os
+import stat
 
+from .. import uapi
 from ..host.task import Host, available
 from ..kernel import Kernel
 
@@ -46,6 +52,45 @@ def need_host(config=None):
         pytest.skip(msg)
 
 
+def kernel_leaks(kernel):
+    """The objects alive on an emulated kernel, one line each: 'map 1 held by fd 3 of task 100'."""
+    return ["%s %d held by %s" % (s.kind, s.id, ", ".join(s.holders) or "nothing") for s in kernel.objects()]
+
+
+_ID_LINES = (("link_id:", "link"), ("map_id:", "map"), ("prog_id:", "prog"), ("btf_id:", "btf"))
+
+
+def _bpf_object(task, fd):
+    """(kind, id) of the bpf object behind a host task's fd, from its fdinfo, or None."""
+    try:
+        text = task.fdinfo(fd)
+    except OSError:
+        return None
+    lines = text.splitlines()
+    for prefix, kind in _ID_LINES:
+        for line in lines:
+            if line.startswith(prefix):
+                return kind, int(line.split(":", 1)[1])
+    return None
+
+
+def _pins(task, path, top=False):
+    """Every pin under a bpffs directory, seen by ``task``."""
+    for name in task.listdir(path):
+        if top and name in ("maps.debug", "progs.debug"):  # the iterators every bpffs starts with
+            continue
+        full = path + "/" + name
+        if stat.S_ISDIR(task.stat(full).st_mode):
+            yield from _pins(task, full)
+        else:
+            yield full
+
+
+def _obj_get(task, path):
+    p = ctypes.create_string_buffer(path.encode())
+    return task.bpf(uapi.BPF_OBJ_GET, uapi.make_attr(pathname=ctypes.addressof(p)))
+
+
 class EmuBackend:
     name = "emu"
 
@@ -57,6 +102,10 @@ class EmuBackend:
         t = self.kernel.spawn(uid=uid or 0, caps=caps)
         t.bpffs, t.backend = self.bpffs, self.name
         return t
+
+    def leaks(self):
+        """What is still alive, one line per object: 'map 1 held by fd 3 of task 100, pin /sys/fs/bpf/m'."""
+        return kernel_leaks(self.kernel)
 
     def close(self):
         for t in list(self.kernel.tasks):
@@ -73,7 +122,10 @@ class HostBackend:
     def __init__(self):
         self.host = Host()
         self.tasks = []
-        self.bpffs = self.host.mount_bpffs()
+        ok, why = self.host.private_bpffs
+        if not ok:
+            raise OSError(errno.EPERM, "bpfemu: the host backend needs a private bpffs: %s" % why)
+        self.bpffs = "/sys/fs/bpf"
 
     def spawn(self, uid=None, caps=None):
         t = self.host.spawn(uid=uid or None, caps=caps)
@@ -81,10 +133,40 @@ class HostBackend:
         self.tasks.append(t)
         return t
 
+    def leaks(self):
+        """What the tasks of this backend hold through their fds, and its bpffs through pins (the two
+        iterators a fresh bpffs holds aside), one line per object, as :meth:`EmuBackend.leaks` says it.
+        Objects reachable only through another (an inner map) show through that one."""
+        held = {}
+        for t in self.tasks:
+            try:
+                fds = t.fds()
+            except OSError:  # the task exited: it holds nothing
+                continue
+            for fd in fds:
+                if fd > 2:
+                    obj = _bpf_object(t, fd)
+                    if obj is not None:
+                        held.setdefault(obj, []).append("fd %d of task %d" % (fd, t.pid))
+        checker = self.host.spawn()
+        try:
+            for path in _pins(checker, self.bpffs, top=True):
+                try:
+                    fd = _obj_get(checker, path)
+                except OSError:
+                    continue
+                obj = _bpf_object(checker, fd)
+                checker.close(fd)
+                if obj is not None:
+                    held.setdefault(obj, []).append("pin " + path)
+        finally:
+            checker.exit()
+        return ["%s %d held by %s" % (kind, id_, ", ".join(h)) for (kind, id_), h in sorted(held.items())]
+
     def close(self):
         for t in self.tasks:
             t.exit()
-        self.host.unmount_bpffs()
+        self.host.close_namespace()
 
     def __repr__(self):
         return "<bpf backend host>"

@@ -25,6 +25,17 @@ def addr(b):
     return ctypes.addressof(b) if b is not None else 0
 
 
+def possible_cpus(proc=None):
+    """Possible CPUs of the machine a test runs on: the emulated kernel's of ``proc`` (a Task), else the host's,
+    else what an emulated Kernel takes where the host's cannot be read (2): never a read of /sys by a test."""
+    kernel = getattr(proc, "kernel", None)
+    if kernel is not None:
+        return kernel.ncpus
+    from ..host.sysinfo import host_possible_cpus
+    from ..kernel import DEFAULT_NCPUS
+    return host_possible_cpus() or DEFAULT_NCPUS
+
+
 def err(fn, *args, **kw):
     """errno of fn(*args) (0 when it succeeds)."""
     try:
@@ -127,6 +138,32 @@ def pin(proc, fd, path, file_flags=0, path_fd=0):
 def obj_get(proc, path, file_flags=0, path_fd=0):
     p = buf(path.encode() + b"\0")
     return proc.bpf(u.BPF_OBJ_GET, u.make_attr(pathname=addr(p), file_flags=file_flags, path_fd=path_fd))
+
+
+def btf_load(proc, blob, log_level=0, log_size=0, **extra):
+    """BPF_BTF_LOAD of ``blob`` (bytes, e.g. ``bpfemu.btf.Builder().....blob()``): the new BTF fd."""
+    d = buf(blob)
+    lb = buf(log_size) if log_size else None
+    return proc.bpf(u.BPF_BTF_LOAD, u.make_attr(btf=addr(d), btf_size=len(blob), btf_log_level=log_level,
+                                                 btf_log_size=log_size, btf_log_buf=addr(lb), **extra))
+
+
+def btf_info(proc, fd, info_len=None, btf_size=0, name_len=0):
+    """OBJ_GET_INFO_BY_FD of a BTF fd: (bpf_btf_info, blob bytes or b'', name bytes or b'').
+
+    ``btf_size``/``name_len``: the buffers offered for the blob and the name (0: none)."""
+    info = u.bpf_btf_info()
+    bb = buf(btf_size) if btf_size else None
+    nb = buf(name_len) if name_len else None
+    info.btf, info.btf_size, info.name, info.name_len = addr(bb), btf_size, addr(nb), name_len
+    n = ctypes.sizeof(info) if info_len is None else info_len
+    proc.bpf(u.BPF_OBJ_GET_INFO_BY_FD, u.make_attr(**{"info.bpf_fd": fd, "info.info_len": n,
+                                                        "info.info": ctypes.addressof(info)}))
+    return info, (bb.raw if bb else b""), (nb.raw if nb else b"")
+
+
+def btf_fd_by_id(proc, btf_id):
+    return proc.bpf(u.BPF_BTF_GET_FD_BY_ID, u.make_attr(btf_id=btf_id))
 
 
 def u32(n):
@@ -258,3 +295,51 @@ class HostMemcg:
 
 
 _memcg_seq = itertools.count()
+
+
+# -- the platform ---------------------------------------------------------------------------------------
+
+def need_bad_pointer_detection():
+    """Skip the running test, with the reason, where bpfemu cannot detect bad pointers (not Linux, or
+    process_vm_readv blocked): what the plugin's ``@pytest.mark.bpf_bad_pointers`` does, for a fixture."""
+    from ..usermem import LOCAL
+    if not LOCAL.checked:
+        import pytest
+        pytest.skip("bpfemu cannot detect bad pointers here, and this test passes some: %s"
+                    % LOCAL.unchecked_reason)
+
+
+def block_process_vm(code=errno.EPERM):
+    """Make process_vm_readv/process_vm_writev fail with ``code`` in this process from now on, as a seccomp
+    profile of some containers does (a real seccomp filter, so it cannot be undone: use it in a child
+    process). OSError where seccomp filters cannot be installed, NotImplementedError for an architecture
+    whose syscall numbers bpfemu does not know."""
+    import platform
+
+    from ..hostenv import PROCESS_VM_SYSCALLS
+
+    nrs = PROCESS_VM_SYSCALLS.get(platform.machine())
+    if nrs is None:
+        raise NotImplementedError("process_vm_* syscall numbers of %s" % platform.machine())
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
+    SECCOMP_RET_ERRNO, SECCOMP_RET_ALLOW = 0x00050000, 0x7FFF0000
+    insns = [SockFilter(BPF_LD_W_ABS, 0, 0, 0)]  # seccomp_data.nr
+    for nr in nrs:
+        insns += [SockFilter(BPF_JEQ_K, 0, 1, nr), SockFilter(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | code)]
+    insns.append(SockFilter(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
+    prog = (SockFilter * len(insns))(*insns)
+    fprog = SockFprog(len(insns), prog)
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
+            libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))

@@ -546,45 +546,12 @@ def raw_tests(tree=None):
 LOG_SIZE = 65535  # what the selftest gives its log
 
 
-def _not_implemented(e):
-    return e.errno == 22 and "not implemented" in (getattr(e, "bpf_detail", None) or "")
-
-
-class _RawMemory:
-    """The user buffer at a real address of this process (for the emulator fallback below)."""
-
-    def __init__(self, addr):
-        self.addr = addr
-
-    def write(self, off, data):
-        ctypes.memmove(self.addr + off, bytes(data), len(data))
-
-    def read(self, off, n):
-        return ctypes.string_at(self.addr + off, n)
-
-
-def _emu_btf_load(attr):
-    """What syscall/btf.py will do once BPF_BTF_LOAD is wired: btf_parse() over the attr fields."""
-    from bpfemu.btf import btf_parse
-    ubuf = _RawMemory(attr.btf_log_buf) if attr.btf_log_buf else None
-
-    def read():
-        return ctypes.string_at(attr.btf, attr.btf_size) if attr.btf_size else b""
-
-    def write_true_size(n):
-        attr.btf_log_true_size = n
-
-    return btf_parse(read, log=(attr.btf_log_level, ubuf, attr.btf_log_size), btf_size=attr.btf_size,
-                     write_true_size=write_true_size)
-
-
 def btf_load(task, blob, log_level=1, log_size=LOG_SIZE, log_buf=None, btf_size=None):
     """BPF_BTF_LOAD of ``blob`` through ``task.bpf()``: (errno or 0, raw log buffer bytes, log_true_size).
 
     ``log_buf``: give a buffer (of max(log_size, 1) bytes) or not; by default
-    one when log_size is nonzero. ``task`` is an emulator task or ``bpfemu.Host()``; a loaded BTF's fd is
-    closed again. While the emulator's syscall layer answers "not implemented",
-    the emulator side calls :func:`bpfemu.btf.btf_parse` with the same attr.
+    one when log_size is nonzero. ``task`` is any task (an emulator task, ``bpfemu.Host()``, a host
+    child); a loaded BTF's fd is closed again.
     """
     data = ctypes.create_string_buffer(bytes(blob), max(len(blob), 1))
     if log_buf is None:
@@ -598,14 +565,7 @@ def btf_load(task, blob, log_level=1, log_size=LOG_SIZE, log_buf=None, btf_size=
         task.close(fd)
         err = 0
     except OSError as e:
-        if not _not_implemented(e):
-            err = e.errno
-        else:
-            try:
-                _emu_btf_load(attr)
-                err = 0
-            except OSError as e2:
-                err = e2.errno
+        err = e.errno
     return err, (lb.raw if lb is not None else b""), attr.btf_log_true_size
 
 

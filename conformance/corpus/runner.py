@@ -187,7 +187,7 @@ class CapDroppedHost:
 
     def bpf(self, cmd, attr, size=None):
         from bpfemu.host import raw_bpf
-        from bpfemu.usermem import address_of
+        from bpfemu.surface import address_of
         addr, n = address_of(attr)
         fd = self._call(lambda: raw_bpf(cmd, addr, size if size is not None else n))
         if cmd in (U.BPF_MAP_CREATE, U.BPF_PROG_LOAD, U.BPF_BTF_LOAD):
