@@ -267,6 +267,24 @@ class Namespace:
         d, last = self._walk_parent(path, task, base, nd)
         return self._resolve_last(d, last, path, task, nd, follow)
 
+    def parent_and_name(self, path, task=None, base=None):
+        """(directory inode, last component) of path, walked as link_path_walk does (symlinks in the middle
+        followed); the last component may be '.' or '..'; (None, None) for the root itself."""
+        d, last = self._walk_parent(path, task, base)
+        if last.type == LAST_ROOT:
+            return None, None
+        return d, last.name
+
+    def _lookup_child(self, d, name):
+        """d's entry ``name`` with mounts followed ('.' is d, '..' its parent), or None; the filesystem's lookup
+        errors for a name it has no entry for (EPERM for a dotted name on bpffs, ENAMETOOLONG)."""
+        if name == ".":
+            return d
+        if name == "..":
+            return self._dotdot(d)
+        c = self._lookup(d, name)
+        return self._follow_mount(c) if c is not None else None
+
     def path_of(self, node):
         parts = []
         while node is not None and node.parent is not None:
