@@ -590,6 +590,36 @@ class UserCopy:
                     cached[lo - page:hi - page] = bytes(data[lo - addr:hi - addr])
                 page += PAGE_SIZE
 
+    def put_user(self, addr, data):
+        """put_user: a store of a small scalar (an attr field) that lands whole or not at all.
+
+        The host's store of a u32/u64 attr field that straddles a page it cannot write faults as a
+        whole (EFAULT, the field untouched), unlike copy_to_user of a buffer, which writes the bytes
+        before the fault. A write within one page is whole anyway; across two, the part in the second
+        page goes first and is put back if the first part then faults."""
+        n = len(data)
+        if n == 0 or (addr & PAGE_MASK) == ((addr + n - 1) & PAGE_MASK) or addr < NULL_PAGE:
+            self.write(addr, data)
+            return
+        if self._pending:
+            self.flush()
+        data = bytes(data)
+        cut = ((addr + n - 1) & PAGE_MASK) - addr
+        old = self.mem.read(addr + cut, n - cut)  # unreadable: not writable either, nothing written
+        self.mem.write(addr + cut, data[cut:])
+        try:
+            self.mem.write(addr, data[:cut])
+        except OSError:
+            self.mem.write(addr + cut, old)
+            raise
+        pages = self._pages
+        if pages:
+            for page in (addr & PAGE_MASK, (addr + cut) & PAGE_MASK):
+                cached = pages.get(page)
+                if cached is not None:
+                    lo, hi = max(addr, page), min(addr + n, page + PAGE_SIZE)
+                    cached[lo - page:hi - page] = data[lo - addr:hi - addr]
+
     def flush(self):
         """Land the queued writes: runs of adjacent writes, which never overlap one another."""
         pending = self._pending

@@ -23,7 +23,7 @@ import struct
 from .. import uapi
 from ..caps import cap_set
 from ..syscall.table import COMMANDS, IN, ByKind, PtrArray
-from .libc import Guarded, capset, libc, mount, raw_bpf, statfs, umount
+from .libc import Guarded, capset, libc, mount, raw_bpf, renameat2, statfs, umount
 from .sysinfo import host_possible_cpus
 
 RPC_FD = 1000  # where a child keeps its end of the conversation, away from the low fds
@@ -158,14 +158,40 @@ def _inner_regions(r):
     return _regions(spec.ptrs, r, r.data, Env(r.data, spec.ctype), len(r.data))
 
 
+def _overlapping(regions):
+    """Groups (lists) of the regions whose parent ranges overlap, transitively; the others alone."""
+    groups = []
+    for r in sorted(regions, key=lambda r: r.ptr):
+        if groups and r.ptr < max(g.ptr + g.n for g in groups[-1]):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
 def _fetch(sock, regions):
-    """Ask the parent for its memory, place each copy in guarded memory and point the holder at it."""
+    """Ask the parent for its memory, place each copy in guarded memory and point the holder at it.
+
+    Buffers that overlap in the parent (a batch's keys and values in one array, say) share one copy, so that
+    the kernel's writes through one show through the other as in the parent; a buffer the parent could
+    not read to its end gets a copy of its own that ends at a guard page."""
     send(sock, ("need", [(r.ptr, r.n) for r in regions]))
     for r, data in zip(regions, recv(sock)):
-        r.guard = Guarded(max(r.n, 1))
-        r.addr = r.guard.guard - len(data) if len(data) < r.n else r.guard.base  # short: ends at the guard
-        ctypes.memmove(r.addr, data, len(data))
         r.data = bytearray(data)
+    whole = [r for r in regions if len(r.data) == r.n]
+    for group in _overlapping(whole):
+        lo, hi = min(r.ptr for r in group), max(r.ptr + r.n for r in group)
+        guard = Guarded(max(hi - lo, 1))
+        for r in group:
+            r.addr = guard.base + (r.ptr - lo)
+            ctypes.memmove(r.addr, bytes(r.data), r.n)
+        group[0].guard = guard  # freed once
+    for r in regions:
+        if len(r.data) < r.n:  # short: ends at the guard
+            r.guard = Guarded(max(r.n, 1))
+            r.addr = r.guard.guard - len(r.data)
+            ctypes.memmove(r.addr, bytes(r.data), len(r.data))
+    for r in regions:
         packed = struct.pack("<Q", r.addr)
         holder = r.holder
         ctypes.memmove(holder.addr + r.off, packed, 8)
@@ -208,7 +234,8 @@ def child_bpf(sock, cmd, attr_bytes, size, attr_fault):
         return res + (changes,)
     finally:
         for r in fetched:
-            r.guard.free()
+            if r.guard is not None:
+                r.guard.free()
         region.free()
 
 
@@ -260,7 +287,7 @@ def drop(uid, caps):
         capset(bits)
 
 
-_CALLS = {"statfs": statfs, "mount": mount, "umount": umount}  # the rest of "call" is os.<name>
+_CALLS = {"statfs": statfs, "mount": mount, "umount": umount, "renameat2": renameat2}  # the rest of "call" is os.<name>
 
 
 def serve(sock):
@@ -272,13 +299,18 @@ def serve(sock):
             os._exit(0)
         op = req[0]
         try:
+            if op in ("close", "dup", "fdinfo") and req[1] == RPC_FD:
+                raise OSError(errno.EBADF if op != "fdinfo" else errno.ENOENT, "the RPC socket is not the task's")
             if op == "bpf":
                 result = child_bpf(sock, *req[1:])
             elif op == "close":
                 os.close(req[1])
                 result = ("ok", None)
-            elif op == "dup":
-                result = ("ok", os.dup(req[1]))
+            elif op == "dup":  # dup(2) clears close-on-exec, which os.dup sets; F_DUPFD_CLOEXEC keeps it
+                r = os.dup(req[1])
+                if not (len(req) > 2 and req[2]):
+                    os.set_inheritable(r, True)
+                result = ("ok", r)
             elif op == "fds":
                 result = ("ok", open_fds())
             elif op == "recv_fds":
@@ -297,7 +329,7 @@ def serve(sock):
             elif op == "call":
                 fn = _CALLS.get(req[1]) or getattr(os, req[1])
                 result = ("ok", fn(*req[2]))
-                if req[1] == "stat":
+                if req[1] in ("stat", "lstat"):
                     result = ("ok", tuple(result[1]))
             elif op == "fdinfo":
                 with open("/proc/self/fdinfo/%d" % req[1]) as f:
@@ -306,9 +338,10 @@ def serve(sock):
                 result = ("err", errno.EINVAL)
         except OSError as e:
             result = ("err", e.errno)
-        except (OverflowError, ValueError):
-            # an fd or mode no C int can hold: the syscall would see garbage and refuse it
-            result = ("err", errno.EBADF if op in ("close", "dup", "fdinfo") else errno.EINVAL)
+        except (OverflowError, ValueError, TypeError):
+            # an fd or mode no C int can hold (the parent converts them first: this is a last resort,
+            # so that no request can end the child)
+            result = ("err", errno.EBADF if op in ("close", "dup") else errno.EINVAL)
         send(sock, result)
 
 
@@ -333,6 +366,9 @@ def start_serving(sock, uid, caps):
         drop(uid, caps)
     except OSError as e:
         send(sock, ("err", e.errno))
+        os._exit(1)
+    except (OverflowError, ValueError, TypeError, KeyError):
+        send(sock, ("err", errno.EINVAL))
         os._exit(1)
     send(sock, ("ok", os.getpid()))
     serve(sock)

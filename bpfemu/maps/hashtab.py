@@ -10,17 +10,17 @@ HASH_OF_MAPS values and BPF_F_LOCK updates, which are replaced in place.
 GET_NEXT_KEY and the batch commands walk buckets in index order and each bucket
 from its head, so with BPF_F_ZERO_SEED the order is the kernel's.
 
-A full map refuses a new key with E2BIG; an LRU map instead evicts its oldest
-element, and does so before looking the key up, as the kernel takes a free node
-first. Which element the kernel evicts depends on its per-CPU free lists (it may
-even evict before the map is full); only the invariants are the contract.
+A full map refuses a new key with E2BIG. An LRU map never does: an update takes
+a node from the LRU lists (:mod:`bpfemu.maps.bpf_lru_list`) before it looks the
+key up, and that may evict other elements, in batches and before the map is
+full, depending on the CPU the update runs on (``Task.cpu``); the model is the
+kernel's, deterministic for a given sequence of calls and CPUs.
 
 Only buckets that hold something exist (memory follows the elements, not
 max_entries); ``_nonempty`` keeps their indices sorted for the walks.
 """
 import errno
 import struct
-from collections import OrderedDict
 from itertools import islice
 
 from sortedcontainers import SortedList
@@ -30,6 +30,7 @@ from ..caps import CAP_SYS_ADMIN
 from ..errors import ENOTSUPP, bpf_error
 from ..jhash import htab_map_hash, jhash_many
 from ..limits import KMALLOC_MAX_SIZE, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, round_up, roundup_pow_of_two
+from .bpf_lru_list import Lru
 from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, batch_elem_flags, generic_map_delete_batch, generic_map_update_batch,
                       map_check_no_btf,
                       map_flags_access_ok)
@@ -47,10 +48,18 @@ HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uap
 
 
 class Elem:
+    """An element (struct htab_elem)."""
+
     __slots__ = ("key", "value", "bucket", "hash")
 
     def __init__(self, key, value, h, bucket):
         self.key, self.value, self.hash, self.bucket = key, value, h, bucket
+
+
+class LruElem(Elem):
+    """An element of an LRU map, which is also a node of its LRU lists (struct bpf_lru_node)."""
+
+    __slots__ = ("lru_prev", "lru_next", "lru_type", "ref", "cpu")
 
 
 class HashMap(BpfMap):
@@ -108,7 +117,10 @@ class HashMap(BpfMap):
         self.elems = {}  # key bytes -> Elem
         self.buckets = {}  # bucket index -> [Elem, ...] head first
         self._nonempty = SortedList()
-        self.lru_order = OrderedDict() if self.lru else None  # key -> None, oldest first
+        self.lru_list = None
+        if self.lru:
+            self.lru_list = Lru(self.max_entries, kernel.ncpus, bool(attr.map_flags & uapi.BPF_F_NO_COMMON_LRU),
+                                self._lru_del_from_htab)
 
     def count(self):
         return len(self.elems)
@@ -154,9 +166,6 @@ class HashMap(BpfMap):
         else:
             b.insert(0, elem)
         self.elems[elem.key] = elem
-        if self.lru_order is not None:
-            self.lru_order[elem.key] = None
-            self.lru_order.move_to_end(elem.key)
 
     def _unlink(self, elem):
         b = self.buckets[elem.bucket]
@@ -166,8 +175,6 @@ class HashMap(BpfMap):
             self._nonempty.remove(elem.bucket)
         if self.elems.get(elem.key) is elem:
             del self.elems[elem.key]
-            if self.lru_order is not None:
-                self.lru_order.pop(elem.key, None)
         self.free_value(elem.value)
 
     def free_value(self, value):
@@ -199,15 +206,70 @@ class HashMap(BpfMap):
         self.check_update_flags(flags)
         key = bytes(key)
         stored = self.to_kernel_value(value)
-        self.insert(key, stored, flags)
+        if self.lru:
+            self._lru_update(key, stored, flags)
+        else:
+            self.insert(key, stored, flags)
+
+    # -- LRU (htab_lru_map_update_elem, __htab_lru_percpu_map_update_elem) -------------------------------
+    def _lru_del_from_htab(self, elem):
+        """htab_lru_map_delete_node: the LRU lists give up elem; remove it from the table if it is there."""
+        if self.elems.get(elem.key) is not elem:
+            return False
+        self._unlink(elem)
+        return True
+
+    def _lru_update(self, key, stored, flags):
+        """Take a node first (which may evict, even elements of the key updated), then check the flags
+        against what is left; a node not used goes back. LRU_HASH replaces the element (the new one has
+        its reference bit set), LRU_PERCPU_HASH updates a present key in place (setting its bit) and
+        takes no node for BPF_EXIST."""
+        if flags > uapi.BPF_EXIST:
+            raise bpf_error(errno.EINVAL, "bad update flags")
+        h = htab_map_hash(key, self.hashrnd)
+        new = None
+        if not (self.percpu and flags == uapi.BPF_EXIST):
+            new = self.lru_list.pop_free(self.kernel.smp_processor_id(),
+                                         lambda: LruElem(key, stored, h, h & (self.n_buckets - 1)))
+            if new is None:
+                raise bpf_error(errno.ENOMEM, "no free LRU node for this CPU")
+        old = self.elems.get(key)
+        try:
+            if old is not None and flags == uapi.BPF_NOEXIST:
+                raise bpf_error(errno.EEXIST)
+            if old is None and flags == uapi.BPF_EXIST:
+                raise bpf_error(errno.ENOENT)
+        except OSError:
+            if new is not None:
+                self.lru_list.push_free(new)
+            raise
+        if old is not None and self.percpu:
+            old.ref = 1
+            old.value = stored
+            if new is not None:
+                self.lru_list.push_free(new)
+            return
+        if old is None:
+            self._add_head(new)
+            return
+        new.ref = 1
+        self._replace(old, new)
+        self.lru_list.push_free(old)
+
+    def _replace(self, old, new):
+        """new takes the head of old's bucket and old leaves it (hlist add head, then del)."""
+        b = self.buckets[old.bucket]
+        i = b.index(old)  # Elem has no __eq__: index() finds this very object
+        if i:
+            del b[i]
+            b.insert(0, new)
+        else:
+            b[0] = new
+        self.elems[new.key] = new
+        self.free_value(old.value)
 
     def insert(self, key, stored, flags):
         mode = flags & ~uapi.BPF_F_LOCK
-        if self.lru and len(self.elems) >= self.max_entries and not (self.percpu and mode == uapi.BPF_EXIST):
-            # An LRU update takes a free node before it looks the key up (LRU_PERCPU_HASH
-            # not for BPF_EXIST). In a full map that evicts, even when the key is present or
-            # the update then fails on its flags: the kernel (6.18) does the same.
-            self._evict()
         old = self.elems.get(key)
         if old is not None and mode == uapi.BPF_NOEXIST:
             raise bpf_error(errno.EEXIST)
@@ -217,8 +279,6 @@ class HashMap(BpfMap):
             # copied into the existing element: its place in the bucket stays
             self.free_value(old.value)
             old.value = stored
-            if self.lru_order is not None:  # the kernel sets the node's reference bit
-                self.lru_order.move_to_end(key)
             return
         if old is None:
             if len(self.elems) >= self.max_entries:
@@ -230,18 +290,7 @@ class HashMap(BpfMap):
             return
         # the old element leaves; the new one takes the head of the same bucket (which so stays
         # non-empty: _nonempty is left alone)
-        b = self.buckets[old.bucket]
-        new = Elem(key, stored, old.hash, old.bucket)
-        i = b.index(old)  # Elem has no __eq__: index() finds this very object
-        if i:
-            del b[i]
-            b.insert(0, new)
-        else:
-            b[0] = new
-        self.elems[key] = new
-        if self.lru_order is not None:
-            self.lru_order.move_to_end(key)
-        self.free_value(old.value)
+        self._replace(old, Elem(key, stored, old.hash, old.bucket))
 
     # -- many elements at once (the batch commands) -------------------------------------------
     def _plain(self):
@@ -346,15 +395,17 @@ class HashMap(BpfMap):
             gone = set(emptied)
             self._nonempty = SortedList(bi for bi in ne if bi not in gone)
 
-    def _evict(self):
-        victim_key = next(iter(self.lru_order))
-        self._unlink(self.elems[victim_key])
+    def _free_elem(self, e):
+        """An element left the table: an LRU map's node goes back to its free list."""
+        if self.lru_list is not None:
+            self.lru_list.push_free(e)
 
     def delete(self, key):
         e = self.elems.get(bytes(key))
         if e is None:
             raise bpf_error(errno.ENOENT)
         self._unlink(e)
+        self._free_elem(e)
 
     def lookup_and_delete(self, key, flags):
         if (flags & ~uapi.BPF_F_LOCK) or (self.percpu and flags):
@@ -364,6 +415,7 @@ class HashMap(BpfMap):
             raise bpf_error(errno.ENOENT)
         value = self.to_user_value(e.value)
         self._unlink(e)
+        self._free_elem(e)
         return value
 
     def lookup_and_delete_sys(self, key, flags):
@@ -454,6 +506,7 @@ class HashMap(BpfMap):
                     else:
                         for e in list(bucket):
                             unlink(e)
+                            self._free_elem(e)
                 kaddr, vaddr = kbase + total * ks, vbase + total * vs
                 kend, vend = kaddr + n * ks, vaddr + n * vs
                 if gather and kend <= kdone and vend <= vdone:
@@ -515,8 +568,9 @@ class HashMap(BpfMap):
             out.append("%r: %d elements indexed, %d in buckets" % (self, len(self.elems), seen))
         if list(self._nonempty) != sorted(self.buckets):
             out.append("%r: non-empty bucket index out of date" % (self,))
-        if self.lru_order is not None and set(self.lru_order) != set(self.elems):
-            out.append("%r: LRU list and elements differ" % (self,))
+        if self.lru_list is not None:
+            out.extend("%r: %s" % (self, p) for p in self.lru_list.self_check(list(self.elems.values()),
+                                                                                self.max_entries))
         return out
 
 

@@ -12,15 +12,28 @@ from ..maps.bpf_map import implements
 from ..objects import FMODE_READ, FMODE_WRITE
 from ..surface import Mapping
 
+TASK_SIZE = (1 << 47) - PAGE_SIZE  # x86_64 user address space (4-level page tables)
+
 
 def bpf_map_mmap(task, fd, length, offset=0, writable=True):
     """mmap(NULL, length, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, offset) of a map fd in the emulator."""
     kernel = task.kernel
+    if not isinstance(length, int) or not isinstance(offset, int):
+        raise bpf_error(errno.EINVAL, "length and offset are integers")
+    length &= (1 << 64) - 1  # size_t and off_t, as a C caller's values arrive
+    offset = (offset + (1 << 63)) % (1 << 64) - (1 << 63)
     with kernel.lock:
         task._check_alive()
-        if length <= 0 or offset % PAGE_SIZE or offset < 0:
-            raise bpf_error(errno.EINVAL, "bad mmap length or offset")
+        # sys_mmap, ksys_mmap_pgoff, do_mmap, in their order
+        if offset % PAGE_SIZE:
+            raise bpf_error(errno.EINVAL, "offset not page aligned")
         f = task.fdget(fd)
+        if length == 0:
+            raise bpf_error(errno.EINVAL, "length 0")
+        if round_up(length, PAGE_SIZE) >= 1 << 64 or length > TASK_SIZE:
+            raise bpf_error(errno.ENOMEM, "no room for %d bytes in the address space" % length)
+        if offset < 0:  # file_mmap_ok: pgoff past MAX_LFS_FILESIZE - len
+            raise bpf_error(errno.EOVERFLOW, "offset past the largest file size")
         # do_mmap: any mapping needs a readable file, a shared writable one a writable file
         if not f.mode & FMODE_READ or (writable and not f.mode & FMODE_WRITE):
             raise bpf_error(errno.EACCES, "the fd's access mode does not allow this mapping")
@@ -39,6 +52,7 @@ def bpf_map_mmap(task, fd, length, offset=0, writable=True):
                 raise bpf_error(errno.EACCES, "BPF_F_RDONLY_PROG map")
         view = m.map_mmap(round_up(length, PAGE_SIZE), offset // PAGE_SIZE)[:length]
         f.get()  # the mapping keeps the open file (and so the map) alive
+        f.mappings += 1
         if writable:
             m.writecnt += 1
 
@@ -46,6 +60,7 @@ def bpf_map_mmap(task, fd, length, offset=0, writable=True):
             with kernel.lock:
                 if writable:
                     m.writecnt -= 1
+                f.mappings -= 1
                 f.put()
 
         return Mapping(view, writable, unmap)

@@ -71,11 +71,12 @@ class Ctx(UserCopy):
         return fdget(self.task, fd, d.kinds, d.wrong, d.closed)
 
     def put(self, field, value):
-        """put_user/copy_to_user of one attr field back into the caller's attr."""
-        off, size = _attr_field(field)
+        """put_user/copy_to_user of one scalar attr field back into the caller's attr (a field the command
+        declares in ``attr_out``): the whole field or, when it faults, nothing (:meth:`UserCopy.put_user`)."""
+        off, size = self.entry.attr_out_at.get(field) or _attr_field(field)
         if isinstance(value, int):
             value = value.to_bytes(size, "little", signed=value < 0)
-        self.write(self.uattr + off, value)
+        self.put_user(self.uattr + off, value)
 
 
 _bpf_attr_from_buffer = uapi.bpf_attr.from_buffer
@@ -125,6 +126,8 @@ def do_bpf(task, cmd, raw, uattr, size, mem):
     ctx = Ctx(task, mem, entry, raw, uattr, size)
     kernel = task.kernel
     with kernel.lock:
+        if not task.alive:  # exit() and syscalls serialize: a task that exited makes no more calls
+            raise bpf_error(errno.ESRCH, "task has exited")
         outer, kernel.current = kernel.current, task  # the kernel's `current` for ops that look at the caller
         try:
             return entry.handler(ctx)

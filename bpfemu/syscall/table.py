@@ -19,6 +19,9 @@ One :class:`Command` per command of ``enum bpf_cmd`` that bpfemu knows::
 - ``returns_fd``: success returns a new fd;
 - ``args``: attr fields a handler reads on every call, decoded in one go into ``ctx.args`` (a tuple in
   this order) from the copied-in attr.
+- ``attr_out``: the scalar attr fields the command writes back (``next_id``, ``batch.count``...). Each is
+  stored whole or not at all (put_user, and the kernel's copy_to_user of such a field, fault as one
+  store on the host).
 
 Who reads it: the syscall front (CHECK_ATTR, dispatch), the handlers (``ctx.fdget``), the host
 backend's RPC (which of the caller's memory a child process needs for the call, and which it writes
@@ -238,7 +241,7 @@ def _unpacker(names):
 class Command:
     """One command's declaration (see the module docstring); ``handler`` is set by @command."""
 
-    def __init__(self, cmd, last_field, user_ptrs=(), fds=None, returns_fd=False, args=()):
+    def __init__(self, cmd, last_field, user_ptrs=(), fds=None, returns_fd=False, args=(), attr_out=()):
         self.cmd = cmd
         self.name = U.cmd_name(cmd)
         self.last_field = last_field
@@ -249,6 +252,8 @@ class Command:
         self.returns_fd = returns_fd
         self.args = tuple(args)
         self.unpack_args = _unpacker(self.args) if self.args else None
+        self.attr_out = tuple(attr_out)
+        self.attr_out_at = {name: U.attr_field(name) for name in self.attr_out}  # (offset, size)
         self.handler = None
 
     def ptr(self, field):
@@ -268,7 +273,8 @@ BATCH_PTRS = dict(
     values_in=UserPtr("batch.values", Product(MapValue("batch.map_fd"), "batch.count"), IN),
 )
 B = BATCH_PTRS
-GET_NEXT_ID = dict(last_field="next_id")
+GET_NEXT_ID = dict(last_field="next_id", attr_out=["next_id"])
+COUNT = ["batch.count"]
 MAP_INFO = Struct(U.bpf_map_info, [UserPtr("hash", SHA256_DIGEST_SIZE, OUT)])
 PROG_INFO = Struct(U.bpf_prog_info, [
     UserPtr("jited_prog_insns", "jited_prog_len", OUT),
@@ -303,13 +309,14 @@ TABLE = [
             args=("map_fd", "key", "value", "flags"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("value", MapValue("map_fd"), OUT)]),
     Command(U.BPF_MAP_FREEZE, "map_fd", fds={"map_fd": MAP_FD}),
-    Command(U.BPF_MAP_LOOKUP_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD},
+    Command(U.BPF_MAP_LOOKUP_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, attr_out=COUNT,
             user_ptrs=[B["in_batch"], B["out_batch"], B["keys_out"], B["values_out"]]),
-    Command(U.BPF_MAP_LOOKUP_AND_DELETE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD},
+    Command(U.BPF_MAP_LOOKUP_AND_DELETE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, attr_out=COUNT,
             user_ptrs=[B["in_batch"], B["out_batch"], B["keys_out"], B["values_out"]]),
-    Command(U.BPF_MAP_UPDATE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD},
+    Command(U.BPF_MAP_UPDATE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, attr_out=COUNT,
             user_ptrs=[B["keys_in"], B["values_in"]]),
-    Command(U.BPF_MAP_DELETE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, user_ptrs=[B["keys_in"]]),
+    Command(U.BPF_MAP_DELETE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, attr_out=COUNT,
+            user_ptrs=[B["keys_in"]]),
     # bpf_obj_pin/bpf_obj_get: bpf_fd_probe_obj answers EINVAL for a closed fd as for any other file
     Command(U.BPF_OBJ_PIN, "path_fd", user_ptrs=[UserPtr("pathname", CString(PATH_MAX), IN)],
             fds={"bpf_fd": Fd(("map", "prog", "link"), closed=errno.EINVAL),
@@ -325,13 +332,13 @@ TABLE = [
     Command(U.BPF_BTF_GET_FD_BY_ID, "fd_by_id_token_fd", returns_fd=True, fds={"fd_by_id_token_fd": Fd("token")}),
     Command(U.BPF_LINK_GET_FD_BY_ID, "link_id", returns_fd=True),
     # bpf_obj_get_info_by_fd: a closed fd is EBADFD here
-    Command(U.BPF_OBJ_GET_INFO_BY_FD, "info.info",
+    Command(U.BPF_OBJ_GET_INFO_BY_FD, "info.info", attr_out=["info.info_len"],
             fds={"info.bpf_fd": Fd(("map", "prog", "link", "btf"), closed=errno.EBADFD)},
             user_ptrs=[UserPtr("info.info", Min("info.info_len", PAGE_SIZE), INOUT,
                                points_to=ByKind("info.bpf_fd", map=MAP_INFO, prog=PROG_INFO, btf=BTF_INFO))]),
 
     # Declared for the host backend; the emulator does not implement these yet (EINVAL).
-    Command(U.BPF_PROG_LOAD, "keyring_id", returns_fd=True, user_ptrs=[
+    Command(U.BPF_PROG_LOAD, "keyring_id", returns_fd=True, attr_out=["log_true_size"], user_ptrs=[
         UserPtr("insns", Product("insn_cnt", 8), IN),
         UserPtr("license", CString(BPF_LICENSE_LEN), IN),
         UserPtr("log_buf", "log_size", INOUT),  # a rotating log is reversed in place: read back too
@@ -342,12 +349,13 @@ TABLE = [
         UserPtr("core_relos", Product("core_relo_rec_size", "core_relo_cnt"), IN),
         UserPtr("signature", "signature_size", IN),
     ], fds={"prog_btf_fd": Fd("btf"), "attach_prog_fd": Fd(("prog", "btf")), "prog_token_fd": Fd("token")}),
-    Command(U.BPF_BTF_LOAD, "btf_token_fd", returns_fd=True, user_ptrs=[
+    Command(U.BPF_BTF_LOAD, "btf_token_fd", returns_fd=True, attr_out=["btf_log_true_size"], user_ptrs=[
         UserPtr("btf", "btf_size", IN),
         UserPtr("btf_log_buf", "btf_log_size", INOUT),
     ], fds={"btf_token_fd": Fd("token")}),
     # bpf_test_finish/bpf_ctx_finish write the whole output when the out size is 0
-    Command(U.BPF_PROG_TEST_RUN, "test.batch_size", user_ptrs=[
+    Command(U.BPF_PROG_TEST_RUN, "test.batch_size",
+            attr_out=["test.retval", "test.data_size_out", "test.ctx_size_out", "test.duration"], user_ptrs=[
         UserPtr("test.data_in", "test.data_size_in", IN),
         UserPtr("test.data_out", Max("test.data_size_out", "test.data_size_in"), OUT),
         UserPtr("test.ctx_in", "test.ctx_size_in", IN),
