@@ -22,6 +22,7 @@ from .objects import BUILT_IN, FMODE_READ, KINDS, File
 from .surface import attr_args
 from .syscall.mmap import bpf_map_mmap
 from .syscall.sys_bpf import sys_bpf
+from .timekeeping import Clock
 from .usermem import LOCAL
 
 DEFAULT_NCPUS = 2  # when /sys/devices/system/cpu/possible cannot be read
@@ -53,7 +54,13 @@ class Kernel:
         self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
-        self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled}
+        # net.core.bpf_jit_enable: 1 runs loaded programs translated (bpfemu.prog.jit), 0 interpreted
+        self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled, "net.core.bpf_jit_enable": 1}
+        self.clock = Clock(self.lock)  # time the test moves (kernel.clock.advance(ns)); timers fire then
+        self.stats_enabled = 0         # BPF_ENABLE_STATS fds open (the bpf_stats_enabled_key count)
+        self.trace_pipe = []           # bpf_trace_printk lines, oldest first (read_trace_pipe takes them)
+        self.prandom = {}              # cpu -> state of bpf_get_prandom_u32's generator
+        self.bpf_timers = {}           # (id of a map value storage, offset) -> the bpf_timer kept there
         self.seed = seed
         self.memcg = MemCg(memory_limit)  # memory cgroup: memory_limit bytes, None = unlimited
         self._rand_state = seed or 0x9E3779B9
@@ -142,6 +149,17 @@ class Kernel:
         with self.lock:
             self.fs.mount_bpffs(path)
 
+    def clock_ns(self):
+        """CLOCK_MONOTONIC of this kernel, in ns (see :mod:`bpfemu.timekeeping`)."""
+        return self.clock.mono
+
+    def read_trace_pipe(self):
+        """What bpf_trace_printk wrote since the last read, as the lines of /sys/kernel/tracing/trace_pipe
+        (``<comm>-<pid> [cpu] ..... <seconds>: bpf_trace_printk: <text>``); reading consumes them."""
+        with self.lock:
+            lines, self.trace_pipe = self.trace_pipe, []
+            return lines
+
     def next_random(self):
         """Deterministic per-kernel pseudo-random u32 (hash seeds)."""
         x = self._rand_state
@@ -199,6 +217,12 @@ class Task:
         kernel._next_pid += 1
         kernel.tasks.append(self)
         self.mem = LOCAL
+        self.comm = b"bpfemu"  # task->comm (what bpf_get_current_comm gives; at most 15 bytes)
+
+    @property
+    def gid(self):
+        """The task's gid: its uid, as tasks are made (root, or setuid/setgid to one id)."""
+        return self.uid
 
     def __repr__(self):
         return "<Task pid %d uid %d%s>" % (self.pid, self.uid, "" if self.alive else " exited")

@@ -318,6 +318,36 @@ class BpfMap(BpfObject):
         """A bloom filter's map_peek_elem: None when value may be in the set, ENOENT when it is not."""
         raise bpf_error(ENOTSUPP)
 
+    # -- the program side: what the helpers of a running program call --------------------------
+    # A program sees a map's values in place: a lookup gives a pointer into the map's own storage (the
+    # memory model maps ``buf`` into the program's address space), so what the program writes, LOOKUP and
+    # mmap read, and the other way round. These ops never import the program side: they answer buffers.
+    def value_region(self, key, cpu=0):
+        """map_lookup_elem from a program: where the value of ``key`` lives, as ``(buf, off)``: ``buf`` a
+        mutable buffer the map owns (a bytearray, or the mmap of an mmapable array) that keeps its size for
+        as long as the element lives, and ``off`` the offset of the ``value_size`` bytes CPU ``cpu`` sees
+        (per-CPU maps: that CPU's copy). None when there is no element (the helper returns NULL).
+        The default finds nothing (queues, stacks and the fd maps return no value pointers)."""
+        return None
+
+    def prog_update(self, key, value, flags, cpu=0):
+        """map_update_elem from a program (the op itself, not the syscall's wrapper): ``value`` is
+        ``value_size`` bytes; a per-CPU map writes CPU ``cpu``'s copy only. Special fields are never copied
+        from the program's value."""
+        if self.record is not None:
+            value = self.obj_init(value)
+        self.update(key, value, flags)
+
+    def prog_delete(self, key):
+        """map_delete_elem from a program."""
+        self.delete(key)
+
+    def for_each_elem(self, cpu=0):
+        """map_for_each_callback: yields ``(key bytes, (buf, off))`` for each element in the map's order, as
+        :meth:`value_region` gives them; a type without the op yields nothing (the verifier only lets
+        programs call bpf_for_each_map_elem on types that have it)."""
+        return iter(())
+
     # -- what the syscall layer calls --------------------------------------------------
     def lookup_sys(self, key, flags):
         """bpf_map_copy_value: the value userspace sees (fd maps answer ids)."""

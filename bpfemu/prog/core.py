@@ -28,6 +28,11 @@ from .insn import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_
                    BPF_RSH, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG, BPF_XOR, Insn, flatten)
 from .memory import ACCESS_ERRORS, M32, M64, MAX_CALL_FRAMES, PAGE_MASK, PAGE_SHIFT, S, U, Fault, Memory
 
+
+class NotEmulated(Fault):
+    """The program reached something the emulator does not model (a helper or kfunc without an
+    implementation, a kernel symbol): the test run fails with EINVAL saying what, instead of guessing."""
+
 MAX_TAIL_CALL_CNT = 33        # include/linux/bpf.h
 BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto budget per call frame (the interpreter's; see docs/kernel-notes.md)
 BPF_FUNC_tail_call = 12
@@ -322,19 +327,25 @@ class RunCtx:
     many it executed.
     """
 
-    def __init__(self, mem=None, helpers=None, kfuncs=None, cpu=0, skb=None, kernel=None, insn_budget=None):
+    def __init__(self, mem=None, helpers=None, kfuncs=None, cpu=0, skb=None, kernel=None, insn_budget=None,
+                 prog=None, task=None):
         self.mem = mem if mem is not None else Memory()
         self.helpers = helpers if helpers is not None else {}
         self.kfuncs = kfuncs if kfuncs is not None else {}
         self.cpu = cpu
         self.skb = skb
         self.kernel = kernel
+        self.prog = prog      # the program running (struct bpf_prog: its stream, its maps)
+        self.task = task      # the task the program runs for (``current``: pid, uid, comm)
         self.tail_call_cnt = 0
         self.insn_budget = insn_budget
         self.insn_count = 0  # instructions the reference interpreter executed in this run
         self._ldv = {}
         self._objs = None
+        self._values = {}     # id(buffer) -> Region: map value storage mapped into this run
         self.depth = 0  # the call frame a helper was called from (set before callback helpers)
+        self.locks = []       # bpf_spin_lock addresses held (the verifier pairs lock and unlock)
+        self.retval = 0       # bpf_set_retval's value (cgroup programs)
 
     def ld_imm64(self, image, pc):
         """The 64-bit value of the pseudo ``ld_imm64`` at ``pc`` of ``image`` in this run."""
@@ -359,6 +370,17 @@ class RunCtx:
             _, addr = self.mem.add_buffer(kind, b"", obj=obj, name=kind)
             objs[id(obj)] = addr
         return addr
+
+    def map_value_addr(self, m, where):
+        """The address of a value of map ``m`` in this run: ``where`` is ``(buf, off)`` as the map's
+        ``value_region`` gives it; ``buf`` (the map's own storage) is mapped once per run, so the program
+        reads and writes the very bytes LOOKUP and mmap see."""
+        buf, off = where
+        r = self._values.get(id(buf))
+        if r is None:
+            r, _ = self.mem.add_buffer("map_value", buf, obj=m, name=m.name.decode("latin-1", "replace"))
+            self._values[id(buf)] = r
+        return r.base + off
 
     def func_addr(self, image, pc):
         """The address of the subprogram of ``image`` starting at ``pc`` (``ld_imm64`` with
@@ -388,13 +410,13 @@ class RunCtx:
     def helper(self, func_id):
         fn = self.helpers.get(func_id)
         if fn is None:
-            raise Fault("helper %d is not implemented" % func_id)
+            raise NotEmulated("helper %d is not implemented by bpfemu" % func_id)
         return fn
 
     def kfunc(self, btf_id, off):
         fn = self.kfuncs.get((btf_id, off))
         if fn is None:
-            raise Fault("kfunc btf_id %d (module %d) is not implemented" % (btf_id, off))
+            raise NotEmulated("kfunc btf_id %d (module %d) is not implemented by bpfemu" % (btf_id, off))
         return fn
 
     def tail_call(self, map_addr, index):
@@ -632,3 +654,61 @@ def _atomic(page, o, size, imm, src, regs, pc):
             regs[src] = old
     else:
         raise Fault("bad atomic op %#x" % imm, pc=pc)
+
+
+# ---- bpf_prog_select_runtime ---------------------------------------------------------------------------------
+
+BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_BTF_ID, BPF_PSEUDO_FUNC = 1, 2, 3, 4
+BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE = 5, 6
+
+
+def _unimplemented(proto):
+    def fn(run, r1, r2, r3, r4, r5):
+        raise NotEmulated("helper %s is not implemented by bpfemu" % proto.func)
+    return fn
+
+
+def _map_value_resolver(m, off):
+    def resolve(run):
+        where = m.value_region(b"\0\0\0\0", 0)  # map_direct_value_addr: the first (only) element
+        if where is None:
+            raise NotEmulated("direct value access to a %s map" % m.type_name())
+        return run.map_value_addr(m, where) + off
+    return resolve
+
+
+def bpf_prog_select_runtime(prog, jit=True):
+    """bpf_prog_select_runtime (kernel/bpf/core.c): make ``prog.image``, the :class:`Image` a verified
+    program runs, and ``prog.helpers``, what its helper calls dispatch to; translate it when ``jit``.
+
+    ``prog`` gives ``insns``, ``type``, ``name``, ``insn_maps`` (ld_imm64 index -> map) and
+    ``helper_protos`` (helper id -> the :class:`~bpfemu.prog.helpers.FuncProto` the verifier chose for the
+    program's type). Each pseudo ``ld_imm64`` resolves per run: a map to its address, a map value to the
+    address of the map's own storage, a subprogram to its callback address; a kernel symbol is not
+    modelled (the run fails with EINVAL at that instruction).
+    """
+    from . import funcs  # noqa: F401  (registers the implementations on the prototypes)
+    image = Image([Insn(*i) for i in prog.insns], name=prog.name.decode("latin-1", "replace"), prog_type=prog.type)
+    pseudo = {}
+    insns = image.insns
+    for i, ins in enumerate(insns):
+        if ins.code != BPF_LD | BPF_IMM | BPF_DW or not ins.src_reg or i + 1 >= len(insns):
+            continue
+        src = ins.src_reg
+        if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX):
+            pseudo[i] = (lambda run, m=prog.insn_maps[i]: run.object_addr(m))
+        elif src in (BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE):
+            pseudo[i] = _map_value_resolver(prog.insn_maps[i], insns[i + 1].imm & M32)
+        elif src == BPF_PSEUDO_FUNC:
+            pseudo[i] = (lambda run, t=i + ins.imm + 1: run.func_addr(image, t))
+        else:
+            def unresolved(run, i=i):
+                raise NotEmulated("ld_imm64 of a kernel symbol (pseudo BTF id) at insn %d" % i)
+            pseudo[i] = unresolved
+    image.pseudo = pseudo
+    prog.helpers = {fid: (p.impl or _unimplemented(p)) for fid, p in prog.helper_protos.items()}
+    prog.image = image
+    if jit:
+        from .jit import bpf_int_jit_compile
+        bpf_int_jit_compile(image)
+    return image

@@ -67,6 +67,12 @@ class BpfProg(BpfObject):
         self.kern_version = 0
         self.prog_flags = 0
         self.enforce_expected_attach_type = False
+        self.max_ctx_offset = 0     # aux->max_ctx_offset: the end of the furthest context access
+        self.helper_protos = {}     # helper id -> the FuncProto the verifier chose for this program's type
+        self.helpers = {}           # helper id -> implementation (bpf_prog_select_runtime)
+        self.image = None           # the bpfemu.prog.core.Image it runs
+        self.streams = {1: bytearray(), 2: bytearray()}  # BPF_STDOUT, BPF_STDERR (bpf_prog_stream_read)
+        self.bound_maps = []        # maps held through BPF_PROG_BIND_MAP
 
     @property
     def len(self):
@@ -109,8 +115,10 @@ class BpfProg(BpfObject):
         return (n + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
 
     def show_fdinfo(self):
-        """bpf_prog_show_fdinfo. The emulator has no JIT but reports prog_jited 1, as the host (JIT on) does."""
-        return [("prog_type", str(self.type)), ("prog_jited", "1"), ("prog_tag", self.tag.hex()),
+        """bpf_prog_show_fdinfo: prog_jited is 1 when the translator took the program (bpfemu.prog.jit, the
+        emulator's JIT), as on a host with its JIT on."""
+        jited = "1" if self.image is not None and self.image.bpf_func is not None else "0"
+        return [("prog_type", str(self.type)), ("prog_jited", jited), ("prog_tag", self.tag.hex()),
                 ("memlock", str(self.memlock)), ("prog_id", str(self.id)), ("run_time_ns", str(self.run_time_ns)),
                 ("run_cnt", str(self.run_cnt)), ("recursion_misses", "0"),
                 ("verified_insns", str(self.verified_insns))]

@@ -203,22 +203,42 @@ def _clock(ctx):
     return clock() if clock is not None else 0
 
 
-def new_run(prog, ctx, mem, cpu=0, skb=None):
-    """The RunCtx of one invocation of ``prog`` inside a test run."""
-    return RunCtx(mem, helpers=prog.helpers, cpu=cpu, skb=skb, kernel=ctx.kernel)
+def current_cpu(ctx):
+    """The CPU the calling task runs on (a test run of most types stays there: migrate_disable)."""
+    return getattr(ctx.task, "cpu", 0)
 
 
-def bpf_test_run(prog, ctx, ta, mem, ctx_addr, skb=None, cpu=0):
+def new_run(prog, ctx, mem, cpu=None, skb=None):
+    """The RunCtx of one invocation of ``prog`` inside a test run, for the calling task on its CPU (or
+    ``cpu``)."""
+    return RunCtx(mem, helpers=prog.helpers, cpu=current_cpu(ctx) if cpu is None else cpu, skb=skb,
+                  kernel=ctx.kernel, prog=prog, task=ctx.task)
+
+
+def prog_run(prog, ctx, run, ctx_addr):
+    """bpf_prog_run: one run of the program, counted in run_cnt/run_time_ns while BPF_ENABLE_STATS is on
+    (the time from the kernel's clock); returns R0."""
+    kernel = ctx.kernel
+    if not kernel.stats_enabled:
+        run.tail_call_cnt = 0
+        return bpf_prog_run(prog.image, run, ctx_addr)
+    t0 = kernel.clock.mono
+    run.tail_call_cnt = 0
+    r0 = bpf_prog_run(prog.image, run, ctx_addr)
+    prog.run_cnt += 1
+    prog.run_time_ns += kernel.clock.mono - t0
+    return r0
+
+
+def bpf_test_run(prog, ctx, ta, mem, ctx_addr, skb=None, cpu=None):
     """Run the program ``repeat`` times (at least once) on the same context; (retval of the last run as u32,
     mean duration in ns)."""
     repeat = ta.repeat or 1
     t0 = _clock(ctx)
     retval = 0
-    image = prog.image
     run = new_run(prog, ctx, mem, cpu=cpu, skb=skb)
     for _ in range(repeat):
-        run.tail_call_cnt = 0
-        retval = bpf_prog_run(image, run, ctx_addr) & M32
+        retval = prog_run(prog, ctx, run, ctx_addr) & M32
     dt = _clock(ctx) - t0
     return retval, (dt // repeat) & M32
 
@@ -482,7 +502,7 @@ def bpf_test_run_xdp_live(prog, ctx, ta, xdp):
         mem.add(copy.region)
         copy.sync_ctx()
         _, ctx_addr = mem.add_buffer("ctx", copy.ctx, obj=copy, name="xdp_md", readonly=True)
-        bpf_prog_run(prog.image, new_run(prog, ctx, mem), ctx_addr)
+        prog_run(prog, ctx, new_run(prog, ctx, mem), ctx_addr)
     return ((_clock(ctx) - t0) // repeat) & M32
 
 
@@ -575,7 +595,7 @@ def bpf_prog_test_run_raw_tp(prog, ta, ctx):
     if not on_cpu and ta.cpu != 0:
         raise bpf_error(errno.EINVAL, "cpu without BPF_F_TEST_RUN_ON_CPU")
     args = bytearray(ctx.read(ta.ctx_in, ta.ctx_size_in)) if ta.ctx_size_in else None
-    cpu = 0
+    cpu = None  # the calling task's CPU
     if on_cpu:
         ncpus = ctx.kernel.ncpus if ctx.kernel is not None else 1
         if ta.cpu >= ncpus:
@@ -586,7 +606,7 @@ def bpf_prog_test_run_raw_tp(prog, ta, ctx):
     if args is not None:
         _, ctx_addr = mem.add_buffer("ctx", args, name="raw_tp args")
     run = new_run(prog, ctx, mem, cpu=cpu)
-    retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+    retval = prog_run(prog, ctx, run, ctx_addr) & M32
     ctx.put("test.retval", retval)
     return 0
 
@@ -605,7 +625,7 @@ def bpf_prog_test_run_syscall(prog, ta, ctx):
         c = bytearray(ctx.read(ta.ctx_in, ta.ctx_size_in))
         _, ctx_addr = mem.add_buffer("ctx", c, name="syscall ctx")
     run = new_run(prog, ctx, mem)
-    retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+    retval = prog_run(prog, ctx, run, ctx_addr) & M32
     ctx.put("test.retval", retval)
     if c is not None:
         ctx.write(ta.ctx_in, bytes(c))
@@ -658,8 +678,7 @@ def bpf_prog_test_run_flow_dissector(prog, ta, ctx):
         keys[10:12] = proto                              # n_proto (network order, as stored)
         struct.pack_into("<HH", keys, 0, ETH_HLEN, ETH_HLEN)  # nhoff, thoff
         struct.pack_into("<I", keys, FLOW_KEYS_FLAGS, flags)
-        run.tail_call_cnt = 0
-        retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+        retval = prog_run(prog, ctx, run, ctx_addr) & M32
         nhoff, thoff = struct.unpack_from("<HH", keys, 0)
         nhoff = min(max(nhoff, ETH_HLEN), hlen)
         thoff = min(max(thoff, nhoff), hlen)
@@ -711,8 +730,7 @@ def bpf_prog_test_run_sk_lookup(prog, ta, ctx):
     run = new_run(prog, ctx, mem)
     retval = SK_PASS
     for _ in range(repeat):
-        run.tail_call_cnt = 0
-        retval = SK_DROP if bpf_prog_run(prog.image, run, ctx_addr) & M32 == SK_DROP else SK_PASS
+        retval = SK_DROP if prog_run(prog, ctx, run, ctx_addr) & M32 == SK_DROP else SK_PASS
     duration = ((_clock(ctx) - t0) // repeat) & M32
     c[:8] = bytes(8)  # cookie: no socket selected
     bpf_test_finish(ctx, ta, b"", 0, retval, duration)

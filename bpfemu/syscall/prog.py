@@ -11,8 +11,10 @@ import errno
 
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
+from ..prog.core import NotEmulated
 from ..prog.load import LoadContext, bpf_prog_load
 from ..prog.prog import pack_insns
+from ..prog.test_run import bpf_prog_test_run, check_test_run_attr
 from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
 from .info import info_of
 from .table import command
@@ -28,6 +30,7 @@ class LoadCtx(LoadContext):
         self.ctx = ctx
         self.task = ctx.task
         self.unprivileged_bpf_disabled = ctx.kernel.sysctl["kernel.unprivileged_bpf_disabled"]
+        self.jit_enabled = ctx.kernel.sysctl["net.core.bpf_jit_enable"]
 
     def capable(self, name):
         t = self.task
@@ -157,3 +160,19 @@ def _dump_insns(prog):
         c, d, s, o, _imm = out[i]
         out[i] = (c, d, s, o, m.id)
     return out
+
+
+# -- BPF_PROG_TEST_RUN (BPF_PROG_RUN) -----------------------------------------------------------------
+
+@command(uapi.BPF_PROG_TEST_RUN)
+def prog_test_run(ctx):
+    """bpf_prog_test_run (syscall.c): the ctx pointer/size pairs, then the prog fd (EBADF, EINVAL for
+    another kind of fd), then the type's test_run (ENOTSUPP for a type without one). No capability is
+    needed. Something the emulator does not model (a helper without an implementation) fails the run with
+    EINVAL, saying what."""
+    check_test_run_attr(ctx.attr)
+    prog = ctx.fdget("test.prog_fd").obj
+    try:
+        return bpf_prog_test_run(prog, ctx)
+    except NotEmulated as e:
+        raise bpf_error(errno.EINVAL, "%s (in program %r)" % (e, prog.name.decode("latin-1"))) from None

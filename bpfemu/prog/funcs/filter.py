@@ -1,0 +1,1 @@
+"""Helpers of net/core/filter.c (filled in below)."""

@@ -1,0 +1,1 @@
+"""Helpers of kernel/bpf/ringbuf.c (filled in below)."""
