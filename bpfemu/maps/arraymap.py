@@ -178,7 +178,7 @@ class ArrayMap(BpfMap):
     def get_next_key(self, key):
         return index_next_key(key, self.max_entries)
 
-    def map_mmap(self, length, pgoff):
+    def map_mmap(self, length, pgoff, writable=True):
         """array_map_mmap: the memory a mapping of ``length`` bytes at page ``pgoff`` sees (EINVAL if not
         allowed)."""
         if self.data is None:
@@ -321,6 +321,11 @@ class ProgArray(FdArray):
 
     def held_objects(self):
         return list(self.slots.values())
+
+    def tail_call_image(self, index):
+        """What a tail call into slot ``index`` runs: the image of the program there, or None."""
+        prog = self.slots.get(index)
+        return None if prog is None else prog.image
 
     def on_free(self):
         progs, self.slots = list(self.slots.values()), {}

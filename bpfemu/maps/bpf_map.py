@@ -348,6 +348,31 @@ class BpfMap(BpfObject):
         programs call bpf_for_each_map_elem on types that have it)."""
         return iter(())
 
+    # struct bpf_map as x86-64 6.18 lays it out (and struct bpf_array's fields after it): what a program
+    # reads through a map pointer (CONST_PTR_TO_MAP loads such as map->max_entries)
+    KERNEL_STRUCT_SIZE = 512
+    KERNEL_OPS_BASE = 0xFFFFFFFF82A00000  # where the emulated kernel's bpf_map_ops tables "are"
+
+    def kernel_struct(self):
+        """The bytes of the map's kernel struct a program may read (``struct bpf_map`` first, then the
+        type's own fields): ops (a kernel-looking address per type), type, sizes, flags, id, name, NUMA
+        node, BTF ids, bypass_spec_v1, frozen; an array's elem_size and index_mask."""
+        b = bytearray(self.KERNEL_STRUCT_SIZE)
+        struct.pack_into("<Q", b, 40, self.KERNEL_OPS_BASE + 0x100 * self.map_type)
+        struct.pack_into("<IIIIQII", b, 64, self.map_type, self.key_size, self.value_size, self.max_entries,
+                         self.map_extra, self.map_flags, self.id)
+        struct.pack_into("<iIII", b, 104, self.numa_node, self.btf_key_type_id, self.btf_value_type_id,
+                         self.btf_vmlinux_value_type_id)
+        b[136:136 + len(self.name)] = self.name
+        b[256] = 1 if self.bypass_spec_v1 else 0
+        b[257] = 1 if self.frozen else 0
+        if self.map_type in (uapi.BPF_MAP_TYPE_ARRAY, uapi.BPF_MAP_TYPE_PERCPU_ARRAY, uapi.BPF_MAP_TYPE_PROG_ARRAY,
+                             uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY, uapi.BPF_MAP_TYPE_CGROUP_ARRAY,
+                             uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS):
+            mask = (1 << max(0, (self.max_entries - 1).bit_length())) - 1
+            struct.pack_into("<II", b, 296, round_up(self.value_size, 8), mask)
+        return bytes(b)
+
     # -- what the syscall layer calls --------------------------------------------------
     def lookup_sys(self, key, flags):
         """bpf_map_copy_value: the value userspace sees (fd maps answer ids)."""
@@ -379,8 +404,9 @@ class BpfMap(BpfObject):
         raise bpf_error(ENOTSUPP, "%s maps have no delete_batch" % self.type_name())
 
     # -- whole-map ops -------------------------------------------------------------------
-    def map_mmap(self, length, pgoff):
-        """The memory a mapping of ``length`` bytes at page ``pgoff`` sees."""
+    def map_mmap(self, length, pgoff, writable=True):
+        """The memory a mapping of ``length`` bytes at page ``pgoff`` sees (``writable``: a PROT_WRITE
+        mapping, which some types refuse for some pages)."""
         raise bpf_error(ENOTSUPP, "%s maps cannot be mapped" % self.type_name())
 
     @property

@@ -346,6 +346,8 @@ class RunCtx:
         self.depth = 0  # the call frame a helper was called from (set before callback helpers)
         self.locks = []       # bpf_spin_lock addresses held (the verifier pairs lock and unlock)
         self.retval = 0       # bpf_set_retval's value (cgroup programs)
+        self.redirect = None  # where bpf_redirect*() sent the packet (bpf_redirect_info)
+        self.cgroup_storage = {}  # cgroup storage map -> the storage a test run allocates for it
 
     def ld_imm64(self, image, pc):
         """The 64-bit value of the pseudo ``ld_imm64`` at ``pc`` of ``image`` in this run."""
@@ -359,15 +361,19 @@ class RunCtx:
             v = self._ldv[key] = fn(self) & M64
         return v
 
-    def object_addr(self, obj, kind="map"):
+    def object_addr(self, obj, kind="map", content=None):
         """The address of kernel object ``obj`` (a map, for a map pointer) in this run's address space,
-        mapped on first use as a region of ``kind`` (what ``ld_imm64`` of a map fd resolves to)."""
+        mapped on first use as a region of ``kind`` (what ``ld_imm64`` of a map fd resolves to). A map's
+        region holds its ``struct bpf_map`` as the program may read it (``obj.kernel_struct()``); other
+        objects' regions hold ``content`` (read-only), or nothing."""
         objs = self._objs
         if objs is None:
             objs = self._objs = {}
         addr = objs.get(id(obj))
         if addr is None:
-            _, addr = self.mem.add_buffer(kind, b"", obj=obj, name=kind)
+            if content is None:
+                content = obj.kernel_struct() if kind == "map" else b""
+            _, addr = self.mem.add_buffer(kind, bytes(content), obj=obj, name=kind)
             objs[id(obj)] = addr
         return addr
 
@@ -654,61 +660,3 @@ def _atomic(page, o, size, imm, src, regs, pc):
             regs[src] = old
     else:
         raise Fault("bad atomic op %#x" % imm, pc=pc)
-
-
-# ---- bpf_prog_select_runtime ---------------------------------------------------------------------------------
-
-BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_BTF_ID, BPF_PSEUDO_FUNC = 1, 2, 3, 4
-BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE = 5, 6
-
-
-def _unimplemented(proto):
-    def fn(run, r1, r2, r3, r4, r5):
-        raise NotEmulated("helper %s is not implemented by bpfemu" % proto.func)
-    return fn
-
-
-def _map_value_resolver(m, off):
-    def resolve(run):
-        where = m.value_region(b"\0\0\0\0", 0)  # map_direct_value_addr: the first (only) element
-        if where is None:
-            raise NotEmulated("direct value access to a %s map" % m.type_name())
-        return run.map_value_addr(m, where) + off
-    return resolve
-
-
-def bpf_prog_select_runtime(prog, jit=True):
-    """bpf_prog_select_runtime (kernel/bpf/core.c): make ``prog.image``, the :class:`Image` a verified
-    program runs, and ``prog.helpers``, what its helper calls dispatch to; translate it when ``jit``.
-
-    ``prog`` gives ``insns``, ``type``, ``name``, ``insn_maps`` (ld_imm64 index -> map) and
-    ``helper_protos`` (helper id -> the :class:`~bpfemu.prog.helpers.FuncProto` the verifier chose for the
-    program's type). Each pseudo ``ld_imm64`` resolves per run: a map to its address, a map value to the
-    address of the map's own storage, a subprogram to its callback address; a kernel symbol is not
-    modelled (the run fails with EINVAL at that instruction).
-    """
-    from . import funcs  # noqa: F401  (registers the implementations on the prototypes)
-    image = Image([Insn(*i) for i in prog.insns], name=prog.name.decode("latin-1", "replace"), prog_type=prog.type)
-    pseudo = {}
-    insns = image.insns
-    for i, ins in enumerate(insns):
-        if ins.code != BPF_LD | BPF_IMM | BPF_DW or not ins.src_reg or i + 1 >= len(insns):
-            continue
-        src = ins.src_reg
-        if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX):
-            pseudo[i] = (lambda run, m=prog.insn_maps[i]: run.object_addr(m))
-        elif src in (BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE):
-            pseudo[i] = _map_value_resolver(prog.insn_maps[i], insns[i + 1].imm & M32)
-        elif src == BPF_PSEUDO_FUNC:
-            pseudo[i] = (lambda run, t=i + ins.imm + 1: run.func_addr(image, t))
-        else:
-            def unresolved(run, i=i):
-                raise NotEmulated("ld_imm64 of a kernel symbol (pseudo BTF id) at insn %d" % i)
-            pseudo[i] = unresolved
-    image.pseudo = pseudo
-    prog.helpers = {fid: (p.impl or _unimplemented(p)) for fid, p in prog.helper_protos.items()}
-    prog.image = image
-    if jit:
-        from .jit import bpf_int_jit_compile
-        bpf_int_jit_compile(image)
-    return image

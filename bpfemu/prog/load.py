@@ -24,8 +24,7 @@ import errno
 
 from .. import uapi
 from ..errors import bpf_error
-from .core import bpf_prog_select_runtime
-from .prog import BpfProg
+from .prog import BpfProg, bpf_prog_select_runtime
 from .types import PROG_TYPES
 from .verifier import bpf_check, log_attr_valid
 from .verifier.cfg import FuncInfo

@@ -27,6 +27,7 @@ import struct
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
 from .core import RunCtx, bpf_prog_run
+from .funcs.filter import csum_fold, csum_partial
 from .memory import M32, Memory, Region
 
 PAGE_SIZE = 4096
@@ -57,6 +58,7 @@ BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BPF_F_TEST_SKB_CHECKSUM_COMPLETE = 1 << 2
 
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
+CHECKSUM_NONE, CHECKSUM_UNNECESSARY, CHECKSUM_COMPLETE, CHECKSUM_PARTIAL = 0, 1, 2, 3
 
 
 def skb_data_align(n):
@@ -283,6 +285,11 @@ class SkBuff:
         self.data_end = None       # bpf_compute_data_pointers: set for direct packet access types
         self.region = None         # the packet: the whole buffer, head at region.base
         self.sk_family = 0
+        self.csum = 0              # __wsum, meaningful with ip_summed CHECKSUM_COMPLETE
+        self.ip_summed = CHECKSUM_NONE
+        self.csum_level = 0
+        self.sw_hash = self.l4_hash = 0
+        self.sk_cookie = 0
         self.ctx = bytearray(SK_BUFF_SIZE)  # struct __sk_buff as the program sees it
 
     @property
@@ -328,6 +335,36 @@ class SkBuff:
 
     def pull(self, n):
         self.data += n
+
+    def expand(self, head, tail):
+        """pskb_expand_head: make room for ``head`` bytes before data and ``tail`` after the tail (a new,
+        larger buffer when the current one is short; offsets move with it)."""
+        nhead = max(0, head - self.data)
+        end = len(self.buf) - TAILROOM
+        ntail = max(0, tail - (end - self.tail))
+        if not nhead and not ntail:
+            return
+        nhead = (nhead + NET_SKB_PAD - 1) // NET_SKB_PAD * NET_SKB_PAD if nhead else 0
+        buf = bytearray(nhead) + self.buf[:end] + bytearray(ntail) + self.buf[end:]
+        self.buf = buf
+        for name in ("data", "tail", "mac_header", "network_header", "transport_header"):
+            v = getattr(self, name)
+            if v is not None:
+                setattr(self, name, v + nhead)
+        if self.data_end is not None:
+            self.data_end = self.tail
+
+    def resync(self, run):
+        """After a helper changed the skb: take back what the program wrote into its __sk_buff, map the
+        packet again if its buffer moved, and rewrite the context (bpf_compute_data_pointers)."""
+        self.read_ctx()
+        if self.data_end is not None:
+            self.data_end = self.tail
+        if self.region.buf is not self.buf:
+            run.mem.remove(self.region)
+            self.region = Region("packet", self.buf, obj=self, name="skb")
+            run.mem.add(self.region)
+        self.sync_ctx()
 
 
 def eth_type_trans(skb):
@@ -445,7 +482,10 @@ def bpf_prog_test_run_skb(prog, ta, ctx):
         skb.data_end = skb.tail
     convert___skb_to_skb(skb, c)
     if ta.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE:
-        pass  # the checksum is computed over data the program does not change in phase 1
+        off = skb.network_header - skb.data
+        skb.csum = csum_partial(bytes(data[skb.network_header:skb.tail]), 0)
+        skb.ip_summed = CHECKSUM_COMPLETE
+        del off
     mem = Memory()
     skb.region = Region("packet", data, obj=skb, name="skb")
     mem.add(skb.region)
@@ -455,11 +495,15 @@ def bpf_prog_test_run_skb(prog, ta, ctx):
     skb.read_ctx()
     if not is_l2:
         if skb.data < ETH_HLEN:
-            raise bpf_error(errno.ENOMEM, "no headroom for the Ethernet header")
+            skb.expand(ETH_HLEN, 0)
         skb.push(ETH_HLEN)
-        data[skb.data:skb.data + ETH_HLEN] = bytes(ETH_HLEN)
+        skb.buf[skb.data:skb.data + ETH_HLEN] = bytes(ETH_HLEN)
+    if ta.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE:
+        now = csum_partial(bytes(skb.buf[skb.network_header:skb.tail]), 0)
+        if csum_fold(skb.csum) != csum_fold(now):
+            raise bpf_error(errno.EBADMSG, "the program left skb->csum out of step with the packet")
     convert_skb_to___skb(skb, c)
-    out = data[skb.data:skb.tail]
+    out = skb.buf[skb.data:skb.tail]
     bpf_test_finish(ctx, ta, out, len(out), retval, duration)
     return bpf_ctx_finish(ctx, ta, c, SK_BUFF_SIZE)
 
@@ -469,12 +513,13 @@ def bpf_prog_test_run_skb(prog, ta, ctx):
 class XdpBuff:
     """``struct xdp_buff``: offsets into ``buf`` for data_meta, data and data_end, plus the frags."""
 
-    def __init__(self, buf, data_meta, data, data_end, frags):
+    def __init__(self, buf, data_meta, data, data_end, frags, data_hard_end=None):
         self.buf = buf
         self.data_meta = data_meta
         self.data = data
         self.data_end = data_end
         self.frags = frags
+        self.data_hard_end = len(buf) - TAILROOM if data_hard_end is None else data_hard_end
         self.ingress_ifindex = LOOPBACK_IFINDEX
         self.rx_queue_index = 0
         self.region = None         # the packet: the whole buffer, data_hard_start at region.base
@@ -486,6 +531,46 @@ class XdpBuff:
         struct.pack_into("<IIIIII", self.ctx, 0, base + self.data, base + self.data_end, base + self.data_meta,
                          self.ingress_ifindex, self.rx_queue_index, 0)
 
+    def resync(self, run):
+        """After a helper moved data, data_meta or data_end: rewrite the xdp_md."""
+        self.sync_ctx()
+
+    @property
+    def buff_len(self):
+        """xdp_get_buff_len: the linear part and the frags."""
+        return self.data_end - self.data + sum(len(f) for f in self.frags)
+
+    def _pieces(self):
+        yield self.buf, self.data, self.data_end
+        for f in self.frags:
+            yield f, 0, len(f)
+
+    def read(self, off, n):
+        """n bytes at offset off of the frame (linear part, then frags)."""
+        out = bytearray()
+        for b, lo, hi in self._pieces():
+            size = hi - lo
+            if off < size and n:
+                k = min(n, size - off)
+                out += b[lo + off:lo + off + k]
+                n -= k
+                off = 0
+            else:
+                off -= size
+        return bytes(out)
+
+    def write(self, off, data):
+        pos = 0
+        for b, lo, hi in self._pieces():
+            size = hi - lo
+            if off < size and pos < len(data):
+                k = min(len(data) - pos, size - off)
+                b[lo + off:lo + off + k] = data[pos:pos + k]
+                pos += k
+                off = 0
+            else:
+                off -= size
+
 
 def bpf_test_run_xdp_live(prog, ctx, ta, xdp):
     """Live frames: each of ``repeat`` runs sees a fresh copy of the frame (as the kernel's page pool gives
@@ -495,7 +580,7 @@ def bpf_test_run_xdp_live(prog, ctx, ta, xdp):
     t0 = _clock(ctx)
     for _ in range(repeat):
         buf = bytearray(xdp.buf)
-        copy = XdpBuff(buf, xdp.data_meta, xdp.data, xdp.data_end, [])
+        copy = XdpBuff(buf, xdp.data_meta, xdp.data, xdp.data_end, [], xdp.data_hard_end)
         copy.ingress_ifindex, copy.rx_queue_index = xdp.ingress_ifindex, xdp.rx_queue_index
         mem = Memory()
         copy.region = Region("packet", buf, obj=copy, name="xdp")
@@ -545,7 +630,7 @@ def bpf_prog_test_run_xdp(prog, ta, ctx):
     if ta.data_size_in - meta_sz < ETH_HLEN:
         raise bpf_error(errno.EINVAL, "frame shorter than an Ethernet header")
     data = bpf_test_init(ctx, ta, linear_sz, max_linear_sz, headroom, TAILROOM)
-    xdp = XdpBuff(data, headroom, headroom, headroom + linear_sz, [])
+    xdp = XdpBuff(data, headroom, headroom, headroom + linear_sz, [], headroom + max_linear_sz)
     if c is not None:
         ingress_ifindex, rx_queue_index, egress_ifindex = struct.unpack_from("<III", c, 12)
         if egress_ifindex:

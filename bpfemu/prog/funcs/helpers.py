@@ -471,3 +471,18 @@ def bpf_timer_cancel(run, r1, r2, r3, r4, r5):
 
 
 __all__ = ["BpfTimer", "Fault", "U32"]
+
+
+# ---- cgroup storage -----------------------------------------------------------------------------------
+
+@helper_impl("get_local_storage")
+def bpf_get_local_storage(run, r1, r2, r3, r4, r5):
+    """The cgroup storage of the map's type for this run: a test run allocates a zeroed one per map
+    (bpf_cgroup_storages_alloc), shared by its repeats; a per-CPU storage gives this CPU's copy."""
+    m = map_at(run, r1)
+    buf = run.cgroup_storage.get(m)
+    stride = (m.value_size + 7) & ~7
+    if buf is None:
+        n = stride * run.kernel.ncpus if m.percpu else m.value_size
+        buf = run.cgroup_storage[m] = bytearray(n)
+    return run.map_value_addr(m, (buf, stride * run.cpu if m.percpu else 0))
