@@ -15,14 +15,29 @@ retried with a log when none was asked for, as libbpf does) and its last line in
 """
 import ctypes
 import struct
+from collections import namedtuple
 
 from .. import uapi
-from .errors import make_error
+from .errors import make_error, reraise
 
-__all__ = ["Program", "ProgInfo", "prog_type_number"]
+__all__ = ["Program", "ProgInfo", "TestRun", "prog_type_number"]
 
 U = uapi
 LOG_SIZE = 1 << 20
+BPF_F_TEST_RUN_ON_CPU = 1 << 0
+DATA_OUT_SLACK = 4096   # room past the input for programs that grow the packet (bpf_xdp_adjust_tail, ...)
+
+# the types whose test run writes the context back to ctx_out (bpf_ctx_finish); a syscall program's run writes
+# it back into ctx_in; the others refuse a ctx_out (EINVAL)
+CTX_OUT_TYPES = frozenset((U.BPF_PROG_TYPE_SOCKET_FILTER, U.BPF_PROG_TYPE_SCHED_CLS, U.BPF_PROG_TYPE_SCHED_ACT,
+                           U.BPF_PROG_TYPE_CGROUP_SKB, U.BPF_PROG_TYPE_LWT_IN, U.BPF_PROG_TYPE_LWT_OUT,
+                           U.BPF_PROG_TYPE_LWT_XMIT, U.BPF_PROG_TYPE_LWT_SEG6LOCAL, U.BPF_PROG_TYPE_XDP,
+                           U.BPF_PROG_TYPE_FLOW_DISSECTOR, U.BPF_PROG_TYPE_SK_LOOKUP))
+
+TestRun = namedtuple("TestRun", "retval data_out ctx_out duration")
+TestRun.__doc__ = """What BPF_PROG_TEST_RUN gave back: ``retval`` (the program's return value, u32), ``data_out``
+(the packet after the run, bytes, or None when no data went in), ``ctx_out`` (the context after the run, or
+None when none went in) and ``duration`` (mean ns per run)."""
 
 
 def prog_type_number(t):
@@ -130,6 +145,60 @@ class Program:
     @property
     def id(self):
         return self.info().id
+
+    def test_run(self, data=None, ctx=None, repeat=0, cpu=None, flags=0, data_size_out=None, ctx_size_out=None):
+        """BPF_PROG_TEST_RUN (net/bpf/test_run.c): run the program once (or ``repeat`` times; 0 is once) on
+        ``data`` (the packet: bytes) and ``ctx`` (the context struct as bytes: ``__sk_buff``, ``xdp_md``,
+        the raw tracepoint's u64 args...). ``cpu``: run there (BPF_F_TEST_RUN_ON_CPU; raw tracepoints).
+        Returns a :class:`TestRun`. The data output buffer defaults to the input's size plus 4 KiB (a program
+        that grows the packet past it fails with ENOSPC, as the kernel says); the context comes back for the
+        types whose run writes it back (skb types, XDP, flow dissector, sk_lookup; a syscall program's into
+        its ctx_in), in a buffer of the input's size. Errors are BpfError with the kernel's errno (ENOTSUPP
+        524 for a type without test runs, EINVAL for an attribute the type does not take)."""
+        data = bytes(data) if data is not None else None
+        ctx = bytes(ctx) if ctx else None   # an empty context is none (the kernel refuses a pointer of size 0)
+        if ctx_size_out is None and ctx is not None:
+            ptype = self._type()
+            ctx_size_out = len(ctx) if ptype in CTX_OUT_TYPES else 0
+        din = ctypes.create_string_buffer(data, max(len(data), 1)) if data is not None else None
+        if data_size_out is None:
+            data_size_out = len(data) + DATA_OUT_SLACK if data is not None else 0
+        dout = ctypes.create_string_buffer(max(data_size_out, 1)) if data_size_out else None
+        cin = ctypes.create_string_buffer(ctx, max(len(ctx), 1)) if ctx is not None else None
+        if ctx_size_out is None:
+            ctx_size_out = len(ctx) if ctx is not None else 0
+        cout = ctypes.create_string_buffer(max(ctx_size_out, 1)) if ctx_size_out else None
+        if cpu is not None:
+            flags |= BPF_F_TEST_RUN_ON_CPU
+        fields = {"test.prog_fd": self.fd, "test.repeat": repeat, "test.flags": flags, "test.cpu": cpu or 0}
+        if din is not None:
+            fields.update({"test.data_in": ctypes.addressof(din), "test.data_size_in": len(data)})
+        if dout is not None:
+            fields.update({"test.data_out": ctypes.addressof(dout), "test.data_size_out": data_size_out})
+        if cin is not None:
+            fields.update({"test.ctx_in": ctypes.addressof(cin), "test.ctx_size_in": len(ctx)})
+        if cout is not None:
+            fields.update({"test.ctx_out": ctypes.addressof(cout), "test.ctx_size_out": ctx_size_out})
+        a = U.make_attr(**fields)
+        try:
+            self.sys.bpf(U.BPF_PROG_TEST_RUN, a)
+        except OSError as e:
+            raise reraise(e, U.BPF_PROG_TEST_RUN, "program %r" % (self.name or "?")) from None
+        t = a.test
+        out = dout.raw[:t.data_size_out] if dout is not None else None
+        if cout is not None:
+            cout_b = cout.raw[:t.ctx_size_out]
+        elif cin is not None and self._type() == U.BPF_PROG_TYPE_SYSCALL:
+            cout_b = cin.raw[:len(ctx)]
+        else:
+            cout_b = None
+        return TestRun(t.retval, out, cout_b, t.duration)
+
+    def _type(self):
+        t = getattr(self, "_prog_type", None)
+        if t is None:
+            t = self._prog_type = self.info().type
+        return t
 
     def close(self):
         if self.fd is not None:
