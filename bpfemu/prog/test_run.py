@@ -301,7 +301,7 @@ class SkBuff:
                 "priority", "ingress_ifindex", "ifindex", "tc_index", "hash", "tc_classid", "napi_id",
                 "family", "wire_len", "gso_segs", "gso_size")
     _ATTR = {"ingress_ifindex": "skb_iif", "family": "sk_family", "wire_len": "pkt_len"}
-    _WRITABLE = ("mark", "priority", "tc_index", "queue_mapping", "tc_classid", "hash")
+    _WRITABLE = ("mark", "priority", "tc_index", "queue_mapping", "tc_classid")
 
     def sync_ctx(self):
         """Write the skb's state into the __sk_buff the program reads (before a run, after a helper changed

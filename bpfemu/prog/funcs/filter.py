@@ -272,15 +272,30 @@ def bpf_l4_csum_replace(run, r1, r2, r3, r4, r5):
 
 @helper_impl("csum_diff")
 def bpf_csum_diff(run, r1, r2, r3, r4, r5):
-    """csum_partial over the inverted 'from' words and the 'to' words, from the seed (at most 512 bytes
-    together, each a multiple of 4: -EINVAL)."""
+    """The checksum difference of 'from' (r1, r2 bytes) and 'to' (r3, r4 bytes) from the seed r5, as 6.18
+    gives it on every architecture: 'to' summed from the seed less 'from' summed (only 'to': its sum from the
+    seed; only 'from': the complement of its sum from the complemented seed), folded to 16 bits (not
+    complemented). Any sizes: the verifier bounds them by the memory passed (see docs/kernel-notes.md: 6.1 and
+    6.12 answer -EINVAL for sizes not a multiple of 4 and the raw 32-bit sum)."""
     fsz, tsz = r2 & M32, r4 & M32
-    if (fsz | tsz) & 3 or fsz + tsz > 512:
-        return neg(errno.EINVAL)
+    seed = r5 & M32
     frm = run.mem.read(r1, fsz) if fsz else b""
     to = run.mem.read(r3, tsz) if tsz else b""
-    inv = bytes(b ^ 0xFF for b in frm)
-    return csum_partial(inv + to, r5 & M32)
+    if fsz and tsz:
+        ret = csum_sub(csum_partial(to, seed), csum_partial(frm, 0))
+    elif tsz:
+        ret = csum_partial(to, seed)
+    elif fsz:
+        ret = ~csum_partial(frm, ~seed & M32) & M32
+    else:
+        ret = seed
+    return csum_from32to16(ret)
+
+
+def csum_from32to16(x):
+    """Fold a 32-bit ones' complement sum to 16 bits (no complement)."""
+    x = (x & 0xFFFF) + (x >> 16)
+    return (x & 0xFFFF) + (x >> 16)
 
 
 @helper_impl("csum_update")
