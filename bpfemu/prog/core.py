@@ -428,8 +428,10 @@ class RunCtx:
     def tail_call(self, map_addr, index):
         """JMP_TAIL_CALL: the Image to continue with, or None to fall through (counting as the kernel does:
         an index out of range does not count, an empty slot does)."""
-        index &= M32
         array = self.mem.object_at(map_addr, "map")
+        if not array.bypass_spec_v1 and index >= array.max_entries:
+            return None  # the verifier's 64-bit bounds check before tail calls through maps of unprivileged creators
+        index &= M32
         if index >= array.max_entries:
             return None
         if self.tail_call_cnt >= MAX_TAIL_CALL_CNT:

@@ -419,11 +419,45 @@ def bpf_skb_vlan_push(run, r1, r2, r3, r4, r5):
 
 @helper_impl("skb_vlan_pop")
 def bpf_skb_vlan_pop(run, r1, r2, r3, r4, r5):
+    """skb_vlan_pop: clear the offloaded tag, or take the outer tag out of the packet when there is none;
+    then a tag left in the packet becomes the offloaded one."""
     skb = _skb(run, r1)
     if skb.vlan_present:
         skb.vlan_present = skb.vlan_tci = skb.vlan_proto = 0
+    elif skb.protocol in (ETH_P_8021Q, ETH_P_8021AD):
+        tci = _vlan_pop_tag(skb)
+        if tci < 0:
+            skb.resync(run)
+            return neg(-tci)
+    if skb.protocol in (ETH_P_8021Q, ETH_P_8021AD):
+        proto = skb.protocol
+        tci = _vlan_pop_tag(skb)
+        if tci < 0:
+            skb.resync(run)
+            return neg(-tci)
+        skb.vlan_present, skb.vlan_proto, skb.vlan_tci = 1, proto, tci
     skb.resync(run)
     return 0
+
+
+def _vlan_pop_tag(skb):
+    """__skb_vlan_pop: remove the tag after the MAC addresses (the mac header must be at data: -EINVAL; the
+    frame must hold it: -ENOMEM); skb->protocol becomes the encapsulated one. Returns the tag's TCI."""
+    if skb.data != skb.mac_header:
+        return -errno.EINVAL
+    if skb.len < ETH_HLEN + VLAN_HLEN:
+        return -errno.ENOMEM
+    d = skb.data
+    tci = struct.unpack_from(">H", skb.buf, d + 2 * ETH_ALEN + 2)[0]
+    encap = U16.unpack_from(skb.buf, d + 2 * ETH_ALEN + 4)[0]
+    skb.buf[d + VLAN_HLEN:d + VLAN_HLEN + 2 * ETH_ALEN] = skb.buf[d:d + 2 * ETH_ALEN]
+    skb.data += VLAN_HLEN
+    skb.mac_header += VLAN_HLEN
+    if ((encap & 0xFF) << 8 | encap >> 8) >= 0x600:   # ETH_P_802_3_MIN: an ethertype, not a length
+        skb.protocol = encap
+    if skb.network_header is not None and skb.network_header - skb.mac_header < ETH_HLEN:
+        skb.network_header = skb.mac_header + ETH_HLEN
+    return tci
 
 
 # ---- hashes, classids, cookies -----------------------------------------------------------------------------
@@ -664,3 +698,32 @@ def bpf_xdp_store_bytes(run, r1, r2, r3, r4, r5):
 
 
 __all__ = ["csum_partial", "csum_fold", "skb_checksum", "uapi"]
+
+
+# ---- bpf_fib_lookup ------------------------------------------------------------------------------------------
+
+BPF_FIB_LOOKUP_FLAGS = 0x3F      # DIRECT, OUTPUT, SKIP_NEIGH, TBID, SRC, MARK
+BPF_FIB_LKUP_RET_FWD_DISABLED = 5
+FIB_PARAMS_SIZE = 64             # sizeof(struct bpf_fib_lookup)
+AF_INET, AF_INET6 = 2, 10
+LOOPBACK_IFINDEX = 1
+
+
+@helper_impl("xdp_fib_lookup", "skb_fib_lookup")
+def bpf_fib_lookup(run, r1, r2, r3, r4, r5):
+    """The FIB lookup of a test run's netns, which has only the loopback device with forwarding off:
+    -EINVAL for a short params struct (plen < 64) or unknown flags, -EAFNOSUPPORT for a family other than
+    AF_INET/AF_INET6, -ENODEV for another ifindex, else BPF_FIB_LKUP_RET_FWD_DISABLED."""
+    plen = r3 & M32
+    if plen < FIB_PARAMS_SIZE:
+        return neg(errno.EINVAL)
+    if r4 & M32 & ~BPF_FIB_LOOKUP_FLAGS:
+        return neg(errno.EINVAL)
+    params = run.mem.read(r2, FIB_PARAMS_SIZE)
+    family = params[0]
+    if family not in (AF_INET, AF_INET6):
+        return neg(errno.EAFNOSUPPORT)
+    ifindex = struct.unpack_from("<I", params, 8)[0]
+    if ifindex != LOOPBACK_IFINDEX:
+        return neg(errno.ENODEV)
+    return BPF_FIB_LKUP_RET_FWD_DISABLED
