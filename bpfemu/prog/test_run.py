@@ -21,6 +21,7 @@ The arguments:
 Duration: the kernel reports the mean wall time of one run in ns. The emulator reads the kernel's clock
 (time the test controls), so it is 0 unless a helper or the test moves that clock during the run.
 """
+import ctypes
 import errno
 import struct
 
@@ -102,10 +103,14 @@ class TestAttr:
     __slots__ = ("prog_fd", "retval", "data_size_in", "data_size_out", "data_in", "data_out", "repeat",
                  "duration", "ctx_size_in", "ctx_size_out", "ctx_in", "ctx_out", "flags", "cpu", "batch_size")
 
+    _LAYOUT = struct.Struct("<IIIIQQIIIIQQIII")   # struct bpf_attr's test member, in __slots__ order
+
     def __init__(self, attr):
         t = attr.test
-        for name in self.__slots__:
-            setattr(self, name, int(getattr(t, name)))
+        vals = self._LAYOUT.unpack(bytes(t)[:self._LAYOUT.size]) if isinstance(t, ctypes.Structure) else [
+            int(getattr(t, name)) for name in self.__slots__]
+        for name, v in zip(self.__slots__, vals):
+            setattr(self, name, v)
 
 
 def bpf_prog_test_run(prog, ctx):
