@@ -580,3 +580,25 @@ def test_command_checks_and_their_order(tsys):
         e = ex.errno
     assert e == EINVAL
     tsys.close(m)
+
+
+@pytest.mark.parametrize("bad", ["data_in", "data_out", "ctx_in", "ctx_out"])
+def test_bad_user_pointers_fault(tsys, bad):
+    """A pointer to unmapped memory for the packet or the context, in or out: EFAULT (after the run for the
+    outputs, which the kernel writes last)."""
+    import ctypes
+    fd = skb_prog(tsys, "sched_cls")
+    din = ctypes.create_string_buffer(FRAME, len(FRAME))
+    dout = ctypes.create_string_buffer(len(FRAME) + 64)
+    cin = ctypes.create_string_buffer(SK_BUFF)
+    cout = ctypes.create_string_buffer(SK_BUFF)
+    ptrs = {"data_in": ctypes.addressof(din), "data_out": ctypes.addressof(dout),
+            "ctx_in": ctypes.addressof(cin), "ctx_out": ctypes.addressof(cout)}
+    ptrs[bad] = 8   # the first page is never mapped
+    a = u.make_attr(**{"test.prog_fd": fd, "test.data_in": ptrs["data_in"], "test.data_size_in": len(FRAME),
+                       "test.data_out": ptrs["data_out"], "test.data_size_out": len(FRAME) + 64,
+                       "test.ctx_in": ptrs["ctx_in"], "test.ctx_size_in": SK_BUFF,
+                       "test.ctx_out": ptrs["ctx_out"], "test.ctx_size_out": SK_BUFF})
+    with pytest.raises(OSError) as e:
+        tsys.bpf(u.BPF_PROG_TEST_RUN, a)
+    assert e.value.errno == EFAULT
