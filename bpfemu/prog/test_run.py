@@ -487,10 +487,8 @@ def bpf_prog_test_run_skb(prog, ta, ctx):
         skb.data_end = skb.tail
     convert___skb_to_skb(skb, c)
     if ta.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE:
-        off = skb.network_header - skb.data
-        skb.csum = csum_partial(bytes(data[skb.network_header:skb.tail]), 0)
+        skb.csum = csum_partial(bytes(data[skb.network_header:skb.tail]), 0)   # skb_checksum from the L3 header
         skb.ip_summed = CHECKSUM_COMPLETE
-        del off
     mem = Memory()
     skb.region = Region("packet", data, obj=skb, name="skb")
     mem.add(skb.region)

@@ -55,7 +55,6 @@ def bprintf(run, fmt, args):
             continue
         if spec >= len(args):
             return -errno.EINVAL
-        start = i
         i += 1
         if fmt[i] >= 0x80:
             return -errno.EINVAL
@@ -132,7 +131,6 @@ def bprintf(run, fmt, args):
         out.append(text.encode())
         i += 1
         spec += 1
-        del start
     return b"".join(out)
 
 
