@@ -449,6 +449,7 @@ def _flat_members(btf, type_id, base=0):
     return out
 
 
+@pytest.mark.bpf_needs_linux("comparing with the host's kernel BTF")
 def test_ctx_layouts_match_the_host_btf():
     """The offsets bpfemu.prog.test_run serves for struct __sk_buff and struct xdp_md are the kernel's."""
     from bpfemu.btf import uapi as B

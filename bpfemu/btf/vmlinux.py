@@ -7,7 +7,10 @@ builds a small BTF of what it emulates: C integer types, the special structs
 of include/uapi/linux/bpf.h (bpf_spin_lock, bpf_timer, ...), the kernel
 structs that referenced kptrs may point to, with their destructor kfuncs.
 Other parts of bpfemu add their own types to the fallback with
-:func:`register_fallback_types` before first use.
+:func:`register_fallback_types` before first use. A kernel whose BTF is the
+fallback notes the names its loads looked up there in vain
+(:meth:`bpfemu.btf.object.BtfObject.not_described`): the kernel types a
+program needs that bpfemu does not describe.
 
 Loading is lazy and cached per path (the blob is immutable and shared by all
 Kernel instances): :func:`vmlinux_btf` reads and indexes the host's file on
@@ -45,13 +48,20 @@ def vmlinux_btf(path=VMLINUX_PATH, fallback=True):
                         data = f.read()
                 except OSError:
                     data = None
-            if data is None:
+            built_in = data is None
+            if built_in:
                 if not fallback:
                     return None
                 data = fallback_blob()
             b = lazy_btf(data, name="vmlinux", kernel_btf=True)
+            b.built_in = built_in  # bpfemu's own (is_built_in)
             _cache[key] = b
     return b
+
+
+def is_built_in(btf):
+    """Whether ``btf`` (from :func:`vmlinux_btf`) is the BTF bpfemu builds rather than a kernel's file."""
+    return getattr(btf, "built_in", False)
 
 
 def register_fallback_types(fn):

@@ -77,6 +77,9 @@ class BpfProg(BpfObject):
         self.image = None           # the bpfemu.prog.core.Image it runs
         self.streams = {1: bytearray(), 2: bytearray()}  # BPF_STDOUT, BPF_STDERR (bpf_prog_stream_read)
         self.bound_maps = []        # maps held through BPF_PROG_BIND_MAP
+        self.btf_obj = None         # aux->btf: the BTF object of prog_btf_fd, held while the program lives
+        self.func_info = []         # aux->func_info: [(insn_off, type_id)]
+        self.line_info = []         # aux->linfo: [(insn_off, file_name_off, line_off, line_col)]
 
     @property
     def len(self):
@@ -88,6 +91,8 @@ class BpfProg(BpfObject):
         self.kernel = kernel
         for m in self.maps:
             m.hold(self)
+        if self.btf_obj is not None:
+            self.btf_obj.hold(self)
         kernel.register(self)
 
     def on_free(self):
@@ -97,6 +102,10 @@ class BpfProg(BpfObject):
 
     def held_objects(self):
         return list(self.maps)
+
+    def common_refs(self):
+        """The program's BTF (aux->btf), released after the maps when the program is freed."""
+        return [self.btf_obj] if self.btf_obj is not None else []
 
     def map_compatible(self, m):
         """bpf_prog_map_compatible: the first program a PROG_ARRAY (or a map used with tail calls) meets

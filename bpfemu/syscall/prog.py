@@ -8,6 +8,7 @@ caller gets a read-write fd to it.
 """
 import ctypes
 import errno
+import struct
 
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
@@ -73,26 +74,52 @@ class LoadCtx(LoadContext):
         raise bpf_error(errno.EINVAL, "BPF tokens are not modeled")  # pragma: no cover (no token objects)
 
     def btf_of_fd(self, fd):
-        """The parsed types (``bpfemu.btf.Btf``) of the BTF object behind ``fd`` (EBADF, EINVAL as fdget)."""
-        return fdget(self.task, fd, "btf").obj.btf
+        """The parsed types (``bpfemu.btf.Btf``) of the BTF object behind ``fd`` (EBADF, EINVAL as fdget);
+        the object is kept as the program's BTF (``prog_btf``)."""
+        obj = fdget(self.task, fd, "btf").obj
+        self.prog_btf = obj
+        return obj.btf
+
+    prog_btf = None
 
     @property
     def kernel_btf(self):
-        """The kernel's BTF, loaded on first use by the verifier (a callable the verifier calls)."""
-        from ..btf.vmlinux import vmlinux_btf
-        return vmlinux_btf
+        """The kernel's BTF, loaded on first use by the verifier (a callable the verifier calls): this
+        kernel's own (btf id 1), the one its maps' kptr fields and attach ids refer to."""
+        vmlinux = self.ctx.kernel.btf_vmlinux
+        return lambda: vmlinux.btf
 
 
 @command(uapi.BPF_PROG_LOAD)
 def prog_load(ctx):
-    prog, _res = bpf_prog_load(ctx.attr, LoadCtx(ctx), uattr_size=ctx.size, uattr=ctx.uattr)
+    lctx = LoadCtx(ctx)
+    prog, res = bpf_prog_load(ctx.attr, lctx, uattr_size=ctx.size, uattr=ctx.uattr)
     prog.created_by_uid = ctx.task.uid
+    clock = getattr(ctx.kernel, "clock", None)
+    if clock is not None:   # aux->load_time: ktime_get_boottime_ns() at load
+        prog.load_time = clock.ktime_get_boot_ns()
+    _keep_btf_info(ctx, prog, lctx, res)
     prog.publish(ctx.kernel)
     prog.hold(ctx.kernel)  # the creation reference, dropped once the fd holds it
     try:
         return new_fd(ctx.task, prog, FMODE_READ | FMODE_WRITE)
     finally:
         prog.release(ctx.kernel)
+
+
+def _keep_btf_info(ctx, prog, lctx, res):
+    """What bpf_check leaves in prog->aux of the program's BTF: the BTF object (held by the program), its
+    func_info and its line_info, as OBJ_GET_INFO_BY_FD gives them back."""
+    env = getattr(res, "env", None)
+    if lctx.prog_btf is None or env is None or getattr(env, "prog_btf", None) is None:
+        return
+    p = ctx.attr.prog_load
+    prog.btf_obj = lctx.prog_btf
+    prog.func_info = list(env.func_info or [])
+    if p.line_info_cnt:
+        rec = p.line_info_rec_size
+        raw = ctx.read(p.line_info, rec * p.line_info_cnt)
+        prog.line_info = [struct.unpack_from("<IIII", raw, i * rec) for i in range(p.line_info_cnt)]
 
 
 # -- OBJ_GET_INFO_BY_FD of a program ------------------------------------------------------------------
@@ -127,13 +154,15 @@ def prog_get_info(ctx, prog):
     info.nr_map_ids = len(prog.maps)
     for i in range(ulen):
         ctx.write(info.map_ids + 4 * i, prog.maps[i].id.to_bytes(4, "little"))
-    for n, c, size in (("nr_func_info", "func_info_rec_size", 8), ("nr_line_info", "line_info_rec_size", 32),
+    for n, c, size in (("nr_func_info", "func_info_rec_size", 8), ("nr_line_info", "line_info_rec_size", 16),
                        ("nr_jited_line_info", "jited_line_info_rec_size", 8)):
         if (getattr(info, n) or getattr(info, c)) and getattr(info, c) != size:
             raise bpf_error(errno.EINVAL, "%s must be %d" % (c, size))
-    info.func_info_rec_size, info.line_info_rec_size, info.jited_line_info_rec_size = 8, 32, 8
+    info.func_info_rec_size, info.line_info_rec_size, info.jited_line_info_rec_size = 8, 16, 8
     info.run_time_ns, info.run_cnt, info.recursion_misses = prog.run_time_ns, prog.run_cnt, 0
     info.verified_insns = prog.verified_insns
+    if prog.btf_obj is not None:
+        info.btf_id = prog.btf_obj.id
     if ctx.task.bpf_capable():
         ulen = info.xlated_prog_len
         info.xlated_prog_len = 8 * len(prog.insns)
@@ -142,8 +171,18 @@ def prog_get_info(ctx, prog):
             ctx.write(info.xlated_prog_insns, dump[:min(ulen, len(dump))])
         info.jited_prog_len = 0
         info.nr_jited_ksyms = info.nr_jited_func_lens = 0
-        info.nr_func_info = info.nr_line_info = info.nr_jited_line_info = 0
         info.nr_prog_tags = 0
+        info.attach_btf_id = prog.attach_btf_id
+        if prog.attach_btf_id and getattr(ctx.kernel, "btf_vmlinux", None) is not None:
+            info.attach_btf_obj_id = ctx.kernel.btf_vmlinux.id   # the kernel's BTF holds the target
+        for n, ptr, recs, fmt in (("nr_func_info", "func_info", prog.func_info, "<II"),
+                                  ("nr_line_info", "line_info", prog.line_info, "<IIII")):
+            ulen = getattr(info, n)
+            setattr(info, n, len(recs))
+            if recs and ulen:
+                data = b"".join(struct.pack(fmt, *r) for r in recs[:min(ulen, len(recs))])
+                ctx.write(getattr(info, ptr), data)
+        info.nr_jited_line_info = 0
     else:
         info.jited_prog_len = info.xlated_prog_len = 0
         info.nr_jited_ksyms = info.nr_jited_func_lens = 0

@@ -26,7 +26,9 @@ import tempfile
 
 import pytest
 
+from .. import hostenv
 from ..host.sysinfo import host_possible_cpus
+from .support import need_linux
 
 UID = 1000
 TIMEOUT = 120
@@ -36,7 +38,7 @@ HOST_PREFIX = ["unshare", "-m", "--propagation", "private", "sh", "-c",
 
 def missing(*tools):
     """Why the comparison cannot run here, or None."""
-    if sys.platform != "linux" or os.uname().machine != "x86_64":
+    if not hostenv.is_linux() or os.uname().machine != "x86_64":
         return "bpfemu exec needs Linux on x86_64"
     if os.geteuid() != 0:
         return "the host side needs root"
@@ -47,6 +49,7 @@ def missing(*tools):
 
 
 def require(*tools):
+    need_linux("comparing bpfemu exec with the host")  # off Linux: skipped, whatever BPFEMU_REQUIRE_HOST says
     why = missing(*tools)
     if why:
         if os.environ.get("BPFEMU_REQUIRE_HOST") == "1":
