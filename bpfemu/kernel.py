@@ -28,6 +28,7 @@ from .syscall.map import map_elem_owned
 from .syscall.sys_bpf import ELEM_FAST, do_bpf, sys_bpf, sys_bpf_elem
 from .uapi import ATTR_SIZE
 from .uapi import bpf_attr as _bpf_attr
+from .timekeeping import Clock
 from .usermem import LOCAL
 
 DEFAULT_NCPUS = 2  # when /sys/devices/system/cpu/possible cannot be read
@@ -76,7 +77,14 @@ class Kernel:
         if protected_symlinks is None:
             protected_symlinks = host_protected_symlinks()
         self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled,
-                       "fs.protected_symlinks": protected_symlinks}
+                       "fs.protected_symlinks": protected_symlinks,
+                       # net.core.bpf_jit_enable: 1 runs loaded programs translated (bpfemu.prog.jit), 0 interpreted
+                       "net.core.bpf_jit_enable": 1}
+        self.clock = Clock(self.lock)  # time the test moves (kernel.clock.advance(ns)); timers fire then
+        self.stats_enabled = 0         # BPF_ENABLE_STATS fds open (the bpf_stats_enabled_key count)
+        self.trace_pipe = []           # bpf_trace_printk lines, oldest first (read_trace_pipe takes them)
+        self.prandom = {}              # cpu -> state of bpf_get_prandom_u32's generator
+        self.bpf_timers = {}           # (id of a map value storage, offset) -> the bpf_timer kept there
         self.seed = seed
         if machine_memory == "host":
             machine_memory = host_total_memory() or DEFAULT_MACHINE_MEMORY
@@ -175,6 +183,17 @@ class Kernel:
         cur = self.current
         return cur.cpu if cur is not None else 0
 
+    def clock_ns(self):
+        """CLOCK_MONOTONIC of this kernel, in ns (see :mod:`bpfemu.timekeeping`)."""
+        return self.clock.mono
+
+    def read_trace_pipe(self):
+        """What bpf_trace_printk wrote since the last read, as the lines of /sys/kernel/tracing/trace_pipe
+        (``<comm>-<pid> [cpu] ..... <seconds>: bpf_trace_printk: <text>``); reading consumes them."""
+        with self.lock:
+            lines, self.trace_pipe = self.trace_pipe, []
+            return lines
+
     def next_random(self):
         """Deterministic per-kernel pseudo-random u32 (hash seeds)."""
         x = self._rand_state
@@ -233,6 +252,12 @@ class Task:
         kernel._next_pid += 1
         kernel.tasks.append(self)
         self.mem = LOCAL
+        self.comm = b"bpfemu"  # task->comm (what bpf_get_current_comm gives; at most 15 bytes)
+
+    @property
+    def gid(self):
+        """The task's gid: its uid, as tasks are made (root, or setuid/setgid to one id)."""
+        return self.uid
 
     def __repr__(self):
         return "<Task pid %d uid %d%s>" % (self.pid, self.uid, "" if self.alive else " exited")

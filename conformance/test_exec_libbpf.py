@@ -17,8 +17,7 @@ sections (``### name``); each section must give the same text, object ids aside.
   programs and maps as libbpf parsed them, load, prog and map info, BPF_PROG_TEST_RUN of the XDP program on
   a few packets and the maps it updated, pins of the program and maps that outlive the object.
 
-Expected failures, with their reasons: read(2) on a map fd (not intercepted: the placeholder reads EOF),
-and, not strict, loader's test runs until the emulator serves BPF_PROG_TEST_RUN.
+Expected failures, with their reasons: read(2) on a map fd (not intercepted: the placeholder reads EOF).
 """
 import os
 import shutil
@@ -30,16 +29,13 @@ from bpfemu.testing import bpf_objects as BO
 from bpfemu.testing import exec_support as X
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exec_programs")
-RUN = ("BPF_PROG_TEST_RUN is not served by the emulator's syscall layer yet (branch run): passes once it is",
-       False)
 READ = "read(2) of an emulated fd is not intercepted: its placeholder socket reads EOF (the kernel: EINVAL)"
 PROGRAMS = {
     "maps": ["create", "names", "update and lookup", "get_next_key", "batches", "pin and get", "fds",
              ("read", READ), "get_next_id"],
     "mmap": ["create", "shared both ways", "refusals", "read-only mapping and freeze", "a mapping keeps the map alive"],
     "fork": ["fork", "exec"],
-    "loader": ["open", "load", "info", ("test_run", RUN), ("maps after test_run", RUN), "pin and close",
-               ("pinned program runs", RUN)],
+    "loader": ["open", "load", "info", "test_run", "maps after test_run", "pin and close", "pinned program runs"],
 }
 # argv after the program, and the BPF objects (conformance/objects/) it needs in its directory
 ARGS = {"loader": ["xdp_counter.bpf.o"]}

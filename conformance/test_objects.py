@@ -40,15 +40,6 @@ def machines(request):
     host.close()
 
 
-def emulator_runs_programs():
-    """Whether the emulator's syscall layer has BPF_PROG_TEST_RUN yet."""
-    from bpfemu.syscall.sys_bpf import COMMANDS   # importing sys_bpf registers the command handlers
-    return COMMANDS[U.BPF_PROG_TEST_RUN].handler is not None
-
-
-NO_TEST_RUN = "the emulator's syscall layer has no BPF_PROG_TEST_RUN yet (issue 15, the 'run' helper)"
-
-
 # -- on each backend ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", NAMES)
@@ -288,8 +279,6 @@ def test_runs_match_host(machines, objects, name):
         if name == "globals_core":
             obj.rodata.multiplier = 3
         with obj.load(task):
-            if which == "emu" and not emulator_runs_programs():
-                pytest.xfail(NO_TEST_RUN)
             results[which] = _scenario(name, task, obj)
     assert results["emu"] == results["host"]
 

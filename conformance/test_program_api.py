@@ -42,18 +42,9 @@ def test_pin_and_get(proc):
 
 # -- Program.test_run -------------------------------------------------------------------------------------
 
-def _need_test_run(proc):
-    if getattr(proc, "backend", None) == "emu":
-        from bpfemu import uapi
-        from bpfemu.syscall.sys_bpf import COMMANDS   # importing sys_bpf registers the command handlers
-        if COMMANDS[uapi.BPF_PROG_TEST_RUN].handler is None:
-            pytest.xfail("the emulator's syscall layer has no BPF_PROG_TEST_RUN yet (issue 15, the 'run' helper)")
-
-
 def test_test_run_xdp(proc):
     """data in and out, the xdp_md context back (data_end moved by the packet's length), the return value."""
     from bpfemu.prog.insn import BPF_LDX_MEM, BPF_W
-    _need_test_run(proc)
     insns = [BPF_LDX_MEM(BPF_W, 2, 1, 4), BPF_LDX_MEM(BPF_W, 1, 1, 0), BPF_MOV64_IMM(0, 0),
              (0x1f, 2, 1, 0, 0),            # r2 -= r1: the packet's length
              (0xbf, 0, 2, 0, 0), BPF_EXIT_INSN()]
@@ -70,7 +61,6 @@ def test_test_run_xdp(proc):
 def test_test_run_raw_tracepoint(proc):
     """A raw tracepoint takes its args as the context, runs on the CPU asked, gives no context back."""
     from bpfemu.prog.insn import BPF_DW, BPF_LDX_MEM
-    _need_test_run(proc)
     with Program.load(proc, [BPF_LDX_MEM(BPF_DW, 0, 1, 8), BPF_EXIT_INSN()], "raw_tracepoint") as p:
         import struct
         r = p.test_run(ctx=struct.pack("<QQ", 1, 0x1234), cpu=0)
@@ -82,7 +72,6 @@ def test_test_run_raw_tracepoint(proc):
 
 def test_test_run_not_supported(proc):
     """A type the kernel has no test run for: ENOTSUPP (524), not EOPNOTSUPP."""
-    _need_test_run(proc)
     with Program.load(proc, [BPF_MOV64_IMM(0, 0), BPF_EXIT_INSN()], "kprobe") as p:
         with pytest.raises(BpfError) as e:
             p.test_run(ctx=bytes(8))

@@ -58,7 +58,8 @@ def _encode(insns):
 
 class ProgInfo:
     """What OBJ_GET_INFO_BY_FD says about a program (``type``, ``id``, ``tag``, ``name``, ``map_ids``,
-    ``verified_insns``, ``xlated_prog_len``, ``gpl_compatible``, ``load_time``, ``created_by_uid``)."""
+    ``verified_insns``, ``xlated_prog_len``, ``gpl_compatible``, ``load_time``, ``created_by_uid``, ``run_cnt``,
+    ``run_time_ns``)."""
 
     def __init__(self, info, map_ids):
         self.type = info.type
@@ -71,6 +72,8 @@ class ProgInfo:
         self.gpl_compatible = bool(info.gpl_compatible)
         self.load_time = info.load_time
         self.created_by_uid = info.created_by_uid
+        self.run_cnt = info.run_cnt            # runs counted while a BPF_ENABLE_STATS fd was open
+        self.run_time_ns = info.run_time_ns
 
     def __repr__(self):
         return "ProgInfo(type=%d, id=%d, tag=%s, name=%r)" % (self.type, self.id, self.tag.hex(), self.name)

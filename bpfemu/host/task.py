@@ -593,6 +593,28 @@ class HostTask(_Surface):
     def umount(self, path):
         self._call("call", "umount", (path,))
 
+    @property
+    def comm(self):
+        """The child's task->comm (what bpf_get_current_comm gives its programs)."""
+        with open("/proc/%d/comm" % self.pid, "rb") as f:
+            return f.read().rstrip(b"\n")
+
+    @property
+    def gid(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("Gid:"):
+                    return int(line.split()[1])
+        raise OSError(3, "no such task")
+
+    @property
+    def uid(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+        raise OSError(3, "no such task")
+
     def mmap(self, fd, length, offset=0, writable=True):
         """mmap of the child's map fd, made in *our* address space so the caller can touch it.
 

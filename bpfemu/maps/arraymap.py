@@ -2,10 +2,12 @@
 PERF_EVENT_ARRAY, CGROUP_ARRAY) and ARRAY_OF_MAPS.
 
 Every index below max_entries always exists and starts zeroed. Storage is
-sparse (a dict of the indices ever written), so a huge max_entries costs
-nothing until it is used. The one exception is an ARRAY created with
-BPF_F_MMAPABLE: userspace may map its values, so they live in one flat
-buffer laid out as the kernel lays them out (element i at i * round_up
+sparse (a dict of the indices ever written or looked up by a program, each a
+bytearray that keeps its place for the map's life: array values are updated in
+place, so a program's pointer, LOOKUP and UPDATE all see one value), so a huge
+max_entries costs nothing until it is used. The one exception is an ARRAY
+created with BPF_F_MMAPABLE: userspace may map its values, so they live in one
+flat buffer laid out as the kernel lays them out (element i at i * round_up
 (value_size, 8), the whole region page-aligned). That buffer is anonymous
 memory, which the host OS only backs with pages once they are touched.
 
@@ -71,7 +73,7 @@ class ArrayMap(BpfMap):
     def __init__(self, kernel, attr):
         super().__init__(kernel, attr)
         self.elem_size = round_up(self.value_size, 8)
-        self.values = {}  # index -> user-layout value bytes (not mmapable)
+        self.values = {}  # index -> user-layout value bytearray (not mmapable), updated in place
         self.data = None  # the flat value area of an mmapable array
         if attr.map_flags & uapi.BPF_F_MMAPABLE:
             self.data = bpf_map_area_mmapable_alloc(kernel, round_up(self.max_entries * self.elem_size, PAGE_SIZE))
@@ -111,7 +113,43 @@ class ArrayMap(BpfMap):
         if self.data is not None:
             off = i * self.elem_size
             return self.data[off:off + self.value_size]
-        return self.values.get(i) or self.zero_value()
+        v = self.values.get(i)
+        return bytes(v) if v is not None else self.zero_value()
+
+    def _storage(self, i):
+        """The bytearray of element i (made zeroed on first use)."""
+        v = self.values.get(i)
+        if v is None:
+            v = self.values[i] = bytearray(self.zero_value())
+        return v
+
+    def value_region(self, key, cpu=0):
+        """array_map_lookup_elem / percpu_array_map_lookup_elem: element i's storage (CPU cpu's copy)."""
+        i = self._index(key)
+        if i >= self.max_entries:
+            return None
+        if self.data is not None:
+            return self.data, i * self.elem_size
+        return self._storage(i), cpu * self.elem_size if self.percpu else 0
+
+    def prog_update(self, key, value, flags, cpu=0):
+        """array_map_update_elem from a program: a per-CPU array writes this CPU's copy only."""
+        if not self.percpu:
+            return BpfMap.prog_update(self, key, value, flags, cpu)
+        if (flags & ~uapi.BPF_F_LOCK) > uapi.BPF_EXIST:
+            raise bpf_error(errno.EINVAL, "bad update flags")
+        i = self._index(key)
+        if i >= self.max_entries:
+            raise bpf_error(errno.E2BIG, "index %d out of range" % i)
+        if flags & uapi.BPF_NOEXIST:
+            raise bpf_error(errno.EEXIST, "array elements always exist")
+        off = cpu * self.elem_size
+        self._storage(i)[off:off + self.value_size] = bytes(value[:self.value_size])
+
+    def for_each_elem(self, cpu=0):
+        """bpf_for_each_array_elem: every index in order."""
+        for i in range(self.max_entries):
+            yield struct.pack("<I", i), self.value_region(struct.pack("<I", i), cpu)
 
     def update(self, key, value, flags):
         if (flags & ~uapi.BPF_F_LOCK) > uapi.BPF_EXIST or (self.percpu and flags > uapi.BPF_EXIST):
@@ -127,8 +165,12 @@ class ArrayMap(BpfMap):
             off = i * self.elem_size
             self.data[off:off + self.value_size] = bytes(value[:self.value_size])
             return
-        # per-CPU: each CPU's slot is copied whole, padding included (copy_map_value_long)
-        self.values[i] = bytes(value)
+        # per-CPU: each CPU's slot is copied whole, padding included (copy_map_value_long); in place
+        v = self.values.get(i)
+        if v is None:
+            self.values[i] = bytearray(value)
+        else:
+            v[:] = value
 
     def delete(self, key):
         raise bpf_error(errno.EINVAL, "array elements cannot be deleted")
@@ -136,7 +178,7 @@ class ArrayMap(BpfMap):
     def get_next_key(self, key):
         return index_next_key(key, self.max_entries)
 
-    def map_mmap(self, length, pgoff):
+    def map_mmap(self, length, pgoff, writable=True):
         """array_map_mmap: the memory a mapping of ``length`` bytes at page ``pgoff`` sees (EINVAL if not
         allowed)."""
         if self.data is None:
@@ -279,6 +321,11 @@ class ProgArray(FdArray):
 
     def held_objects(self):
         return list(self.slots.values())
+
+    def tail_call_image(self, index):
+        """What a tail call into slot ``index`` runs: the image of the program there, or None."""
+        prog = self.slots.get(index)
+        return None if prog is None else prog.image
 
     def on_free(self):
         progs, self.slots = list(self.slots.values()), {}

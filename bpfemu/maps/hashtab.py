@@ -181,15 +181,48 @@ class HashMap(BpfMap):
         """Drop what a stored value holds (of-maps release the inner map)."""
 
     # -- values ----------------------------------------------------------------
+    # An element's value is a bytearray of its own, which a program's lookup maps in place (the element's
+    # storage): replacing a key's value makes a new element (a new bytearray), as the kernel allocates a
+    # new htab_elem; in-place updates (per-CPU, BPF_F_LOCK) replace the stored value between program runs.
     def to_kernel_value(self, value):
-        """Userspace value bytes -> stored value.
+        """Userspace value bytes -> stored value (a bytearray the element owns).
 
         Per-CPU values are kept in the user layout: the kernel copies each CPU's
         round_up(value_size, 8) bytes whole, padding included."""
-        return bytes(value)
+        return bytearray(value)
 
     def to_user_value(self, stored):
-        return stored
+        return bytes(stored)
+
+    def value_region(self, key, cpu=0):
+        """htab_map_lookup_elem (and the per-CPU and LRU variants): the element's value storage."""
+        e = self.elems.get(bytes(key))
+        if e is None:
+            return None
+        return e.value, round_up(self.value_size, 8) * cpu if self.percpu else 0
+
+    def prog_update(self, key, value, flags, cpu=0):
+        """htab_percpu_map_update_elem from a program (onallcpus false): a new element gets ``value`` on
+        CPU ``cpu`` and zeroes on the others; an existing one has that CPU's copy overwritten in place."""
+        if not self.percpu:
+            return BpfMap.prog_update(self, key, value, flags, cpu)
+        key = bytes(key)
+        stride = round_up(self.value_size, 8)
+        off = stride * cpu
+        old = self.elems.get(key)
+        if old is not None and not self.lru and flags in (uapi.BPF_ANY, uapi.BPF_EXIST):
+            old.value[off:off + self.value_size] = bytes(value[:self.value_size])
+            return
+        full = bytearray(old.value) if old is not None else bytearray(stride * self.kernel.ncpus)
+        full[off:off + self.value_size] = bytes(value[:self.value_size])
+        self.update(key, full, flags)  # a new element, or an LRU update (the LRU lists take their node)
+
+    def for_each_elem(self, cpu=0):
+        """bpf_for_each_hash_elem: buckets in index order, each from its head; the callback may delete."""
+        off = round_up(self.value_size, 8) * cpu if self.percpu else 0
+        for b in list(self._nonempty):
+            for e in list(self.buckets.get(b, ())):
+                yield e.key, (e.value, off)
 
     # -- ops ---------------------------------------------------------------------
     def lookup(self, key, flags=0):

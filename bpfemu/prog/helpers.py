@@ -87,6 +87,17 @@ def P(name, func, ret_type, args, **kw):
     PROTOS[name] = FuncProto(name, func, ret_type, args, **kw)
 
 
+def helper_impl(*names):
+    """Decorator: ``fn(run, r1, r2, r3, r4, r5) -> int`` implements the prototypes ``names`` (their
+    ``impl``), as the kernel's ``bpf_func_proto.func``. Implementations live in :mod:`bpfemu.prog.funcs`,
+    in modules named after the kernel files that define them; the prototype stays the one declaration."""
+    def deco(fn):
+        for n in names:
+            PROTOS[n].impl = fn
+        return fn
+    return deco
+
+
 P('bind', 'bpf_bind', RET_INTEGER, [ARG_PTR_TO_CTX, ARG_PTR_TO_MEM | MEM_RDONLY, ARG_CONST_SIZE])
 P('bprm_opts_set', 'bpf_bprm_opts_set', RET_INTEGER, [ARG_PTR_TO_BTF_ID, ARG_ANYTHING], arg_btf={0: '&bpf_bprm_opts_set_btf_ids[0]'})
 P('btf_find_by_name_kind', 'bpf_btf_find_by_name_kind', RET_INTEGER, [ARG_PTR_TO_MEM | MEM_RDONLY, ARG_CONST_SIZE, ARG_ANYTHING, ARG_ANYTHING], might_sleep=True)

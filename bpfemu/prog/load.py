@@ -24,7 +24,7 @@ import errno
 
 from .. import uapi
 from ..errors import bpf_error
-from .prog import BpfProg
+from .prog import BpfProg, bpf_prog_select_runtime
 from .types import PROG_TYPES
 from .verifier import bpf_check, log_attr_valid
 from .verifier.cfg import FuncInfo
@@ -100,6 +100,7 @@ class LoadContext:
     """
 
     unprivileged_bpf_disabled = 0
+    jit_enabled = True  # net.core.bpf_jit_enable: translate the verified program (bpfemu.prog.jit)
 
     def capable(self, name):
         return True
@@ -194,6 +195,7 @@ def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
         if m.map_type == A.BPF_MAP_TYPE_PROG_ARRAY and hasattr(prog, "map_compatible") and \
                 not prog.map_compatible(m):
             raise bpf_error(errno.EINVAL, "program does not match the owner of a program array it uses")
+    bpf_prog_select_runtime(prog, jit=bool(ctx.jit_enabled))
     return prog, res
 
 
@@ -243,6 +245,14 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
         prog.verified_insns = res.verified_insns
         prog.stack_depth = res.stack_depth
         prog.enforce_expected_attach_type = res.env.enforce_expected_attach_type
+        prog.max_ctx_offset = env.max_ctx_offset
+        ops = PROG_TYPES[prog.type]
+        prog.helper_protos = {}
+        for c, _d, src, _o, imm in prog.insns:
+            if c == 0x85 and src == 0 and imm not in prog.helper_protos:  # BPF_JMP | BPF_CALL of a helper
+                proto = ops.get_func_proto(imm, env)
+                if proto is not None:
+                    prog.helper_protos[imm] = proto
     return res
 
 

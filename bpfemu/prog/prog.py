@@ -9,7 +9,11 @@ import hashlib
 import struct
 
 from ..objects import BpfObject
-from .insn import BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
+from . import funcs  # noqa: F401  (links the helper implementations to their prototypes)
+from .core import Image, NotEmulated
+from .insn import BPF_DW, BPF_IMM, BPF_LD, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Insn
+from .jit import bpf_int_jit_compile
+from .memory import M32
 
 BPF_TAG_SIZE = 8
 PAGE_SIZE = 4096
@@ -67,6 +71,12 @@ class BpfProg(BpfObject):
         self.kern_version = 0
         self.prog_flags = 0
         self.enforce_expected_attach_type = False
+        self.max_ctx_offset = 0     # aux->max_ctx_offset: the end of the furthest context access
+        self.helper_protos = {}     # helper id -> the FuncProto the verifier chose for this program's type
+        self.helpers = {}           # helper id -> implementation (bpf_prog_select_runtime)
+        self.image = None           # the bpfemu.prog.core.Image it runs
+        self.streams = {1: bytearray(), 2: bytearray()}  # BPF_STDOUT, BPF_STDERR (bpf_prog_stream_read)
+        self.bound_maps = []        # maps held through BPF_PROG_BIND_MAP
         self.btf_obj = None         # aux->btf: the BTF object of prog_btf_fd, held while the program lives
         self.func_info = []         # aux->func_info: [(insn_off, type_id)]
         self.line_info = []         # aux->linfo: [(insn_off, file_name_off, line_off, line_col)]
@@ -118,8 +128,10 @@ class BpfProg(BpfObject):
         return (n + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
 
     def show_fdinfo(self):
-        """bpf_prog_show_fdinfo. The emulator has no JIT but reports prog_jited 1, as the host (JIT on) does."""
-        return [("prog_type", str(self.type)), ("prog_jited", "1"), ("prog_tag", self.tag.hex()),
+        """bpf_prog_show_fdinfo: prog_jited is 1 when the translator took the program (bpfemu.prog.jit, the
+        emulator's JIT), as on a host with its JIT on."""
+        jited = "1" if self.image is not None and self.image.bpf_func is not None else "0"
+        return [("prog_type", str(self.type)), ("prog_jited", jited), ("prog_tag", self.tag.hex()),
                 ("memlock", str(self.memlock)), ("prog_id", str(self.id)), ("run_time_ns", str(self.run_time_ns)),
                 ("run_cnt", str(self.run_cnt)), ("recursion_misses", "0"),
                 ("verified_insns", str(self.verified_insns))]
@@ -152,3 +164,58 @@ class BpfProg(BpfObject):
 def _s32(v):
     v &= 0xffffffff
     return v - (1 << 32) if v >> 31 else v
+
+
+# ---- bpf_prog_select_runtime ---------------------------------------------------------------------------------
+
+BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE = 5, 6
+
+
+def _unimplemented(proto):
+    def fn(run, r1, r2, r3, r4, r5):
+        raise NotEmulated("helper %s is not implemented by bpfemu" % proto.func)
+    return fn
+
+
+def _map_value_resolver(m, off):
+    def resolve(run):
+        where = m.value_region(b"\0\0\0\0", 0)  # map_direct_value_addr: the first (only) element
+        if where is None:
+            raise NotEmulated("direct value access to a %s map" % m.type_name())
+        return run.map_value_addr(m, where) + off
+    return resolve
+
+
+def bpf_prog_select_runtime(prog, jit=True):
+    """bpf_prog_select_runtime (kernel/bpf/core.c): make ``prog.image``, the :class:`Image` a verified
+    program runs, and ``prog.helpers``, what its helper calls dispatch to; translate it when ``jit``.
+
+    ``prog`` gives ``insns``, ``type``, ``name``, ``insn_maps`` (ld_imm64 index -> map) and
+    ``helper_protos`` (helper id -> the :class:`~bpfemu.prog.helpers.FuncProto` the verifier chose for the
+    program's type). Each pseudo ``ld_imm64`` resolves per run: a map to its address, a map value to the
+    address of the map's own storage, a subprogram to its callback address; a kernel symbol is not
+    modelled (the run fails with EINVAL at that instruction).
+    """
+    image = Image([Insn(*i) for i in prog.insns], name=prog.name.decode("latin-1", "replace"), prog_type=prog.type)
+    pseudo = {}
+    insns = image.insns
+    for i, ins in enumerate(insns):
+        if ins.code != BPF_LD | BPF_IMM | BPF_DW or not ins.src_reg or i + 1 >= len(insns):
+            continue
+        src = ins.src_reg
+        if src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX):
+            pseudo[i] = (lambda run, m=prog.insn_maps[i]: run.object_addr(m))
+        elif src in (BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE):
+            pseudo[i] = _map_value_resolver(prog.insn_maps[i], insns[i + 1].imm & M32)
+        elif src == BPF_PSEUDO_FUNC:
+            pseudo[i] = (lambda run, t=i + ins.imm + 1: run.func_addr(image, t))
+        else:
+            def unresolved(run, i=i):
+                raise NotEmulated("ld_imm64 of a kernel symbol (pseudo BTF id) at insn %d" % i)
+            pseudo[i] = unresolved
+    image.pseudo = pseudo
+    prog.helpers = {fid: (p.impl or _unimplemented(p)) for fid, p in prog.helper_protos.items()}
+    prog.image = image
+    if jit:
+        bpf_int_jit_compile(image)
+    return image

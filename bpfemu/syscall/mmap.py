@@ -1,6 +1,6 @@
 """mmap(2) of a map fd (the kernel's syscall.c ``bpf_map_mmap``, the mmap of bpf_map_fops).
 
-Only a type with a ``map_mmap`` op can be mapped (the plain ARRAY created with BPF_F_MMAPABLE today);
+Only a type with a ``map_mmap`` op can be mapped (the plain ARRAY created with BPF_F_MMAPABLE, ring buffers);
 the checks before it are the VFS's and bpf_map_mmap's, in their order.
 """
 import errno
@@ -50,7 +50,7 @@ def bpf_map_mmap(task, fd, length, offset=0, writable=True):
                 raise bpf_error(errno.EPERM, "the map is frozen")
             if m.map_flags & uapi.BPF_F_RDONLY_PROG:
                 raise bpf_error(errno.EACCES, "BPF_F_RDONLY_PROG map")
-        view = m.map_mmap(round_up(length, PAGE_SIZE), offset // PAGE_SIZE)[:length]
+        view = m.map_mmap(round_up(length, PAGE_SIZE), offset // PAGE_SIZE, writable)[:length]
         f.get()  # the mapping keeps the open file (and so the map) alive
         f.mappings += 1
         if writable:

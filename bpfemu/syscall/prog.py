@@ -12,8 +12,10 @@ import struct
 
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
+from ..prog.core import NotEmulated
 from ..prog.load import LoadContext, bpf_prog_load
 from ..prog.prog import pack_insns
+from ..prog.test_run import bpf_prog_test_run, check_test_run_attr
 from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
 from .info import info_of
 from .table import command
@@ -29,6 +31,7 @@ class LoadCtx(LoadContext):
         self.ctx = ctx
         self.task = ctx.task
         self.unprivileged_bpf_disabled = ctx.kernel.sysctl["kernel.unprivileged_bpf_disabled"]
+        self.jit_enabled = ctx.kernel.sysctl["net.core.bpf_jit_enable"]
 
     def capable(self, name):
         t = self.task
@@ -196,3 +199,97 @@ def _dump_insns(prog):
         c, d, s, o, _imm = out[i]
         out[i] = (c, d, s, o, m.id)
     return out
+
+
+# -- BPF_PROG_TEST_RUN (BPF_PROG_RUN) -----------------------------------------------------------------
+
+@command(uapi.BPF_PROG_TEST_RUN)
+def prog_test_run(ctx):
+    """bpf_prog_test_run (syscall.c): the ctx pointer/size pairs, then the prog fd (EBADF, EINVAL for
+    another kind of fd), then the type's test_run (ENOTSUPP for a type without one). No capability is
+    needed. Something the emulator does not model (a helper without an implementation) fails the run with
+    EINVAL, saying what."""
+    check_test_run_attr(ctx.attr)
+    prog = ctx.fdget("test.prog_fd").obj
+    try:
+        return bpf_prog_test_run(prog, ctx)
+    except NotEmulated as e:
+        raise bpf_error(errno.EINVAL, "%s (in program %r)" % (e, prog.name.decode("latin-1"))) from None
+
+
+# -- BPF_ENABLE_STATS -----------------------------------------------------------------------------------------
+
+BPF_STATS_RUN_TIME = 0
+
+
+class BpfStats:
+    """The file BPF_ENABLE_STATS hands out (anon inode "bpf-stats"): while one is open, program runs are
+    counted (run_cnt, run_time_ns in fdinfo and prog info); closing the last fd of it turns that off again."""
+
+    kind = "stats"
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.refs = 0
+
+    def hold(self, holder):
+        if not self.refs:
+            self.kernel.stats_enabled += 1  # static_key_slow_inc
+        self.refs += 1
+
+    def release(self, holder):
+        self.refs -= 1
+        if not self.refs:
+            self.kernel.stats_enabled -= 1  # bpf_stats_release
+
+    def show_fdinfo(self):
+        return []
+
+
+@command(uapi.BPF_ENABLE_STATS)
+def enable_stats(ctx):
+    """bpf_enable_stats: CAP_SYS_ADMIN (EPERM), then the type (only BPF_STATS_RUN_TIME, else EINVAL)."""
+    from ..caps import CAP_SYS_ADMIN
+    if not ctx.task.capable(CAP_SYS_ADMIN):
+        raise bpf_error(errno.EPERM, "BPF_ENABLE_STATS needs CAP_SYS_ADMIN")
+    if ctx.attr.enable_stats.type != BPF_STATS_RUN_TIME:
+        raise bpf_error(errno.EINVAL, "unknown stats type %d" % ctx.attr.enable_stats.type)
+    return new_fd(ctx.task, BpfStats(ctx.kernel), FMODE_READ)
+
+
+# -- BPF_PROG_BIND_MAP ----------------------------------------------------------------------------------------
+
+@command(uapi.BPF_PROG_BIND_MAP)
+def prog_bind_map(ctx):
+    """bpf_prog_bind_map: flags must be 0 (EINVAL), then the program and the map fds; the map joins the
+    program's used maps (held while the program lives, listed in its info's map_ids) unless it is there."""
+    if ctx.attr.prog_bind_map.flags:
+        raise bpf_error(errno.EINVAL, "prog_bind_map.flags must be 0")
+    prog = ctx.fdget("prog_bind_map.prog_fd").obj
+    m = ctx.fdget("prog_bind_map.map_fd").obj
+    if any(u is m for u in prog.maps):
+        return 0
+    m.hold(prog)
+    prog.maps.append(m)
+    return 0
+
+
+# -- BPF_PROG_STREAM_READ_BY_FD -------------------------------------------------------------------------------
+
+@command(uapi.BPF_PROG_STREAM_READ_BY_FD)
+def prog_stream_read(ctx):
+    """bpf_prog_stream_read: the program, then the stream (BPF_STDOUT 1 or BPF_STDERR 2, else ENOENT), then
+    a length above INT_MAX (EINVAL); copies out and consumes up to stream_buf_len bytes of the stream, and
+    returns how many (EFAULT only when none could be copied)."""
+    a = ctx.attr.prog_stream_read
+    prog = ctx.fdget("prog_stream_read.prog_fd").obj
+    stream = prog.streams.get(a.stream_id)
+    if stream is None:
+        raise bpf_error(errno.ENOENT, "no stream %d" % a.stream_id)
+    if a.stream_buf_len > 0x7FFFFFFF:
+        raise bpf_error(errno.EINVAL, "stream_buf_len above INT_MAX")
+    n = min(len(stream), a.stream_buf_len)
+    if n:
+        ctx.write(a.stream_buf, bytes(stream[:n]))
+        del stream[:n]
+    return n

@@ -43,6 +43,7 @@ IN, OUT, INOUT = "in", "out", "inout"
 KSYM_NAME_LEN = 512
 BPF_LICENSE_LEN = 128  # char license[128] in bpf_prog_load
 MAX_USED_MAPS = 64
+TEST_RUN_GROWTH = 0x10000  # how much a test run's output may exceed its input (bpf_skb_change_tail's limit)
 
 
 # -- length rules: how many bytes a pointer's buffer holds ---------------------------------------------
@@ -110,6 +111,20 @@ class Product(_Combine):
         for v in vals:
             out *= v
         return out
+
+
+class Sum(_Combine):
+    sym = " + "
+    op = staticmethod(sum)
+
+
+class FirstNonzero(_Combine):
+    """The first term that is not 0 (``data_size_out``, or what the kernel writes when it is 0)."""
+    sym = " or "
+
+    @staticmethod
+    def op(vals):
+        return next((v for v in vals if v), 0)
 
 
 class Max(_Combine):
@@ -353,14 +368,21 @@ TABLE = [
         UserPtr("btf", "btf_size", IN),
         UserPtr("btf_log_buf", "btf_log_size", INOUT),
     ], fds={"btf_token_fd": Fd("token")}),
-    # bpf_test_finish/bpf_ctx_finish write the whole output when the out size is 0
+    # bpf_test_finish writes the whole output when data_size_out is 0: the frame as the program left it, which
+    # helpers may have grown (up to an skb of 64 KiB), or the flow keys; bpf_ctx_finish at most ctx_size_out
     Command(U.BPF_PROG_TEST_RUN, "test.batch_size",
             attr_out=["test.retval", "test.data_size_out", "test.ctx_size_out", "test.duration"], user_ptrs=[
         UserPtr("test.data_in", "test.data_size_in", IN),
-        UserPtr("test.data_out", Max("test.data_size_out", "test.data_size_in"), OUT),
+        UserPtr("test.data_out", FirstNonzero("test.data_size_out", Sum("test.data_size_in", TEST_RUN_GROWTH)), OUT),
         UserPtr("test.ctx_in", "test.ctx_size_in", IN),
         UserPtr("test.ctx_out", Max("test.ctx_size_out", "test.ctx_size_in"), OUT),
     ], fds={"test.prog_fd": Fd("prog")}),
+    Command(U.BPF_ENABLE_STATS, "enable_stats.type", returns_fd=True),
+    Command(U.BPF_PROG_BIND_MAP, "prog_bind_map.flags",
+            fds={"prog_bind_map.prog_fd": Fd("prog"), "prog_bind_map.map_fd": MAP_FD}),
+    Command(U.BPF_PROG_STREAM_READ_BY_FD, "prog_stream_read.prog_fd",
+            user_ptrs=[UserPtr("prog_stream_read.stream_buf", "prog_stream_read.stream_buf_len", OUT)],
+            fds={"prog_stream_read.prog_fd": Fd("prog")}),
     Command(U.BPF_LINK_CREATE, "link_create.uprobe_multi.pid", returns_fd=True, user_ptrs=[
         UserPtr("link_create.iter_info", "link_create.iter_info_len", IN,
                 when=When("link_create.attach_type", U.BPF_TRACE_ITER)),

@@ -121,6 +121,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         self.insn_idx = 0
         self.prev_insn_idx = -1
         self.insn_processed = 0
+        self.max_ctx_offset = 0
         self.complexity_limit = BPF_COMPLEXITY_LIMIT_INSNS
         self.jmps_processed = 0
         self.prev_jmps_processed = 0

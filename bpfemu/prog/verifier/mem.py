@@ -581,6 +581,8 @@ class MemMixin:
         res = self.ops.is_valid_access(self, off, size, t, is_ldsx)
         if res is None:
             self.fail(errno.EACCES, "invalid bpf_context access off=%d size=%d\n" % (off, size))
+        if off + size > self.max_ctx_offset:  # aux->max_ctx_offset: what a test run's ctx_in must cover
+            self.max_ctx_offset = off + size
         return res
 
     def check_sock_access(self, regno, off, size, t):
