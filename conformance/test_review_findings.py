@@ -2,8 +2,8 @@
 
 Each test states what the host kernel (6.18) answers. Where the emulator disagrees, the emulator half is
 marked xfail (strict, so a fix shows up as an XPASS to remove the mark) with the finding's reason; the host
-half must pass. The bpfemu.Program findings are about the Python API, which is the same on both backends:
-those are marked xfail on both. Details and severities: review-findings.md next to the worktrees.
+half must pass. The bpfemu.Program findings (about the Python API, the same code on both backends) are fixed:
+bpfemu.Program is a bpfemu.api.Handle. Details and severities: review-findings.md next to the worktrees.
 """
 import ctypes
 import errno
@@ -31,11 +31,6 @@ def emu_finding(backend, request, reason):
     """The emulator half of this test is a known disagreement with the host: strict xfail there only."""
     if backend.name == "emu":
         request.applymarker(pytest.mark.xfail(strict=True, reason="review finding: " + reason))
-
-
-def api_finding(request, reason):
-    """A finding in bpfemu's Python API (the same code on both backends): strict xfail on both."""
-    request.applymarker(pytest.mark.xfail(strict=True, reason="review finding: " + reason))
 
 
 def encode(insns):
@@ -170,9 +165,7 @@ def _program(proc, name="review"):
     return Program.load(proc, RET0, "socket_filter", name=name)
 
 
-def test_a_closed_program_raises_EBADF(request, proc):
-    api_finding(request, "bpfemu.Program is not a bpfemu.api.Handle: after close() .fd is None and info()/pin()/"
-                         "id/test_run() raise TypeError, not an EBADF OSError")
+def test_a_closed_program_raises_EBADF(proc):
     p = _program(proc)
     p.close()
     for use in (lambda: p.fd, p.info, lambda: p.id, lambda: p.pin(proc.bpffs + "/closed")):
@@ -198,11 +191,9 @@ class _Gate:
         return getattr(self.sys, name)
 
 
-def test_a_program_call_in_flight_while_another_thread_closes_never_reaches_another_object(request, proc):
+def test_a_program_call_in_flight_while_another_thread_closes_never_reaches_another_object(proc):
     """Thread A asks info(); thread B closes the Program and creates an array map, which takes the freed fd
     number. A must get the program's info or EBADF, never the map's (Map handles wait for calls in flight)."""
-    api_finding(request, "bpfemu.Program.close() does not wait for calls in flight: info() returned the info of "
-                         "the array map that reused the fd number")
     from bpfemu import Map
     gate = _Gate(proc)
     p = _program(gate, "racer")
@@ -233,8 +224,7 @@ def test_a_program_call_in_flight_while_another_thread_closes_never_reaches_anot
     assert out["a"] in (u.BPF_PROG_TYPE_SOCKET_FILTER, errno.EBADF)
 
 
-def test_a_program_dropped_unclosed_closes_its_fd_with_a_ResourceWarning(request, proc):
-    api_finding(request, "bpfemu.Program has no finalizer: a dropped Program leaks its fd silently")
+def test_a_program_dropped_unclosed_closes_its_fd_with_a_ResourceWarning(proc):
     p = _program(proc)
     fd = p.fd
     with warnings.catch_warnings(record=True) as w:

@@ -11,7 +11,13 @@ Built on the raw ``sys.bpf(cmd, attr)`` entry only, like :class:`bpfemu.Map`, so
 
 Instructions are the builders' tuples ``(code, dst, src, off, imm)`` (``bpfemu.prog.insn``) or raw bytes (8
 per instruction). A refused load raises :class:`BpfError` with the verifier log in ``.log`` (the load is
-retried with a log when none was asked for, as libbpf does) and its last line in the message.
+retried with a log when none was asked for, as libbpf does) and its last line in the message. With
+``log_level`` set, the log of a successful load is kept in :attr:`Program.log`.
+
+A Program is a :class:`~bpfemu.api.handle.Handle`, as a Map is: any number of threads may use one; ``close()``
+waits for the calls in flight; a closed Program raises EBADF on every use (``.fd`` included), never reaching the
+object that reused its fd number; a Program dropped unclosed closes its fd with a ResourceWarning
+(:meth:`~bpfemu.api.handle.Handle.detach` hands the fd over instead). docs/api.md is the reference.
 """
 import ctypes
 import struct
@@ -19,6 +25,7 @@ from collections import namedtuple
 
 from .. import uapi
 from .errors import make_error, reraise
+from .handle import Handle
 
 __all__ = ["Program", "ProgInfo", "TestRun", "prog_type_number"]
 
@@ -41,13 +48,32 @@ None when none went in) and ``duration`` (mean ns per run)."""
 
 
 def prog_type_number(t):
-    """A program type by number, enum name ('BPF_PROG_TYPE_XDP') or short name ('xdp')."""
+    """A program type by number, enum name ('BPF_PROG_TYPE_XDP') or short name ('xdp'); ValueError for a name
+    that is no program type."""
     if isinstance(t, int):
         return t
-    name = t.upper()
+    name = str(t).upper()
     if not name.startswith("BPF_PROG_TYPE_"):
         name = "BPF_PROG_TYPE_" + name
-    return getattr(U, name)
+    value = getattr(U, name, None)
+    if not isinstance(value, int):
+        raise ValueError("unknown program type %r" % (t,))
+    return value
+
+
+def prog_type_name(t):
+    """'socket_filter' for BPF_PROG_TYPE_SOCKET_FILTER; 'prog type N' for a number uapi does not name."""
+    for k, v in vars(U).items():
+        if k.startswith("BPF_PROG_TYPE_") and v == t and isinstance(v, int):
+            return k[len("BPF_PROG_TYPE_"):].lower()
+    return "prog type %d" % t
+
+
+def kernel_name(name):
+    """The name as the kernel keeps it (bpf_obj_name_cpy): at most BPF_OBJ_NAME_LEN - 1 (15) bytes, up to a
+    NUL. The kernel refuses a name with other characters than letters, digits, '_' and '.' (EINVAL)."""
+    nm = name.encode("latin-1") if isinstance(name, str) else bytes(name or b"")
+    return nm[:U.BPF_OBJ_NAME_LEN - 1].split(b"\0", 1)[0].decode("latin-1")
 
 
 def _encode(insns):
@@ -79,21 +105,41 @@ class ProgInfo:
         return "ProgInfo(type=%d, id=%d, tag=%s, name=%r)" % (self.type, self.id, self.tag.hex(), self.name)
 
 
-class Program:
-    """A program fd on one backend (``sys``). Close it with :meth:`close` or a ``with`` block."""
+class Program(Handle):
+    """A program fd on one backend task ``sys`` (anything with ``bpf()`` and ``close()``), owned: close it with
+    :meth:`close` or a ``with`` block.
 
-    def __init__(self, sys, fd, name=""):
-        self.sys, self.fd, self.name = sys, fd, name
+    Attributes: ``sys``, ``fd`` (an EBADF :class:`BpfError` once closed), ``name`` (as the kernel keeps it:
+    at most 15 bytes), ``log`` (the verifier log of a load with ``log_level`` set, else None), ``closed``."""
+
+    kind = "prog"
+
+    def __init__(self, sys, fd, name="", log=None, prog_type=None):
+        self.name = kernel_name(name)
+        self.log = log
+        self._prog_type = prog_type
+        Handle.__init__(self, sys, fd, self._describe(fd))
+
+    def _describe(self, fd):
+        t = prog_type_name(self._prog_type) + " program" if self._prog_type is not None else "program"
+        return "%s %s" % (t, repr(self.name) if self.name else "fd %d" % fd)
 
     @classmethod
     def load(cls, sys, insns, prog_type, license="GPL", name="", expected_attach_type=0, prog_flags=0,
              log_level=0, log_size=LOG_SIZE, **fields):
-        """BPF_PROG_LOAD. Returns a Program; raises BpfError (with ``.log``) when the kernel refuses it."""
+        """BPF_PROG_LOAD of ``insns`` (builder tuples or raw bytes, 8 per instruction) as ``prog_type`` (a
+        number, 'xdp' or 'BPF_PROG_TYPE_XDP'; ValueError for an unknown name). ``name`` goes to prog_name
+        cut to 15 bytes, as libbpf does. ``log_level`` (1, 2, 4: BPF_LOG_LEVEL1/2, BPF_LOG_STATS) asks for
+        the verifier log, kept in :attr:`log` (``log_size`` bytes of buffer). Other ``bpf_attr`` fields of
+        PROG_LOAD pass through (``prog_btf_fd=``, ``attach_btf_id=``, ``kern_version=``...). Returns a
+        Program; raises BpfError with the verifier log in ``.log`` when the kernel refuses it (without
+        ``log_level`` the load is retried with a level-1 log to say why, as libbpf does)."""
+        ptype = prog_type_number(prog_type)
         raw = _encode(insns)
         ib = ctypes.create_string_buffer(raw, max(len(raw), 1))
         lic = ctypes.create_string_buffer(license.encode() if isinstance(license, str) else license)
-        nm = name.encode() if isinstance(name, str) else name
-        ptype = prog_type_number(prog_type)
+        nm = name.encode("latin-1") if isinstance(name, str) else bytes(name or b"")
+        nm = nm[:U.BPF_OBJ_NAME_LEN - 1]
         level = log_level
         while True:
             log = ctypes.create_string_buffer(log_size) if level else None
@@ -102,9 +148,9 @@ class Program:
             a.prog_load.insns = ctypes.addressof(ib)
             a.prog_load.license = ctypes.addressof(lic)
             a.prog_load.log_buf = ctypes.addressof(log) if log is not None else 0
-            ctypes.memmove(ctypes.addressof(a) + type(a.prog_load).prog_name.offset, nm[:15], len(nm[:15]))
+            ctypes.memmove(ctypes.addressof(a) + type(a.prog_load).prog_name.offset, nm, len(nm))
             try:
-                return cls(sys, sys.bpf(U.BPF_PROG_LOAD, a), nm.decode("latin-1"))
+                fd = sys.bpf(U.BPF_PROG_LOAD, a)
             except OSError as exc:
                 if not level and not log_level:
                     level = 1   # as libbpf: load again with a log to say why
@@ -115,38 +161,91 @@ class Program:
                                lines[-1] if lines else getattr(exc, "bpf_detail", None))
                 e.log = text
                 raise e from None
+            text = log.value.decode("latin-1") if log is not None and log_level else None
+            return cls._adopt(sys, fd, nm, text, ptype)
+
+    @classmethod
+    def _adopt(cls, sys, fd, name, log=None, prog_type=None):
+        try:
+            return cls(sys, fd, name, log, prog_type)
+        except BaseException:
+            sys.close(fd)
+            raise
 
     @classmethod
     def from_fd(cls, sys, fd):
-        return cls(sys, fd)
+        """Wrap an open program fd of ``sys``, which the Program then owns (close() closes it, and so does
+        the finalizer; :meth:`detach` gives it back). Its name and type come from OBJ_GET_INFO_BY_FD."""
+        info = cls._info_of(sys, fd, "prog fd %d" % fd)
+        return cls(sys, fd, info.name, prog_type=info.type)
 
     @classmethod
     def from_id(cls, sys, prog_id):
-        return cls(sys, sys.bpf(U.BPF_PROG_GET_FD_BY_ID, U.make_attr(prog_id=prog_id)))
+        """BPF_PROG_GET_FD_BY_ID: a new fd on the program with this id."""
+        try:
+            fd = sys.bpf(U.BPF_PROG_GET_FD_BY_ID, U.make_attr(prog_id=prog_id))
+        except OSError as e:
+            raise reraise(e, U.BPF_PROG_GET_FD_BY_ID, "prog id %d" % prog_id) from None
+        return cls._adopt_info(sys, fd)
 
     @classmethod
     def from_pin(cls, sys, path):
+        """BPF_OBJ_GET: a new fd on the program pinned at ``path``."""
         p = ctypes.create_string_buffer(path.encode() if isinstance(path, str) else path)
-        a = U.make_attr(pathname=ctypes.addressof(p))
-        return cls(sys, sys.bpf(U.BPF_OBJ_GET, a))
+        try:
+            fd = sys.bpf(U.BPF_OBJ_GET, U.make_attr(pathname=ctypes.addressof(p)))
+        except OSError as e:
+            raise reraise(e, U.BPF_OBJ_GET, "pin %r" % (path,)) from None
+        return cls._adopt_info(sys, fd)
 
-    def pin(self, path):
-        p = ctypes.create_string_buffer(path.encode() if isinstance(path, str) else path)
-        self.sys.bpf(U.BPF_OBJ_PIN, U.make_attr(bpf_fd=self.fd, pathname=ctypes.addressof(p)))
+    @classmethod
+    def _adopt_info(cls, sys, fd):
+        try:
+            info = cls._info_of(sys, fd, "prog fd %d" % fd)
+        except BaseException:
+            sys.close(fd)
+            raise
+        return cls._adopt(sys, fd, info.name, prog_type=info.type)
 
-    def info(self):
-        """OBJ_GET_INFO_BY_FD (with the map ids)."""
+    @staticmethod
+    def _info_of(sys, fd, target):
         info = U.bpf_prog_info()
         ids = (ctypes.c_uint32 * 64)()
         info.nr_map_ids = 64
         info.map_ids = ctypes.addressof(ids)
-        a = U.make_attr(**{"info.bpf_fd": self.fd, "info.info_len": ctypes.sizeof(info),
+        a = U.make_attr(**{"info.bpf_fd": fd, "info.info_len": ctypes.sizeof(info),
                            "info.info": ctypes.addressof(info)})
-        self.sys.bpf(U.BPF_OBJ_GET_INFO_BY_FD, a)
+        try:
+            sys.bpf(U.BPF_OBJ_GET_INFO_BY_FD, a)
+        except OSError as e:
+            raise reraise(e, U.BPF_OBJ_GET_INFO_BY_FD, target) from None
         return ProgInfo(info, ids[:min(info.nr_map_ids, 64)])
+
+    def pin(self, path):
+        """BPF_OBJ_PIN at ``path`` (a bpffs path)."""
+        p = ctypes.create_string_buffer(path.encode() if isinstance(path, str) else path)
+        self._enter(U.BPF_OBJ_PIN)
+        try:
+            self.sys.bpf(U.BPF_OBJ_PIN, U.make_attr(bpf_fd=self._fd, pathname=ctypes.addressof(p)))
+        except OSError as e:
+            raise reraise(e, U.BPF_OBJ_PIN, self._target) from None
+        finally:
+            self._leave()
+
+    def info(self):
+        """OBJ_GET_INFO_BY_FD as a :class:`ProgInfo` (with up to 64 map ids)."""
+        self._enter(U.BPF_OBJ_GET_INFO_BY_FD)
+        try:
+            info = self._info_of(self.sys, self._fd, self._target)
+        finally:
+            self._leave()
+        if self._prog_type is None:
+            self._prog_type = info.type
+        return info
 
     @property
     def id(self):
+        """The program's id (from OBJ_GET_INFO_BY_FD)."""
         return self.info().id
 
     def test_run(self, data=None, ctx=None, repeat=0, cpu=None, flags=0, data_size_out=None, ctx_size_out=None):
@@ -173,7 +272,7 @@ class Program:
         cout = ctypes.create_string_buffer(max(ctx_size_out, 1)) if ctx_size_out else None
         if cpu is not None:
             flags |= BPF_F_TEST_RUN_ON_CPU
-        fields = {"test.prog_fd": self.fd, "test.repeat": repeat, "test.flags": flags, "test.cpu": cpu or 0}
+        fields = {"test.prog_fd": None, "test.repeat": repeat, "test.flags": flags, "test.cpu": cpu or 0}
         if din is not None:
             fields.update({"test.data_in": ctypes.addressof(din), "test.data_size_in": len(data)})
         if dout is not None:
@@ -182,11 +281,15 @@ class Program:
             fields.update({"test.ctx_in": ctypes.addressof(cin), "test.ctx_size_in": len(ctx)})
         if cout is not None:
             fields.update({"test.ctx_out": ctypes.addressof(cout), "test.ctx_size_out": ctx_size_out})
-        a = U.make_attr(**fields)
+        self._enter(U.BPF_PROG_TEST_RUN)
         try:
+            fields["test.prog_fd"] = self._fd
+            a = U.make_attr(**fields)
             self.sys.bpf(U.BPF_PROG_TEST_RUN, a)
         except OSError as e:
-            raise reraise(e, U.BPF_PROG_TEST_RUN, "program %r" % (self.name or "?")) from None
+            raise reraise(e, U.BPF_PROG_TEST_RUN, self._target) from None
+        finally:
+            self._leave()
         t = a.test
         out = dout.raw[:t.data_size_out] if dout is not None else None
         if cout is not None:
@@ -198,21 +301,10 @@ class Program:
         return TestRun(t.retval, out, cout_b, t.duration)
 
     def _type(self):
-        t = getattr(self, "_prog_type", None)
+        t = self._prog_type
         if t is None:
-            t = self._prog_type = self.info().type
+            t = self.info().type
         return t
 
-    def close(self):
-        if self.fd is not None:
-            self.sys.close(self.fd)
-            self.fd = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self):
-        return "<Program fd %s %r>" % (self.fd, self.name)
+        return "<Program %s fd %d%s>" % (self._target, self._fd, " closed" if self._closed else "")

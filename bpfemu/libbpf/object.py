@@ -117,6 +117,7 @@ class ProgramSpec:
         self.attach_btf_id = 0
         self.attach_target = None
         self.log_level = 0
+        self.log = None    # the verifier log of the last load when a log level was set
         self.sym_global = False
         self.mark_btf_static = False
         self.is_subprog = False
@@ -673,7 +674,7 @@ class Object:
         progs = {}
         for name, fd in self._prog_fds.items():
             spec = self.programs[name]
-            pr = Program(sys, fd, name)
+            pr = Program(sys, fd, name, log=spec.log, prog_type=spec.prog_type)
             pr.spec = spec
             pr.section = spec.section
             progs[name] = pr
@@ -1019,12 +1020,14 @@ class Object:
                           expected_attach_type=p.expected_attach_type, prog_flags=p.prog_flags,
                           log_level=p.log_level or log_level, **fields)
         del keep
-        self._prog_fds[p.name] = pr.fd
-        self._owned_fds.append(pr.fd)
+        p.log = pr.log     # the verifier log of a load with a log level (None without)
+        fd = pr.detach()   # the object owns the fd until load() hands it to a Program of its own
+        self._prog_fds[p.name] = fd
+        self._owned_fds.append(fd)
         # libbpf binds .rodata to every program it loads (BPF_PROG_BIND_MAP), so tools see it in map_ids
         for s in self._map_specs:
             if s.libbpf_type == MAP_RODATA and s.name in self._loaded_maps and getattr(self, "_bind_ok", True):
-                a = U.make_attr(**{"prog_bind_map.prog_fd": pr.fd,
+                a = U.make_attr(**{"prog_bind_map.prog_fd": fd,
                                    "prog_bind_map.map_fd": self._loaded_maps[s.name].fd})
                 try:
                     self.sys.bpf(U.BPF_PROG_BIND_MAP, a)
