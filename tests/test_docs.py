@@ -97,6 +97,23 @@ def test_api_reference_names_every_public_method_and_attribute():
         assert "`%s`" % cls.__name__ in text
 
 
+def test_api_reference_names_every_public_program_method_attribute_and_field():
+    from bpfemu.api.program import ProgInfo, TestRun
+    from bpfemu.prog.insn import BPF_EXIT_INSN, BPF_MOV64_IMM
+    with open(API) as f:
+        text = f.read()
+    p = bpfemu.Program.load(bpfemu.Kernel().spawn(), [BPF_MOV64_IMM(0, 0), BPF_EXIT_INSN()], "socket_filter")
+    with p:
+        names = {n for n in dir(p) if not n.startswith("_") and n != "kind"}
+        fields = set(vars(p.info())) | set(TestRun._fields)
+    missing = sorted(n for n in names if "`p.%s" % n not in text and "`%s" % n not in text
+                     and "`Program.%s" % n not in text)
+    assert missing == []
+    assert sorted(f for f in fields if "`%s`" % f not in text) == []
+    for cls in (ProgInfo, TestRun):
+        assert "`%s`" % cls.__name__ in text
+
+
 @pytest.mark.parametrize("name,body", _test_files(QUICKSTART), ids=[n for n, _b in _test_files(QUICKSTART)])
 def test_quickstart_test_files_pass_on_both_backends(tmp_path, name, body):
     (tmp_path / name).write_text(body)
