@@ -1,4 +1,5 @@
-"""Threads on one bpfemu.Map and on one task, on both backends (on the host: one real child process).
+"""Threads on one bpfemu.Map, one bpfemu.Program and one task, on both backends (on the host: one real child
+process).
 
 Each of 8 threads owns a range of keys and checks every value it reads back against what it wrote; a
 Map that shared its key and value buffers between threads, or a host task whose conversation with its
@@ -169,3 +170,62 @@ def test_closing_while_other_threads_use_the_map(proc):
 
     run_threads(work)
     assert all(o[0] == 99 for o in seen[0])
+
+
+# -- bpfemu.Program: the same Handle rules -----------------------------------------------------------------
+
+def _xdp_returning(sys, value, name):
+    from bpfemu import Program
+    from bpfemu.prog.insn import BPF_EXIT_INSN, BPF_MOV64_IMM
+    return Program.load(sys, [BPF_MOV64_IMM(0, value), BPF_EXIT_INSN()], "xdp", name=name)
+
+
+def test_one_program_from_8_threads(proc):
+    """info, id, test_run and a second fd by id, from 8 threads on one Program: every answer is this one's."""
+    from bpfemu import Program
+    p = _xdp_returning(proc, 2, "threads")
+    want = p.info()
+
+    def work(t):
+        for i in range(ROUNDS // 4):
+            info = p.info()
+            assert (info.id, info.tag, info.name, info.type) == (want.id, want.tag, "threads", u.BPF_PROG_TYPE_XDP)
+            assert p.id == want.id
+            run = p.test_run(data=bytes(14 + t + i))
+            assert run.retval == 2 and run.data_out == bytes(14 + t + i)
+            with Program.from_id(proc, want.id) as again:
+                assert again.info().tag == want.tag and again.name == "threads"
+
+    run_threads(work)
+    p.close()
+    assert proc.fds() == [0, 1, 2]
+
+
+def test_closing_a_program_while_other_threads_use_it(proc):
+    """close() from one thread while seven call info() and test_run(): each call either completes on this
+    program or is EBADF; none reaches the maps and the other program created afterwards on the reused fds."""
+    p = _xdp_returning(proc, 2, "closing")
+    want = p.info()
+    made = []
+
+    def work(t):
+        if t == 0:
+            p.close()
+            p.close()   # again: nothing, and never another object's fd
+            made.extend(Map.create(proc, "array", key="I", value="I", max_entries=1) for _ in range(2))
+            made.append(_xdp_returning(proc, 1, "other"))
+            return
+        for _ in range(ROUNDS):
+            try:
+                info = p.info()
+                assert (info.id, info.tag, info.name) == (want.id, want.tag, "closing")
+                assert p.test_run(data=bytes(20)).retval == 2
+            except OSError as e:
+                assert e.errno == errno.EBADF and "closed" in str(e), e
+
+    run_threads(work)
+    assert p.closed and err(lambda: p.fd) == errno.EBADF
+    assert made[2].test_run(data=bytes(20)).retval == 1 and made[2].info().id != want.id
+    for o in made:
+        o.close()
+    assert proc.fds() == [0, 1, 2]

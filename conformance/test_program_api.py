@@ -99,3 +99,61 @@ def test_info_record_sizes(proc, field, size, ok):
         proc.bpf(uapi.BPF_OBJ_GET_INFO_BY_FD, a)
         assert (info.func_info_rec_size, info.line_info_rec_size, info.jited_line_info_rec_size) == (8, 16, 8)
         assert (info.nr_func_info, info.nr_line_info, info.btf_id) == (0, 0, 0)
+
+
+# -- the Program handle: names, logs, closing, owning ------------------------------------------------------
+
+RET0 = [BPF_MOV64_IMM(0, 0), BPF_EXIT_INSN()]
+
+
+def test_an_unknown_program_type_name_is_a_ValueError_before_any_call(proc):
+    fds = proc.fds()
+    with pytest.raises(ValueError, match="unknown program type 'sockett_filter'"):
+        Program.load(proc, RET0, "sockett_filter")
+    with pytest.raises(ValueError):
+        Program.load(proc, RET0, "BPF_MAP_TYPE_HASH")
+    assert proc.fds() == fds
+
+
+def test_the_name_is_the_one_the_kernel_keeps(proc):
+    """prog_name holds BPF_OBJ_NAME_LEN - 1 bytes: a longer name is cut (as libbpf does), and Program.name,
+    its repr and the info all say the cut name."""
+    with Program.load(proc, RET0, "socket_filter", name="x" * 20) as p:
+        assert p.name == "x" * 15 == p.info().name
+        assert repr(p).count("x") == 15 and "socket_filter" in repr(p)
+        with Program.from_id(proc, p.id) as q:
+            assert q.name == "x" * 15
+
+
+def test_the_log_of_a_successful_load_is_kept(proc):
+    with Program.load(proc, RET0, "socket_filter") as p:
+        assert p.log is None
+    with Program.load(proc, RET0, "socket_filter", log_level=1) as p:
+        assert p.log.startswith("processed 2 insns")
+    with Program.load(proc, RET0, "socket_filter", log_level=2) as p:
+        lines = p.log.splitlines()
+        assert "0: (b7) r0 = 0" in " ".join(lines) and lines[-1].startswith("processed 2 insns")
+
+
+def test_a_closed_program_is_EBADF_everywhere_and_closes_once(proc):
+    p = Program.load(proc, RET0, "socket_filter", name="closed")
+    fd = p.fd
+    p.close()
+    p.close()
+    assert p.closed
+    for use in (lambda: p.fd, p.info, lambda: p.id, lambda: p.test_run(data=bytes(14)),
+                lambda: p.pin(proc.bpffs + "/closed"), p.detach):
+        with pytest.raises(BpfError) as e:
+            use()
+        assert e.value.errno == errno.EBADF and "'closed'" in str(e.value) and "closed" in e.value.detail
+    assert fd not in proc.fds()
+
+
+def test_detach_hands_the_fd_over_and_from_fd_takes_it(proc):
+    p = Program.load(proc, RET0, "socket_filter", name="handed")
+    tag = p.info().tag
+    fd = p.detach()
+    assert p.closed and fd in proc.fds()
+    with Program.from_fd(proc, fd) as q:
+        assert q.name == "handed" and q.info().tag == tag and q.fd == fd
+    assert fd not in proc.fds()

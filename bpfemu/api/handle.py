@@ -1,4 +1,4 @@
-"""Handle: an fd of a bpf object (a map today; programs and links later) owned by a Python object.
+"""Handle: an fd of a bpf object (a map or a program today; links later) owned by a Python object.
 
 What every typed handle shares, so each kind gets it by subclassing:
 
