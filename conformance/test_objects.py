@@ -92,6 +92,16 @@ def test_global_data(proc, objects):
         assert info.btf_value_type_id and not info.btf_key_type_id
 
 
+def test_loaded_programs_keep_their_verifier_log_with_a_log_level(proc, objects):
+    B.need_kernel_types(proc, "task_struct.pid", "task_struct.tgid")
+    with Object.open(objects["globals_core"]).load(proc, log_level=1) as obj:
+        p = obj.programs["record"]
+        assert p.name == "record" and p.log.startswith("processed ")
+    assert p.closed
+    with Object.open(objects["globals_core"]).load(proc) as obj:
+        assert obj.programs["record"].log is None
+
+
 def test_program_btf(proc, objects):
     """The program holds the object's BTF: btf_id, func_info (one per function, the callback included)
     and line_info come back in its info."""
