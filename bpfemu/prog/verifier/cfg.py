@@ -152,21 +152,6 @@ class CfgMixin:
             for i, s in enumerate(self.subprogs):
                 self.verbose("func#%d @%d\n" % (i, s.start))
 
-    def add_kfunc_call(self, btf_id, off):
-        if not self.kfunc_calls:
-            if not self.jit_requested:
-                self.fail(524, "JIT is required for calling kernel function\n")
-            if not self.gpl_compatible:
-                self.fail(errno.EINVAL, "cannot call kernel function from non-GPL compatible program\n")
-        self.kfunc_calls.append((btf_id, off))
-        if not btf_id and not off:
-            return
-        if off:
-            self.fail(errno.EINVAL, "failed to find BTF for kernel function\n")
-        name = self.kernel_func_name(btf_id)
-        if name is None:
-            self.fail(errno.EINVAL, "kernel btf_id %u is not a function\n" % (btf_id & 0xffffffff))
-
     def check_subprogs(self):
         subs = self.subprogs
         n = self.insn_cnt
@@ -373,6 +358,10 @@ class CfgMixin:
                 aux[t].calls_callback = True
                 aux[t].force_checkpoint = True
                 self.prune_points[t] = 1
+            if insn[2] == BPF_PSEUDO_KFUNC_CALL and self.kfunc_is_iter_next(insn):
+                # checkpoints at an iterator's next() make its loop converge
+                self.prune_points[t] = 1
+                aux[t].force_checkpoint = True
             return self.visit_func_call_insn(t, insn[2] == BPF_PSEUDO_CALL, st, stack)
         if op == BPF_JA:
             if code & BPF_X:

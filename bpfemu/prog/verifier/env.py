@@ -12,6 +12,7 @@ from .cfg import AttachMixin, BtfInfoMixin, CfgMixin, GlobalFuncMixin
 from .btf import BTF_KIND_FUNC, BTF_KIND_STRUCT, BTF_KIND_UNION, HELPER_BTF_STRUCTS, NamesOnlyBtf
 from .disasm import print_insn
 from .jmp import JmpMixin
+from .kfunc import KfuncMixin
 from .log import BPF_LOG_LEVEL, BPF_LOG_LEVEL2, BPF_LOG_STATS
 from .mem import MemMixin
 from .prune import PruneMixin
@@ -64,7 +65,7 @@ class AuxTable(dict):
         return a
 
 
-class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachMixin, BtfInfoMixin,
+class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMixin, AttachMixin, BtfInfoMixin,
           GlobalFuncMixin):
     """One verification. See :func:`bpfemu.prog.verifier.bpf_check` for how it is built and run."""
 
@@ -84,6 +85,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         self.expected_attach_type = expected_attach_type
         self.bpf_capable = caps.get("bpf", True)
         self.perfmon_capable = caps.get("perfmon", True)
+        self.caps_sys_boot = caps.get("sys_boot", True)
         self.allow_ptr_leaks = caps.get("ptr_leaks", self.perfmon_capable)
         self.allow_uninit_stack = self.allow_ptr_leaks
         self.bypass_spec_v1 = caps.get("spec_v1", self.perfmon_capable)
@@ -173,9 +175,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
 
     def in_sleepable(self):
         return self.cur_state.in_sleepable
-
-    def iter_active(self, st):
-        return False
 
     def subprog_is_global(self, sub):
         return self.subprogs[sub].linkage == 1
@@ -352,10 +351,15 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
                 if st.active_lock is not None and not st.curframe:
                     self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
                                             "bpf_spin_lock-ed region\n")
-                if st.active_rcu_lock and not st.curframe:
-                    self.fail(errno.EINVAL, "bpf_rcu_read_unlock is missing\n")
                 if self.check_reference_leak(False):
                     self.fail(errno.EINVAL, self.leak_msg())
+                # check_resource_leak: then the RCU and preemption regions of the main program
+                if st.active_rcu_lock and not st.curframe:
+                    self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
+                                            "bpf_rcu_read_lock-ed region\n")
+                if st.active_preempt_lock and not st.curframe:
+                    self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
+                                            "bpf_preempt_disable-ed region\n")
                 if st.curframe:
                     self.prepare_func_exit()
                     return FUNC_EXIT
@@ -396,11 +400,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         self.update_branch_counts(self.cur_state)
         prev = self.pop_stack(pop_log)
         return prev
-
-    def call_name(self, insn):
-        if insn[2] == BPF_PSEUDO_CALL:
-            return None
-        return None
 
     def ld_imm64_as_resolved(self, idx, insn, nxt):
         """The ld_imm64 of a map as the log shows it once resolve_pseudo_ldimm64 put the map's kernel address
@@ -449,17 +448,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         if t is None or t.kind != BTF_KIND_FUNC:
             return None
         return b.name(t)
-
-    def check_kfunc_call(self, insn):
-        if insn[4] == 0:
-            # an unresolved (weak) kfunc: fine as long as the walk never reaches it (checked after the walk)
-            if not self.cur_state.speculative:
-                self.kfunc0_seen.add(self.insn_idx)
-            return
-        # the kfunc sets (which program types may call which kfunc, and its flags) are registered by the
-        # kernel at run time and not in BTF: the emulator knows none and refuses every resolved kfunc
-        name = self.kernel_func_name(insn[4])
-        self.fail(errno.EACCES, "calling kernel function %s is not allowed\n" % (name or insn[4]))
 
     # ---- the whole check ----
     def do_check_common(self, sub):
