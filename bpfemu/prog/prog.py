@@ -67,6 +67,9 @@ class BpfProg(BpfObject):
         self.kern_version = 0
         self.prog_flags = 0
         self.enforce_expected_attach_type = False
+        self.btf_obj = None      # prog->aux->btf: the program's BTF object (func_info/line_info)
+        self.func_info = []      # [(insn_off, type_id)]
+        self.line_info = []      # [(insn_off, file_name_off, line_off, line_col)]
 
     @property
     def len(self):
@@ -78,15 +81,20 @@ class BpfProg(BpfObject):
         self.kernel = kernel
         for m in self.maps:
             m.hold(self)
+        if self.btf_obj is not None:
+            self.btf_obj.hold(self)
         kernel.register(self)
 
     def on_free(self):
         maps, self.maps = self.maps, []
         for m in maps:
             m.release(self)
+        b, self.btf_obj = self.btf_obj, None
+        if b is not None:
+            b.release(self)
 
     def held_objects(self):
-        return list(self.maps)
+        return list(self.maps) + ([self.btf_obj] if self.btf_obj is not None else [])
 
     def map_compatible(self, m):
         """bpf_prog_map_compatible: the first program a PROG_ARRAY (or a map used with tail calls) meets

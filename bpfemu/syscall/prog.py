@@ -73,6 +73,10 @@ class LoadCtx(LoadContext):
         """The parsed types (``bpfemu.btf.Btf``) of the BTF object behind ``fd`` (EBADF, EINVAL as fdget)."""
         return fdget(self.task, fd, "btf").obj.btf
 
+    def btf_object_of_fd(self, fd):
+        """The BTF object behind ``fd`` (what the program holds; EBADF, EINVAL as fdget)."""
+        return fdget(self.task, fd, "btf").obj
+
     @property
     def kernel_btf(self):
         """The kernel's BTF, loaded on first use by the verifier (a callable the verifier calls)."""
@@ -100,9 +104,16 @@ PROG_INFO_MIN = uapi.offsetofend("attach_btf_id", uapi.bpf_prog_info)
 
 @info_of("prog")
 def prog_get_info(ctx, prog):
-    """bpf_prog_get_info_by_fd. The emulator has no JIT: jited_prog_len and the jited arrays stay 0; the
-    xlated instructions are the loaded ones with each map fd replaced by the map's id (the kernel's are
-    after its rewrites, which the emulator does not make)."""
+    """bpf_prog_get_info_by_fd, field by field in the kernel's order.
+
+    The emulator verifies as a kernel with the JIT on (kfunc calls, tail calls with bpf2bpf calls) but
+    translates no machine code: ``jited_prog_len`` is 0 and no JIT image is copied, ``nr_jited_ksyms`` and
+    ``nr_jited_func_lens`` count the functions (one per subprogram of a multi-function program) with
+    made-up kernel addresses and zero lengths, and ``nr_jited_line_info`` is 0. The xlated program is the
+    loaded one with each map's ld_imm64 naming the map by id (``bpf_insn_prepare_dump``); the kernel's own is
+    after its rewrites (helper call addresses, inlined helpers, context access conversions, ...), which the
+    emulator does not make: its ``xlated_prog_len`` is the loaded length. ``nr_prog_tags`` is 1 (the
+    program's tag) where the kernel's JIT gives one tag per subprogram."""
     a = ctx.attr
     uinfo = a.info.info
     info_len = a.info.info_len
@@ -113,41 +124,77 @@ def prog_get_info(ctx, prog):
     info = uapi.bpf_prog_info.from_buffer(buf)
     info.type = prog.type
     info.id = prog.id
+    off = uapi.bpf_prog_info.tag.offset
+    buf[off:off + 8] = prog.tag
     info.load_time = prog.load_time
     info.created_by_uid = prog.created_by_uid
     info.gpl_compatible = 1 if prog.gpl_compatible else 0
-    off = uapi.bpf_prog_info.tag.offset
-    buf[off:off + 8] = prog.tag
     off = uapi.bpf_prog_info.name.offset
     buf[off:off + uapi.BPF_OBJ_NAME_LEN] = prog.name.ljust(uapi.BPF_OBJ_NAME_LEN, b"\0")
     ulen = min(info.nr_map_ids, len(prog.maps))
     info.nr_map_ids = len(prog.maps)
     for i in range(ulen):
         ctx.write(info.map_ids + 4 * i, prog.maps[i].id.to_bytes(4, "little"))
-    for n, c, size in (("nr_func_info", "func_info_rec_size", 8), ("nr_line_info", "line_info_rec_size", 32),
+    # set_info_rec_size
+    for n, c, size in (("nr_func_info", "func_info_rec_size", 8), ("nr_line_info", "line_info_rec_size", 16),
                        ("nr_jited_line_info", "jited_line_info_rec_size", 8)):
         if (getattr(info, n) or getattr(info, c)) and getattr(info, c) != size:
             raise bpf_error(errno.EINVAL, "%s must be %d" % (c, size))
-    info.func_info_rec_size, info.line_info_rec_size, info.jited_line_info_rec_size = 8, 32, 8
+    info.func_info_rec_size, info.line_info_rec_size, info.jited_line_info_rec_size = 8, 16, 8
     info.run_time_ns, info.run_cnt, info.recursion_misses = prog.run_time_ns, prog.run_cnt, 0
     info.verified_insns = prog.verified_insns
-    if ctx.task.bpf_capable():
-        ulen = info.xlated_prog_len
-        info.xlated_prog_len = 8 * len(prog.insns)
-        if ulen:
-            dump = pack_insns(_dump_insns(prog))
-            ctx.write(info.xlated_prog_insns, dump[:min(ulen, len(dump))])
-        info.jited_prog_len = 0
-        info.nr_jited_ksyms = info.nr_jited_func_lens = 0
-        info.nr_func_info = info.nr_line_info = info.nr_jited_line_info = 0
-        info.nr_prog_tags = 0
-    else:
+    if prog.btf_obj is not None:
+        info.btf_id = prog.btf_obj.id
+    if not ctx.task.bpf_capable():
         info.jited_prog_len = info.xlated_prog_len = 0
         info.nr_jited_ksyms = info.nr_jited_func_lens = 0
         info.nr_func_info = info.nr_line_info = info.nr_jited_line_info = 0
+        _done(ctx, uinfo, buf, info_len)
+        return 0
+    ulen = info.xlated_prog_len
+    info.xlated_prog_len = 8 * len(prog.insns)
+    if ulen:
+        dump = pack_insns(_dump_insns(prog))
+        ctx.write(info.xlated_prog_insns, dump[:min(ulen, len(dump))])
+    info.jited_prog_len = 0
+    nfuncs = max(1, len(prog.stack_depth)) if len(prog.stack_depth) > 1 else 1
+    ulen = info.nr_jited_ksyms
+    info.nr_jited_ksyms = nfuncs
+    for i in range(min(ulen, nfuncs)):
+        ctx.write(info.jited_ksyms + 8 * i, _ksym_addr(prog, i).to_bytes(8, "little"))
+    ulen = info.nr_jited_func_lens
+    info.nr_jited_func_lens = nfuncs
+    for i in range(min(ulen, nfuncs)):
+        ctx.write(info.jited_func_lens + 4 * i, (0).to_bytes(4, "little"))
+    info.attach_btf_id = prog.attach_btf_id
+    if prog.attach_btf_id:
+        info.attach_btf_obj_id = 1   # the kernel's BTF (module BTFs are not modelled)
+    ulen = info.nr_func_info
+    info.nr_func_info = len(prog.func_info)
+    for i in range(min(ulen, len(prog.func_info))):
+        off_, tid = prog.func_info[i]
+        ctx.write(info.func_info + 8 * i, off_.to_bytes(4, "little") + tid.to_bytes(4, "little"))
+    ulen = info.nr_line_info
+    info.nr_line_info = len(prog.line_info)
+    for i in range(min(ulen, len(prog.line_info))):
+        ctx.write(info.line_info + 16 * i, b"".join(v.to_bytes(4, "little") for v in prog.line_info[i]))
+    info.nr_jited_line_info = 0
+    ulen = info.nr_prog_tags
+    info.nr_prog_tags = 1
+    if ulen:
+        ctx.write(info.prog_tags, prog.tag)
+    _done(ctx, uinfo, buf, info_len)
+    return 0
+
+
+def _done(ctx, uinfo, buf, info_len):
     ctx.write(uinfo, bytes(buf[:info_len]))
     ctx.put("info.info_len", info_len)
-    return 0
+
+
+def _ksym_addr(prog, i):
+    """A kernel-like address for the i-th function of a program (bpf_prog_ksym): the emulator has no image."""
+    return 0xffffffffc0000000 + (prog.id << 16) + (i << 8)
 
 
 def _dump_insns(prog):

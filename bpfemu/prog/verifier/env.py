@@ -36,7 +36,7 @@ class InsnAux:
     """struct bpf_insn_aux_data (what the walk records per instruction)."""
     __slots__ = ("prune_point", "jmp_point", "force_checkpoint", "calls_callback", "is_may_goto",
                  "is_iter_next", "ptr_type", "map_index", "map_off", "map_ptr", "map_ptr_poisoned", "seen",
-                 "alu_state", "alu_limit", "map_key_state", "map_ptr_unpriv")
+                 "alu_state", "alu_limit", "map_key_state", "map_ptr_unpriv", "btf_var")
 
     def __init__(self):
         self.prune_point = False
@@ -55,6 +55,7 @@ class InsnAux:
         self.alu_limit = 0
         self.map_key_state = None
         self.map_ptr_unpriv = False
+        self.btf_var = None   # (reg type, mem size, btf, btf id) of a ld_imm64 of a kernel variable
 
 
 class AuxTable(dict):
@@ -74,7 +75,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
     def __init__(self, insns, ops, log, prog_type, expected_attach_type=0, caps=None, map_resolver=None,
                  fd_array=None, gpl_compatible=True, strict_alignment=False, test_state_freq=False,
                  sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2,
-                 kernel_btf=None, func_info=None, line_info_cnt=0):
+                 kernel_btf=None, func_info=None, line_info_cnt=0, line_info=None):
         caps = caps or {}
         self.insns = insns
         self.insn_cnt = len(insns)
@@ -98,13 +99,15 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
         self.sleepable = sleepable
         self.attach_btf_id = attach_btf_id
         self.func_info_attr = func_info     # cfg.FuncInfo or None
-        self.line_info_cnt = line_info_cnt
+        self.line_info_attr = line_info     # cfg.FuncInfo of line_info, or None
+        self.line_info_cnt = line_info.cnt if line_info is not None else line_info_cnt
         self.has_func_info = has_func_info or bool(func_info and func_info.cnt)
         self.jit_requested = jit_requested
         self.jit_tail_calls = jit_requested
         self.nr_cpu_ids = nr_cpu_ids
         self.kernel_btf = kernel_btf    # the kernel's BTF (bpfemu.btf.Btf interface), or None
         self.has_trampoline = False
+        self.kallsyms_all = False   # CONFIG_KALLSYMS_ALL: whether kernel variables have kallsyms entries
         self.attach_func_returns = True
         self.arena = None
         self.features = {}
