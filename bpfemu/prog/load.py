@@ -14,7 +14,7 @@ of the host (6.18) and is listed here:
    CAP_PERFMON: EPERM
 7. attach_prog_fd / attach_btf_id resolution and bpf_prog_load_check_attach (the attach type matrix):
    EINVAL (ENOTSUPP for a non-kernel BTF)
-8. copy the instructions, then the license (EFAULT)
+8. copy the instructions, then the license (EFAULT); a signature (EOPNOTSUPP: not verifiable here)
 9. prog_ifindex: a device-bound program (bpf_prog_dev_bound_init: EINVAL, EOPNOTSUPP)
 10. the program type must exist (EINVAL)
 11. prog_name: isalnum, '_' and '.' only, NUL-terminated within 16 bytes (EINVAL)
@@ -153,6 +153,17 @@ def bpf_prog_dev_bound_init(prog_type, flags, ifindex):
     raise bpf_error(errno.EOPNOTSUPP, "%s cannot offload or bind programs" % NETDEVS[ifindex])
 
 
+def bpf_prog_verify_signature(p, ctx):
+    """A signed program (6.18's attr.signature): the emulator has no keyrings nor PKCS#7 verification, so a
+    signature is refused as the reference host refuses one it cannot verify (EOPNOTSUPP); an unreadable one
+    is ENOMEM there (the copy fails)."""
+    try:
+        ctx.read(p.signature, p.signature_size)
+    except OSError:
+        raise bpf_error(errno.ENOMEM, "cannot copy the signature")
+    raise bpf_error(errno.EOPNOTSUPP, "program signatures are not verified by the emulator")
+
+
 def license_is_gpl_compatible(lic):
     return lic in GPL_COMPATIBLE
 
@@ -199,6 +210,8 @@ def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     insns = [(c, r & 0xf, r >> 4, o, i) for c, r, o, i in _unpack(raw)]
     lic = ctx.read_str(p.license, 127)
     gpl = license_is_gpl_compatible(lic)
+    if getattr(p, "signature", 0):
+        bpf_prog_verify_signature(p, ctx)
     if p.prog_ifindex:
         bpf_prog_dev_bound_init(prog_type, flags, p.prog_ifindex)
     ops = PROG_TYPES.get(prog_type)
@@ -252,7 +265,7 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
                     sleepable=prog.sleepable, attach_btf_id=p.attach_btf_id,
                     kernel_btf=getattr(ctx, "kernel_btf", None), func_info=func_info, line_info=line_info,
                     btf_of_fd=btf_of_fd if hasattr(ctx, "btf_of_fd") or hasattr(ctx, "btf_object_of_fd") else None,
-                    prog_btf_fd=p.prog_btf_fd)
+                    prog_btf_fd=p.prog_btf_fd, fd_array_cnt=getattr(p, "fd_array_cnt", 0))
     if res.log_buf is not None and buf:
         ctx.write(buf, res.log_buf)
     if uattr is not None and uattr_size >= uapi.offsetofend("prog_load.log_true_size"):

@@ -235,8 +235,9 @@ class CfgMixin:
                     if m.map_type not in (uapi.BPF_MAP_TYPE_ARRAY, uapi.BPF_MAP_TYPE_ARENA):
                         self.fail(errno.EINVAL, "no direct value access support for this map type\n")
                     if m.map_type == uapi.BPF_MAP_TYPE_ARRAY and (m.max_entries != 1 or moff >= m.value_size):
-                        self.fail(errno.EINVAL, "invalid access to map value pointer, value_size=%u off=%u\n"
-                                  % (m.value_size, moff))
+                        # array_map_direct_value_addr: ENOTSUPP for more than one element, EINVAL past the value
+                        self.fail(524 if m.max_entries != 1 else errno.EINVAL,
+                                  "invalid access to map value pointer, value_size=%u off=%u\n" % (m.value_size, moff))
                     aux.map_off = moff
                 i += 2
                 continue
@@ -289,6 +290,49 @@ class CfgMixin:
     def insn_idx_of(self, insn):
         """The index of the second half of the ld_imm64 being resolved."""
         return self._ldimm64_idx + 1
+
+    def process_fd_array(self, cnt, btf_of_fd=None):
+        """process_fd_array (6.14+): with fd_array_cnt, every fd of fd_array is taken now, a map into the
+        maps the program uses (even one no instruction names), a BTF into the BTFs it holds."""
+        if not cnt:
+            return
+        if cnt >= 0xffffffff // 4:
+            self.fail(errno.EINVAL, "fd_array_cnt is too big (%u)\n" % cnt)
+        if self.fd_array is None:
+            self.fail(errno.EFAULT)
+        for i in range(cnt):
+            try:
+                fd = self.fd_array(i)
+            except OSError as e:
+                self.fail(e.errno)
+            m = self.map_resolver(fd) if self.map_resolver and 0 <= fd else errno.EBADF
+            if m is not None and not isinstance(m, int):
+                self.add_used_map(m, fd)
+                continue
+            if btf_of_fd is not None and fd >= 0:
+                try:
+                    btf_of_fd(fd)
+                    continue
+                except OSError:
+                    pass
+            self.fail(m or errno.EBADF, "fd %d is not pointing to valid bpf_map or btf\n" % fd)
+
+    def add_used_map(self, m, fd):
+        """__add_used_map: the map's index in used_maps (added once)."""
+        for i, um in enumerate(self.used_maps):
+            if um is m:
+                return i
+        if len(self.used_maps) >= MAX_USED_MAPS:
+            self.fail(errno.E2BIG, "The total number of maps per program has reached the limit of %u\n"
+                      % MAX_USED_MAPS)
+        self.check_map_prog_compatibility(m)
+        self.used_maps.append(m)
+        self.used_map_fds.append((fd, m))
+        if m.map_type in (uapi.BPF_MAP_TYPE_CGROUP_STORAGE, uapi.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE):
+            for other in self.used_maps[:-1]:
+                if other.map_type == m.map_type and other is not m:
+                    self.fail(errno.EBUSY, "only one cgroup storage of each type is allowed\n")
+        return len(self.used_maps) - 1
 
     def add_used_map_from_fd(self, fd):
         for i, (f, m) in enumerate(self.used_map_fds):
