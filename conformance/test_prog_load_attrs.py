@@ -404,6 +404,28 @@ def test_an_unprivileged_program_has_at_most_4096_instructions(backend, proc):
         task.exit()
 
 
+# -- the attr's size: PROG_LOAD's fields run to the end of 6.18's union (keyring_id, byte 168) ------------------
+def test_the_attr_size_and_tail_rules(proc):
+    ld = Load(log=False)
+    raw = bytes(ld.attr)
+    assert len(raw) == U.ATTR_SIZE == U.offsetofend("keyring_id", type(U.bpf_attr().prog_load))
+    # a longer attr with a zero tail loads; a nonzero byte past the union is E2BIG, before anything is read
+    proc.close(proc.bpf(U.BPF_PROG_LOAD, bytearray(raw) + bytes(8), len(raw) + 8))
+    for at in (len(raw), len(raw) + 7):
+        b = bytearray(raw) + bytes(8)
+        b[at] = 1
+        with pytest.raises(OSError) as e:
+            proc.bpf(U.BPF_PROG_LOAD, b, len(b))
+        assert e.value.errno == errno.E2BIG
+    # a short attr reads as zero-filled: cut before fd_array the load is the same
+    short = U.offsetofend("log_true_size", type(U.bpf_attr().prog_load))
+    proc.close(proc.bpf(U.BPF_PROG_LOAD, bytearray(raw[:short]), short))
+    # cut before insn_cnt: no instructions (E2BIG on 6.18)
+    with pytest.raises(OSError) as e:
+        proc.bpf(U.BPF_PROG_LOAD, bytearray(raw[:4]), 4)
+    assert e.value.errno == errno.E2BIG
+
+
 # -- a signature, the statistics log -----------------------------------------------------------------------------
 def test_a_signature_the_kernel_cannot_verify(proc):
     ld = Load()
