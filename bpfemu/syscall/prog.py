@@ -11,6 +11,7 @@ import errno
 
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
+from ..prog.fixups import rewrite
 from ..prog.load import LoadContext, bpf_prog_load
 from ..prog.prog import pack_insns
 from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
@@ -152,7 +153,7 @@ def prog_get_info(ctx, prog):
         _done(ctx, uinfo, buf, info_len)
         return 0
     ulen = info.xlated_prog_len
-    info.xlated_prog_len = 8 * len(prog.insns)
+    info.xlated_prog_len = 8 * len(_xlated(prog)[0])
     if ulen:
         dump = pack_insns(_dump_insns(prog))
         ctx.write(info.xlated_prog_insns, dump[:min(ulen, len(dump))])
@@ -169,15 +170,19 @@ def prog_get_info(ctx, prog):
     info.attach_btf_id = prog.attach_btf_id
     if prog.attach_btf_id:
         info.attach_btf_obj_id = 1   # the kernel's BTF (module BTFs are not modelled)
+    where = _xlated(prog)[1]
     ulen = info.nr_func_info
     info.nr_func_info = len(prog.func_info)
     for i in range(min(ulen, len(prog.func_info))):
         off_, tid = prog.func_info[i]
+        off_ = where[off_] if off_ < len(where) else off_
         ctx.write(info.func_info + 8 * i, off_.to_bytes(4, "little") + tid.to_bytes(4, "little"))
     ulen = info.nr_line_info
     info.nr_line_info = len(prog.line_info)
     for i in range(min(ulen, len(prog.line_info))):
-        ctx.write(info.line_info + 16 * i, b"".join(v.to_bytes(4, "little") for v in prog.line_info[i]))
+        li = prog.line_info[i]
+        li = (where[li[0]] if li[0] < len(where) else li[0],) + tuple(li[1:])
+        ctx.write(info.line_info + 16 * i, b"".join(v.to_bytes(4, "little") for v in li))
     info.nr_jited_line_info = 0
     ulen = info.nr_prog_tags
     info.nr_prog_tags = 1
@@ -197,10 +202,26 @@ def _ksym_addr(prog, i):
     return 0xffffffffc0000000 + (prog.id << 16) + (i << 8)
 
 
+def _xlated(prog):
+    """(insns, where): the program after the verifier's machine-independent rewrites
+    (:func:`bpfemu.prog.fixups.rewrite`), computed once."""
+    x = getattr(prog, "_xlated_cache", None)
+    if x is None:
+        seen = getattr(prog, "insn_seen", None)
+        if seen is None:   # not verified here: as loaded
+            x = (list(prog.insns), list(range(len(prog.insns))))
+        else:
+            x = rewrite(prog.insns, seen, prog.loader_bpf_capable)
+        prog._xlated_cache = x
+    return x
+
+
 def _dump_insns(prog):
-    """bpf_insn_prepare_dump: ld_imm64 of a map fd/value names the map by id."""
-    out = list(prog.insns)
+    """bpf_insn_prepare_dump: the xlated program; a ld_imm64 of a map fd or map value names the map by id
+    (src_reg BPF_PSEUDO_MAP_FD or BPF_PSEUDO_MAP_VALUE, the offset in the second half)."""
+    out, where = _xlated(prog)
+    out = list(out)
     for i, m in getattr(prog, "insn_maps", {}).items():
-        c, d, s, o, _imm = out[i]
-        out[i] = (c, d, s, o, m.id)
+        c, d, s, o, _imm = out[where[i]]
+        out[where[i]] = (c, d, {5: 1, 6: 2}.get(s, s), o, m.id)
     return out

@@ -116,6 +116,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
         self.explore_alu_limits = False
         self.enforce_expected_attach_type = False
         self.insn_aux = AuxTable()
+        self.insn_seen = set()   # insn_aux_data[].seen: reached on a non-speculative path
         self.prune_points = bytearray(len(insns))
         self.subprogs = []
         self.kfunc_calls = []
@@ -286,6 +287,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
                     return
                 do_print_state = True
                 continue
+            if not st.speculative:
+                self.insn_seen.add(idx)   # sanitize_mark_insn_seen
             try:
                 r = self.do_check_insn(insn, idx, st, code, cls)
             except VerifierError as e:

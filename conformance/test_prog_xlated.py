@@ -1,0 +1,171 @@
+"""What OBJ_GET_INFO_BY_FD gives back of a verified program, on both backends: ``xlated_prog_insns`` after
+the rewrites that are the same on every machine (dead code, division guards: :mod:`bpfemu.prog.fixups`),
+maps named by id, and ``verified_insns`` as the statistics log counts them. Helper call immediates are
+masked: the host writes kernel addresses there. The expected programs are the host's (6.18).
+"""
+import ctypes
+import re
+
+import pytest
+
+from bpfemu import uapi as U
+from bpfemu.prog import insn as I
+from bpfemu.testing.support import array_map, map_id
+
+SOCKET_FILTER = U.BPF_PROG_TYPE_SOCKET_FILTER
+PRANDOM = 7   # bpf_get_prandom_u32: an unknown scalar in r0
+AX = 11       # BPF_REG_AX, the verifier's scratch register
+
+
+def load(proc, insns, log_level=0, fd_array=None):
+    keep = []
+
+    def buf(b):
+        x = ctypes.create_string_buffer(bytes(b), max(len(b), 1))
+        keep.append(x)
+        return ctypes.addressof(x)
+    raw = I.encode(insns)
+    log = ctypes.create_string_buffer(1 << 16)
+    f = dict(prog_type=SOCKET_FILTER, insns=buf(raw), insn_cnt=len(raw) // 8, license=buf(b"GPL\0"))
+    if log_level:
+        f.update(log_level=log_level, log_size=len(log), log_buf=ctypes.addressof(log))
+    if fd_array is not None:
+        f.update(fd_array=buf(b"".join(int(x).to_bytes(4, "little") for x in fd_array)))
+    fd = proc.bpf(U.BPF_PROG_LOAD, U.make_attr(**f))
+    return fd, log.value.decode()
+
+
+def info(proc, fd):
+    """(bpf_prog_info, [xlated insns as 5-tuples, helper call immediates zeroed])."""
+    def get(i):
+        proc.bpf(U.BPF_OBJ_GET_INFO_BY_FD, U.make_attr(**{"info.bpf_fd": fd, "info.info_len": ctypes.sizeof(i),
+                                                           "info.info": ctypes.addressof(i)}))
+    first = U.bpf_prog_info()
+    get(first)
+    n = first.xlated_prog_len
+    xl = ctypes.create_string_buffer(max(n, 1))
+    second = U.bpf_prog_info()
+    second.xlated_prog_len, second.xlated_prog_insns = n, ctypes.addressof(xl)
+    get(second)
+    out = []
+    for c, d, s, o, imm in I.decode(xl.raw[:n]):
+        out.append((c, d, s, o, 0 if c == 0x85 and s == 0 else imm))
+    return first, out
+
+
+def xlated(proc, insns, **kw):
+    fd, _ = load(proc, insns, **kw)
+    try:
+        return info(proc, fd)[1]
+    finally:
+        proc.close(fd)
+
+
+def T(insns):
+    return [tuple(i) for i in insns]
+
+
+CALL = (0x85, 0, 0, 0, 0)
+
+
+def test_division_by_a_register_gets_its_guards(proc):
+    prog = [I.BPF_EMIT_CALL(PRANDOM), I.BPF_MOV64_REG(1, 0), I.BPF_MOV64_IMM(0, 100),
+            I.BPF_ALU64_REG(I.BPF_DIV, 0, 1), I.BPF_ALU32_REG(I.BPF_MOD, 0, 1), I.BPF_ALU64_REG(I.BPF_MOD, 0, 1),
+            I.BPF_ALU32_REG(I.BPF_DIV, 0, 1), I.BPF_EXIT_INSN()]
+    ja1 = tuple(I.BPF_JMP_A(1))
+    want = [CALL] + T(prog[1:3]) + [
+        # 64-bit division: x / 0 = 0
+        tuple(I.BPF_JMP_IMM(I.BPF_JNE, 1, 0, 2)), tuple(I.BPF_ALU32_REG(I.BPF_XOR, 0, 0)), ja1, tuple(prog[3]),
+        # 32-bit modulo: x % 0 = x, zero-extended
+        tuple(I.BPF_JMP32_IMM(I.BPF_JEQ, 1, 0, 2)), tuple(prog[4]), ja1, tuple(I.BPF_MOV32_REG(0, 0)),
+        # 64-bit modulo: x % 0 = x
+        tuple(I.BPF_JMP_IMM(I.BPF_JEQ, 1, 0, 1)), tuple(prog[5]),
+        # 32-bit division
+        tuple(I.BPF_JMP32_IMM(I.BPF_JNE, 1, 0, 2)), tuple(I.BPF_ALU32_REG(I.BPF_XOR, 0, 0)), ja1, tuple(prog[6]),
+        tuple(prog[7])]
+    assert xlated(proc, prog) == want
+
+
+def test_signed_division_guards_and_division_by_minus_one(proc):
+    prog = [I.BPF_EMIT_CALL(PRANDOM), I.BPF_MOV64_REG(1, 0), I.BPF_ALU64_REG_OFF(I.BPF_DIV, 0, 1, 1),
+            I.BPF_ALU32_REG_OFF(I.BPF_MOD, 0, 1, 1), I.BPF_ALU64_IMM_OFF(I.BPF_DIV, 0, -1, 1),
+            I.BPF_ALU32_IMM_OFF(I.BPF_MOD, 0, -1, 1), I.BPF_EXIT_INSN()]
+    got = xlated(proc, prog)
+    ja1 = tuple(I.BPF_JMP_A(1))
+    want = [CALL, tuple(prog[1]),
+            # sdiv: x s/ 0 = 0, x s/ -1 = -x
+            tuple(I.BPF_MOV64_REG(AX, 1)), tuple(I.BPF_ALU64_IMM(I.BPF_ADD, AX, 1)),
+            tuple(I.BPF_JMP_IMM(I.BPF_JGT, AX, 1, 4)), tuple(I.BPF_JMP_IMM(I.BPF_JEQ, AX, 0, 1)),
+            tuple(I.BPF_MOV64_IMM(0, 0)), tuple(I.BPF_ALU64_IMM(I.BPF_NEG, 0, 0)), ja1, tuple(prog[2]),
+            # 32-bit smod: x s% 0 = x, x s% -1 = 0
+            tuple(I.BPF_MOV64_REG(AX, 1)), tuple(I.BPF_ALU32_IMM(I.BPF_ADD, AX, 1)),
+            tuple(I.BPF_JMP32_IMM(I.BPF_JGT, AX, 1, 3)), tuple(I.BPF_JMP32_IMM(I.BPF_JEQ, AX, 1, 4)),
+            tuple(I.BPF_MOV32_IMM(0, 0)), ja1, tuple(prog[3]), ja1, tuple(I.BPF_MOV32_REG(0, 0)),
+            # by the constant -1: a negation, a zero
+            tuple(I.BPF_ALU64_IMM(I.BPF_NEG, 0, 0)), tuple(I.BPF_MOV32_IMM(0, 0)),
+            tuple(prog[6])]
+    assert got == want
+
+
+def test_dead_code_goes_and_jumps_follow(proc):
+    prog = [I.BPF_EMIT_CALL(PRANDOM), I.BPF_MOV64_REG(2, 0), I.BPF_MOV64_IMM(0, 0),
+            I.BPF_JMP_IMM(I.BPF_JGT, 2, 10, 4),      # both ways
+            I.BPF_JMP_IMM(I.BPF_JNE, 0, 0, 2),       # never taken: removed
+            I.BPF_MOV64_IMM(0, 2),
+            I.BPF_JMP_A(1),                         # to the exit: a goto +0 once the dead insn is gone
+            I.BPF_MOV64_IMM(0, 3),                  # never reached
+            I.BPF_EXIT_INSN()]
+    assert xlated(proc, prog) == [CALL] + T(prog[1:3]) + [tuple(I.BPF_JMP_IMM(I.BPF_JGT, 2, 10, 1)),
+                                                          tuple(prog[5]), tuple(prog[8])]
+
+
+def test_a_branch_decided_by_the_verifier_becomes_a_goto(proc):
+    prog = [I.BPF_EMIT_CALL(PRANDOM), I.BPF_MOV64_IMM(1, 7),
+            I.BPF_JMP_IMM(I.BPF_JEQ, 1, 7, 2),      # always taken
+            I.BPF_MOV64_IMM(0, 1), I.BPF_MOV64_IMM(0, 2),
+            I.BPF_ALU64_REG(I.BPF_DIV, 0, 1),
+            I.BPF_EXIT_INSN()]
+    # the jeq becomes a goto +2 over the two dead moves; they go, and the goto +0 left with them
+    assert xlated(proc, prog) == [CALL, tuple(prog[1]), tuple(I.BPF_JMP_IMM(I.BPF_JNE, 1, 0, 2)),
+                                  tuple(I.BPF_ALU32_REG(I.BPF_XOR, 0, 0)), tuple(I.BPF_JMP_A(1)), tuple(prog[5]),
+                                  tuple(prog[6])]
+
+
+def test_a_backward_jump_over_a_patch(proc):
+    # r0 = prandom & 3; loop: r0 /= r1 (guarded), r1 -= 1, if r1 != 0 goto loop
+    prog = [I.BPF_EMIT_CALL(PRANDOM), I.BPF_ALU64_IMM(I.BPF_AND, 0, 3), I.BPF_MOV64_IMM(1, 2),
+            I.BPF_ALU64_REG(I.BPF_DIV, 0, 1), I.BPF_ALU64_IMM(I.BPF_SUB, 1, 1), I.BPF_JMP_IMM(I.BPF_JNE, 1, 0, -3),
+            I.BPF_EXIT_INSN()]
+    got = xlated(proc, prog)
+    assert got == [CALL] + T(prog[1:3]) + [
+        tuple(I.BPF_JMP_IMM(I.BPF_JNE, 1, 0, 2)), tuple(I.BPF_ALU32_REG(I.BPF_XOR, 0, 0)), tuple(I.BPF_JMP_A(1)),
+        tuple(prog[3]), tuple(prog[4]), tuple(I.BPF_JMP_IMM(I.BPF_JNE, 1, 0, -6)), tuple(prog[6])]
+
+
+@pytest.mark.parametrize("form", ["fd", "value", "idx", "idx_value"])
+def test_maps_are_named_by_id(proc, form):
+    m = array_map(proc, value_size=8, max_entries=1)
+    try:
+        ld = {"fd": I.BPF_LD_IMM64_RAW_FULL(1, I.BPF_PSEUDO_MAP_FD, 0, 0, m, 0),
+              "value": I.BPF_LD_IMM64_RAW_FULL(1, I.BPF_PSEUDO_MAP_VALUE, 0, 0, m, 4),
+              "idx": I.BPF_LD_IMM64_RAW_FULL(1, I.BPF_PSEUDO_MAP_IDX, 0, 0, 0, 0),
+              "idx_value": I.BPF_LD_IMM64_RAW_FULL(1, I.BPF_PSEUDO_MAP_IDX_VALUE, 0, 0, 0, 4)}[form]
+        got = xlated(proc, list(ld) + [I.BPF_MOV64_IMM(0, 0), I.BPF_EXIT_INSN()], fd_array=[m])
+        src = I.BPF_PSEUDO_MAP_VALUE if "value" in form else I.BPF_PSEUDO_MAP_FD
+        assert got[:2] == [(0x18, 1, src, 0, map_id(proc, m)), (0, 0, 0, 0, 4 if "value" in form else 0)]
+    finally:
+        proc.close(m)
+
+
+def test_verified_insns_is_what_the_statistics_log_counts(proc):
+    # a bounded loop: the count depends on how the verifier explores and prunes it
+    prog = [I.BPF_EMIT_CALL(PRANDOM), I.BPF_ALU64_IMM(I.BPF_AND, 0, 7), I.BPF_MOV64_IMM(1, 0),
+            I.BPF_ALU64_IMM(I.BPF_ADD, 1, 1), I.BPF_JMP_REG(I.BPF_JLT, 1, 0, -2),
+            I.BPF_JMP_IMM(I.BPF_JGT, 1, 100, 1), I.BPF_MOV64_IMM(0, 1), I.BPF_EXIT_INSN()]
+    fd, log = load(proc, prog, log_level=4)
+    try:
+        vi = info(proc, fd)[0].verified_insns
+    finally:
+        proc.close(fd)
+    processed = int(re.search(r"processed (\d+) insns", log).group(1))
+    assert vi == processed > len(prog)
