@@ -23,6 +23,7 @@ of the host (6.18) and is listed here:
 """
 import errno
 
+from .fixups import FixupState
 from .. import uapi
 from ..errors import bpf_error
 from .prog import BpfProg
@@ -279,7 +280,7 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
         prog.verified_insns = res.verified_insns
         prog.stack_depth = res.stack_depth
         prog.enforce_expected_attach_type = res.env.enforce_expected_attach_type
-        prog.insn_seen, prog.loader_bpf_capable = env.insn_seen, env.bpf_capable   # for the xlated program
+        prog.fixup_state = FixupState(env)   # for the xlated program
         if env.prog_btf is not None:
             prog.btf_obj = btf_objs[-1] if btf_objs else None
             prog.func_info = list(env.func_info or [])

@@ -11,7 +11,7 @@ import errno
 
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
-from ..prog.fixups import rewrite
+from ..prog.fixups import patcher, rewrite
 from ..prog.load import LoadContext, bpf_prog_load
 from ..prog.prog import pack_insns
 from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
@@ -207,11 +207,12 @@ def _xlated(prog):
     (:func:`bpfemu.prog.fixups.rewrite`), computed once."""
     x = getattr(prog, "_xlated_cache", None)
     if x is None:
-        seen = getattr(prog, "insn_seen", None)
-        if seen is None:   # not verified here: as loaded
+        state = getattr(prog, "fixup_state", None)
+        if state is None:   # not verified here: as loaded
             x = (list(prog.insns), list(range(len(prog.insns))))
         else:
-            x = rewrite(prog.insns, seen, prog.loader_bpf_capable)
+            from ..btf.vmlinux import vmlinux_btf
+            x = rewrite(prog.insns, state.seen, state.bpf_capable, patcher(prog.type, state, vmlinux_btf()))
         prog._xlated_cache = x
     return x
 
