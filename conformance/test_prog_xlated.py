@@ -1,7 +1,9 @@
 """What OBJ_GET_INFO_BY_FD gives back of a verified program, on both backends: ``xlated_prog_insns`` after
-the rewrites that are the same on every machine (dead code, division guards: :mod:`bpfemu.prog.fixups`),
-maps named by id, and ``verified_insns`` as the statistics log counts them. Helper call immediates are
-masked: the host writes kernel addresses there. The expected programs are the host's (6.18).
+the verifier's rewrites (:mod:`bpfemu.prog.fixups`: dead code, division guards, context accesses of the
+socket-buffer and XDP types, inlined array and hash lookups, LD_ABS), maps named by id, and
+``verified_insns`` as the statistics log counts them. Helper call immediates are masked: the host writes
+kernel addresses there. Struct offsets come from the kernel BTF (tests needing it skip without one); the
+expected sequences are the host's (6.18).
 """
 import ctypes
 import re
@@ -17,7 +19,7 @@ PRANDOM = 7   # bpf_get_prandom_u32: an unknown scalar in r0
 AX = 11       # BPF_REG_AX, the verifier's scratch register
 
 
-def load(proc, insns, log_level=0, fd_array=None):
+def load(proc, insns, log_level=0, fd_array=None, prog_type=SOCKET_FILTER):
     keep = []
 
     def buf(b):
@@ -26,7 +28,7 @@ def load(proc, insns, log_level=0, fd_array=None):
         return ctypes.addressof(x)
     raw = I.encode(insns)
     log = ctypes.create_string_buffer(1 << 16)
-    f = dict(prog_type=SOCKET_FILTER, insns=buf(raw), insn_cnt=len(raw) // 8, license=buf(b"GPL\0"))
+    f = dict(prog_type=prog_type, insns=buf(raw), insn_cnt=len(raw) // 8, license=buf(b"GPL\0"))
     if log_level:
         f.update(log_level=log_level, log_size=len(log), log_buf=ctypes.addressof(log))
     if fd_array is not None:
@@ -169,3 +171,95 @@ def test_verified_insns_is_what_the_statistics_log_counts(proc):
         proc.close(fd)
     processed = int(re.search(r"processed (\d+) insns", log).group(1))
     assert vi == processed > len(prog)
+
+
+# -- context accesses, map lookups, LD_ABS: at the kernel's struct offsets (read from its BTF here) ------------
+def kernel_offset(struct, field):
+    from bpfemu.btf.vmlinux import vmlinux_btf
+    from bpfemu.prog.fixups import kernel_member_offset
+    off = kernel_member_offset(vmlinux_btf(fallback=False), struct, field)
+    if off is None:
+        pytest.skip("no kernel BTF with struct %s" % struct)
+    return off
+
+
+def ldx(size, dst, src, off):
+    return tuple(I.BPF_LDX_MEM(size, dst, src, off))
+
+
+SKB = {"len": 0, "pkt_type": 4, "mark": 8, "protocol": 16, "cb1": 52, "ifindex": 40, "data": 76, "data_end": 80}
+
+
+def test_socket_filter_context_reads_become_sk_buff_reads(proc):
+    prog = [I.BPF_LDX_MEM(I.BPF_W, 0, 1, SKB["len"]), I.BPF_LDX_MEM(I.BPF_W, 2, 1, SKB["mark"]),
+            I.BPF_LDX_MEM(I.BPF_W, 3, 1, SKB["protocol"]), I.BPF_LDX_MEM(I.BPF_W, 4, 1, SKB["cb1"]),
+            I.BPF_LDX_MEM(I.BPF_W, 5, 1, SKB["pkt_type"]), I.BPF_LDX_MEM(I.BPF_W, 2, 1, SKB["ifindex"]),
+            I.BPF_EXIT_INSN()]
+    cb = kernel_offset("sk_buff", "cb") + kernel_offset("qdisc_skb_cb", "data")
+    want = [ldx(I.BPF_W, 0, 1, kernel_offset("sk_buff", "len")), ldx(I.BPF_W, 2, 1, kernel_offset("sk_buff", "mark")),
+            ldx(I.BPF_H, 3, 1, kernel_offset("sk_buff", "protocol")), ldx(I.BPF_W, 4, 1, cb + 4),
+            ldx(I.BPF_B, 5, 1, kernel_offset("sk_buff", "__pkt_type_offset")), tuple(I.BPF_ALU32_IMM(I.BPF_AND, 5, 7)),
+            # the device may be NULL outside tc
+            ldx(I.BPF_DW, 2, 1, kernel_offset("sk_buff", "dev")), tuple(I.BPF_JMP_IMM(I.BPF_JEQ, 2, 0, 1)),
+            ldx(I.BPF_W, 2, 2, kernel_offset("net_device", "ifindex")), tuple(prog[-1])]
+    assert xlated(proc, prog) == want
+
+
+def test_tc_packet_pointers_and_ifindex(proc):
+    prog = [I.BPF_LDX_MEM(I.BPF_W, 2, 1, SKB["data"]), I.BPF_LDX_MEM(I.BPF_W, 3, 1, SKB["data_end"]),
+            I.BPF_LDX_MEM(I.BPF_W, 4, 1, SKB["ifindex"]), I.BPF_MOV64_IMM(0, 0), I.BPF_EXIT_INSN()]
+    end = kernel_offset("sk_buff", "cb") + kernel_offset("bpf_skb_data_end", "data_end")
+    want = [ldx(I.BPF_DW, 2, 1, kernel_offset("sk_buff", "data")), ldx(I.BPF_DW, 3, 1, end),
+            ldx(I.BPF_DW, 4, 1, kernel_offset("sk_buff", "dev")), ldx(I.BPF_W, 4, 4, kernel_offset("net_device", "ifindex")),
+            tuple(prog[3]), tuple(prog[4])]
+    assert xlated(proc, prog, prog_type=U.BPF_PROG_TYPE_SCHED_CLS) == want
+
+
+def test_xdp_context_reads_become_xdp_buff_reads(proc):
+    prog = [I.BPF_LDX_MEM(I.BPF_W, 2, 1, 0), I.BPF_LDX_MEM(I.BPF_W, 3, 1, 4), I.BPF_LDX_MEM(I.BPF_W, 4, 1, 12),
+            I.BPF_MOV64_IMM(0, 2), I.BPF_EXIT_INSN()]
+    want = [ldx(I.BPF_DW, 2, 1, kernel_offset("xdp_buff", "data")), ldx(I.BPF_DW, 3, 1, kernel_offset("xdp_buff", "data_end")),
+            ldx(I.BPF_DW, 4, 1, kernel_offset("xdp_buff", "rxq")), ldx(I.BPF_DW, 4, 4, kernel_offset("xdp_rxq_info", "dev")),
+            ldx(I.BPF_W, 4, 4, kernel_offset("net_device", "ifindex")), tuple(prog[3]), tuple(prog[4])]
+    assert xlated(proc, prog, prog_type=U.BPF_PROG_TYPE_XDP) == want
+
+
+def _lookup(fd):
+    return [I.BPF_ST_MEM(I.BPF_W, 10, -4, 0), I.BPF_MOV64_REG(2, 10), I.BPF_ALU64_IMM(I.BPF_ADD, 2, -4),
+            *I.BPF_LD_MAP_FD(1, fd), I.BPF_EMIT_CALL(1), I.BPF_MOV64_IMM(0, 0), I.BPF_EXIT_INSN()]
+
+
+@pytest.mark.parametrize("value_size, max_entries", [(8, 4), (12, 5)])
+def test_an_array_lookup_is_inlined(proc, value_size, max_entries):
+    m = array_map(proc, value_size=value_size, max_entries=max_entries)
+    try:
+        got = xlated(proc, _lookup(m))
+        elem = (value_size + 7) // 8 * 8
+        scale = (tuple(I.BPF_ALU64_IMM(I.BPF_LSH, 0, elem.bit_length() - 1)) if elem & (elem - 1) == 0
+                 else tuple(I.BPF_ALU64_IMM(I.BPF_MUL, 0, elem)))
+        # the creator (uid 0, every capability) bypasses Spectre v1: no index mask
+        assert got[5:-2] == [tuple(I.BPF_ALU64_IMM(I.BPF_ADD, 1, kernel_offset("bpf_array", "value"))),
+                             ldx(I.BPF_W, 0, 2, 0), tuple(I.BPF_JMP_IMM(I.BPF_JGE, 0, max_entries, 3)), scale,
+                             tuple(I.BPF_ALU64_REG(I.BPF_ADD, 0, 1)), tuple(I.BPF_JMP_A(1)), tuple(I.BPF_MOV64_IMM(0, 0))]
+    finally:
+        proc.close(m)
+
+
+def test_a_hash_lookup_calls_the_table_and_skips_the_element_header(proc):
+    from bpfemu.testing.support import create_map
+    m = create_map(proc, U.BPF_MAP_TYPE_HASH, key_size=4, value_size=8, max_entries=4)
+    try:
+        got = xlated(proc, _lookup(m))
+        assert got[5:-2] == [CALL, tuple(I.BPF_JMP_IMM(I.BPF_JEQ, 0, 0, 1)),
+                             tuple(I.BPF_ALU64_IMM(I.BPF_ADD, 0, kernel_offset("htab_elem", "key") + 8))]
+    finally:
+        proc.close(m)
+
+
+def test_ld_abs_becomes_a_call_and_a_check(proc):
+    prog = [I.BPF_MOV64_REG(6, 1), I.BPF_LD_ABS(I.BPF_H, 12), I.BPF_LD_IND(I.BPF_B, 0, 3), I.BPF_EXIT_INSN()]
+    tail = [(0x85, 0, 0, 0, 0), tuple(I.BPF_JMP_IMM(I.BPF_JSGE, 0, 0, 2)), tuple(I.BPF_ALU32_REG(I.BPF_XOR, 0, 0)),
+            tuple(I.BPF_EXIT_INSN())]
+    assert xlated(proc, prog) == [tuple(prog[0]), tuple(I.BPF_MOV64_IMM(2, 12)), tuple(I.BPF_MOV64_REG(1, 6))] + tail + \
+        [tuple(I.BPF_MOV64_REG(2, 0)), tuple(I.BPF_ALU64_IMM(I.BPF_ADD, 2, 3)), tuple(I.BPF_MOV64_REG(1, 6))] + tail + \
+        [tuple(prog[3])]
