@@ -210,3 +210,21 @@ def test_a_program_without_btf_has_no_btf_id(proc):
     finally:
         proc.close(fd)
         proc.close(ld.btf_fd)
+
+
+def test_func_and_line_info_follow_the_rewritten_program(proc):
+    # a division by a register gets three guard instructions before it: the records after it move by three
+    insns = (insn(0xB7, imm=7) + insn(0xB7, dst=1, imm=3) + insn(0x3F, dst=0, src=1) +   # r0 /= r1
+             CALL_SUB + EXIT + MOV_R0_0 + EXIT)                                        # sub at 5
+    case = (insns, finfo((0, 3), (5, 4)), 8, 2, linfo(0, 2, 3, 5), 16, 4)
+    ld = Load(proc, case)
+    fd, e = ld(proc)
+    assert e == 0, ld.cause()
+    try:
+        info, fi, li = _info(proc, fd, 2, 4)
+        assert info.xlated_prog_len == 8 * (7 + 3)
+        assert fi == [0, 3, 8, 4]
+        assert [li[4 * i] for i in range(4)] == [0, 2, 6, 8]
+    finally:
+        proc.close(fd)
+        proc.close(ld.btf_fd)
