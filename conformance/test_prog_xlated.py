@@ -1,6 +1,7 @@
 """What OBJ_GET_INFO_BY_FD gives back of a verified program, on both backends: ``xlated_prog_insns`` after
 the verifier's rewrites (:mod:`bpfemu.prog.fixups`: dead code, division guards, context accesses of the
-socket-buffer and XDP types, inlined array and hash lookups, LD_ABS), maps named by id, and
+socket-buffer and XDP types, the tc unclone prologue, inlined array and hash lookups, LD_ABS), maps named by
+id, and
 ``verified_insns`` as the statistics log counts them. Helper call immediates are masked: the host writes
 kernel addresses there. Struct offsets come from the kernel BTF (tests needing it skip without one); the
 expected sequences are the host's (6.18).
@@ -263,3 +264,21 @@ def test_ld_abs_becomes_a_call_and_a_check(proc):
     assert xlated(proc, prog) == [tuple(prog[0]), tuple(I.BPF_MOV64_IMM(2, 12)), tuple(I.BPF_MOV64_REG(1, 6))] + tail + \
         [tuple(I.BPF_MOV64_REG(2, 0)), tuple(I.BPF_ALU64_IMM(I.BPF_ADD, 2, 3)), tuple(I.BPF_MOV64_REG(1, 6))] + tail + \
         [tuple(prog[3])]
+
+
+def test_a_tc_program_that_writes_packet_data_starts_with_the_unclone_prologue(proc):
+    # r2 = skb->data; r3 = skb->data_end; if r2 + 1 > r3 goto out; *(u8 *)r2 = 0; out: r0 = 0
+    prog = [I.BPF_LDX_MEM(I.BPF_W, 2, 1, SKB["data"]), I.BPF_LDX_MEM(I.BPF_W, 3, 1, SKB["data_end"]),
+            I.BPF_MOV64_REG(4, 2), I.BPF_ALU64_IMM(I.BPF_ADD, 4, 1), I.BPF_JMP_REG(I.BPF_JGT, 4, 3, 1),
+            I.BPF_ST_MEM(I.BPF_B, 2, 0, 0), I.BPF_MOV64_IMM(0, 0), I.BPF_EXIT_INSN()]
+    got = xlated(proc, prog, prog_type=U.BPF_PROG_TYPE_SCHED_CLS)
+    prologue = [ldx(I.BPF_B, 6, 1, kernel_offset("sk_buff", "__cloned_offset")), tuple(I.BPF_ALU32_IMM(I.BPF_AND, 6, 1)),
+                tuple(I.BPF_JMP_IMM(I.BPF_JEQ, 6, 0, 7)), tuple(I.BPF_MOV64_REG(6, 1)),
+                tuple(I.BPF_ALU64_REG(I.BPF_XOR, 2, 2)), CALL, tuple(I.BPF_JMP_IMM(I.BPF_JEQ, 0, 0, 2)),
+                tuple(I.BPF_MOV32_IMM(0, 2)), tuple(I.BPF_EXIT_INSN()), tuple(I.BPF_MOV64_REG(1, 6))]
+    assert got[:10] == prologue
+    assert got[10] == ldx(I.BPF_DW, 2, 1, kernel_offset("sk_buff", "data"))
+    assert len(got) == 10 + len(prog)
+    # reading the packet needs no prologue
+    assert len(xlated(proc, prog[:5] + [I.BPF_LDX_MEM(I.BPF_B, 0, 2, 0)] + prog[6:],
+                      prog_type=U.BPF_PROG_TYPE_SCHED_CLS)) == len(prog)

@@ -17,12 +17,14 @@ loaded instruction, its index in it (a removed instruction maps to the one that 
 - bpf_map_lookup_elem of an array or a hash map is inlined (:func:`map_gen_lookup`); LD_ABS/LD_IND become a
   call and a check (:func:`gen_ld_abs`). Calls to kernel functions have immediate 0 (on the host: an
   address).
+- A tc, lwt_xmit or sk_skb program that writes packet data starts with the unclone prologue
+  (:func:`unclone_prologue`).
 - Division and modulo by a register get the guards that make division by zero (and, for the signed forms,
   by -1) defined; a signed division or modulo by the constant -1 becomes a negation or a zeroing move.
 
 Not modelled (machine-dependent, or not done yet): helper call immediates (the host: addresses relative to
 ``__bpf_call_base``; here the helper id stays), narrow context loads, the context of the other program
-types, the tc prologue of programs that write packets, inlined helpers (``bpf_get_smp_processor_id``,
+types, inlined helpers (``bpf_get_smp_processor_id``,
 ``bpf_loop``, ...), the other maps' lookups, tail call sequences, may_goto expansion, Spectre masking and
 nospec barriers, zero extension.
 """
@@ -320,12 +322,13 @@ class FixupState:
     """What the rewrites need to know of one verification (kept with the program): the instructions reached
     (``seen``), whether the loader had CAP_BPF, the context accesses, the map of each bpf_map_lookup_elem
     call whose map is known (insn_aux_data's map_ptr_state)."""
-    __slots__ = ("seen", "bpf_capable", "ctx_insns", "lookup_maps")
+    __slots__ = ("seen", "bpf_capable", "ctx_insns", "lookup_maps", "seen_direct_write")
 
     def __init__(self, env):
         from .verifier.regs import PTR_TO_CTX, base_type
         self.seen = env.insn_seen
         self.bpf_capable = env.bpf_capable
+        self.seen_direct_write = getattr(env, "seen_direct_write", False)
         self.ctx_insns = set()
         self.lookup_maps = {}
         insns = env.insns
@@ -394,7 +397,10 @@ def patcher(prog_type, state, btf):
 
     ld_abs = prog_type in (1, 3, 4)
 
-    def patch(idx, insn):
+    drop = _UNCLONE_DROP.get(prog_type)
+    prologue = unclone_prologue(btf, drop) if drop is not None and state.seen_direct_write else None
+
+    def one(idx, insn):
         if ld_abs and insn[0] & 7 == 0 and insn[0] & 0xe0 in (0x20, 0x40):
             return gen_ld_abs(insn)
         if convert is not None and idx in state.ctx_insns:
@@ -403,4 +409,29 @@ def patcher(prog_type, state, btf):
         if m is not None:
             return map_gen_lookup(m, btf)
         return None
+
+    def patch(idx, insn):
+        p = one(idx, insn)
+        if idx == 0 and prologue is not None:
+            return prologue + (p or _div_guard(insn) or [insn])
+        return p
     return patch
+
+
+_UNCLONE_DROP = {3: 2, 4: 2, 12: 2, 14: 0}   # tc and lwt_xmit: TC_ACT_SHOT; sk_skb: SK_DROP
+BPF_FUNC_skb_pull_data = 39
+
+
+def unclone_prologue(btf, drop_verdict):
+    """The prologue of a program that writes packet data (``bpf_unclone_prologue``): a cloned skb is made
+    private with bpf_skb_pull_data(skb, 0) first (the call's immediate is 0 here, an address on the host);
+    the program's first instruction follows it. None when the kernel BTF lacks ``sk_buff``."""
+    cloned = kernel_member_offset(btf, "sk_buff", "__cloned_offset")
+    if cloned is None:
+        return None
+    return [(_LDX | _B | _MEM, 6, 1, cloned, 0), (BPF_ALU | 0x50 | BPF_K, 6, 0, 0, 1),
+            (BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 7, 0),
+            (BPF_ALU64 | BPF_MOV | BPF_X, 6, 1, 0, 0), (BPF_ALU64 | BPF_XOR | BPF_X, 2, 2, 0, 0),
+            (BPF_JMP | BPF_CALL, 0, 0, 0, 0), (BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2, 0),
+            (BPF_ALU | BPF_MOV | BPF_K, 0, 0, 0, drop_verdict), (BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+            (BPF_ALU64 | BPF_MOV | BPF_X, 1, 6, 0, 0)]

@@ -117,6 +117,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
         self.enforce_expected_attach_type = False
         self.insn_aux = AuxTable()
         self.insn_seen = set()   # insn_aux_data[].seen: reached on a non-speculative path
+        self.seen_direct_write = False
         self.prune_points = bytearray(len(insns))
         self.subprogs = []
         self.kfunc_calls = []
