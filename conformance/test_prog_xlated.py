@@ -1,8 +1,7 @@
 """What OBJ_GET_INFO_BY_FD gives back of a verified program, on both backends: ``xlated_prog_insns`` after
 the verifier's rewrites (:mod:`bpfemu.prog.fixups`: dead code, division guards, context accesses of the
 socket-buffer and XDP types, the tc unclone prologue, inlined array and hash lookups, LD_ABS), maps named by
-id, and
-``verified_insns`` as the statistics log counts them. Helper call immediates are masked: the host writes
+id, and ``verified_insns`` as the statistics log counts them. Helper call immediates are masked: the host writes
 kernel addresses there. Struct offsets come from the kernel BTF (tests needing it skip without one); the
 expected sequences are the host's (6.18).
 """
