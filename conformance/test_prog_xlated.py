@@ -281,3 +281,13 @@ def test_a_tc_program_that_writes_packet_data_starts_with_the_unclone_prologue(p
     # reading the packet needs no prologue
     assert len(xlated(proc, prog[:5] + [I.BPF_LDX_MEM(I.BPF_B, 0, 2, 0)] + prog[6:],
                       prog_type=U.BPF_PROG_TYPE_SCHED_CLS)) == len(prog)
+
+
+def test_a_bpf2bpf_call_shows_its_offset_and_the_callee_number(proc):
+    # main calls sub2 (at 5) then sub1 (at 3): the dump numbers subprograms in address order
+    prog = [I.BPF_CALL_REL(4), I.BPF_CALL_REL(1), I.BPF_EXIT_INSN(),
+            I.BPF_MOV64_IMM(0, 1), I.BPF_EXIT_INSN(),
+            I.BPF_MOV64_IMM(0, 2), I.BPF_EXIT_INSN()]
+    got = xlated(proc, prog)
+    assert got[:2] == [(0x85, 0, I.BPF_PSEUDO_CALL, 4, 2), (0x85, 0, I.BPF_PSEUDO_CALL, 1, 1)]
+    assert got[2:] == T(prog[2:])

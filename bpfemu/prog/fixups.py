@@ -19,6 +19,7 @@ loaded instruction, its index in it (a removed instruction maps to the one that 
   address).
 - A tc, lwt_xmit or sk_skb program that writes packet data starts with the unclone prologue
   (:func:`unclone_prologue`).
+- A bpf2bpf call shows its offset in ``off`` and the callee's number in ``imm`` (:func:`dump_subprog_calls`).
 - Division and modulo by a register get the guards that make division by zero (and, for the signed forms,
   by -1) defined; a signed division or modulo by the constant -1 becomes a negation or a zeroing move.
 
@@ -435,3 +436,23 @@ def unclone_prologue(btf, drop_verdict):
             (BPF_JMP | BPF_CALL, 0, 0, 0, 0), (BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2, 0),
             (BPF_ALU | BPF_MOV | BPF_K, 0, 0, 0, drop_verdict), (BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
             (BPF_ALU64 | BPF_MOV | BPF_X, 1, 6, 0, 0)]
+
+
+def dump_subprog_calls(insns):
+    """How the xlated dump of a JIT-compiled multi-function program shows a bpf2bpf call (``jit_subprogs``
+    puts it back so): ``off`` is the call's relative offset and ``imm`` the callee's subprogram number."""
+    calls = [k for k, ins in enumerate(insns) if ins[0] == BPF_JMP | BPF_CALL and ins[2] == BPF_PSEUDO_CALL]
+    if not calls:
+        return insns
+    starts = {0}
+    for k, ins in enumerate(insns):
+        t = _target(insns, k)
+        if t is not None and ((ins[0] == BPF_JMP | BPF_CALL and ins[2] == BPF_PSEUDO_CALL) or
+                              (ins[0] == _LD_IMM64 and ins[2] == BPF_PSEUDO_FUNC)):
+            starts.add(t)
+    order = {t: n for n, t in enumerate(sorted(starts))}
+    out = list(insns)
+    for k in calls:
+        code, dst, src, _off, imm = out[k]
+        out[k] = (code, dst, src, imm, order[k + imm + 1])
+    return out

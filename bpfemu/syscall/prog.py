@@ -11,7 +11,7 @@ import errno
 
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
-from ..prog.fixups import patcher, rewrite
+from ..prog.fixups import dump_subprog_calls, patcher, rewrite
 from ..prog.load import LoadContext, bpf_prog_load
 from ..prog.prog import pack_insns
 from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
@@ -221,7 +221,7 @@ def _dump_insns(prog):
     """bpf_insn_prepare_dump: the xlated program; a ld_imm64 of a map fd or map value names the map by id
     (src_reg BPF_PSEUDO_MAP_FD or BPF_PSEUDO_MAP_VALUE, the offset in the second half)."""
     out, where = _xlated(prog)
-    out = list(out)
+    out = dump_subprog_calls(out) if getattr(prog, "fixup_state", None) is not None else list(out)
     for i, m in getattr(prog, "insn_maps", {}).items():
         c, d, s, o, _imm = out[where[i]]
         out[where[i]] = (c, d, {5: 1, 6: 2}.get(s, s), o, m.id)
