@@ -14,14 +14,16 @@ of the host (6.18) and is listed here:
    CAP_PERFMON: EPERM
 7. attach_prog_fd / attach_btf_id resolution and bpf_prog_load_check_attach (the attach type matrix):
    EINVAL (ENOTSUPP for a non-kernel BTF)
-8. copy the instructions, then the license (EFAULT)
-9. the program type must exist (EINVAL)
-10. prog_name: isalnum, '_' and '.' only, NUL-terminated within 16 bytes (EINVAL)
-11. bpf_check: log attributes (EINVAL, EFAULT for an unwritable buffer), func/line info, then the
+8. copy the instructions, then the license (EFAULT); a signature (EOPNOTSUPP: not verifiable here)
+9. prog_ifindex: a device-bound program (bpf_prog_dev_bound_init: EINVAL, EOPNOTSUPP)
+10. the program type must exist (EINVAL)
+11. prog_name: isalnum, '_' and '.' only, NUL-terminated within 16 bytes (EINVAL)
+12. bpf_check: log attributes (EINVAL, EFAULT for an unwritable buffer), func/line info, then the
     verifier itself (its log, its errno, ENOSPC when the log did not fit)
 """
 import errno
 
+from .fixups import FixupState
 from .. import uapi
 from ..errors import bpf_error
 from .prog import BpfProg, bpf_prog_select_runtime
@@ -132,6 +134,38 @@ def check_attach(prog_type, eat, attach_btf, btf_id, dst_prog):
     return allowed is None or eat in allowed
 
 
+# the network devices of the emulated task's namespace: the loopback device alone, which (as on the host)
+# has no ndo_bpf, so it can neither offload nor bind a program
+NETDEVS = {1: "lo"}
+
+
+def bpf_prog_dev_bound_init(prog_type, flags, ifindex):
+    """bpf_prog_dev_bound_init (kernel/bpf/offload.c): a program for a device (prog_ifindex)."""
+    if prog_type not in (A.BPF_PROG_TYPE_SCHED_CLS, A.BPF_PROG_TYPE_XDP):
+        raise bpf_error(errno.EINVAL, "only tc and xdp programs can be bound to a device")
+    if flags & ~(BPF_F_XDP_DEV_BOUND_ONLY | BPF_F_XDP_HAS_FRAGS):
+        raise bpf_error(errno.EINVAL, "prog_flags not allowed for a device-bound program")
+    if flags & BPF_F_XDP_HAS_FRAGS and not flags & BPF_F_XDP_DEV_BOUND_ONLY:
+        raise bpf_error(errno.EINVAL, "frags need BPF_F_XDP_DEV_BOUND_ONLY")
+    if prog_type == A.BPF_PROG_TYPE_SCHED_CLS and flags & BPF_F_XDP_DEV_BOUND_ONLY:
+        raise bpf_error(errno.EINVAL, "BPF_F_XDP_DEV_BOUND_ONLY is for xdp programs")
+    if ifindex not in NETDEVS:
+        raise bpf_error(errno.EINVAL, "no network device %d" % ifindex)
+    # bpf_dev_offload_check: no emulated device has ndo_bpf
+    raise bpf_error(errno.EOPNOTSUPP, "%s cannot offload or bind programs" % NETDEVS[ifindex])
+
+
+def bpf_prog_verify_signature(p, ctx):
+    """A signed program (6.18's attr.signature): the emulator has no keyrings nor PKCS#7 verification, so a
+    signature is refused as the reference host refuses one it cannot verify (EOPNOTSUPP); an unreadable one
+    is ENOMEM there (the copy fails)."""
+    try:
+        ctx.read(p.signature, p.signature_size)
+    except OSError:
+        raise bpf_error(errno.ENOMEM, "cannot copy the signature")
+    raise bpf_error(errno.EOPNOTSUPP, "program signatures are not verified by the emulator")
+
+
 def license_is_gpl_compatible(lic):
     return lic in GPL_COMPATIBLE
 
@@ -178,6 +212,10 @@ def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     insns = [(c, r & 0xf, r >> 4, o, i) for c, r, o, i in _unpack(raw)]
     lic = ctx.read_str(p.license, 127)
     gpl = license_is_gpl_compatible(lic)
+    if getattr(p, "signature", 0):
+        bpf_prog_verify_signature(p, ctx)
+    if p.prog_ifindex:
+        bpf_prog_dev_bound_init(prog_type, flags, p.prog_ifindex)
     ops = PROG_TYPES.get(prog_type)
     if ops is None:
         raise bpf_error(errno.EINVAL, "unknown program type %d" % prog_type)
@@ -211,27 +249,18 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     if p.fd_array:
         def fd_array(i, _base=p.fd_array):
             return int.from_bytes(ctx.read(_base + 4 * i, 4), "little", signed=True)
-    func_info = None
-    if p.func_info_cnt:
-        rec = p.func_info_rec_size
-
-        def read_rec(i, _base=p.func_info, _rec=rec):
-            return ctx.read(_base + i * _rec, _rec)
-
-        def set_rec_size(v):
-            if uattr is not None:
-                off, _ = uapi.attr_field("prog_load.func_info_rec_size")
-                ctx.write(uattr + off, v.to_bytes(4, "little"))
-        func_info = FuncInfo(p.func_info_cnt, rec, read_rec, set_rec_size)
+    func_info = _info_attr(p, ctx, uattr, "func_info")
+    line_info = _info_attr(p, ctx, uattr, "line_info")
+    btf_of_fd = getattr(ctx, "btf_of_fd", None)   # the program's BTF (LoadCtx keeps the object it names)
     res = bpf_check(prog.insns, prog.type, PROG_TYPES[prog.type], log_level=level, log_size=size,
                     has_log_buf=bool(buf), expected_attach_type=prog.expected_attach_type,
                     caps={"bpf": ctx.capable("bpf"), "perfmon": ctx.capable("perfmon")},
                     map_resolver=ctx.map_of_fd, fd_array=fd_array, gpl_compatible=prog.gpl_compatible,
                     strict_alignment=strict, test_state_freq=bool(flags & BPF_F_TEST_STATE_FREQ),
                     sleepable=prog.sleepable, attach_btf_id=p.attach_btf_id,
-                    kernel_btf=getattr(ctx, "kernel_btf", None), func_info=func_info,
-                    line_info_cnt=p.line_info_cnt, btf_of_fd=getattr(ctx, "btf_of_fd", None),
-                    prog_btf_fd=p.prog_btf_fd)
+                    kernel_btf=getattr(ctx, "kernel_btf", None), func_info=func_info, line_info=line_info,
+                    btf_of_fd=btf_of_fd,
+                    prog_btf_fd=p.prog_btf_fd, fd_array_cnt=getattr(p, "fd_array_cnt", 0))
     if res.log_buf is not None and buf:
         ctx.write(buf, res.log_buf)
     if uattr is not None and uattr_size >= uapi.offsetofend("prog_load.log_true_size"):
@@ -253,7 +282,25 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
                 proto = ops.get_func_proto(imm, env)
                 if proto is not None:
                     prog.helper_protos[imm] = proto
+        prog.fixup_state = FixupState(env)   # for the xlated program
     return res
+
+
+def _info_attr(p, ctx, uattr, kind):
+    """The func_info or line_info array of the attr as a FuncInfo (None when its count is 0)."""
+    cnt = getattr(p, kind + "_cnt")
+    if not cnt:
+        return None
+    base = getattr(p, kind)
+
+    def read(off, n):
+        return ctx.read(base + off, n)
+
+    def set_rec_size(v):
+        if uattr is not None:
+            off, _ = uapi.attr_field("prog_load.%s_rec_size" % kind)
+            ctx.write(uattr + off, v.to_bytes(4, "little"))
+    return FuncInfo(cnt, getattr(p, kind + "_rec_size"), read, set_rec_size)
 
 
 def _raw_field(s, name):

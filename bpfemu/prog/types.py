@@ -649,3 +649,9 @@ class Netfilter(ProgType):
 
     def fallback(self, name, env):
         return sk_base_func_proto(name, env)
+
+
+@prog_type(A.BPF_PROG_TYPE_STRUCT_OPS)
+class StructOps(ProgType):
+    """BPF_PROG_TYPE_STRUCT_OPS (bpf_struct_ops_verifier_ops). The emulator registers no struct_ops type, so
+    check_struct_ops_btf_id refuses every attach target (ENOTSUPP) before the walk."""

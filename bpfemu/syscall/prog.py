@@ -13,6 +13,7 @@ import struct
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
 from ..prog.core import NotEmulated
+from ..prog.fixups import dump_subprog_calls, patcher, rewrite
 from ..prog.load import LoadContext, bpf_prog_load
 from ..prog.prog import pack_insns
 from ..prog.test_run import bpf_prog_test_run, check_test_run_attr
@@ -130,9 +131,16 @@ PROG_INFO_MIN = uapi.offsetofend("attach_btf_id", uapi.bpf_prog_info)
 
 @info_of("prog")
 def prog_get_info(ctx, prog):
-    """bpf_prog_get_info_by_fd. The emulator has no JIT: jited_prog_len and the jited arrays stay 0; the
-    xlated instructions are the loaded ones with each map fd replaced by the map's id (the kernel's are
-    after its rewrites, which the emulator does not make)."""
+    """bpf_prog_get_info_by_fd, field by field in the kernel's order.
+
+    The emulator verifies as a kernel with the JIT on (kfunc calls, tail calls with bpf2bpf calls) but
+    translates no machine code: ``jited_prog_len`` is 0 and no JIT image is copied, ``nr_jited_ksyms`` and
+    ``nr_jited_func_lens`` count the functions (one per subprogram of a multi-function program) with
+    made-up kernel addresses and zero lengths, and ``nr_jited_line_info`` is 0. The xlated program is the
+    loaded one with each map's ld_imm64 naming the map by id (``bpf_insn_prepare_dump``); the kernel's own is
+    after its rewrites (helper call addresses, inlined helpers, context access conversions, ...), which the
+    emulator does not make: its ``xlated_prog_len`` is the loaded length. ``nr_prog_tags`` is 1 (the
+    program's tag) where the kernel's JIT gives one tag per subprogram."""
     a = ctx.attr
     uinfo = a.info.info
     info_len = a.info.info_len
@@ -143,17 +151,18 @@ def prog_get_info(ctx, prog):
     info = uapi.bpf_prog_info.from_buffer(buf)
     info.type = prog.type
     info.id = prog.id
+    off = uapi.bpf_prog_info.tag.offset
+    buf[off:off + 8] = prog.tag
     info.load_time = prog.load_time
     info.created_by_uid = prog.created_by_uid
     info.gpl_compatible = 1 if prog.gpl_compatible else 0
-    off = uapi.bpf_prog_info.tag.offset
-    buf[off:off + 8] = prog.tag
     off = uapi.bpf_prog_info.name.offset
     buf[off:off + uapi.BPF_OBJ_NAME_LEN] = prog.name.ljust(uapi.BPF_OBJ_NAME_LEN, b"\0")
     ulen = min(info.nr_map_ids, len(prog.maps))
     info.nr_map_ids = len(prog.maps)
     for i in range(ulen):
         ctx.write(info.map_ids + 4 * i, prog.maps[i].id.to_bytes(4, "little"))
+    # set_info_rec_size
     for n, c, size in (("nr_func_info", "func_info_rec_size", 8), ("nr_line_info", "line_info_rec_size", 16),
                        ("nr_jited_line_info", "jited_line_info_rec_size", 8)):
         if (getattr(info, n) or getattr(info, c)) and getattr(info, c) != size:
@@ -163,41 +172,90 @@ def prog_get_info(ctx, prog):
     info.verified_insns = prog.verified_insns
     if prog.btf_obj is not None:
         info.btf_id = prog.btf_obj.id
-    if ctx.task.bpf_capable():
-        ulen = info.xlated_prog_len
-        info.xlated_prog_len = 8 * len(prog.insns)
-        if ulen:
-            dump = pack_insns(_dump_insns(prog))
-            ctx.write(info.xlated_prog_insns, dump[:min(ulen, len(dump))])
-        info.jited_prog_len = 0
-        info.nr_jited_ksyms = info.nr_jited_func_lens = 0
-        info.nr_prog_tags = 0
-        info.attach_btf_id = prog.attach_btf_id
-        if prog.attach_btf_id and getattr(ctx.kernel, "btf_vmlinux", None) is not None:
-            info.attach_btf_obj_id = ctx.kernel.btf_vmlinux.id   # the kernel's BTF holds the target
-        for n, ptr, recs, fmt in (("nr_func_info", "func_info", prog.func_info, "<II"),
-                                  ("nr_line_info", "line_info", prog.line_info, "<IIII")):
-            ulen = getattr(info, n)
-            setattr(info, n, len(recs))
-            if recs and ulen:
-                data = b"".join(struct.pack(fmt, *r) for r in recs[:min(ulen, len(recs))])
-                ctx.write(getattr(info, ptr), data)
-        info.nr_jited_line_info = 0
-    else:
+    if not ctx.task.bpf_capable():
         info.jited_prog_len = info.xlated_prog_len = 0
         info.nr_jited_ksyms = info.nr_jited_func_lens = 0
         info.nr_func_info = info.nr_line_info = info.nr_jited_line_info = 0
-    ctx.write(uinfo, bytes(buf[:info_len]))
-    ctx.put("info.info_len", info_len)
+        _done(ctx, uinfo, buf, info_len)
+        return 0
+    ulen = info.xlated_prog_len
+    info.xlated_prog_len = 8 * len(_xlated(prog)[0])
+    if ulen:
+        dump = pack_insns(_dump_insns(prog))
+        ctx.write(info.xlated_prog_insns, dump[:min(ulen, len(dump))])
+    info.jited_prog_len = 0
+    nfuncs = max(1, len(prog.stack_depth)) if len(prog.stack_depth) > 1 else 1
+    ulen = info.nr_jited_ksyms
+    info.nr_jited_ksyms = nfuncs
+    for i in range(min(ulen, nfuncs)):
+        ctx.write(info.jited_ksyms + 8 * i, _ksym_addr(prog, i).to_bytes(8, "little"))
+    ulen = info.nr_jited_func_lens
+    info.nr_jited_func_lens = nfuncs
+    for i in range(min(ulen, nfuncs)):
+        ctx.write(info.jited_func_lens + 4 * i, (0).to_bytes(4, "little"))
+    info.attach_btf_id = prog.attach_btf_id
+    if prog.attach_btf_id and getattr(ctx.kernel, "btf_vmlinux", None) is not None:
+        info.attach_btf_obj_id = ctx.kernel.btf_vmlinux.id   # the kernel's BTF (module BTFs are not modelled)
+    where = _xlated(prog)[1]
+    ulen = info.nr_func_info
+    info.nr_func_info = len(prog.func_info)
+    for i in range(min(ulen, len(prog.func_info))):
+        off_, tid = prog.func_info[i]
+        off_ = where[off_] if off_ < len(where) else off_
+        ctx.write(info.func_info + 8 * i, off_.to_bytes(4, "little") + tid.to_bytes(4, "little"))
+    ulen = info.nr_line_info
+    info.nr_line_info = len(prog.line_info)
+    for i in range(min(ulen, len(prog.line_info))):
+        li = prog.line_info[i]
+        li = (where[li[0]] if li[0] < len(where) else li[0],) + tuple(li[1:])
+        ctx.write(info.line_info + 16 * i, b"".join(v.to_bytes(4, "little") for v in li))
+    info.nr_jited_line_info = 0
+    ulen = info.nr_prog_tags
+    info.nr_prog_tags = 1
+    if ulen:
+        ctx.write(info.prog_tags, prog.tag)
+    _done(ctx, uinfo, buf, info_len)
     return 0
 
 
+def _done(ctx, uinfo, buf, info_len):
+    ctx.write(uinfo, bytes(buf[:info_len]))
+    ctx.put("info.info_len", info_len)
+
+
+def _ksym_addr(prog, i):
+    """A kernel-like address for the i-th function of a program (bpf_prog_ksym): the emulator has no image."""
+    return 0xffffffffc0000000 + (prog.id << 16) + (i << 8)
+
+
+def _xlated(prog):
+    """(insns, where): the program after the verifier's machine-independent rewrites
+    (:func:`bpfemu.prog.fixups.rewrite`), computed once."""
+    x = getattr(prog, "_xlated_cache", None)
+    if x is None:
+        state = getattr(prog, "fixup_state", None)
+        if state is None:   # not verified here: as loaded
+            x = (list(prog.insns), list(range(len(prog.insns))))
+        else:
+            kernel = getattr(prog, "kernel", None)
+            if getattr(kernel, "btf_vmlinux", None) is not None:
+                kbtf = kernel.btf_vmlinux.btf     # the kernel's own BTF (its context struct offsets)
+            else:
+                from ..btf.vmlinux import vmlinux_btf
+                kbtf = vmlinux_btf()
+            x = rewrite(prog.insns, state.seen, state.bpf_capable, patcher(prog.type, state, kbtf))
+        prog._xlated_cache = x
+    return x
+
+
 def _dump_insns(prog):
-    """bpf_insn_prepare_dump: ld_imm64 of a map fd/value names the map by id."""
-    out = list(prog.insns)
+    """bpf_insn_prepare_dump: the xlated program; a ld_imm64 of a map fd or map value names the map by id
+    (src_reg BPF_PSEUDO_MAP_FD or BPF_PSEUDO_MAP_VALUE, the offset in the second half)."""
+    out, where = _xlated(prog)
+    out = dump_subprog_calls(out) if getattr(prog, "fixup_state", None) is not None else list(out)
     for i, m in getattr(prog, "insn_maps", {}).items():
-        c, d, s, o, _imm = out[i]
-        out[i] = (c, d, s, o, m.id)
+        c, d, s, o, _imm = out[where[i]]
+        out[where[i]] = (c, d, {5: 1, 6: 2}.get(s, s), o, m.id)
     return out
 
 

@@ -49,9 +49,11 @@ def bpf_check(insns, prog_type, ops, log_level=0, log_size=0, has_log_buf=False,
     log = VerifierLog(log_level, has_log_buf, log_size)
     btf_of_fd = kw.pop("btf_of_fd", None)
     prog_btf_fd = kw.pop("prog_btf_fd", 0)
+    fd_array_cnt = kw.pop("fd_array_cnt", 0)
     env = Env(insns, ops, log, prog_type, **kw)
     err = 0
     try:
+        env.process_fd_array(fd_array_cnt, btf_of_fd)
         env.check_btf_info_early(btf_of_fd, prog_btf_fd)
         env.add_subprog_and_kfunc()
         env.check_subprogs()

@@ -146,7 +146,7 @@ def btf_struct_walk(btf, t, off, size, flag, walk_flex_arrays, log):
     while True:
         if t is not None and t.kind in _MODIFIERS:
             t, _ = skip_mods(btf, t.type)
-        tname = btf.name(t) if t is not None else ""
+        tname = (btf.name(t) or "(anon)") if t is not None else ""   # __btf_name_by_offset
         if not is_struct(t):
             log("Type '%s' is not a struct\n" % tname)
             return -22, 0, flag, None

@@ -16,13 +16,13 @@ from ..insn import (BPF_ABS, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_IND, BPF_J
                     BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE,
                     BPF_PSEUDO_MAP_VALUE, BPF_X)
 from ... import uapi
-from .btf import (BTF_KIND_DECL_TAG, BTF_KIND_FUNC, BTF_KIND_FUNC_PROTO, BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_TYPE_TAG,
+from .btf import (BTF_KIND_DATASEC, BTF_KIND_VAR, BTF_KIND_DECL_TAG, BTF_KIND_FUNC, BTF_KIND_FUNC_PROTO, BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_TYPE_TAG,
                   BTF_KIND_TYPEDEF, NamesOnlyBtf, btf_type_str, get_ctx_arg_idx, is_any_enum, is_small_int,
                   is_struct, iter_ctx_arg_info, skip_mods)
 from .calls import ASYNC_CB_FUNCS, SYNC_CB_FUNCS
 from ..helpers import (ARG_ANYTHING, ARG_DONTCARE, ARG_PTR_TO_ARENA, ARG_PTR_TO_BTF_ID, ARG_PTR_TO_CTX,
                        ARG_PTR_TO_DYNPTR, ARG_PTR_TO_MEM)
-from .regs import (CONST_PTR_TO_MAP, MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_CTX,
+from .regs import (CONST_PTR_TO_MAP, MEM_PERCPU, MEM_RDONLY, PTR_MAYBE_NULL, PTR_TO_ARENA, PTR_TO_BTF_ID, PTR_TO_CTX,
                    PTR_TO_FUNC, PTR_TO_MAP_VALUE, PTR_TO_MEM, PTR_TRUSTED, PTR_UNTRUSTED, SCALAR_VALUE, mark_known,
                    mark_known_zero)
 
@@ -152,21 +152,6 @@ class CfgMixin:
             for i, s in enumerate(self.subprogs):
                 self.verbose("func#%d @%d\n" % (i, s.start))
 
-    def add_kfunc_call(self, btf_id, off):
-        if not self.kfunc_calls:
-            if not self.jit_requested:
-                self.fail(524, "JIT is required for calling kernel function\n")
-            if not self.gpl_compatible:
-                self.fail(errno.EINVAL, "cannot call kernel function from non-GPL compatible program\n")
-        self.kfunc_calls.append((btf_id, off))
-        if not btf_id and not off:
-            return
-        if off:
-            self.fail(errno.EINVAL, "failed to find BTF for kernel function\n")
-        name = self.kernel_func_name(btf_id)
-        if name is None:
-            self.fail(errno.EINVAL, "kernel btf_id %u is not a function\n" % (btf_id & 0xffffffff))
-
     def check_subprogs(self):
         subs = self.subprogs
         n = self.insn_cnt
@@ -219,6 +204,7 @@ class CfgMixin:
                     continue
                 aux = self.insn_aux[i]
                 if src == BPF_PSEUDO_BTF_ID:
+                    self._ldimm64_idx = i
                     self.check_pseudo_btf_id(insns[i], aux)
                     i += 2
                     continue
@@ -249,8 +235,9 @@ class CfgMixin:
                     if m.map_type not in (uapi.BPF_MAP_TYPE_ARRAY, uapi.BPF_MAP_TYPE_ARENA):
                         self.fail(errno.EINVAL, "no direct value access support for this map type\n")
                     if m.map_type == uapi.BPF_MAP_TYPE_ARRAY and (m.max_entries != 1 or moff >= m.value_size):
-                        self.fail(errno.EINVAL, "invalid access to map value pointer, value_size=%u off=%u\n"
-                                  % (m.value_size, moff))
+                        # array_map_direct_value_addr: ENOTSUPP for more than one element, EINVAL past the value
+                        self.fail(524 if m.max_entries != 1 else errno.EINVAL,
+                                  "invalid access to map value pointer, value_size=%u off=%u\n" % (m.value_size, moff))
                     aux.map_off = moff
                 i += 2
                 continue
@@ -259,8 +246,93 @@ class CfgMixin:
             i += 1
 
     def check_pseudo_btf_id(self, insn, aux):
-        self.fail(errno.EINVAL, "kernel btf_id %d is not a function or variable (the emulator has no kernel "
-                                "BTF)\n" % insn[4])
+        """check_pseudo_btf_id: ld_imm64 of a kernel variable (a ksym) or function by its kernel BTF id. The
+        register gets a pointer to the variable's type (a kernel struct, or read-only memory of its size; a
+        per-CPU variable is MEM_PERCPU) or, for a function, read-only memory of no size."""
+        nxt = self.insns[self.insn_idx_of(insn)]
+        btf_fd = nxt[4]
+        if btf_fd:
+            # a module's BTF (an fd in the second half): the emulator has no module BTFs
+            self.fail(errno.EINVAL, "invalid module BTF object FD specified.\n")
+        b = self.vmlinux
+        if isinstance(b, NamesOnlyBtf):
+            self.fail(errno.EINVAL, "kernel is missing BTF, make sure CONFIG_DEBUG_INFO_BTF=y is specified in "
+                                    "Kconfig.\n")
+        tid = insn[4]
+        t = b.type_by_id(tid) if tid > 0 else None
+        if t is None:
+            self.fail(errno.ENOENT, "ldimm64 insn specifies invalid btf_id %d.\n" % tid)
+        if t.kind not in (BTF_KIND_VAR, BTF_KIND_FUNC):
+            self.fail(errno.EINVAL, "pseudo btf_id %d in ldimm64 isn't KIND_VAR or KIND_FUNC\n" % tid)
+        if t.kind == BTF_KIND_VAR and not self.kallsyms_all:
+            # kallsyms_lookup_name: without CONFIG_KALLSYMS_ALL (the reference host's config) kallsyms has
+            # functions but no variables
+            self.fail(errno.ENOENT, "ldimm64 failed to find the address for kernel symbol '%s'.\n" % b.name(t))
+        if t.kind == BTF_KIND_FUNC:
+            aux.btf_var = (PTR_TO_MEM | MEM_RDONLY, 0, None, 0)
+            return
+        percpu = False
+        sec = b.find_by_name_kind(".data..percpu", BTF_KIND_DATASEC)
+        if sec is not None and sec > 0:
+            percpu = any(v[0] == tid for v in b.type_by_id(sec).vsis)
+        vt, vid = skip_mods(b, t.type)
+        if percpu:
+            aux.btf_var = (PTR_TO_BTF_ID | MEM_PERCPU, 0, b, t.type)
+        elif not is_struct(vt):
+            r = b.resolve_size(vid)
+            if r is None:
+                self.fail(errno.EINVAL, "ldimm64 unable to resolve the size of type '%s': %d\n"
+                          % (b.name(vt) if vt is not None else "", -errno.EINVAL))
+            aux.btf_var = (PTR_TO_MEM | MEM_RDONLY, r[1], None, 0)
+        else:
+            aux.btf_var = (PTR_TO_BTF_ID, 0, b, t.type)
+
+    def insn_idx_of(self, insn):
+        """The index of the second half of the ld_imm64 being resolved."""
+        return self._ldimm64_idx + 1
+
+    def process_fd_array(self, cnt, btf_of_fd=None):
+        """process_fd_array (6.14+): with fd_array_cnt, every fd of fd_array is taken now, a map into the
+        maps the program uses (even one no instruction names), a BTF into the BTFs it holds."""
+        if not cnt:
+            return
+        if cnt >= 0xffffffff // 4:
+            self.fail(errno.EINVAL, "fd_array_cnt is too big (%u)\n" % cnt)
+        if self.fd_array is None:
+            self.fail(errno.EFAULT)
+        for i in range(cnt):
+            try:
+                fd = self.fd_array(i)
+            except OSError as e:
+                self.fail(e.errno)
+            m = self.map_resolver(fd) if self.map_resolver and 0 <= fd else errno.EBADF
+            if m is not None and not isinstance(m, int):
+                self.add_used_map(m, fd)
+                continue
+            if btf_of_fd is not None and fd >= 0:
+                try:
+                    btf_of_fd(fd)
+                    continue
+                except OSError:
+                    pass
+            self.fail(m or errno.EBADF, "fd %d is not pointing to valid bpf_map or btf\n" % fd)
+
+    def add_used_map(self, m, fd):
+        """__add_used_map: the map's index in used_maps (added once)."""
+        for i, um in enumerate(self.used_maps):
+            if um is m:
+                return i
+        if len(self.used_maps) >= MAX_USED_MAPS:
+            self.fail(errno.E2BIG, "The total number of maps per program has reached the limit of %u\n"
+                      % MAX_USED_MAPS)
+        self.check_map_prog_compatibility(m)
+        self.used_maps.append(m)
+        self.used_map_fds.append((fd, m))
+        if m.map_type in (uapi.BPF_MAP_TYPE_CGROUP_STORAGE, uapi.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE):
+            for other in self.used_maps[:-1]:
+                if other.map_type == m.map_type and other is not m:
+                    self.fail(errno.EBUSY, "only one cgroup storage of each type is allowed\n")
+        return len(self.used_maps) - 1
 
     def add_used_map_from_fd(self, fd):
         for i, (f, m) in enumerate(self.used_map_fds):
@@ -373,6 +445,10 @@ class CfgMixin:
                 aux[t].calls_callback = True
                 aux[t].force_checkpoint = True
                 self.prune_points[t] = 1
+            if insn[2] == BPF_PSEUDO_KFUNC_CALL and self.kfunc_is_iter_next(insn):
+                # checkpoints at an iterator's next() make its loop converge
+                self.prune_points[t] = 1
+                aux[t].force_checkpoint = True
             return self.visit_func_call_insn(t, insn[2] == BPF_PSEUDO_CALL, st, stack)
         if op == BPF_JA:
             if code & BPF_X:
@@ -555,7 +631,13 @@ class CfgMixin:
         mark_known_zero(dreg)
         aux = self.insn_aux[self.insn_idx]
         if src == BPF_PSEUDO_BTF_ID:
-            self.fail(errno.EFAULT, "bpf verifier is misconfigured\n")
+            rtype, size, b, tid = aux.btf_var
+            dreg.type = rtype
+            if rtype & 0xff == PTR_TO_MEM:
+                dreg.mem_size = size
+            else:
+                dreg.btf, dreg.btf_id = b, tid
+            return
         if src == BPF_PSEUDO_FUNC:
             sub = self.find_subprog(self.insn_idx + imm + 1)
             if not self.has_func_info:
@@ -601,6 +683,8 @@ class AttachMixin:
         if self.sleepable and not self.can_be_sleepable():
             self.fail(errno.EINVAL, "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can "
                                     "be sleepable\n")
+        if pt == A.BPF_PROG_TYPE_STRUCT_OPS:
+            return self.check_struct_ops_btf_id()
         if pt not in (A.BPF_PROG_TYPE_TRACING, A.BPF_PROG_TYPE_LSM, A.BPF_PROG_TYPE_EXT):
             return
         btf_id = self.attach_btf_id
@@ -645,6 +729,14 @@ class AttachMixin:
             if info is None:
                 self.fail(errno.EINVAL)
             self.ctx_arg_info = info
+
+    def check_struct_ops_btf_id(self):
+        """check_struct_ops_btf_id: no struct_ops type (bpf_struct_ops_desc) is registered in the emulator."""
+        if not self.gpl_compatible:
+            self.fail(errno.EINVAL, "struct ops programs must have a GPL compatible license\n")
+        if not self.attach_btf_id:
+            self.fail(524)
+        self.fail(524, "attach_btf_id %u is not a supported struct\n" % self.attach_btf_id)
 
     def can_be_sleepable(self):
         A = uapi
@@ -756,26 +848,62 @@ class AttachMixin:
         return False
 
 
-MIN_BPF_FUNCINFO_SIZE = 8
-MAX_FUNCINFO_REC_SIZE = 252
-
-
 class FuncInfo:
-    """The func_info attributes of PROG_LOAD: ``cnt``, ``rec_size``, ``read(i)`` -> the i-th record's bytes
-    (``rec_size`` of them; raises OSError(EFAULT)) and ``set_rec_size(n)`` (writes attr.func_info_rec_size
-    back, raising OSError(EFAULT))."""
+    """The func_info (or line_info) attributes of PROG_LOAD: ``cnt``, ``rec_size``, ``read(off, n)`` -> ``n``
+    bytes of the user's record array from byte ``off`` (raises OSError(EFAULT)) and ``set_rec_size(n)``
+    (writes attr.func_info_rec_size / line_info_rec_size back, raising OSError(EFAULT)). A ``read`` taking
+    one argument is read as ``read(i)`` -> the i-th record (``rec_size`` bytes)."""
 
     def __init__(self, cnt, rec_size, read, set_rec_size=None):
-        self.cnt, self.rec_size, self.read, self.set_rec_size = cnt, rec_size, read, set_rec_size
+        self.cnt, self.rec_size, self.set_rec_size = cnt, rec_size, set_rec_size
+        try:
+            nparams = read.__code__.co_argcount - (1 if hasattr(read, "__self__") else 0)
+        except AttributeError:
+            nparams = 2
+        if nparams == 1:
+            def by_offset(off, n, _read=read, _rs=rec_size):
+                out = b""
+                while n > 0:
+                    i, o = divmod(off, _rs)
+                    chunk = bytes(_read(i))[o:o + n]
+                    if not chunk:
+                        raise OSError(errno.EFAULT, "past the records")
+                    out += chunk
+                    off += len(chunk)
+                    n -= len(chunk)
+                return out
+            self.read = by_offset
+        else:
+            self.read = read
+
+
+class _LogAdapter:
+    """The ``vlog(bytes)`` the BTF checks write through, onto the verifier's log."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def vlog(self, data):
+        self.env.verbose(data.decode("latin-1") if isinstance(data, bytes) else data)
 
 
 class BtfInfoMixin:
-    """check_btf_info_early / check_btf_info: the program's BTF and its func_info records."""
+    """check_btf_info_early / check_btf_info: the program's BTF, its func_info and line_info records (the
+    checks of :mod:`bpfemu.btf.func_info`, in the kernel's order)."""
 
     prog_btf = None
     func_info = None        # [(insn_off, type_id)] once checked
+    line_info = None        # [LineInfo] once checked
     func_info_attr = None   # FuncInfo or None
+    line_info_attr = None   # FuncInfo (of line_info) or None
     line_info_cnt = 0
+
+    def _btf_checks(self, fn, *args):
+        from ...btf import func_info as FI
+        try:
+            return getattr(FI, fn)(*args)
+        except OSError as e:
+            self.fail(e.errno)
 
     def check_btf_info_early(self, btf_of_fd=None, prog_btf_fd=0):
         fi = self.func_info_attr
@@ -797,42 +925,9 @@ class BtfInfoMixin:
         fi = self.func_info_attr
         if not fi or not fi.cnt:
             return
-        urec = fi.rec_size
-        if urec < MIN_BPF_FUNCINFO_SIZE or urec > MAX_FUNCINFO_REC_SIZE or urec % 4:
-            self.fail(errno.EINVAL, "invalid func info rec size %u\n" % urec)
-        b = self.prog_btf
-        recs = []
-        prev = 0
-        for i in range(fi.cnt):
-            try:
-                raw = bytes(fi.read(i))
-            except OSError as e:
-                self.fail(e.errno)
-            if any(raw[8:urec]):
-                self.verbose("nonzero tailing record in func info")
-                if fi.set_rec_size is not None:
-                    try:
-                        fi.set_rec_size(8)
-                    except OSError as e:
-                        self.fail(e.errno)
-                self.fail(errno.E2BIG)
-            off = int.from_bytes(raw[0:4], "little")
-            tid = int.from_bytes(raw[4:8], "little")
-            if i == 0:
-                if off:
-                    self.fail(errno.EINVAL, "nonzero insn_off %u for the first func info record" % off)
-            elif off <= prev:
-                self.fail(errno.EINVAL, "same or smaller insn offset (%u) than previous func info record (%u)"
-                          % (off, prev))
-            t = b.type_by_id(tid)
-            if t is None or t.kind != BTF_KIND_FUNC:
-                self.fail(errno.EINVAL, "invalid type id %d in func info" % (tid - (1 << 32) if tid >> 31 else tid))
-            proto = b.type_by_id(t.type)
-            if proto is None or proto.kind != BTF_KIND_FUNC_PROTO:
-                self.fail(errno.EINVAL)
-            prev = off
-            recs.append((off, tid))
-        self.func_info = recs
+        recs = self._btf_checks("check_func_info_early", self.prog_btf, fi.read, fi.rec_size, fi.cnt,
+                                _LogAdapter(self), fi.set_rec_size)
+        self.func_info = [(r.insn_off, r.type_id) for r in recs]
 
     def check_btf_info(self):
         fi = self.func_info_attr
@@ -840,29 +935,30 @@ class BtfInfoMixin:
             self.check_abnormal_return()
             return
         self.check_btf_func()
+        self.check_btf_line()
 
     def check_btf_func(self):
         fi = self.func_info_attr
         if not fi or not fi.cnt:
             self.check_abnormal_return()
             return
-        if fi.cnt != len(self.subprogs):
-            self.fail(errno.EINVAL, "number of funcs in func_info doesn't match number of subprogs\n")
+        from ...btf.func_info import FuncInfo as Rec, Subprog
+        linkage = self._btf_checks("check_func_info", self.prog_btf, [Rec(*r) for r in self.func_info],
+                                   [Subprog(s.start, s.has_ld_abs, s.has_tail_call) for s in self.subprogs],
+                                   _LogAdapter(self))
         b = self.prog_btf
-        for i, (off, tid) in enumerate(self.func_info):
-            sub = self.subprogs[i]
-            if sub.start != off:
-                self.fail(errno.EINVAL, "func_info BTF section doesn't match subprog layout in BPF program\n")
-            t = b.type_by_id(tid)
-            sub.linkage = t.vlen
-            sub.name = b.name(t)
-            proto = b.type_by_id(t.type)
-            ret, _ = skip_mods(b, proto.type)
-            scalar_return = is_small_int(ret) or is_any_enum(ret)
-            if i and not scalar_return and sub.has_ld_abs:
-                self.fail(errno.EINVAL, "LD_ABS is only allowed in functions that return 'int'.\n")
-            if i and not scalar_return and sub.has_tail_call:
-                self.fail(errno.EINVAL, "tail_call is only allowed in functions that return 'int'.\n")
+        for sub, (off, tid), link in zip(self.subprogs, self.func_info, linkage):
+            sub.linkage = link
+            sub.name = b.name(b.type_by_id(tid))
+
+    def check_btf_line(self):
+        li = self.line_info_attr
+        if not li or not li.cnt:
+            return
+        from ..prog import pack_insns
+        self.line_info = self._btf_checks("check_line_info", self.prog_btf, li.read, li.rec_size, li.cnt,
+                                          pack_insns(self.insns), [s.start for s in self.subprogs],
+                                          _LogAdapter(self), li.set_rec_size)
 
 
 # the context type each program type's global functions take (the first column of bpf_types.h), and the

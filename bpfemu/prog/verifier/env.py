@@ -12,6 +12,7 @@ from .cfg import AttachMixin, BtfInfoMixin, CfgMixin, GlobalFuncMixin
 from .btf import BTF_KIND_FUNC, BTF_KIND_STRUCT, BTF_KIND_UNION, HELPER_BTF_STRUCTS, NamesOnlyBtf
 from .disasm import print_insn
 from .jmp import JmpMixin
+from .kfunc import KfuncMixin
 from .log import BPF_LOG_LEVEL, BPF_LOG_LEVEL2, BPF_LOG_STATS
 from .mem import MemMixin
 from .prune import PruneMixin
@@ -35,7 +36,7 @@ class InsnAux:
     """struct bpf_insn_aux_data (what the walk records per instruction)."""
     __slots__ = ("prune_point", "jmp_point", "force_checkpoint", "calls_callback", "is_may_goto",
                  "is_iter_next", "ptr_type", "map_index", "map_off", "map_ptr", "map_ptr_poisoned", "seen",
-                 "alu_state", "alu_limit", "map_key_state", "map_ptr_unpriv")
+                 "alu_state", "alu_limit", "map_key_state", "map_ptr_unpriv", "btf_var")
 
     def __init__(self):
         self.prune_point = False
@@ -54,6 +55,7 @@ class InsnAux:
         self.alu_limit = 0
         self.map_key_state = None
         self.map_ptr_unpriv = False
+        self.btf_var = None   # (reg type, mem size, btf, btf id) of a ld_imm64 of a kernel variable
 
 
 class AuxTable(dict):
@@ -64,7 +66,7 @@ class AuxTable(dict):
         return a
 
 
-class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachMixin, BtfInfoMixin,
+class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMixin, AttachMixin, BtfInfoMixin,
           GlobalFuncMixin):
     """One verification. See :func:`bpfemu.prog.verifier.bpf_check` for how it is built and run."""
 
@@ -73,7 +75,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
     def __init__(self, insns, ops, log, prog_type, expected_attach_type=0, caps=None, map_resolver=None,
                  fd_array=None, gpl_compatible=True, strict_alignment=False, test_state_freq=False,
                  sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2,
-                 kernel_btf=None, func_info=None, line_info_cnt=0):
+                 kernel_btf=None, func_info=None, line_info_cnt=0, line_info=None):
         caps = caps or {}
         self.insns = insns
         self.insn_cnt = len(insns)
@@ -84,6 +86,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         self.expected_attach_type = expected_attach_type
         self.bpf_capable = caps.get("bpf", True)
         self.perfmon_capable = caps.get("perfmon", True)
+        self.caps_sys_boot = caps.get("sys_boot", True)
         self.allow_ptr_leaks = caps.get("ptr_leaks", self.perfmon_capable)
         self.allow_uninit_stack = self.allow_ptr_leaks
         self.bypass_spec_v1 = caps.get("spec_v1", self.perfmon_capable)
@@ -96,13 +99,15 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         self.sleepable = sleepable
         self.attach_btf_id = attach_btf_id
         self.func_info_attr = func_info     # cfg.FuncInfo or None
-        self.line_info_cnt = line_info_cnt
+        self.line_info_attr = line_info     # cfg.FuncInfo of line_info, or None
+        self.line_info_cnt = line_info.cnt if line_info is not None else line_info_cnt
         self.has_func_info = has_func_info or bool(func_info and func_info.cnt)
         self.jit_requested = jit_requested
         self.jit_tail_calls = jit_requested
         self.nr_cpu_ids = nr_cpu_ids
         self.kernel_btf = kernel_btf    # the kernel's BTF (bpfemu.btf.Btf interface), or None
         self.has_trampoline = False
+        self.kallsyms_all = False   # CONFIG_KALLSYMS_ALL: whether kernel variables have kallsyms entries
         self.attach_func_returns = True
         self.arena = None
         self.features = {}
@@ -111,6 +116,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         self.explore_alu_limits = False
         self.enforce_expected_attach_type = False
         self.insn_aux = AuxTable()
+        self.insn_seen = set()   # insn_aux_data[].seen: reached on a non-speculative path
+        self.seen_direct_write = False
         self.prune_points = bytearray(len(insns))
         self.subprogs = []
         self.kfunc_calls = []
@@ -174,9 +181,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
 
     def in_sleepable(self):
         return self.cur_state.in_sleepable
-
-    def iter_active(self, st):
-        return False
 
     def subprog_is_global(self, sub):
         return self.subprogs[sub].linkage == 1
@@ -285,6 +289,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
                     return
                 do_print_state = True
                 continue
+            if not st.speculative:
+                self.insn_seen.add(idx)   # sanitize_mark_insn_seen
             try:
                 r = self.do_check_insn(insn, idx, st, code, cls)
             except VerifierError as e:
@@ -353,10 +359,15 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
                 if st.active_lock is not None and not st.curframe:
                     self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
                                             "bpf_spin_lock-ed region\n")
-                if st.active_rcu_lock and not st.curframe:
-                    self.fail(errno.EINVAL, "bpf_rcu_read_unlock is missing\n")
                 if self.check_reference_leak(False):
                     self.fail(errno.EINVAL, self.leak_msg())
+                # check_resource_leak: then the RCU and preemption regions of the main program
+                if st.active_rcu_lock and not st.curframe:
+                    self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
+                                            "bpf_rcu_read_lock-ed region\n")
+                if st.active_preempt_lock and not st.curframe:
+                    self.fail(errno.EINVAL, "BPF_EXIT instruction in main prog cannot be used inside "
+                                            "bpf_preempt_disable-ed region\n")
                 if st.curframe:
                     self.prepare_func_exit()
                     return FUNC_EXIT
@@ -397,11 +408,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         self.update_branch_counts(self.cur_state)
         prev = self.pop_stack(pop_log)
         return prev
-
-    def call_name(self, insn):
-        if insn[2] == BPF_PSEUDO_CALL:
-            return None
-        return None
 
     def ld_imm64_as_resolved(self, idx, insn, nxt):
         """The ld_imm64 of a map as the log shows it once resolve_pseudo_ldimm64 put the map's kernel address
@@ -450,17 +456,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, PruneMixin, CfgMixin, AttachM
         if t is None or t.kind != BTF_KIND_FUNC:
             return None
         return b.name(t)
-
-    def check_kfunc_call(self, insn):
-        if insn[4] == 0:
-            # an unresolved (weak) kfunc: fine as long as the walk never reaches it (checked after the walk)
-            if not self.cur_state.speculative:
-                self.kfunc0_seen.add(self.insn_idx)
-            return
-        # the kfunc sets (which program types may call which kfunc, and its flags) are registered by the
-        # kernel at run time and not in BTF: the emulator knows none and refuses every resolved kfunc
-        name = self.kernel_func_name(insn[4])
-        self.fail(errno.EACCES, "calling kernel function %s is not allowed\n" % (name or insn[4]))
 
     # ---- the whole check ----
     def do_check_common(self, sub):

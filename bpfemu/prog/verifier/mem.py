@@ -559,7 +559,10 @@ class MemMixin:
 
     # -- packets --
     def may_access_direct_pkt_data(self, meta, t):
-        return self.ops.may_access_direct_pkt_data(self, meta, t)
+        ok = self.ops.may_access_direct_pkt_data(self, meta, t)
+        if ok and meta is None and t == BPF_WRITE:
+            self.seen_direct_write = True   # the tc prologue (gen_prologue) depends on it
+        return ok
 
     def check_packet_access(self, regno, off, size, zero_size_allowed):
         reg = self.cur_state.frame[self.cur_state.curframe].regs[regno]

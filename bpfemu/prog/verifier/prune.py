@@ -172,7 +172,9 @@ def stacksafe(env, old, cur, idmap, exact):
                 return False
         elif last == STACK_ITER:
             o, c = oslot.spilled, cslot.spilled
-            if o.type != c.type or o.iter != c.iter or not idmap.check(o.ref_obj_id, c.ref_obj_id):
+            # the iteration depth is not compared (it only keeps the infinite loop check from firing)
+            if o.type != c.type or (o.iter or ())[:3] != (c.iter or ())[:3] or \
+                    not idmap.check(o.ref_obj_id, c.ref_obj_id):
                 return False
         elif last not in (STACK_MISC, STACK_ZERO, STACK_INVALID):
             return False
@@ -292,6 +294,9 @@ def update_loop_entry(cur, hdr):
 
 class PruneMixin:
 
+    def mark_chain_precision(self, regno):
+        """mark_chain_precision: every scalar is compared as precise already (``track_all_precise``)."""
+
     def update_branch_counts(self, st):
         while st is not None:
             st.branches -= 1
@@ -377,6 +382,7 @@ class PruneMixin:
                         skip_loop_check = True
                 if not hit and not skip_loop_check:
                     if (states_maybe_looping(sl, cur) and states_equal(self, sl, cur, EXACT) and
+                            not self.iter_active_depths_differ(sl, cur) and
                             sl.may_goto_depth == cur.may_goto_depth and
                             sl.callback_unroll_depth == cur.callback_unroll_depth):
                         self.verbose_linfo(insn_idx, "; ")

@@ -213,10 +213,9 @@ def format_func_state(state, print_all=True, scratched=None, refs=None):
         elif kind == STACK_ITER:
             if not reg.ref_obj_id:
                 continue
-            it = reg.iter or {}
+            it = reg.iter or (0, "<invalid>", "<invalid>", 0)
             out.append(" fp%d%s=iter_%s(ref_id=%d,state=%s,depth=%u)" % (
-                (-i - 1) * 8, _liveness(reg.live), it.get("type", "<invalid>"), reg.ref_obj_id,
-                it.get("state", "active"), it.get("depth", 0)))
+                (-i - 1) * 8, _liveness(reg.live), it[1], reg.ref_obj_id, it[2], it[3]))
         else:
             out.append(" fp%d%s=%s" % ((-i - 1) * 8, _liveness(reg.live), types))
     if refs:
