@@ -103,12 +103,16 @@ def test_a_struct_ops_program_without_a_target_is_ENOTSUPP(backend, request, pro
 
 def test_a_signature_is_refused_on_this_kernel(backend, request, proc):
     """6.18 signed programs: a signature without a usable keyring is EOPNOTSUPP, an oversized one EINVAL."""
-    emu_finding(backend, request, "the 6.18 signature/signature_size/keyring_id attrs are ignored")
-    sig = buf(b"abcd")
+    sig = buf(b"a" * 8192)
     got = [err(Load(signature=addr(sig), signature_size=4), proc),
            err(Load(signature=addr(sig), signature_size=4, keyring_id=1), proc),
+           err(Load(signature=addr(sig), signature_size=0), proc),
+           err(Load(signature=addr(sig), signature_size=8192), proc),
+           err(Load(signature=addr(sig), signature_size=8193), proc),   # over the limit: before any copy
            err(Load(signature=addr(sig), signature_size=1 << 30), proc)]
-    assert got == [errno.EOPNOTSUPP, errno.EOPNOTSUPP, errno.EINVAL]
+    assert got == [errno.EOPNOTSUPP, errno.EOPNOTSUPP, errno.EOPNOTSUPP, errno.EOPNOTSUPP, errno.EINVAL, errno.EINVAL]
+    prog_fd = Load(signature=0, signature_size=16)(proc)    # no signature pointer: no signature check
+    proc.close(prog_fd)
 
 
 @pytest.mark.bpf_bad_pointers
