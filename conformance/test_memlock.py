@@ -249,7 +249,8 @@ def test_without_a_cgroup_limit_large_maps_are_created(proc):
 def test_a_map_larger_than_the_machine_is_enomem(proc):
     """An ARRAY whose values are larger than the machine's RAM (MemTotal, the kernel's totalram_pages): the
     vmalloc of the value area is refused at once, ENOMEM. The emulator's machine_memory is the host's
-    MemTotal by default."""
+    MemTotal by default (off Linux, where there is none to read, memcg.DEFAULT_MACHINE_MEMORY)."""
     from bpfemu.host.sysinfo import host_total_memory
-    entries = host_total_memory() // MiB + 1024
+    from bpfemu.memcg import DEFAULT_MACHINE_MEMORY
+    entries = (host_total_memory() or DEFAULT_MACHINE_MEMORY) // MiB + 1024
     assert err(create_map, proc, ARRAY, 4, MiB, entries) == errno.ENOMEM
