@@ -1,5 +1,6 @@
-"""The plain hash map's update_many/delete_many (the batch commands' bodies, with the hashes computed together)
-leave exactly the state, walk order, count and errno of the one-by-one generic ones."""
+"""The plain hash map's update_many/delete_many (the batch commands' bodies) leave exactly the state, walk
+order, count and errno of the one-by-one generic ones, with and without a walk index present; the walk
+index built from all the keys' hashes together files each key in its own bucket."""
 import random
 
 import pytest
@@ -38,8 +39,9 @@ def _outcome(r):
        prealloc=st.booleans(), rounds=st.lists(st.tuples(st.sampled_from(["update", "delete"]),
                                                           st.integers(16, 60),
                                                           st.sampled_from([0, u.BPF_NOEXIST, u.BPF_EXIST, 3])),
-                                                min_size=1, max_size=6))
-def test_the_batch_bodies_match_one_by_one(salt, max_entries, zero_seed, prealloc, rounds):
+                                                min_size=1, max_size=6),
+       walking=st.booleans())
+def test_the_batch_bodies_match_one_by_one(salt, max_entries, zero_seed, prealloc, rounds, walking):
     rnd = random.Random(salt)
     flags = (u.BPF_F_ZERO_SEED if zero_seed else 0) | (0 if prealloc else u.BPF_F_NO_PREALLOC)
     kernel = bpfemu.Kernel()
@@ -48,6 +50,12 @@ def test_the_batch_bodies_match_one_by_one(salt, max_entries, zero_seed, preallo
     slow.hashrnd = fast.hashrnd
     for op, count, uflags in rounds:
         keys = b"".join(rnd.randrange(100).to_bytes(4, "little") for _ in range(count))
+        if walking:  # a walk has started: the ops keep its index up to date
+            for m in (fast, slow):
+                try:
+                    m.get_next_key(None)
+                except OSError:
+                    pass
         if op == "update":
             values = bytes(rnd.getrandbits(8) for _ in range(8 * count))
             got = fast.update_many(task, keys, values, count, uflags)
@@ -69,6 +77,8 @@ def test_jhash_many_buckets_are_the_single_key_buckets(count):
     keys = b"".join(i.to_bytes(4, "little") for i in range(count))
     assert m.update_many(task, keys, bytes(8 * count), count, 0) == (count, None)
     from bpfemu.jhash import htab_map_hash
+    m.get_next_key(None)  # builds the walk index
     for i in range(count):
-        e = m.elems[i.to_bytes(4, "little")]
-        assert e.hash == htab_map_hash(e.key, m.hashrnd) and e.bucket == e.hash & (m.n_buckets - 1)
+        key = i.to_bytes(4, "little")
+        bi = htab_map_hash(key, m.hashrnd) & (m.n_buckets - 1)
+        assert m._where[key] == bi and key in m.buckets[bi]
