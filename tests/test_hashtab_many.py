@@ -82,3 +82,51 @@ def test_jhash_many_buckets_are_the_single_key_buckets(count):
         key = i.to_bytes(4, "little")
         bi = htab_map_hash(key, m.hashrnd) & (m.n_buckets - 1)
         assert m._where[key] == bi and key in m.buckets[bi]
+
+
+def _lookup_batch(task, fd, cmd, count, in_batch):
+    import ctypes
+    okeys, ovalues = (ctypes.c_uint32 * count)(), (ctypes.c_uint64 * count)()
+    ib, ob = ctypes.c_uint32(in_batch), ctypes.c_uint32()
+    a = u.make_attr(**{"batch.map_fd": fd, "batch.count": count, "batch.keys": ctypes.addressof(okeys),
+                       "batch.values": ctypes.addressof(ovalues), "batch.out_batch": ctypes.addressof(ob),
+                       "batch.in_batch": ctypes.addressof(ib) if in_batch else 0})
+    try:
+        task.bpf(cmd, a)
+        r = 0
+    except OSError as e:
+        r = e.errno
+    n = a.batch.count
+    return r, n, ob.value, list(okeys)[:n], list(ovalues)[:n]
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(salt=st.integers(0, 2**32), n=st.integers(16, 300), zero_seed=st.booleans(), delete=st.booleans(),
+       spare=st.integers(0, 5), in_batch=st.integers(0, 600))
+def test_whole_map_batch_matches_the_index_walk(salt, n, zero_seed, delete, spare, in_batch):
+    """A lookup batch that takes every element from its bucket on (sorted once, no index) gives what the
+    walk index gives: the same keys, values, order, count, out_batch, errno and keys left."""
+    rnd = random.Random(salt)
+    task = bpfemu.Kernel().spawn()
+    fds = [task.bpf(u.BPF_MAP_CREATE, u.make_attr(map_type=u.BPF_MAP_TYPE_HASH, key_size=4, value_size=8,
+                                                 max_entries=512, map_flags=u.BPF_F_ZERO_SEED if zero_seed else 0))
+           for _ in range(2)]
+    maps = [task.fdtable[fd][0].obj for fd in fds]
+    maps[1].hashrnd = maps[0].hashrnd
+    ops = [(rnd.randrange(700).to_bytes(4, "little"), rnd.getrandbits(64).to_bytes(8, "little"),
+            rnd.random() < 0.2) for _ in range(n)]
+    for m in maps:
+        for k, v, drop in ops:
+            if len(m.elems) < m.max_entries:
+                m.update(k, v, 0)
+            if drop:
+                m.delete(k)
+    indexed, whole = maps
+    indexed.get_next_key(None)  # with an index the batch walks it
+    assert whole.buckets is None
+    cmd = u.BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else u.BPF_MAP_LOOKUP_BATCH
+    count = len(whole.elems) + spare
+    got = [_lookup_batch(task, fd, cmd, count, in_batch) for fd in fds]
+    assert got[0] == got[1]
+    assert _walk(indexed) == _walk(whole)
+    assert indexed.self_check() == [] and whole.self_check() == []

@@ -31,6 +31,7 @@ kernel's, deterministic for a given sequence of calls and CPUs.
 """
 import errno
 import struct
+from bisect import bisect_left, bisect_right
 from itertools import islice
 
 from sortedcontainers import SortedList
@@ -319,13 +320,24 @@ class HashMap(BpfMap):
             raise bpf_error(errno.EINVAL, "bad update flags")
 
     def update(self, key, value, flags):
-        self.check_update_flags(flags)
+        if (flags & ~uapi.BPF_F_LOCK) > uapi.BPF_EXIST or (self.percpu and flags > uapi.BPF_EXIST):
+            raise bpf_error(errno.EINVAL, "bad update flags")  # check_update_flags
         key = bytes(key)
         stored = self.to_kernel_value(value)
         if self.lru:
             self._lru_update(key, stored, flags)
-        else:
-            self.insert(key, stored, flags)
+            return
+        if not flags and not (self.percpu or self.fd_values):
+            # BPF_ANY of an existing key: insert's replacement, without the calls
+            elems = self.elems
+            old = elems.get(key)
+            if old is not None:
+                del elems[key]
+                elems[key] = stored
+                if self.buckets is not None:
+                    self._ix_head(key)
+                return
+        self.insert(key, stored, flags)
 
     # -- LRU (htab_lru_map_update_elem, __htab_lru_percpu_map_update_elem) -------------------------------
     def _lru_del_from_htab(self, elem):
@@ -547,6 +559,10 @@ class HashMap(BpfMap):
             raise bpf_error(errno.ENOENT)
         ks, vs = self.key_size, self.user_value_size
         kbase, vbase = b.keys, b.values
+        n_elems = len(self.elems)
+        if (self.buckets is None and max_count >= n_elems >= 16 and self._plain()
+                and (kbase + n_elems * ks <= vbase or vbase + n_elems * vs <= kbase)):
+            return self._htab_batch_whole(ctx, b, do_delete, batch)
         total = 0
         err = 0
         buckets = self._index()
@@ -632,6 +648,66 @@ class HashMap(BpfMap):
                 self._drop_index()
             raise bpf_error(err)
         return 0
+
+    def _htab_batch_whole(self, ctx, b, do_delete, batch):
+        """_htab_batch of a plain map with no walk index, when every element from bucket ``batch`` on fits
+        and the key and value areas do not overlap: the walk order comes from one sort of the elements by
+        (bucket, newest first) instead of an index, and the copies are the ones _htab_batch makes (a
+        bucket whose copy reaches a page not yet written in this call is copied on its own, after what
+        was gathered before it; each bucket is deleted before its copy)."""
+        ks, vs = self.key_size, self.value_size
+        kbase, vbase = b.keys, b.values
+        elems = self.elems
+        keys = list(elems)  # oldest first
+        n = len(keys)
+        mask = self.n_buckets - 1
+        shift = n.bit_length()
+        low = (1 << shift) - 1  # (bucket << shift) | (low - age): ascending = bucket order, newest first
+        order = sorted([((h & mask) << shift) | (low - p)
+                        for p, h in enumerate(jhash_many(b"".join(keys), ks, n, self.hashrnd))])
+        if batch:
+            del order[:bisect_left(order, batch << shift)]
+        n = len(order)
+        obis = [x >> shift for x in order]
+        order = [keys[low - (x & low)] for x in order]
+        ends = [i for i in range(1, n) if obis[i] != obis[i - 1]]
+        if n:
+            ends.append(n)
+        values = [elems[k] for k in order]
+        kdone = vdone = 0  # end of the pages written so far in the key/value areas
+        p0 = 0  # what was gathered starts there
+        gone = 0  # elements deleted so far
+        j = 0
+        nb = len(ends)
+        while j < nb:
+            # the buckets whose copies land in pages already written are gathered
+            j = bisect_right(ends, min((kdone - kbase) // ks, (vdone - vbase) // vs), j)
+            if j == nb:
+                break
+            s, e = ends[j - 1] if j else 0, ends[j]
+            if do_delete:
+                for k in order[gone:e]:
+                    del elems[k]
+                gone = e
+            if p0 < s:
+                ctx.write(kbase + p0 * ks, b"".join(order[p0:s]))
+                ctx.write(vbase + p0 * vs, b"".join(values[p0:s]))
+            kend, vend = kbase + e * ks, vbase + e * vs
+            ctx.write(kbase + s * ks, b"".join(order[s:e]))
+            kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
+            ctx.write(vbase + s * vs, b"".join(values[s:e]))
+            vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
+            p0 = e
+            j += 1
+        if do_delete:
+            for k in order[gone:]:
+                del elems[k]
+        if p0 < n:
+            ctx.write(kbase + p0 * ks, b"".join(order[p0:]))
+            ctx.write(vbase + p0 * vs, b"".join(values[p0:]))
+        ctx.write(b.out_batch, self.n_buckets.to_bytes(4, "little"))
+        ctx.put("batch.count", n)
+        raise bpf_error(errno.ENOENT)
 
     def _drop_buckets(self, emptied):
         """Take the buckets ``emptied`` out of the non-empty bucket index, one by one or by a rebuild."""
