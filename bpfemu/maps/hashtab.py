@@ -72,6 +72,9 @@ class HashMap(BpfMap):
     """HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH (htab_map_ops and its per-CPU and LRU variants)."""
 
     fd_values = False  # HASH_OF_MAPS: values are held inner maps, replaced in place
+    # the walk index, while there is one (instance attributes then): bucket -> keys head first,
+    # key -> bucket, the sorted non-empty buckets
+    buckets = _where = _nonempty = None
     update_batch = generic_map_update_batch
     delete_batch = generic_map_delete_batch
 
@@ -121,8 +124,6 @@ class HashMap(BpfMap):
             raise bpf_error(errno.E2BIG, "max_entries > 2^27: the bucket array would overflow")
         self.hashrnd = 0 if attr.map_flags & uapi.BPF_F_ZERO_SEED else kernel.next_random()
         self.elems = {}  # key bytes -> stored value (LRU: its node), oldest element first
-        # the walk index, while there is one: bucket -> keys head first, key -> bucket, non-empty buckets
-        self.buckets = self._where = self._nonempty = None
         self.lru_list = None
         if self.lru:
             self.lru_list = Lru(self.max_entries, kernel.ncpus, bool(attr.map_flags & uapi.BPF_F_NO_COMMON_LRU),
