@@ -115,11 +115,13 @@ def test_memory_follows_elements_not_max_entries():
     assert m.n_buckets == 1 << 24 and not m.buckets and not m.elems
     for i in range(100):
         update(p, fd, u32(i), bytes(8))
-    assert m.count() == 100 and len(m.buckets) <= 100
+    assert m.count() == 100 and len(m.elems) == 100 and m.buckets is None  # nothing per bucket until a walk
+    m.get_next_key(None)  # a walk starts: its index has the non-empty buckets only
+    assert len(m.buckets) <= 100 and len(m._nonempty) == len(m.buckets)
     fd = create_map(p, u.BPF_MAP_TYPE_PERCPU_HASH, max_entries=1 << 24, flags=u.BPF_F_NO_PREALLOC)
     update(p, fd, u32(1), bytes(16))
     m = p.fdget(fd).obj
-    assert m.count() == 1 and len(m.buckets) == 1
+    assert m.count() == 1 and m.get_next_key(None) == u32(1) and len(m.buckets) == 1
 
 
 @SETTINGS

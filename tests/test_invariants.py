@@ -36,7 +36,8 @@ def test_checker_passes_on_normal_use():
     (lambda k, m, f: setattr(m, "max_entries", 0), "max_entries 0"),
     (lambda k, m, f: k.idr["map"].objs.__setitem__(99, m), "two ids"),
     (lambda k, m, f: setattr(m, "freed", True), "freed"),
-    (lambda k, m, f: m.buckets.clear(), "in buckets"),
+    (lambda k, m, f: m.elems.__setitem__(b"12", bytes(8)), "wrong size"),
+    (lambda k, m, f: (m.get_next_key(None), m.buckets.clear()), "in buckets"),
 ])
 def test_checker_sees_corruption(corrupt, words):
     k, p = _kernel()

@@ -3,24 +3,35 @@ LRU_PERCPU_HASH and HASH_OF_MAPS.
 
 Elements sit in ``n_buckets = roundup_pow_of_two(max_entries)`` buckets chosen
 by jhash of the key (seed 0 with BPF_F_ZERO_SEED, else a per-map value drawn
-from the kernel's deterministic generator). A bucket is a list, head first: a
-new element goes to the head, and replacing a key's value inserts the new
-element at the head and unlinks the old one, except for per-CPU values,
+from the kernel's deterministic generator). In the kernel a bucket is a list,
+head first: a new element goes to the head, and replacing a key's value inserts
+the new element at the head and unlinks the old one, except for per-CPU values,
 HASH_OF_MAPS values and BPF_F_LOCK updates, which are replaced in place.
 GET_NEXT_KEY and the batch commands walk buckets in index order and each bucket
 from its head, so with BPF_F_ZERO_SEED the order is the kernel's.
+
+Storage (memory follows the elements, not max_entries, and a plain map keeps
+nothing per element but its key and value): ``elems`` maps key bytes to the
+stored value (an LRU map: to its node, which holds the value), in the order the
+elements were added: a replacement that makes a new element moves its key to
+the end, an in-place one leaves it. So within a bucket the kernel's order, head
+first, is the reverse of ``elems``' order, and a bucket is a function of the
+key's hash: the walk index (``buckets``: bucket -> keys head first, ``_where``:
+key -> bucket, ``_nonempty``: the sorted non-empty buckets) is built only when
+something walks the map (GET_NEXT_KEY, the batch lookups, for_each), kept up to
+date while it exists, and dropped when a walk reaches the end of the map.
+Values are stored as ``bytes``; a program's lookup turns the element's value
+into a ``bytearray`` in place (its storage from then on, written through).
 
 A full map refuses a new key with E2BIG. An LRU map never does: an update takes
 a node from the LRU lists (:mod:`bpfemu.maps.bpf_lru_list`) before it looks the
 key up, and that may evict other elements, in batches and before the map is
 full, depending on the CPU the update runs on (``Task.cpu``); the model is the
 kernel's, deterministic for a given sequence of calls and CPUs.
-
-Only buckets that hold something exist (memory follows the elements, not
-max_entries); ``_nonempty`` keeps their indices sorted for the walks.
 """
 import errno
 import struct
+from bisect import bisect_left, bisect_right
 from itertools import islice
 
 from sortedcontainers import SortedList
@@ -47,25 +58,23 @@ HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uap
                          | BPF_F_ACCESS_MASK | uapi.BPF_F_ZERO_SEED)
 
 
-class Elem:
-    """An element (struct htab_elem)."""
+class LruElem:
+    """An element of an LRU map, which is also a node of its LRU lists (struct htab_elem with its
+    struct bpf_lru_node); a plain map's elements have no object of their own."""
 
-    __slots__ = ("key", "value", "bucket", "hash")
+    __slots__ = ("key", "value", "lru_prev", "lru_next", "lru_type", "ref", "cpu")
 
-    def __init__(self, key, value, h, bucket):
-        self.key, self.value, self.hash, self.bucket = key, value, h, bucket
-
-
-class LruElem(Elem):
-    """An element of an LRU map, which is also a node of its LRU lists (struct bpf_lru_node)."""
-
-    __slots__ = ("lru_prev", "lru_next", "lru_type", "ref", "cpu")
+    def __init__(self, key, value):
+        self.key, self.value = key, value
 
 
 class HashMap(BpfMap):
     """HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH (htab_map_ops and its per-CPU and LRU variants)."""
 
     fd_values = False  # HASH_OF_MAPS: values are held inner maps, replaced in place
+    # the walk index, while there is one (instance attributes then): bucket -> keys head first,
+    # key -> bucket, the sorted non-empty buckets
+    buckets = _where = _nonempty = None
     update_batch = generic_map_update_batch
     delete_batch = generic_map_delete_batch
 
@@ -114,9 +123,7 @@ class HashMap(BpfMap):
         if self.n_buckets > 0xFFFFFFFF // HTAB_BUCKET_SIZE:
             raise bpf_error(errno.E2BIG, "max_entries > 2^27: the bucket array would overflow")
         self.hashrnd = 0 if attr.map_flags & uapi.BPF_F_ZERO_SEED else kernel.next_random()
-        self.elems = {}  # key bytes -> Elem
-        self.buckets = {}  # bucket index -> [Elem, ...] head first
-        self._nonempty = SortedList()
+        self.elems = {}  # key bytes -> stored value (LRU: its node), oldest element first
         self.lru_list = None
         if self.lru:
             self.lru_list = Lru(self.max_entries, kernel.ncpus, bool(attr.map_flags & uapi.BPF_F_NO_COMMON_LRU),
@@ -157,49 +164,109 @@ class HashMap(BpfMap):
         n = self.max_entries if self.prealloc else self.count() if count is None else count
         return round_up(self.value_size, 8) * self.kernel.ncpus * n
 
-    # -- bucket list primitives ----------------------------------------------
-    def _add_head(self, elem):
-        b = self.buckets.get(elem.bucket)
-        if b is None:
-            self.buckets[elem.bucket] = [elem]
-            self._nonempty.add(elem.bucket)
-        else:
-            b.insert(0, elem)
-        self.elems[elem.key] = elem
+    # -- the walk index ------------------------------------------------------------------------
+    def _bucket(self, key):
+        return htab_map_hash(key, self.hashrnd) & (self.n_buckets - 1)
 
-    def _unlink(self, elem):
-        b = self.buckets[elem.bucket]
-        del b[b.index(elem)]  # Elem has no __eq__: index() finds this very object
-        if not b:
-            del self.buckets[elem.bucket]
-            self._nonempty.remove(elem.bucket)
-        if self.elems.get(elem.key) is elem:
-            del self.elems[elem.key]
-        self.free_value(elem.value)
+    def _index(self):
+        """The walk index (``buckets``), built from ``elems`` if there is none: each key's bucket from
+        the hashes of all keys computed together, each bucket's keys newest first."""
+        buckets = self.buckets
+        if buckets is not None:
+            return buckets
+        keys = list(reversed(self.elems))  # newest first: a bucket's head first
+        mask = self.n_buckets - 1
+        where = self._where = dict(zip(keys, [h & mask for h in
+                                              jhash_many(b"".join(keys), self.key_size, len(keys), self.hashrnd)]))
+        buckets = self.buckets = {}
+        get = buckets.get
+        for k, bi in where.items():
+            b = get(bi)
+            if b is None:
+                buckets[bi] = [k]
+            else:
+                b.append(k)
+        self._nonempty = SortedList(buckets)
+        return buckets
+
+    def _drop_index(self):
+        """A walk reached the end of the map: the index goes (the next walk builds it again)."""
+        self.buckets = self._where = self._nonempty = None
+
+    def _ix_add(self, key):
+        """key is new: the head of its bucket."""
+        bi = self._where[key] = self._bucket(key)
+        b = self.buckets.get(bi)
+        if b is None:
+            self.buckets[bi] = [key]
+            self._nonempty.add(bi)
+        else:
+            b.insert(0, key)
+
+    def _ix_head(self, key):
+        """key's element was replaced by a new one: the new one takes the head of the bucket."""
+        b = self.buckets[self._where[key]]
+        i = b.index(key)
+        if i:
+            del b[i]
+            b.insert(0, key)
+
+    def _ix_del(self, key):
+        bi = self._where.pop(key)
+        b = self.buckets[bi]
+        if len(b) == 1:
+            del self.buckets[bi]
+            self._nonempty.remove(bi)
+        else:
+            b.remove(key)
+
+    # -- elements ------------------------------------------------------------------------------
+    def _unlink(self, key):
+        """The element of key leaves the table (its node, for an LRU map, is the caller's)."""
+        stored = self.elems.pop(key)
+        if self.buckets is not None:
+            self._ix_del(key)
+        self.free_value(stored.value if self.lru else stored)
+        return stored
 
     def free_value(self, value):
         """Drop what a stored value holds (of-maps release the inner map)."""
 
     # -- values ----------------------------------------------------------------
-    # An element's value is a bytearray of its own, which a program's lookup maps in place (the element's
-    # storage): replacing a key's value makes a new element (a new bytearray), as the kernel allocates a
-    # new htab_elem; in-place updates (per-CPU, BPF_F_LOCK) replace the stored value between program runs.
+    # An element's value is stored as the bytes it was given; a program's lookup makes it a bytearray in
+    # place (the element's storage a program reads and writes). Replacing a key's value makes a new
+    # element (new bytes), as the kernel allocates a new htab_elem; in-place updates (per-CPU, BPF_F_LOCK)
+    # replace the stored value between program runs.
     def to_kernel_value(self, value):
-        """Userspace value bytes -> stored value (a bytearray the element owns).
+        """Userspace value bytes -> stored value.
 
         Per-CPU values are kept in the user layout: the kernel copies each CPU's
         round_up(value_size, 8) bytes whole, padding included."""
-        return bytearray(value)
+        return bytes(value)
 
     def to_user_value(self, stored):
         return bytes(stored)
 
+    def _storage(self, key):
+        """The value of key as a bytearray the element keeps (made so in place), or None."""
+        stored = self.elems.get(key)
+        if stored is None:
+            return None
+        if self.lru:
+            v = stored.value
+            if type(v) is not bytearray:
+                v = stored.value = bytearray(v)
+            return v
+        if type(stored) is not bytearray:
+            stored = self.elems[key] = bytearray(stored)  # an existing key: its place in elems stays
+        return stored
+
     def value_region(self, key, cpu=0):
         """htab_map_lookup_elem (and the per-CPU and LRU variants): the element's value storage."""
-        e = self.elems.get(bytes(key))
-        if e is None:
+        v = self._storage(bytes(key))
+        if v is None:
             return None
-        return e.value, round_up(self.value_size, 8) * cpu if self.percpu else 0
+        return v, round_up(self.value_size, 8) * cpu if self.percpu else 0
 
     def prog_update(self, key, value, flags, cpu=0):
         """htab_percpu_map_update_elem from a program (onallcpus false): a new element gets ``value`` on
@@ -209,47 +276,76 @@ class HashMap(BpfMap):
         key = bytes(key)
         stride = round_up(self.value_size, 8)
         off = stride * cpu
-        old = self.elems.get(key)
+        stored = self.elems.get(key)
+        old = None if stored is None else stored.value if self.lru else stored
         if old is not None and not self.lru and flags in (uapi.BPF_ANY, uapi.BPF_EXIST):
-            old.value[off:off + self.value_size] = bytes(value[:self.value_size])
+            self._storage(key)[off:off + self.value_size] = bytes(value[:self.value_size])
             return
-        full = bytearray(old.value) if old is not None else bytearray(stride * self.kernel.ncpus)
+        full = bytearray(old) if old is not None else bytearray(stride * self.kernel.ncpus)
         full[off:off + self.value_size] = bytes(value[:self.value_size])
         self.update(key, full, flags)  # a new element, or an LRU update (the LRU lists take their node)
 
     def for_each_elem(self, cpu=0):
         """bpf_for_each_hash_elem: buckets in index order, each from its head; the callback may delete."""
         off = round_up(self.value_size, 8) * cpu if self.percpu else 0
-        for b in list(self._nonempty):
-            for e in list(self.buckets.get(b, ())):
-                yield e.key, (e.value, off)
+        self._index()
+        in_place = self.percpu or self.fd_values or self.has_spin_lock()
+        elems = self.elems
+        for bi in list(self._nonempty):
+            keys = self._index().get(bi)
+            if not keys:
+                continue
+            # the bucket as it is when the walk reaches it; an element replaced in place shows its
+            # new value, one deleted or replaced by a new element meanwhile its value of then
+            snap = []
+            for k in keys:
+                v = self._storage(k)  # (a bytearray now, for the program to write through)
+                snap.append((k, elems[k] if self.lru else v))
+            for k, stored in snap:
+                if self.lru:  # the node's value, as it is now (LRU_PERCPU_HASH replaces it in place)
+                    yield k, (self._storage(k) if elems.get(k) is stored else stored.value, off)
+                    continue
+                if in_place and k in elems:
+                    stored = self._storage(k)
+                yield k, (stored, off)
 
     # -- ops ---------------------------------------------------------------------
     def lookup(self, key, flags=0):
-        e = self.elems.get(bytes(key))
-        if e is None:
+        stored = self.elems.get(bytes(key))
+        if stored is None:
             raise bpf_error(errno.ENOENT)
-        return self.to_user_value(e.value)
+        return self.to_user_value(stored.value if self.lru else stored)
 
     def check_update_flags(self, flags):
         if (flags & ~uapi.BPF_F_LOCK) > uapi.BPF_EXIST or (self.percpu and flags > uapi.BPF_EXIST):
             raise bpf_error(errno.EINVAL, "bad update flags")
 
     def update(self, key, value, flags):
-        self.check_update_flags(flags)
+        if (flags & ~uapi.BPF_F_LOCK) > uapi.BPF_EXIST or (self.percpu and flags > uapi.BPF_EXIST):
+            raise bpf_error(errno.EINVAL, "bad update flags")  # check_update_flags
         key = bytes(key)
         stored = self.to_kernel_value(value)
         if self.lru:
             self._lru_update(key, stored, flags)
-        else:
-            self.insert(key, stored, flags)
+            return
+        if not flags and not (self.percpu or self.fd_values):
+            # BPF_ANY of an existing key: insert's replacement, without the calls
+            elems = self.elems
+            old = elems.get(key)
+            if old is not None:
+                del elems[key]
+                elems[key] = stored
+                if self.buckets is not None:
+                    self._ix_head(key)
+                return
+        self.insert(key, stored, flags)
 
     # -- LRU (htab_lru_map_update_elem, __htab_lru_percpu_map_update_elem) -------------------------------
     def _lru_del_from_htab(self, elem):
         """htab_lru_map_delete_node: the LRU lists give up elem; remove it from the table if it is there."""
         if self.elems.get(elem.key) is not elem:
             return False
-        self._unlink(elem)
+        self._unlink(elem.key)
         return True
 
     def _lru_update(self, key, stored, flags):
@@ -259,11 +355,9 @@ class HashMap(BpfMap):
         takes no node for BPF_EXIST."""
         if flags > uapi.BPF_EXIST:
             raise bpf_error(errno.EINVAL, "bad update flags")
-        h = htab_map_hash(key, self.hashrnd)
         new = None
         if not (self.percpu and flags == uapi.BPF_EXIST):
-            new = self.lru_list.pop_free(self.kernel.smp_processor_id(),
-                                         lambda: LruElem(key, stored, h, h & (self.n_buckets - 1)))
+            new = self.lru_list.pop_free(self.kernel.smp_processor_id(), lambda: LruElem(key, stored))
             if new is None:
                 raise bpf_error(errno.ENOMEM, "no free LRU node for this CPU")
         old = self.elems.get(key)
@@ -283,47 +377,47 @@ class HashMap(BpfMap):
                 self.lru_list.push_free(new)
             return
         if old is None:
-            self._add_head(new)
+            self.elems[key] = new
+            if self.buckets is not None:
+                self._ix_add(key)
             return
         new.ref = 1
-        self._replace(old, new)
+        self._replace(key, old, new)
         self.lru_list.push_free(old)
 
-    def _replace(self, old, new):
-        """new takes the head of old's bucket and old leaves it (hlist add head, then del)."""
-        b = self.buckets[old.bucket]
-        i = b.index(old)  # Elem has no __eq__: index() finds this very object
-        if i:
-            del b[i]
-            b.insert(0, new)
-        else:
-            b[0] = new
-        self.elems[new.key] = new
-        self.free_value(old.value)
+    def _replace(self, key, old, new):
+        """A new element for key takes the head of its bucket and the old one leaves it (hlist add head,
+        then del): the key moves to the end of ``elems``."""
+        elems = self.elems
+        del elems[key]
+        elems[key] = new
+        if self.buckets is not None:
+            self._ix_head(key)
+        self.free_value(old.value if self.lru else old)
 
     def insert(self, key, stored, flags):
         mode = flags & ~uapi.BPF_F_LOCK
-        old = self.elems.get(key)
-        if old is not None and mode == uapi.BPF_NOEXIST:
-            raise bpf_error(errno.EEXIST)
-        if old is None and mode == uapi.BPF_EXIST:
-            raise bpf_error(errno.ENOENT)
-        if old is not None and (self.percpu or self.fd_values or flags & uapi.BPF_F_LOCK):
-            # copied into the existing element: its place in the bucket stays
-            self.free_value(old.value)
-            old.value = stored
-            return
+        elems = self.elems
+        old = elems.get(key)
         if old is None:
-            if len(self.elems) >= self.max_entries:
+            if mode == uapi.BPF_EXIST:
+                raise bpf_error(errno.ENOENT)
+            if len(elems) >= self.max_entries:
                 raise bpf_error(errno.E2BIG, "map is full")
             if not self.prealloc:
                 self.kernel.memcg.grow(self)  # ENOMEM past the memory limit
-            h = htab_map_hash(key, self.hashrnd)
-            self._add_head(Elem(key, stored, h, h & (self.n_buckets - 1)))
+            elems[key] = stored
+            if self.buckets is not None:
+                self._ix_add(key)
             return
-        # the old element leaves; the new one takes the head of the same bucket (which so stays
-        # non-empty: _nonempty is left alone)
-        self._replace(old, Elem(key, stored, old.hash, old.bucket))
+        if mode == uapi.BPF_NOEXIST:
+            raise bpf_error(errno.EEXIST)
+        if self.percpu or self.fd_values or flags & uapi.BPF_F_LOCK:
+            # copied into the existing element: its place in the bucket stays
+            elems[key] = stored
+            self.free_value(old)
+            return
+        self._replace(key, old, stored)
 
     # -- many elements at once (the batch commands) -------------------------------------------
     def _plain(self):
@@ -332,8 +426,9 @@ class HashMap(BpfMap):
         return type(self) is HashMap and not self.lru and not self.percpu and self.record is None
 
     def update_many(self, task, kbuf, vbuf, count, flags):
-        """BpfMap.update_many, for a plain hash map with the hashes of all the keys computed together
-        (jhash_many) and the non-empty bucket index updated once; the elements land as one by one."""
+        """BpfMap.update_many, for a plain hash map: the elements land as one by one would (new keys at
+        the end of ``elems``, a replaced key moved there); a chunk of distinct new keys that fits goes in
+        with one dict update."""
         if not self._plain() or count < 16:
             return super().update_many(task, kbuf, vbuf, count, flags)
         ks, vs = self.key_size, self.value_size
@@ -342,15 +437,21 @@ class HashMap(BpfMap):
         except OSError as e:
             return 0, e
         mode = flags & ~uapi.BPF_F_LOCK  # BPF_F_LOCK never gets here: the map has no spin lock
-        hashes = jhash_many(kbuf, ks, count, self.hashrnd)
-        elems, buckets, nb1, max_entries = self.elems, self.buckets, self.n_buckets - 1, self.max_entries
+        elems, max_entries = self.elems, self.max_entries
+        keys = [kbuf[o:o + ks] for o in range(0, count * ks, ks)]
+        if (mode != uapi.BPF_EXIST and self.prealloc and self.buckets is None
+                and len(elems) + count <= max_entries and elems.keys().isdisjoint(keys)
+                and len(set(keys)) == count):
+            # all new, distinct and room for all: the same state as one by one
+            elems.update(zip(keys, [vbuf[o:o + vs] for o in range(0, count * vs, vs)]))
+            return count, None
         grow = None if self.prealloc else self.kernel.memcg.grow
-        new_buckets = []
-        ko = vo = 0
+        ix = self.buckets is not None
+        vo = 0
         i = 0
         try:
             for i in range(count):
-                key = kbuf[ko:ko + ks]
+                key = keys[i]
                 old = elems.get(key)
                 if old is None:
                     if mode == uapi.BPF_EXIST:
@@ -359,115 +460,84 @@ class HashMap(BpfMap):
                         raise bpf_error(errno.E2BIG, "map is full")
                     if grow is not None:
                         grow(self)
-                    h = hashes[i]
-                    bi = h & nb1
-                    e = elems[key] = Elem(key, vbuf[vo:vo + vs], h, bi)
-                    b = buckets.get(bi)
-                    if b is None:
-                        buckets[bi] = [e]
-                        new_buckets.append(bi)
-                    else:
-                        b.insert(0, e)
+                    elems[key] = vbuf[vo:vo + vs]
+                    if ix:
+                        self._ix_add(key)
                 else:
                     if mode == uapi.BPF_NOEXIST:
                         raise bpf_error(errno.EEXIST)
-                    b = buckets[old.bucket]
-                    e = elems[key] = Elem(key, vbuf[vo:vo + vs], old.hash, old.bucket)
-                    j = b.index(old)
-                    if j:
-                        del b[j]
-                        b.insert(0, e)
-                    else:
-                        b[0] = e
-                ko += ks
+                    del elems[key]
+                    elems[key] = vbuf[vo:vo + vs]
+                    if ix:
+                        self._ix_head(key)
                 vo += vs
         except OSError as e:
             return i, e
-        finally:
-            if new_buckets:
-                self._nonempty.update(new_buckets)
         return count, None
 
     def delete_many(self, kbuf, count):
-        """BpfMap.delete_many for a plain hash map, with the emptied buckets leaving the non-empty bucket
-        index together."""
+        """BpfMap.delete_many for a plain hash map: the keys leave ``elems`` (and the walk index, if
+        there is one) without a call per key."""
         if not self._plain() or count < 16:
             return super().delete_many(kbuf, count)
         ks = self.key_size
-        elems, buckets = self.elems, self.buckets
-        emptied = []
-        ko = 0
+        pop = self.elems.pop
+        ix = self._ix_del if self.buckets is not None else None
         i = 0
         try:
-            for i in range(count):
-                e = elems.pop(kbuf[ko:ko + ks], None)
-                if e is None:
+            for i, o in enumerate(range(0, count * ks, ks)):
+                key = kbuf[o:o + ks]
+                if pop(key, None) is None:
                     raise bpf_error(errno.ENOENT)
-                b = buckets[e.bucket]
-                if len(b) == 1:
-                    del buckets[e.bucket]
-                    emptied.append(e.bucket)
-                else:
-                    del b[b.index(e)]
-                ko += ks
+                if ix is not None:
+                    ix(key)
         except OSError as e:
             return i, e
-        finally:
-            self._drop_buckets(emptied)
         return count, None
 
-    def _drop_buckets(self, emptied):
-        """Take the buckets ``emptied`` out of the non-empty bucket index, one by one or by a rebuild."""
-        if not emptied:
-            return
-        ne = self._nonempty
-        if len(emptied) * 8 < len(ne):
-            for bi in emptied:
-                ne.remove(bi)
-        else:
-            gone = set(emptied)
-            self._nonempty = SortedList(bi for bi in ne if bi not in gone)
-
-    def _free_elem(self, e):
+    def _free_elem(self, stored):
         """An element left the table: an LRU map's node goes back to its free list."""
         if self.lru_list is not None:
-            self.lru_list.push_free(e)
+            self.lru_list.push_free(stored)
 
     def delete(self, key):
-        e = self.elems.get(bytes(key))
-        if e is None:
+        key = bytes(key)
+        if key not in self.elems:
             raise bpf_error(errno.ENOENT)
-        self._unlink(e)
-        self._free_elem(e)
+        self._free_elem(self._unlink(key))
 
     def lookup_and_delete(self, key, flags):
         if (flags & ~uapi.BPF_F_LOCK) or (self.percpu and flags):
             raise bpf_error(errno.EINVAL)
-        e = self.elems.get(bytes(key))
-        if e is None:
+        key = bytes(key)
+        stored = self.elems.get(key)
+        if stored is None:
             raise bpf_error(errno.ENOENT)
-        value = self.to_user_value(e.value)
-        self._unlink(e)
-        self._free_elem(e)
+        value = self.to_user_value(stored.value if self.lru else stored)
+        self._free_elem(self._unlink(key))
         return value
 
     def lookup_and_delete_sys(self, key, flags):
         return self.lookup_and_delete(key, flags)
 
     def get_next_key(self, key):
+        buckets = self._index()
         i = 0
         if key is not None:
-            e = self.elems.get(bytes(key))
-            if e is not None:
-                b = self.buckets[e.bucket]
-                pos = b.index(e)
+            key = bytes(key)
+            bi = self._where.get(key)
+            if bi is not None:
+                b = buckets[bi]
+                pos = b.index(key)
                 if pos + 1 < len(b):
-                    return b[pos + 1].key
-                i = e.bucket + 1
-        pos = self._nonempty.bisect_left(i)
-        if pos == len(self._nonempty):
+                    return b[pos + 1]
+                i = bi + 1
+        ne = self._nonempty
+        pos = ne.bisect_left(i)
+        if pos == len(ne):
+            self._drop_index()
             raise bpf_error(errno.ENOENT)
-        return self.buckets[self._nonempty[pos]][0].key
+        return buckets[ne[pos]][0]
 
     # -- batch ------------------------------------------------------------------
     def lookup_batch(self, ctx, b):
@@ -490,8 +560,13 @@ class HashMap(BpfMap):
             raise bpf_error(errno.ENOENT)
         ks, vs = self.key_size, self.user_value_size
         kbase, vbase = b.keys, b.values
+        n_elems = len(self.elems)
+        if (self.buckets is None and max_count >= n_elems >= 16 and self._plain()
+                and (kbase + n_elems * ks <= vbase or vbase + n_elems * vs <= kbase)):
+            return self._htab_batch_whole(ctx, b, do_delete, batch)
         total = 0
         err = 0
+        buckets = self._index()
         # The non-empty buckets this call can visit (at most one per element, plus the one that
         # does not fit), taken once: nothing is added while the batch runs, and deleted buckets
         # are ones already passed.
@@ -506,40 +581,39 @@ class HashMap(BpfMap):
         kdone = vdone = 0  # end of the pages written so far in the key/value areas
         pk, pv, p0 = [], [], 0  # gathered keys and values, from element p0 on
         cls = type(self)
-        # the stored value is what userspace sees (no per-CPU layout, no object behind it)
-        raw_values = cls.batch_value is HashMap.batch_value and cls.to_user_value is HashMap.to_user_value
+        # the stored value is what userspace sees (no per-CPU layout, no node, no object behind it)
+        raw_values = (cls.batch_value is HashMap.batch_value and cls.to_user_value is HashMap.to_user_value
+                      and not self.lru)
         bv = self.batch_value
-        unlink = self._unlink
-        buckets = self.buckets
         elems = self.elems
+        where = self._where
         # a plain map's emptied buckets leave the non-empty index together at the end (every bucket the
         # batch deletes from is emptied whole)
         fast_delete = do_delete and self._plain()
         emptied = []
         try:
             for batch in todo:
-                bucket = buckets[batch]
-                n = len(bucket)
+                kparts = buckets[batch]
+                n = len(kparts)
                 if n > max_count - total:
                     if total == 0:
                         err = errno.ENOSPC
                     break
-                if n == 1:
-                    e = bucket[0]
-                    kparts, vparts = [e.key], [e.value if raw_values else bv(e)]
+                if raw_values:
+                    vparts = [elems[k] for k in kparts]
                 else:
-                    kparts = [e.key for e in bucket]
-                    vparts = [e.value for e in bucket] if raw_values else [bv(e) for e in bucket]
+                    vparts = [bv(elems[k]) for k in kparts]
                 if do_delete:
                     if fast_delete:
                         del buckets[batch]
                         emptied.append(batch)
-                        for e in bucket:
-                            del elems[e.key]
+                        for k in kparts:
+                            del elems[k]
+                            del where[k]
                     else:
-                        for e in list(bucket):
-                            unlink(e)
-                            self._free_elem(e)
+                        kparts = list(kparts)  # the bucket's list changes as its keys leave
+                        for k in kparts:
+                            self._free_elem(self._unlink(k))
                 kaddr, vaddr = kbase + total * ks, vbase + total * vs
                 kend, vend = kaddr + n * ks, vaddr + n * vs
                 if gather and kend <= kdone and vend <= vdone:
@@ -571,38 +645,121 @@ class HashMap(BpfMap):
         ctx.write(b.out_batch, batch.to_bytes(4, "little"))
         ctx.put("batch.count", total)
         if err:
+            if err == errno.ENOENT:
+                self._drop_index()
             raise bpf_error(err)
         return 0
 
-    def batch_value(self, e):
-        return self.to_user_value(e.value)
+    def _htab_batch_whole(self, ctx, b, do_delete, batch):
+        """_htab_batch of a plain map with no walk index, when every element from bucket ``batch`` on fits
+        and the key and value areas do not overlap: the walk order comes from one sort of the elements by
+        (bucket, newest first) instead of an index, and the copies are the ones _htab_batch makes (a
+        bucket whose copy reaches a page not yet written in this call is copied on its own, after what
+        was gathered before it; each bucket is deleted before its copy)."""
+        ks, vs = self.key_size, self.value_size
+        kbase, vbase = b.keys, b.values
+        elems = self.elems
+        keys = list(elems)  # oldest first
+        n = len(keys)
+        mask = self.n_buckets - 1
+        shift = n.bit_length()
+        low = (1 << shift) - 1  # (bucket << shift) | (low - age): ascending = bucket order, newest first
+        order = sorted([((h & mask) << shift) | (low - p)
+                        for p, h in enumerate(jhash_many(b"".join(keys), ks, n, self.hashrnd))])
+        if batch:
+            del order[:bisect_left(order, batch << shift)]
+        n = len(order)
+        obis = [x >> shift for x in order]
+        order = [keys[low - (x & low)] for x in order]
+        ends = [i for i in range(1, n) if obis[i] != obis[i - 1]]
+        if n:
+            ends.append(n)
+        values = [elems[k] for k in order]
+        kdone = vdone = 0  # end of the pages written so far in the key/value areas
+        p0 = 0  # what was gathered starts there
+        gone = 0  # elements deleted so far
+        j = 0
+        nb = len(ends)
+        while j < nb:
+            # the buckets whose copies land in pages already written are gathered
+            j = bisect_right(ends, min((kdone - kbase) // ks, (vdone - vbase) // vs), j)
+            if j == nb:
+                break
+            s, e = ends[j - 1] if j else 0, ends[j]
+            if do_delete:
+                for k in order[gone:e]:
+                    del elems[k]
+                gone = e
+            if p0 < s:
+                ctx.write(kbase + p0 * ks, b"".join(order[p0:s]))
+                ctx.write(vbase + p0 * vs, b"".join(values[p0:s]))
+            kend, vend = kbase + e * ks, vbase + e * vs
+            ctx.write(kbase + s * ks, b"".join(order[s:e]))
+            kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
+            ctx.write(vbase + s * vs, b"".join(values[s:e]))
+            vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
+            p0 = e
+            j += 1
+        if do_delete:
+            for k in order[gone:]:
+                del elems[k]
+        if p0 < n:
+            ctx.write(kbase + p0 * ks, b"".join(order[p0:]))
+            ctx.write(vbase + p0 * vs, b"".join(values[p0:]))
+        ctx.write(b.out_batch, self.n_buckets.to_bytes(4, "little"))
+        ctx.put("batch.count", n)
+        raise bpf_error(errno.ENOENT)
+
+    def _drop_buckets(self, emptied):
+        """Take the buckets ``emptied`` out of the non-empty bucket index, one by one or by a rebuild."""
+        if not emptied:
+            return
+        ne = self._nonempty
+        if len(emptied) * 8 < len(ne):
+            for bi in emptied:
+                ne.remove(bi)
+        else:
+            gone = set(emptied)
+            self._nonempty = SortedList(bi for bi in ne if bi not in gone)
+
+    def batch_value(self, stored):
+        return self.to_user_value(stored.value if self.lru else stored)
 
     def on_free(self):
-        for e in list(self.elems.values()):
-            self.free_value(e.value)
+        for stored in list(self.elems.values()):
+            self.free_value(stored.value if self.lru else stored)
         self.elems.clear()
-        self.buckets.clear()
-        self._nonempty.clear()
+        self._drop_index()
 
     def self_check(self):
-        """Buckets, the element index, the non-empty bucket index and the LRU list agree."""
+        """Keys of the key size, LRU nodes filed under their keys, the walk index (when there is one)
+        agreeing with the keys, their hashes and their order, and the LRU list."""
         out = []
-        seen = 0
-        for b, lst in self.buckets.items():
-            if not lst:
-                out.append("%r keeps empty bucket %d" % (self, b))
-            for e in lst:
-                seen += 1
-                if e.bucket != b or self.elems.get(e.key) is not e:
-                    out.append("%r: element %s misfiled (bucket %d)" % (self, e.key.hex(), b))
-                if len(e.key) != self.key_size:
-                    out.append("%r: key %s has the wrong size" % (self, e.key.hex()))
-        if seen != len(self.elems):
-            out.append("%r: %d elements indexed, %d in buckets" % (self, len(self.elems), seen))
-        if list(self._nonempty) != sorted(self.buckets):
-            out.append("%r: non-empty bucket index out of date" % (self,))
+        elems = self.elems
+        for k, stored in elems.items():
+            if len(k) != self.key_size:
+                out.append("%r: key %s has the wrong size" % (self, k.hex()))
+            elif self.lru and stored.key != k:
+                out.append("%r: element %s misfiled under %s" % (self, stored.key.hex(), k.hex()))
+        if self.buckets is not None:
+            age = {k: i for i, k in enumerate(elems)}
+            seen = 0
+            mask = self.n_buckets - 1
+            for bi, lst in self.buckets.items():
+                if not lst:
+                    out.append("%r keeps empty bucket %d" % (self, bi))
+                seen += len(lst)
+                for k in lst:
+                    if k not in elems or self._where.get(k) != bi or self._bucket(k) != bi:
+                        out.append("%r: key %s misfiled in buckets (bucket %d)" % (self, k.hex(), bi))
+                if [age.get(k) for k in lst] != sorted((age.get(k, -1) for k in lst), reverse=True):
+                    out.append("%r: bucket %d is not newest first" % (self, bi))
+            if seen != len(elems) or len(self._where) != len(elems):
+                out.append("%r: %d elements, %d in buckets" % (self, len(elems), seen))
+            if list(self._nonempty) != sorted(self.buckets):
+                out.append("%r: non-empty bucket index out of date" % (self,))
         if self.lru_list is not None:
-            out.extend("%r: %s" % (self, p) for p in self.lru_list.self_check(list(self.elems.values()),
+            out.extend("%r: %s" % (self, p) for p in self.lru_list.self_check(list(elems.values()),
                                                                                 self.max_entries))
         return out
 
@@ -641,4 +798,4 @@ class HashOfMaps(OfMaps, HashMap):
     lookup_and_delete_sys = BpfMap.lookup_and_delete_sys  # not among the types the command serves
 
     def held_objects(self):
-        return [e.value for e in self.elems.values()]
+        return list(self.elems.values())

@@ -88,5 +88,4 @@ class OfMaps:
         if self.map_type == uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS:
             i = struct.unpack("<I", bytes(key[:4]))[0]
             return self.slots.get(i)
-        e = self.elems.get(bytes(key))
-        return None if e is None else e.value
+        return self.elems.get(bytes(key))
