@@ -21,6 +21,7 @@ from .syscall import _load_families
 _load_families()
 from . import host  # noqa: E402
 from .host import Host  # noqa: E402  (the real kernel through bpf(2): Linux, privileged)
+from .vm import VM  # noqa: E402  (a real kernel of another version, booted under QEMU)
 
 
-__all__ = ["Kernel", "Task", "Host", "uapi", "ENOTSUPP"]
+__all__ = ["Kernel", "Task", "Host", "VM", "uapi", "ENOTSUPP"]

@@ -1,0 +1,195 @@
+"""The agent inside a VM guest: relays the host's RPC streams to guest tasks over one serial port.
+
+Run as the guest's first process (``python3 -m bpfemu.vm.guest /dev/vportNpM``) after the
+launcher's init has chrooted into the host's root (shared read-only over 9p) with proc, sysfs,
+devtmpfs, a tmpfs on /tmp and bpffs on /sys/fs/bpf mounted.
+
+Each guest task is a process forked from this agent that runs the host child loop of
+:mod:`bpfemu.host` (``_start_serving``) on a unix socket, exactly as ``Host().spawn()``'s
+children do; the agent copies bytes between that socket and the task's channel on the port
+(see :mod:`bpfemu.vm.wire`), and keeps the fds tasks pass (SCM_RIGHTS) under handles.
+
+Control requests (channel 0, pickled tuples; each answered with ("ok", value) or ("err", errno)):
+("spawn", uid, caps) -> channel of a new task; ("attach", handle) -> channel of the socket behind
+a handle (a task's fork); ("release", [handles]); ("mount_bpffs", path or None) -> path of a fresh
+private bpffs; ("umount", path); ("os", name, args) -> os.<name>(*args) run by the agent (root, for the
+harness's own setup); ("mmap", chan, fd, length, offset, writable); ("munmap", id);
+("poweroff",). The agent announces itself with ("hello", facts) on channel 0.
+"""
+import ctypes
+import errno
+import os
+import pickle
+import select
+import signal
+import socket
+import sys
+import tempfile
+
+from bpfemu import host
+from bpfemu.vm import wire
+
+MAX_FDS = 253  # SCM_MAX_FD
+
+
+class Agent:
+    def __init__(self, port_path):
+        self.port = os.open(port_path, os.O_RDWR)
+        self.reader = wire.Reader()
+        self.tasks = {}  # chan -> socket
+        self.by_sock = {}  # fileno -> chan
+        self.handles = {}  # handle -> fd
+        self.next_chan = 1
+        self.next_handle = 1
+        self.mounts = []
+        self.mappings = {}
+
+    # -- the port ---------------------------------------------------------------
+    def write(self, chan, data, handles=()):
+        buf = memoryview(wire.encode(chan, data, handles))
+        while buf:
+            n = os.write(self.port, buf)
+            buf = buf[n:]
+
+    def reply(self, obj):
+        self.write(wire.CONTROL, pickle.dumps(obj))
+
+    # -- tasks ------------------------------------------------------------------
+    def add_task(self, sock):
+        chan = self.next_chan
+        self.next_chan += 1
+        self.tasks[chan] = sock
+        self.by_sock[sock.fileno()] = chan
+        return chan
+
+    def spawn(self, uid, caps):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+                os.dup2(b.fileno(), host.RPC_FD)
+                os.closerange(3, host.RPC_FD)
+                os.closerange(host.RPC_FD + 1, 65536)
+                host._start_serving(socket.socket(fileno=host.RPC_FD), uid, caps)
+            finally:
+                os._exit(1)
+        b.close()
+        return self.add_task(a)
+
+    def from_task(self, chan):
+        sock = self.tasks[chan]
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, MAX_FDS)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            self.drop(chan)
+            self.reply(("closed", chan))
+            return
+        handles = []
+        for fd in fds:
+            h = self.next_handle
+            self.next_handle += 1
+            self.handles[h] = fd
+            handles.append(h)
+        self.write(chan, data, handles)
+
+    def to_task(self, chan, data, handles):
+        sock = self.tasks.get(chan)
+        if sock is None:
+            return  # the task is gone; the host learns it from the ("closed", chan) already sent
+        try:
+            if handles:
+                socket.send_fds(sock, [data], [self.handles[h] for h in handles])
+            else:
+                sock.sendall(data)
+        except OSError:
+            self.drop(chan)
+            self.reply(("closed", chan))
+
+    def drop(self, chan):
+        sock = self.tasks.pop(chan, None)
+        if sock is not None:
+            self.by_sock.pop(sock.fileno(), None)
+            sock.close()
+
+    # -- control ------------------------------------------------------------------
+    def control(self, req):
+        op = req[0]
+        if op == "spawn":
+            return self.spawn(req[1], req[2])
+        if op == "attach":
+            fd = self.handles.pop(req[1])
+            return self.add_task(socket.socket(fileno=fd))
+        if op == "release":
+            for h in req[1]:
+                fd = self.handles.pop(h, None)
+                if fd is not None:
+                    os.close(fd)
+            return None
+        if op == "close_chan":
+            self.drop(req[1])
+            return None
+        if op == "mount_bpffs":
+            path = req[1] if len(req) > 1 and req[1] else tempfile.mkdtemp(prefix="bpfemu-bpffs-")
+            os.makedirs(path, exist_ok=True)
+            host._mount("bpf", path, "bpf")
+            self.mounts.append(path)
+            return path
+        if op == "umount":
+            host._umount(req[1])
+            os.rmdir(req[1])
+            return None
+        if op == "os":
+            fn = getattr(os, req[1])
+            r = fn(*req[2])
+            return tuple(r) if isinstance(r, os.stat_result) else r
+        if op == "poweroff":
+            os.sync()
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.reboot(0x4321FEDC)  # LINUX_REBOOT_CMD_POWER_OFF
+            return None
+        raise OSError(errno.EINVAL, "unknown control request %r" % (op,))
+
+    def run(self):
+        uname = os.uname()
+        with open("/sys/devices/system/cpu/possible") as f:
+            possible = f.read().strip()
+        self.reply(("hello", {"release": uname.release, "version": uname.version, "possible": possible,
+                              "pid": os.getpid()}))
+        while True:
+            fds = [self.port] + [s.fileno() for s in self.tasks.values()]
+            ready, _, _ = select.select(fds, [], [])
+            for fd in ready:
+                if fd == self.port:
+                    chunk = os.read(self.port, 1 << 16)
+                    if not chunk:
+                        continue  # the host side is not connected (yet, or any more)
+                    self.reader.feed(chunk)
+                    for chan, data, handles in self.reader.frames():
+                        if chan == wire.CONTROL:
+                            try:
+                                res = ("ok", self.control(pickle.loads(data)))
+                            except OSError as e:
+                                res = ("err", e.errno or errno.EIO)
+                            except Exception as e:  # never let the agent die: the guest would panic
+                                res = ("err", errno.EIO, repr(e))
+                            self.reply(res)
+                        else:
+                            self.to_task(chan, data, handles)
+                else:
+                    chan = self.by_sock.get(fd)
+                    if chan is not None:
+                        self.from_task(chan)
+
+
+def main(argv):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # tasks and orphaned forks are reaped by the kernel
+    Agent(argv[0]).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

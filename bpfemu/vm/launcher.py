@@ -1,0 +1,236 @@
+"""Booting a real kernel under QEMU: a busybox initramfs, the host's root over 9p, the agent on a serial port.
+
+``Launch(kernel, ...)`` writes an initramfs (static busybox from Debian's busybox-static, the
+kernel's virtio/9p modules, an init script), starts ``qemu-system-x86_64`` with TCG (this
+machine's /dev/kvm cannot run stock kernels, and QEMU does not fall back by itself), and
+listens on the unix socket QEMU's virtio-serial port connects to. The guest's init mounts
+the host's root read-only over 9p, chroots into it with proc, sysfs, devtmpfs, a tmpfs on
+/tmp, bpffs on /sys/fs/bpf and cgroup2 on /sys/fs/cgroup, and execs the agent
+(:mod:`bpfemu.vm.guest`) with this very Python and this very bpfemu.
+"""
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+
+from . import wire
+
+QEMU = "qemu-system-x86_64"
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
+
+
+class LaunchError(RuntimeError):
+    """QEMU, busybox or the kernel is missing, or the guest did not come up (the message says which)."""
+
+
+def find_qemu():
+    path = os.environ.get("BPFEMU_QEMU") or shutil.which(QEMU)
+    if not path:
+        raise LaunchError("%s not found (apt-get install qemu-system-x86, or set BPFEMU_QEMU)" % QEMU)
+    return path
+
+
+def find_busybox():
+    """A statically linked busybox (the initramfs has no libc), or LaunchError."""
+    cands = [os.environ["BPFEMU_BUSYBOX"]] if os.environ.get("BPFEMU_BUSYBOX") else BUSYBOX_CANDIDATES
+    for path in cands:
+        if os.path.exists(path) and _is_static(path):
+            return path
+    raise LaunchError("no static busybox (apt-get install busybox-static, or set BPFEMU_BUSYBOX)")
+
+
+def _is_static(path):
+    """An ELF without a PT_INTERP program header."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2:
+                return False
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return False
+    return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))  # PT_INTERP
+
+
+# -- the initramfs --------------------------------------------------------------
+
+class Cpio:
+    """A newc cpio archive built in memory (no cpio tool, no privileges for device nodes)."""
+
+    def __init__(self):
+        self.out = bytearray()
+        self.ino = 1
+
+    def _entry(self, name, mode, data=b"", rdev=(0, 0), nlink=1):
+        name_b = name.encode() + b"\0"
+        hdr = "070701" + "".join("%08X" % v for v in (
+            self.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0))
+        self.ino += 1
+        self.out += hdr.encode() + name_b
+        self.out += bytes(-len(self.out) % 4)
+        self.out += data
+        self.out += bytes(-len(self.out) % 4)
+
+    def dir(self, name):
+        self._entry(name, 0o040755, nlink=2)
+
+    def file(self, name, data, mode=0o644):
+        self._entry(name, 0o100000 | mode, data)
+
+    def chardev(self, name, major, minor):
+        self._entry(name, 0o020600, rdev=(major, minor))
+
+    def finish(self):
+        self._entry("TRAILER!!!", 0)
+        return bytes(self.out)
+
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /modules.order); do insmod /modules/$m || echo "bpfemu-init: insmod $m failed"; done
+R=/newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 {tag} $R || {{ echo "bpfemu-init: 9p mount failed"; poweroff -f; }}
+mount -t proc proc $R/proc
+mount -t sysfs sysfs $R/sys
+mount -t devtmpfs devtmpfs $R/dev
+mount -t tmpfs -o mode=1777 tmpfs $R/tmp
+mount -t bpf bpf $R/sys/fs/bpf
+mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
+[ -d $R/dev/shm ] && mount -t tmpfs tmpfs $R/dev/shm
+PORT=
+for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = "{port}" ] && PORT=/dev/${{p##*/}}; done
+[ -n "$PORT" ] || {{ echo "bpfemu-init: no virtio port {port}"; poweroff -f; }}
+echo "bpfemu-init: up, agent on $PORT"
+cd /
+export PYTHONPATH={pythonpath} PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
+exec chroot $R {python} -m bpfemu.vm.guest $R$PORT
+"""
+
+
+def build_initramfs(kernel, python, pythonpath):
+    """The initramfs (bytes) for a :class:`bpfemu.vm.kernels.Cached` kernel."""
+    c = Cpio()
+    for d in ("bin", "dev", "proc", "sys", "modules", "newroot"):
+        c.dir(d)
+    c.chardev("dev/console", 5, 1)
+    c.chardev("dev/null", 1, 3)
+    with open(find_busybox(), "rb") as f:
+        c.file("bin/busybox", f.read(), 0o755)
+    order = []
+    for path in kernel.modules:
+        with open(path, "rb") as f:
+            c.file("modules/" + os.path.basename(path), f.read())
+        order.append(os.path.basename(path))
+    c.file("modules.order", ("\n".join(order) + "\n").encode())
+    init = INIT.format(tag=wire.MOUNT_TAG, port=wire.PORT_NAME, python=python, pythonpath=pythonpath)
+    init = init.replace("$R$PORT", "$PORT")  # the port path is the same inside the chroot (devtmpfs)
+    c.file("init", init.encode(), 0o755)
+    return c.finish()
+
+
+# -- QEMU ---------------------------------------------------------------------------
+
+def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus, append=""):
+    cmdline = "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init mitigations=off " \
+              "i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable " + append
+    return [
+        qemu, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+        "-machine", "q35,accel=tcg", "-cpu", "max", "-m", str(memory_mb),
+        "-smp", "%d,maxcpus=%d" % (cpus, cpus),
+        "-kernel", kernel.vmlinuz, "-initrd", initrd, "-append", cmdline.strip(),
+        "-chardev", "file,id=con,path=%s" % console_path, "-serial", "chardev:con",
+        "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", "virtio-9p-pci,fsdev=root,mount_tag=%s" % wire.MOUNT_TAG,
+        "-device", "virtio-serial-pci,id=vser",
+        "-chardev", "socket,id=rpc,path=%s" % sock_path,
+        "-device", "virtserialport,bus=vser.0,chardev=rpc,name=%s" % wire.PORT_NAME,
+        "-monitor", "none", "-display", "none",
+    ]
+
+
+def host_cpus():
+    """How many CPUs the host kernel calls possible (the guest gets as many, so per-CPU sizes agree)."""
+    from bpfemu.kernel import host_possible_cpus
+    return host_possible_cpus() or os.cpu_count() or 1
+
+
+class Launch:
+    """A started QEMU with its guest agent's serial port connected (``.sock``)."""
+
+    def __init__(self, kernel, memory_mb=512, cpus=None, workdir=None, timeout=120):
+        self.qemu = find_qemu()
+        self.kernel = kernel
+        self.cpus = cpus or host_cpus()
+        self.dir = workdir or tempfile.mkdtemp(prefix="bpfemu-vm-%s-" % kernel.version)
+        os.chmod(self.dir, 0o755)
+        self.console = os.path.join(self.dir, "console.log")
+        initrd = os.path.join(self.dir, "initramfs.cpio")
+        project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with open(initrd, "wb") as f:
+            f.write(build_initramfs(kernel, os.path.realpath(sys.executable), project))
+        sock_path = os.path.join(self.dir, "rpc.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(sock_path)
+        listener.listen(1)
+        self.cmd = qemu_command(self.qemu, kernel, initrd, sock_path, self.console, memory_mb, self.cpus)
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        listener.settimeout(timeout)
+        try:
+            self.sock, _ = listener.accept()
+        except socket.timeout:
+            self.kill()
+            raise LaunchError("QEMU did not connect its serial port within %ds: %s" % (timeout, self.why()))
+        finally:
+            listener.close()
+
+    def why(self):
+        """The end of QEMU's output and of the guest console, for error messages."""
+        out = ""
+        if self.proc.poll() is not None and self.proc.stdout:
+            out = self.proc.stdout.read().decode(errors="replace").strip()
+            out = "qemu exited %s: %s; " % (self.proc.returncode, out[-800:])
+        try:
+            with open(self.console, errors="replace") as f:
+                con = f.read()[-1500:]
+        except OSError:
+            con = ""
+        return out + "guest console (%s): ...%s" % (self.console, con)
+
+    def rss_kib(self):
+        """QEMU's resident memory (KiB): what one guest costs the host."""
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cleanup(self):
+        self.kill()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
