@@ -1,6 +1,6 @@
 """The agent inside a VM guest: relays the host's RPC streams to guest tasks over one serial port.
 
-Run as the guest's first process (``python3 -m bpfemu.vm.guest /dev/vportNpM``) after the
+Run as the guest's first process (through :mod:`bpfemu.vm.guest_boot`) after the
 launcher's init has chrooted into the host's root (shared read-only over 9p) with proc, sysfs,
 devtmpfs, a tmpfs on /tmp and bpffs on /sys/fs/bpf mounted.
 
@@ -156,10 +156,12 @@ class Agent:
 
     def run(self):
         uname = os.uname()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
         with open("/sys/devices/system/cpu/possible") as f:
             possible = f.read().strip()
         self.reply(("hello", {"release": uname.release, "version": uname.version, "possible": possible,
-                              "pid": os.getpid()}))
+                              "pid": os.getpid(), "uptime": uptime}))
         while True:
             fds = [self.port] + [s.fileno() for s in self.tasks.values()]
             ready, _, _ = select.select(fds, [], [])
@@ -187,6 +189,9 @@ class Agent:
 
 
 def main(argv):
+    # what the task loop imports lazily, imported now: a task that dropped to another uid may not be
+    # able to read the files (the host's root, as root owns it) any more
+    from bpfemu import inode, kernel  # noqa: F401
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # tasks and orphaned forks are reaped by the kernel
     Agent(argv[0]).run()
 

@@ -113,11 +113,11 @@ for p in /sys/class/virtio-ports/*; do [ "$(cat $p/name)" = "{port}" ] && PORT=/
 echo "bpfemu-init: up, agent on $PORT"
 cd /
 export PYTHONPATH={pythonpath} PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
-exec chroot $R {python} -m bpfemu.vm.guest $R$PORT
+exec chroot $R {python} -S {project}/bpfemu/vm/guest_boot.py {project} $PORT
 """
 
 
-def build_initramfs(kernel, python, pythonpath):
+def build_initramfs(kernel, python, project, pythonpath):
     """The initramfs (bytes) for a :class:`bpfemu.vm.kernels.Cached` kernel."""
     c = Cpio()
     for d in ("bin", "dev", "proc", "sys", "modules", "newroot"):
@@ -132,8 +132,8 @@ def build_initramfs(kernel, python, pythonpath):
             c.file("modules/" + os.path.basename(path), f.read())
         order.append(os.path.basename(path))
     c.file("modules.order", ("\n".join(order) + "\n").encode())
-    init = INIT.format(tag=wire.MOUNT_TAG, port=wire.PORT_NAME, python=python, pythonpath=pythonpath)
-    init = init.replace("$R$PORT", "$PORT")  # the port path is the same inside the chroot (devtmpfs)
+    init = INIT.format(tag=wire.MOUNT_TAG, port=wire.PORT_NAME, python=python, project=project,
+                       pythonpath=pythonpath)
     c.file("init", init.encode(), 0o755)
     return c.finish()
 
@@ -158,6 +158,16 @@ def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus,
     ]
 
 
+def site_packages():
+    """This Python's site-packages directories (the guest runs it with -S, so without the site module)."""
+    import site
+    dirs = list(site.getsitepackages())
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user and os.path.isdir(user):
+        dirs.append(user)
+    return [d for d in dirs if os.path.isdir(d)]
+
+
 def host_cpus():
     """How many CPUs the host kernel calls possible (the guest gets as many, so per-CPU sizes agree)."""
     from bpfemu.kernel import host_possible_cpus
@@ -177,12 +187,14 @@ class Launch:
         initrd = os.path.join(self.dir, "initramfs.cpio")
         project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         with open(initrd, "wb") as f:
-            f.write(build_initramfs(kernel, os.path.realpath(sys.executable), project))
+            f.write(build_initramfs(kernel, os.path.realpath(sys.executable), project,
+                                    ":".join([project] + site_packages())))
         sock_path = os.path.join(self.dir, "rpc.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(sock_path)
         listener.listen(1)
-        self.cmd = qemu_command(self.qemu, kernel, initrd, sock_path, self.console, memory_mb, self.cpus)
+        self.cmd = qemu_command(self.qemu, kernel, initrd, sock_path, self.console, memory_mb, self.cpus,
+                                os.environ.get("BPFEMU_VM_APPEND", ""))
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         listener.settimeout(timeout)
@@ -233,4 +245,5 @@ class Launch:
         self.kill()
         if self.proc.stdout:
             self.proc.stdout.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("BPFEMU_VM_KEEP"):  # keep the console log and initramfs for debugging
+            shutil.rmtree(self.dir, ignore_errors=True)
