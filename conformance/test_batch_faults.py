@@ -62,7 +62,7 @@ def run(sys_, cmd, nelem, count, koff, voff, badk, badv, prot, overlap):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_hash_batch_faults_match_the_host(seed):
-    _need_host()
+    _need_host(needs="the calling process's own page protections")
     rnd = random.Random(seed)
     host = bpfemu.Host()
     for _ in range(6):

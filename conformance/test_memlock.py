@@ -92,7 +92,7 @@ def limited(request):
         yield b.spawn()
         b.close()
         return
-    _need_host()
+    _need_host(needs="a memory cgroup of the host")
     try:
         cg = HostCgroup(LIMIT)
     except OSError as e:

@@ -23,6 +23,7 @@ import pickle
 import select
 import signal
 import socket
+import struct
 import sys
 import tempfile
 
@@ -147,12 +148,47 @@ class Agent:
             fn = getattr(os, req[1])
             r = fn(*req[2])
             return tuple(r) if isinstance(r, os.stat_result) else r
+        if op == "mmap":
+            return self.mmap(*req[1:])
+        if op == "munmap":
+            addr, length = self.mappings.pop(req[1])
+            host.libc().munmap(ctypes.c_void_p(addr), ctypes.c_size_t(length))
+            return None
         if op == "poweroff":
             os.sync()
             libc = ctypes.CDLL(None, use_errno=True)
             libc.reboot(0x4321FEDC)  # LINUX_REBOOT_CMD_POWER_OFF
             return None
         raise OSError(errno.EINVAL, "unknown control request %r" % (op,))
+
+    def mmap(self, handle, length, offset, writable):
+        """mmap(MAP_SHARED) of the fd behind handle, kept here; (id, [guest page frame of each page]).
+
+        The host maps those frames of the guest's RAM (a shared file) to see the same memory."""
+        fd = self.handles.pop(handle)
+        lib = host.libc()
+        try:
+            p = lib.mmap(None, length, 3 if writable else 1, 1, fd, offset)  # PROT_READ[|WRITE], MAP_SHARED
+            if p in (None, ctypes.c_void_p(-1).value):
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+        finally:
+            os.close(fd)  # the mapping holds the file
+        pages = (length + host.PAGE - 1) // host.PAGE
+        frames = []
+        with open("/proc/self/pagemap", "rb") as f:
+            for i in range(pages):
+                for _try in range(2):
+                    f.seek((p // host.PAGE + i) * 8)
+                    entry, = struct.unpack("<Q", f.read(8))
+                    if entry >> 63:  # present
+                        break
+                    ctypes.string_at(p + i * host.PAGE, 1)  # fault the page in, then look again
+                frames.append(entry & ((1 << 55) - 1) if entry >> 63 else None)
+        mid = self.next_handle
+        self.next_handle += 1
+        self.mappings[mid] = (p, length)
+        return mid, frames
 
     def run(self):
         uname = os.uname()

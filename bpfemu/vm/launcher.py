@@ -28,7 +28,7 @@ class LaunchError(RuntimeError):
 
 def find_qemu():
     path = os.environ.get("BPFEMU_QEMU") or shutil.which(QEMU)
-    if not path:
+    if not path or not os.access(path, os.X_OK):
         raise LaunchError("%s not found (apt-get install qemu-system-x86, or set BPFEMU_QEMU)" % QEMU)
     return path
 
@@ -140,12 +140,16 @@ def build_initramfs(kernel, python, project, pythonpath):
 
 # -- QEMU ---------------------------------------------------------------------------
 
-def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus, append=""):
+def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus, append="", ram_path=None):
     cmdline = "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init mitigations=off " \
               "i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable " + append
     return [
         qemu, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-        "-machine", "q35,accel=tcg", "-cpu", "max", "-m", str(memory_mb),
+        "-machine", "q35,accel=tcg" + (",memory-backend=ram" if ram_path else ""), "-cpu", "max",
+        "-m", "%dM" % memory_mb,
+    ] + ([
+        "-object", "memory-backend-file,id=ram,size=%dM,mem-path=%s,share=on" % (memory_mb, ram_path),
+    ] if ram_path else []) + [
         "-smp", "%d,maxcpus=%d" % (cpus, cpus),
         "-kernel", kernel.vmlinuz, "-initrd", initrd, "-append", cmdline.strip(),
         "-chardev", "file,id=con,path=%s" % console_path, "-serial", "chardev:con",
@@ -189,12 +193,19 @@ class Launch:
         with open(initrd, "wb") as f:
             f.write(build_initramfs(kernel, os.path.realpath(sys.executable), project,
                                     ":".join([project] + site_packages())))
+        # the guest's RAM is a shared file, so that the host can map the guest pages of a map's mmap
+        if memory_mb > 2048:
+            raise LaunchError("memory_mb above 2048 is not supported (guest RAM must stay below the PCI hole)")
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else self.dir
+        fd, self.ram_path = tempfile.mkstemp(prefix="bpfemu-vm-ram-", dir=shm)
+        os.close(fd)
+        self.ram_fd = None
         sock_path = os.path.join(self.dir, "rpc.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(sock_path)
         listener.listen(1)
         self.cmd = qemu_command(self.qemu, kernel, initrd, sock_path, self.console, memory_mb, self.cpus,
-                                os.environ.get("BPFEMU_VM_APPEND", ""))
+                                os.environ.get("BPFEMU_VM_APPEND", ""), self.ram_path)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         listener.settimeout(timeout)
@@ -205,6 +216,14 @@ class Launch:
             raise LaunchError("QEMU did not connect its serial port within %ds: %s" % (timeout, self.why()))
         finally:
             listener.close()
+
+    def open_ram(self):
+        """Open the guest's RAM file (once the guest is up: QEMU has made and sized it) and unlink it."""
+        if self.ram_fd is None:
+            self.ram_fd = os.open(self.ram_path, os.O_RDWR)
+            os.unlink(self.ram_path)
+            if os.fstat(self.ram_fd).st_size == 0:
+                raise LaunchError("the guest RAM file %s is empty" % self.ram_path)
 
     def why(self):
         """The end of QEMU's output and of the guest console, for error messages."""
@@ -243,6 +262,11 @@ class Launch:
 
     def cleanup(self):
         self.kill()
+        if self.ram_fd is not None:
+            os.close(self.ram_fd)
+            self.ram_fd = None
+        if os.path.exists(self.ram_path):
+            os.unlink(self.ram_path)
         if self.proc.stdout:
             self.proc.stdout.close()
         if not os.environ.get("BPFEMU_VM_KEEP"):  # keep the console log and initramfs for debugging

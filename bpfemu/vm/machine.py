@@ -10,8 +10,8 @@ guarded guest memory (an unreadable tail stays unreadable, so EFAULT stays EFAUL
 syscall and sends back what the kernel wrote, which is written at the original addresses here.
 
 Fds are guest fds (numbers in the guest task); they can travel between tasks of one VM
-(``send_fds``) but not out of it. ``mmap`` of a map fd is not available (the memory is the
-guest's): it raises OSError(ENOTSUP). The paths of ``mkdir``, ``stat``... are guest paths:
+(``send_fds``) but not out of it. ``mmap`` of a map fd maps the guest's pages here: the guest's
+RAM is a shared file, and the agent says which page frames back the guest's mapping. The paths of ``mkdir``, ``stat``... are guest paths:
 the guest sees the host's root read-only, with its own /tmp, /proc, /sys and a bpffs per
 ``mount_bpffs()``.
 """
@@ -208,7 +208,18 @@ class VMTask(host.HostTask):
                 self.vm._link.call("release", handles)
 
     def mmap(self, fd, length, offset=0, writable=True):
-        raise OSError(errno.ENOTSUP, "mmap of a guest map fd is not available on the VM backend")
+        """mmap(MAP_SHARED) of the task's map fd, seen here through the guest's RAM.
+
+        The task passes the fd (the same open file, so the same mode) to the agent, which maps it
+        (so the mapping pins the map and counts as its writer, as the task's own would) and says
+        which guest page frames back it; those pages of the guest RAM file are mapped here, in
+        order, into one range: the caller reads and writes the map's memory itself."""
+        host._send(self.sock, ("send_fds", [fd]))
+        (status, val), handles = host._recv(self.sock, want_fds=1)
+        if status == "err":
+            raise OSError(val, strerror(val))
+        mid, frames = self.vm._link.call("mmap", handles[0], length, offset, writable)
+        return self.vm._map_frames(mid, frames, length, writable)
 
     def _reap(self):
         pass
@@ -252,8 +263,12 @@ class VM:
                 while self._link.hello is None:
                     self._link.pump()
             self.facts = self._link.hello
+            self._launch.open_ram()
             self.boot_seconds = time.monotonic() - t0
             self.main = self.spawn()
+        except launcher.LaunchError as e:
+            self._launch.cleanup()
+            raise VMError(str(e)) from None
         except BaseException:
             self._launch.cleanup()
             raise
@@ -331,6 +346,35 @@ class VM:
         old = self.main
         self.main = self.spawn()
         old.exit()
+
+    def _map_frames(self, mid, frames, length, writable):
+        import ctypes
+
+        from ..arraymap import Mapping
+        lib = host.libc()
+        lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        n = len(frames) * host.PAGE
+        base = lib.mmap(None, n, 0, 0x22, -1, 0)  # a PROT_NONE range to fill, PRIVATE|ANONYMOUS
+        if base in (None, ctypes.c_void_p(-1).value) or None in frames:
+            if base not in (None, ctypes.c_void_p(-1).value):
+                lib.munmap(base, n)
+            self._link.call("munmap", mid)
+            raise OSError(errno.ENOMEM, "cannot map the guest pages of a mapping")
+        prot = 3 if writable else 1
+        for i, frame in enumerate(frames):
+            p = lib.mmap(base + i * host.PAGE, host.PAGE, prot, 0x11, self._launch.ram_fd,
+                         frame * host.PAGE)  # MAP_SHARED|MAP_FIXED
+            if p != base + i * host.PAGE:
+                lib.munmap(base, n)
+                self._link.call("munmap", mid)
+                raise OSError(errno.ENOMEM, "cannot map guest page frame %#x" % frame)
+        view = memoryview((ctypes.c_char * length).from_address(base)).cast("B")
+
+        def unmap():
+            lib.munmap(base, n)
+            if self._launch is not None and not self._link.dead:
+                self._link.call("munmap", mid)
+        return Mapping(view, writable, unmap)
 
     # -- the guest's filesystem -------------------------------------------------------
     def mount_bpffs(self, path=None):
