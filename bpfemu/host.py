@@ -471,7 +471,7 @@ def _child_bpf(sock, cmd, attr_bytes, size, attr_fault):
             if ptr and n > 0 and off + 8 <= len(attr_bytes):
                 wanted.append((field, off, ptr, n))
         buffers = []
-        got = _fetch(sock, [(ptr, n) for _f, _o, ptr, n in wanted])
+        got = _fetch(sock, [(ptr, n) for _f, _o, ptr, n in wanted]) if wanted else []  # no round trip for none
         for (field, off, ptr, n), data in zip(wanted, got):
             g, addr = _place(data, n)
             ctypes.memmove(attr_addr + off, struct.pack("<Q", addr), 8)

@@ -150,7 +150,9 @@ def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus,
     ] + ([
         "-object", "memory-backend-file,id=ram,size=%dM,mem-path=%s,share=on" % (memory_mb, ram_path),
     ] if ram_path else []) + [
-        "-smp", "%d,maxcpus=%d" % (cpus, cpus),
+        # one vCPU online (no cross-CPU wakeups to emulate), as many possible as asked: per-CPU
+        # value sizes follow the possible CPUs, so they agree with the host's
+        "-smp", "1,maxcpus=%d" % cpus,
         "-kernel", kernel.vmlinuz, "-initrd", initrd, "-append", cmdline.strip(),
         "-chardev", "file,id=con,path=%s" % console_path, "-serial", "chardev:con",
         "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -176,6 +178,12 @@ def host_cpus():
     """How many CPUs the host kernel calls possible (the guest gets as many, so per-CPU sizes agree)."""
     from bpfemu.kernel import host_possible_cpus
     return host_possible_cpus() or os.cpu_count() or 1
+
+
+def _die_with_parent():
+    """In the QEMU child before exec: SIGKILL when the process that started it dies (no orphaned guests)."""
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
 
 
 class Launch:
@@ -207,7 +215,7 @@ class Launch:
         self.cmd = qemu_command(self.qemu, kernel, initrd, sock_path, self.console, memory_mb, self.cpus,
                                 os.environ.get("BPFEMU_VM_APPEND", ""), self.ram_path)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         listener.settimeout(timeout)
         try:
             self.sock, _ = listener.accept()
