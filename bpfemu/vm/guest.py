@@ -10,7 +10,8 @@ children do; the agent copies bytes between that socket and the task's channel o
 (see :mod:`bpfemu.vm.wire`), and keeps the fds tasks pass (SCM_RIGHTS) under handles.
 
 Control requests (channel 0, pickled tuples; each answered with ("ok", value) or ("err", errno)):
-("spawn", uid, caps) -> channel of a new task; ("attach", handle) -> channel of the socket behind
+("spawn", uid, caps, port) -> (channel or None, pid) of a new task, which talks on the task port
+named ``port`` when one is given (see PortSock), else through the agent; ("alive", pid); ("attach", handle) -> channel of the socket behind
 a handle (a task's fork); ("release", [handles]); ("mount_bpffs", path or None) -> path of a fresh
 private bpffs; ("umount", path); ("os", name, args) -> os.<name>(*args) run by the agent (root, for the
 harness's own setup); ("mmap", chan, fd, length, offset, writable); ("munmap", id);
@@ -26,6 +27,7 @@ import socket
 import struct
 import sys
 import tempfile
+import time
 
 from bpfemu import host
 from bpfemu.vm import wire
@@ -33,9 +35,101 @@ from bpfemu.vm import wire
 MAX_FDS = 253  # SCM_MAX_FD
 
 
+def _side_call(addr, req, fds=(), want_fds=0):
+    """One request on the agent's fd side channel (an abstract unix socket): deposit or withdraw fds."""
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        c.connect(addr)
+        host._send(c, req, fds=fds)
+        return host._recv(c, want_fds=want_fds)
+    finally:
+        c.close()
+
+
+class PortSock:
+    """The socket a guest task serves the host child protocol on, over its own virtio-serial port.
+
+    A spawned task talks to the host directly on a port of its own (no relay through the agent: under
+    TCG every switch between processes flushes the soft TLB, and the relay cost two of them each way).
+    Bytes travel in frames (:mod:`bpfemu.vm.wire`); fds cannot cross the port, so those the task sends
+    are deposited with the agent (over a short-lived unix socket) and travel as handles, and handles
+    that arrive are withdrawn from the agent as fds, so ``socket.send_fds``/``recv_fds`` work as on a
+    socketpair. The port is kept at ``host.RPC_FD``, where the task keeps its end of the conversation.
+    """
+
+    def __init__(self, fd, agent_addr):
+        self.fd = fd
+        self.agent = agent_addr
+        self.reader = wire.Reader()
+        self.pending = []  # (data, handles) not consumed yet
+
+    def fileno(self):
+        return self.fd
+
+    def detach(self):
+        fd, self.fd = self.fd, -1
+        return fd
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _write(self, data, handles=()):
+        buf = memoryview(wire.encode(0, bytes(data), handles))
+        while buf:
+            buf = buf[os.write(self.fd, buf):]
+
+    def sendall(self, data):
+        self._write(data)
+
+    def sendmsg(self, buffers, ancdata=(), flags=0, address=None):
+        fds = []
+        for level, typ, payload in ancdata:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds += list(memoryview(bytes(payload)).cast("i"))
+        data = b"".join(bytes(b) for b in buffers)
+        handles = _side_call(self.agent, ("deposit", len(fds)), fds=fds) if fds else []
+        if isinstance(handles, tuple):  # ("err", errno): a bad fd, as sendmsg would say
+            raise OSError(handles[1], os.strerror(handles[1]))
+        self._write(data, handles)
+        return len(data)
+
+    def _take(self, n):
+        while not self.pending:
+            chunk = os.read(self.fd, 1 << 18)
+            if not chunk:
+                return b"", []
+            self.reader.feed(chunk)
+            self.pending += [(d, h) for _c, d, h in self.reader.frames()]
+        data, handles = self.pending.pop(0)
+        if len(data) > n:
+            self.pending.insert(0, (data[n:], []))
+            data = data[:n]
+        return data, handles
+
+    def recv(self, n):
+        data, _handles = self._take(n)
+        return data
+
+    def recvmsg(self, bufsize, ancbufsize=0, flags=0):
+        import array
+        data, handles = self._take(bufsize)
+        anc = []
+        if handles:
+            _msg, fds = _side_call(self.agent, ("withdraw", handles), want_fds=len(handles))
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+        return data, anc, 0, None
+
+
 class Agent:
     def __init__(self, port_path):
         self.port = os.open(port_path, os.O_RDWR)
+        self.side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.side_addr = "\0bpfemu-agent-%d" % os.getpid()
+        self.side.bind(self.side_addr)
+        self.side.listen(16)
+        self.task_ports = _task_ports()
         self.reader = wire.Reader()
         self.tasks = {}  # chan -> socket
         self.by_sock = {}  # fileno -> chan
@@ -63,7 +157,10 @@ class Agent:
         self.by_sock[sock.fileno()] = chan
         return chan
 
-    def spawn(self, uid, caps):
+    def spawn(self, uid, caps, port=None):
+        """A new task: (channel, pid), channel None when it talks on its own port (a task port name)."""
+        if port is not None:
+            return None, self.spawn_on_port(uid, caps, self.task_ports[port])
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
@@ -76,7 +173,49 @@ class Agent:
             finally:
                 os._exit(1)
         b.close()
-        return self.add_task(a)
+        return self.add_task(a), pid
+
+    def spawn_on_port(self, uid, caps, path):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+                fd = None
+                for _try in range(200):  # the port's previous task may not have closed it yet
+                    try:
+                        fd = os.open(path, os.O_RDWR)
+                        break
+                    except OSError as e:
+                        if e.errno != errno.EBUSY:
+                            raise
+                        time.sleep(0.01)
+                os.dup2(fd, host.RPC_FD)
+                os.closerange(3, host.RPC_FD)
+                os.closerange(host.RPC_FD + 1, 65536)
+                host._start_serving(PortSock(host.RPC_FD, self.side_addr), uid, caps)
+            finally:
+                os._exit(1)
+        return pid
+
+    def side_request(self):
+        """Serve one request on the fd side channel: ("deposit", n) + fds -> handles; ("withdraw", handles)."""
+        c, _ = self.side.accept()
+        try:
+            (req, fds) = host._recv(c, want_fds=MAX_FDS)
+            if req[0] == "deposit":
+                handles = []
+                for fd in fds:
+                    h = self.next_handle
+                    self.next_handle += 1
+                    self.handles[h] = fd
+                    handles.append(h)
+                host._send(c, handles)
+            elif req[0] == "withdraw":
+                host._send(c, ("fds", None), fds=[self.handles[h] for h in req[1]])
+        except (OSError, EOFError, KeyError):
+            pass
+        finally:
+            c.close()
 
     def from_task(self, chan):
         sock = self.tasks[chan]
@@ -121,7 +260,13 @@ class Agent:
     def control(self, req):
         op = req[0]
         if op == "spawn":
-            return self.spawn(req[1], req[2])
+            return self.spawn(*req[1:])
+        if op == "alive":
+            try:
+                with open("/proc/%d/stat" % req[1]) as f:
+                    return f.read().split(") ")[-1][:1] != "Z"
+            except OSError:
+                return False
         if op == "attach":
             fd = self.handles.pop(req[1])
             return self.add_task(socket.socket(fileno=fd))
@@ -197,12 +342,15 @@ class Agent:
         with open("/sys/devices/system/cpu/possible") as f:
             possible = f.read().strip()
         self.reply(("hello", {"release": uname.release, "version": uname.version, "possible": possible,
-                              "pid": os.getpid(), "uptime": uptime}))
+                              "pid": os.getpid(), "uptime": uptime,
+                              "task_ports": sorted(self.task_ports)}))
         while True:
-            fds = [self.port] + [s.fileno() for s in self.tasks.values()]
+            fds = [self.port, self.side.fileno()] + [s.fileno() for s in self.tasks.values()]
             ready, _, _ = select.select(fds, [], [])
             for fd in ready:
-                if fd == self.port:
+                if fd == self.side.fileno():
+                    self.side_request()
+                elif fd == self.port:
                     chunk = os.read(self.port, 1 << 16)
                     if not chunk:
                         continue  # the host side is not connected (yet, or any more)
@@ -222,6 +370,21 @@ class Agent:
                     chan = self.by_sock.get(fd)
                     if chan is not None:
                         self.from_task(chan)
+
+
+def _task_ports():
+    """{name: /dev path} of the virtio-serial ports set aside for tasks (wire.TASK_PORT_PREFIX)."""
+    out = {}
+    base = "/sys/class/virtio-ports"
+    for dev in os.listdir(base) if os.path.isdir(base) else ():
+        try:
+            with open(os.path.join(base, dev, "name")) as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if name.startswith(wire.TASK_PORT_PREFIX):
+            out[name] = "/dev/" + dev
+    return out
 
 
 def main(argv):

@@ -140,7 +140,8 @@ def build_initramfs(kernel, python, project, pythonpath):
 
 # -- QEMU ---------------------------------------------------------------------------
 
-def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus, append="", ram_path=None):
+def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus, append="", ram_path=None,
+                 task_socks=()):
     cmdline = "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init mitigations=off " \
               "i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable " + append
     return [
@@ -157,9 +158,12 @@ def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus,
         "-chardev", "file,id=con,path=%s" % console_path, "-serial", "chardev:con",
         "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=root,mount_tag=%s" % wire.MOUNT_TAG,
-        "-device", "virtio-serial-pci,id=vser",
+        "-device", "virtio-serial-pci,id=vser,max_ports=%d" % (len(task_socks) + 2),
         "-chardev", "socket,id=rpc,path=%s" % sock_path,
         "-device", "virtserialport,bus=vser.0,chardev=rpc,name=%s" % wire.PORT_NAME,
+    ] + [arg for i, (name, path) in enumerate(task_socks) for arg in (
+        "-chardev", "socket,id=task%d,path=%s" % (i, path),
+        "-device", "virtserialport,bus=vser.0,chardev=task%d,name=%s" % (i, name))] + [
         "-monitor", "none", "-display", "none",
     ]
 
@@ -189,7 +193,7 @@ def _die_with_parent():
 class Launch:
     """A started QEMU with its guest agent's serial port connected (``.sock``)."""
 
-    def __init__(self, kernel, memory_mb=512, cpus=None, workdir=None, timeout=120):
+    def __init__(self, kernel, memory_mb=512, cpus=None, workdir=None, timeout=120, task_ports=0):
         self.qemu = find_qemu()
         self.kernel = kernel
         self.cpus = cpus or host_cpus()
@@ -208,22 +212,32 @@ class Launch:
         fd, self.ram_path = tempfile.mkstemp(prefix="bpfemu-vm-ram-", dir=shm)
         os.close(fd)
         self.ram_fd = None
-        sock_path = os.path.join(self.dir, "rpc.sock")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(sock_path)
-        listener.listen(1)
-        self.cmd = qemu_command(self.qemu, kernel, initrd, sock_path, self.console, memory_mb, self.cpus,
-                                os.environ.get("BPFEMU_VM_APPEND", ""), self.ram_path)
+        listeners = {}
+        for name in [wire.PORT_NAME] + [wire.TASK_PORT_PREFIX + str(i) for i in range(task_ports)]:
+            listeners[name] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listeners[name].bind(os.path.join(self.dir, name + ".sock"))
+            listeners[name].listen(1)
+        task_paths = [(n, os.path.join(self.dir, n + ".sock")) for n in listeners if n != wire.PORT_NAME]
+        self.cmd = qemu_command(self.qemu, kernel, initrd, os.path.join(self.dir, wire.PORT_NAME + ".sock"),
+                                self.console, memory_mb, self.cpus, os.environ.get("BPFEMU_VM_APPEND", ""),
+                                self.ram_path, task_paths)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
-        listener.settimeout(timeout)
+        self.task_socks = {}
         try:
-            self.sock, _ = listener.accept()
+            for name, listener in listeners.items():
+                listener.settimeout(timeout)
+                conn, _ = listener.accept()
+                if name == wire.PORT_NAME:
+                    self.sock = conn
+                else:
+                    self.task_socks[name] = conn
         except socket.timeout:
             self.kill()
-            raise LaunchError("QEMU did not connect its serial port within %ds: %s" % (timeout, self.why()))
+            raise LaunchError("QEMU did not connect its serial ports within %ds: %s" % (timeout, self.why()))
         finally:
-            listener.close()
+            for listener in listeners.values():
+                listener.close()
 
     def open_ram(self):
         """Open the guest's RAM file (once the guest is up: QEMU has made and sized it) and unlink it."""

@@ -170,6 +170,81 @@ class Channel:
                     pass
 
 
+class _PortIO:
+    """The host end of one task port: a spawned task's own serial port, no relay through the agent."""
+
+    def __init__(self, vm, name, sock, timeout):
+        self.vm = vm
+        self.name = name
+        self.sock = sock
+        self.timeout = timeout
+        self.reader = wire.Reader()
+        self.queue = collections.deque()
+        self.pid = None
+        self.closed = ()
+
+    @property
+    def dead(self):
+        return self.vm._link.dead
+
+    def call(self, *req):
+        return self.vm._link.call(*req)
+
+    def send(self, chan, data, handles=()):
+        self.vm._link._check()
+        try:
+            self.sock.sendall(wire.encode(0, data, handles))
+        except OSError as e:
+            self.vm._link._die("a task port failed: %s" % e)
+
+    def next(self, chan):
+        waited = 0.0
+        while not self.queue:
+            self.sock.settimeout(1.0)
+            try:
+                chunk = self.sock.recv(1 << 18)
+            except socket.timeout:
+                waited += 1.0
+                if self.pid is not None and not self.vm._link.call("alive", self.pid):
+                    return None  # the task is gone: EOF, as on a socketpair
+                if waited >= self.timeout:
+                    self.vm._link._die("a guest task did not answer within %ss" % self.timeout)
+                continue
+            except OSError as e:
+                self.vm._link._die("a task port failed: %s" % e)
+            if not chunk:
+                self.vm._link._die("the VM went away")
+            self.reader.feed(chunk)
+            self.queue.extend((data, handles) for _c, data, handles in self.reader.frames())
+        return self.queue.popleft()
+
+    def unread(self, chan, item):
+        self.queue.appendleft(item)
+
+    def reset(self):
+        """Forget what a previous task left (the guest discards its side when the port closes)."""
+        self.sock.setblocking(False)
+        try:
+            while self.sock.recv(1 << 18):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        self.sock.setblocking(True)
+        self.reader = wire.Reader()
+        self.queue.clear()
+        self.pid = None
+
+
+class PortChannel(Channel):
+    """A task's stream on its own port; closing it gives the port back to the VM."""
+
+    def close(self):
+        if self.open:
+            self.open = False
+            self.link.reset()
+            self.link.vm._free_ports.append(self.link)
+
+
 class VMTask(host.HostTask):
     """A process in the guest doing bpf() and fd work for us: the surface of :class:`bpfemu.host.HostTask`."""
 
@@ -231,13 +306,15 @@ _VERSION_ALIASES = {}
 class VM:
     """A real kernel of ``kernel`` version ("6.1", "6.12") in a QEMU guest, with Host()'s surface.
 
-    ``memory_mb`` is the guest's RAM, ``cpus`` its CPU count (default: as many as the host has
-    possible CPUs, so per-CPU value sizes agree), ``timeout`` how long (s) one answer may take.
+    ``memory_mb`` is the guest's RAM, ``cpus`` its possible CPU count (default: as many as the host
+    has, so per-CPU value sizes agree; one is online), ``timeout`` how long (s) one answer may take,
+    ``task_ports`` how many serial ports are set aside for tasks to talk on directly (more tasks
+    than that at once talk through the agent, which costs about twice as much per call).
     Raises VMError when QEMU, busybox or the kernel is missing (``fetch=True`` fetches a missing
     pinned kernel first) or the guest does not come up. ``shutdown()`` powers the guest off.
     """
 
-    def __init__(self, kernel="6.12", memory_mb=512, cpus=None, timeout=120, fetch=False):
+    def __init__(self, kernel="6.12", memory_mb=512, cpus=None, timeout=120, fetch=False, task_ports=24):
         self.version = kernel
         k = kernels.cached(kernel)
         if k is None:
@@ -251,10 +328,12 @@ class VM:
         self.kernel = k
         t0 = time.monotonic()
         try:
-            self._launch = launcher.Launch(k, memory_mb=memory_mb, cpus=cpus, timeout=timeout)
+            self._launch = launcher.Launch(k, memory_mb=memory_mb, cpus=cpus, timeout=timeout,
+                                           task_ports=task_ports)
         except launcher.LaunchError as e:
             raise VMError(str(e)) from None
         self._link = _Link(self._launch, timeout)
+        self._free_ports = []
         self._tasks = []
         self.bpffs = None
         self._mounted = []
@@ -264,6 +343,9 @@ class VM:
                     self._link.pump()
             self.facts = self._link.hello
             self._launch.open_ram()
+            self._free_ports = [_PortIO(self, name, self._launch.task_socks[name], timeout)
+                                for name in reversed(self.facts.get("task_ports", []))
+                                if name in self._launch.task_socks]
             self.boot_seconds = time.monotonic() - t0
             self.main = self.spawn()
         except launcher.LaunchError as e:
@@ -279,14 +361,28 @@ class VM:
 
     # -- tasks ---------------------------------------------------------------------
     def spawn(self, uid=None, caps=None):
-        """A fresh guest process (fds 0-2 only) as ``uid`` with ``caps``: a :class:`VMTask`."""
-        chan = self._link.call("spawn", uid, caps)
+        """A fresh guest process (fds 0-2 only) as ``uid`` with ``caps``: a :class:`VMTask`.
+
+        It talks to us on a task port of its own while there is a free one, else through the agent."""
+        io = self._free_ports.pop() if self._free_ports else None
+        try:
+            chan, pid = self._link.call("spawn", uid, caps, io.name if io else None)
+        except BaseException:
+            if io is not None:
+                self._free_ports.append(io)
+            raise
+        if io is not None:
+            io.pid = pid
+            sock = PortChannel(io, None)
+        else:
+            sock = Channel(self._link, chan)
         t = VMTask.__new__(VMTask)
-        host.HostTask.__init__(t, Channel(self._link, chan), None, self.bpffs, False)
+        host.HostTask.__init__(t, sock, pid, self.bpffs, False)
         t.vm = self
         status, val = host._recv(t.sock)
         if status != "ok":
             t.alive = False
+            sock.close()
             raise OSError(val, strerror(val))
         t.pid = val
         self._tasks.append(t)

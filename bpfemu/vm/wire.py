@@ -13,6 +13,7 @@ import struct
 FRAME = struct.Struct("<IIH")
 CONTROL = 0
 PORT_NAME = "bpfemu.rpc"  # the virtserialport's name; the guest finds /dev/vportNpM by it
+TASK_PORT_PREFIX = "bpfemu.task."  # ports a spawned task talks to the host on directly, one task each
 MOUNT_TAG = "bpfemu-root"  # the 9p share of the host's root
 
 
