@@ -214,6 +214,20 @@ def test_mmap_shares_the_guest_pages(vm):
     vm.close(fd)
 
 
+def test_more_tasks_than_task_ports(vm):
+    """Every task port carries a task; past them, tasks talk through the agent."""
+    tasks = [vm.spawn() for _ in range(len(vm._free_ports) + 3)]
+    fd = create(vm)
+    for t in tasks:
+        [got] = vm.send_fds(t, [fd])
+        assert got in t.fds()
+    kinds = {type(t.sock).__name__ for t in tasks}
+    assert kinds == {"PortChannel", "Channel"}
+    for t in tasks:
+        t.exit()
+    vm.close(fd)
+
+
 def test_a_dead_task_says_so(vm):
     t = vm.spawn()
     t.exit()

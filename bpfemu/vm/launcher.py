@@ -162,7 +162,7 @@ def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus,
         "-chardev", "socket,id=rpc,path=%s" % sock_path,
         "-device", "virtserialport,bus=vser.0,chardev=rpc,name=%s" % wire.PORT_NAME,
     ] + [arg for i, (name, path) in enumerate(task_socks) for arg in (
-        "-chardev", "socket,id=task%d,path=%s" % (i, path),
+        "-chardev", "socket,id=task%d,path=%s,server=on,wait=off" % (i, path),
         "-device", "virtserialport,bus=vser.0,chardev=task%d,name=%s" % (i, name))] + [
         "-monitor", "none", "-display", "none",
     ]
@@ -212,32 +212,40 @@ class Launch:
         fd, self.ram_path = tempfile.mkstemp(prefix="bpfemu-vm-ram-", dir=shm)
         os.close(fd)
         self.ram_fd = None
-        listeners = {}
-        for name in [wire.PORT_NAME] + [wire.TASK_PORT_PREFIX + str(i) for i in range(task_ports)]:
-            listeners[name] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listeners[name].bind(os.path.join(self.dir, name + ".sock"))
-            listeners[name].listen(1)
-        task_paths = [(n, os.path.join(self.dir, n + ".sock")) for n in listeners if n != wire.PORT_NAME]
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(os.path.join(self.dir, wire.PORT_NAME + ".sock"))
+        listener.listen(1)
+        # QEMU listens on the task ports' sockets; we connect once the guest is up (connect_task_ports)
+        # so that each port's "host connected" message reaches a ready guest (at boot, QEMU drops
+        # control messages the guest has no buffer for, and many ports at once overflow them)
+        self.task_paths = [(wire.TASK_PORT_PREFIX + str(i), os.path.join(self.dir, "task%d.sock" % i))
+                           for i in range(task_ports)]
         self.cmd = qemu_command(self.qemu, kernel, initrd, os.path.join(self.dir, wire.PORT_NAME + ".sock"),
                                 self.console, memory_mb, self.cpus, os.environ.get("BPFEMU_VM_APPEND", ""),
-                                self.ram_path, task_paths)
+                                self.ram_path, self.task_paths)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         self.task_socks = {}
+        listener.settimeout(timeout)
         try:
-            for name, listener in listeners.items():
-                listener.settimeout(timeout)
-                conn, _ = listener.accept()
-                if name == wire.PORT_NAME:
-                    self.sock = conn
-                else:
-                    self.task_socks[name] = conn
+            self.sock, _ = listener.accept()
         except socket.timeout:
             self.kill()
-            raise LaunchError("QEMU did not connect its serial ports within %ds: %s" % (timeout, self.why()))
+            raise LaunchError("QEMU did not connect its serial port within %ds: %s" % (timeout, self.why()))
         finally:
-            for listener in listeners.values():
-                listener.close()
+            listener.close()
+
+    def connect_task_ports(self):
+        """Connect to QEMU's task port sockets: {port name: socket}."""
+        for name, path in self.task_paths:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+            except OSError:
+                s.close()
+                continue
+            self.task_socks[name] = s
+        return self.task_socks
 
     def open_ram(self):
         """Open the guest's RAM file (once the guest is up: QEMU has made and sized it) and unlink it."""
@@ -284,6 +292,9 @@ class Launch:
 
     def cleanup(self):
         self.kill()
+        for s in self.task_socks.values():
+            s.close()
+        self.task_socks = {}
         if self.ram_fd is not None:
             os.close(self.ram_fd)
             self.ram_fd = None

@@ -207,7 +207,13 @@ class _PortIO:
                 waited += 1.0
                 if self.pid is not None and not self.vm._link.call("alive", self.pid):
                     return None  # the task is gone: EOF, as on a socketpair
-                if waited >= self.timeout:
+                if waited >= self.timeout:  # a stuck task: end it, its caller sees EOF (the VM lives on)
+                    if self.pid is not None:
+                        try:
+                            self.vm._link.call("os", "kill", (self.pid, 9))
+                        except OSError:
+                            pass
+                        return None
                     self.vm._link._die("a guest task did not answer within %ss" % self.timeout)
                 continue
             except OSError as e:
@@ -343,9 +349,10 @@ class VM:
                     self._link.pump()
             self.facts = self._link.hello
             self._launch.open_ram()
-            self._free_ports = [_PortIO(self, name, self._launch.task_socks[name], timeout)
-                                for name in reversed(self.facts.get("task_ports", []))
-                                if name in self._launch.task_socks]
+            socks = self._launch.connect_task_ports()
+            self._free_ports = [_PortIO(self, name, socks[name], timeout)
+                                for name, _p in reversed(self._launch.task_paths)
+                                if name in socks and name in self.facts.get("task_ports", [])]
             self.boot_seconds = time.monotonic() - t0
             self.main = self.spawn()
         except launcher.LaunchError as e:
