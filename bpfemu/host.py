@@ -18,6 +18,7 @@ import ctypes
 import errno
 import os
 import pickle
+import re
 import platform  # imported here: a child that dropped to another uid may not be able to read the stdlib
 import signal
 import socket
@@ -388,7 +389,14 @@ def pointer_regions(cmd, attr):
 
 
 class _Guarded:
-    """Anonymous memory with an unmapped (PROT_NONE) page right after ``n`` usable bytes."""
+    """Anonymous memory with an unmapped (PROT_NONE) page right after ``n`` usable bytes.
+
+    ``_Guarded.get(n)`` reuses a freed region of the same size, zeroed (as fresh memory is): a call
+    needs up to three, and mmap + mprotect + munmap of each cost most of a call in a VM guest."""
+
+    _pool = {}  # usable size -> [free regions]
+    POOLED = 4  # regions kept per size, for sizes up to POOL_MAX
+    POOL_MAX = 16 * PAGE
 
     def __init__(self, n):
         lib = libc()
@@ -400,7 +408,20 @@ class _Guarded:
         self.guard = self.base + self.usable
         self.size = self.usable + PAGE
 
+    @classmethod
+    def get(cls, n):
+        free = cls._pool.get((n + PAGE - 1) // PAGE * PAGE)
+        if free:
+            g = free.pop()
+            ctypes.memset(g.base, 0, g.usable)
+            return g
+        return cls(n)
+
     def free(self):
+        free = self._pool.setdefault(self.usable, [])
+        if self.usable <= self.POOL_MAX and len(free) < self.POOLED:
+            free.append(self)
+            return
         libc().munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
         libc().munmap(self.base, self.size)
 
@@ -456,7 +477,7 @@ def _serve(sock):
 
 def _child_bpf(sock, cmd, attr_bytes, size, attr_fault):
     """Run one bpf() for the parent, asking it for the memory the command uses."""
-    region = _Guarded(max(len(attr_bytes), 1))
+    region = _Guarded.get(max(len(attr_bytes), 1))
     try:
         # the attr sits right before the guard when the parent could not read all of it
         attr_addr = (region.guard - len(attr_bytes)) if attr_fault else region.base
@@ -515,7 +536,7 @@ def _fetch(sock, regions):
 
 def _place(data, n):
     """A private copy of data in guarded memory; a short copy ends right at the guard page."""
-    g = _Guarded(max(n, 1))
+    g = _Guarded.get(max(n, 1))
     addr = g.guard - len(data) if len(data) < n else g.base
     ctypes.memmove(addr, data, len(data))
     return g, addr
@@ -531,18 +552,15 @@ def nested_regions(cmd, attr, field, data):
 
 
 def _diff(before, after):
-    out = []
-    i, n = 0, len(after)
-    while i < n:
-        if before[i] == after[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and before[j] != after[j]:
-            j += 1
-        out.append((i, bytes(after[i:j])))
-        i = j
-    return out
+    """[(offset, bytes)]: the runs of bytes where after differs from before (same length)."""
+    if before == after:
+        return []
+    n = len(after)
+    x = (int.from_bytes(before[:n], "little") ^ int.from_bytes(after, "little")).to_bytes(n, "little")
+    return [(m.start(), bytes(after[m.start():m.end()])) for m in _NONZERO_RUN.finditer(x)]
+
+
+_NONZERO_RUN = re.compile(rb"[^\x00]+")
 
 
 def _open_fds(skip=RPC_FD):
