@@ -31,6 +31,8 @@ def make_plain_file(proc, path):
     """An ordinary file (setup only: the emulator's namespace gets one directly)."""
     if proc.backend == "emu":
         proc.kernel.fs.create_file(path)
+    elif getattr(proc, "vm", None) is not None:  # a host backend that is a VM: the file is the guest's
+        proc.vm.agent_call("os", "mknod", (path, stat.S_IFREG | 0o644))
     else:
         open(path, "w").close()
 
@@ -313,6 +315,8 @@ def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
     proc.mkdir(second)
     if proc.backend == "emu":
         proc.kernel.mount_bpffs(second)
+    elif getattr(proc, "vm", None) is not None:  # a host backend that is a VM: mount in the guest
+        proc.vm.agent_call("mount_bpffs", second)
     else:
         from bpfemu.host import _mount, _umount
         _mount("bpf", second, "bpf")
@@ -325,5 +329,7 @@ def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
         assert err(proc.rename, proc.bpffs + "/m", second + "/x") == errno.EXDEV
         assert err(proc.rename, proc.bpffs + "/m", second + "/m") == errno.EXDEV
     finally:
-        if proc.backend == "host":
+        if getattr(proc, "vm", None) is not None:
+            proc.vm.agent_call("umount", second)
+        elif proc.backend == "host":
             _umount(second)

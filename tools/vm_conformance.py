@@ -72,7 +72,7 @@ def _message(report):
     crash = getattr(lr, "reprcrash", None)
     msg = crash.message if crash is not None else str(lr)
     lines = [ln for ln in msg.splitlines() if ln.strip()]
-    return "\n".join(lines[:6])[:600]
+    return "\n".join(lines[:16])[:1500]
 
 
 def main(argv):
@@ -96,7 +96,7 @@ def main(argv):
     rec = Record(heavy=args.all)
     t0 = time.monotonic()
     targets = args.pytest_args or [os.path.join(ROOT, "conformance")]
-    code = pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", ROOT] + targets, plugins=[rec])
+    code = pytest.main(["-q", "-vv", "-p", "no:cacheprovider", "--rootdir", ROOT] + targets, plugins=[rec])
     wall = time.monotonic() - t0
     counts = {}
     for t in rec.tests.values():

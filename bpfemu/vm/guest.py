@@ -38,6 +38,10 @@ MAX_FDS = 253  # SCM_MAX_FD
 def _side_call(addr, req, fds=(), want_fds=0):
     """One request on the agent's fd side channel (an abstract unix socket): deposit or withdraw fds."""
     c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # out of the way of the task's own fds (which a test counts), next to its RPC fd
+    os.dup2(c.fileno(), host.RPC_FD + 1)
+    c.close()
+    c = socket.socket(fileno=host.RPC_FD + 1)
     try:
         c.connect(addr)
         host._send(c, req, fds=fds)
@@ -392,6 +396,10 @@ def main(argv):
     # able to read the files (the host's root, as root owns it) any more
     from bpfemu import inode, kernel  # noqa: F401
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # tasks and orphaned forks are reaped by the kernel
+    try:
+        os.sched_setaffinity(0, {0})  # the agent and its tasks on one CPU: a wakeup on another costs an IPI
+    except OSError:
+        pass
     Agent(argv[0]).run()
 
 

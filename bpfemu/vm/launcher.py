@@ -151,9 +151,10 @@ def qemu_command(qemu, kernel, initrd, sock_path, console_path, memory_mb, cpus,
     ] + ([
         "-object", "memory-backend-file,id=ram,size=%dM,mem-path=%s,share=on" % (memory_mb, ram_path),
     ] if ram_path else []) + [
-        # one vCPU online (no cross-CPU wakeups to emulate), as many possible as asked: per-CPU
-        # value sizes follow the possible CPUs, so they agree with the host's
-        "-smp", "1,maxcpus=%d" % cpus,
+        # as many CPUs as the host has possible (per-CPU value sizes follow them); all online, as a
+        # CPU that is only hotpluggable is not possible to 6.12 under QEMU's ACPI tables (the agent
+        # keeps the tasks on CPU 0: no cross-CPU wakeups to emulate)
+        "-smp", "%d" % cpus,
         "-kernel", kernel.vmlinuz, "-initrd", initrd, "-append", cmdline.strip(),
         "-chardev", "file,id=con,path=%s" % console_path, "-serial", "chardev:con",
         "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",

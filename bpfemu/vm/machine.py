@@ -348,6 +348,10 @@ class VM:
                 while self._link.hello is None:
                     self._link.pump()
             self.facts = self._link.hello
+            want = "0" if self._launch.cpus == 1 else "0-%d" % (self._launch.cpus - 1)
+            if self.facts.get("possible") != want:
+                raise launcher.LaunchError("the guest has possible CPUs %s, not %s: per-CPU sizes would differ"
+                                           % (self.facts.get("possible"), want))
             self._launch.open_ram()
             socks = self._launch.connect_task_ports()
             self._free_ports = [_PortIO(self, name, socks[name], timeout)
