@@ -209,10 +209,12 @@ class Launch:
         # the guest's RAM is a shared file, so that the host can map the guest pages of a map's mmap
         if memory_mb > 2048:
             raise LaunchError("memory_mb above 2048 is not supported (guest RAM must stay below the PCI hole)")
+        # (made, sized and unlinked here, handed to QEMU as /proc/self/fd/N: nothing to leak if we die)
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else self.dir
-        fd, self.ram_path = tempfile.mkstemp(prefix="bpfemu-vm-ram-", dir=shm)
-        os.close(fd)
-        self.ram_fd = None
+        self.ram_fd, ram_path = tempfile.mkstemp(prefix="bpfemu-vm-ram-", dir=shm)
+        os.unlink(ram_path)
+        os.ftruncate(self.ram_fd, memory_mb << 20)
+        self.ram_path = "/proc/self/fd/%d" % self.ram_fd
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(os.path.join(self.dir, wire.PORT_NAME + ".sock"))
         listener.listen(1)
@@ -225,7 +227,8 @@ class Launch:
                                 self.console, memory_mb, self.cpus, os.environ.get("BPFEMU_VM_APPEND", ""),
                                 self.ram_path, self.task_paths)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+                                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+                                     pass_fds=(self.ram_fd,))
         self.task_socks = {}
         listener.settimeout(timeout)
         try:
@@ -248,13 +251,10 @@ class Launch:
             self.task_socks[name] = s
         return self.task_socks
 
-    def open_ram(self):
-        """Open the guest's RAM file (once the guest is up: QEMU has made and sized it) and unlink it."""
-        if self.ram_fd is None:
-            self.ram_fd = os.open(self.ram_path, os.O_RDWR)
-            os.unlink(self.ram_path)
-            if os.fstat(self.ram_fd).st_size == 0:
-                raise LaunchError("the guest RAM file %s is empty" % self.ram_path)
+    def check_ram(self):
+        """LaunchError unless the guest's RAM file (which the host maps guest pages from) is sized."""
+        if os.fstat(self.ram_fd).st_size == 0:
+            raise LaunchError("the guest RAM file is empty")
 
     def why(self):
         """The end of QEMU's output and of the guest console, for error messages."""
@@ -299,8 +299,6 @@ class Launch:
         if self.ram_fd is not None:
             os.close(self.ram_fd)
             self.ram_fd = None
-        if os.path.exists(self.ram_path):
-            os.unlink(self.ram_path)
         if self.proc.stdout:
             self.proc.stdout.close()
         if not os.environ.get("BPFEMU_VM_KEEP"):  # keep the console log and initramfs for debugging

@@ -352,7 +352,7 @@ class VM:
             if self.facts.get("possible") != want:
                 raise launcher.LaunchError("the guest has possible CPUs %s, not %s: per-CPU sizes would differ"
                                            % (self.facts.get("possible"), want))
-            self._launch.open_ram()
+            self._launch.check_ram()
             socks = self._launch.connect_task_ports()
             self._free_ports = [_PortIO(self, name, socks[name], timeout)
                                 for name, _p in reversed(self._launch.task_paths)
