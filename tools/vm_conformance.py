@@ -191,7 +191,7 @@ def main(argv):
     rec = Record(heavy=args.all)
     t0 = time.monotonic()
     targets = args.pytest_args or [os.path.join(ROOT, "conformance")]
-    code = pytest.main(["-q", "-vv", "-p", "no:cacheprovider", "--rootdir", ROOT] + targets, plugins=[rec])
+    code = pytest.main(["-vv", "-p", "no:cacheprovider", "--rootdir", ROOT] + targets, plugins=[rec])
     wall = time.monotonic() - t0
     counts = {}
     for t in rec.tests.values():

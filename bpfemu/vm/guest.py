@@ -11,10 +11,11 @@ children do; the agent copies bytes between that socket and the task's channel o
 
 Control requests (channel 0, pickled tuples; each answered with ("ok", value) or ("err", errno)):
 ("spawn", uid, caps, port) -> (channel or None, pid) of a new task, which talks on the task port
-named ``port`` when one is given (see PortSock), else through the agent; ("alive", pid); ("attach", handle) -> channel of the socket behind
-a handle (a task's fork); ("release", [handles]); ("mount_bpffs", path or None) -> path of a fresh
-private bpffs; ("umount", path); ("os", name, args) -> os.<name>(*args) run by the agent (root, for the
-harness's own setup); ("mmap", chan, fd, length, offset, writable); ("munmap", id);
+named ``port`` when one is given (see PortSock), else through the agent; ("alive", pid);
+("attach", handle) -> channel of the socket behind a handle (a task's fork); ("release", [handles]);
+("mount_bpffs", path or None) -> path of a fresh private bpffs; ("umount", path); ("os", name, args)
+-> os.<name>(*args) run by the agent (root, for the harness's own setup); ("mmap", handle, length,
+offset, writable) -> (id, page frames); ("munmap", id);
 ("poweroff",). The agent announces itself with ("hello", facts) on channel 0.
 """
 import ctypes

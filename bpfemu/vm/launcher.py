@@ -99,7 +99,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /modules.order); do insmod /modules/$m || echo "bpfemu-init: insmod $m failed"; done
 R=/newroot
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 {tag} $R || {{ echo "bpfemu-init: 9p mount failed"; poweroff -f; }}
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 {tag} $R ||
+    {{ echo "bpfemu-init: 9p mount failed"; poweroff -f; }}
 mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
 mount -t devtmpfs devtmpfs $R/dev

@@ -11,13 +11,12 @@ syscall and sends back what the kernel wrote, which is written at the original a
 
 Fds are guest fds (numbers in the guest task); they can travel between tasks of one VM
 (``send_fds``) but not out of it. ``mmap`` of a map fd maps the guest's pages here: the guest's
-RAM is a shared file, and the agent says which page frames back the guest's mapping. The paths of ``mkdir``, ``stat``... are guest paths:
-the guest sees the host's root read-only, with its own /tmp, /proc, /sys and a bpffs per
-``mount_bpffs()``.
+RAM is a shared file, and the agent says which page frames back the guest's mapping. The paths of
+``mkdir``, ``stat``... are guest paths: the guest sees the host's root read-only, with its own
+/tmp, /proc, /sys and a bpffs per ``mount_bpffs()``.
 """
 import collections
 import errno
-import os
 import pickle
 import socket
 import threading
@@ -306,9 +305,6 @@ class VMTask(host.HostTask):
         pass
 
 
-_VERSION_ALIASES = {}
-
-
 class VM:
     """A real kernel of ``kernel`` version ("6.1", "6.12") in a QEMU guest, with Host()'s surface.
 
@@ -556,6 +552,8 @@ def available(kernel):
     if kernels.cached(kernel) is None:
         return False, "kernel %s not in the cache %s (run tools/fetch_kernels.py %s)" % (
             kernel, kernels.kernel_dir(kernel), kernel)
-    if not os.path.exists("/") or not hasattr(os, "fork"):
-        return False, "not a POSIX host"
+    import platform
+    import sys
+    if not sys.platform.startswith("linux") or platform.machine() != "x86_64":
+        return False, "the guest runs this host's own Python and root over 9p: needs an x86_64 Linux host"
     return True, ""
