@@ -19,12 +19,17 @@ The cache is ``$BPFEMU_CACHE`` or ``$XDG_CACHE_HOME/bpfemu`` or ``~/.cache/bpfem
 A kernel whose manifest matches its pin is left alone, so the script is idempotent
 and prints nothing when everything is there. Needs apt-get and dpkg-deb (Debian).
 """
+import importlib.util
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bpfemu.vm import kernels  # noqa: E402
+# bpfemu/vm/kernels.py needs only the standard library: loaded by path, so that this runs before
+# bpfemu's own dependencies are installed
+_spec = importlib.util.spec_from_file_location(
+    "bpfemu_vm_kernels", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                      "bpfemu", "vm", "kernels.py"))
+kernels = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kernels)
 
 
 def main(argv):
