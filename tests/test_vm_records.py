@@ -1,0 +1,51 @@
+"""The recorded results of real kernels (conformance/versions/*.json) stay usable without the kernels.
+
+Each record names its kernel, has a known outcome for every test it ran, and every test that did not
+pass carries the cause that tools/vm_conformance.py's rules give it (none is left unexplained), with
+the kernel's answer as its observed value.
+"""
+import glob
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECORDS = sorted(glob.glob(os.path.join(ROOT, "conformance", "versions", "*.json")))
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("vm_conformance", os.path.join(ROOT, "tools", "vm_conformance.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_there_are_records_for_the_pinned_kernels():
+    from bpfemu.vm.kernels import PINS
+    assert {os.path.basename(p)[:-5] for p in RECORDS} == set(PINS)
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=[os.path.basename(p) for p in RECORDS])
+def test_record_is_complete_and_every_failure_has_its_cause(path):
+    tool = _tool()
+    with open(path) as f:
+        rec = json.load(f)
+    version = os.path.basename(path)[:-5]
+    assert rec["kernel"] == version and rec["release"].startswith(version + ".")
+    outcomes = [t["outcome"] for t in rec["tests"].values()]
+    assert set(outcomes) <= {"passed", "failed", "skipped", "error"}
+    assert rec["counts"] == {o: outcomes.count(o) for o in set(outcomes)}
+    causes = {}
+    for nid, t in rec["tests"].items():
+        assert nid.startswith("conformance/test_")
+        if t["outcome"] in ("failed", "error"):
+            assert t["observed"]
+            want = tool.classify(version, nid)
+            assert want is not None and t["cause"] == want, nid
+            causes[t["cause"]] = causes.get(t["cause"], 0) + 1
+        else:
+            assert "cause" not in t
+    assert rec["causes"] == causes
+    assert set(rec["cause_notes"]) >= set(causes)
