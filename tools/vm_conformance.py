@@ -171,7 +171,7 @@ def main(argv):
                     help="only recompute the causes in the existing result file (no VM needed)")
     ap.add_argument("--all", action="store_true", help="also run the randomized comparisons (%s)" % ", ".join(HEAVY))
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --); default: conformance/")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     out = args.out or os.path.join(ROOT, "conformance", "versions", args.version + ".json")
     if args.reclassify:
         with open(out) as f:
