@@ -118,9 +118,10 @@ def test_emulator_matches_host(host_backend, seed, ops):
 
 def _clean_pins(host_backend):
     import os
-    for name in os.listdir(host_backend.bpffs):
+    vm = getattr(host_backend, "vm", None)  # a host backend that is a VM: the bpffs is the guest's
+    for name in (vm or os).listdir(host_backend.bpffs):
         try:
-            os.unlink(os.path.join(host_backend.bpffs, name))
+            (vm or os).unlink(os.path.join(host_backend.bpffs, name))
         except OSError:
             pass
 
