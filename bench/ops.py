@@ -12,7 +12,8 @@ import os
 
 import bpfemu
 from bpfemu import uapi
-from bpfemu.bpf_map import MAP_TYPES
+from bpfemu.host.sysinfo import host_possible_cpus
+from bpfemu.maps.bpf_types import MAP_TYPES
 
 U = uapi
 CREATE, LOOKUP, UPDATE, DELETE = U.BPF_MAP_CREATE, U.BPF_MAP_LOOKUP_ELEM, U.BPF_MAP_UPDATE_ELEM, U.BPF_MAP_DELETE_ELEM
@@ -32,7 +33,7 @@ def create_map(sys, map_type, key_size, value_size, max_entries, flags=0):
 def ncpus(sys):
     if isinstance(sys, bpfemu.Task):
         return sys.kernel.ncpus
-    return bpfemu.kernel.host_possible_cpus() or 1
+    return host_possible_cpus() or 1
 
 
 def fill(sys, fd, keys, values, n, ks, vs):

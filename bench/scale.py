@@ -13,6 +13,7 @@ import tracemalloc
 
 import bpfemu
 from bpfemu import uapi as U
+from bpfemu.maps.bpf_types import MAP_TYPES
 
 from .ops import addr, create_map, fill
 
@@ -67,7 +68,7 @@ def create_section(sizes, hostb, log):
     log("MAP_CREATE with big max_entries (emu memory: tracemalloc; host: fdinfo memlock)")
     log("%-9s %10s %12s %12s %14s %14s" % ("map", "max_entries", "host ms", "emu ms", "host memlock", "emu bytes"))
     for name, (t, ks, vs, flags) in MAP_SPECS.items():
-        if t not in bpfemu.bpf_map.MAP_TYPES:
+        if t not in MAP_TYPES:
             continue
         for n in sizes:
             row = {"map": name, "max_entries": n, "emu_ns": None, "emu_bytes": None, "emu_peak_bytes": None}

@@ -5,23 +5,18 @@
     proc = kernel.spawn()
     fd = proc.bpf(bpfemu.uapi.BPF_MAP_CREATE, attr)
 
-``bpfemu.Host()`` offers the same surface over the real syscall.
+``bpfemu.Host()`` offers the same surface over the real syscall, ``bpfemu.VM(kernel="6.1")`` over a real
+kernel of another version booted under QEMU; ``bpfemu.Map`` is the typed API over
+either. The package's layout follows the kernel's kernel/bpf/: ``syscall/`` (the bpf(2) commands and
+their table), ``maps/`` (one module per map type), ``host/`` (the real syscall), ``api/`` (the typed
+API) and ``testing/`` (the pytest plugin, backends and ``bpfemu conform``).
 """
-from . import uapi  # noqa: F401
-from . import arraymap, hashtab  # noqa: F401  (register map types)
-from . import objmaps  # noqa: F401  (object map types)
-from . import map_in_map  # noqa: F401  (ARRAY_OF_MAPS, HASH_OF_MAPS)
-from . import queue_stack_maps, bloom_filter, lpm_trie  # noqa: F401  (key-less maps, LPM trie)
+from . import host, uapi  # noqa: F401
+from .api import BpfError, Map, MapInfo  # noqa: F401  (the typed map API)
 from .errors import ENOTSUPP, bpf_error  # noqa: F401
+from .host import Host  # noqa: F401  (the real kernel through bpf(2): Linux, privileged)
+from .host.vm import VM  # noqa: F401  (a real kernel of another version, booted under QEMU)
+from .invariants import InvariantError, check_invariants  # noqa: F401  (model consistency checker)
 from .kernel import Kernel, Task  # noqa: F401
-from .invariants import check_invariants, InvariantError  # noqa: F401  (model consistency checker)
-from .api import Map, MapInfo, BpfError  # noqa: F401  (the high-level map API)
-from .syscall import _load_families
 
-_load_families()
-from . import host  # noqa: E402
-from .host import Host  # noqa: E402  (the real kernel through bpf(2): Linux, privileged)
-from .vm import VM  # noqa: E402  (a real kernel of another version, booted under QEMU)
-
-
-__all__ = ["Kernel", "Task", "Host", "VM", "uapi", "ENOTSUPP"]
+__all__ = ["Kernel", "Task", "Host", "VM", "Map", "MapInfo", "BpfError", "uapi", "ENOTSUPP", "check_invariants"]

@@ -2,6 +2,7 @@
 
     conform    run the conformance suite on the emulator and the host kernel, print command x backend results
     commands   list every bpf(2) command of the kernel and whether bpfemu implements it
+    exec       run a command with its bpf(2) calls served by the emulator: exec [OPTIONS] -- CMD [ARGS...]
 """
 import sys
 
@@ -13,10 +14,13 @@ def main(argv=None):
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "conform":
-        from .conform import main as conform
+        from .testing.conform import main as conform
         return conform(rest)
+    if cmd == "exec":
+        from .exec.cli import main as exec_main
+        return exec_main(rest)
     if cmd == "commands":
-        from .syscall import implemented
+        from .syscall.sys_bpf import implemented
         for name, ok in implemented().items():
             print("%-34s %s" % (name, "implemented" if ok else "not implemented (EINVAL)"))
         return 0

@@ -7,6 +7,7 @@ Read only: describing never changes the kernel. Object attributes are read
 defensively, so kinds added later show up with whatever they carry.
 """
 from . import uapi
+from .caps import cap_names
 
 KIND_TITLES = (("map", "maps"), ("prog", "progs"), ("link", "links"), ("btf", "btf"))
 
@@ -56,7 +57,71 @@ def _map_block(obj):
         extra.append("numa_node %d" % numa)
     if extra:
         lines.append("  ".join(extra))
+    lines.extend(_btf_lines(obj))
     return lines
+
+
+SHOWN_ELEMENTS = 4
+
+
+def _type_label(btf, type_id):
+    if not type_id:
+        return "none"
+    t = btf.type_by_id(type_id)
+    if t is None:
+        return "#%d" % type_id
+    kind = {4: "struct ", 5: "union ", 6: "enum ", 19: "enum ", 15: "section "}.get(t.kind, "")
+    return "%s%s" % (kind, btf.name(t) or "(anon)")
+
+
+def _btf_lines(m):
+    """A map with BTF: its BTF id and types, then its first elements shown by type."""
+    b = _get(m, "btf")
+    if b is None:
+        return []
+    kid, vid = _get(m, "btf_key_type_id", 0), _get(m, "btf_value_type_id", 0)
+    try:
+        btf = b.btf
+        lines = ["btf_id %d  key %s  value %s" % (b.id, _type_label(btf, kid), _type_label(btf, vid))]
+        if not vid:
+            return lines
+        from .btf.dump import compact
+        key, shown = None, 0
+        step = (m.value_size + 7) // 8 * 8
+        while shown < SHOWN_ELEMENTS:
+            try:
+                key = m.get_next_key(key)
+                value = m.lookup_sys(key, 0)
+            except OSError:
+                break
+            k = compact(btf, kid, key) if kid else key.hex()
+            if _get(m, "percpu"):
+                v = "[" + ", ".join(compact(btf, vid, value[i:]) for i in range(0, len(value), step)) + "]"
+            else:
+                v = compact(btf, vid, value)
+            lines.append("[%s] = %s" % (k, v))
+            shown += 1
+        n = _count(m)
+        if n is not None and n > shown and shown == SHOWN_ELEMENTS:
+            lines.append("... %d more" % (n - shown))
+        return lines
+    except Exception as e:  # describing never fails
+        return ["btf: %r" % (e,)]
+
+
+def _btf_block(obj):
+    """bpftool btf show's line: id, name (vmlinux for the kernel's), size; the kernel's BTF is not read
+    just to be described (its size shows once it has been loaded)."""
+    head = "%d: btf" % obj.id
+    if _name(obj):
+        head += "  name %s" % _name(obj)
+    if _get(obj, "kernel_btf"):
+        head += "  kernel"
+    if _get(obj, "loaded", True):
+        size = _get(obj, "data_size")
+        if size is not None:
+            head += "  size %dB" % size
+    return [head]
 
 
 def _generic_block(kind, obj):
@@ -95,19 +160,8 @@ def _mode(f):
     return ("r" if m & 1 else "") + ("w" if m & 2 else "") or "-"
 
 
-def _caps(task):
-    from .kernel import ALL_CAPS, CAP_NAMES
-    caps = frozenset(_get(task, "caps", ()) or ())
-    if caps >= ALL_CAPS:
-        return "all caps"
-    if not caps:
-        return "no caps"
-    names = {v: k for k, v in CAP_NAMES.items()}
-    return ",".join(names.get(c, str(c)) for c in sorted(caps))
-
-
 def _task_line(task):
-    out = "task %d uid %d %s" % (task.pid, task.uid, _caps(task))
+    out = "task %d uid %d %s" % (task.pid, task.uid, cap_names(_get(task, "caps", ()) or ()))
     fds = []
     for fd, slot in sorted(_get(task, "fdtable", {}).items()):
         f = slot[0]
@@ -142,7 +196,8 @@ def describe(kernel):
                 continue
             out.append("%s:" % title)
             for s in items:
-                block = _map_block(s.obj) if kind == "map" else _generic_block(kind, s.obj)
+                block = (_map_block(s.obj) if kind == "map" else _btf_block(s.obj) if kind == "btf"
+                         else _generic_block(kind, s.obj))
                 block += _holder_lines(s)
                 out.append("  " + block[0])
                 out.extend("        " + line for line in block[1:])

@@ -15,19 +15,14 @@ CAP_DAC_OVERRIDE and CAP_FOWNER as the overrides, and a sticky directory
 """
 import errno
 import stat as _stat
-from collections import namedtuple
 
 from . import uapi
+from .surface import StatfsResult, StatResult
+from .caps import CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
 from .errors import bpf_error
 
 TMPFS_MAGIC = 0x01021994
-CAP_DAC_OVERRIDE = 1
-CAP_DAC_READ_SEARCH = 2
-CAP_FOWNER = 3
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
-
-StatResult = namedtuple("StatResult", "st_mode st_ino st_nlink st_uid st_gid st_size")
-StatfsResult = namedtuple("StatfsResult", "f_type")
 
 
 class Inode:
@@ -112,6 +107,7 @@ class Namespace:
         self.kernel = kernel
         self.root = Inode("tmpfs", _stat.S_IFDIR | 0o755)
         self.root.is_root = True
+        self.bpffs_mounts = []  # mount points of the bpffs mounts, in mount order
 
     # -- lookup ----------------------------------------------------------
     def _follow_mount(self, node):
@@ -193,6 +189,7 @@ class Namespace:
         root.parent, root.name = where.parent, where.name
         root.is_root = True
         where.mounted = root
+        self.bpffs_mounts.append(self.path_of(where))
         # a fresh bpffs shows the preloaded iterator links, as the host's does
         for name in ("maps.debug", "progs.debug"):
             node = Inode(root.sb, _stat.S_IFREG | 0o400, obj=PreloadLink(name))

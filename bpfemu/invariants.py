@@ -15,11 +15,14 @@ Call it at the end of your own tests, or after every step of a fuzzer:
   count covers all the slots naming it, and a file's object is alive;
 - freed objects: no longer in any id allocator, fd table or pin, and holding
   nothing;
-- maps: ``count() <= max_entries``; hash tables' buckets, element index and
-  LRU list agree; the memory accounting equals the sum of the live maps'
-  charges and stays within the limit.
+- maps: ``count() <= max_entries``, and whatever the map type checks of its own
+  structures (``self_check``: a hash table's buckets, element index and LRU
+  list agree); the memory accounting equals the sum of the live maps' charges
+  and stays within the limit.
 """
-from .objects import BpfObject, File
+from .inode import Inode
+from .kernel import Kernel
+from .objects import BUILT_IN, BpfObject, File
 
 
 class InvariantError(AssertionError):
@@ -125,7 +128,6 @@ def _check_pins(kernel, out):
 
 
 def _check_holders(kernel, live, files, pinned, out):
-    from .kernel import Kernel
     live_ids = {id(o) for o in live}
     for obj in live:
         if not obj.holders:
@@ -140,14 +142,17 @@ def _check_holders(kernel, live, files, pinned, out):
                     out.append("%r is held by %r, which points elsewhere" % (obj, h))
             elif isinstance(h, Kernel):
                 out.append("%r still holds its creation reference" % (obj,))
+            elif h is BUILT_IN:
+                if obj is not kernel.btf_vmlinux:
+                    out.append("%r is held as built in, which only the kernel's own BTF is" % (obj,))
             elif isinstance(h, BpfObject):
                 if h.freed or id(h) not in live_ids:
                     out.append("%r is held by %r, which is not alive" % (obj, h))
                 else:
-                    held = _inner_refs(h)
-                    if held is not None and held.get(id(obj), 0) != n:
-                        out.append("%r holds %r %d times but counts %d" % (h, obj, held.get(id(obj), 0), n))
-            elif hasattr(h, "obj") and hasattr(h, "sb"):  # a bpffs inode
+                    held = sum(1 for o in h.all_held() if o is obj)
+                    if held != n:
+                        out.append("%r holds %r %d times but counts %d" % (h, obj, held, n))
+            elif isinstance(h, Inode):  # a bpffs pin
                 if h.obj is not obj:
                     out.append("%r is held by a pin that names %r" % (obj, h.obj))
                 elif h not in pinned and h.sb in {n.sb for n in pinned}:
@@ -161,64 +166,18 @@ def _check_holders(kernel, live, files, pinned, out):
             out.append("pinned %r is not in its id allocator" % (obj,))
 
 
-def _inner_refs(outer):
-    """id(obj) -> times the outer map's stored values reference obj (None: not a map of maps).
-
-    A type may say itself with an ``inner_refs()`` method; else hash elements'
-    values and array ``slots`` that are objects are counted."""
-    fn = getattr(outer, "inner_refs", None)
-    if fn is not None:
-        held = list(fn())
-    else:
-        held = [e.value for e in getattr(outer, "elems", {}).values()]
-        held += list(getattr(outer, "slots", {}).values())
-        held = [o for o in held if isinstance(o, BpfObject)]
-        if not held and not hasattr(outer, "meta"):
-            return None
-    counts = {}
-    for o in held:
-        counts[id(o)] = counts.get(id(o), 0) + 1
-    return counts
-
-
 def _check_map(m, out):
     try:
         n = m.count()
     except Exception as e:
         out.append("%r: count() raised %r" % (m, e))
         return
-    if n > m.max_entries:
+    if n > m.max_entries and not m.unbounded:
         out.append("%r holds %d elements, max_entries %d" % (m, n, m.max_entries))
     if n < 0:
         out.append("%r holds %d elements" % (m, n))
-    elems, buckets = getattr(m, "elems", None), getattr(m, "buckets", None)
-    if isinstance(elems, dict) and isinstance(buckets, dict):
-        _check_hashtab(m, elems, buckets, out)
-
-
-def _check_hashtab(m, elems, buckets, out):
-    seen = 0
-    for b, lst in buckets.items():
-        if not lst:
-            out.append("%r keeps empty bucket %d" % (m, b))
-        for e in lst:
-            seen += 1
-            if e.bucket != b or elems.get(e.key) is not e:
-                out.append("%r: element %s misfiled (bucket %d)" % (m, e.key.hex(), b))
-            if len(e.key) != m.key_size:
-                out.append("%r: key %s has the wrong size" % (m, e.key.hex()))
-    if seen != len(elems):
-        out.append("%r: %d elements indexed, %d in buckets" % (m, len(elems), seen))
-    nonempty = getattr(m, "_nonempty", None)
-    if nonempty is not None and list(nonempty) != sorted(buckets):
-        out.append("%r: non-empty bucket index out of date" % (m,))
-    lru = getattr(m, "lru_order", None)
-    if lru is not None and set(lru) != set(elems):
-        out.append("%r: LRU list and elements differ" % (m,))
+    out.extend(m.self_check())
 
 
 def _check_memcg(kernel, live, out):
-    memcg = getattr(kernel, "memcg", None)
-    if memcg is None:
-        return
-    out.extend(memcg.violations([o for o in live if o.kind == "map"]))
+    out.extend(kernel.memcg.violations([o for o in live if o.kind == "map"]))

@@ -6,62 +6,26 @@ filesystem namespace with its bpffs mounts, the CPU count, one lock). A
 syscall itself is :meth:`Task.bpf`.
 """
 import errno
-import os
 import threading
 
-from . import inode, syscall
+from . import inode
+from .btf.object import vmlinux_object
+from .btf.vmlinux import VMLINUX_PATH
+from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, cap_set
+from .describe import describe
 from .errors import bpf_error
+from .fdinfo import fdinfo
+from .host.sysinfo import host_possible_cpus, host_unprivileged_bpf_disabled
 from .idr import IDR
 from .memcg import DEFAULT_MEMORY_LIMIT, MemCg
-from .objects import FMODE_READ, File
-from .usermem import LOCAL, address_of
-
-CAP_DAC_OVERRIDE = 1
-CAP_DAC_READ_SEARCH = 2
-CAP_FOWNER = 3
-CAP_NET_ADMIN = 12
-CAP_SYS_ADMIN = 21
-CAP_PERFMON = 38
-CAP_BPF = 39
-# the capabilities the model knows: the bpf ones, and the filesystem overrides root has on bpffs
-CAP_NAMES = {"CAP_DAC_OVERRIDE": CAP_DAC_OVERRIDE, "CAP_DAC_READ_SEARCH": CAP_DAC_READ_SEARCH,
-             "CAP_FOWNER": CAP_FOWNER, "CAP_NET_ADMIN": CAP_NET_ADMIN, "CAP_SYS_ADMIN": CAP_SYS_ADMIN,
-             "CAP_PERFMON": CAP_PERFMON, "CAP_BPF": CAP_BPF}
-ALL_CAPS = frozenset(CAP_NAMES.values())
+from .objects import BUILT_IN, FMODE_READ, KINDS, File
+from .surface import attr_args
+from .syscall.mmap import bpf_map_mmap
+from .syscall.sys_bpf import sys_bpf
+from .usermem import LOCAL
 
 DEFAULT_NCPUS = 2  # when /sys/devices/system/cpu/possible cannot be read
 DEFAULT_NOFILE = 1024
-
-
-def host_possible_cpus(path="/sys/devices/system/cpu/possible"):
-    """Number of possible CPUs as the kernel counts them (highest id + 1), or None."""
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    top = -1
-    for part in text.split(","):
-        if part:
-            top = max(top, int(part.split("-")[-1]))
-    return top + 1 if top >= 0 else None
-
-
-def host_unprivileged_bpf_disabled(default=2):
-    try:
-        with open("/proc/sys/kernel/unprivileged_bpf_disabled") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return default
-
-
-def _caps(caps):
-    if caps is None:
-        return ALL_CAPS
-    out = set()
-    for c in caps:
-        out.add(CAP_NAMES[c] if isinstance(c, str) else int(c))
-    return frozenset(out)
 
 
 class Kernel:
@@ -70,12 +34,23 @@ class Kernel:
     ``ncpus``: number of possible CPUs (per-CPU value layouts); defaults to the
     host's when readable, else 2. ``unprivileged_bpf_disabled``: the sysctl
     (0, 1 or 2), default the host's value, else 2 (the kernel's default).
+    ``btf_vmlinux``: the file the kernel's own BTF comes from (default the host's
+    /sys/kernel/btf/vmlinux, so type ids match the host's; None, or a file that
+    is missing, gives the BTF bpfemu builds). It is the BTF object with the first
+    id (``kernel.btf_vmlinux``), read only when first needed.
     """
 
-    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT):
+    # Where the memory of mmapable maps comes from (maps.bpf_map.bpf_map_area_mmapable_alloc): a callable
+    # (size in bytes) -> a writable mmap.mmap of that size, or None for anonymous memory. ``bpfemu exec``
+    # sets file-backed memory that the processes it supervises map too (so both see the same bytes).
+    mmapable_alloc = None
+
+    def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT,
+                 btf_vmlinux=VMLINUX_PATH):
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()
-        self.idr = {"map": IDR(), "prog": IDR(), "link": IDR(), "btf": IDR()}
+        self.current = None  # the task whose bpf() call is running (the kernel's `current`), under lock
+        self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:
             unprivileged_bpf_disabled = host_unprivileged_bpf_disabled()
         self.sysctl = {"kernel.unprivileged_bpf_disabled": unprivileged_bpf_disabled}
@@ -88,6 +63,7 @@ class Kernel:
         self.fs.makedirs("/tmp", 0o1777)
         self.fs.makedirs("/sys/fs/bpf")
         self.mount_bpffs("/sys/fs/bpf")
+        self.btf_vmlinux = vmlinux_object(self, btf_vmlinux)  # btf id 1, as the host registers its own at boot
 
     # -- objects -------------------------------------------------------
     def register(self, obj):
@@ -101,24 +77,28 @@ class Kernel:
         obj.freed = True
         if obj.id:
             self.idr[obj.kind].remove(obj.id)
-        obj.on_free()
+        obj.free()
 
-    def objects(self, kind=None):
+    def objects(self, kind=None, built_in=False):
         """What is alive now, in (kind, id) order: a list of :class:`ObjectState`.
 
         Each entry names the object's kind ('map', 'prog', 'link', 'btf'), its id, the object,
         its reference count and who holds those references: ``fd 3 of task 101``, ``pin
         /sys/fs/bpf/m``, ``map 7`` (an outer map holding an inner one), ``file #12 (no fd)``
         (an open file kept only by something else, e.g. a memory mapping). An empty list
-        means nothing is alive: the leak check of a test.
+        means nothing is alive: the leak check of a test. The kernel's own objects (its vmlinux
+        BTF, ``built in``) are listed only while something else holds them too, or with
+        ``built_in=True``.
         """
         with self.lock:
             fd_slots = self._fd_slots()
             out = []
-            for k in ("map", "prog", "link", "btf"):
+            for k in KINDS:
                 if kind and k != kind:
                     continue
                 for obj in self.idr[k]:
+                    if not built_in and BUILT_IN in obj.holders and len(obj.holders) == 1:
+                        continue
                     out.append(ObjectState(k, obj.id, obj, obj.refcnt, self._holder_names(obj, fd_slots)))
             return out
 
@@ -142,6 +122,8 @@ class Kernel:
                 names.append("pin %s" % self.fs.path_of(h))
             elif isinstance(h, Kernel):
                 names.append("kernel (being created)")
+            elif h is BUILT_IN:
+                names.append("the kernel (built in)")
             else:
                 names.extend(["%s %s" % (h.kind, h.id) if hasattr(h, "kind") else repr(h)] * n)
         return names
@@ -150,7 +132,7 @@ class Kernel:
     def spawn(self, uid=0, caps=None):
         """A new task (process): fds 0-2 taken by a terminal, root and all caps by default."""
         with self.lock:
-            t = Task(self, uid, _caps(caps) if uid == 0 or caps is not None else frozenset())
+            t = Task(self, uid, cap_set(caps) if uid == 0 or caps is not None else frozenset())
             tty = File(None, kind="tty")
             for fd in (0, 1, 2):
                 t._install(fd, tty)
@@ -169,8 +151,21 @@ class Kernel:
         self._rand_state = x & 0xFFFFFFFF
         return self._rand_state
 
+    @property
+    def checked_user_memory(self):
+        """True when every bad pointer a task passes gives EFAULT (user memory is copied with
+        process_vm_readv/writev); False where bpfemu cannot check pointers (not Linux, or those calls are
+        blocked by a seccomp profile): then only the NULL page gives EFAULT and another bad pointer crashes
+        the process. :attr:`user_memory_reason` says why."""
+        return LOCAL.checked
+
+    @property
+    def user_memory_reason(self):
+        """Why user memory is not checked ('' when it is)."""
+        return LOCAL.unchecked_reason
+
     def describe(self):
-        from .describe import describe
+        """What this kernel holds, in a bpftool-like text (see :mod:`bpfemu.describe`)."""
         return describe(self)
 
 
@@ -224,13 +219,9 @@ class Task:
     # -- the syscall ---------------------------------------------------
     def bpf(self, cmd, attr, size=None):
         """bpf(cmd, &attr, size): attr is a ctypes object or bytearray laid out as union bpf_attr."""
-        addr, n = address_of(attr)
-        if size is None:
-            if n is None:
-                raise TypeError("size is required when attr is an address")
-            size = n
+        addr, size = attr_args(attr, size)
         self._check_alive()
-        return syscall.sys_bpf(self, cmd, addr, size, self.mem, attr if n is not None else None)
+        return sys_bpf(self, cmd, addr, size, self.mem, None if isinstance(attr, int) else attr)
 
     def _check_alive(self):
         if not self.alive:
@@ -288,14 +279,14 @@ class Task:
             if uid is not None:
                 child.setuid(uid, caps)
             elif caps is not None:
-                child.caps = _caps(caps)
+                child.caps = cap_set(caps)
             return child
 
     def setuid(self, uid, caps=None):
         """Change credentials; a non-root uid drops every capability unless caps is given."""
         with self.kernel.lock:
             self.uid = uid
-            self.caps = _caps(caps) if caps is not None else (ALL_CAPS if uid == 0 else frozenset())
+            self.caps = cap_set(caps) if caps is not None else (ALL_CAPS if uid == 0 else frozenset())
 
     def exit(self):
         """Close every fd; the task is gone (pins and objects held elsewhere stay)."""
@@ -360,11 +351,8 @@ class Task:
     def fdinfo(self, fd):
         """The text of /proc/self/fdinfo/<fd>."""
         with self.kernel.lock:
-            f = self.fdget(fd)
-            from .fdinfo import fdinfo
-            return fdinfo(self, fd, f)
+            return fdinfo(self.fdget(fd))
 
     def mmap(self, fd, length, offset=0, writable=True):
-        """mmap(MAP_SHARED) of a map fd: an arraymap.Mapping sharing the map's memory."""
-        from .arraymap import bpf_map_mmap
+        """mmap(MAP_SHARED) of a map fd: a :class:`bpfemu.surface.Mapping` sharing the map's memory."""
         return bpf_map_mmap(self, fd, length, offset, writable)

@@ -2,9 +2,9 @@
 
 The one source of truth for the ABI. Layouts and enumerators come from
 ``uapi_layout`` (generated from the kernel's BTF by tools/gen_uapi.py); this
-module adds what BTF does not carry (#defines) and the per-command facts the
-syscall layer needs (the last attr field a command reads). Other modules import
-names from here and never hard-code an offset.
+module adds what BTF does not carry (#defines) and field lookups by name. What
+each command reads is declared in :mod:`bpfemu.syscall.table`. Other modules
+import names from here and never hard-code an offset.
 """
 import ctypes
 import functools
@@ -41,35 +41,39 @@ def map_type_name(t):
     return n[len("BPF_MAP_TYPE_"):].lower() if n else "map type %d" % t
 
 
+def _member(cls, name):
+    """(offset, ctype) of member ``name`` of struct/union ``cls``, looked up through anonymous members."""
+    for fname, ftype, *_ in cls._fields_:
+        if fname == name:
+            return getattr(cls, name).offset, ftype
+    for anon in getattr(cls, "_anonymous_", ()):
+        sub = dict((f[0], f[1]) for f in cls._fields_)[anon]
+        try:
+            off, ftype = _member(sub, name)
+        except AttributeError:
+            continue
+        return getattr(cls, anon).offset + off, ftype
+    raise AttributeError("%s has no member %s" % (cls.__name__, name))
+
+
 @functools.lru_cache(maxsize=None)  # layouts never change: the syscall path asks per call
-def _field(struct_cls, dotted):
-    """(offset, size) of a possibly nested field of a ctypes class."""
+def field_layout(struct_cls, dotted):
+    """(offset, size) of a possibly nested field of a ctypes struct or union ('batch.count')."""
     off = 0
     cls = struct_cls
     for part in dotted.split("."):
-        desc = getattr(cls, part)
-        off += desc.offset
-        ftype = dict((f[0], f[1]) for f in cls._fields_).get(part)
-        if ftype is None:  # reached through an anonymous member
-            for f in cls._fields_:
-                if f[0] in getattr(cls, "_anonymous_", ()):
-                    try:
-                        o, s = _field(f[1], part)
-                    except AttributeError:
-                        continue
-                    return off - desc.offset + getattr(cls, f[0]).offset + o, s
-            raise AttributeError(dotted)
-        cls = ftype
+        o, cls = _member(cls, part)
+        off += o
     return off, ctypes.sizeof(cls)
 
 
 def attr_field(dotted):
     """(offset, size) of a field of union bpf_attr, e.g. 'batch.count' or 'map_flags'."""
-    return _field(bpf_attr, dotted)
+    return field_layout(bpf_attr, dotted)
 
 
 def offsetofend(dotted, struct_cls=bpf_attr):
-    off, size = _field(struct_cls, dotted)
+    off, size = field_layout(struct_cls, dotted)
     return off + size
 
 
@@ -79,33 +83,6 @@ PERCPU_MAP_TYPES = frozenset(globals()["BPF_MAP_TYPE_" + n] for n in (
     "PERCPU_HASH", "LRU_PERCPU_HASH", "PERCPU_ARRAY", "PERCPU_CGROUP_STORAGE"))
 FD_MAP_TYPES = frozenset(globals()["BPF_MAP_TYPE_" + n] for n in (
     "PROG_ARRAY", "PERF_EVENT_ARRAY", "CGROUP_ARRAY", "ARRAY_OF_MAPS", "HASH_OF_MAPS"))
-
-
-# The last attr field each command reads: bytes after it must be zero (EINVAL).
-LAST_FIELD = {
-    BPF_MAP_CREATE: "excl_prog_hash_size",  # noqa: F821 - names come from globals().update
-    BPF_MAP_LOOKUP_ELEM: "flags",  # noqa: F821
-    BPF_MAP_UPDATE_ELEM: "flags",  # noqa: F821
-    BPF_MAP_DELETE_ELEM: "key",  # noqa: F821
-    BPF_MAP_GET_NEXT_KEY: "next_key",  # noqa: F821
-    BPF_MAP_LOOKUP_AND_DELETE_ELEM: "flags",  # noqa: F821
-    BPF_MAP_FREEZE: "map_fd",  # noqa: F821
-    BPF_MAP_LOOKUP_BATCH: "batch.flags",  # noqa: F821
-    BPF_MAP_LOOKUP_AND_DELETE_BATCH: "batch.flags",  # noqa: F821
-    BPF_MAP_UPDATE_BATCH: "batch.flags",  # noqa: F821
-    BPF_MAP_DELETE_BATCH: "batch.flags",  # noqa: F821
-    BPF_OBJ_PIN: "path_fd",  # noqa: F821
-    BPF_OBJ_GET: "path_fd",  # noqa: F821
-    BPF_PROG_GET_NEXT_ID: "next_id",  # noqa: F821
-    BPF_MAP_GET_NEXT_ID: "next_id",  # noqa: F821
-    BPF_BTF_GET_NEXT_ID: "next_id",  # noqa: F821
-    BPF_LINK_GET_NEXT_ID: "next_id",  # noqa: F821
-    BPF_PROG_GET_FD_BY_ID: "prog_id",  # noqa: F821
-    BPF_MAP_GET_FD_BY_ID: "open_flags",  # noqa: F821
-    BPF_BTF_GET_FD_BY_ID: "fd_by_id_token_fd",  # noqa: F821
-    BPF_LINK_GET_FD_BY_ID: "link_id",  # noqa: F821
-    BPF_OBJ_GET_INFO_BY_FD: "info.info",  # noqa: F821
-}
 
 
 def make_attr(**fields):

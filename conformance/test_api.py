@@ -7,7 +7,7 @@ import pytest
 from bpfemu import uapi as u
 from bpfemu.api import BpfError, Map
 
-from .bpfhelp import err, hash_map, keys, lookup, map_id, u32, update
+from bpfemu.testing.support import err, hash_map, keys, lookup, map_id, u32, update
 
 ENOTSUPP = 524
 

@@ -3,16 +3,11 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (array_map, batch, create_map, delete, err, freeze, lookup, lookup_and_delete, next_key,
-                      u32, u64, update)
+from bpfemu.testing.support import (array_map, batch, create_map, delete, err, freeze, lookup, lookup_and_delete, next_key,
+                                    possible_cpus, u32, u64, update)
 
 A, PA = u.BPF_MAP_TYPE_ARRAY, u.BPF_MAP_TYPE_PERCPU_ARRAY
 EXIST, NOEXIST, LOCK = u.BPF_EXIST, u.BPF_NOEXIST, u.BPF_F_LOCK
-
-
-def ncpus():
-    with open("/sys/devices/system/cpu/possible") as f:
-        return int(f.read().strip().split(",")[-1].split("-")[-1]) + 1
 
 
 @pytest.mark.parametrize("map_type,ks,vs,me,flags,expected", [
@@ -79,7 +74,7 @@ def test_get_next_key_out_of_range_restarts(proc):
 
 
 def test_percpu_layout(proc):
-    n = ncpus()
+    n = possible_cpus(proc)
     fd = create_map(proc, PA, value_size=4, max_entries=2)
     stride = 8
     vals = b"".join(u32(0x11111111 * (c + 1)) + b"\xff\xff\xff\xff" for c in range(n))
@@ -125,7 +120,7 @@ def test_lookup_batch_is_key_based(proc):
 
 
 def test_percpu_lookup_batch(proc):
-    n = ncpus()
+    n = possible_cpus(proc)
     fd = create_map(proc, PA, value_size=8, max_entries=2)
     v = b"".join(u64(c + 1) for c in range(n))
     update(proc, fd, u32(1), v)

@@ -20,8 +20,8 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (create_map, delete, err, hash_map, id_alive, keys, lookup, lookup_and_delete, map_id, u32, u64,
-                      update, wait_gone)
+from bpfemu.testing.support import (create_map, delete, err, hash_map, id_alive, keys, lookup, lookup_and_delete, map_id, u32, u64,
+                      need_bad_pointer_detection, update, wait_gone)
 
 ENOENT, EBADF, EEXIST, EFAULT, EINVAL, E2BIG = 2, 9, 17, 14, 22, 7
 PAGE = mmap.PAGESIZE
@@ -58,6 +58,7 @@ class PageThenHole:
 
 @pytest.fixture
 def hole():
+    need_bad_pointer_detection()  # the hole is unmapped memory
     h = PageThenHole()
     yield h
     h.close()

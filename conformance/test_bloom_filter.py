@@ -4,7 +4,7 @@ import pytest
 from bpfemu import uapi as u
 from bpfemu.jhash import jhash, jhash2
 
-from .bpfhelp import (addr, batch, buf, create_map, delete, err, freeze, lookup, lookup_and_delete, next_key,
+from bpfemu.testing.support import (addr, batch, buf, create_map, delete, err, freeze, lookup, lookup_and_delete, next_key,
                       u32, u64, update)
 
 B = u.BPF_MAP_TYPE_BLOOM_FILTER

@@ -1,6 +1,6 @@
 """bpffs: what a fresh mount holds, OBJ_PIN/OBJ_GET rules, and directory operations.
 
-Every path is under proc.bpffs (the emulator's /sys/fs/bpf, a private mount on the host). The
+Every path is under proc.bpffs (/sys/fs/bpf: the emulator's, or on the host the tasks' private one). The
 "outside" fixture is an ordinary directory under /tmp that is not on a bpffs.
 """
 import errno
@@ -13,7 +13,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import err, hash_map, lookup, map_id, obj_get, pin, u32, u64, update
+from bpfemu.testing.support import err, hash_map, lookup, map_id, obj_get, pin, u32, u64, update
 
 _seq = itertools.count()
 
@@ -23,18 +23,17 @@ def outside(proc):
     path = "/tmp/bpfemu-outside-%d-%d" % (os.getpid(), next(_seq))
     proc.mkdir(path)
     yield path
-    if proc.backend == "host":
+    if proc.backend == "host" and getattr(proc, "vm", None) is None:  # (a VM's /tmp goes with the guest)
         shutil.rmtree(path, ignore_errors=True)
 
 
 def make_plain_file(proc, path):
-    """An ordinary file (setup only: the emulator's namespace gets one directly)."""
+    """An ordinary file (setup only: the emulator's namespace gets one directly, a real kernel's task makes it
+    with mknod, so that it is where the task sees it: in a VM, the guest's)."""
     if proc.backend == "emu":
         proc.kernel.fs.create_file(path)
-    elif getattr(proc, "vm", None) is not None:  # a host backend that is a VM: the file is the guest's
-        proc.vm.agent_call("os", "mknod", (path, stat.S_IFREG | 0o644))
     else:
-        open(path, "w").close()
+        proc._call("call", "mknod", (path, stat.S_IFREG | 0o644))
 
 
 # -- a fresh mount --------------------------------------------------------------
@@ -310,16 +309,13 @@ def test_rename_errors(proc, outside):
 
 
 def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
-    """A second bpffs: kernel.mount_bpffs on the emulator, mount(2) on the host."""
+    """A second bpffs: kernel.mount_bpffs on the emulator, mount(2) in the task's mount namespace on the host."""
     second = outside + "/bpf2"
     proc.mkdir(second)
     if proc.backend == "emu":
         proc.kernel.mount_bpffs(second)
-    elif getattr(proc, "vm", None) is not None:  # a host backend that is a VM: mount in the guest
-        proc.vm.agent_call("mount_bpffs", second)
     else:
-        from bpfemu.host import _mount, _umount
-        _mount("bpf", second, "bpf")
+        proc.mount_bpffs(second)
     try:
         assert proc.listdir(second) == ["maps.debug", "progs.debug"]
         assert proc.statfs(second).f_type == u.BPF_FS_MAGIC
@@ -329,7 +325,5 @@ def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
         assert err(proc.rename, proc.bpffs + "/m", second + "/x") == errno.EXDEV
         assert err(proc.rename, proc.bpffs + "/m", second + "/m") == errno.EXDEV
     finally:
-        if getattr(proc, "vm", None) is not None:
-            proc.vm.agent_call("umount", second)
-        elif proc.backend == "host":
-            _umount(second)
+        if proc.backend == "host":
+            proc.umount(second)

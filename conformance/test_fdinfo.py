@@ -11,11 +11,11 @@ import struct
 import pytest
 
 from bpfemu import uapi as u
-from bpfemu.kernel import host_possible_cpus
 
-from .bpfhelp import create_map, delete, freeze, map_id, map_info, map_fd_by_id, obj_get, pin, update
+from bpfemu.testing.support import (create_map, delete, freeze, map_id, map_info, map_fd_by_id, obj_get, pin,
+                                    possible_cpus, update)
 
-NCPUS = host_possible_cpus()
+NCPUS = possible_cpus()  # the host's, which the emulated kernels take too
 ORDER = ["pos", "flags", "mnt_id", "ino", "map_type", "key_size", "value_size", "max_entries", "map_flags",
          "map_extra", "memlock", "map_id", "frozen"]
 
@@ -161,12 +161,18 @@ MEMLOCK = {
     "SOCKHASH": [(4, 8, 1, 0, 0, [400]), (4, 8, 100, 0, 0, [2432]), (20, 8, 5, 0, 0, [512])],
     "REUSEPORT_SOCKARRAY": [(4, 8, 1, 0, 0, [304]), (4, 4, 100, 0, 0, [1096])],
     "ARENA": [(0, 0, 1, u.BPF_F_MMAPABLE, 0, [0]), (0, 0, 100, u.BPF_F_MMAPABLE, 0, [0])],
+    "ARRAY_OF_MAPS": [(4, 4, 16, 0, 0, [440, 440, 440, 440]), (4, 4, 100, 0, 0, [1112, 1112])],
+    "HASH_OF_MAPS": [(4, 4, 16, 0, 0, [2192, 2192, 2192]), (8, 4, 100, 0, 0, [9360, 9360]),
+                     (4, 4, 16, u.BPF_F_NO_PREALLOC, 0, [1152, 1224, 1296, 1368])],
 }
+OF_MAPS = {"ARRAY_OF_MAPS", "HASH_OF_MAPS"}
 PERCPU = {"PERCPU_HASH", "LRU_PERCPU_HASH", "PERCPU_ARRAY"}
 
 
-def add_element(proc, fd, name, i, k, v):
+def add_element(proc, fd, name, i, k, v, inner=None):
     """Store element number i (distinct keys/values) the way each type takes one from userspace."""
+    if name in OF_MAPS:
+        return update(proc, fd, struct.pack("<I", i) + bytes(k - 4), struct.pack("<I", inner))
     if name in ("QUEUE", "STACK", "BLOOM_FILTER"):
         return update(proc, fd, None, bytes([i + 1]) + bytes(v - 1))
     if name == "LPM_TRIE":
@@ -184,11 +190,12 @@ def test_memlock(proc, name):
     if name in PERCPU and NCPUS != 2:
         pytest.skip("expected numbers were measured with 2 possible CPUs")
     t = getattr(u, "BPF_MAP_TYPE_" + name)
+    inner = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1) if name in OF_MAPS else 0
     for k, v, me, flags, extra, want in MEMLOCK[name]:
-        fd = create_map(proc, t, k, v, me, flags, map_extra=extra)
+        fd = create_map(proc, t, k, v, me, flags, map_extra=extra, inner_map_fd=inner)
         got = [memlock(proc, fd)]
         for i in range(len(want) - 1):
-            add_element(proc, fd, name, i, k, v)
+            add_element(proc, fd, name, i, k, v, inner)
             got.append(memlock(proc, fd))
         assert got == want, (name, k, v, me, flags, extra)
         proc.close(fd)

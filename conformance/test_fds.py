@@ -1,7 +1,7 @@
 """fd numbering and the lifetime of a map through dup, fork, close and exit."""
 from bpfemu import uapi as u
 
-from .bpfhelp import array_map, err, hash_map, lookup, map_id, u32, u64, update, wait_gone
+from bpfemu.testing.support import array_map, err, hash_map, lookup, map_id, u32, u64, update, wait_gone
 
 
 def test_fds_start_at_3_and_take_the_lowest_free(proc):

@@ -14,12 +14,11 @@ import pytest
 
 from bpfemu import uapi as u
 from bpfemu.jhash import htab_map_hash
-from bpfemu.kernel import host_possible_cpus
 
-from .bpfhelp import (addr, batch, buf, create_map, delete, err, freeze, keys, lookup, lookup_and_delete, map_info,
-                      make_attr, next_key, u32, update)
+from bpfemu.testing.support import (addr, batch, buf, create_map, delete, err, freeze, keys, lookup, lookup_and_delete, map_info,
+                      make_attr, next_key, possible_cpus, u32, update)
 
-NCPU = host_possible_cpus() or 2
+NCPU = possible_cpus()  # the host's, which the emulated kernels take too
 EPERM, ENOENT, E2BIG, EFAULT, EEXIST, EINVAL, ENOSPC, ENOTSUPP = 1, 2, 7, 14, 17, 22, 28, 524
 HASH, PERCPU_HASH = u.BPF_MAP_TYPE_HASH, u.BPF_MAP_TYPE_PERCPU_HASH
 LRU_HASH, LRU_PERCPU_HASH = u.BPF_MAP_TYPE_LRU_HASH, u.BPF_MAP_TYPE_LRU_PERCPU_HASH

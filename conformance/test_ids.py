@@ -9,7 +9,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (create_map, err, get_next_id, hash_map, lookup, make_attr, map_fd_by_id, map_id,
+from bpfemu.testing.support import (create_map, err, get_next_id, hash_map, lookup, make_attr, map_fd_by_id, map_id,
                       next_key, u32, u64, update, wait_gone)
 
 INT_MAX = 2**31 - 1

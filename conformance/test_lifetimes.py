@@ -10,7 +10,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (array_map, create_map, delete, err, hash_map, id_alive, lookup, map_id, obj_get, pin,
+from bpfemu.testing.support import (array_map, create_map, delete, err, hash_map, id_alive, lookup, map_id, obj_get, pin,
                       u32, u64, update, wait_gone)
 
 

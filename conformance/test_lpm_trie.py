@@ -7,7 +7,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (batch, create_map, delete, err, freeze, keys, lookup, lookup_and_delete, next_key, u32,
+from bpfemu.testing.support import (batch, create_map, delete, err, freeze, keys, lookup, lookup_and_delete, next_key, u32,
                       update)
 
 L = u.BPF_MAP_TYPE_LPM_TRIE

@@ -3,7 +3,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import array_map, delete, err, hash_map, keys, lookup, next_key, u32, u64, update
+from bpfemu.testing.support import array_map, delete, err, hash_map, keys, lookup, next_key, u32, u64, update
 
 
 def test_hash_round_trip(proc):
@@ -92,12 +92,12 @@ def test_array_get_next_key(proc):
     (9999, 4, 8, 1, 22),
 ])
 def test_map_create_common_errnos(proc, map_type, ks, vs, me, expected):
-    from .bpfhelp import create_map
+    from bpfemu.testing.support import create_map
     assert err(create_map, proc, map_type, ks, vs, me) == expected
 
 
 def test_map_create_name_rules(proc):
-    from .bpfhelp import create_map
+    from bpfemu.testing.support import create_map
     assert create_map(proc, u.BPF_MAP_TYPE_ARRAY, name=b"ok_name.1") >= 3
     assert err(create_map, proc, u.BPF_MAP_TYPE_ARRAY, name=b"bad-name") == 22
     assert err(create_map, proc, u.BPF_MAP_TYPE_ARRAY, name=b"x" * 16) == 22  # no room for the NUL

@@ -11,9 +11,9 @@ checked (the test says so in its skip reason).
 import pytest
 
 from bpfemu import uapi as u
-from bpfemu.kernel import host_unprivileged_bpf_disabled
+from bpfemu.host.sysinfo import host_unprivileged_bpf_disabled
 
-from .bpfhelp import create_map, err
+from bpfemu.testing.support import create_map, err
 
 OK, EPERM, EBADF, EINVAL, E2BIG, ERANGE, ENOTSUPP = 0, 1, 9, 22, 7, 34, 524
 F = u
@@ -191,6 +191,6 @@ def test_local_storage_btf_fd_not_btf(proc):
 
 
 def test_devmap_keeps_the_rdonly_prog_it_adds(proc):
-    from .bpfhelp import map_info
+    from bpfemu.testing.support import map_info
     for t in (u.BPF_MAP_TYPE_DEVMAP, u.BPF_MAP_TYPE_DEVMAP_HASH):
         assert map_info(proc, create_map(proc, t, 4, 4, 1, NUMA)).map_flags == NUMA | RP

@@ -10,7 +10,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (batch, create_map, delete, err, id_alive, keys, lookup, lookup_and_delete, map_id,
+from bpfemu.testing.support import (batch, create_map, delete, err, id_alive, keys, lookup, lookup_and_delete, map_id,
                       next_key, u32, update, wait_gone)
 
 EPERM, ENOENT, EBADF, E2BIG, EEXIST, EINVAL, ENOTSUPP = 1, 2, 9, 7, 17, 22, 524

@@ -11,7 +11,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import addr, buf, create_map, err, freeze, make_attr, update
+from bpfemu.testing.support import addr, buf, create_map, err, freeze, make_attr, update
 
 INFO = ctypes.sizeof(u.bpf_map_info)
 OFF = {f[0]: (getattr(u.bpf_map_info, f[0]).offset, getattr(u.bpf_map_info, f[0]).size)

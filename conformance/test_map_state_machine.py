@@ -7,15 +7,14 @@ must be identical: return value or errno, and every byte written back (values, k
 batch count and out_batch). After every step the whole GET_NEXT_KEY walk (or the peeked
 value, for key-less maps) must be identical too, which pins the iteration order.
 
-Maps are described by one row of ``SPECS``: a new map type is one more row. A row whose
-module is missing is skipped with the reason. ``exact=False`` is for LRU maps small enough
+Maps are described by one row of ``SPECS``: a new map type is one more row. ``exact=False`` is for LRU
+maps small enough
 to evict: which element the kernel evicts depends on its per-CPU free lists, so there
 only argument errors are compared, and each machine is checked for the LRU invariants
 (the element just written is present, no key twice, never more than max_entries).
 Maps of maps store the fds of a few inner maps created alike on both machines (same fd
 numbers); the ids they answer differ between machines, so ids are compared by map.
 """
-import importlib.util
 import struct
 from dataclasses import dataclass, field
 
@@ -26,12 +25,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 import bpfemu
 from bpfemu import uapi as u
-from bpfemu.kernel import host_possible_cpus
 
-from .bpfhelp import addr, batch, buf, create_map, make_attr, map_info
-from .conftest import _need_host
+from bpfemu.testing.support import addr, batch, buf, create_map, make_attr, map_info, possible_cpus
+from bpfemu.testing.backends import need_host, real_kernel
 
-NCPU = host_possible_cpus() or 2
+NCPU = possible_cpus()  # the host's, which the emulated kernels take too
 EINVAL, EPERM, E2BIG, EFAULT, ENOTSUPP = 22, 1, 7, 14, 524
 HASH_TYPES = (u.BPF_MAP_TYPE_HASH, u.BPF_MAP_TYPE_PERCPU_HASH, u.BPF_MAP_TYPE_LRU_HASH,
               u.BPF_MAP_TYPE_LRU_PERCPU_HASH)
@@ -67,7 +65,6 @@ class Spec:
     flags: int = 0
     keys: object = None  # hypothesis strategy of key bytes; None: a key-less map
     exact: bool = True
-    module: str = None  # the bpfemu module implementing the type (the row needs it)
     create: dict = field(default_factory=dict)
     of_maps: bool = False  # values are inner-map fds in, map ids out
 
@@ -97,10 +94,10 @@ SPECS = [
     Spec("percpu_array", u.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 12, 4, 0, index_keys(6)),
     Spec("hash_of_maps", u.BPF_MAP_TYPE_HASH_OF_MAPS, 4, 4, 4, ZS, int_keys(7, 4), of_maps=True),
     Spec("array_of_maps", u.BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 3, 0, index_keys(5), of_maps=True),
-    Spec("lpm_trie", u.BPF_MAP_TYPE_LPM_TRIE, 6, 4, 6, u.BPF_F_NO_PREALLOC, lpm_keys(2), module="lpm_trie"),
-    Spec("queue", u.BPF_MAP_TYPE_QUEUE, 0, 4, 4, 0, module="queue_stack_maps"),
-    Spec("stack", u.BPF_MAP_TYPE_STACK, 0, 4, 4, 0, module="queue_stack_maps"),
-    Spec("bloom_filter", u.BPF_MAP_TYPE_BLOOM_FILTER, 0, 4, 8, ZS, module="bloom_filter",
+    Spec("lpm_trie", u.BPF_MAP_TYPE_LPM_TRIE, 6, 4, 6, u.BPF_F_NO_PREALLOC, lpm_keys(2)),
+    Spec("queue", u.BPF_MAP_TYPE_QUEUE, 0, 4, 4, 0),
+    Spec("stack", u.BPF_MAP_TYPE_STACK, 0, 4, 4, 0),
+    Spec("bloom_filter", u.BPF_MAP_TYPE_BLOOM_FILTER, 0, 4, 8, ZS,
          create={"map_extra": 2}),
 ]
 
@@ -303,17 +300,15 @@ def walk(proc, fd, key_size, limit=10000):
 @pytest.fixture(scope="module")
 def machines():
     """One emulator task and one host task for the module (each example makes its own maps)."""
-    _need_host()  # skip, or fail under BPFEMU_REQUIRE_HOST=1, as the proc fixture does
+    need_host()  # skip, or fail under BPFEMU_REQUIRE_HOST=1, as the proc fixture does
     emu = bpfemu.Kernel().spawn()
-    host = bpfemu.Host().spawn()
+    host = real_kernel().spawn()
     yield emu, host
     host.exit()
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 def test_emulator_and_host_agree(machines, spec):
-    if spec.module and importlib.util.find_spec("bpfemu." + spec.module) is None:
-        pytest.skip("bpfemu.%s is not there yet" % spec.module)
     emu, host = machines
     run_state_machine_as_test(
         machine_for(spec, emu, host),

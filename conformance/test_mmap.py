@@ -8,7 +8,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import array_map, create_map, err, freeze, hash_map, lookup, u32, u64, update
+from bpfemu.testing.support import array_map, create_map, err, freeze, hash_map, lookup, u32, u64, update
 
 PAGE = 4096
 MM = u.BPF_F_MMAPABLE

@@ -13,7 +13,8 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import create_map, delete, err, freeze, keys, lookup, lookup_and_delete, next_key, update
+from bpfemu.testing.support import (create_map, delete, err, freeze, keys, lookup, lookup_and_delete, next_key,
+                                    possible_cpus, update)
 
 OK, ENOENT, EBADF, ENOMEM, EEXIST, ENODEV, EINVAL, ENOSPC, E2BIG, ENOTSOCK, EOVERFLOW = 0, 2, 9, 12, 17, 19, 22, 28, 7, 88, 75
 EOPNOTSUPP, ENOTSUPP = 95, 524
@@ -99,16 +100,15 @@ def test_ops_on_an_empty_map(proc, name):
 
 
 def test_percpu_cgroup_storage_value_is_per_cpu(proc):
-    from bpfemu.kernel import host_possible_cpus
     fd = create_map(proc, u.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, 8, 4, 0)
-    vs = 8 * host_possible_cpus()
+    vs = 8 * possible_cpus(proc)
     assert err(lookup, proc, fd, bytes(8), vs) == ENOENT
     assert err(update, proc, fd, bytes(8), bytes(vs)) == ENOENT
     assert err(update, proc, fd, bytes(8), bytes(vs), 1) == EINVAL  # BPF_NOEXIST is not allowed
 
 
 def test_batches_are_not_supported(proc):
-    from .bpfhelp import make_attr
+    from bpfemu.testing.support import make_attr
     for t, k, v, me in (("PROG_ARRAY", 4, 4, 2), ("DEVMAP", 4, 4, 2), ("STACK_TRACE", 4, 8, 2), ("CPUMAP", 4, 4, 2)):
         fd = create_map(proc, getattr(u, "BPF_MAP_TYPE_" + t), k, v, me)
         for cmd in (u.BPF_MAP_LOOKUP_BATCH, u.BPF_MAP_UPDATE_BATCH, u.BPF_MAP_DELETE_BATCH,
@@ -167,8 +167,7 @@ def test_devmap_hash_order_and_errors(proc):
 
 
 def test_cpumap(proc):
-    from bpfemu.kernel import host_possible_cpus
-    ncpus = host_possible_cpus()
+    ncpus = possible_cpus(proc)
     for v in (4, 8):
         fd = create_map(proc, u.BPF_MAP_TYPE_CPUMAP, 4, v, ncpus + 2)
         res = {

@@ -16,11 +16,10 @@ import errno
 
 import pytest
 
-import bpfemu
 from bpfemu import uapi as u
-from bpfemu.kernel import host_unprivileged_bpf_disabled
+from bpfemu.host.sysinfo import host_unprivileged_bpf_disabled
 
-from .bpfhelp import (batch, create_map, err, freeze, get_next_id, hash_map, lookup, lookup_and_delete, make_attr,
+from bpfemu.testing.support import (batch, create_map, err, freeze, get_next_id, hash_map, lookup, lookup_and_delete, make_attr,
                       map_fd_by_id, map_id, map_info, next_key, obj_get, pin, u32, u64, update)
 
 INT_MAX = 2**31 - 1
@@ -150,21 +149,3 @@ def test_caps_subset_on_a_fork(proc):
         assert err(get_next_id, child, 0) == EPERM
     finally:
         child.exit()
-
-
-# -- the sysctl (emulator only: on the host, kernel.unprivileged_bpf_disabled cannot be lowered again
-# once it is 1, and changing it would affect the whole machine, so only its current value is proved) --
-
-@pytest.mark.parametrize("value,unpriv_create", [(0, OK), (1, EPERM), (2, EPERM)])
-def test_unprivileged_bpf_disabled_sysctl_on_the_emulator(value, unpriv_create):
-    k = bpfemu.Kernel(unprivileged_bpf_disabled=value)
-    t = k.spawn(uid=1000)
-    assert err(hash_map, t, flags=0) == unpriv_create
-    assert err(create_map, t, u.BPF_MAP_TYPE_ARRAY) == unpriv_create
-    # types that need a capability stay refused, and so do the id commands
-    assert err(create_map, t, u.BPF_MAP_TYPE_LRU_HASH) == EPERM
-    assert err(get_next_id, t, 0) == EPERM
-
-
-def test_the_emulator_defaults_to_the_host_sysctl():
-    assert bpfemu.Kernel().sysctl["kernel.unprivileged_bpf_disabled"] == host_unprivileged_bpf_disabled()

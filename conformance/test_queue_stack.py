@@ -3,7 +3,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import (addr, batch, buf, create_map, delete, err, freeze, lookup, lookup_and_delete, next_key,
+from bpfemu.testing.support import (addr, batch, buf, create_map, delete, err, freeze, lookup, lookup_and_delete, next_key,
                       u32, update)
 
 Q, S = u.BPF_MAP_TYPE_QUEUE, u.BPF_MAP_TYPE_STACK

@@ -5,7 +5,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from .bpfhelp import addr, buf, err, hash_map, make_attr
+from bpfemu.testing.support import addr, buf, err, hash_map, make_attr
 
 ATTR = u.ATTR_SIZE
 
@@ -18,8 +18,16 @@ def big_attr(n, **fields):
     return b
 
 
-def test_attr_size_is_168():
-    assert ATTR == 168
+def test_the_kernel_union_bpf_attr_is_ATTR_SIZE_bytes(proc):
+    """A nonzero last byte of our union is inside the kernel's (CHECK_ATTR of MAP_CREATE: EINVAL); the byte
+    after it is past the kernel's union (E2BIG): both sizes are uapi.ATTR_SIZE."""
+    b = big_attr(ATTR + 1, map_type=u.BPF_MAP_TYPE_ARRAY, key_size=4, value_size=4, max_entries=1)
+    b[ATTR - 1] = 1
+    assert err(proc.bpf, u.BPF_MAP_CREATE, b, ATTR) == 22
+    b[ATTR - 1], b[ATTR] = 0, 1
+    assert err(proc.bpf, u.BPF_MAP_CREATE, b, ATTR + 1) == 7
+    b[ATTR] = 0
+    assert proc.bpf(u.BPF_MAP_CREATE, b, ATTR + 1) == 3
 
 
 @pytest.mark.parametrize("size", [ATTR + 1, ATTR + 8, 4096])

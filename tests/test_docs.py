@@ -12,12 +12,14 @@ import importlib.util
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 import bpfemu
+from bpfemu.syscall.sys_bpf import implemented
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "docs", "quickstart.md")
@@ -47,15 +49,16 @@ def test_quickstart_has_examples_for_each_audience():
     assert len(_test_files(QUICKSTART)) >= 2
 
 
-def test_quickstart_python_blocks_run_and_print_what_is_shown():
-    namespace = {"__name__": "quickstart"}
+def run_page(path):
+    """Run a page's python blocks in order in one namespace, checking each text output block; (ran, checked)."""
+    namespace = {"__name__": os.path.basename(path)}
     last_output = None
     checked = ran = 0
-    for lang, info, body in blocks(QUICKSTART):
+    for lang, info, body in blocks(path):
         if lang == "python" and not info:
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                exec(compile(body, "%s:block%d" % (QUICKSTART, ran), "exec"), namespace)
+                exec(compile(body, "%s:block%d" % (path, ran), "exec"), namespace)
             last_output = out.getvalue()
             ran += 1
         elif lang == "text" and info == "output":
@@ -63,13 +66,41 @@ def test_quickstart_python_blocks_run_and_print_what_is_shown():
             assert last_output.rstrip("\n") == body.rstrip("\n")
             checked += 1
             last_output = None
+    return ran, checked
+
+
+def test_quickstart_python_blocks_run_and_print_what_is_shown():
+    ran, checked = run_page(QUICKSTART)
     assert ran >= 3 and checked >= 3
+
+
+API = os.path.join(ROOT, "docs", "api.md")
+
+
+def test_api_reference_examples_run_and_print_what_is_shown():
+    ran, checked = run_page(API)
+    assert ran >= 6 and checked >= 6
+
+
+def test_api_reference_names_every_public_method_and_attribute():
+    from bpfemu.api import Batch, BpfError, MapInfo
+    from bpfemu.api.handle import Handle
+    with open(API) as f:
+        text = f.read()
+    names = {n for n in dir(bpfemu.Map) if not n.startswith("_") and n not in ("kind", "PAGE")}
+    names |= {n for n in vars(Handle) if not n.startswith("_") and n != "kind"}
+    names |= {"items", "next", "keys", "values", "type_name", "as_dict", "command", "target", "detail", "count"}
+    missing = sorted(n for n in names if "`m.%s" % n not in text and "`%s" % n not in text
+                     and "`Map.%s" % n not in text)
+    assert missing == []
+    for cls in (Batch, MapInfo, BpfError):
+        assert "`%s`" % cls.__name__ in text
 
 
 @pytest.mark.parametrize("name,body", _test_files(QUICKSTART), ids=[n for n, _b in _test_files(QUICKSTART)])
 def test_quickstart_test_files_pass_on_both_backends(tmp_path, name, body):
     (tmp_path / name).write_text(body)
-    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "bpfemu.pytest_plugin", "-p", "no:cacheprovider",
+    args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "bpfemu.testing.pytest_plugin", "-p", "no:cacheprovider",
             "--rootdir", str(tmp_path), "--bpf-backend=both", name]
     if os.environ.get("BPFEMU_REQUIRE_HOST") == "1":
         args.append("--bpf-require-host")
@@ -97,19 +128,45 @@ def test_supported_tables_are_up_to_date():
 
 
 def test_gen_docs_check_fails_when_stale(tmp_path, monkeypatch):
+    """--check fails on stale copies and a rewrite makes them current; the repository's own files are
+    only read (the copies live in tmp_path)."""
     gen = _gen_docs()
-    stale = tmp_path / "supported.md"
+    stale, readme = tmp_path / "supported.md", tmp_path / "README.md"
     stale.write_text("old\n")
+    shutil.copy(gen.README, readme)
     monkeypatch.setattr(gen, "OUT", str(stale))
+    monkeypatch.setattr(gen, "README", str(readme))
     assert gen.main(["--check"]) == 1
     assert gen.main([]) == 0 and gen.main(["--check"]) == 0
+    with open(os.path.join(ROOT, "docs", "supported.md")) as f:
+        assert stale.read_text() == f.read()
 
 
 def test_supported_tables_follow_the_dispatch_table():
     gen = _gen_docs()
     text = gen.render()
-    for name, ok in bpfemu.syscall.implemented().items():
+    for name, ok in implemented().items():
         row = next(line for line in text.splitlines() if "| `%s` |" % name in line)
         assert ("| implemented |" in row) == ok
     create = next(line for line in text.splitlines() if "| `BPF_MAP_CREATE` |" in line)
     assert "test_api (" in create  # conformance/test_api.py creates maps through bpfemu.Map
+
+
+CONTRIBUTING = os.path.join(ROOT, "docs", "contributing.md")
+
+
+def test_contributing_quotes_the_code_as_it_is():
+    """Each ```python <path> block of docs/contributing.md stands verbatim in that file."""
+    quoted = [(info, body) for lang, info, body in blocks(CONTRIBUTING) if lang == "python" and info]
+    assert len(quoted) >= 4
+    for path, body in quoted:
+        with open(os.path.join(ROOT, path)) as f:
+            assert body in f.read(), "docs/contributing.md quotes %s, which no longer holds:\n%s" % (path, body)
+
+
+def test_contributing_lists_every_module():
+    with open(CONTRIBUTING) as f:
+        text = f.read()
+    missing = [name for _d, _dirs, files in os.walk(os.path.join(ROOT, "bpfemu"))  # does not enter the link
+               for name in files if name.endswith(".py") and name != "__init__.py" and name + "`" not in text]
+    assert missing == []

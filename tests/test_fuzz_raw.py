@@ -5,13 +5,18 @@ CI runs a bounded number of examples; BPFEMU_FUZZ_EXAMPLES=5000 (say) runs a lon
 """
 import errno
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bpfemu
-from conformance.fuzzhelp import (HOST_ERRNOS, Arena, Call, examples, fd_ops, id_calls, map_calls, map_creates,
+from bpfemu.testing.fuzz import (HOST_ERRNOS, Arena, Call, examples, fd_ops, id_calls, map_calls, map_creates,
                                   obj_calls, raw_calls, run, setup_calls)
 from bpfemu import uapi as u
+
+# bad pointers (guard pages, unmapped memory): skipped where bpfemu cannot detect them (not Linux,
+# process_vm_readv blocked), with the reason
+pytestmark = pytest.mark.bpf_bad_pointers
 
 ALL_MAP_TYPES = tuple(range(0, 34))
 SETTINGS = settings(max_examples=examples(60), deadline=None, derandomize=False,

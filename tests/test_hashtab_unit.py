@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import bpfemu
 from bpfemu import uapi as u
 from bpfemu.jhash import htab_map_hash, jhash, jhash2
-from conformance.bpfhelp import (batch, create_map, delete, err, keys, lookup, lookup_and_delete, map_id,
+from bpfemu.testing.support import (batch, create_map, delete, err, keys, lookup, lookup_and_delete, map_id,
                                  u32, update)
 
 SETTINGS = settings(max_examples=25, deadline=None)

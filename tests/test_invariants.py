@@ -6,7 +6,7 @@ import pytest
 
 import bpfemu
 from bpfemu import uapi as u
-from conformance import bpfhelp as h
+from bpfemu.testing import support as h
 
 
 def _kernel(**kw):
@@ -48,7 +48,7 @@ def test_checker_sees_corruption(corrupt, words):
     assert words in str(e.value)
 
 
-def test_memlock_charge_matches_host_figures():
+def test_memlock_matches_host_figures():
     # fdinfo memlock measured on the host (2 possible CPUs)
     k, p = _kernel(ncpus=2)
     cases = [(u.BPF_MAP_TYPE_ARRAY, 4, 8, 16, 0, 440), (u.BPF_MAP_TYPE_ARRAY, 4, 100, 1000, u.BPF_F_MMAPABLE, 110592),
@@ -57,11 +57,11 @@ def test_memlock_charge_matches_host_figures():
              (u.BPF_MAP_TYPE_LRU_HASH, 8, 100, 1000, 0, 177280), (u.BPF_MAP_TYPE_QUEUE, 0, 8, 16, 0, 448)]
     for t, ks, vs, me, fl, want in cases:
         fd = h.create_map(p, t, key_size=ks, value_size=vs, max_entries=me, flags=fl)
-        assert bpfemu.memcg.map_charge(p.fdget(fd).obj) == want, (t, ks, vs, me, fl)
+        assert p.fdget(fd).obj.mem_usage() == want, (t, ks, vs, me, fl)
     fd = h.create_map(p, u.BPF_MAP_TYPE_HASH, key_size=8, value_size=8, max_entries=16, flags=u.BPF_F_NO_PREALLOC)
     for i in range(10):
         h.update(p, fd, h.u64(i), h.u64(i))
-    assert bpfemu.memcg.map_charge(p.fdget(fd).obj) == 1872  # the host's figure after 10 elements
+    assert p.fdget(fd).obj.mem_usage() == 1872  # the host's figure after 10 elements
 
 
 def test_memory_limit_refuses_creation_and_growth():

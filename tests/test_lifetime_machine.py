@@ -23,7 +23,7 @@ from bpfemu.idr import IDR
 from bpfemu.inode import Inode
 from bpfemu.objects import File
 
-from conformance.bpfhelp import err, hash_map, obj_get, pin
+from bpfemu.testing.support import err, hash_map, obj_get, pin
 
 BPFFS = "/sys/fs/bpf"
 NAMES = ["a", "b", "c", "d/e"]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import bpfemu
 from bpfemu import uapi as u
-from bpfemu.lpm_trie import LpmTrieMap
+from bpfemu.maps.lpm_trie import LpmTrieMap
 
 
 class Node:

@@ -1,7 +1,7 @@
 """The pytest plugin, used the way a user uses it: from a throwaway project that only installs bpfemu.
 
-A venv (with the system's site-packages, for pytest) gets bpfemu installed by pip from a copy of this
-repository; its ``pytest11`` entry point is what loads the plugin. pytest then runs the project's tests
+A venv (seeing the site-packages of the environment running these tests, for pytest) gets bpfemu installed by
+pip from a copy of this repository; its ``pytest11`` entry point is what loads the plugin. pytest then runs the project's tests
 there, with the default backend and with ``--bpf-backend=both``.
 """
 import os
@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 
 import pytest
@@ -73,10 +74,100 @@ def test_leaves_state_behind(bpf_sys):
     assert len(m) == 2, "deliberate failure"
 '''
 
-NO_HOST_CONFTEST = '''
-import bpfemu.pytest_plugin
+KERNEL_ARGS_TESTS = '''
+import os
 
-bpfemu.backends._host_status = (False, "simulated: this machine cannot run bpf()")
+import pytest
+
+from bpfemu import Map
+
+
+def test_options_set_every_emulated_kernel(bpf_kernel, bpf_backend):
+    want = (int(os.environ["WANT_NCPUS"]), int(os.environ["WANT_UNPRIV"]))
+    assert (bpf_kernel.ncpus, bpf_kernel.sysctl["kernel.unprivileged_bpf_disabled"]) == want
+    if bpf_backend.kernel is not None:
+        k = bpf_backend.kernel
+        assert (k.ncpus, k.sysctl["kernel.unprivileged_bpf_disabled"]) == want
+        m = Map.create(bpf_backend.sys, "percpu_array", key="I", value="Q", max_entries=1)
+        assert m[0] == [0] * want[0]
+
+
+@pytest.mark.bpf_kernel(ncpus=3, unprivileged_bpf_disabled=0)
+def test_the_marker_wins(bpf_kernel, bpf_sys):
+    assert bpf_kernel.ncpus == 3 and bpf_kernel.sysctl["kernel.unprivileged_bpf_disabled"] == 0
+    m = Map.create(bpf_sys, "percpu_hash", key="I", value="I", max_entries=1)
+    m[1] = [1, 2, 3]
+    assert m.sum(1) == 6
+
+
+def test_bpf_sys_is_always_emulated(bpf_sys):
+    import bpfemu
+    assert isinstance(bpf_sys, bpfemu.Task)
+'''
+
+LEAK_TESTS = '''
+import pytest
+
+from bpfemu import Map
+
+pytestmark = pytest.mark.bpf_leak_check
+
+
+def test_clean(bpf_backend):
+    with Map.create(bpf_backend.sys, "hash", key="I", value="I", max_entries=2) as m:
+        m.pin(bpf_backend.bpffs + "/tmp")
+        m.unpin()
+
+
+def test_leaves_an_fd(bpf_backend):
+    m = Map.create(bpf_backend.sys, "hash", key="I", value="I", max_entries=2, name="fdleak")
+    bpf_backend.sys.dup(m.fd)
+    m.close()
+
+
+def test_leaves_a_pin(bpf_backend):
+    with Map.create(bpf_backend.sys, "array", key="I", value="I", max_entries=1, name="pinleak") as m:
+        m.pin(bpf_backend.bpffs + "/left")
+
+
+def test_drops_a_map_unclosed(bpf_backend):
+    Map.create(bpf_backend.sys, "hash", key="I", value="I", max_entries=2, name="dropped")
+
+
+def test_kernel_fixture_too(bpf_sys):
+    Map.create(bpf_sys, "hash", key="I", value="I", max_entries=2, name="kept").pin("/sys/fs/bpf/kept")
+'''
+
+PLATFORM_TESTS = '''
+import pytest
+
+import bpfemu
+
+
+def test_proc_and_sys_are_hidden():
+    for path in ("/proc/self/status", "/sys/devices/system/cpu/possible"):
+        with pytest.raises(FileNotFoundError):
+            open(path).close()
+
+
+def test_defaults_of_a_machine_that_is_not_linux(bpf_kernel):
+    assert bpf_kernel.ncpus == 2 and not bpf_kernel.checked_user_memory
+    assert bpfemu.host.available() == (False, "not Linux (simulated: BPFEMU_PLATFORM=nonlinux)")
+
+
+@pytest.mark.bpf_bad_pointers
+def test_passes_a_bad_pointer(bpf_sys):
+    raise AssertionError("never runs where bad pointers cannot be detected")
+
+
+def test_backend(bpf_backend):
+    assert bpf_backend.sys is not None
+'''
+
+NO_HOST_CONFTEST = '''
+import bpfemu.testing.backends
+
+bpfemu.testing.backends._host_status = (False, "simulated: this machine cannot run bpf()")
 '''
 
 
@@ -91,9 +182,15 @@ def project(tmp_path_factory):
             shutil.copy(os.path.join(ROOT, name), src / name)
     shutil.copytree(os.path.join(ROOT, "bpfemu"), src / "bpfemu", ignore=shutil.ignore_patterns("__pycache__"))
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                   check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     py = str(venv / "bin" / "python")
+    # pytest and bpfemu's other dependencies come from the environment running this test (which may itself be
+    # a clean venv, as in CI): its site directories go after the new venv's own, like --system-site-packages
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    here = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    with open(os.path.join(site, "_running_environment.pth"), "w") as f:
+        f.write("".join(d + "\n" for d in here))
     r = subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps",
                         "--disable-pip-version-check", str(src)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -103,6 +200,9 @@ def project(tmp_path_factory):
     (proj / "failing").mkdir()
     (proj / "failing" / "test_failing.py").write_text(FAILING_TEST)
     (proj / "nohost" / "conftest.py").write_text(NO_HOST_CONFTEST)
+    for d, text in (("kargs", KERNEL_ARGS_TESTS), ("leaks", LEAK_TESTS), ("platform", PLATFORM_TESTS)):
+        (proj / d).mkdir()
+        (proj / d / ("test_%s.py" % d)).write_text(text)
     (proj / "nohost" / "test_nohost.py").write_text(textwrap.dedent('''
         def test_backend(bpf_backend):
             assert bpf_backend.sys is not None
@@ -110,9 +210,11 @@ def project(tmp_path_factory):
     return py, proj
 
 
-def run(project, *args):
+def run(project, *args, env_extra=None):
     py, proj = project
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH", "BPFEMU_"))
+           or k == "BPFEMU_PLATFORM"}  # the platform stays what this run simulates
+    env.update(env_extra or {})
     r = subprocess.run([py, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", *args], cwd=proj, env=env,
                        capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout + r.stderr
@@ -157,3 +259,71 @@ def test_host_backend_is_skipped_with_the_reason_when_unusable(project):
     assert rc == 0, out
     assert outcomes(out) == {"test_backend[emu]": "PASSED", "test_backend[host]": "SKIPPED"}, out
     assert "simulated: this machine cannot run bpf()" in out
+
+
+def test_a_required_host_that_is_unusable_fails(project):
+    for args, env in ((["--bpf-require-host"], None), ([], {"BPFEMU_REQUIRE_HOST": "1"})):
+        rc, out = run(project, "--bpf-backend=both", *args, "nohost", env_extra=env)
+        assert rc == 1, out
+        assert outcomes(out) == {"test_backend[emu]": "PASSED", "test_backend[host]": "ERROR"}, out
+        assert "simulated: this machine cannot run bpf()" in out
+
+
+def test_the_ini_option_sets_the_default_backend(project):
+    py, proj = project
+    (proj / "ini").mkdir(exist_ok=True)
+    (proj / "ini" / "pytest.ini").write_text("[pytest]\nbpf_backend = both\n")
+    (proj / "ini" / "test_ini.py").write_text("def test_backend(bpf_backend):\n    assert bpf_backend.sys\n")
+    rc, out = run(project, "-c", str(proj / "ini" / "pytest.ini"), str(proj / "ini"))
+    assert rc == 0, out
+    assert set(outcomes(out)) == {"test_backend[emu]", "test_backend[host]"}, out
+
+
+def _require_host_args():
+    return ["--bpf-require-host"] if os.environ.get("BPFEMU_REQUIRE_HOST") == "1" else []
+
+
+def test_options_and_the_marker_set_the_emulated_kernel(project):
+    rc, out = run(project, "--bpf-backend=both", "--bpf-ncpus=5", "--bpf-unprivileged-bpf-disabled=1", "kargs",
+                  env_extra={"WANT_NCPUS": "5", "WANT_UNPRIV": "1"})
+    assert rc == 0, out
+    got = outcomes(out)
+    assert got["test_the_marker_wins"] == got["test_bpf_sys_is_always_emulated"] == "PASSED", out
+    assert got["test_options_set_every_emulated_kernel[emu]"] == "PASSED", out
+    # bpf_sys does not follow --bpf-backend: it ran once, on the emulator
+    assert "test_bpf_sys_is_always_emulated[host]" not in got, out
+    py, proj = project
+    (proj / "kargs" / "pytest.ini").write_text("[pytest]\nbpf_ncpus = 7\nbpf_unprivileged_bpf_disabled = 0\n")
+    try:
+        rc, out = run(project, "-c", str(proj / "kargs" / "pytest.ini"), "kargs",
+                      env_extra={"WANT_NCPUS": "7", "WANT_UNPRIV": "0"})
+    finally:
+        (proj / "kargs" / "pytest.ini").unlink()
+    assert rc == 0 and outcomes(out)["test_options_set_every_emulated_kernel[emu]"] == "PASSED", out
+
+
+def test_the_leak_check_on_both_backends(project):
+    rc, out = run(project, "--bpf-backend=both", *_require_host_args(), "leaks")
+    assert rc == 1, out
+    got = outcomes(out)
+    backends_ = ["emu", "host"] if HOST_OK else ["emu"]
+    for b in backends_:
+        assert got["test_clean[%s]" % b] == "PASSED", out
+        for leaky in ("test_leaves_an_fd", "test_leaves_a_pin", "test_drops_a_map_unclosed"):
+            assert got["%s[%s]" % (leaky, b)] == "FAILED", (leaky, b, out)
+    assert got["test_kernel_fixture_too"] == "FAILED", out
+    assert "bpfemu leak check: the test left 1 bpf object(s) behind" in out
+    assert re.search(r"map \d+ held by fd 4 of task \d+", out), out
+    assert re.search(r"map \d+ held by pin /sys/fs/bpf/left", out), out
+    assert "hash map 'dropped'" in out and "closed by the garbage collector" in out
+
+
+def test_the_simulated_non_linux_platform(project):
+    for args, env in ((["--bpf-platform=nonlinux"], None), ([], {"BPFEMU_PLATFORM": "nonlinux"})):
+        rc, out = run(project, "--bpf-backend=both", *args, "platform", env_extra=env)
+        assert rc == 0, out
+        assert outcomes(out) == {"test_proc_and_sys_are_hidden": "PASSED",
+                                 "test_defaults_of_a_machine_that_is_not_linux": "PASSED",
+                                 "test_passes_a_bad_pointer": "SKIPPED",
+                                 "test_backend[emu]": "PASSED", "test_backend[host]": "SKIPPED"}, out
+        assert "bpfemu cannot detect bad pointers here" in out and "not Linux (simulated" in out

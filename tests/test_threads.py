@@ -1,6 +1,6 @@
 """Many Python threads on ONE emulated Kernel: maps and the fd table hammered at once.
 
-Every command runs under ``kernel.lock`` (bpfemu/syscall.py), so the emulated kernel is
+Every command runs under ``kernel.lock`` (bpfemu/syscall/sys_bpf.py), so the emulated kernel is
 linearizable: whatever the interleaving, the result must be one some serial order of the
 same calls produces. The test makes that checkable:
 
@@ -33,7 +33,7 @@ import time
 
 import bpfemu
 from bpfemu import uapi as u
-from conformance.bpfhelp import (err, keys, create_map, hash_map, lookup, map_fd_by_id, map_id, next_key, obj_get,
+from bpfemu.testing.support import (err, keys, create_map, hash_map, lookup, map_fd_by_id, map_id, next_key, obj_get,
                                  pin, update, delete)
 
 WRITERS = 4

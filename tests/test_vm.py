@@ -13,7 +13,8 @@ import pytest
 
 import bpfemu
 from bpfemu import uapi as u
-from bpfemu.vm import VM, VMError, kernels, launcher, machine, wire
+from bpfemu.host.task import HostTask
+from bpfemu.host.vm import VM, VMError, kernels, launcher, machine, wire
 
 KERNEL = os.environ.get("BPFEMU_TEST_VM_KERNEL", "6.12")
 
@@ -87,7 +88,7 @@ def test_a_missing_qemu_is_a_clear_error(monkeypatch):
 def test_the_vm_has_the_surface_of_host():
     public = {n for n in dir(bpfemu.Host) if not n.startswith("_")} - {"bpffs"}
     assert public <= {n for n in dir(VM) if not n.startswith("_")}
-    task_public = {n for n in dir(bpfemu.host.HostTask) if not n.startswith("_")}
+    task_public = {n for n in dir(HostTask) if not n.startswith("_")}
     assert task_public <= {n for n in dir(machine.VMTask) if not n.startswith("_")}
 
 
@@ -226,6 +227,27 @@ def test_more_tasks_than_task_ports(vm):
     for t in tasks:
         t.exit()
     vm.close(fd)
+
+
+def test_each_host_of_the_vm_has_a_private_bpffs(vm):
+    """As each bpfemu.Host() on the machine: the tasks of one VMHost share a fresh bpffs at /sys/fs/bpf that
+    neither the VM's main task nor another VMHost's tasks see, and it goes with its last task."""
+    h1, h2 = vm.host(), vm.host()
+    a, b, c = h1.spawn(), h1.spawn(), h2.spawn()
+    fd = create(a)
+    path = ctypes.create_string_buffer(b"/sys/fs/bpf/m")
+    a.bpf(u.BPF_OBJ_PIN, u.make_attr(bpf_fd=fd, pathname=ctypes.addressof(path)))
+    assert "m" in b.listdir("/sys/fs/bpf")
+    assert "m" not in c.listdir("/sys/fs/bpf") and "m" not in vm.listdir("/sys/fs/bpf")
+    got = b.bpf(u.BPF_OBJ_GET, u.make_attr(pathname=ctypes.addressof(path)))
+    assert got > 2
+    for t in (a, b, c):
+        t.exit()
+    h1.close_namespace()
+    h2.close_namespace()
+    d = h1.spawn()  # a fresh namespace: nothing pinned there
+    assert "m" not in d.listdir("/sys/fs/bpf")
+    d.exit()
 
 
 def test_a_dead_task_says_so(vm):

@@ -6,7 +6,7 @@
     python3 tools/fetch_kernels.py --list     # the pins and what is cached
 
 For each kernel, ``apt-get download`` fetches the exact package version pinned in
-``bpfemu.vm.kernels.PINS`` (Debian 12's archives: bookworm and bookworm-security),
+``bpfemu.host.vm.kernels.PINS`` (Debian 12's archives: bookworm and bookworm-security),
 ``dpkg-deb -x`` unpacks it, and the cache ``<cache>/kernels/<version>/`` keeps:
 
 - ``vmlinuz`` and ``config`` (the kernel and its build configuration);
@@ -23,11 +23,11 @@ import importlib.util
 import os
 import sys
 
-# bpfemu/vm/kernels.py needs only the standard library: loaded by path, so that this runs before
+# bpfemu/host/vm/kernels.py needs only the standard library: loaded by path, so that this runs before
 # bpfemu's own dependencies are installed
 _spec = importlib.util.spec_from_file_location(
     "bpfemu_vm_kernels", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                      "bpfemu", "vm", "kernels.py"))
+                                      "bpfemu", "host", "vm", "kernels.py"))
 kernels = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(kernels)
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Generate docs/supported.md: the supported commands and map types.
 
-The commands table comes from the dispatch table (``bpfemu.syscall.COMMANDS``
-and ``implemented()``); the map-types table from ``bpfemu.bpf_map.MAP_TYPES``
+The commands table comes from the command table (``bpfemu.syscall.table``: each
+command's last attr field and user pointers, and whether a handler implements
+it); the map-types table from the registry ``bpfemu.maps.bpf_types.MAP_TYPES``
 against every ``enum bpf_map_type`` value. The "conformance tests" columns are
 found by reading conformance/*.py (no test is run): a test covers a command
 when its body or decorators name the command (``u.BPF_MAP_CREATE``), call a
-helper that does (bpfhelp or the test module's own functions, followed
-transitively), or use the bpfemu.Map method that issues it. Map types are
-found the same way (``BPF_MAP_TYPE_HASH``, a helper like ``hash_map``, or the
-type's name as a string given to ``Map.create``).
+helper that does (bpfemu.testing.support or the test module's own functions,
+followed transitively), or use a bpfemu.Map method that issues it (each method
+declares its commands with ``@issues``). Map types are found the same way
+(``BPF_MAP_TYPE_HASH``, a helper like ``hash_map``, or the type's name as a
+string given to ``Map.create``).
 
     python tools/gen_docs.py          # rewrite docs/supported.md
     python tools/gen_docs.py --check  # exit 1 if it is stale (CI)
@@ -22,28 +24,20 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bpfemu import syscall, uapi  # noqa: E402
-from bpfemu.bpf_map import MAP_TYPES, NET_ADMIN_TYPES, UNPRIVILEGED_TYPES  # noqa: E402
+from bpfemu import uapi  # noqa: E402
+from bpfemu.api.map import Map  # noqa: E402
+from bpfemu.maps.bpf_types import MAP_TYPES  # noqa: E402
+from bpfemu.syscall.sys_bpf import implemented  # noqa: E402
+from bpfemu.syscall.table import COMMANDS  # noqa: E402
 
 OUT = os.path.join(ROOT, "docs", "supported.md")
 CONFORMANCE = os.path.join(ROOT, "conformance")
+SUPPORT = os.path.join(ROOT, "bpfemu", "testing", "support.py")
 
-# bpfemu.Map methods -> the commands they issue (for modules that use the high-level API)
-API_COMMANDS = {
-    "create": ("BPF_MAP_CREATE", "BPF_OBJ_GET_INFO_BY_FD"),
-    "from_fd": ("BPF_OBJ_GET_INFO_BY_FD",),
-    "from_id": ("BPF_MAP_GET_FD_BY_ID", "BPF_OBJ_GET_INFO_BY_FD"),
-    "from_pin": ("BPF_OBJ_GET", "BPF_OBJ_GET_INFO_BY_FD"),
-    "lookup": ("BPF_MAP_LOOKUP_ELEM",), "get": ("BPF_MAP_LOOKUP_ELEM",), "peek": ("BPF_MAP_LOOKUP_ELEM",),
-    "update": ("BPF_MAP_UPDATE_ELEM",), "push": ("BPF_MAP_UPDATE_ELEM",),
-    "delete": ("BPF_MAP_DELETE_ELEM",),
-    "lookup_and_delete": ("BPF_MAP_LOOKUP_AND_DELETE_ELEM",), "pop": ("BPF_MAP_LOOKUP_AND_DELETE_ELEM",),
-    "keys": ("BPF_MAP_GET_NEXT_KEY",), "items": ("BPF_MAP_GET_NEXT_KEY", "BPF_MAP_LOOKUP_ELEM"),
-    "values": ("BPF_MAP_GET_NEXT_KEY", "BPF_MAP_LOOKUP_ELEM"),
-    "lookup_batch": ("BPF_MAP_LOOKUP_BATCH",), "lookup_and_delete_batch": ("BPF_MAP_LOOKUP_AND_DELETE_BATCH",),
-    "update_batch": ("BPF_MAP_UPDATE_BATCH",), "delete_batch": ("BPF_MAP_DELETE_BATCH",),
-    "freeze": ("BPF_MAP_FREEZE",), "pin": ("BPF_OBJ_PIN",), "info": ("BPF_OBJ_GET_INFO_BY_FD",),
-}
+# bpfemu.Map methods -> the commands they issue (their @issues declarations)
+API_COMMANDS = {name: getattr(Map, name).bpf_commands for name in dir(Map)
+                if getattr(getattr(Map, name), "bpf_commands", None)}
+SUBSCRIPT = {ast.Load: "__getitem__", ast.Store: "__setitem__", ast.Del: "__delitem__"}
 CMD_NAMES = set(uapi.CMD_NAMES.values())
 TYPE_NAMES = {n for n in uapi.MAP_TYPE_NAMES.values()}
 SHORT_TYPE = {uapi.map_type_name(v): n for v, n in uapi.MAP_TYPE_NAMES.items()}
@@ -100,9 +94,7 @@ def _direct(fn, uses_api):
             if full:
                 types.add(full)
         if uses_api and isinstance(n, ast.Subscript):
-            ctx = type(n.ctx)
-            cmds.add({ast.Load: "BPF_MAP_LOOKUP_ELEM", ast.Store: "BPF_MAP_UPDATE_ELEM",
-                      ast.Del: "BPF_MAP_DELETE_ELEM"}[ctx])
+            cmds.update(API_COMMANDS[SUBSCRIPT[type(n.ctx)]])
     return cmds, types, called
 
 
@@ -110,7 +102,7 @@ def coverage():
     """({command: {file: [tests]}}, {map type: {file: [tests]}}) over conformance/*.py."""
     modules = [Module(os.path.join(CONFORMANCE, f)) for f in sorted(os.listdir(CONFORMANCE))
                if f.endswith(".py") and f not in ("__init__.py", "conftest.py")]
-    helpers = next((m for m in modules if m.name == "bpfhelp.py"), None)
+    helpers = Module(SUPPORT)
     memo = {}
 
     def resolve(mod, name, stack):
@@ -157,32 +149,48 @@ def _cover_cell(files):
     return ", ".join("%s (%d)" % (f[:-3] if f.endswith(".py") else f, len(t)) for f, t in sorted(files.items()))
 
 
+PRIVILEGE = {"unprivileged": "none (if unprivileged BPF is enabled)", "CAP_BPF": "CAP_BPF",
+             "CAP_NET_ADMIN": "CAP_BPF + CAP_NET_ADMIN"}
+
+
+def _declared_cell(entry):
+    if entry is None:
+        return "-"
+    ptrs = ", ".join("%s (%s)" % (p.field, p.direction) for p in entry.user_ptrs)
+    return "`%s`%s" % (entry.last_field, "; " + ptrs if ptrs else "")
+
+
 def render():
     by_cmd, by_type = coverage()
     lines = [
         "# Supported commands and map types",
         "",
-        "<!-- generated by tools/gen_docs.py from the dispatch table and conformance/*.py; do not edit. -->",
-        "<!-- regenerate with `python tools/gen_docs.py`; CI runs `python tools/gen_docs.py --check`. -->",
+        "<!-- generated by tools/gen_docs.py from the command table, the map type registry and",
+        "     conformance/*.py; do not edit. Regenerate with `python tools/gen_docs.py`;",
+        "     CI runs `python tools/gen_docs.py --check`. -->",
         "",
         "Every implemented command answers with the kernel's return value, errno and output bytes. The",
-        "*conformance tests* column names the files under `conformance/` whose tests issue the command, with",
-        "the number of such tests; each of them runs on the emulator and on the host kernel.",
+        "*declared* column is the command's entry in `bpfemu/syscall/table.py`: the last attr field it reads",
+        "(bytes after it must be zero) and the user memory it may copy (in, out or both), which the host",
+        "backend also carries to its child processes; a command can be declared before it is implemented.",
+        "The *conformance tests* column names the files under `conformance/` whose tests issue the command,",
+        "with the number of such tests; each of them runs on the emulator and on the host kernel.",
         "",
         "## Commands",
         "",
-        "| # | command | bpfemu | conformance tests |",
-        "|---:|---|---|---|",
+        "| # | command | bpfemu | declared (last field; user memory) | conformance tests |",
+        "|---:|---|---|---|---|",
     ]
-    implemented = syscall.implemented()
+    done = implemented()
     values = dict(uapi.ENUMS["bpf_cmd"])
     n_impl = 0
-    for name in sorted(implemented, key=lambda n: values[n]):
-        ok = implemented[name]
+    for name in sorted(done, key=lambda n: values[n]):
+        ok = done[name]
         n_impl += ok
-        lines.append("| %d | `%s` | %s | %s |" % (values[name], name, "implemented" if ok else "not yet",
-                                                 _cover_cell(by_cmd.get(name, {}))))
-    lines += ["", "%d of %d commands implemented." % (n_impl, len(implemented)), "",
+        lines.append("| %d | `%s` | %s | %s | %s |" % (values[name], name, "implemented" if ok else "not yet",
+                                                      _declared_cell(COMMANDS.get(values[name])),
+                                                      _cover_cell(by_cmd.get(name, {}))))
+    lines += ["", "%d of %d commands implemented." % (n_impl, len(done)), "",
               "## Map types", "",
               "| # | map type | bpfemu | privilege to create | conformance tests |",
               "|---:|---|---|---|---|"]
@@ -191,16 +199,10 @@ def render():
         if value == 0:  # BPF_MAP_TYPE_UNSPEC
             continue
         n_types += 1
-        cls = MAP_TYPES.get(value)
-        if value in UNPRIVILEGED_TYPES:
-            priv = "none (if unprivileged BPF is enabled)"
-        elif value in NET_ADMIN_TYPES:
-            priv = "CAP_BPF + CAP_NET_ADMIN"
-        else:
-            priv = "CAP_BPF"
+        entry = MAP_TYPES.get(value)
         lines.append("| %d | `%s` | %s | %s | %s |" % (
-            value, name, "implemented (`%s`)" % cls.__name__ if cls else "not yet", priv,
-            _cover_cell(by_type.get(name, {}))))
+            value, name, "implemented (`%s`)" % entry.ops.__name__ if entry else "not yet",
+            PRIVILEGE[entry.privilege] if entry else "-", _cover_cell(by_type.get(name, {}))))
     impl_types = sum(1 for v in uapi.MAP_TYPE_NAMES if v and v in MAP_TYPES)
     lines += ["", "%d of %d map types implemented." % (impl_types, n_types), ""]
     return "\n".join(lines)
@@ -213,11 +215,11 @@ END = "<!-- END generated -->"
 
 def render_readme_tables():
     """The compact tables the README shows (the full ones, with coverage, are in docs/supported.md)."""
-    implemented = syscall.implemented()
+    impl = implemented()
     values = dict(uapi.ENUMS["bpf_cmd"])
-    done = [n for n in sorted(implemented, key=lambda n: values[n]) if implemented[n]]
-    todo = [n for n in sorted(implemented, key=lambda n: values[n]) if not implemented[n]]
-    lines = ["**Commands** (%d of %d): implemented: %s." % (len(done), len(implemented),
+    done = [n for n in sorted(impl, key=lambda n: values[n]) if impl[n]]
+    todo = [n for n in sorted(impl, key=lambda n: values[n]) if not impl[n]]
+    lines = ["**Commands** (%d of %d): implemented: %s." % (len(done), len(impl),
                                                              ", ".join("`%s`" % n[4:] for n in done)),
              "Not yet (they fail with EINVAL and a message naming them): %s." % ", ".join(
                  "`%s`" % n[4:] for n in todo),
@@ -228,8 +230,8 @@ def render_readme_tables():
     for value, name in sorted(uapi.MAP_TYPE_NAMES.items()):
         if value == 0:
             continue
-        cls = MAP_TYPES.get(value)
-        rows.append(("`%s`" % name[len("BPF_MAP_TYPE_"):], "`%s`" % cls.__name__ if cls else "not yet"))
+        entry = MAP_TYPES.get(value)
+        rows.append(("`%s`" % name[len("BPF_MAP_TYPE_"):], "`%s`" % entry.ops.__name__ if entry else "not yet"))
     half = (len(rows) + 1) // 2
     for i in range(half):
         left = rows[i]

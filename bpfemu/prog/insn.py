@@ -307,6 +307,13 @@ def BPF_LD_IMM64_RAW(DST, SRC, IMM):
             Insn(0, 0, 0, 0, _s32(IMM >> 32)))
 
 
+def BPF_LD_IMM64_RAW_FULL(DST, SRC, OFF1, OFF2, IMM1, IMM2):
+    """Two slots with every field of both given: ld_imm64 with nonzero offsets or a constant split as the
+    test wants (the verifier's checks of reserved fields)."""
+    return (Insn(BPF_LD | BPF_DW | BPF_IMM, DST, SRC, _s16(OFF1), _s32(IMM1)),
+            Insn(0, 0, 0, _s16(OFF2), _s32(IMM2)))
+
+
 def BPF_LD_IMM64(DST, IMM):
     return BPF_LD_IMM64_RAW(DST, 0, IMM)
 

@@ -1,0 +1,37 @@
+"""Kernel limits and configuration the model assumes, in one place (x86_64, 4 KiB pages, Linux 6.18).
+
+Map-type specific limits (an LPM key's maximum, the bloom filter's hash count, ...) stay in the map type's
+own file; what more than one module checks against is here.
+"""
+
+PAGE_SIZE = 4096
+NULL_PAGE = 4096  # user addresses below this are never mapped: EFAULT
+PATH_MAX = 4096
+KMALLOC_MAX_SIZE = 1 << 22
+PCPU_MIN_UNIT_SIZE = 32768
+MAX_BPF_STACK = 512
+SHA256_DIGEST_SIZE = 32
+
+U16_MAX = 0xFFFF
+S32_MAX = INT_MAX = 2**31 - 1
+U32_MAX = 0xFFFFFFFF
+# BPF_LOCAL_STORAGE_MAX_VALUE_SIZE: U16_MAX less the rounded-up local storage element header
+LOCAL_STORAGE_MAX_VALUE_SIZE = U16_MAX - 96
+
+NUMA_NO_NODE = -1
+NR_NODE_IDS = 1  # the host has one NUMA node
+NR_CPUS = 8192  # CONFIG_NR_CPUS (cpumap's max_entries limit)
+PERF_EVENT_MAX_STACK = 127  # kernel.perf_event_max_stack default
+LOOPBACK_IFINDEX = 1  # the only network device the model has
+
+
+def round_up(n, m):
+    return (n + m - 1) // m * m
+
+
+def roundup_pow_of_two(n):
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def page_align(n):
+    return round_up(n, PAGE_SIZE)

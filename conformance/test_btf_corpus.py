@@ -1,0 +1,36 @@
+"""The kernel's raw BTF selftests, on both backends, against the host's recorded outcomes.
+
+The blobs are rebuilt at run time from a kernel tree (see conformance/corpus/btf.py;
+no tree, no cases). For each one the backend's BPF_BTF_LOAD must give what the
+host kernel gave when conformance/corpus/btf_host.json was recorded
+(``python -m conformance.corpus.btf record``): the errno with and without a
+log, the log's last line (its cause), the whole log (by digest) and
+log_true_size. A blob the record does not know is compared with the live host
+instead, when there is one.
+"""
+import pytest
+
+from bpfemu.testing.backends import need_host, real_kernel
+from conformance.corpus.btf import blob_key, load_record, outcome, raw_tests
+
+CASES = raw_tests()
+RECORD = load_record()["cases"]
+
+
+def test_selftests_found():
+    if not CASES:
+        pytest.skip("no kernel tree with tools/testing/selftests/bpf/prog_tests/btf.c (set BPFEMU_KERNEL_SRC)")
+    assert not [c for c in CASES if c.error], "selftest entries the C reader could not evaluate"
+
+
+@pytest.mark.parametrize("case", CASES, ids=["%d-%s" % (c.index, c.descr) for c in CASES])
+def test_raw_selftest(proc, case):
+    expected = RECORD.get(blob_key(case.blob))
+    if expected is None:
+        need_host()
+        expected = outcome(real_kernel(), case.blob)
+    got = outcome(proc, case.blob)
+    assert (got["errno"], got["cause"]) == (expected["errno"], expected["cause"])
+    assert got["errno_nolog"] == expected["errno_nolog"]
+    assert got["log_true_size"] == expected["log_true_size"]
+    assert got["log_sha256"] == expected["log_sha256"]
