@@ -8,7 +8,7 @@ syscall itself is :meth:`Task.bpf`.
 import errno
 import threading
 
-from . import inode
+from . import inode, profiles
 from .btf.object import vmlinux_object
 from .btf.vmlinux import VMLINUX_PATH
 from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, cap_set
@@ -37,7 +37,13 @@ class Kernel:
     ``btf_vmlinux``: the file the kernel's own BTF comes from (default the host's
     /sys/kernel/btf/vmlinux, so type ids match the host's; None, or a file that
     is missing, gives the BTF bpfemu builds). It is the BTF object with the first
-    id (``kernel.btf_vmlinux``), read only when first needed.
+    id (``kernel.btf_vmlinux``), read only when first needed. ``version``: the kernel
+    version it behaves as, "6.1", "6.12" or "6.18" (its :class:`bpfemu.profiles.Profile`
+    is ``kernel.profile``; default :func:`bpfemu.profiles.default_version`: the host's
+    version when a profile matches it, else the newest). ``bpf_preload``: built with
+    CONFIG_BPF_PRELOAD, so that a fresh bpffs lists maps.debug and progs.debug (a build
+    option, not a version: Debian's kernels lack it; default True, or what
+    :func:`bpfemu.profiles.set_default` made it).
     """
 
     # Where the memory of mmapable maps comes from (maps.bpf_map.bpf_map_area_mmapable_alloc): a callable
@@ -46,7 +52,10 @@ class Kernel:
     mmapable_alloc = None
 
     def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT,
-                 btf_vmlinux=VMLINUX_PATH):
+                 btf_vmlinux=VMLINUX_PATH, version=None, bpf_preload=None):
+        self.profile = profiles.get(version)  # ValueError for a version without a profile
+        self.version = self.profile.version
+        self.bpf_preload = profiles.default_bpf_preload() if bpf_preload is None else bool(bpf_preload)
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         self.lock = threading.RLock()
         self.current = None  # the task whose bpf() call is running (the kernel's `current`), under lock

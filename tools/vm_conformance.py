@@ -181,18 +181,19 @@ def main(argv):
         _write(result, out)
         print("vm_conformance: %s: failures by cause: %s" % (args.version, result["causes"]))
         return 0
-    os.environ["BPFEMU_HOST_BACKEND"] = "vm:" + args.version
     os.environ["BPFEMU_REQUIRE_HOST"] = "1"
-    from bpfemu.vm import backend, kernels
-    ok, why = backend.status(args.version)
+    from bpfemu.host.vm import kernels
+    from bpfemu.testing import backends
+    ok, why = backends.vm_status(args.version)
     if not ok:
         sys.stderr.write("vm_conformance: the %s VM cannot run: %s\n" % (args.version, why))
         return 2
-    vm = backend.session_vm(args.version)
+    vm = backends.session_vm(args.version)
     rec = Record(heavy=args.all)
     t0 = time.monotonic()
     targets = args.pytest_args or [os.path.join(ROOT, "conformance")]
-    code = pytest.main(["-vv", "-p", "no:cacheprovider", "--rootdir", ROOT] + targets, plugins=[rec])
+    code = pytest.main(["-vv", "-p", "no:cacheprovider", "--rootdir", ROOT, "--bpf-backend=vm:" + args.version,
+                        "--bpf-kernel=" + args.version] + targets, plugins=[rec])
     wall = time.monotonic() - t0
     counts = {}
     for t in rec.tests.values():

@@ -4,7 +4,8 @@ It does what the kernel's ``__sys_bpf`` does before a command runs: refuse an
 oversized ``attr`` with a nonzero tail (E2BIG), copy in at most
 ``sizeof(union bpf_attr)`` bytes (zero-filling a short one), find the command
 in the table (:mod:`bpfemu.syscall.table`), apply its CHECK_ATTR, and call its
-handler under the kernel's lock. A :class:`Ctx` is one call in flight: the
+handler under the kernel's lock. The attr size, the commands known and each
+command's last field are the kernel version's (``kernel.profile``). A :class:`Ctx` is one call in flight: the
 caller, its attr, and its memory through the per-call page cache of
 :class:`bpfemu.usermem.UserCopy`.
 """
@@ -26,9 +27,9 @@ _attr_field = uapi.attr_field
 class Ctx(UserCopy):
     """One syscall in flight: the caller, its memory (``read``/``write``), the copied-in attr."""
 
-    __slots__ = ("task", "kernel", "attr", "uattr", "size", "cmd", "raw", "entry")
+    __slots__ = ("task", "kernel", "attr", "uattr", "size", "cmd", "raw", "entry", "attr_end")
 
-    def __init__(self, task, mem, entry, raw, uattr, size):
+    def __init__(self, task, mem, entry, raw, uattr, size, attr_end=None):
         UserCopy.__init__(self, mem)
         self.task = task
         self.kernel = task.kernel
@@ -38,6 +39,12 @@ class Ctx(UserCopy):
         self.attr = uapi.bpf_attr.from_buffer(raw)
         self.uattr = uattr
         self.size = size
+        # the end of the command's last field in this kernel version
+        self.attr_end = task.kernel.profile.attr_end(entry) if attr_end is None else attr_end
+
+    def knows(self, field):
+        """Whether this kernel version's command reads (or writes back) attr field ``field``."""
+        return uapi.offsetofend(field) <= self.attr_end
 
     def field(self, name):
         """The unsigned value of an attr field ('map_fd', 'batch.count')."""
@@ -71,9 +78,16 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
 
     ``attr_obj``, when given, is the object at ``uattr`` (lets an owned attr skip the checked copy)."""
     size &= 0xFFFFFFFF
-    if size > ATTR_SIZE:
-        check_uarg_tail_zero(mem.read, uattr, ATTR_SIZE, size)
-        size = ATTR_SIZE
+    kernel = task.kernel
+    profile = kernel.profile
+    if (profile.unpriv_check_at_entry and cmd in (uapi.BPF_MAP_CREATE, uapi.BPF_PROG_LOAD)
+            and kernel.sysctl["kernel.unprivileged_bpf_disabled"] and not task.bpf_capable()):
+        raise bpf_error(errno.EPERM, "unprivileged BPF is disabled (kernel.unprivileged_bpf_disabled), checked "
+                                     "at the syscall's entry in %s" % profile.version)
+    limit = profile.attr_size  # sizeof(union bpf_attr) in this version
+    if size > limit:
+        check_uarg_tail_zero(mem.read, uattr, limit, size)
+        size = limit
     if attr_obj is not None and size and _owned(attr_obj, size):
         raw = bytearray(ctypes.string_at(uattr, size))
         if size < ATTR_SIZE:
@@ -84,15 +98,17 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
         raw = bytearray(ATTR_SIZE)
         raw[:size] = mem.read(uattr, size)
     entry = COMMANDS.get(cmd)
+    if entry is not None and not profile.knows_command(cmd):
+        raise bpf_error(errno.EINVAL, "%s is not a command of %s" % (entry.name, profile.version))
     if entry is None or entry.handler is None:
         if cmd in uapi.CMD_NAMES:
             raise bpf_error(errno.EINVAL, "%s is not implemented by bpfemu" % uapi.cmd_name(cmd))
         raise bpf_error(errno.EINVAL, "unknown bpf command %d" % cmd)
-    end = entry.attr_end  # CHECK_ATTR
+    end = profile.attr_end(entry)  # CHECK_ATTR
     if raw.count(0, end) != ATTR_SIZE - end:
-        raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % entry.name)
-    ctx = Ctx(task, mem, entry, raw, uattr, size)
-    kernel = task.kernel
+        raise bpf_error(errno.EINVAL, "nonzero bytes after %s, the last field of %s in %s" % (
+            profile.last_field(entry), entry.name, profile.version))
+    ctx = Ctx(task, mem, entry, raw, uattr, size, end)
     with kernel.lock:
         outer, kernel.current = kernel.current, task  # the kernel's `current` for ops that look at the caller
         try:

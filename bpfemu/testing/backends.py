@@ -26,8 +26,9 @@ import stat
 import atexit
 import threading
 
-from .. import uapi
+from .. import profiles, uapi
 from ..host.task import Host, available
+from ..host.vm import kernels as vm_kernels
 from ..host.vm import machine as vm_machine
 from ..kernel import Kernel
 
@@ -80,6 +81,23 @@ def real_kernel():
     :class:`bpfemu.host.vm.VMHost` of the session's VM (its tasks have a private bpffs of their own)."""
     version = real_vm_version()
     return Host() if version is None else session_vm(version).host()
+
+
+def real_profile():
+    """The profile of the session's real kernel: the VM's version's, or the host's (the newest when no profile
+    matches the host's version)."""
+    version = real_vm_version()
+    return profiles.get(version or profiles.host_version() or profiles.NEWEST)
+
+
+def real_bpf_preload():
+    """Whether the session's VM kernel was built with CONFIG_BPF_PRELOAD (read from its cached config, without
+    booting it); None when the real kernel is the host's (its backends find out from a fresh bpffs)."""
+    version = real_vm_version()
+    if version is None:
+        return None
+    cached = vm_kernels.cached(version)
+    return cached is not None and vm_kernels.config_option(cached, "CONFIG_BPF_PRELOAD") == "y"
 
 
 def real_backend():
@@ -201,15 +219,22 @@ def _obj_get(task, path):
 
 
 class EmuBackend:
+    """The emulator: a fresh :class:`bpfemu.Kernel` (``kernel_args``: its arguments, ``version=`` among them).
+    ``.profile`` is its kernel version's profile, ``.bpf_preload`` whether its bpffs has maps.debug and
+    progs.debug; tasks carry both too."""
+
     name = "emu"
+    vm = None
 
     def __init__(self, **kernel_args):
         self.kernel = Kernel(**kernel_args)
         self.bpffs = "/sys/fs/bpf"
+        self.profile = self.kernel.profile
+        self.bpf_preload = self.kernel.bpf_preload
 
     def spawn(self, uid=None, caps=None):
         t = self.kernel.spawn(uid=uid or 0, caps=caps)
-        t.bpffs, t.backend = self.bpffs, self.name
+        t.bpffs, t.backend, t.profile, t.bpf_preload = self.bpffs, self.name, self.profile, self.bpf_preload
         return t
 
     def leaks(self):
@@ -235,6 +260,8 @@ class HostBackend:
     def __init__(self, host=None):
         self.host = host if host is not None else Host()
         self.tasks = []
+        self.profile = profiles.get(profiles.host_version() or profiles.NEWEST)
+        self.bpf_preload = None  # found from the fresh bpffs by the first task
         ok, why = self.host.private_bpffs
         if not ok:
             raise OSError(errno.EPERM, "bpfemu: the host backend needs a private bpffs: %s" % why)
@@ -242,7 +269,9 @@ class HostBackend:
 
     def spawn(self, uid=None, caps=None):
         t = self.host.spawn(uid=uid or None, caps=caps)
-        t.backend = self.name
+        if self.bpf_preload is None:  # the first task sees the bpffs as it was made
+            self.bpf_preload = "maps.debug" in t.listdir(self.bpffs)
+        t.backend, t.profile, t.bpf_preload = self.name, self.profile, self.bpf_preload
         self.tasks.append(t)
         return t
 
@@ -292,6 +321,8 @@ class VMBackend(HostBackend):
     def __init__(self, vm):
         self.vm = vm
         HostBackend.__init__(self, vm.host())
+        self.profile = profiles.get(vm.version)
+        self.bpf_preload = vm.bpf_preload
 
     def __repr__(self):
         return "<bpf backend host: VM %s (%s)>" % (self.vm.version, self.vm.release)

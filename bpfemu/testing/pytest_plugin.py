@@ -26,8 +26,12 @@ Markers:
 - ``@pytest.mark.bpf_unprivileged`` (optionally ``(uid=..., caps=...)``): ``bpf_sys`` and
   ``bpf_backend.sys`` are an unprivileged task (uid 1000, no capabilities);
 - ``@pytest.mark.bpf_kernel(**kwargs)``: the arguments of the emulated ``Kernel`` (``ncpus=``,
-  ``unprivileged_bpf_disabled=``, ``memory_limit=``, ...) for ``bpf_kernel`` and the emulator side of
-  ``bpf_backend``; ``--bpf-ncpus``/``--bpf-unprivileged-bpf-disabled`` (ini ``bpf_ncpus``,
+  ``unprivileged_bpf_disabled=``, ``memory_limit=``, ``version=``...) for ``bpf_kernel`` and the emulator
+  side of ``bpf_backend``; ``--bpf-kernel=6.1`` (ini ``bpf_kernel``) is the version of every emulated kernel
+  of the session, also of those tests make themselves with ``bpfemu.Kernel()``
+  (:func:`bpfemu.profiles.set_default`); without it, the VM's version with ``--bpf-backend=vm:VERSION``, else
+  the host's when a profile matches it, else the newest. With a VM as the real kernel, the emulated kernels
+  also take its ``bpf_preload`` (Debian's kernels are built without CONFIG_BPF_PRELOAD); ``--bpf-ncpus``/``--bpf-unprivileged-bpf-disabled`` (ini ``bpf_ncpus``,
   ``bpf_unprivileged_bpf_disabled``) set the first two for every test, so per-CPU results do not depend on
   the machine (the host side always has the machine's);
 - ``@pytest.mark.bpf_leak_check`` (or ``--bpf-leak-check``, ini ``bpf_leak_check = true``): a test that
@@ -51,7 +55,7 @@ import sys
 
 import pytest
 
-from .. import hostenv
+from .. import hostenv, profiles
 from ..api.handle import finalized_since
 from ..kernel import Kernel
 from . import backends
@@ -69,6 +73,10 @@ def pytest_addoption(parser):
                     help="where tests using the bpf_backend fixture run: emu, host, vm:VERSION (a real kernel of "
                          "that version under QEMU), both (emu,host), or a comma-separated list such as "
                          "emu,vm:6.1 (default: the ini option bpf_backend, else emu)")
+    group.addoption("--bpf-kernel", default=None,
+                    help="the kernel version the emulator behaves as (a profile: 6.1, 6.12, 6.18; default: the ini "
+                         "option bpf_kernel, else the VM's version with --bpf-backend=vm:VERSION, else the host's "
+                         "version when it has a profile, else the newest)")
     group.addoption("--bpf-require-host", action="store_true", default=False,
                     help="fail, rather than skip, host runs when the host kernel cannot run them "
                          "(also BPFEMU_REQUIRE_HOST=1)")
@@ -83,6 +91,7 @@ def pytest_addoption(parser):
     group.addoption("--bpf-platform", choices=PLATFORMS, default=None,
                     help="nonlinux: run as on a machine that is not Linux (also BPFEMU_PLATFORM=nonlinux)")
     parser.addini("bpf_backend", "default of --bpf-backend: emu, host, vm:VERSION, both or a list", default="emu")
+    parser.addini("bpf_kernel", "default of --bpf-kernel: the emulated kernel's version", default="")
     parser.addini("bpf_ncpus", "default of --bpf-ncpus", default="")
     parser.addini("bpf_unprivileged_bpf_disabled", "default of --bpf-unprivileged-bpf-disabled", default="")
     parser.addini("bpf_leak_check", "check every test for leaks (--bpf-leak-check)", type="bool", default=False)
@@ -103,6 +112,10 @@ def pytest_configure(config):
         simulate_nonlinux()
     real = [n for n in backend_names(config) if n != "emu"]
     backends.use_real_kernel(real[0] if real else "host")
+    version = kernel_version(config)
+    preload = backends.real_bpf_preload()  # a VM's build option (None for the host: keep the default)
+    # what every Kernel() of the session is, also those tests make themselves
+    profiles.set_default(version, True if preload is None else preload)
 
 
 _hidden = False
@@ -134,6 +147,17 @@ def simulate_nonlinux():
 def pytest_runtest_setup(item):
     if item.get_closest_marker("bpf_bad_pointers") is not None:
         need_bad_pointer_detection()
+
+
+def kernel_version(config):
+    """The emulated kernel's version: --bpf-kernel, else the ini option bpf_kernel, else the VM's version when
+    the real kernel is one, else None (the host's version when a profile matches it, else the newest)."""
+    v = (config.getoption("--bpf-kernel") or config.getini("bpf_kernel") or "").strip()
+    if not v:
+        return backends.real_vm_version()
+    if v not in profiles.PROFILES:
+        raise pytest.UsageError("--bpf-kernel %r: the profiles are %s" % (v, ", ".join(profiles.VERSIONS)))
+    return v
 
 
 def backend_names(config):

@@ -458,9 +458,13 @@ _log_buffers = threading.local()
 
 
 def _log_buffer(size):
+    """The thread's log buffer of at least ``size`` bytes, zeroed (the kernel writes a NUL-terminated log; a
+    clean buffer is also what a task in another process or a VM copies fastest)."""
     b = getattr(_log_buffers, "buf", None)
     if b is None or len(b) < size:
         b = _log_buffers.buf = ctypes.create_string_buffer(size)
+    else:
+        ctypes.memset(b, 0, len(b))
     return b
 
 

@@ -201,6 +201,7 @@ class _PortIO:
     def send(self, chan, data, handles=()):
         self.vm._link._check()
         try:
+            self.sock.settimeout(self.timeout)  # (next() polls with a short one; a big message takes longer)
             self.sock.sendall(wire.encode(0, data, handles))
         except OSError as e:
             self.vm._link._die("a task port failed: %s" % e)
