@@ -93,9 +93,15 @@ EMPTY = {
 
 
 @pytest.mark.parametrize("name", sorted(EMPTY))
-def test_ops_on_an_empty_map(proc, name):
+def test_ops_on_an_empty_map(proc, profile, name):
     t, k, v, me, flags, vs, want = EMPTY[name]
-    fd = create_map(proc, getattr(u, "BPF_MAP_TYPE_" + t), k, v, me, flags)
+    mt = getattr(u, "BPF_MAP_TYPE_" + t)
+    if not profile.knows_map_type(mt):
+        pytest.skip("%s has no %s maps" % (profile.version, t))
+    if want["lookup_and_delete"] != ENOTSUPP and mt not in profile.lookup_and_delete_types:
+        want = dict(want, lookup_and_delete=ENOTSUPP)  # a type the version's command does not serve (6.18 added
+        # STACK_TRACE)
+    fd = create_map(proc, mt, k, v, me, flags)
     assert ops(proc, fd, k, vs, me) == want
 
 

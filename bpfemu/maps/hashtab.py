@@ -127,8 +127,8 @@ class HashMap(BpfMap):
         usage = self.kernel.profile.size("bpf_htab") + HTAB_BUCKET_SIZE * self.n_buckets + 4 * ncpus * HASHTAB_MAP_LOCK_COUNT
         if self.prealloc:
             n = self.max_entries
-            if not (self.percpu or self.lru or self.fd_values):
-                n += ncpus  # a spare element per CPU
+            if not (self.percpu or self.lru or self.fd_values and self.kernel.profile.fd_htab_update_in_place):
+                n += ncpus  # a spare element per CPU (htab_has_extra_elems)
             if not (self.percpu or self.lru):
                 usage += 8 * ncpus  # the per-CPU extra element pointers
             return usage + elem * n + self.percpu_mem_usage(count)

@@ -52,7 +52,8 @@ FACTS = {
                                 "the map types LOOKUP_AND_DELETE_ELEM serves (any other is ENOTSUPP)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
-                                "element replaces it at the head of its bucket, which moves the key in a walk)"),
+                                "element replaces it at the head of its bucket, which moves the key in a walk, "
+                                "and a preallocated table keeps a spare element per CPU for it)"),
 }
 
 

@@ -21,8 +21,9 @@ PROFILE = NEWER.older(
         # struct bpf_map is 48 bytes smaller, and so is every struct that starts with one ...
         "bpf_map": 248, "bpf_array": 264, "bpf_bloom_filter": 264, "bpf_queue_stack": 264, "bpf_dtab": 296,
         "bpf_cpu_map": 256, "xsk_map": 256, "bpf_stab": 328, "bpf_shtab": 336, "reuseport_array": 248,
-        "bpf_ringbuf_map": 256, "bpf_cgroup_storage_map": 280, "bpf_local_storage_map": 400,
+        "bpf_ringbuf_map": 256, "bpf_cgroup_storage_map": 280,
         # ... but these, whose own parts changed too
+        "bpf_local_storage_map": 432,
         "bpf_htab": 896,
         "bpf_stack_map": 288,  # with struct pcpu_freelist's extralist
         "lpm_trie_node": 40,  # with its rcu_head

@@ -130,6 +130,16 @@ def map_fd_by_id(proc, map_id, open_flags=0):
     return proc.bpf(u.BPF_MAP_GET_FD_BY_ID, u.make_attr(map_id=map_id, open_flags=open_flags))
 
 
+PRELOADED = ["maps.debug", "progs.debug"]  # the iterator links a fresh bpffs shows with CONFIG_BPF_PRELOAD
+
+
+def preloaded(proc):
+    """What a fresh bpffs lists on ``proc``'s machine: maps.debug and progs.debug where the kernel was built with
+    CONFIG_BPF_PRELOAD (``proc.bpf_preload``, set by the backends; True for a task made without one), else
+    nothing (Debian's kernels)."""
+    return list(PRELOADED) if getattr(proc, "bpf_preload", True) else []
+
+
 def pin(proc, fd, path, file_flags=0, path_fd=0):
     p = buf(path.encode() + b"\0")
     return proc.bpf(u.BPF_OBJ_PIN, u.make_attr(pathname=addr(p), bpf_fd=fd, file_flags=file_flags, path_fd=path_fd))
