@@ -21,8 +21,7 @@ import pytest
 
 from bpfemu import uapi as u
 from bpfemu.btf import Builder
-from bpfemu.syscall.table import COMMANDS
-from bpfemu.testing.support import (btf_fd_by_id, btf_info, btf_load, create_map, err, get_next_id, make_attr,
+from bpfemu.testing.support import (attr_has, btf_fd_by_id, btf_info, btf_load, create_map, err, get_next_id, make_attr,
                                     map_id, pin)
 
 BLOB = Builder().int("int", 4, signed=True).struct("pair", [("a", "int"), ("b", "int")]).blob()
@@ -193,8 +192,13 @@ def test_last_fd_frees_the_btf(proc):
     assert err(btf_fd_by_id, proc, i) == errno.ENOENT
 
 
-def test_load_flags_and_token(proc):
+def test_load_flags_and_token(proc, profile):
     assert err(btf_load, proc, BLOB, btf_flags=2) == errno.EINVAL
+    if not attr_has(profile, u.BPF_BTF_LOAD, "btf_token_fd"):  # (6.9+): btf_flags and the token are past the
+        # last field (CHECK_ATTR)
+        assert err(btf_load, proc, BLOB, btf_flags=u.BPF_F_TOKEN_FD, btf_token_fd=99) == errno.EINVAL
+        assert err(btf_load, proc, BLOB, btf_token_fd=99) == errno.EINVAL
+        return
     assert err(btf_load, proc, BLOB, btf_flags=u.BPF_F_TOKEN_FD, btf_token_fd=99) == errno.EBADF
     fd = btf_load(proc, BLOB)
     assert err(btf_load, proc, BLOB, btf_flags=u.BPF_F_TOKEN_FD, btf_token_fd=fd) == errno.EINVAL  # not a token
@@ -206,7 +210,7 @@ def test_fd_by_id_flags(proc, profile):
     assert err(btf_fd_by_id, proc, 0) == errno.ENOENT
     assert err(proc.bpf, u.BPF_BTF_GET_FD_BY_ID, make_attr(btf_id=1, open_flags=1)) == errno.EINVAL
     # a token fd (6.18: open_flags and fd_by_id_token_fd); before, both are past the last field (btf_id)
-    token = u.offsetofend("fd_by_id_token_fd") <= profile.attr_end(COMMANDS[u.BPF_BTF_GET_FD_BY_ID])
+    token = attr_has(profile, u.BPF_BTF_GET_FD_BY_ID, "fd_by_id_token_fd")
     assert err(proc.bpf, u.BPF_BTF_GET_FD_BY_ID, make_attr(btf_id=1, open_flags=u.BPF_F_TOKEN_FD,
                                                            fd_by_id_token_fd=99)) == (errno.EBADF if token else
                                                                                       errno.EINVAL)

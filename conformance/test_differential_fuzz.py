@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bpfemu import uapi as u
-from bpfemu.testing.backends import EmuBackend, need_host, real_backend
+from bpfemu.testing.backends import EmuBackend, need_host, real_backend, real_profile
 from bpfemu.testing.fuzz import Arena, Call, Ptr, examples, fd_ops, map_calls, map_creates, obj_calls, run, setup_calls
 
 # bad pointers (guard pages, unmapped memory): skipped where bpfemu cannot detect them (not Linux,
@@ -109,7 +109,7 @@ def replay(emu, host, seed, ops):
           phases=[Phase.explicit, Phase.generate])  # each host call is an RPC: no slow shrinking
 @given(seed=st.integers(0, 2**16), ops=calls)
 def test_emulator_matches_host(host_backend, seed, ops):
-    emu_b = EmuBackend()
+    emu_b = EmuBackend(version=real_profile().version)  # the real kernel's version
     emu = emu_b.spawn()
     host = host_backend.spawn()
     try:

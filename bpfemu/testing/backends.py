@@ -90,6 +90,14 @@ def real_profile():
     return profiles.get(version or profiles.host_version() or profiles.NEWEST)
 
 
+def twin_kernel(**kernel_args):
+    """A fresh emulated :class:`bpfemu.Kernel` of the session's real kernel's version (:func:`real_profile`),
+    for the tests that compare the two side by side (fuzzers, state machines): they compare like with like
+    whatever ``--bpf-kernel`` says."""
+    kernel_args.setdefault("version", real_profile().version)
+    return Kernel(**kernel_args)
+
+
 def real_bpf_preload():
     """Whether the session's VM kernel was built with CONFIG_BPF_PRELOAD (read from its cached config, without
     booting it); None when the real kernel is the host's (its backends find out from a fresh bpffs)."""

@@ -130,6 +130,13 @@ def map_fd_by_id(proc, map_id, open_flags=0):
     return proc.bpf(u.BPF_MAP_GET_FD_BY_ID, u.make_attr(map_id=map_id, open_flags=open_flags))
 
 
+def attr_has(profile, cmd, field):
+    """Whether ``cmd`` of the kernel version ``profile`` reads attr ``field`` (it ends before the command's
+    last field, CHECK_ATTR's bound): a field past it is not read, and not written back either."""
+    from ..syscall.table import COMMANDS
+    return u.offsetofend(field) <= profile.attr_end(COMMANDS[cmd])
+
+
 PRELOADED = ["maps.debug", "progs.debug"]  # the iterator links a fresh bpffs shows with CONFIG_BPF_PRELOAD
 
 

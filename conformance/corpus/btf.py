@@ -587,8 +587,8 @@ def btf_task(name):
     if name == "host":
         from bpfemu.testing.backends import real_kernel
         return real_kernel()
-    import bpfemu
-    return bpfemu.Kernel().spawn()
+    from bpfemu.testing.backends import twin_kernel
+    return twin_kernel().spawn()  # the real kernel's version, to compare with it
 
 
 # -- the host's outcomes, recorded -----------------------------------------------------------------
