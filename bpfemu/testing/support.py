@@ -137,6 +137,21 @@ def attr_has(profile, cmd, field):
     return u.offsetofend(field) <= profile.attr_end(COMMANDS[cmd])
 
 
+def unprivileged(profile, want):
+    """What MAP_CREATE (or PROG_LOAD) without CAP_BPF answers where the kernel version answers ``want`` once
+    it has read the attributes: EPERM, before the attributes, where the version checks at the syscall's entry
+    (``profile.unpriv_check_at_entry``: 6.1, with kernel.unprivileged_bpf_disabled set, as on the host, in
+    the VMs and in a default Kernel), else ``want``."""
+    return errno.EPERM if profile.unpriv_check_at_entry else want
+
+
+def need_map_type(profile, map_type):
+    """Skip the test where the kernel version has no ``map_type`` (its MAP_CREATE says EINVAL)."""
+    import pytest
+    if not profile.knows_map_type(map_type):
+        pytest.skip("%s has no %s maps" % (profile.version, u.map_type_name(map_type)))
+
+
 PRELOADED = ["maps.debug", "progs.debug"]  # the iterator links a fresh bpffs shows with CONFIG_BPF_PRELOAD
 
 
