@@ -3,6 +3,7 @@
 
     python3 tools/vm_conformance.py 6.1            # writes conformance/versions/6.1.json
     python3 tools/vm_conformance.py 6.12 -- -x conformance/test_bpffs.py
+    python3 tools/vm_conformance.py 6.1 --emulator # the emulator's 6.1 profile: its counts into 6.1.json
 
 The suite runs with BPFEMU_HOST_BACKEND=vm:VERSION (see conformance/conftest.py): every test
 parametrized over the backends runs only on its host side (the emulator side is deselected:
@@ -97,6 +98,8 @@ def classify(version, nodeid):
 class Record:
     """pytest plugin: deselect the emulator side (and HEAVY), keep each test's outcome and message."""
 
+    keep_emu = False  # (True: the emulator's own run, --emulator)
+
     def __init__(self, heavy=False):
         self.tests = {}
         self.heavy = heavy
@@ -107,7 +110,7 @@ class Record:
             params = getattr(getattr(it, "callspec", None), "params", {})
             emu = "emu" in [v for v in params.values() if isinstance(v, str)]
             heavy = not self.heavy and os.path.basename(str(it.fspath)) in HEAVY
-            (drop if emu or heavy else keep).append(it)
+            (drop if (emu and not self.keep_emu) or heavy else keep).append(it)
         items[:] = keep
         config.hook.pytest_deselected(items=drop)
 
@@ -161,6 +164,29 @@ def _write(result, out):
         f.write("\n")
 
 
+def _emulator(args, out):
+    """The suite on ``Kernel(version=VERSION)``: counts and failing tests into the record ``out``."""
+    import pytest
+    rec = Record(heavy=True)
+    rec.keep_emu = True
+    targets = args.pytest_args or [os.path.join(ROOT, "conformance")]
+    pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", ROOT, "--bpf-backend=emu",
+                 "--bpf-kernel=" + args.version] + targets, plugins=[rec])
+    counts = {}
+    for t in rec.tests.values():
+        counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
+    with open(out) as f:
+        result = json.load(f)
+    tests = result.pop("tests")
+    result["emulator_counts"] = dict(sorted(counts.items()))
+    result["emulator_failures"] = {nid: t.get("observed", "") for nid, t in sorted(rec.tests.items())
+                                   if t["outcome"] in ("failed", "error")}
+    result["tests"] = tests
+    _write(result, out)
+    print("vm_conformance: the emulator's %s profile: %s -> %s" % (args.version, result["emulator_counts"], out))
+    return 0
+
+
 def main(argv):
     import argparse
 
@@ -171,9 +197,14 @@ def main(argv):
     ap.add_argument("--reclassify", action="store_true",
                     help="only recompute the causes in the existing result file (no VM needed)")
     ap.add_argument("--all", action="store_true", help="also run the randomized comparisons (%s)" % ", ".join(HEAVY))
+    ap.add_argument("--emulator", action="store_true",
+                    help="run the suite on the emulator's profile of VERSION instead (no VM), and store its counts "
+                         "and failures in the result file as emulator_counts, emulator_failures")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --); default: conformance/")
     args = ap.parse_intermixed_args(argv)
     out = args.out or os.path.join(ROOT, "conformance", "versions", args.version + ".json")
+    if args.emulator:
+        return _emulator(args, out)
     if args.reclassify:
         with open(out) as f:
             result = json.load(f)
