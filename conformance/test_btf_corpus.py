@@ -25,8 +25,22 @@ def test_selftests_found():
     assert not [c for c in CASES if c.error], "selftest entries the C reader could not evaluate"
 
 
+def _tag_with_kflag(blob):
+    """Whether the blob (as the newest kernel reads it) has a DECL_TAG or TYPE_TAG with kind_flag set."""
+    from bpfemu.btf import load
+    from bpfemu.btf import uapi as K
+    btf = load(blob, 0, 0)[0]
+    if btf is None:
+        return False
+    tags = (K.BTF_KIND_DECL_TAG, K.BTF_KIND_TYPE_TAG)
+    return any(t.kind in tags and t.kflag for t in (btf.type_by_id(i) for i in range(1, btf.nr_types_total())))
+
+
 @pytest.mark.parametrize("case", CASES, ids=["%d-%s" % (c.index, c.descr) for c in CASES])
 def test_raw_selftest(proc, profile, case):
+    if not profile.btf_tag_kflag and _tag_with_kflag(case.blob):
+        pytest.skip("the recording is 6.18's, where a DECL_TAG or TYPE_TAG may set kind_flag; %s refuses it "
+                    "(profile.btf_tag_kflag)" % profile.version)
     expected = RECORD.get(blob_key(case.blob))
     if expected is None:
         need_host()

@@ -349,9 +349,14 @@ def _kernel_btf_lacks(proc, struct_name):
     return vmlinux_btf().find_by_name_kind(struct_name, U.BTF_KIND_STRUCT) < 0
 
 
+KFLAG_TAGS = {"decl_tag_kflag", "type_tag_kflag"}  # kind_flag on a tag: accepted since 6.14 (profile.btf_tag_kflag)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_verdict_and_cause(proc, profile, name):
     err, cause, blob = CASES[name]
+    if name in KFLAG_TAGS and not profile.btf_tag_kflag:
+        err, cause = errno.EINVAL, cause + " Invalid btf_info kind_flag"
     if name == "kptr_to_kernel_type_without_dtor" and _kernel_btf_lacks(proc, b"file"):
         pytest.skip("the kernel BTF has no struct file (bpfemu's built one, off Linux): a kptr to it is a "
                     "program type there")

@@ -80,6 +80,7 @@ class Env:
         self.resolve_mode = RESOLVE_TBD
         self.stack = []  # [type, type_id, next_member]
         self.visit_states = None
+        self.tag_kflag = True  # the kernel version's btf_tag_kflag (profile): DECL_TAG and TYPE_TAG take a kflag
 
     # -- the log -----------------------------------------------------------------------------
     def vlog(self, msg):
@@ -312,7 +313,7 @@ def _ref_check_meta(env, t, meta_left):
     if t.vlen:
         env.log_type(t, b"vlen != 0")
         env.fail(-errno.EINVAL)
-    if t.kflag and t.kind != U.BTF_KIND_TYPE_TAG:
+    if t.kflag and not (t.kind == U.BTF_KIND_TYPE_TAG and env.tag_kflag):
         env.log_type(t, b"Invalid btf_info kind_flag")
         env.fail(-errno.EINVAL)
     if t.type > U.BTF_MAX_TYPE:
@@ -553,6 +554,9 @@ def _decl_tag_check_meta(env, t, meta_left):
         env.fail(-errno.EINVAL)
     if t.vlen:
         env.log_type(t, b"vlen != 0")
+        env.fail(-errno.EINVAL)
+    if t.kflag and not env.tag_kflag:
+        env.log_type(t, b"Invalid btf_info kind_flag")
         env.fail(-errno.EINVAL)
     if t.component_idx < -1:
         env.log_type(t, b"Invalid component_idx")
@@ -1265,7 +1269,8 @@ class ParseResult:
         self.detail = detail
 
 
-def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write_true_size=None, _explain=True):
+def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write_true_size=None, _explain=True,
+              profile=None):
     """btf_parse(): validate a BTF blob as BPF_BTF_LOAD does; return the Btf or raise OSError.
 
     ``data``: the blob (bytes), or a callable returning it that may raise
@@ -1278,7 +1283,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
     a callable returning it; by default :func:`~bpfemu.btf.vmlinux.vmlinux_btf`,
     loaded only if a kptr needs it), used for the kptr checks of special fields.
     ``write_true_size(n)``: stores log_true_size back into attr (may raise
-    OSError(EFAULT)); None when attr is too short to hold it.
+    OSError(EFAULT)); None when attr is too short to hold it. ``profile``: the kernel version's
+    :class:`~bpfemu.profiles.profile.Profile` (None: the newest's rules).
 
     Errors: E2BIG (btf_size > 16 MiB, or nonzero header bytes past 24),
     EINVAL (bad log attrs, or invalid BTF), ENOTSUPP (524: version, flags,
@@ -1305,6 +1311,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
             raise bpf_error(errno.EFAULT, "btf shorter than btf_size")
         btf = Btf(raw, base=base)
         env = Env(btf, log)
+        if profile is not None:
+            env.tag_kflag = profile.btf_tag_kflag
         _parse_hdr(env)
         _parse_str_sec(env)
         _parse_type_sec(env)

@@ -50,6 +50,9 @@ FACTS = {
                 "OBJ_PIN and OBJ_GET take BPF_F_PATH_FD and path_fd (paths relative to a directory fd)"),
     "lookup_and_delete_types": ("kernel/bpf/syscall.c: map_lookup_and_delete_elem",
                                 "the map types LOOKUP_AND_DELETE_ELEM serves (any other is ENOTSUPP)"),
+    "btf_tag_kflag": ("kernel/bpf/btf.c: btf_decl_tag_check_meta, btf_ref_type_check_meta",
+                      "BTF_KIND_DECL_TAG and BTF_KIND_TYPE_TAG may set kind_flag (attribute tags, 6.14); else "
+                      "\"Invalid btf_info kind_flag\", EINVAL"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
@@ -65,7 +68,8 @@ class Profile:
 
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
-                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, notes=(), changes=None, newer=None):
+                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, notes=(), changes=None,
+                 newer=None):
         self.version = version
         self.commands = frozenset(commands)
         self.map_types = frozenset(map_types)
@@ -81,6 +85,7 @@ class Profile:
         self.path_fd = path_fd
         self.lookup_and_delete_types = frozenset(lookup_and_delete_types)
         self.fd_htab_update_in_place = fd_htab_update_in_place
+        self.btf_tag_kflag = btf_tag_kflag
         self.notes = tuple(notes)
         self.changes = dict(changes or {})
         self.newer = newer

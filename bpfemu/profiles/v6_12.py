@@ -30,4 +30,5 @@ PROFILE = NEWER.older(
     },
     lookup_and_delete_types=set(NEWER.lookup_and_delete_types) - {U.BPF_MAP_TYPE_STACK_TRACE},
     fd_htab_update_in_place=False,
+    btf_tag_kflag=False,
 )

@@ -41,4 +41,5 @@ PROFILE = Profile(
                              U.BPF_MAP_TYPE_PERCPU_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_LRU_PERCPU_HASH,
                              U.BPF_MAP_TYPE_STACK_TRACE),
     fd_htab_update_in_place=True,
+    btf_tag_kflag=True,
 )
