@@ -217,7 +217,10 @@ class BpfMap(BpfObject):
                             % (value_id, self.value_size))
         value_type = r[0]
         try:
-            rec = F.parse_fields(btf, value_type, MAP_FIELDS, self.value_size,
+            fields = 0  # map_check_btf's mask: the special fields this kernel version knows in a map value
+            for name in self.kernel.profile.map_value_fields:
+                fields |= getattr(F, name)
+            rec = F.parse_fields(btf, value_type, fields & MAP_FIELDS, self.value_size,
                                  vmlinux=lambda: self.kernel.btf_vmlinux.btf)
         except OSError:
             rec = None  # btf_parse_fields' ERR_PTR is kept as "no record"

@@ -53,6 +53,9 @@ FACTS = {
     "btf_tag_kflag": ("kernel/bpf/btf.c: btf_decl_tag_check_meta, btf_ref_type_check_meta",
                       "BTF_KIND_DECL_TAG and BTF_KIND_TYPE_TAG may set kind_flag (attribute tags, 6.14); else "
                       "\"Invalid btf_info kind_flag\", EINVAL"),
+    "map_value_fields": ("kernel/bpf/syscall.c: map_check_btf",
+                         "the special fields btf_parse_fields looks for in a map value (any other struct or tag is "
+                         "plain data)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
@@ -68,7 +71,8 @@ class Profile:
 
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
-                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, notes=(), changes=None,
+                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
+                 notes=(), changes=None,
                  newer=None):
         self.version = version
         self.commands = frozenset(commands)
@@ -86,6 +90,7 @@ class Profile:
         self.lookup_and_delete_types = frozenset(lookup_and_delete_types)
         self.fd_htab_update_in_place = fd_htab_update_in_place
         self.btf_tag_kflag = btf_tag_kflag
+        self.map_value_fields = tuple(map_value_fields)
         self.notes = tuple(notes)
         self.changes = dict(changes or {})
         self.newer = newer

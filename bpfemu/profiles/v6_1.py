@@ -29,6 +29,9 @@ PROFILE = NEWER.older(
         "check in map_create (with CAP_NET_ADMIN alone for the network types). With "
         "kernel.unprivileged_bpf_disabled set (the default) the check at the syscall's entry answers first "
         "and the two agree; with it at 0 the order of the errnos may differ.",
+        "Special fields in map values: 6.1's map_check_btf is older code (a bpf_spin_lock, a bpf_timer and "
+        "kptrs, no bpf_list_head/bpf_rb_root/bpf_refcount/bpf_wq in maps); the profile keeps 6.12's "
+        "map_value_fields (the differences found in the VM are in docs/kernel-versions.md).",
         "The memory cgroup is charged with 6.12's per-type figures (6.1 charges its allocations as they are "
         "made; fdinfo shows only the footprint estimate).",
     ),
