@@ -45,7 +45,7 @@ def render_counts():
     for v in _newest_first():
         path = os.path.join(RECORDS, v + ".json")
         if not os.path.exists(path):
-            rows.append("| %s | see below (host) | the host's own kernel | - |" % v)
+            rows.append("| %s | the plain suite (`--bpf-backend=both`) | the host's own kernel | - |" % v)
             continue
         with open(path) as f:
             rec = json.load(f)
@@ -69,6 +69,11 @@ def _value(name, p):
             return "%d: all of the uapi's" % len(value) if name != "lookup_and_delete_types" else _names(value, namer)
         gone = set(getattr(newer, name)) - set(value)
         return "without %s" % _names(gone, namer) if gone else "="
+    if name == "map_value_fields":
+        if newer is None:
+            return ", ".join(value)
+        gone = [f for f in newer.map_value_fields if f not in value]
+        return "without %s" % ", ".join(gone) if gone else "="
     if name in ("last_fields", "sizeof"):
         if newer is None:
             return "the command table's" if name == "last_fields" else "%d structs" % len(value)
