@@ -23,7 +23,7 @@ def _tool():
 
 
 def test_there_are_records_for_the_pinned_kernels():
-    from bpfemu.vm.kernels import PINS
+    from bpfemu.host.vm.kernels import PINS
     assert {os.path.basename(p)[:-5] for p in RECORDS} == set(PINS)
 
 
@@ -49,3 +49,14 @@ def test_record_is_complete_and_every_failure_has_its_cause(path):
             assert "cause" not in t
     assert rec["causes"] == causes
     assert set(rec["cause_notes"]) >= set(causes)
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=[os.path.basename(p) for p in RECORDS])
+def test_the_emulator_profile_passed_its_suite(path):
+    """Where the record has the emulator profile's run (vm_conformance --emulator), nothing failed in it."""
+    with open(path) as f:
+        rec = json.load(f)
+    if "emulator_counts" not in rec:
+        pytest.skip("no emulator run recorded")
+    assert rec["emulator_counts"].get("failed", 0) + rec["emulator_counts"].get("error", 0) == 0, \
+        rec.get("emulator_failures")

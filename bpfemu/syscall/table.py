@@ -326,7 +326,8 @@ TABLE = [
     Command(U.BPF_PROG_TEST_RUN, "test.batch_size", user_ptrs=[
         UserPtr("test.data_in", "test.data_size_in", IN),
         UserPtr("test.data_out", Max("test.data_size_out", "test.data_size_in"), OUT),
-        UserPtr("test.ctx_in", "test.ctx_size_in", IN),
+        # a syscall program's context is written back to ctx_in (bpf_prog_test_run_syscall)
+        UserPtr("test.ctx_in", "test.ctx_size_in", INOUT),
         UserPtr("test.ctx_out", Max("test.ctx_size_out", "test.ctx_size_in"), OUT),
     ], fds={"test.prog_fd": Fd("prog")}),
     Command(U.BPF_LINK_CREATE, "link_create.uprobe_multi.pid", returns_fd=True, user_ptrs=[
