@@ -380,7 +380,9 @@ GOOD = B().struct("s", [("a", "int"), ("b", "int")]).blob()
     (4, 65535, True, 0),  # BPF_LOG_STATS alone is a level
     (7, 65535, True, 0),
 ])
-def test_log_attr_checks(proc, level, size, buf, err):
+def test_log_attr_checks(proc, profile, level, size, buf, err):
+    if profile.verifier_log == "head" and (level, size, buf) == (1, 0, False):
+        err = errno.EINVAL  # (6.1: a level needs a buffer of 128 bytes or more)
     assert btf_load(proc, GOOD, log_level=level, log_size=size, log_buf=buf)[0] == err
 
 
@@ -399,7 +401,14 @@ def test_full_log_and_true_size(proc, profile):
     assert got_size == true_size(profile, len(text) + 1)
 
 
+def rotating(profile):
+    if profile.verifier_log != "rotating":
+        pytest.skip("%s's log keeps the head (profile.verifier_log = %s): no rotation, no BPF_LOG_FIXED"
+                    % (profile.version, profile.verifier_log))
+
+
 def test_rotating_log_keeps_the_tail(proc, profile):
+    rotating(profile)
     full = log_text(btf_load(proc, GOOD)[1])
     err, raw, got_size = btf_load(proc, GOOD, log_level=1, log_size=40)
     assert err == errno.ENOSPC  # a load that succeeds still fails when its log did not fit
@@ -409,6 +418,7 @@ def test_rotating_log_keeps_the_tail(proc, profile):
 
 
 def test_fixed_log_keeps_the_head(proc, profile):
+    rotating(profile)
     full = log_text(btf_load(proc, GOOD)[1])
     err, raw, got_size = btf_load(proc, GOOD, log_level=1 | 8, log_size=40)
     assert err == errno.ENOSPC
@@ -417,6 +427,7 @@ def test_fixed_log_keeps_the_head(proc, profile):
 
 
 def test_log_exactly_fits(proc, profile):
+    rotating(profile)
     full = log_text(btf_load(proc, GOOD)[1])
     for flags in (1, 9):
         err, raw, got_size = btf_load(proc, GOOD, log_level=flags, log_size=len(full) + 1)
@@ -425,8 +436,28 @@ def test_log_exactly_fits(proc, profile):
         assert err == errno.ENOSPC
 
 
-def test_enospc_wins_over_the_verdict(proc):
+def test_head_log(proc, profile):
+    """The log before 6.4 (profile.verifier_log = head): the head of the log, NUL-terminated; a buffer it
+    fills up (the last byte is for the NUL) makes a good load ENOSPC, a bad one keeps its errno; no
+    BPF_LOG_FIXED, no buffer under 128 bytes."""
+    if profile.verifier_log != "head":
+        pytest.skip("%s's log rotates (profile.verifier_log = %s)" % (profile.version, profile.verifier_log))
+    full = log_text(btf_load(proc, GOOD)[1])
+    assert len(full) > 200
+    err, raw, _t = btf_load(proc, GOOD, log_level=1, log_size=128)
+    assert (err, log_text(raw), raw[127:128]) == (errno.ENOSPC, full[:127], b"\0")
+    assert btf_load(proc, GOOD, log_level=1, log_size=len(full) + 1)[0] == errno.ENOSPC
+    err, raw, _t = btf_load(proc, GOOD, log_level=1, log_size=len(full) + 2)
+    assert (err, log_text(raw)) == (0, full)
+    assert btf_load(proc, GOOD, log_level=1 | 8, log_size=1024)[0] == errno.EINVAL
+    assert btf_load(proc, GOOD, log_level=1, log_size=127)[0] == errno.EINVAL
+    bad = B().ptr(3).ptr(2).blob()
+    assert btf_load(proc, bad, log_level=1, log_size=128)[0] == errno.EEXIST
+
+
+def test_enospc_wins_over_the_verdict(proc, profile):
     """A rejected blob whose log does not fit reports ENOSPC, not its own errno."""
+    rotating(profile)
     bad = B().ptr(3).ptr(2).blob()
     assert btf_load(proc, bad)[0] == errno.EEXIST
     assert btf_load(proc, bad, log_level=1, log_size=64)[0] == errno.ENOSPC

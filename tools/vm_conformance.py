@@ -197,6 +197,8 @@ def main(argv):
     ap.add_argument("--reclassify", action="store_true",
                     help="only recompute the causes in the existing result file (no VM needed)")
     ap.add_argument("--all", action="store_true", help="also run the randomized comparisons (%s)" % ", ".join(HEAVY))
+    ap.add_argument("--merge", action="store_true",
+                    help="update only the tests this run ran in the existing result file (a rerun of some files)")
     ap.add_argument("--emulator", action="store_true",
                     help="run the suite on the emulator's profile of VERSION instead (no VM), and store its counts "
                          "and failures in the result file as emulator_counts, emulator_failures")
@@ -226,6 +228,11 @@ def main(argv):
     code = pytest.main(["-vv", "-p", "no:cacheprovider", "--rootdir", ROOT, "--bpf-backend=vm:" + args.version,
                         "--bpf-kernel=" + args.version] + targets, plugins=[rec])
     wall = time.monotonic() - t0
+    if args.merge:
+        with open(out) as f:
+            old = json.load(f)
+        rec.tests = dict(old["tests"], **rec.tests)
+        wall = old.get("suite_seconds", 0)  # the whole run's
     counts = {}
     for t in rec.tests.values():
         counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1

@@ -25,7 +25,7 @@ from ..errors import ENOTSUPP, bpf_error
 from . import uapi as U
 from .btf import Btf, Header
 from .fields import parse_struct_metas
-from .log import BPF_LOG_KERNEL, BytesBuffer, VerifierLog
+from .log import BPF_LOG_KERNEL, BytesBuffer, HeadLog, VerifierLog
 from .vmlinux import vmlinux_btf
 from .types import (VOID, BtfType, int_is_regular, is_decl_tag_target, is_modifier,
                     is_resolve_source_only, is_struct, needs_resolve, nosize_or_null)
@@ -1297,8 +1297,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
         raise bpf_error(errno.E2BIG, "btf_size %d above %d" % (btf_size, U.BTF_MAX_SIZE))
     if log is None:
         log = VerifierLog()
-    elif isinstance(log, tuple):
-        log = VerifierLog.init(*log)
+    elif isinstance(log, tuple):  # the kernel version's log (profile.verifier_log)
+        log = (HeadLog if profile is not None and profile.verifier_log == "head" else VerifierLog).init(*log)
     err = 0
     btf = None
     env = None
@@ -1328,6 +1328,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
     except OSError as e:
         err = -e.errno
     ferr, true_size = log.finalize()
+    if getattr(log, "enospc_when_full", False) and not err and log.level and log.full():
+        ferr = errno.ENOSPC  # (6.1: only a load that succeeded otherwise)
     if write_true_size is not None:
         try:
             write_true_size(true_size)

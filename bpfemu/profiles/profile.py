@@ -56,6 +56,10 @@ FACTS = {
     "map_value_fields": ("kernel/bpf/syscall.c: map_check_btf",
                          "the special fields btf_parse_fields looks for in a map value (any other struct or tag is "
                          "plain data)"),
+    "verifier_log": ("kernel/bpf/log.c: bpf_verifier_vlog (BTF_LOAD's log)",
+                     "rotating (6.4: keeps the tail unless BPF_LOG_FIXED, log_true_size, ENOSPC whenever it did not "
+                     "fit) or head (keeps the head, needs a level, a buffer and 128 bytes or more, no BPF_LOG_FIXED; "
+                     "ENOSPC when it filled up and the load succeeded otherwise)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
@@ -72,7 +76,7 @@ class Profile:
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
-                 notes=(), changes=None,
+                 verifier_log, notes=(), changes=None,
                  newer=None):
         self.version = version
         self.commands = frozenset(commands)
@@ -91,6 +95,9 @@ class Profile:
         self.fd_htab_update_in_place = fd_htab_update_in_place
         self.btf_tag_kflag = btf_tag_kflag
         self.map_value_fields = tuple(map_value_fields)
+        self.verifier_log = verifier_log
+        if verifier_log not in ("rotating", "head"):
+            raise ValueError("verifier_log is rotating or head, not %r" % (verifier_log,))
         self.notes = tuple(notes)
         self.changes = dict(changes or {})
         self.newer = newer

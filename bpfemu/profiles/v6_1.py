@@ -24,6 +24,7 @@ PROFILE = NEWER.older(
     net_admin="CAP_NET_ADMIN",
     freeze_checks=("write_active", "frozen", "bpf_capable"),
     path_fd=False,
+    verifier_log="head",  # the rotating log, BPF_LOG_FIXED and log_true_size are 6.4's
     notes=(
         "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "
         "check in map_create (with CAP_NET_ADMIN alone for the network types). With "

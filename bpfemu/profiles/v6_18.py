@@ -42,6 +42,7 @@ PROFILE = Profile(
                              U.BPF_MAP_TYPE_STACK_TRACE),
     fd_htab_update_in_place=True,
     btf_tag_kflag=True,
+    verifier_log="rotating",
     map_value_fields=("BPF_SPIN_LOCK", "BPF_RES_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT",
                       "BPF_REFCOUNT", "BPF_WORKQUEUE", "BPF_UPTR", "BPF_TASK_WORK"),
 )
