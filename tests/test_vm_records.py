@@ -60,3 +60,12 @@ def test_the_emulator_profile_passed_its_suite(path):
         pytest.skip("no emulator run recorded")
     assert rec["emulator_counts"].get("failed", 0) + rec["emulator_counts"].get("error", 0) == 0, \
         rec.get("emulator_failures")
+
+
+def test_kernel_versions_page_is_up_to_date():
+    """docs/kernel-versions.md's generated parts (counts, profile facts) match the records and the profiles."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_kernel_versions.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
