@@ -35,8 +35,9 @@ def _newest_first():
 def _counts_cell(counts):
     if not counts:
         return "not recorded"
-    return "%d passed, %d failed, %d skipped" % (counts.get("passed", 0), counts.get("failed", 0) +
-                                                 counts.get("error", 0), counts.get("skipped", 0))
+    out = "%d passed, %d failed, %d skipped" % (counts.get("passed", 0), counts.get("failed", 0) +
+                                                counts.get("error", 0), counts.get("skipped", 0))
+    return out + (", %d xfailed" % counts["xfailed"] if counts.get("xfailed") else "")
 
 
 def render_counts():
