@@ -173,9 +173,16 @@ def special_in(profile, field):
 
 def answer(profile, row, field, vsize):
     """The matrix's answer (a CODES key) for ``field`` in a map of this row, in this kernel version."""
-    if not special_in(profile, field):
-        field = "none8" if vsize % 8 == 0 else "none4"
+    if not special_in(profile, field):  # plain data, beside the bpf_spin_lock a graph root comes with
+        plain = "none8" if vsize % 8 == 0 else "none4"
+        lock = row.split()[FIELDS.index("bpf_spin_lock")]
+        if field in GRAPH_ROOTS:  # the lock's answer (None: the table has none, its lock alone does not fit)
+            return lock if lock != "--" else None
+        return row.split()[FIELDS.index(plain)]
     return row.split()[FIELDS.index(field)]
+
+
+GRAPH_ROOTS = ("bpf_list_head", "bpf_rb_root")
 
 
 def map_type(name):
@@ -215,6 +222,8 @@ def test_special_field_matrix(proc, profile):
             assert fits == (want != "--"), (name, field)
             if fits:
                 want = answer(profile, row, field, vsize)
+                if want is None:
+                    continue
             if not fits:
                 continue
             kid, ksize = key_of(btf, key)
@@ -500,7 +509,10 @@ def test_special_fields_after_update(proc, profile, name, field):
     a list head that points at itself (in the kernel's copy: a kernel address)."""
     blob, vid, size, btf = mixed(field)
     fd = btf_load(proc, blob)
-    want = CODES[answer(profile, MATRIX[name][1], field, size)]
+    want = answer(profile, MATRIX[name][1], field, size)
+    if want is None:
+        pytest.skip("no answer in the table for a lone bpf_spin_lock in %s maps" % name)
+    want = CODES[want]
     got = err(create_with_btf, proc, map_type(name), 4, size, 4, 0, fd, 1, vid)
     assert got == want
     if got:
@@ -512,7 +524,7 @@ def test_special_fields_after_update(proc, profile, name, field):
     raw = lookup(proc, m, u32(1), step * per)
     spans = [field_span(btf, vid, n) for n in ("l", "f") if n == "f" or field in ("bpf_list_head", "bpf_rb_root")]
     if not special_in(profile, field):
-        spans = []  # plain data
+        spans = spans[:-1]  # plain data (but the lock beside a graph root)
     for cpu in range(per):
         v = raw[cpu * step:cpu * step + size]
         special = set()

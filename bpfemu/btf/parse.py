@@ -81,6 +81,7 @@ class Env:
         self.stack = []  # [type, type_id, next_member]
         self.visit_states = None
         self.tag_kflag = True  # the kernel version's btf_tag_kflag (profile): DECL_TAG and TYPE_TAG take a kflag
+        self.printable_sections = True  # profile.btf_section_names == "printable" (else identifiers)
 
     # -- the log -----------------------------------------------------------------------------
     def vlog(self, msg):
@@ -152,6 +153,8 @@ class Env:
         return all(c in _NEXT_OK for c in s[1:])
 
     def name_valid_section(self, off):
+        if not self.printable_sections:
+            return self.name_valid_identifier(off)
         s = self.btf.str_by_offset(off)
         if not s or len(s) > KSYM_NAME_LEN:
             return False
@@ -1313,11 +1316,12 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
         env = Env(btf, log)
         if profile is not None:
             env.tag_kflag = profile.btf_tag_kflag
+            env.printable_sections = profile.btf_section_names == "printable"
         _parse_hdr(env)
         _parse_str_sec(env)
         _parse_type_sec(env)
         err = _check_type_tags(env, btf, 1)
-        if not err:
+        if not err and (profile is None or profile.btf_struct_metas):
             if vmlinux == "default":
                 vmlinux = vmlinux_btf
             err = parse_struct_metas(btf, vmlinux)

@@ -60,6 +60,12 @@ FACTS = {
                      "rotating (6.4: keeps the tail unless BPF_LOG_FIXED, log_true_size, ENOSPC whenever it did not "
                      "fit) or head (keeps the head, needs a level, a buffer and 128 bytes or more, no BPF_LOG_FIXED; "
                      "ENOSPC when it filled up and the load succeeded otherwise)"),
+    "btf_section_names": ("kernel/bpf/btf.c: btf_name_valid_section",
+                          "what a DATASEC name may be: printable (any printable characters) or identifier (letters, "
+                          "digits, '_' and '.', not a digit first)"),
+    "btf_struct_metas": ("kernel/bpf/btf.c: btf_parse_struct_metas",
+                         "BTF_LOAD checks the special fields of each struct (two bpf_spin_locks, a list head "
+                         "without a lock, a kptr to a kernel type without a destructor: EINVAL) (6.2)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
@@ -76,7 +82,7 @@ class Profile:
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
-                 verifier_log, notes=(), changes=None,
+                 verifier_log, btf_section_names, btf_struct_metas, notes=(), changes=None,
                  newer=None):
         self.version = version
         self.commands = frozenset(commands)
@@ -96,6 +102,8 @@ class Profile:
         self.btf_tag_kflag = btf_tag_kflag
         self.map_value_fields = tuple(map_value_fields)
         self.verifier_log = verifier_log
+        self.btf_section_names = btf_section_names
+        self.btf_struct_metas = btf_struct_metas
         if verifier_log not in ("rotating", "head"):
             raise ValueError("verifier_log is rotating or head, not %r" % (verifier_log,))
         self.notes = tuple(notes)

@@ -24,15 +24,19 @@ PROFILE = NEWER.older(
     net_admin="CAP_NET_ADMIN",
     freeze_checks=("write_active", "frozen", "bpf_capable"),
     path_fd=False,
+    btf_section_names="identifier",
+    btf_struct_metas=False,
+    # map_check_btf of 6.1 looks for a bpf_spin_lock, a bpf_timer and kptrs (percpu_kptr: 6.6; list and rb-tree
+    # roots need 6.2's struct metas; bpf_refcount: 6.4; bpf_wq: 6.10)
+    map_value_fields=("BPF_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR_UNREF", "BPF_KPTR_REF"),  # BTF_LOAD does not look at special fields (btf_parse_struct_metas is 6.2's)
     verifier_log="head",  # the rotating log, BPF_LOG_FIXED and log_true_size are 6.4's
     notes=(
         "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "
         "check in map_create (with CAP_NET_ADMIN alone for the network types). With "
         "kernel.unprivileged_bpf_disabled set (the default) the check at the syscall's entry answers first "
         "and the two agree; with it at 0 the order of the errnos may differ.",
-        "Special fields in map values: 6.1's map_check_btf is older code (a bpf_spin_lock, a bpf_timer and "
-        "kptrs, no bpf_list_head/bpf_rb_root/bpf_refcount/bpf_wq in maps); the profile keeps 6.12's "
-        "map_value_fields (the differences found in the VM are in docs/kernel-versions.md).",
+        "Special fields in map values: 6.1's map_check_btf is older code of its own for a bpf_spin_lock, a "
+        "bpf_timer and kptrs; the profile applies 6.12's checks to those kinds.",
         "The memory cgroup is charged with 6.12's per-type figures (6.1 charges its allocations as they are "
         "made; fdinfo shows only the footprint estimate).",
     ),

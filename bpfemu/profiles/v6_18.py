@@ -43,6 +43,8 @@ PROFILE = Profile(
     fd_htab_update_in_place=True,
     btf_tag_kflag=True,
     verifier_log="rotating",
+    btf_section_names="printable",
+    btf_struct_metas=True,
     map_value_fields=("BPF_SPIN_LOCK", "BPF_RES_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT",
                       "BPF_REFCOUNT", "BPF_WORKQUEUE", "BPF_UPTR", "BPF_TASK_WORK"),
 )
