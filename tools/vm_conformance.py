@@ -45,6 +45,12 @@ CAUSES = [
      "bswap) and may_goto (6.9): EINVAL at load; programs are outside the profiles",
      [r"test_isa_alu\.py::test_alu_\w+\[host-(sdiv|smod|bswap|movsx)", r"test_isa_jmp\.py::test_may_goto",
       r"test_isa_mem\.py::test_ldx_packet\[host-\w+-True\]", r"test_isa_mem\.py::test_stack_load_store\["]),
+    ("prog_test_run_6_1", ("6.1",),
+     "BPF_PROG_TEST_RUN rules of 6.1: LWT_SEG6LOCAL programs run (6.12+: ENOTSUPP), an XDP run with "
+     "BPF_F_TEST_XDP_LIVE_FRAMES and the xdp_md frame layout of the test are EINVAL, a syscall program reading "
+     "its context past what it was given is EACCES at load; programs are outside the profiles",
+     [r"test_prog_test_run\.py::test_(syscall_prog|xdp_live_frames|xdp_ctx)\[host",
+      r"test_prog_test_run\.py::test_types_without_test_run\[host-LWT_SEG6LOCAL"]),
     ("map_check_btf_6_1", ("6.1",),
      "6.1's map_check_btf is older code: a bpf_spin_lock (or graph root) in a map type that cannot hold one is "
      "ENOTSUPP (524, 6.2+: EOPNOTSUPP); special fields do not make BPF_F_RDONLY_PROG EACCES nor MAP_FREEZE of "
