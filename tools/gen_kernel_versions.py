@@ -52,7 +52,15 @@ def render_counts():
             rec = json.load(f)
         rows.append("| %s | %s | %s | `%s` |" % (v, _counts_cell(rec.get("emulator_counts")), _counts_cell(rec.get("counts")),
                                                  rec.get("package", "?")))
-    return "\n".join(rows)
+    causes = []
+    for v in _newest_first():
+        path = os.path.join(RECORDS, v + ".json")
+        if os.path.exists(path):
+            with open(path) as f:
+                rec = json.load(f)
+            causes.append("- %s in the VM, failures by cause: %s" % (v, ", ".join(
+                "`%s` %d" % kv for kv in rec.get("causes", {}).items()) or "none"))
+    return "\n".join(rows) + ("\n\n" + "\n".join(causes) if causes else "")
 
 
 def _names(values, namer):
