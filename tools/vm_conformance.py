@@ -5,10 +5,10 @@
     python3 tools/vm_conformance.py 6.12 -- -x conformance/test_bpffs.py
     python3 tools/vm_conformance.py 6.1 --emulator # the emulator's 6.1 profile: its counts into 6.1.json
 
-The suite runs with BPFEMU_HOST_BACKEND=vm:VERSION (see conformance/conftest.py): every test
-parametrized over the backends runs only on its host side (the emulator side is deselected:
-it does not depend on the kernel version); tests that compare both backends themselves (the
-differential fuzz, the state machines) run whole. Per test, the record keeps the outcome and,
+The suite runs with --bpf-backend=vm:VERSION --bpf-kernel=VERSION: every test parametrized over the
+backends runs on the VM's kernel (an emulator side, e.g. the verifier corpus's, is deselected); tests
+that compare both themselves (the BTF fuzz; with --all the differential fuzz and the state machines)
+compare the VM with the emulator's profile of its version. Per test, the record keeps the outcome and,
 where it did not pass, the message that says what the kernel answered (the assertion, or the
 skip reason). Also recorded: the kernel package and release, the host's release, boot time,
 wall time of the run and the guest's memory. These files let the emulator's version profiles
