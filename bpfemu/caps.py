@@ -1,19 +1,21 @@
 """Capabilities the model knows (include/uapi/linux/capability.h): their numbers, names and sets.
 
 The bpf ones (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN) and the filesystem overrides root has on
-bpffs (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER). The emulated tasks, bpffs permission checks and
+bpffs (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID). The emulated tasks, bpffs permission checks and
 the host backend (which drops a child's capabilities with capset(2)) all use these.
 """
 
+CAP_CHOWN = 0
 CAP_DAC_OVERRIDE = 1
 CAP_DAC_READ_SEARCH = 2
 CAP_FOWNER = 3
+CAP_FSETID = 4
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
 
-CAP_NAMES = {"CAP_DAC_OVERRIDE": CAP_DAC_OVERRIDE, "CAP_DAC_READ_SEARCH": CAP_DAC_READ_SEARCH,
+CAP_NAMES = {"CAP_CHOWN": CAP_CHOWN, "CAP_FSETID": CAP_FSETID, "CAP_DAC_OVERRIDE": CAP_DAC_OVERRIDE, "CAP_DAC_READ_SEARCH": CAP_DAC_READ_SEARCH,
              "CAP_FOWNER": CAP_FOWNER, "CAP_NET_ADMIN": CAP_NET_ADMIN, "CAP_SYS_ADMIN": CAP_SYS_ADMIN,
              "CAP_PERFMON": CAP_PERFMON, "CAP_BPF": CAP_BPF}
 ALL_CAPS = frozenset(CAP_NAMES.values())

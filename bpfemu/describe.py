@@ -3,6 +3,8 @@
 One block per live object (maps first, then programs, links and BTF), each
 with its id, type, name, sizes, flags, element count and who holds it (fds
 per task, bpffs pins, outer maps), then one line per task with its open fds.
+Where the kernel's BTF is bpfemu's built-in one (off Linux), a line after
+the first names the types and functions loads looked up there in vain.
 Read only: describing never changes the kernel. Object attributes are read
 defensively, so kinds added later show up with whatever they carry.
 """
@@ -190,6 +192,10 @@ def describe(kernel):
             kernel.ncpus, kernel.sysctl.get("kernel.unprivileged_bpf_disabled"), len(tasks),
             "" if len(tasks) == 1 else "s",
             ", ".join("%d %s" % (len(by_kind.get(k, ())), title) for k, title in KIND_TITLES))]
+        missing = _get(_get(kernel, "btf_vmlinux"), "not_described")
+        missing = missing() if callable(missing) else None
+        if missing:
+            out.append("kernel BTF: bpfemu's built-in one, which lacks what was looked up: %s" % ", ".join(missing))
         for kind, title in KIND_TITLES:
             items = sorted(by_kind.pop(kind, []), key=lambda s: s.id)
             if not items:

@@ -12,7 +12,9 @@ Call it at the end of your own tests, or after every step of a fuzzer:
   real: an open file that still points at it and is open somewhere, a pin that
   still names it, or a live object (an outer map) that holds it;
 - fd tables: only live tasks have open fds, every slot names an open file whose
-  count covers all the slots naming it, and a file's object is alive;
+  count is exactly the slots and memory mappings naming it, and a file's object is
+  alive; no open file holds an object unless a live task's fd or a mapping names it
+  (an orphaned file, e.g. an fd installed into a task that had exited);
 - freed objects: no longer in any id allocator, fd table or pin, and holding
   nothing;
 - maps: ``count() <= max_entries``, and whatever the map type checks of its own
@@ -91,6 +93,8 @@ def _check_fd_tables(kernel, out):
     for f, n in slots.items():
         if f.count < n:
             out.append("%r is in %d fd slots but counted %d" % (f, n, f.count))
+        elif f.count != n + f.mappings:
+            out.append("%r counts %d holders but %d fd slots and %d mappings hold it" % (f, f.count, n, f.mappings))
         if f.kind in ("map", "prog", "link", "btf") and f.obj is None:
             out.append("%r is open in an fd table but lost its object" % (f,))
         elif f.obj is not None:
@@ -140,6 +144,9 @@ def _check_holders(kernel, live, files, pinned, out):
                     out.append("%r is held by closed %r" % (obj, h))
                 elif h.obj is not obj:
                     out.append("%r is held by %r, which points elsewhere" % (obj, h))
+                elif h not in files and h.mappings == 0:
+                    out.append("%r is held by orphaned %r: open, but in no live task's fd table and no mapping"
+                               % (obj, h))
             elif isinstance(h, Kernel):
                 out.append("%r still holds its creation reference" % (obj,))
             elif h is BUILT_IN:

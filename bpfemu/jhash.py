@@ -13,6 +13,7 @@ are unpacked with one precompiled struct per length, and the mixing rounds
 are inlined.
 """
 import struct
+import sys as _sys
 
 JHASH_INITVAL = 0xDEADBEEF
 M = 0xFFFFFFFF
@@ -84,3 +85,79 @@ def jhash2(data, initval=0):
 # The hash table's choice: jhash2 for keys that are whole words, else jhash. They give the
 # same value (see the module docstring), so the table calls jhash directly.
 htab_map_hash = jhash
+
+
+# -- many keys at once ---------------------------------------------------------------------------------
+# The hash of every key of a batch, computed on all of them together: each key's 32-bit words sit in a
+# 64-bit lane of one big Python int, and every step of the hash is a handful of operations on the whole
+# int (C loops over all lanes) instead of a Python expression per key. A lane never carries into the
+# next: sums of two 32-bit values need 33 bits, a difference is taken as x + 2**32 - y, and rotations
+# shift by less than 32 inside a 64-bit lane; after each step the lanes are masked back to 32 bits.
+
+_LANES = {}  # lane count -> (mask of the low 32 bits of every lane, 1 in every lane)
+
+
+def _lanes(count):
+    m = _LANES.get(count)
+    if m is None:
+        if len(_LANES) > 8:
+            _LANES.clear()
+        m = _LANES[count] = (int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little"),
+                             int.from_bytes(b"\1\0\0\0\0\0\0\0" * count, "little"))
+    return m
+
+
+def jhash_many(data, key_len, count, initval=0):
+    """[jhash(key, key_len, initval) of each of the ``count`` keys of ``key_len`` bytes laid end to end in
+    ``data``] (the same values as :func:`jhash`, computed on all keys together)."""
+    if count == 0:
+        return []
+    if key_len == 0:
+        return [jhash(b"", initval)] * count
+    mask, ones = _lanes(count)
+    padded = (key_len + 11) // 12 * 12
+    nwords = padded // 4
+    data = bytes(memoryview(data)[:key_len * count])
+    size = 8 * count
+
+    def lane(j):  # word j of every key, one per 64-bit lane (bytes past a key's end are zeros)
+        buf = bytearray(size)
+        for t in range(4):
+            pos = 4 * j + t
+            if pos < key_len:
+                buf[t::8] = data[pos::key_len]
+        return int.from_bytes(buf, "little")
+
+    two32 = ones << 32
+    c0 = (JHASH_INITVAL + key_len + initval) & M
+    a = b = c = c0 * ones
+
+    def rol(x, k):
+        return ((x << k) | (x >> (32 - k))) & mask
+
+    last = nwords - 3
+    i = 0
+    while i < last:
+        a = (a + lane(i)) & mask
+        b = (b + lane(i + 1)) & mask
+        c = (c + lane(i + 2)) & mask
+        a = (a + two32 - c) & mask; a ^= rol(c, 4); c = (c + b) & mask
+        b = (b + two32 - a) & mask; b ^= rol(a, 6); a = (a + c) & mask
+        c = (c + two32 - b) & mask; c ^= rol(b, 8); b = (b + a) & mask
+        a = (a + two32 - c) & mask; a ^= rol(c, 16); c = (c + b) & mask
+        b = (b + two32 - a) & mask; b ^= rol(a, 19); a = (a + c) & mask
+        c = (c + two32 - b) & mask; c ^= rol(b, 4); b = (b + a) & mask
+        i += 3
+    a = (a + lane(last)) & mask
+    b = (b + lane(last + 1)) & mask
+    c = (c + lane(last + 2)) & mask
+    c ^= b; c = (c + two32 - rol(b, 14)) & mask
+    a ^= c; a = (a + two32 - rol(c, 11)) & mask
+    b ^= a; b = (b + two32 - rol(a, 25)) & mask
+    c ^= b; c = (c + two32 - rol(b, 16)) & mask
+    a ^= c; a = (a + two32 - rol(c, 4)) & mask
+    b ^= a; b = (b + two32 - rol(a, 14)) & mask
+    c ^= b; c = (c + two32 - rol(b, 24)) & mask
+    if _sys.byteorder == "little":
+        return memoryview(c.to_bytes(size, "little")).cast("Q").tolist()
+    return list(struct.unpack("<%dQ" % count, c.to_bytes(size, "little")))  # pragma: no cover

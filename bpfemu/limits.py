@@ -15,12 +15,14 @@ SHA256_DIGEST_SIZE = 32
 U16_MAX = 0xFFFF
 S32_MAX = INT_MAX = 2**31 - 1
 U32_MAX = 0xFFFFFFFF
-# BPF_LOCAL_STORAGE_MAX_VALUE_SIZE: U16_MAX less the rounded-up local storage element header
-LOCAL_STORAGE_MAX_VALUE_SIZE = U16_MAX - 96
+# BPF_LOCAL_STORAGE_MAX_VALUE_SIZE: U16_MAX less sizeof(struct bpf_local_storage_elem), 128 bytes on 6.18
+# (measured: value_size 65407 passes the check of every local storage type, 65408 is E2BIG)
+BPF_LOCAL_STORAGE_ELEM = 128
+LOCAL_STORAGE_MAX_VALUE_SIZE = U16_MAX - BPF_LOCAL_STORAGE_ELEM
 
 NUMA_NO_NODE = -1
 NR_NODE_IDS = 1  # the host has one NUMA node
-NR_CPUS = 8192  # CONFIG_NR_CPUS (cpumap's max_entries limit)
+NR_CPUS = 8192  # CONFIG_NR_CPUS of a Kernel() that cannot read the host's (Kernel.nr_cpus is the one used)
 PERF_EVENT_MAX_STACK = 127  # kernel.perf_event_max_stack default
 LOOPBACK_IFINDEX = 1  # the only network device the model has
 

@@ -106,7 +106,8 @@ class File:
         self.obj = obj
         self.mode = mode
         self.kind = kind or (obj.kind if obj is not None else "tty")
-        self.count = 0
+        self.count = 0  # fd table slots and memory mappings holding the file
+        self.mappings = 0  # memory mappings (mmap) among them
         self.serial = next(File._seq)
         self.inode = None  # bpffs inode for a directory opened with O_PATH-like use
         if obj is not None:

@@ -135,8 +135,15 @@ class BTF:
 
 
 ROOTS = [("bpf_attr", "union"), ("bpf_map_info", "struct"), ("bpf_prog_info", "struct"),
-         ("bpf_btf_info", "struct"), ("bpf_link_info", "struct")]
-ENUMS = ["bpf_cmd", "bpf_map_type", "bpf_prog_type", "bpf_attach_type", "bpf_link_type"]
+         ("bpf_btf_info", "struct"), ("bpf_link_info", "struct"),
+         # program contexts and the socket views programs read (the verifier's ctx access rules)
+         ("__sk_buff", "struct"), ("xdp_md", "struct"), ("bpf_sock", "struct"), ("bpf_tcp_sock", "struct"),
+         ("bpf_xdp_sock", "struct"), ("bpf_sock_addr", "struct"), ("bpf_sock_ops", "struct"),
+         ("sk_msg_md", "struct"), ("sk_reuseport_md", "struct"), ("bpf_sk_lookup", "struct"),
+         ("bpf_sockopt", "struct"), ("bpf_sysctl", "struct"), ("bpf_cgroup_dev_ctx", "struct"),
+         ("bpf_flow_keys", "struct"), ("bpf_perf_event_data", "struct"), ("bpf_spin_lock", "struct"),
+         ("bpf_timer", "struct"), ("bpf_dynptr", "struct"), ("bpf_sock_tuple", "struct")]
+ENUMS = ["bpf_cmd", "bpf_map_type", "bpf_prog_type", "bpf_attach_type", "bpf_link_type", "bpf_func_id"]
 # Names the kernel gives to the anonymous per-command structs of union bpf_attr,
 # in member order (the kernel has no names for them; these follow the comments
 # in the uapi header).
@@ -189,7 +196,8 @@ class Gen:
                 else:
                     nanon += 1
                     mname = "_u%d" % nanon
-                    sub = "%s_u%d" % (name, nanon)
+                    # a class-private name (__sk_buff_u1) would be mangled inside the owner's class body
+                    sub = "%s_u%d" % (name.lstrip("_"), nanon)
                     anon.append(mname)
                 if name == "bpf_attr":
                     anon.append(mname)

@@ -709,7 +709,488 @@ class bpf_link_info(ctypes.Structure):
     ]
 
 
-SIZES = {'bpf_attr': 168, 'bpf_map_info': 104, 'bpf_prog_info': 232, 'bpf_btf_info': 32, 'bpf_link_info': 64}
+class sk_buff_u1(ctypes.Union):
+    _fields_ = [
+        ('flow_keys', ctypes.c_uint64),
+    ]
+
+
+class sk_buff_u2(ctypes.Union):
+    _fields_ = [
+        ('sk', ctypes.c_uint64),
+    ]
+
+
+class __sk_buff(ctypes.Structure):
+    _anonymous_ = ('_u1', '_u2')
+    _fields_ = [
+        ('len', ctypes.c_uint32),
+        ('pkt_type', ctypes.c_uint32),
+        ('mark', ctypes.c_uint32),
+        ('queue_mapping', ctypes.c_uint32),
+        ('protocol', ctypes.c_uint32),
+        ('vlan_present', ctypes.c_uint32),
+        ('vlan_tci', ctypes.c_uint32),
+        ('vlan_proto', ctypes.c_uint32),
+        ('priority', ctypes.c_uint32),
+        ('ingress_ifindex', ctypes.c_uint32),
+        ('ifindex', ctypes.c_uint32),
+        ('tc_index', ctypes.c_uint32),
+        ('cb', (ctypes.c_uint32 * 5)),
+        ('hash', ctypes.c_uint32),
+        ('tc_classid', ctypes.c_uint32),
+        ('data', ctypes.c_uint32),
+        ('data_end', ctypes.c_uint32),
+        ('napi_id', ctypes.c_uint32),
+        ('family', ctypes.c_uint32),
+        ('remote_ip4', ctypes.c_uint32),
+        ('local_ip4', ctypes.c_uint32),
+        ('remote_ip6', (ctypes.c_uint32 * 4)),
+        ('local_ip6', (ctypes.c_uint32 * 4)),
+        ('remote_port', ctypes.c_uint32),
+        ('local_port', ctypes.c_uint32),
+        ('data_meta', ctypes.c_uint32),
+        ('_u1', sk_buff_u1),
+        ('tstamp', ctypes.c_uint64),
+        ('wire_len', ctypes.c_uint32),
+        ('gso_segs', ctypes.c_uint32),
+        ('_u2', sk_buff_u2),
+        ('gso_size', ctypes.c_uint32),
+        ('tstamp_type', ctypes.c_uint8),
+        ('hwtstamp', ctypes.c_uint64),
+    ]
+
+
+class xdp_md(ctypes.Structure):
+    _fields_ = [
+        ('data', ctypes.c_uint32),
+        ('data_end', ctypes.c_uint32),
+        ('data_meta', ctypes.c_uint32),
+        ('ingress_ifindex', ctypes.c_uint32),
+        ('rx_queue_index', ctypes.c_uint32),
+        ('egress_ifindex', ctypes.c_uint32),
+    ]
+
+
+class bpf_sock(ctypes.Structure):
+    _fields_ = [
+        ('bound_dev_if', ctypes.c_uint32),
+        ('family', ctypes.c_uint32),
+        ('type', ctypes.c_uint32),
+        ('protocol', ctypes.c_uint32),
+        ('mark', ctypes.c_uint32),
+        ('priority', ctypes.c_uint32),
+        ('src_ip4', ctypes.c_uint32),
+        ('src_ip6', (ctypes.c_uint32 * 4)),
+        ('src_port', ctypes.c_uint32),
+        ('dst_port', ctypes.c_uint16),
+        ('dst_ip4', ctypes.c_uint32),
+        ('dst_ip6', (ctypes.c_uint32 * 4)),
+        ('state', ctypes.c_uint32),
+        ('rx_queue_mapping', ctypes.c_int32),
+    ]
+
+
+class bpf_tcp_sock(ctypes.Structure):
+    _fields_ = [
+        ('snd_cwnd', ctypes.c_uint32),
+        ('srtt_us', ctypes.c_uint32),
+        ('rtt_min', ctypes.c_uint32),
+        ('snd_ssthresh', ctypes.c_uint32),
+        ('rcv_nxt', ctypes.c_uint32),
+        ('snd_nxt', ctypes.c_uint32),
+        ('snd_una', ctypes.c_uint32),
+        ('mss_cache', ctypes.c_uint32),
+        ('ecn_flags', ctypes.c_uint32),
+        ('rate_delivered', ctypes.c_uint32),
+        ('rate_interval_us', ctypes.c_uint32),
+        ('packets_out', ctypes.c_uint32),
+        ('retrans_out', ctypes.c_uint32),
+        ('total_retrans', ctypes.c_uint32),
+        ('segs_in', ctypes.c_uint32),
+        ('data_segs_in', ctypes.c_uint32),
+        ('segs_out', ctypes.c_uint32),
+        ('data_segs_out', ctypes.c_uint32),
+        ('lost_out', ctypes.c_uint32),
+        ('sacked_out', ctypes.c_uint32),
+        ('bytes_received', ctypes.c_uint64),
+        ('bytes_acked', ctypes.c_uint64),
+        ('dsack_dups', ctypes.c_uint32),
+        ('delivered', ctypes.c_uint32),
+        ('delivered_ce', ctypes.c_uint32),
+        ('icsk_retransmits', ctypes.c_uint32),
+    ]
+
+
+class bpf_xdp_sock(ctypes.Structure):
+    _fields_ = [
+        ('queue_id', ctypes.c_uint32),
+    ]
+
+
+class bpf_sock_addr(ctypes.Structure):
+    _anonymous_ = ('_u1',)
+    _fields_ = [
+        ('user_family', ctypes.c_uint32),
+        ('user_ip4', ctypes.c_uint32),
+        ('user_ip6', (ctypes.c_uint32 * 4)),
+        ('user_port', ctypes.c_uint32),
+        ('family', ctypes.c_uint32),
+        ('type', ctypes.c_uint32),
+        ('protocol', ctypes.c_uint32),
+        ('msg_src_ip4', ctypes.c_uint32),
+        ('msg_src_ip6', (ctypes.c_uint32 * 4)),
+        ('_u1', sk_buff_u2),
+    ]
+
+
+class bpf_sock_ops_u1(ctypes.Union):
+    _fields_ = [
+        ('args', (ctypes.c_uint32 * 4)),
+        ('reply', ctypes.c_uint32),
+        ('replylong', (ctypes.c_uint32 * 4)),
+    ]
+
+
+class bpf_sock_ops_u3(ctypes.Union):
+    _fields_ = [
+        ('skb_data', ctypes.c_uint64),
+    ]
+
+
+class bpf_sock_ops_u4(ctypes.Union):
+    _fields_ = [
+        ('skb_data_end', ctypes.c_uint64),
+    ]
+
+
+class bpf_sock_ops(ctypes.Structure):
+    _anonymous_ = ('_u1', '_u2', '_u3', '_u4')
+    _fields_ = [
+        ('op', ctypes.c_uint32),
+        ('_u1', bpf_sock_ops_u1),
+        ('family', ctypes.c_uint32),
+        ('remote_ip4', ctypes.c_uint32),
+        ('local_ip4', ctypes.c_uint32),
+        ('remote_ip6', (ctypes.c_uint32 * 4)),
+        ('local_ip6', (ctypes.c_uint32 * 4)),
+        ('remote_port', ctypes.c_uint32),
+        ('local_port', ctypes.c_uint32),
+        ('is_fullsock', ctypes.c_uint32),
+        ('snd_cwnd', ctypes.c_uint32),
+        ('srtt_us', ctypes.c_uint32),
+        ('bpf_sock_ops_cb_flags', ctypes.c_uint32),
+        ('state', ctypes.c_uint32),
+        ('rtt_min', ctypes.c_uint32),
+        ('snd_ssthresh', ctypes.c_uint32),
+        ('rcv_nxt', ctypes.c_uint32),
+        ('snd_nxt', ctypes.c_uint32),
+        ('snd_una', ctypes.c_uint32),
+        ('mss_cache', ctypes.c_uint32),
+        ('ecn_flags', ctypes.c_uint32),
+        ('rate_delivered', ctypes.c_uint32),
+        ('rate_interval_us', ctypes.c_uint32),
+        ('packets_out', ctypes.c_uint32),
+        ('retrans_out', ctypes.c_uint32),
+        ('total_retrans', ctypes.c_uint32),
+        ('segs_in', ctypes.c_uint32),
+        ('data_segs_in', ctypes.c_uint32),
+        ('segs_out', ctypes.c_uint32),
+        ('data_segs_out', ctypes.c_uint32),
+        ('lost_out', ctypes.c_uint32),
+        ('sacked_out', ctypes.c_uint32),
+        ('sk_txhash', ctypes.c_uint32),
+        ('bytes_received', ctypes.c_uint64),
+        ('bytes_acked', ctypes.c_uint64),
+        ('_u2', sk_buff_u2),
+        ('_u3', bpf_sock_ops_u3),
+        ('_u4', bpf_sock_ops_u4),
+        ('skb_len', ctypes.c_uint32),
+        ('skb_tcp_flags', ctypes.c_uint32),
+        ('skb_hwtstamp', ctypes.c_uint64),
+    ]
+
+
+class sk_msg_md_u1(ctypes.Union):
+    _fields_ = [
+        ('data', ctypes.c_uint64),
+    ]
+
+
+class sk_msg_md_u2(ctypes.Union):
+    _fields_ = [
+        ('data_end', ctypes.c_uint64),
+    ]
+
+
+class sk_msg_md(ctypes.Structure):
+    _anonymous_ = ('_u1', '_u2', '_u3')
+    _fields_ = [
+        ('_u1', sk_msg_md_u1),
+        ('_u2', sk_msg_md_u2),
+        ('family', ctypes.c_uint32),
+        ('remote_ip4', ctypes.c_uint32),
+        ('local_ip4', ctypes.c_uint32),
+        ('remote_ip6', (ctypes.c_uint32 * 4)),
+        ('local_ip6', (ctypes.c_uint32 * 4)),
+        ('remote_port', ctypes.c_uint32),
+        ('local_port', ctypes.c_uint32),
+        ('size', ctypes.c_uint32),
+        ('_u3', sk_buff_u2),
+    ]
+
+
+class sk_reuseport_md_u4(ctypes.Union):
+    _fields_ = [
+        ('migrating_sk', ctypes.c_uint64),
+    ]
+
+
+class sk_reuseport_md(ctypes.Structure):
+    _anonymous_ = ('_u1', '_u2', '_u3', '_u4')
+    _fields_ = [
+        ('_u1', sk_msg_md_u1),
+        ('_u2', sk_msg_md_u2),
+        ('len', ctypes.c_uint32),
+        ('eth_protocol', ctypes.c_uint32),
+        ('ip_protocol', ctypes.c_uint32),
+        ('bind_inany', ctypes.c_uint32),
+        ('hash', ctypes.c_uint32),
+        ('_u3', sk_buff_u2),
+        ('_u4', sk_reuseport_md_u4),
+    ]
+
+
+class bpf_sk_lookup_u1(ctypes.Union):
+    _anonymous_ = ('_u1',)
+    _fields_ = [
+        ('_u1', sk_buff_u2),
+        ('cookie', ctypes.c_uint64),
+    ]
+
+
+class bpf_sk_lookup(ctypes.Structure):
+    _anonymous_ = ('_u1',)
+    _fields_ = [
+        ('_u1', bpf_sk_lookup_u1),
+        ('family', ctypes.c_uint32),
+        ('protocol', ctypes.c_uint32),
+        ('remote_ip4', ctypes.c_uint32),
+        ('remote_ip6', (ctypes.c_uint32 * 4)),
+        ('remote_port', ctypes.c_uint16),
+        ('local_ip4', ctypes.c_uint32),
+        ('local_ip6', (ctypes.c_uint32 * 4)),
+        ('local_port', ctypes.c_uint32),
+        ('ingress_ifindex', ctypes.c_uint32),
+    ]
+
+
+class bpf_sockopt_u2(ctypes.Union):
+    _fields_ = [
+        ('optval', ctypes.c_uint64),
+    ]
+
+
+class bpf_sockopt_u3(ctypes.Union):
+    _fields_ = [
+        ('optval_end', ctypes.c_uint64),
+    ]
+
+
+class bpf_sockopt(ctypes.Structure):
+    _anonymous_ = ('_u1', '_u2', '_u3')
+    _fields_ = [
+        ('_u1', sk_buff_u2),
+        ('_u2', bpf_sockopt_u2),
+        ('_u3', bpf_sockopt_u3),
+        ('level', ctypes.c_int32),
+        ('optname', ctypes.c_int32),
+        ('optlen', ctypes.c_int32),
+        ('retval', ctypes.c_int32),
+    ]
+
+
+class bpf_sysctl(ctypes.Structure):
+    _fields_ = [
+        ('write', ctypes.c_uint32),
+        ('file_pos', ctypes.c_uint32),
+    ]
+
+
+class bpf_cgroup_dev_ctx(ctypes.Structure):
+    _fields_ = [
+        ('access_type', ctypes.c_uint32),
+        ('major', ctypes.c_uint32),
+        ('minor', ctypes.c_uint32),
+    ]
+
+
+class bpf_flow_keys_u1_u1(ctypes.Structure):
+    _fields_ = [
+        ('ipv4_src', ctypes.c_uint32),
+        ('ipv4_dst', ctypes.c_uint32),
+    ]
+
+
+class bpf_flow_keys_u1_u2(ctypes.Structure):
+    _fields_ = [
+        ('ipv6_src', (ctypes.c_uint32 * 4)),
+        ('ipv6_dst', (ctypes.c_uint32 * 4)),
+    ]
+
+
+class bpf_flow_keys_u1(ctypes.Union):
+    _anonymous_ = ('_u1', '_u2')
+    _fields_ = [
+        ('_u1', bpf_flow_keys_u1_u1),
+        ('_u2', bpf_flow_keys_u1_u2),
+    ]
+
+
+class bpf_flow_keys(ctypes.Structure):
+    _anonymous_ = ('_u1',)
+    _fields_ = [
+        ('nhoff', ctypes.c_uint16),
+        ('thoff', ctypes.c_uint16),
+        ('addr_proto', ctypes.c_uint16),
+        ('is_frag', ctypes.c_uint8),
+        ('is_first_frag', ctypes.c_uint8),
+        ('is_encap', ctypes.c_uint8),
+        ('ip_proto', ctypes.c_uint8),
+        ('n_proto', ctypes.c_uint16),
+        ('sport', ctypes.c_uint16),
+        ('dport', ctypes.c_uint16),
+        ('_u1', bpf_flow_keys_u1),
+        ('flags', ctypes.c_uint32),
+        ('flow_label', ctypes.c_uint32),
+    ]
+
+
+class fred_cs(ctypes.Structure):
+    _fields_ = [
+        ('cs', ctypes.c_uint64, 16),
+        ('sl', ctypes.c_uint64, 2),
+        ('wfe', ctypes.c_uint64, 1),
+    ]
+
+
+class pt_regs_u1(ctypes.Union):
+    _fields_ = [
+        ('cs', ctypes.c_uint16),
+        ('csx', ctypes.c_uint64),
+        ('fred_cs', fred_cs),
+    ]
+
+
+class fred_ss(ctypes.Structure):
+    _fields_ = [
+        ('ss', ctypes.c_uint64, 16),
+        ('sti', ctypes.c_uint64, 1),
+        ('swevent', ctypes.c_uint64, 1),
+        ('nmi', ctypes.c_uint64, 1),
+        ('vector', ctypes.c_uint64, 8),
+        ('type', ctypes.c_uint64, 4),
+        ('enclave', ctypes.c_uint64, 1),
+        ('lm', ctypes.c_uint64, 1),
+        ('nested', ctypes.c_uint64, 1),
+        ('insnlen', ctypes.c_uint64, 4),
+    ]
+
+
+class pt_regs_u2(ctypes.Union):
+    _fields_ = [
+        ('ss', ctypes.c_uint16),
+        ('ssx', ctypes.c_uint64),
+        ('fred_ss', fred_ss),
+    ]
+
+
+class pt_regs(ctypes.Structure):
+    _anonymous_ = ('_u1', '_u2')
+    _fields_ = [
+        ('r15', ctypes.c_uint64),
+        ('r14', ctypes.c_uint64),
+        ('r13', ctypes.c_uint64),
+        ('r12', ctypes.c_uint64),
+        ('bp', ctypes.c_uint64),
+        ('bx', ctypes.c_uint64),
+        ('r11', ctypes.c_uint64),
+        ('r10', ctypes.c_uint64),
+        ('r9', ctypes.c_uint64),
+        ('r8', ctypes.c_uint64),
+        ('ax', ctypes.c_uint64),
+        ('cx', ctypes.c_uint64),
+        ('dx', ctypes.c_uint64),
+        ('si', ctypes.c_uint64),
+        ('di', ctypes.c_uint64),
+        ('orig_ax', ctypes.c_uint64),
+        ('ip', ctypes.c_uint64),
+        ('_u1', pt_regs_u1),
+        ('flags', ctypes.c_uint64),
+        ('sp', ctypes.c_uint64),
+        ('_u2', pt_regs_u2),
+    ]
+
+
+class bpf_perf_event_data(ctypes.Structure):
+    _fields_ = [
+        ('regs', pt_regs),
+        ('sample_period', ctypes.c_uint64),
+        ('addr', ctypes.c_uint64),
+    ]
+
+
+class bpf_spin_lock(ctypes.Structure):
+    _fields_ = [
+        ('val', ctypes.c_uint32),
+    ]
+
+
+class bpf_timer(ctypes.Structure):
+    _fields_ = [
+        ('__opaque', (ctypes.c_uint64 * 2)),
+    ]
+
+
+class bpf_dynptr(ctypes.Structure):
+    _fields_ = [
+        ('__opaque', (ctypes.c_uint64 * 2)),
+    ]
+
+
+class bpf_sock_tuple_u1_ipv4(ctypes.Structure):
+    _fields_ = [
+        ('saddr', ctypes.c_uint32),
+        ('daddr', ctypes.c_uint32),
+        ('sport', ctypes.c_uint16),
+        ('dport', ctypes.c_uint16),
+    ]
+
+
+class bpf_sock_tuple_u1_ipv6(ctypes.Structure):
+    _fields_ = [
+        ('saddr', (ctypes.c_uint32 * 4)),
+        ('daddr', (ctypes.c_uint32 * 4)),
+        ('sport', ctypes.c_uint16),
+        ('dport', ctypes.c_uint16),
+    ]
+
+
+class bpf_sock_tuple_u1(ctypes.Union):
+    _fields_ = [
+        ('ipv4', bpf_sock_tuple_u1_ipv4),
+        ('ipv6', bpf_sock_tuple_u1_ipv6),
+    ]
+
+
+class bpf_sock_tuple(ctypes.Structure):
+    _anonymous_ = ('_u1',)
+    _fields_ = [
+        ('_u1', bpf_sock_tuple_u1),
+    ]
+
+
+SIZES = {'bpf_attr': 168, 'bpf_map_info': 104, 'bpf_prog_info': 232, 'bpf_btf_info': 32, 'bpf_link_info': 64, '__sk_buff': 192, 'xdp_md': 24, 'bpf_sock': 80, 'bpf_tcp_sock': 112, 'bpf_xdp_sock': 4, 'bpf_sock_addr': 72, 'bpf_sock_ops': 224, 'sk_msg_md': 80, 'sk_reuseport_md': 56, 'bpf_sk_lookup': 72, 'bpf_sockopt': 40, 'bpf_sysctl': 8, 'bpf_cgroup_dev_ctx': 12, 'bpf_flow_keys': 56, 'bpf_perf_event_data': 184, 'bpf_spin_lock': 4, 'bpf_timer': 16, 'bpf_dynptr': 16, 'bpf_sock_tuple': 36}
 
 ENUMS = {
     'bpf_cmd': [
@@ -908,6 +1389,221 @@ ENUMS = {
         ('BPF_LINK_TYPE_SOCKMAP', 14),
         ('__MAX_BPF_LINK_TYPE', 15),
     ],
+    'bpf_func_id': [
+        ('BPF_FUNC_unspec', 0),
+        ('BPF_FUNC_map_lookup_elem', 1),
+        ('BPF_FUNC_map_update_elem', 2),
+        ('BPF_FUNC_map_delete_elem', 3),
+        ('BPF_FUNC_probe_read', 4),
+        ('BPF_FUNC_ktime_get_ns', 5),
+        ('BPF_FUNC_trace_printk', 6),
+        ('BPF_FUNC_get_prandom_u32', 7),
+        ('BPF_FUNC_get_smp_processor_id', 8),
+        ('BPF_FUNC_skb_store_bytes', 9),
+        ('BPF_FUNC_l3_csum_replace', 10),
+        ('BPF_FUNC_l4_csum_replace', 11),
+        ('BPF_FUNC_tail_call', 12),
+        ('BPF_FUNC_clone_redirect', 13),
+        ('BPF_FUNC_get_current_pid_tgid', 14),
+        ('BPF_FUNC_get_current_uid_gid', 15),
+        ('BPF_FUNC_get_current_comm', 16),
+        ('BPF_FUNC_get_cgroup_classid', 17),
+        ('BPF_FUNC_skb_vlan_push', 18),
+        ('BPF_FUNC_skb_vlan_pop', 19),
+        ('BPF_FUNC_skb_get_tunnel_key', 20),
+        ('BPF_FUNC_skb_set_tunnel_key', 21),
+        ('BPF_FUNC_perf_event_read', 22),
+        ('BPF_FUNC_redirect', 23),
+        ('BPF_FUNC_get_route_realm', 24),
+        ('BPF_FUNC_perf_event_output', 25),
+        ('BPF_FUNC_skb_load_bytes', 26),
+        ('BPF_FUNC_get_stackid', 27),
+        ('BPF_FUNC_csum_diff', 28),
+        ('BPF_FUNC_skb_get_tunnel_opt', 29),
+        ('BPF_FUNC_skb_set_tunnel_opt', 30),
+        ('BPF_FUNC_skb_change_proto', 31),
+        ('BPF_FUNC_skb_change_type', 32),
+        ('BPF_FUNC_skb_under_cgroup', 33),
+        ('BPF_FUNC_get_hash_recalc', 34),
+        ('BPF_FUNC_get_current_task', 35),
+        ('BPF_FUNC_probe_write_user', 36),
+        ('BPF_FUNC_current_task_under_cgroup', 37),
+        ('BPF_FUNC_skb_change_tail', 38),
+        ('BPF_FUNC_skb_pull_data', 39),
+        ('BPF_FUNC_csum_update', 40),
+        ('BPF_FUNC_set_hash_invalid', 41),
+        ('BPF_FUNC_get_numa_node_id', 42),
+        ('BPF_FUNC_skb_change_head', 43),
+        ('BPF_FUNC_xdp_adjust_head', 44),
+        ('BPF_FUNC_probe_read_str', 45),
+        ('BPF_FUNC_get_socket_cookie', 46),
+        ('BPF_FUNC_get_socket_uid', 47),
+        ('BPF_FUNC_set_hash', 48),
+        ('BPF_FUNC_setsockopt', 49),
+        ('BPF_FUNC_skb_adjust_room', 50),
+        ('BPF_FUNC_redirect_map', 51),
+        ('BPF_FUNC_sk_redirect_map', 52),
+        ('BPF_FUNC_sock_map_update', 53),
+        ('BPF_FUNC_xdp_adjust_meta', 54),
+        ('BPF_FUNC_perf_event_read_value', 55),
+        ('BPF_FUNC_perf_prog_read_value', 56),
+        ('BPF_FUNC_getsockopt', 57),
+        ('BPF_FUNC_override_return', 58),
+        ('BPF_FUNC_sock_ops_cb_flags_set', 59),
+        ('BPF_FUNC_msg_redirect_map', 60),
+        ('BPF_FUNC_msg_apply_bytes', 61),
+        ('BPF_FUNC_msg_cork_bytes', 62),
+        ('BPF_FUNC_msg_pull_data', 63),
+        ('BPF_FUNC_bind', 64),
+        ('BPF_FUNC_xdp_adjust_tail', 65),
+        ('BPF_FUNC_skb_get_xfrm_state', 66),
+        ('BPF_FUNC_get_stack', 67),
+        ('BPF_FUNC_skb_load_bytes_relative', 68),
+        ('BPF_FUNC_fib_lookup', 69),
+        ('BPF_FUNC_sock_hash_update', 70),
+        ('BPF_FUNC_msg_redirect_hash', 71),
+        ('BPF_FUNC_sk_redirect_hash', 72),
+        ('BPF_FUNC_lwt_push_encap', 73),
+        ('BPF_FUNC_lwt_seg6_store_bytes', 74),
+        ('BPF_FUNC_lwt_seg6_adjust_srh', 75),
+        ('BPF_FUNC_lwt_seg6_action', 76),
+        ('BPF_FUNC_rc_repeat', 77),
+        ('BPF_FUNC_rc_keydown', 78),
+        ('BPF_FUNC_skb_cgroup_id', 79),
+        ('BPF_FUNC_get_current_cgroup_id', 80),
+        ('BPF_FUNC_get_local_storage', 81),
+        ('BPF_FUNC_sk_select_reuseport', 82),
+        ('BPF_FUNC_skb_ancestor_cgroup_id', 83),
+        ('BPF_FUNC_sk_lookup_tcp', 84),
+        ('BPF_FUNC_sk_lookup_udp', 85),
+        ('BPF_FUNC_sk_release', 86),
+        ('BPF_FUNC_map_push_elem', 87),
+        ('BPF_FUNC_map_pop_elem', 88),
+        ('BPF_FUNC_map_peek_elem', 89),
+        ('BPF_FUNC_msg_push_data', 90),
+        ('BPF_FUNC_msg_pop_data', 91),
+        ('BPF_FUNC_rc_pointer_rel', 92),
+        ('BPF_FUNC_spin_lock', 93),
+        ('BPF_FUNC_spin_unlock', 94),
+        ('BPF_FUNC_sk_fullsock', 95),
+        ('BPF_FUNC_tcp_sock', 96),
+        ('BPF_FUNC_skb_ecn_set_ce', 97),
+        ('BPF_FUNC_get_listener_sock', 98),
+        ('BPF_FUNC_skc_lookup_tcp', 99),
+        ('BPF_FUNC_tcp_check_syncookie', 100),
+        ('BPF_FUNC_sysctl_get_name', 101),
+        ('BPF_FUNC_sysctl_get_current_value', 102),
+        ('BPF_FUNC_sysctl_get_new_value', 103),
+        ('BPF_FUNC_sysctl_set_new_value', 104),
+        ('BPF_FUNC_strtol', 105),
+        ('BPF_FUNC_strtoul', 106),
+        ('BPF_FUNC_sk_storage_get', 107),
+        ('BPF_FUNC_sk_storage_delete', 108),
+        ('BPF_FUNC_send_signal', 109),
+        ('BPF_FUNC_tcp_gen_syncookie', 110),
+        ('BPF_FUNC_skb_output', 111),
+        ('BPF_FUNC_probe_read_user', 112),
+        ('BPF_FUNC_probe_read_kernel', 113),
+        ('BPF_FUNC_probe_read_user_str', 114),
+        ('BPF_FUNC_probe_read_kernel_str', 115),
+        ('BPF_FUNC_tcp_send_ack', 116),
+        ('BPF_FUNC_send_signal_thread', 117),
+        ('BPF_FUNC_jiffies64', 118),
+        ('BPF_FUNC_read_branch_records', 119),
+        ('BPF_FUNC_get_ns_current_pid_tgid', 120),
+        ('BPF_FUNC_xdp_output', 121),
+        ('BPF_FUNC_get_netns_cookie', 122),
+        ('BPF_FUNC_get_current_ancestor_cgroup_id', 123),
+        ('BPF_FUNC_sk_assign', 124),
+        ('BPF_FUNC_ktime_get_boot_ns', 125),
+        ('BPF_FUNC_seq_printf', 126),
+        ('BPF_FUNC_seq_write', 127),
+        ('BPF_FUNC_sk_cgroup_id', 128),
+        ('BPF_FUNC_sk_ancestor_cgroup_id', 129),
+        ('BPF_FUNC_ringbuf_output', 130),
+        ('BPF_FUNC_ringbuf_reserve', 131),
+        ('BPF_FUNC_ringbuf_submit', 132),
+        ('BPF_FUNC_ringbuf_discard', 133),
+        ('BPF_FUNC_ringbuf_query', 134),
+        ('BPF_FUNC_csum_level', 135),
+        ('BPF_FUNC_skc_to_tcp6_sock', 136),
+        ('BPF_FUNC_skc_to_tcp_sock', 137),
+        ('BPF_FUNC_skc_to_tcp_timewait_sock', 138),
+        ('BPF_FUNC_skc_to_tcp_request_sock', 139),
+        ('BPF_FUNC_skc_to_udp6_sock', 140),
+        ('BPF_FUNC_get_task_stack', 141),
+        ('BPF_FUNC_load_hdr_opt', 142),
+        ('BPF_FUNC_store_hdr_opt', 143),
+        ('BPF_FUNC_reserve_hdr_opt', 144),
+        ('BPF_FUNC_inode_storage_get', 145),
+        ('BPF_FUNC_inode_storage_delete', 146),
+        ('BPF_FUNC_d_path', 147),
+        ('BPF_FUNC_copy_from_user', 148),
+        ('BPF_FUNC_snprintf_btf', 149),
+        ('BPF_FUNC_seq_printf_btf', 150),
+        ('BPF_FUNC_skb_cgroup_classid', 151),
+        ('BPF_FUNC_redirect_neigh', 152),
+        ('BPF_FUNC_per_cpu_ptr', 153),
+        ('BPF_FUNC_this_cpu_ptr', 154),
+        ('BPF_FUNC_redirect_peer', 155),
+        ('BPF_FUNC_task_storage_get', 156),
+        ('BPF_FUNC_task_storage_delete', 157),
+        ('BPF_FUNC_get_current_task_btf', 158),
+        ('BPF_FUNC_bprm_opts_set', 159),
+        ('BPF_FUNC_ktime_get_coarse_ns', 160),
+        ('BPF_FUNC_ima_inode_hash', 161),
+        ('BPF_FUNC_sock_from_file', 162),
+        ('BPF_FUNC_check_mtu', 163),
+        ('BPF_FUNC_for_each_map_elem', 164),
+        ('BPF_FUNC_snprintf', 165),
+        ('BPF_FUNC_sys_bpf', 166),
+        ('BPF_FUNC_btf_find_by_name_kind', 167),
+        ('BPF_FUNC_sys_close', 168),
+        ('BPF_FUNC_timer_init', 169),
+        ('BPF_FUNC_timer_set_callback', 170),
+        ('BPF_FUNC_timer_start', 171),
+        ('BPF_FUNC_timer_cancel', 172),
+        ('BPF_FUNC_get_func_ip', 173),
+        ('BPF_FUNC_get_attach_cookie', 174),
+        ('BPF_FUNC_task_pt_regs', 175),
+        ('BPF_FUNC_get_branch_snapshot', 176),
+        ('BPF_FUNC_trace_vprintk', 177),
+        ('BPF_FUNC_skc_to_unix_sock', 178),
+        ('BPF_FUNC_kallsyms_lookup_name', 179),
+        ('BPF_FUNC_find_vma', 180),
+        ('BPF_FUNC_loop', 181),
+        ('BPF_FUNC_strncmp', 182),
+        ('BPF_FUNC_get_func_arg', 183),
+        ('BPF_FUNC_get_func_ret', 184),
+        ('BPF_FUNC_get_func_arg_cnt', 185),
+        ('BPF_FUNC_get_retval', 186),
+        ('BPF_FUNC_set_retval', 187),
+        ('BPF_FUNC_xdp_get_buff_len', 188),
+        ('BPF_FUNC_xdp_load_bytes', 189),
+        ('BPF_FUNC_xdp_store_bytes', 190),
+        ('BPF_FUNC_copy_from_user_task', 191),
+        ('BPF_FUNC_skb_set_tstamp', 192),
+        ('BPF_FUNC_ima_file_hash', 193),
+        ('BPF_FUNC_kptr_xchg', 194),
+        ('BPF_FUNC_map_lookup_percpu_elem', 195),
+        ('BPF_FUNC_skc_to_mptcp_sock', 196),
+        ('BPF_FUNC_dynptr_from_mem', 197),
+        ('BPF_FUNC_ringbuf_reserve_dynptr', 198),
+        ('BPF_FUNC_ringbuf_submit_dynptr', 199),
+        ('BPF_FUNC_ringbuf_discard_dynptr', 200),
+        ('BPF_FUNC_dynptr_read', 201),
+        ('BPF_FUNC_dynptr_write', 202),
+        ('BPF_FUNC_dynptr_data', 203),
+        ('BPF_FUNC_tcp_raw_gen_syncookie_ipv4', 204),
+        ('BPF_FUNC_tcp_raw_gen_syncookie_ipv6', 205),
+        ('BPF_FUNC_tcp_raw_check_syncookie_ipv4', 206),
+        ('BPF_FUNC_tcp_raw_check_syncookie_ipv6', 207),
+        ('BPF_FUNC_ktime_get_tai_ns', 208),
+        ('BPF_FUNC_user_ringbuf_drain', 209),
+        ('BPF_FUNC_cgrp_storage_get', 210),
+        ('BPF_FUNC_cgrp_storage_delete', 211),
+        ('__BPF_FUNC_MAX_ID', 212),
+    ],
 }
 
 CONSTANTS = {
@@ -971,6 +1667,218 @@ CONSTANTS = {
     'BPF_FLOW_DISSECTOR_F_PARSE_1ST_FRAG': 1,
     'BPF_FLOW_DISSECTOR_F_STOP_AT_ENCAP': 4,
     'BPF_FLOW_DISSECTOR_F_STOP_AT_FLOW_LABEL': 2,
+    'BPF_FUNC_bind': 64,
+    'BPF_FUNC_bprm_opts_set': 159,
+    'BPF_FUNC_btf_find_by_name_kind': 167,
+    'BPF_FUNC_cgrp_storage_delete': 211,
+    'BPF_FUNC_cgrp_storage_get': 210,
+    'BPF_FUNC_check_mtu': 163,
+    'BPF_FUNC_clone_redirect': 13,
+    'BPF_FUNC_copy_from_user': 148,
+    'BPF_FUNC_copy_from_user_task': 191,
+    'BPF_FUNC_csum_diff': 28,
+    'BPF_FUNC_csum_level': 135,
+    'BPF_FUNC_csum_update': 40,
+    'BPF_FUNC_current_task_under_cgroup': 37,
+    'BPF_FUNC_d_path': 147,
+    'BPF_FUNC_dynptr_data': 203,
+    'BPF_FUNC_dynptr_from_mem': 197,
+    'BPF_FUNC_dynptr_read': 201,
+    'BPF_FUNC_dynptr_write': 202,
+    'BPF_FUNC_fib_lookup': 69,
+    'BPF_FUNC_find_vma': 180,
+    'BPF_FUNC_for_each_map_elem': 164,
+    'BPF_FUNC_get_attach_cookie': 174,
+    'BPF_FUNC_get_branch_snapshot': 176,
+    'BPF_FUNC_get_cgroup_classid': 17,
+    'BPF_FUNC_get_current_ancestor_cgroup_id': 123,
+    'BPF_FUNC_get_current_cgroup_id': 80,
+    'BPF_FUNC_get_current_comm': 16,
+    'BPF_FUNC_get_current_pid_tgid': 14,
+    'BPF_FUNC_get_current_task': 35,
+    'BPF_FUNC_get_current_task_btf': 158,
+    'BPF_FUNC_get_current_uid_gid': 15,
+    'BPF_FUNC_get_func_arg': 183,
+    'BPF_FUNC_get_func_arg_cnt': 185,
+    'BPF_FUNC_get_func_ip': 173,
+    'BPF_FUNC_get_func_ret': 184,
+    'BPF_FUNC_get_hash_recalc': 34,
+    'BPF_FUNC_get_listener_sock': 98,
+    'BPF_FUNC_get_local_storage': 81,
+    'BPF_FUNC_get_netns_cookie': 122,
+    'BPF_FUNC_get_ns_current_pid_tgid': 120,
+    'BPF_FUNC_get_numa_node_id': 42,
+    'BPF_FUNC_get_prandom_u32': 7,
+    'BPF_FUNC_get_retval': 186,
+    'BPF_FUNC_get_route_realm': 24,
+    'BPF_FUNC_get_smp_processor_id': 8,
+    'BPF_FUNC_get_socket_cookie': 46,
+    'BPF_FUNC_get_socket_uid': 47,
+    'BPF_FUNC_get_stack': 67,
+    'BPF_FUNC_get_stackid': 27,
+    'BPF_FUNC_get_task_stack': 141,
+    'BPF_FUNC_getsockopt': 57,
+    'BPF_FUNC_ima_file_hash': 193,
+    'BPF_FUNC_ima_inode_hash': 161,
+    'BPF_FUNC_inode_storage_delete': 146,
+    'BPF_FUNC_inode_storage_get': 145,
+    'BPF_FUNC_jiffies64': 118,
+    'BPF_FUNC_kallsyms_lookup_name': 179,
+    'BPF_FUNC_kptr_xchg': 194,
+    'BPF_FUNC_ktime_get_boot_ns': 125,
+    'BPF_FUNC_ktime_get_coarse_ns': 160,
+    'BPF_FUNC_ktime_get_ns': 5,
+    'BPF_FUNC_ktime_get_tai_ns': 208,
+    'BPF_FUNC_l3_csum_replace': 10,
+    'BPF_FUNC_l4_csum_replace': 11,
+    'BPF_FUNC_load_hdr_opt': 142,
+    'BPF_FUNC_loop': 181,
+    'BPF_FUNC_lwt_push_encap': 73,
+    'BPF_FUNC_lwt_seg6_action': 76,
+    'BPF_FUNC_lwt_seg6_adjust_srh': 75,
+    'BPF_FUNC_lwt_seg6_store_bytes': 74,
+    'BPF_FUNC_map_delete_elem': 3,
+    'BPF_FUNC_map_lookup_elem': 1,
+    'BPF_FUNC_map_lookup_percpu_elem': 195,
+    'BPF_FUNC_map_peek_elem': 89,
+    'BPF_FUNC_map_pop_elem': 88,
+    'BPF_FUNC_map_push_elem': 87,
+    'BPF_FUNC_map_update_elem': 2,
+    'BPF_FUNC_msg_apply_bytes': 61,
+    'BPF_FUNC_msg_cork_bytes': 62,
+    'BPF_FUNC_msg_pop_data': 91,
+    'BPF_FUNC_msg_pull_data': 63,
+    'BPF_FUNC_msg_push_data': 90,
+    'BPF_FUNC_msg_redirect_hash': 71,
+    'BPF_FUNC_msg_redirect_map': 60,
+    'BPF_FUNC_override_return': 58,
+    'BPF_FUNC_per_cpu_ptr': 153,
+    'BPF_FUNC_perf_event_output': 25,
+    'BPF_FUNC_perf_event_read': 22,
+    'BPF_FUNC_perf_event_read_value': 55,
+    'BPF_FUNC_perf_prog_read_value': 56,
+    'BPF_FUNC_probe_read': 4,
+    'BPF_FUNC_probe_read_kernel': 113,
+    'BPF_FUNC_probe_read_kernel_str': 115,
+    'BPF_FUNC_probe_read_str': 45,
+    'BPF_FUNC_probe_read_user': 112,
+    'BPF_FUNC_probe_read_user_str': 114,
+    'BPF_FUNC_probe_write_user': 36,
+    'BPF_FUNC_rc_keydown': 78,
+    'BPF_FUNC_rc_pointer_rel': 92,
+    'BPF_FUNC_rc_repeat': 77,
+    'BPF_FUNC_read_branch_records': 119,
+    'BPF_FUNC_redirect': 23,
+    'BPF_FUNC_redirect_map': 51,
+    'BPF_FUNC_redirect_neigh': 152,
+    'BPF_FUNC_redirect_peer': 155,
+    'BPF_FUNC_reserve_hdr_opt': 144,
+    'BPF_FUNC_ringbuf_discard': 133,
+    'BPF_FUNC_ringbuf_discard_dynptr': 200,
+    'BPF_FUNC_ringbuf_output': 130,
+    'BPF_FUNC_ringbuf_query': 134,
+    'BPF_FUNC_ringbuf_reserve': 131,
+    'BPF_FUNC_ringbuf_reserve_dynptr': 198,
+    'BPF_FUNC_ringbuf_submit': 132,
+    'BPF_FUNC_ringbuf_submit_dynptr': 199,
+    'BPF_FUNC_send_signal': 109,
+    'BPF_FUNC_send_signal_thread': 117,
+    'BPF_FUNC_seq_printf': 126,
+    'BPF_FUNC_seq_printf_btf': 150,
+    'BPF_FUNC_seq_write': 127,
+    'BPF_FUNC_set_hash': 48,
+    'BPF_FUNC_set_hash_invalid': 41,
+    'BPF_FUNC_set_retval': 187,
+    'BPF_FUNC_setsockopt': 49,
+    'BPF_FUNC_sk_ancestor_cgroup_id': 129,
+    'BPF_FUNC_sk_assign': 124,
+    'BPF_FUNC_sk_cgroup_id': 128,
+    'BPF_FUNC_sk_fullsock': 95,
+    'BPF_FUNC_sk_lookup_tcp': 84,
+    'BPF_FUNC_sk_lookup_udp': 85,
+    'BPF_FUNC_sk_redirect_hash': 72,
+    'BPF_FUNC_sk_redirect_map': 52,
+    'BPF_FUNC_sk_release': 86,
+    'BPF_FUNC_sk_select_reuseport': 82,
+    'BPF_FUNC_sk_storage_delete': 108,
+    'BPF_FUNC_sk_storage_get': 107,
+    'BPF_FUNC_skb_adjust_room': 50,
+    'BPF_FUNC_skb_ancestor_cgroup_id': 83,
+    'BPF_FUNC_skb_cgroup_classid': 151,
+    'BPF_FUNC_skb_cgroup_id': 79,
+    'BPF_FUNC_skb_change_head': 43,
+    'BPF_FUNC_skb_change_proto': 31,
+    'BPF_FUNC_skb_change_tail': 38,
+    'BPF_FUNC_skb_change_type': 32,
+    'BPF_FUNC_skb_ecn_set_ce': 97,
+    'BPF_FUNC_skb_get_tunnel_key': 20,
+    'BPF_FUNC_skb_get_tunnel_opt': 29,
+    'BPF_FUNC_skb_get_xfrm_state': 66,
+    'BPF_FUNC_skb_load_bytes': 26,
+    'BPF_FUNC_skb_load_bytes_relative': 68,
+    'BPF_FUNC_skb_output': 111,
+    'BPF_FUNC_skb_pull_data': 39,
+    'BPF_FUNC_skb_set_tstamp': 192,
+    'BPF_FUNC_skb_set_tunnel_key': 21,
+    'BPF_FUNC_skb_set_tunnel_opt': 30,
+    'BPF_FUNC_skb_store_bytes': 9,
+    'BPF_FUNC_skb_under_cgroup': 33,
+    'BPF_FUNC_skb_vlan_pop': 19,
+    'BPF_FUNC_skb_vlan_push': 18,
+    'BPF_FUNC_skc_lookup_tcp': 99,
+    'BPF_FUNC_skc_to_mptcp_sock': 196,
+    'BPF_FUNC_skc_to_tcp6_sock': 136,
+    'BPF_FUNC_skc_to_tcp_request_sock': 139,
+    'BPF_FUNC_skc_to_tcp_sock': 137,
+    'BPF_FUNC_skc_to_tcp_timewait_sock': 138,
+    'BPF_FUNC_skc_to_udp6_sock': 140,
+    'BPF_FUNC_skc_to_unix_sock': 178,
+    'BPF_FUNC_snprintf': 165,
+    'BPF_FUNC_snprintf_btf': 149,
+    'BPF_FUNC_sock_from_file': 162,
+    'BPF_FUNC_sock_hash_update': 70,
+    'BPF_FUNC_sock_map_update': 53,
+    'BPF_FUNC_sock_ops_cb_flags_set': 59,
+    'BPF_FUNC_spin_lock': 93,
+    'BPF_FUNC_spin_unlock': 94,
+    'BPF_FUNC_store_hdr_opt': 143,
+    'BPF_FUNC_strncmp': 182,
+    'BPF_FUNC_strtol': 105,
+    'BPF_FUNC_strtoul': 106,
+    'BPF_FUNC_sys_bpf': 166,
+    'BPF_FUNC_sys_close': 168,
+    'BPF_FUNC_sysctl_get_current_value': 102,
+    'BPF_FUNC_sysctl_get_name': 101,
+    'BPF_FUNC_sysctl_get_new_value': 103,
+    'BPF_FUNC_sysctl_set_new_value': 104,
+    'BPF_FUNC_tail_call': 12,
+    'BPF_FUNC_task_pt_regs': 175,
+    'BPF_FUNC_task_storage_delete': 157,
+    'BPF_FUNC_task_storage_get': 156,
+    'BPF_FUNC_tcp_check_syncookie': 100,
+    'BPF_FUNC_tcp_gen_syncookie': 110,
+    'BPF_FUNC_tcp_raw_check_syncookie_ipv4': 206,
+    'BPF_FUNC_tcp_raw_check_syncookie_ipv6': 207,
+    'BPF_FUNC_tcp_raw_gen_syncookie_ipv4': 204,
+    'BPF_FUNC_tcp_raw_gen_syncookie_ipv6': 205,
+    'BPF_FUNC_tcp_send_ack': 116,
+    'BPF_FUNC_tcp_sock': 96,
+    'BPF_FUNC_this_cpu_ptr': 154,
+    'BPF_FUNC_timer_cancel': 172,
+    'BPF_FUNC_timer_init': 169,
+    'BPF_FUNC_timer_set_callback': 170,
+    'BPF_FUNC_timer_start': 171,
+    'BPF_FUNC_trace_printk': 6,
+    'BPF_FUNC_trace_vprintk': 177,
+    'BPF_FUNC_unspec': 0,
+    'BPF_FUNC_user_ringbuf_drain': 209,
+    'BPF_FUNC_xdp_adjust_head': 44,
+    'BPF_FUNC_xdp_adjust_meta': 54,
+    'BPF_FUNC_xdp_adjust_tail': 65,
+    'BPF_FUNC_xdp_get_buff_len': 188,
+    'BPF_FUNC_xdp_load_bytes': 189,
+    'BPF_FUNC_xdp_output': 121,
+    'BPF_FUNC_xdp_store_bytes': 190,
     'BPF_F_ADJ_ROOM_DECAP_L3_IPV4': 128,
     'BPF_F_ADJ_ROOM_DECAP_L3_IPV6': 256,
     'BPF_F_ADJ_ROOM_ENCAP_L2_ETH': 64,

@@ -6,16 +6,19 @@ with copy_from_user/copy_to_user. A bad address gives EFAULT, never a crash.
 One syscall copies through a :class:`UserCopy`, which adds the per-call page
 cache that batches need.
 
-:class:`LocalMemory` serves the calling process. On Linux it goes through
-process_vm_readv/process_vm_writev on our own pid, which the kernel checks
-page by page, so NULL, unmapped and read-only (for writes) addresses fail with
-EFAULT. Elsewhere, or where those calls are blocked (a seccomp profile), it can
+:class:`LocalMemory` serves the calling process. On Linux the kernel makes
+the copies, checking every page as bpf(2)'s own copy_from_user/copy_to_user
+do: a write(2) from the caller's address into a per-thread pipe and a pread(2)
+from a per-thread memfd into it (process_vm_readv/process_vm_writev on our own
+pid for copies over a page), so NULL, unmapped, PROT_NONE and read-only (for
+writes) addresses fail with EFAULT. Elsewhere, or where those calls are blocked (a seccomp profile), it can
 only refuse the NULL page (addresses below 4096) and then trusts the pointer
 (``LocalMemory.checked`` and ``Kernel.checked_user_memory`` say which; the
 README says what is lost).
 """
 import ctypes
 import errno
+import mmap
 import os
 import threading
 import weakref
@@ -34,11 +37,60 @@ class UserMemory:
     def write(self, addr, data):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def read2(self, a1, n1, a2, n2):
+        """(bytes at a1, bytes at a2), read in this order; EFAULT if either is bad (reads have no side
+        effects, so which one faulted does not show)."""
+        return self.read(a1, n1), self.read(a2, n2)
+
 
 _iovec = hostenv.iovec  # the one iovec type the prototypes of hostenv.process_vm_functions() take
 
 
-SCRATCH = 1 << 12  # reads and writes up to this size go through a per-thread buffer
+SCRATCH = 1 << 12  # reads and writes up to this size go through a per-thread buffer (or pipe)
+
+_chars_types = {}
+
+
+def _chars(n):
+    """c_char * n (cached): an object over n bytes at an address that never touches them itself."""
+    t = _chars_types.get(n)
+    if t is None:
+        t = _chars_types[n] = ctypes.c_char * n
+    return t
+
+
+def _open_pipe():
+    """A non-blocking pipe (read fd, write fd), or None where none can be made (EMFILE...)."""
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return None
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    return r, w
+
+
+def _open_memfd():
+    """(fd, mmap, memoryview) of a SCRATCH-byte memfd mapped shared, or None where there is none."""
+    try:
+        fd = os.memfd_create("bpfemu-copy", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return None
+    try:
+        os.ftruncate(fd, SCRATCH)
+        mm = mmap.mmap(fd, SCRATCH)
+    except (OSError, ValueError):
+        os.close(fd)
+        return None
+    return fd, mm, memoryview(mm)
+
+
+def _drain(r):
+    try:
+        while os.read(r, 1 << 16):
+            pass
+    except OSError:  # BlockingIOError: empty
+        pass
 
 
 class _Scratch:
@@ -47,25 +99,55 @@ class _Scratch:
     The local iovec always covers the whole buffer; the kernel copies as many bytes as the
     shorter side holds, i.e. the remote length, so only the remote iovec changes per call."""
 
-    __slots__ = ("buf", "view", "local", "remote", "lref", "rref")
+    __slots__ = ("buf", "view", "local", "remote", "lref", "rref", "pipe", "memfd", "mfd", "mview")
 
-    def __init__(self):
+    def __init__(self, pipe=False):
         self.buf = ctypes.create_string_buffer(SCRATCH)
         self.view = memoryview(self.buf).cast("B")
         self.local = _iovec(ctypes.addressof(self.buf), SCRATCH)
         self.remote = _iovec(0, 0)
         self.lref = ctypes.byref(self.local)
         self.rref = ctypes.byref(self.remote)
+        self.pipe = _open_pipe() if pipe else None
+        self.memfd = _open_memfd() if pipe else None
+        self.mfd, self.mview = (self.memfd[0], self.memfd[2]) if self.memfd else (-1, None)
+
+    def close(self, _close=os.close):  # bound now: __del__ may run when the os module is gone
+        p, self.pipe = self.pipe, None
+        if p is not None:
+            for fd in p:
+                try:
+                    _close(fd)
+                except OSError:
+                    pass
+        self.close_memfd(_close)
+
+    def close_memfd(self, _close=os.close):
+        m, self.memfd, self.mview, self.mfd = self.memfd, None, None, -1
+        if m is not None:
+            m[2].release()
+            m[1].close()
+            try:
+                _close(m[0])
+            except OSError:
+                pass
+
+    def __del__(self):
+        self.close()
 
 
 _instances = weakref.WeakSet()
 
 
 def _after_fork():
-    # a fork()ed child must name itself, not its parent
+    # a fork()ed child must name itself, not its parent, and must not share the parent's pipes
     pid = os.getpid()
     for m in list(_instances):
         m._pid = pid
+        old = getattr(m._tls, "s", None)
+        m._tls = threading.local()
+        if old is not None:
+            old.close()
 
 
 if hasattr(os, "register_at_fork"):
@@ -125,8 +207,19 @@ class LocalMemory(UserMemory):
         try:
             return self._tls.s
         except AttributeError:
-            s = self._tls.s = _Scratch()
+            s = self._tls.s = _Scratch(pipe=self._pipes)
             return s
+
+    # Checked copies of up to SCRATCH bytes go through a per-thread pipe and memfd: write(2) to the
+    # pipe from the caller's address copies it in with the kernel's copy_from_user (EFAULT for an
+    # unmapped, PROT_NONE or kernel address, exactly what bpf(2) gives) and read(2) takes the bytes
+    # back; a write puts the bytes in the memfd through its shared mapping and pread(2)s them into the
+    # caller's address, which copies out with copy_to_user (EFAULT for a read-only page too). Two
+    # cheap system calls per read and one per write cost less than process_vm_readv/writev, which pin
+    # the pages of a "remote" process. A fault leaves bytes in the pipe: it is drained before the
+    # error is raised. Without them (none could be made, or another process's memory)
+    # process_vm_readv/writev do the copies.
+    _pipes = True
 
     def read(self, addr, n):
         if n == 0:
@@ -139,6 +232,15 @@ class LocalMemory(UserMemory):
                 s = self._tls.s
             except AttributeError:
                 s = self._scratch()
+            p = s.pipe
+            if p is not None:
+                try:
+                    got = os.write(p[1], (_chars_types.get(n) or _chars(n)).from_address(addr))
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return os.read(p[0], n)
+                return self._pipe_failed(s, got, addr, n)
             r = s.remote
             r.iov_base = addr
             r.iov_len = n
@@ -146,6 +248,39 @@ class LocalMemory(UserMemory):
                 return bytes(s.view[:n])
             return self._read_slow(addr, n)
         return self._read_slow(addr, n)
+
+    def _pipe_failed(self, s, got, addr, n):
+        """A pipe copy did not complete: EFAULT for a fault (after draining the pipe), else give up
+        the pipe and read with process_vm_readv."""
+        _drain(s.pipe[0])
+        if got == -errno.EFAULT or 0 <= got < n:
+            raise bpf_error(errno.EFAULT, "bad user pointer")
+        s.close()
+        return self._read_slow(addr, n)
+
+    def read2(self, a1, n1, a2, n2):
+        if (self._readv is not None and 0 < n1 and 0 < n2 and n1 + n2 <= SCRATCH and a1 >= NULL_PAGE
+                and a2 >= NULL_PAGE and a1 + n1 <= 1 << 64 and a2 + n2 <= 1 << 64):
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            p = s.pipe
+            if p is not None:
+                get = _chars_types.get
+                try:
+                    got = os.writev(p[1], ((get(n1) or _chars(n1)).from_address(a1),
+                                           (get(n2) or _chars(n2)).from_address(a2)))
+                except OSError as e:
+                    got = -e.errno
+                if got == n1 + n2:
+                    data = os.read(p[0], got)
+                    return data[:n1], data[n1:]
+                _drain(p[0])
+                if got == -errno.EFAULT or 0 <= got < n1 + n2:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close()
+        return self.read(a1, n1), self.read(a2, n2)
 
     def _read_slow(self, addr, n):
         if self._readv is not None:
@@ -173,6 +308,39 @@ class LocalMemory(UserMemory):
                 s = self._tls.s
             except AttributeError:
                 s = self._scratch()
+            mv = s.mview
+            if mv is not None and (type(data) is bytes or type(data) is bytearray):
+                # copy_to_user by pread(2) of the memfd into the caller's address
+                mv[:n] = data
+                try:
+                    got = os.preadv(s.mfd, ((_chars_types.get(n) or _chars(n)).from_address(addr),), 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
+                return self._write_slow(addr, data, n)
+            p = s.pipe
+            if p is not None and (type(data) is bytes or type(data) is bytearray):
+                try:
+                    os.write(p[1], data)
+                except OSError:  # the pipe is not usable: process_vm_writev below
+                    _drain(p[0])
+                    s.close()
+                    return self._write_slow(addr, data, n)
+                try:
+                    got = os.readv(p[0], ((_chars_types.get(n) or _chars(n)).from_address(addr),))
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return
+                _drain(p[0])
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close()
+                return self._write_slow(addr, data, n)
             try:
                 s.view[:n] = data
             except (TypeError, ValueError):  # not a flat byte buffer: the general path copes
@@ -200,20 +368,59 @@ class LocalMemory(UserMemory):
 
 
 class ProcessMemory(LocalMemory):
-    """Another process's address space (``pid``), through process_vm_readv/writev on that pid.
+    """Another process's address space (``pid``), through process_vm_readv/writev on that pid, or, where
+    those are blocked (a container's seccomp profile), through ``/proc/PID/mem``.
 
-    What ``bpfemu exec`` serves a traced process with. The kernel checks every page as it does for
-    our own pid, so a bad pointer is EFAULT; so is a process that is gone or that we may not
-    read (ESRCH, EPERM): there is no fallback to our own memory."""
+    What ``bpfemu exec`` serves a traced process with. The kernel checks every page either way (both need
+    the same ptrace access to ``pid``), so a bad pointer is EFAULT; so is a process that is gone or that we
+    may not read (ESRCH, EPERM, EIO): there is no fallback to our own memory. ENOSYS when neither way is
+    open (not Linux)."""
+
+    _pipes = False  # a pipe copies our own memory only
 
     def __init__(self, pid):
         super().__init__()
         _instances.discard(self)  # a fork of ours does not change whose memory this is
         self._pid = pid
+        self._mem = None  # fd of /proc/PID/mem where process_vm_readv is blocked
         if self._readv is None:
-            raise OSError(errno.ENOSYS, "process_vm_readv is not available")
+            why = self._why
+            try:
+                self._mem = os.open("/proc/%d/mem" % pid, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            except OSError as e:
+                raise OSError(errno.ENOSYS, "cannot read the memory of process %d: %s, and /proc/%d/mem: %s"
+                              % (pid, why, pid, e.strerror)) from None
+
+    def _setup(self):
+        LocalMemory._setup(self)
+        if self._readv is None or self._writev is None:
+            self._readv = self._writev = None
+
+    @property
+    def checked(self):
+        return True  # every copy is the kernel's, one way or the other
+
+    def close(self):
+        """Let go of /proc/PID/mem (when it is the way in); the process is gone or no longer served."""
+        fd, self._mem = self._mem, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def _read_slow(self, addr, n):
+        if self._mem is not None:
+            try:
+                data = os.pread(self._mem, n, addr)
+            except (OSError, OverflowError):
+                data = b""
+            if len(data) != n:
+                raise bpf_error(errno.EFAULT, "bad user pointer (pid %d, /proc/%d/mem)" % (self._pid, self._pid))
+            return data
         buf = ctypes.create_string_buffer(n)
         local = _iovec(ctypes.addressof(buf), n)
         remote = _iovec(addr, n)
@@ -222,6 +429,14 @@ class ProcessMemory(LocalMemory):
         return buf.raw
 
     def _write_slow(self, addr, data, n):
+        if self._mem is not None:
+            try:
+                done = os.pwrite(self._mem, bytes(data), addr)
+            except (OSError, OverflowError):
+                done = -1
+            if done != n:
+                raise bpf_error(errno.EFAULT, "bad user pointer (pid %d, /proc/%d/mem)" % (self._pid, self._pid))
+            return
         src = ctypes.create_string_buffer(bytes(data), n)
         local = _iovec(ctypes.addressof(src), n)
         remote = _iovec(addr, n)
@@ -305,7 +520,25 @@ class UserCopy:
             page2 = pages[nxt] = bytearray(self.mem.read(nxt, PAGE_SIZE))
         return bytes(page[off:]) + bytes(page2[:off + n - PAGE_SIZE])
 
+    def read2(self, a1, n1, a2, n2):
+        """(bytes at a1, bytes at a2): two reads (a key and a value), in one copy where the memory can
+        (``UserMemory.read2``); EFAULT if either is bad."""
+        self._reads += 2
+        if self._pending:
+            self.flush()
+        mem = self.mem
+        rm = getattr(mem, "read2", None)
+        if rm is None:
+            return mem.read(a1, n1), mem.read(a2, n2)
+        return rm(a1, n1, a2, n2)
+
     def write(self, addr, data):
+        if not self._writes and self._pages is None and data:
+            # the call's first write with no page read yet (an element command's one result): nothing
+            # to queue behind or to keep in step
+            self._writes = 1
+            self.mem.write(addr, data)
+            return
         n = len(data)
         if n <= 0:
             self.mem.write(addr, data)
@@ -356,6 +589,36 @@ class UserCopy:
                     lo, hi = max(addr, page), min(addr + n, page + PAGE_SIZE)
                     cached[lo - page:hi - page] = bytes(data[lo - addr:hi - addr])
                 page += PAGE_SIZE
+
+    def put_user(self, addr, data):
+        """put_user: a store of a small scalar (an attr field) that lands whole or not at all.
+
+        The host's store of a u32/u64 attr field that straddles a page it cannot write faults as a
+        whole (EFAULT, the field untouched), unlike copy_to_user of a buffer, which writes the bytes
+        before the fault. A write within one page is whole anyway; across two, the part in the second
+        page goes first and is put back if the first part then faults."""
+        n = len(data)
+        if n == 0 or (addr & PAGE_MASK) == ((addr + n - 1) & PAGE_MASK) or addr < NULL_PAGE:
+            self.write(addr, data)
+            return
+        if self._pending:
+            self.flush()
+        data = bytes(data)
+        cut = ((addr + n - 1) & PAGE_MASK) - addr
+        old = self.mem.read(addr + cut, n - cut)  # unreadable: not writable either, nothing written
+        self.mem.write(addr + cut, data[cut:])
+        try:
+            self.mem.write(addr, data[:cut])
+        except OSError:
+            self.mem.write(addr + cut, old)
+            raise
+        pages = self._pages
+        if pages:
+            for page in (addr & PAGE_MASK, (addr + cut) & PAGE_MASK):
+                cached = pages.get(page)
+                if cached is not None:
+                    lo, hi = max(addr, page), min(addr + n, page + PAGE_SIZE)
+                    cached[lo - page:hi - page] = data[lo - addr:hi - addr]
 
     def flush(self):
         """Land the queued writes: runs of adjacent writes, which never overlap one another."""

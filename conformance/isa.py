@@ -69,8 +69,9 @@ BACKENDS = ["host", "emu-interp", "emu-jit"]
 
 
 def make_sys(name):
-    """(sys, cleanup) for a backend name of BACKENDS; skips (or fails under BPFEMU_REQUIRE_HOST) when the
-    host cannot be used."""
+    """(sys, cleanup) for a backend name of BACKENDS: the host, or a task of an emulated kernel that runs
+    its programs interpreted (``emu-interp``: net.core.bpf_jit_enable=0) or translated (``emu-jit``); skips
+    (or fails under BPFEMU_REQUIRE_HOST) when the host cannot be used."""
     if name == "host":
         ok, why = host_status()
         if not ok:
@@ -80,8 +81,8 @@ def make_sys(name):
         s = HostSys()
         return s, s.finish
     b = EmuBackend()
-    t = b.spawn()
-    return progrun.EmuProgs(t, engine=name.split("-")[1]), b.close
+    b.kernel.sysctl["net.core.bpf_jit_enable"] = 0 if name == "emu-interp" else 1
+    return b.spawn(), b.close
 
 
 def xdp_prog(nbytes, body):

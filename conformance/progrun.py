@@ -4,28 +4,14 @@
 fails), ``test_run(sys, fd, ...)`` is BPF_PROG_TEST_RUN and returns a :class:`Result` (``errno`` 0 on
 success, otherwise what the call failed with, and the attr fields and buffers as the call left them).
 
-``sys`` is anything with ``bpf(cmd, attr)`` and ``close(fd)``: ``bpfemu.Host()`` (the real syscall in this
-process), or, on the emulator, :class:`EmuProgs`, a stand-in for the PROG_LOAD and PROG_TEST_RUN commands
-until the emulator's syscall layer has them. It reads the program from the caller's memory without verifying
-it (the host has verified the same program) and hands PROG_TEST_RUN to ``bpfemu.prog.test_run`` through
-the same syscall context (``bpfemu.syscall.Ctx``) a command gets, so the attr and user-memory path is the
-real one. Every other command goes to the emulated task unchanged. When PROG_LOAD lands, tests pass the
-task itself and this class goes.
+``sys`` is anything with ``bpf(cmd, attr)`` and ``close(fd)``: ``bpfemu.Host()``, a host task, or an emulated
+task (which verifies, translates and runs the program through its own syscall layer).
 """
 import ctypes
-import errno
 from typing import NamedTuple
 
 from bpfemu import uapi as u
-from bpfemu.errors import bpf_error
-from bpfemu.prog import jit
-from bpfemu.prog.core import Image
 from bpfemu.prog.insn import encode
-from bpfemu.prog.test_run import bpf_prog_test_run, check_test_run_attr
-from bpfemu.syscall.sys_bpf import Ctx
-from bpfemu.syscall.table import COMMANDS
-from bpfemu.surface import address_of
-from bpfemu.usermem import LOCAL
 
 LOG_SIZE = 1 << 20
 
@@ -116,85 +102,3 @@ def test_run(sys, fd, data=None, ctx=None, repeat=0, data_size_out=None, data_ou
     t = a.test
     return Result(e, t.retval, dout.raw[:n_out], t.data_size_out, cout.raw[:c_out] if cout is not None else b"",
                   t.ctx_size_out, t.duration)
-
-
-def ctx_extent(insns):
-    """How far into its context the program reads or writes through R1 before R1 changes (a stand-in for
-    the verifier's aux->max_ctx_offset, enough for straight programs)."""
-    from bpfemu.prog.insn import BPF_LDX, BPF_ST, BPF_STX, BPF_JMP, BPF_JMP32, bpf_size_to_bytes
-    top = 0
-    for i in insns:
-        cls = i.code & 7
-        if cls == BPF_LDX and i.src_reg == 1:
-            top = max(top, i.off + bpf_size_to_bytes(i.code & 0x18))
-        elif cls in (BPF_ST, BPF_STX) and i.dst_reg == 1:
-            top = max(top, i.off + bpf_size_to_bytes(i.code & 0x18))
-        if cls in (BPF_JMP, BPF_JMP32) or (i.dst_reg == 1 and cls not in (BPF_ST, BPF_STX)):
-            break
-    return top
-
-
-class ShimProg:
-    """What PROG_TEST_RUN needs of a loaded program (see bpfemu.prog.test_run)."""
-
-    def __init__(self, prog_type, insns, expected_attach_type=0, prog_flags=0, engine="jit"):
-        self.type = prog_type
-        self.expected_attach_type = expected_attach_type
-        self.image = Image(insns, prog_type=prog_type)
-        self.helpers = {}
-        self.max_ctx_offset = ctx_extent(self.image.insns)
-        self.xdp_has_frags = bool(prog_flags & (1 << 5))
-        if engine == "jit":
-            jit.bpf_int_jit_compile(self.image)
-            if self.image.bpf_func is None:
-                raise AssertionError("translation failed: %s" % self.image.jit_error)
-
-
-class EmuProgs:
-    """PROG_LOAD (unverified) and PROG_TEST_RUN over an emulated task, everything else passed through.
-
-    ``engine``: 'jit' runs programs translated by bpfemu.prog.jit, 'interp' with the reference interpreter.
-    """
-
-    FD_BASE = 1 << 20
-
-    def __init__(self, task, engine="jit"):
-        self.task = task
-        self.engine = engine
-        self.progs = {}
-        self._next = self.FD_BASE
-
-    def bpf(self, cmd, attr, size=None):
-        uattr, n = address_of(attr)
-        size = n if size is None else size
-        if cmd == u.BPF_PROG_LOAD:
-            a = attr
-            raw = LOCAL.read(a.insns, a.insn_cnt * 8)
-            from bpfemu.prog.insn import decode
-            prog = ShimProg(a.prog_type, decode(raw), a.expected_attach_type, a.prog_flags, engine=self.engine)
-            fd = self._next
-            self._next += 1
-            self.progs[fd] = prog
-            return fd
-        if cmd == u.BPF_PROG_TEST_RUN:
-            raw = bytearray(ctypes.string_at(uattr, min(size, u.ATTR_SIZE)))
-            raw += bytes(u.ATTR_SIZE - len(raw))
-            ctx = Ctx(self.task, LOCAL, COMMANDS[cmd], raw, uattr, size)
-            end = u.offsetofend("test.batch_size")
-            if any(raw[end:]):
-                raise bpf_error(errno.EINVAL, "nonzero bytes after test.batch_size")
-            check_test_run_attr(ctx.attr)
-            fd = ctx.attr.test.prog_fd
-            prog = self.progs.get(fd)
-            if prog is None:
-                self.task.fdget(fd)  # EBADF when nothing is open there
-                raise bpf_error(errno.EINVAL, "fd %d is not a program" % fd)
-            try:
-                return bpf_prog_test_run(prog, ctx)
-            finally:
-                ctx.flush()  # what sys_bpf does after every command: land the queued copy_to_user
-        return self.task.bpf(cmd, attr, size)
-
-    def close(self, fd):
-        if self.progs.pop(fd, None) is None:
-            self.task.close(fd)

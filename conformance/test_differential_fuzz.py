@@ -4,9 +4,10 @@ memory afterwards).
 
 Normalized, and only this: object ids (the host has other maps, so the ``id`` of
 bpf_map_info is masked) and nothing else -- hash maps are created with
-BPF_F_ZERO_SEED (bucket order is then deterministic) and LRU maps are left out (their
-victims depend on per-CPU free lists). Needs the host (skipped, or failed with
-BPFEMU_REQUIRE_HOST=1, when it is unusable). BPFEMU_FUZZ_EXAMPLES scales it up.
+BPF_F_ZERO_SEED (bucket order is then deterministic), and the host task is pinned to
+CPU 0, where the emulated task runs (LRU victims depend on the CPU). Needs the host
+(skipped, or failed with BPFEMU_REQUIRE_HOST=1, when it is unusable).
+BPFEMU_FUZZ_EXAMPLES scales it up.
 """
 import ctypes
 
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bpfemu import uapi as u
-from bpfemu.testing.backends import EmuBackend, need_host, real_backend, real_profile
+from bpfemu.testing.backends import EmuBackend, HostBackend, need_host, real_backend, real_profile
 from bpfemu.testing.fuzz import Arena, Call, Ptr, examples, fd_ops, map_calls, map_creates, obj_calls, run, setup_calls
 
 # bad pointers (guard pages, unmapped memory): skipped where bpfemu cannot detect them (not Linux,
@@ -24,8 +25,10 @@ pytestmark = pytest.mark.bpf_bad_pointers
 
 INFO_ID = (u.bpf_map_info.id.offset, 4)
 
-calls = st.lists(st.one_of(map_calls(huge=False), map_calls(huge=False), map_calls(huge=False), map_creates(), obj_calls(), fd_ops(huge=False)),
-                 min_size=1, max_size=20)
+CALL = st.one_of(map_calls(huge=False), map_calls(huge=False), map_calls(huge=False), map_creates(), obj_calls(),
+                 fd_ops(huge=False))
+calls = st.lists(CALL, min_size=1, max_size=20)
+long_calls = st.lists(CALL, min_size=20, max_size=100)  # long runs: deeper states, fewer process spawns
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +112,23 @@ def replay(emu, host, seed, ops):
           phases=[Phase.explicit, Phase.generate])  # each host call is an RPC: no slow shrinking
 @given(seed=st.integers(0, 2**16), ops=calls)
 def test_emulator_matches_host(host_backend, seed, ops):
-    emu_b = EmuBackend(version=real_profile().version)  # the real kernel's version
-    emu = emu_b.spawn()
+    problem = run_once(host_backend, seed, ops)
+    assert problem is None, problem
+
+
+def run_once(host_backend, seed, ops):
+    """One sequence on a fresh emulated kernel of the real kernel's version and a fresh task of the real
+    kernel pinned to CPU 0 (where the emulated task runs: LRU victims depend on the CPU; a VM's tasks all
+    run on its CPU 0); the first disagreement, or None."""
+    emu = EmuBackend(version=host_backend.profile.version).spawn()
     host = host_backend.spawn()
+    if hasattr(host, "sched_setaffinity"):
+        host.sched_setaffinity({0})
     try:
-        problem = replay(emu, host, seed, ops)
+        return replay(emu, host, seed, ops)
     finally:
         host.exit()
         _clean_pins(host_backend)
-    assert problem is None, problem
 
 
 def _clean_pins(host_backend):
@@ -131,3 +142,49 @@ def _clean_pins(host_backend):
                 pass  # maps.debug and progs.debug stay
     finally:
         t.exit()
+
+
+# -- long runs -----------------------------------------------------------------------------------------
+
+def long_run(seed, n_examples, out=None):
+    """Run ``n_examples`` sequences of ``calls`` drawn with hypothesis seed ``seed`` on both machines,
+    going on past disagreements. Returns (sequences, steps, [disagreement texts]); a step is one call
+    of a sequence (the setup calls every sequence starts with are not counted)."""
+    from hypothesis import seed as hseed
+
+    host_backend = HostBackend()
+    stats = {"sequences": 0, "steps": 0}
+    problems = []
+
+    @hseed(seed)
+    @settings(max_examples=n_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+              phases=[Phase.generate])
+    @given(arena_seed=st.integers(0, 2**16), ops=long_calls)
+    def one(arena_seed, ops):
+        problem = run_once(host_backend, arena_seed, ops)
+        stats["sequences"] += 1
+        stats["steps"] += len(ops)
+        if problem is not None:
+            problems.append("seed %d arena %d: %s" % (seed, arena_seed, problem))
+            if out is not None:
+                print("DISAGREEMENT", problems[-1], file=out, flush=True)
+
+    try:
+        one()
+    finally:
+        host_backend.close()
+    return stats["sequences"], stats["steps"], problems
+
+
+if __name__ == "__main__":
+    import sys
+    first, last = int(sys.argv[1]), int(sys.argv[2])
+    per = int(sys.argv[3]) if len(sys.argv) > 3 else 500
+    total_seq = total_steps = 0
+    all_problems = []
+    for s in range(first, last + 1):
+        n, steps, problems = long_run(s, per, out=sys.stdout)
+        total_seq, total_steps = total_seq + n, total_steps + steps
+        all_problems += problems
+        print("seed %d: %d sequences, %d steps, %d disagreements (total %d steps, %d disagreements)"
+              % (s, n, steps, len(problems), total_steps, len(all_problems)), flush=True)

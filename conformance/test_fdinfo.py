@@ -73,10 +73,22 @@ def test_access_mode_in_flags(proc):
     assert fields(proc, rd)["map_flags"] == fields(proc, wr)["map_flags"] == "0x0"
 
 
-def test_cloexec_stays_in_flags_of_a_dup(proc):
-    # O_CLOEXEC is in the file's f_flags from anon_inode_getfd, so a dup (no FD_CLOEXEC) still shows it
-    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
-    assert fields(proc, proc.dup(fd))["flags"] == "02000002"
+def test_cloexec_in_flags_is_the_fds_close_on_exec(proc):
+    """O_CLOEXEC in fdinfo's flags is the fd's close-on-exec flag, not the file's: a plain dup(2) of a
+    MAP_CREATE fd (close-on-exec clear, as in C) shows 02; F_DUPFD_CLOEXEC shows 02000002 again."""
+    fd = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1, u.BPF_F_RDONLY)
+    assert fields(proc, fd)["flags"] == "02000000"
+    plain = proc.dup(fd)
+    assert fields(proc, plain)["flags"] == "00"
+    assert fields(proc, proc.dup(plain, cloexec=True))["flags"] == "02000000"
+    rw = create_map(proc, u.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    assert fields(proc, proc.dup(rw))["flags"] == "02"
+    assert fields(proc, proc.dup(rw, cloexec=True))["flags"] == "02000002"
+    child = proc.fork()  # fork keeps each fd's flag
+    try:
+        assert fields(child, plain)["flags"] == "00" and fields(child, rw)["flags"] == "02000002"
+    finally:
+        child.exit()
 
 
 def test_reopened_fds_have_their_own_mode(proc):

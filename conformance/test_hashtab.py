@@ -4,8 +4,8 @@ frozen and read-only/write-only fds.
 
 Orders are checked against a small bucket model written here (jhash of the key with seed 0,
 n_buckets = roundup_pow_of_two(max_entries), new elements at the bucket head); the host
-kernel is what proves the model. LRU maps are only checked for invariants: which element
-the kernel evicts depends on per-CPU free lists and is not part of the contract.
+kernel is what proves the model. LRU maps are checked here for invariants; which element the
+kernel evicts, and when, is in conformance/test_lru.py.
 """
 import random
 import struct

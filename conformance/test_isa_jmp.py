@@ -128,9 +128,20 @@ def test_backward_loop(isa_sys):
         assert got[1:] == [3 * (n & 63), n & 63]
 
 
-def test_may_goto_loop_ends_by_its_condition(isa_sys):
+NO_PRECISION = ("the emulator's verifier has no precision tracking yet (docs/verifier.md): it compares every "
+                "scalar as precise, so it does not prune a may_goto loop over a constant counter as the host "
+                "does and refuses the program; the _unknown_counter variants run the same loops")
+
+
+def _needs_precision(request):
+    if "emu" in request.node.name:
+        request.applymarker(pytest.mark.xfail(reason=NO_PRECISION, strict=False))
+
+
+def test_may_goto_loop_ends_by_its_condition(isa_sys, request):
     """may_goto falls through while its budget lasts: a loop that ends on its own condition first never
     sees it taken."""
+    _needs_precision(request)
     body = [
         ld64(BPF_REG_2, 0),
         BPF_MOV64_IMM(BPF_REG_1, 0),
@@ -142,6 +153,22 @@ def test_may_goto_loop_ends_by_its_condition(isa_sys):
     ]
     for n in (1, 2, 1000):
         got = unpack(run_xdp(isa_sys, body, pack([n, 0])))
+        assert got[1] == n
+
+
+def test_may_goto_loop_ends_by_its_condition_unknown_counter(isa_sys):
+    """The same loop with a counter the verifier cannot fold (it starts from the packet)."""
+    body = [
+        ld64(BPF_REG_2, 0),
+        ld64(BPF_REG_1, 16),
+        BPF_MAY_GOTO_INSN(3),
+        BPF_ALU64_IMM(BPF_ADD, BPF_REG_1, 1),
+        BPF_JMP_REG(BPF_JGE, BPF_REG_1, BPF_REG_2, 1),
+        BPF_JMP_A(-4),
+        st64(BPF_REG_1, 8),
+    ]
+    for n in (1, 2, 1000):
+        got = unpack(run_xdp(isa_sys, body, pack([n, 0, 0])))
         assert got[1] == n
 
 
@@ -194,6 +221,7 @@ def test_may_goto_budget_is_shared_by_the_frame(isa_sys, request):
     counts BPF_MAX_LOOPS iterations, see docs/kernel-notes.md.)"""
     if "emu-interp" in request.node.name:
         pytest.skip("8M iterations: too slow for the reference interpreter in a test")
+    _needs_precision(request)
     body = [
         BPF_MOV64_IMM(BPF_REG_1, 0),
         BPF_MAY_GOTO_INSN(2),
@@ -207,4 +235,24 @@ def test_may_goto_budget_is_shared_by_the_frame(isa_sys, request):
         st64(BPF_REG_2, 8),
     ]
     first, second = unpack(run_xdp(isa_sys, body, pack([0, 0])))
+    assert first > 0 and second == 0
+
+
+def test_may_goto_budget_is_shared_by_the_frame_unknown_counter(isa_sys, request):
+    """The same two loops with counters the verifier cannot fold (they start from the packet)."""
+    if "emu-interp" in request.node.name:
+        pytest.skip("8M iterations: too slow for the reference interpreter in a test")
+    body = [
+        ld64(BPF_REG_1, 16),
+        BPF_MAY_GOTO_INSN(2),
+        BPF_ALU64_IMM(BPF_ADD, BPF_REG_1, 1),
+        BPF_JMP_A(-3),
+        ld64(BPF_REG_2, 16),
+        BPF_MAY_GOTO_INSN(2),
+        BPF_ALU64_IMM(BPF_ADD, BPF_REG_2, 1),
+        BPF_JMP_A(-3),
+        st64(BPF_REG_1, 0),
+        st64(BPF_REG_2, 8),
+    ]
+    first, second = unpack(run_xdp(isa_sys, body, pack([0, 0, 0])))[:2]
     assert first > 0 and second == 0

@@ -201,3 +201,20 @@ def test_devmap_keeps_the_rdonly_prog_it_adds(proc):
     from bpfemu.testing.support import map_info
     for t in (u.BPF_MAP_TYPE_DEVMAP, u.BPF_MAP_TYPE_DEVMAP_HASH):
         assert map_info(proc, create_map(proc, t, 4, 4, 1, NUMA)).map_flags == NUMA | RP
+
+
+# value_size at the limit of each local storage type, and one past it (E2BIG). The limit is U16_MAX less
+# sizeof(struct bpf_local_storage_elem) (128 on 6.18); per-CPU cgroup storage stops at PCPU_MIN_UNIT_SIZE.
+# At the limit, the BTF-described types go on to the btf_fd check (fd 0 is no BTF: EINVAL).
+@pytest.mark.parametrize("name,limit,at_limit", [
+    ("CGROUP_STORAGE", 65535 - 128, OK), ("PERCPU_CGROUP_STORAGE", 32768, OK),
+    ("SK_STORAGE", 65535 - 128, EINVAL), ("INODE_STORAGE", 65535 - 128, EINVAL),
+    ("TASK_STORAGE", 65535 - 128, EINVAL), ("CGRP_STORAGE", 65535 - 128, EINVAL)])
+def test_local_storage_value_limit(proc, name, limit, at_limit):
+    t = getattr(u, "BPF_MAP_TYPE_" + name)
+    if "CGROUP_STORAGE" in name:
+        kw = dict(key_size=8, max_entries=0)
+    else:
+        kw = dict(key_size=4, max_entries=0, flags=NP, btf_fd=0, **BTF_IDS)
+    assert err(create_map, proc, t, value_size=limit, **kw) == at_limit
+    assert err(create_map, proc, t, value_size=limit + 1, **kw) == E2BIG

@@ -7,11 +7,11 @@ must be identical: return value or errno, and every byte written back (values, k
 batch count and out_batch). After every step the whole GET_NEXT_KEY walk (or the peeked
 value, for key-less maps) must be identical too, which pins the iteration order.
 
-Maps are described by one row of ``SPECS``: a new map type is one more row. ``exact=False`` is for LRU
-maps small enough
-to evict: which element the kernel evicts depends on its per-CPU free lists, so there
-only argument errors are compared, and each machine is checked for the LRU invariants
-(the element just written is present, no key twice, never more than max_entries).
+Maps are described by one row of ``SPECS``: a new map type is one more row. LRU maps small enough to
+evict are compared exactly too: both tasks run on CPU 0 (the host task is pinned with
+sched_setaffinity), and the emulator's LRU lists are the kernel's (bpfemu/maps/bpf_lru_list.py).
+``exact=False`` compares only argument errors and the invariants (no key twice, never more than
+max_entries), for a map whose state the emulator does not model.
 Maps of maps store the fds of a few inner maps created alike on both machines (same fd
 numbers); the ids they answer differ between machines, so ids are compared by map.
 """
@@ -87,9 +87,11 @@ SPECS = [
     Spec("percpu_hash", u.BPF_MAP_TYPE_PERCPU_HASH, 6, 4, 8, ZS, int_keys(12, 6)),
     # large enough never to evict: then an LRU map must behave exactly like the host's
     Spec("lru_hash_roomy", u.BPF_MAP_TYPE_LRU_HASH, 4, 8, 1024, ZS, int_keys(14, 4)),
-    Spec("lru_hash_evicting", u.BPF_MAP_TYPE_LRU_HASH, 4, 8, 6, ZS, int_keys(16, 4), exact=False),
+    Spec("lru_hash_evicting", u.BPF_MAP_TYPE_LRU_HASH, 4, 8, 6, ZS, int_keys(16, 4)),
+    Spec("lru_hash_no_common_lru", u.BPF_MAP_TYPE_LRU_HASH, 4, 8, 6, ZS | u.BPF_F_NO_COMMON_LRU, int_keys(16, 4)),
     Spec("lru_percpu_hash_evicting", u.BPF_MAP_TYPE_LRU_PERCPU_HASH, 4, 4, 5, ZS | u.BPF_F_NO_COMMON_LRU,
-         int_keys(16, 4), exact=False),
+         int_keys(16, 4)),
+    Spec("lru_percpu_hash_common", u.BPF_MAP_TYPE_LRU_PERCPU_HASH, 4, 4, 7, ZS, int_keys(16, 4)),
     Spec("array", u.BPF_MAP_TYPE_ARRAY, 4, 6, 5, 0, index_keys(7)),
     Spec("percpu_array", u.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 12, 4, 0, index_keys(6)),
     Spec("hash_of_maps", u.BPF_MAP_TYPE_HASH_OF_MAPS, 4, 4, 4, ZS, int_keys(7, 4), of_maps=True),
@@ -303,6 +305,8 @@ def machines():
     need_host()  # skip, or fail under BPFEMU_REQUIRE_HOST=1, as the proc fixture does
     emu = twin_kernel().spawn()  # the real kernel's version
     host = real_kernel().spawn()
+    if hasattr(host, "sched_setaffinity"):  # (a VM's tasks all run on its CPU 0)
+        host.sched_setaffinity({0})  # LRU eviction depends on the CPU: both run on CPU 0
     yield emu, host
     host.exit()
 

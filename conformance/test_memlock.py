@@ -238,3 +238,24 @@ def test_the_limit_is_on_the_sum_of_the_maps(limited):
             break
         time.sleep(0.05)
     assert e == 0
+
+
+# -- no cgroup limit: the machine -------------------------------------------------------------------------
+
+def test_without_a_cgroup_limit_large_maps_are_created(proc):
+    """A fresh Kernel() has no memory cgroup limit, as this host: a 1 GiB RINGBUF and a BPF_F_NO_PREALLOC hash of
+    2^27 entries (a 2 GiB bucket array) are created (they once hit a 1 GiB default on the emulator). Each is
+    closed before the next is made."""
+    fd = create_map(proc, u.BPF_MAP_TYPE_RINGBUF, 0, 0, 1 << 30)
+    proc.close(fd)
+    fd = create_map(proc, HASH, 4, 8, 1 << 27, u.BPF_F_NO_PREALLOC)
+    proc.close(fd)
+
+
+def test_a_map_larger_than_the_machine_is_enomem(proc):
+    """An ARRAY whose values are larger than the machine's RAM (MemTotal, the kernel's totalram_pages): the
+    vmalloc of the value area is refused at once, ENOMEM. The emulator's machine_memory is the host's
+    MemTotal by default."""
+    from bpfemu.host.sysinfo import host_total_memory
+    entries = host_total_memory() // MiB + 1024
+    assert err(create_map, proc, ARRAY, 4, MiB, entries) == errno.ENOMEM

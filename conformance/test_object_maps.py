@@ -217,3 +217,13 @@ def test_local_storage_needs_btf(proc, profile):
         assert err(create_map, proc, t, 4, 8, 0, u.BPF_F_NO_PREALLOC) == EINVAL
         assert err(create_map, proc, t, 4, 8, 0, u.BPF_F_NO_PREALLOC, btf_fd=99, btf_key_type_id=1,
                    btf_value_type_id=2) == EBADF
+
+
+def test_cpumap_holds_at_most_nr_cpus_entries(backend, proc):
+    """max_entries above CONFIG_NR_CPUS (/sys/devices/system/cpu/kernel_max + 1; 256 on the test host) is
+    E2BIG, checked in map_alloc; the emulator takes it from its Kernel(kernel_max=...), default the host's."""
+    from bpfemu.host.sysinfo import host_kernel_max
+    nr_cpus = backend.kernel.nr_cpus if backend.kernel is not None else host_kernel_max() + 1
+    assert err(create_map, proc, u.BPF_MAP_TYPE_CPUMAP, 4, 4, nr_cpus) == OK
+    assert err(create_map, proc, u.BPF_MAP_TYPE_CPUMAP, 4, 4, nr_cpus + 1) == E2BIG
+    assert err(create_map, proc, u.BPF_MAP_TYPE_CPUMAP, 4, 4, 8192) == (OK if nr_cpus >= 8192 else E2BIG)

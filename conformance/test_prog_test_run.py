@@ -14,6 +14,8 @@ import pytest
 from bpfemu import uapi as u
 from bpfemu.prog.insn import *  # noqa: F401,F403 - builders read like the kernel's macros
 
+from bpfemu.testing.support import possible_cpus
+
 from . import progrun
 from .isa import make_sys
 
@@ -392,7 +394,7 @@ def test_raw_tp(tsys):
 
 def test_raw_tp_cpu_past_the_online_ones(tsys):
     fd = load(tsys, ARGS_READER, u.BPF_PROG_TYPE_RAW_TRACEPOINT)
-    ncpus = os.cpu_count() if tsys.__class__.__name__ == "HostSys" else tsys.task.kernel.ncpus
+    ncpus = possible_cpus(tsys)
     args = bytes(24)
     assert run_args(tsys, fd, ctx=args, cpu=ncpus - 1, flags=BPF_F_TEST_RUN_ON_CPU).errno == 0
     assert run_args(tsys, fd, ctx=args, cpu=ncpus, flags=BPF_F_TEST_RUN_ON_CPU).errno == ENXIO
@@ -447,6 +449,7 @@ def _flat_members(btf, type_id, base=0):
     return out
 
 
+@pytest.mark.bpf_needs_linux("comparing with the host's kernel BTF")
 def test_ctx_layouts_match_the_host_btf():
     """The offsets bpfemu.prog.test_run serves for struct __sk_buff and struct xdp_md are the kernel's."""
     from bpfemu.btf import uapi as B
@@ -578,3 +581,25 @@ def test_command_checks_and_their_order(tsys):
         e = ex.errno
     assert e == EINVAL
     tsys.close(m)
+
+
+@pytest.mark.parametrize("bad", ["data_in", "data_out", "ctx_in", "ctx_out"])
+def test_bad_user_pointers_fault(tsys, bad):
+    """A pointer to unmapped memory for the packet or the context, in or out: EFAULT (after the run for the
+    outputs, which the kernel writes last)."""
+    import ctypes
+    fd = skb_prog(tsys, "sched_cls")
+    din = ctypes.create_string_buffer(FRAME, len(FRAME))
+    dout = ctypes.create_string_buffer(len(FRAME) + 64)
+    cin = ctypes.create_string_buffer(SK_BUFF)
+    cout = ctypes.create_string_buffer(SK_BUFF)
+    ptrs = {"data_in": ctypes.addressof(din), "data_out": ctypes.addressof(dout),
+            "ctx_in": ctypes.addressof(cin), "ctx_out": ctypes.addressof(cout)}
+    ptrs[bad] = 8   # the first page is never mapped
+    a = u.make_attr(**{"test.prog_fd": fd, "test.data_in": ptrs["data_in"], "test.data_size_in": len(FRAME),
+                       "test.data_out": ptrs["data_out"], "test.data_size_out": len(FRAME) + 64,
+                       "test.ctx_in": ptrs["ctx_in"], "test.ctx_size_in": SK_BUFF,
+                       "test.ctx_out": ptrs["ctx_out"], "test.ctx_size_out": SK_BUFF})
+    with pytest.raises(OSError) as e:
+        tsys.bpf(u.BPF_PROG_TEST_RUN, a)
+    assert e.value.errno == EFAULT

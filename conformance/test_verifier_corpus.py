@@ -9,7 +9,9 @@ the errno and, for a rejection, the cause line of the verifier log. Test-run res
 where the recording has them and the backend implements BPF_PROG_TEST_RUN.
 
 - The corpus is read from a kernel tree at run time (``tools/fetch_kernel_source.sh``; ``BPFEMU_KERNEL_SRC``);
-  without one the module is skipped.
+  without one the module is skipped. Porting also reads the kernel's BTF (``BPFEMU_VMLINUX_BTF``, else
+  /sys/kernel/btf/vmlinux); off Linux, without it, the cases that need it are left out, and
+  ``test_no_case_is_left_unported_for_want_of_the_kernel_btf`` says how many.
 - ``priv`` runs are uid 0 with every capability; ``unpriv`` runs (socket filter and cgroup skb cases, as
   test_verifier) have no capabilities and need kernel.unprivileged_bpf_disabled=0: the emulator's kernel is
   made so, the host's is left as it is (a machine-wide setting), so there the live unprivileged runs are
@@ -18,6 +20,10 @@ where the recording has them and the backend implements BPF_PROG_TEST_RUN.
   all files, without the generated programs of more than 100k instructions); ``BPFEMU_CORPUS=all`` runs them
   all; ``BPFEMU_CORPUS=calls,and/0,verifier_sdiv`` runs those files or cases. ``-k 'calls/'`` selects as
   usual.
+- Off Linux (``BPFEMU_PLATFORM=nonlinux``) the emulated kernel's BTF is bpfemu's small built-in one: a case
+  that the emulator answers differently there and whose load looked up kernel types or functions that BTF
+  lacks (``kernel.btf_vmlinux.not_described()``: an attach target, a kfunc, a kptr's struct, the struct a
+  helper returns) is skipped with them named (:func:`bpfemu.testing.support.need_linux`).
 - The emulator side is expected to fail (xfail, not strict) while the emulator has no BPF_PROG_LOAD, and for
   the cases listed in ``conformance/corpus/verifier-emu-known.txt`` (``<id> <mode>  reason`` per line) once
   it has one.
@@ -29,7 +35,8 @@ import pytest
 import bpfemu
 from bpfemu import profiles
 from bpfemu.testing.backends import host_status, real_kernel, real_profile
-from conformance.corpus import record as R
+from bpfemu.testing.support import need_linux
+from conformance.corpus import kbtf, record as R
 from conformance.corpus.runner import host_unprivileged_bpf_disabled, run_case
 from conformance.corpus.progs import RECORD_PATH as PROGS_RECORD_PATH, load_progs_corpus
 from conformance.corpus.verifier import RECORD_PATH, load_corpus
@@ -166,5 +173,21 @@ def test_verifier_selftest(case, mode, backend, rec, request):
     task = _task(backend, mode, request)
     outcome = run_case(case, task, unprivileged=mode == "unpriv")
     diffs = R.compare(outcome, rec[mode], runs=backend == "host" or EMU_RUNS)
+    if diffs and backend == "emu":
+        lacking = task.kernel.btf_vmlinux.not_described()  # only where the kernel's BTF is bpfemu's own
+        if lacking:
+            need_linux("%s [%s], whose load looks up %s in the kernel's BTF (bpfemu's built-in one lacks %s; "
+                       "here: %s)," % (case.id, mode, ", ".join(lacking), "them" if len(lacking) > 1 else "it",
+                                       "; ".join(diffs)))
     assert not diffs, "%s [%s] on %s: %s\nlog tail:\n%s" % (case.id, mode, backend, "; ".join(diffs),
                                                              outcome.log[-1500:])
+
+
+def test_no_case_is_left_unported_for_want_of_the_kernel_btf():
+    """Porting reads kernel struct offsets and enum values from the kernel's BTF (as compiling the selftests
+    reads vmlinux.h): with it, no case is left out for that reason."""
+    left = [why for _name, corpus, _rec in CORPORA for _f, _i, why in corpus.failures if kbtf.UNREADABLE in why]
+    if left:
+        need_linux("porting %d corpus cases (their kernel struct offsets and enum values come from the kernel's "
+                   "BTF; BPFEMU_VMLINUX_BTF can name a copy of one)" % len(left))
+    assert not left, left[:3]

@@ -16,7 +16,7 @@ def test_bench_interp_smoke_json(tmp_path):
     data = json.loads(out.read_text())
     rows = [row for row in data["rows"] if "insns_per_s" in row]
     programs = {row["program"] for row in rows}
-    assert len(programs) == 2
+    assert len(programs) == 3
     for program in programs:
         engines = {row["engine"]: row for row in rows if row["program"] == program}
         assert {"interp", "jit"} <= set(engines)

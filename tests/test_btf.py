@@ -10,7 +10,6 @@ import pytest
 
 from bpfemu.btf import Builder, BytesBuffer, VerifierLog, btf_parse, load
 from bpfemu.btf import uapi as U
-from bpfemu import hostenv
 from bpfemu.btf import vmlinux as vm
 from bpfemu.btf.btf import lazy_btf
 from bpfemu.btf.fields import BPF_KPTR_REF, BPF_KPTR_UNREF, BPF_SPIN_LOCK, BPF_TIMER, parse_fields
@@ -272,8 +271,8 @@ def test_fallback_hook_adds_types(tmp_path):
         vm._cache.clear()
 
 
-@pytest.mark.skipif(not hostenv.is_linux() or not os.path.exists(vm.VMLINUX_PATH),
-                    reason="no /sys/kernel/btf/vmlinux here")
+@pytest.mark.bpf_needs_linux("the host's kernel BTF")
+@pytest.mark.skipif(not os.path.exists(vm.VMLINUX_PATH), reason="no /sys/kernel/btf/vmlinux here")
 def test_host_kernel_btf_ids_match_the_file():
     k = vm.vmlinux_btf()
     raw = open(vm.VMLINUX_PATH, "rb").read()

@@ -48,11 +48,45 @@ def test_fallback_vmlinux():
     assert k.btf_vmlinux.btf.find_by_name_kind("bpf_spin_lock", 4) > 0
 
 
+@pytest.mark.bpf_needs_linux("the host's kernel BTF")
 @pytest.mark.skipif(not os.path.exists(vmlinux.VMLINUX_PATH), reason="no /sys/kernel/btf/vmlinux")
 def test_vmlinux_ids_are_the_hosts():
     k = bpfemu.Kernel()
     with open(vmlinux.VMLINUX_PATH, "rb") as f:
         assert k.btf_vmlinux.btf.raw_bytes() == f.read()
+
+
+def _kptr_value_btf(target):
+    """BTF of struct value { struct <target> __kptr *f; }, the struct left to the kernel's BTF."""
+    b = Builder().int("int", 4, signed=True).struct(target, [], size=0)
+    b.type_tag("kptr", target)
+    b.ptr(b.last)
+    return b.struct("value", [("f", b.last)]).blob()
+
+
+def test_the_built_in_btf_names_what_loads_looked_for_in_vain():
+    """A kernel on bpfemu's own BTF (off Linux) notes the kernel types looked up there and not found: what
+    makes a program or a map behave otherwise than on Linux, in kernel.btf_vmlinux.not_described() and
+    describe()."""
+    k = bpfemu.Kernel(btf_vmlinux=None)
+    p = k.spawn()
+    assert k.btf_vmlinux.not_described() == [] and "kernel BTF" not in k.describe()
+    for target in ("file", "task_struct", "file"):  # a kernel struct it lacks, one it has (kptr destructor)
+        Map.create(p, "array", max_entries=1, btf=_kptr_value_btf(target), btf_key_type="int",
+                   btf_value_type="value")
+    assert k.btf_vmlinux.not_described() == ["struct file"]
+    assert "kernel BTF: bpfemu's built-in one, which lacks what was looked up: struct file" in k.describe()
+    assert bpfemu.Kernel(btf_vmlinux=None).btf_vmlinux.not_described() == []  # noted per kernel
+
+
+@pytest.mark.bpf_needs_linux("the host's kernel BTF")
+@pytest.mark.skipif(not os.path.exists(vmlinux.VMLINUX_PATH), reason="no /sys/kernel/btf/vmlinux")
+def test_a_kernel_on_the_hosts_btf_notes_nothing():
+    """On the host's BTF a name not found is not found on the host either: nothing to say."""
+    k = bpfemu.Kernel()
+    Map.create(k.spawn(), "array", max_entries=1, btf=_kptr_value_btf("no_such_struct"), btf_key_type="int",
+               btf_value_type="value")
+    assert k.btf_vmlinux.not_described() == [] and "kernel BTF" not in k.describe()
 
 
 def test_objects_leave_out_the_kernels_own_btf_until_someone_holds_it():

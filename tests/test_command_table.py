@@ -38,6 +38,8 @@ def test_every_declared_field_is_in_the_layouts(entry):
     for name, fd in entry.fds.items():
         assert u.attr_field(name)[1] == 4, name
         assert fd.kinds and fd.wrong and fd.closed
+    for name in entry.attr_out:
+        assert u.attr_field(name)[1] in (4, 8) and sum(u.attr_field(name)) <= entry.attr_end, name
 
 
 class EmuEnv:
@@ -92,7 +94,7 @@ class Recorder:
 
     def __init__(self, monkeypatch):
         self.accesses = []
-        read, write = sys_bpf.Ctx.read, sys_bpf.Ctx.write
+        read, write, read2, put_user = sys_bpf.Ctx.read, sys_bpf.Ctx.write, sys_bpf.Ctx.read2, sys_bpf.Ctx.put_user
         rec = self.accesses
 
         def rread(ctx, addr, n):
@@ -103,8 +105,18 @@ class Recorder:
             rec.append((addr, len(data), "w"))
             return write(ctx, addr, data)
 
+        def rread2(ctx, a1, n1, a2, n2):
+            rec.extend(((a1, n1, "r"), (a2, n2, "r")))
+            return read2(ctx, a1, n1, a2, n2)
+
+        def rput_user(ctx, addr, data):
+            rec.append((addr, len(data), "w"))
+            return put_user(ctx, addr, data)
+
         monkeypatch.setattr(sys_bpf.Ctx, "read", rread)
+        monkeypatch.setattr(sys_bpf.Ctx, "read2", rread2)
         monkeypatch.setattr(sys_bpf.Ctx, "write", rwrite)
+        monkeypatch.setattr(sys_bpf.Ctx, "put_user", rput_user)
 
 
 def check_call(task, arena, call, accesses):
@@ -117,9 +129,15 @@ def check_call(task, arena, call, accesses):
         task.bpf(call.cmd, at, size)
     except OSError as e:
         assert e.errno != 0
+    out = COMMANDS[call.cmd].attr_out_at.values() if call.cmd in COMMANDS else ()
     for addr, n, how in accesses:
-        if n == 0 or at <= addr and addr + n <= at + u.ATTR_SIZE:
-            continue  # nothing touched; the attr itself: copied in, results put back
+        if n == 0:
+            continue
+        if at <= addr and addr + n <= at + u.ATTR_SIZE:
+            # the attr itself: copied in, and only its declared scalar results put back, each whole
+            assert how == "r" or (addr - at, n) in out, "%r writes %d bytes at attr+%d, not an attr_out field" % (
+                call, n, addr - at)
+            continue
         ok = READ_OK if how == "r" else WRITE_OK
         assert any(s <= addr and addr + n <= e and d in ok for s, e, d in regions), (
             "%r %s %d bytes at %#x outside the declared %r" % (call, how, n, addr, regions))

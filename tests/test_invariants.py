@@ -81,12 +81,24 @@ def test_memory_limit_refuses_creation_and_growth():
     assert k.memcg.usage() == 0
 
 
-def test_default_limit_is_one_gib():
+def test_default_memory_is_the_machines():
+    """No memory cgroup limit by default; the machine's memory (the host's MemTotal) bounds the maps, one
+    map or their sum, and memory_limit= is the explicit cgroup."""
+    from bpfemu.host.sysinfo import host_total_memory
     k, p = _kernel()
-    assert k.memcg.limit == 1 << 30
+    assert k.memcg.limit is None and k.memcg.machine == (host_total_memory() or 8 << 30)
+    assert h.err(h.array_map, p, value_size=1 << 20, max_entries=2048) == 0  # 2 GiB
+    k, p = _kernel(machine_memory=3 << 30)
+    big = h.array_map(p, value_size=1 << 20, max_entries=2048)
+    assert h.err(h.array_map, p, value_size=1 << 20, max_entries=1024) == errno.ENOMEM  # the sum passes 3 GiB
+    p.close(big)
+    assert k.memcg.maps() == [] and k.memcg.machine_usage() == 0  # freed at once, not at the next create
+    assert h.err(h.array_map, p, value_size=1 << 20, max_entries=1024) == 0
+    k, p = _kernel(memory_limit=1 << 30)
     assert h.err(h.array_map, p, value_size=1 << 20, max_entries=2048) == errno.ENOMEM
-    k2, p2 = _kernel(memory_limit=None)
-    assert h.err(h.hash_map, p2, value_size=1 << 20, max_entries=2048) == 0
+    k, p = _kernel(machine_memory=None)
+    assert h.err(h.array_map, p, value_size=1 << 20, max_entries=1 << 20) == 0  # 1 TiB, unbounded
+    bpfemu.check_invariants(k)
 
 
 @pytest.mark.parametrize("t, ks, vs, me, fl", [

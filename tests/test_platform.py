@@ -10,6 +10,7 @@ import pytest
 
 import bpfemu
 from bpfemu import hostenv
+from bpfemu.testing.support import need_linux
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,8 +48,7 @@ REPORT = '''
 
 
 def need_seccomp():
-    if not hostenv.is_linux():
-        pytest.skip("seccomp is Linux's: %s" % hostenv.not_linux_reason())
+    need_linux("seccomp")
     if not hostenv.process_vm_status()[0]:
         pytest.skip("process_vm_readv is blocked here already: %s" % hostenv.process_vm_status()[1])
 
@@ -74,7 +74,12 @@ def test_a_block_that_comes_later_is_seen_at_the_first_refused_copy():
     got = python(REPORT, '''
         before = report()
         from bpfemu.testing.support import block_process_vm
+        from bpfemu.usermem import LOCAL, SCRATCH
         block_process_vm()
+        # copies of up to SCRATCH bytes go through a pipe, which the block leaves alone; a bigger one
+        # goes through process_vm_readv
+        big = ctypes.create_string_buffer(2 * SCRATCH)
+        LOCAL.read(ctypes.addressof(big), len(big))
         after = report()
         print(json.dumps([before["checked"], after]))
     ''')
@@ -92,12 +97,22 @@ def test_the_simulated_non_linux_platform():
         r["cpus"] = bpfemu.Kernel().ncpus
         r["sysctl"] = bpfemu.Kernel().sysctl["kernel.unprivileged_bpf_disabled"]
         r["possible"] = si.host_possible_cpus()
+        from bpfemu.btf.vmlinux import is_built_in
+        r["own_btf"] = is_built_in(bpfemu.Kernel().btf_vmlinux.btf)
+        import bpfemu.exec
+        try:
+            bpfemu.exec.run(["true"])
+        except OSError as e:
+            r["exec"] = [e.errno, str(e)]
         print(json.dumps(r))
     ''', env_extra={hostenv.ENV: hostenv.NONLINUX})
     assert got["linux"] is False and got["checked"] is False and "not Linux (simulated" in got["why"], got
     assert got["host"] == [False, "not Linux (simulated: BPFEMU_PLATFORM=nonlinux)"], got
     assert (got["cpus"], got["sysctl"], got["possible"]) == (2, 2, None), got
     assert got["value"] == 2 and got["null"] == 14
+    assert got["own_btf"] is True  # not /sys/kernel/btf/vmlinux
+    errno_, why = got["exec"]  # bpfemu exec says it needs Linux before it tries anything
+    assert errno_ == 38 and "needs Linux (seccomp user notification)" in why and "simulated" in why, got
 
 
 def test_this_process_says_what_it_checks():

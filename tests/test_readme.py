@@ -62,7 +62,7 @@ def _imports(path):
 
 
 # import name -> distribution, where they differ
-DISTRIBUTIONS = {"_pytest": "pytest"}
+DISTRIBUTIONS = {"_pytest": "pytest", "elftools": "pyelftools"}
 
 
 def test_every_third_party_import_of_the_package_is_a_dependency():

@@ -26,3 +26,14 @@ def test_unprivileged_bpf_disabled_sysctl_on_the_emulator(value, unpriv_create):
 
 def test_the_emulator_defaults_to_the_host_sysctl():
     assert bpfemu.Kernel().sysctl["kernel.unprivileged_bpf_disabled"] == host_unprivileged_bpf_disabled()
+
+
+def test_cpumap_limit_follows_kernel_max():
+    import errno
+    from bpfemu import Kernel, uapi as u
+    from bpfemu.testing.support import create_map, err
+    t = Kernel(ncpus=2, kernel_max=3).spawn()
+    assert err(create_map, t, u.BPF_MAP_TYPE_CPUMAP, 4, 4, 4) == 0
+    assert err(create_map, t, u.BPF_MAP_TYPE_CPUMAP, 4, 4, 5) == errno.E2BIG
+    with __import__("pytest").raises(ValueError):
+        Kernel(ncpus=8, kernel_max=3)

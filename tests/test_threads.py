@@ -298,3 +298,45 @@ def test_close_racing_with_use_gives_ebadf_or_result():
     assert not failures, failures
     assert errs <= {errno.EBADF, errno.ENOENT}, errs
     bpfemu.check_invariants(kernel)
+
+
+def test_exit_and_syscalls_serialize():
+    """A task exits while another thread creates maps on it: each MAP_CREATE either ran before the exit
+    (its fd closed by the exit) or fails with ESRCH after it. No map may outlive the task in a file that
+    no fd names, and check_invariants must hold (it would report such an orphaned file)."""
+    for _ in range(60):
+        k = bpfemu.Kernel()
+        t = k.spawn()
+        made, errs = [], []
+        go = threading.Event()
+
+        def creator():
+            go.wait()
+            while True:
+                try:
+                    made.append(hash_map(t, max_entries=1))
+                except OSError as e:
+                    errs.append(e.errno)
+                    return
+
+        th = threading.Thread(target=creator)
+        th.start()
+        go.set()
+        time.sleep(0.0005)
+        t.exit()
+        th.join()
+        assert errs == [errno.ESRCH]
+        bpfemu.check_invariants(k)
+        assert k.objects() == []
+
+
+def test_orphaned_files_are_invariant_violations():
+    """An open file that holds an object but is in no live task's fd table and in no mapping."""
+    from bpfemu.invariants import violations
+    k = bpfemu.Kernel()
+    t = k.spawn()
+    fd = hash_map(t)
+    f = t.fdtable.pop(fd)[0]  # what a task that exited mid-syscall left behind
+    assert any("orphaned" in v for v in violations(k)), violations(k)
+    f.put()
+    assert violations(k) == []

@@ -9,5 +9,7 @@ from .codecs import Codec, codec  # noqa: F401
 from .errors import BpfError, detail_for, make_error  # noqa: F401
 from .handle import Handle  # noqa: F401
 from .map import Batch, Map, MapInfo, issues, map_type_number  # noqa: F401
+from .program import Program, ProgInfo, TestRun, prog_type_number  # noqa: F401
 
-__all__ = ["Map", "MapInfo", "Batch", "BpfError", "Codec", "codec", "map_type_number", "Handle"]
+__all__ = ["Map", "MapInfo", "Batch", "BpfError", "Codec", "codec", "map_type_number", "Handle", "Program",
+           "ProgInfo", "TestRun", "prog_type_number"]

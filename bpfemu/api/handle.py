@@ -122,7 +122,7 @@ class Handle:
     def _leave(self):
         with self._lock:
             self._busy -= 1
-            if not self._busy:
+            if not self._busy and self._closed:  # close() marks the handle closed, then waits for this
                 self._idle.notify_all()
 
     def _give_up_fd(self):

@@ -330,6 +330,8 @@ class Map(Handle):
         self.user_value_size = self._stride * self.ncpus
         self._tls = threading.local()  # each thread's _Scratch
         self._bpf = sys.bpf
+        self._direct = getattr(sys, "map_elem", None)  # an emulated task: element commands on our own bytes
+        self._bloom = self.type == U.BPF_MAP_TYPE_BLOOM_FILTER
         self._kpack = kc.pack
         self._kunpack = kc.unpack
         self._vpack1 = vc.pack
@@ -507,11 +509,27 @@ class Map(Handle):
         self._put_key(s, key)
         return self._found(s, cmd, flags)
 
+    def _elem(self, s, cmd, flags=0):
+        """One element command on this thread's buffers: on an emulated task straight to its kernel
+        (``Task.map_elem``: the same checks and errnos, without the attr and the checked copies, which
+        the Map's own buffers do not need), elsewhere through bpf(2)."""
+        direct = self._direct
+        if direct is None:
+            if cmd == _DELETE:
+                self._bpf(cmd, s.a_k)
+            else:
+                a = s.a_kv
+                a.flags = flags
+                self._bpf(cmd, a)
+            return
+        v = direct(cmd, self._fd, s.k.raw if self.key_size else None,
+                   (s.v.raw if self.user_value_size else b"") if cmd == _UPDATE or self._bloom else None, flags)
+        if v is not None:
+            s.vmv[:len(v)] = v
+
     def _found(self, s, cmd, flags):
-        a = s.a_kv
-        a.flags = flags
         try:
-            self._bpf(cmd, a)
+            self._elem(s, cmd, flags)
         except OSError as e:
             if e.errno == _ENOENT:
                 return False
@@ -548,10 +566,8 @@ class Map(Handle):
         try:
             self._put_key(s, key)
             self._put_value(value, s.vmv)
-            a = s.a_kv
-            a.flags = flags
             try:
-                self._bpf(_UPDATE, a)
+                self._elem(s, _UPDATE, flags)
             except OSError as e:
                 raise self._fail(e, _UPDATE) from None
         finally:
@@ -564,7 +580,7 @@ class Map(Handle):
         try:
             self._put_key(s, key)
             try:
-                self._bpf(_DELETE, s.a_k)
+                self._elem(s, _DELETE)
             except OSError as e:
                 raise self._fail(e, _DELETE) from None
         finally:
@@ -631,7 +647,7 @@ class Map(Handle):
         try:
             self._put_key(s, key)
             try:
-                self._bpf(_DELETE, s.a_k)
+                self._elem(s, _DELETE)
             except OSError as e:
                 if e.errno == _ENOENT:
                     raise KeyError(key) from None
@@ -729,10 +745,8 @@ class Map(Handle):
                 for i in range(self.max_entries):
                     s.kmv[:4] = i.to_bytes(4, "little")
                     s.vmv[:self.user_value_size] = bytes(self.user_value_size)
-                    a = s.a_kv
-                    a.flags = 0
                     try:
-                        self._bpf(_UPDATE, a)
+                        self._elem(s, _UPDATE, 0)
                     except OSError as e:
                         raise self._fail(e, _UPDATE) from None
                     n += 1
@@ -755,7 +769,7 @@ class Map(Handle):
         try:
             s.kmv[:self.key_size] = kb
             try:
-                self._bpf(_DELETE, s.a_k)
+                self._elem(s, _DELETE)
             except OSError as e:
                 if e.errno == _ENOENT:
                     return 0

@@ -8,10 +8,39 @@ name and whether it is the kernel's own.
 Each :class:`~bpfemu.kernel.Kernel` has one kernel BTF object, ``vmlinux`` (:func:`vmlinux_object`),
 which takes the first id of the btf idr as on the host, where the kernel registers its own BTF at boot
 (6.18: id 1, ``kernel_btf`` 1, name "vmlinux"). It is held by the kernel for good (``BUILT_IN``), and its
-types are read only when first needed, so creating a Kernel costs nothing.
+types are read only when first needed, so creating a Kernel costs nothing. Where those types are bpfemu's own
+(off Linux, or ``Kernel(btf_vmlinux=None)``), the object also notes the names the kernel looked up there and
+did not find (:meth:`BtfObject.not_described`): what a program needed of the kernel's BTF that bpfemu's does
+not describe, the likely reason a load refused off Linux is accepted on Linux.
 """
 from ..objects import BUILT_IN, BpfObject
-from .vmlinux import VMLINUX_PATH, vmlinux_btf
+from .uapi import KIND_STR
+from .vmlinux import VMLINUX_PATH, is_built_in, vmlinux_btf
+
+
+class BuiltInKernelBtf:
+    """bpfemu's own kernel BTF as one kernel uses it: the shared :class:`~bpfemu.btf.btf.Btf` (every
+    attribute is its), except that :meth:`find_by_name_kind` notes each name it does not find."""
+
+    def __init__(self, btf):
+        self._btf = btf
+        self.missed = {}   # name (bytes) -> {BTF kind} looked up in vain
+        self.found = set()  # names found under some kind
+
+    def find_by_name_kind(self, name, kind):
+        i = self._btf.find_by_name_kind(name, kind)
+        key = name.encode("latin-1") if isinstance(name, str) else bytes(name)
+        if i is not None and i > 0:
+            self.found.add(key)
+        else:
+            self.missed.setdefault(key, set()).add(kind)
+        return i
+
+    def __getattr__(self, name):
+        value = getattr(self._btf, name)
+        if callable(value):
+            setattr(self, name, value)  # bound methods: looked up once
+        return value
 
 
 class BtfObject(BpfObject):
@@ -31,8 +60,22 @@ class BtfObject(BpfObject):
     def btf(self):
         """The :class:`~bpfemu.btf.btf.Btf` of this object (the kernel's is loaded on first use)."""
         if self._btf is None:
-            self._btf = self._loader()
+            b = self._loader()
+            self._btf = BuiltInKernelBtf(b) if self.kernel_btf and is_built_in(b) else b
         return self._btf
+
+    def not_described(self):
+        """The names (str, sorted, with their kinds: ``'struct tcp_sock'``, ``'func dentry_open'``) this
+        kernel looked up in its BTF and did not find, where that BTF is bpfemu's own (off Linux); [] for a
+        kernel BTF read from a kernel's file, whose misses are the kernel's too."""
+        b = self._btf
+        if not isinstance(b, BuiltInKernelBtf):
+            return []
+        out = []
+        for name in sorted(set(b.missed) - b.found):
+            kinds = "/".join(KIND_STR[k].lower() if k < len(KIND_STR) else str(k) for k in sorted(b.missed[name]))
+            out.append("%s %s" % (kinds, name.decode("latin-1")))
+        return out
 
     @property
     def loaded(self):

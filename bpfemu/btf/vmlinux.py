@@ -7,7 +7,10 @@ builds a small BTF of what it emulates: C integer types, the special structs
 of include/uapi/linux/bpf.h (bpf_spin_lock, bpf_timer, ...), the kernel
 structs that referenced kptrs may point to, with their destructor kfuncs.
 Other parts of bpfemu add their own types to the fallback with
-:func:`register_fallback_types` before first use.
+:func:`register_fallback_types` before first use. A kernel whose BTF is the
+fallback notes the names its loads looked up there in vain
+(:meth:`bpfemu.btf.object.BtfObject.not_described`): the kernel types a
+program needs that bpfemu does not describe.
 
 Loading is lazy and cached per path (the blob is immutable and shared by all
 Kernel instances): :func:`vmlinux_btf` reads and indexes the host's file on
@@ -18,6 +21,7 @@ import os
 import threading
 
 from .. import hostenv
+from .. import uapi as UAPI
 from . import uapi as U
 from .btf import lazy_btf
 from .builder import Builder
@@ -45,13 +49,20 @@ def vmlinux_btf(path=VMLINUX_PATH, fallback=True):
                         data = f.read()
                 except OSError:
                     data = None
-            if data is None:
+            built_in = data is None
+            if built_in:
                 if not fallback:
                     return None
                 data = fallback_blob()
             b = lazy_btf(data, name="vmlinux", kernel_btf=True)
+            b.built_in = built_in  # bpfemu's own (is_built_in)
             _cache[key] = b
     return b
+
+
+def is_built_in(btf):
+    """Whether ``btf`` (from :func:`vmlinux_btf`) is the BTF bpfemu builds rather than a kernel's file."""
+    return getattr(btf, "built_in", False)
 
 
 def register_fallback_types(fn):
@@ -80,6 +91,10 @@ _UAPI_STRUCTS = (
 # kernel objects a referenced kptr may hold, with the kfunc that releases them
 _KPTR_TARGETS = (("task_struct", "bpf_task_release_dtor"), ("cgroup", "bpf_cgroup_release_dtor"),
                  ("bpf_cpumask", "bpf_cpumask_release_dtor"))
+
+
+# bpfemu's own task_struct: the task ids it models (what CO-RE programs most often read), at its own offsets
+_TASK_MEMBERS = [("pid", "int", 0), ("tgid", "int", 32)]
 
 
 def fallback_builder():
@@ -116,9 +131,11 @@ def fallback_builder():
     b.ptr(0)
     void_ptr = b.last
     for sname, dtor in _KPTR_TARGETS:
-        b.struct(sname, [], size=8)
+        b.struct(sname, _TASK_MEMBERS if sname == "task_struct" else [], size=8)
         b.func_proto(0, [("p", void_ptr)])
         b.func(dtor, b.last, linkage=U.BTF_FUNC_GLOBAL)
+    for name, values in UAPI.ENUMS.items():     # the uapi enums (bpf_map_type, ...), for CO-RE enum relocations
+        b.enum(name, values)
     for fn in _fallback_hooks:
         fn(b)
     return b

@@ -7,6 +7,8 @@ arch/x86/include/uapi/asm/stat.h, include/uapi/linux/stat.h (statx), statfs64 an
 import platform
 import struct
 
+from .. import hostenv
+
 ARCH = platform.machine()
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH = AUDIT_ARCH_X86_64
@@ -25,7 +27,10 @@ NAMES = {v: k for k, v in NR.items()}
 
 
 def supported():
-    """(True, '') when this machine's ABI is the one described here."""
+    """(True, '') when this machine's ABI is the one described here: Linux (seccomp user notification is how
+    bpfemu exec hears the calls) on x86_64."""
+    if not hostenv.is_linux():
+        return False, "bpfemu exec needs Linux (seccomp user notification): %s" % hostenv.not_linux_reason()
     if ARCH != "x86_64":
         return False, "bpfemu exec knows the x86_64 syscall ABI only (this is %s)" % ARCH
     return True, ""

@@ -106,6 +106,7 @@ class Session:
         self.trees = {}  # listener fd -> Tree
         self.tasks = {}  # tgid -> ExecTask
         self.tgid_of = {}  # tid -> tgid
+        self.unserved = set()  # tgids whose memory could not be reached (said once on the tree's stderr)
         self.current = None  # the notification being answered
         self.current_tree = None
         self.calls = 0
@@ -170,8 +171,14 @@ class Session:
         t = self.tasks.get(tgid)
         if t is None or not t.alive:
             tree = self.current_tree
-            with self.kernel.lock:
-                t = ExecTask(self, tgid, tree.uid, self._caps(tree))
+            try:
+                with self.kernel.lock:
+                    t = ExecTask(self, tgid, tree.uid, self._caps(tree))
+            except OSError as e:  # its memory is out of reach: each of its calls fails with this errno; say why
+                if tgid not in self.unserved:
+                    self.unserved.add(tgid)
+                    tree.say("bpfemu exec: cannot serve process %d: %s\n" % (tgid, e.strerror or e))
+                raise
             self.tasks[tgid] = t
             if tgid not in self.pidfd_of:
                 self._watch(tgid, tree)

@@ -2,7 +2,7 @@
 
 The emulated syscall layer asks a task for four things: its credentials, its memory, its fd
 table (``fdget``, ``fd_install``, ``fdtable.get``) and its working directory. Here the memory is
-the process's own (process_vm_readv/writev on its pid), the fd table is the real one (see
+the process's own (process_vm_readv/writev on its pid, /proc/PID/mem where those are blocked), the fd table is the real one (see
 :mod:`bpfemu.exec.files`: an emulated file is a placeholder fd there), and the working directory
 is the real one (/proc/PID/cwd). The credentials are the emulated ones the session was started
 with (root with every capability by default), whatever the real process has.
@@ -118,3 +118,4 @@ class ExecTask(Task):
             self.alive = False
             if self in self.kernel.tasks:
                 self.kernel.tasks.remove(self)
+        self.mem.close()

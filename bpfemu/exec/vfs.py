@@ -730,7 +730,7 @@ def h_mmap(s, n):
                 raise bpf_error(errno.EPERM, "the map is frozen")
             if m.map_flags & uapi.BPF_F_RDONLY_PROG:
                 raise bpf_error(errno.EACCES, "BPF_F_RDONLY_PROG map")
-        m.map_mmap(round_up(length, PAGE), off // PAGE)  # EINVAL past the values
+        m.map_mmap(round_up(length, PAGE), off // PAGE, bool(prot & abi.PROT_WRITE))  # EINVAL past the values
         mem = m.mmap_area
         if not isinstance(mem, SharedMemory) or mem.ident != ident:
             raise bpf_error(errno.ENODEV, "this map's memory was not made shareable (created outside the session)")

@@ -5,6 +5,7 @@ running architecture (:data:`SYSCALLS`, from the kernel's syscall tables); the r
 mmap, munmap, mprotect, process_vm_readv) are libc functions.
 """
 import ctypes
+import errno
 import os
 import platform
 import threading
@@ -150,6 +151,15 @@ def umount(target):
         raise errno_error(target)
 
 
+AT_FDCWD = -100
+
+
+def renameat2(old, new, flags):
+    """renameat2(AT_FDCWD, old, AT_FDCWD, new, flags) (glibc 2.28+); paths as str."""
+    if libc().renameat2(AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new), ctypes.c_uint(flags)) != 0:
+        raise errno_error(new)
+
+
 class _Statfs(ctypes.Structure):
     _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_long * 15)]
 
@@ -165,6 +175,10 @@ def mmap_fd(fd, length, offset, writable):
     """mmap(MAP_SHARED) of fd in this process, as a :class:`bpfemu.surface.Mapping`."""
     lib = libc()
     prot = PROT_READ | PROT_WRITE if writable else PROT_READ
+    if not isinstance(length, int) or not isinstance(offset, int):
+        raise OSError(errno.EINVAL, strerror(errno.EINVAL))
+    length &= (1 << 64) - 1  # size_t and off_t, as a C caller's values arrive
+    offset = (offset + (1 << 63)) % (1 << 64) - (1 << 63)
     p = lib.mmap(None, length, prot, MAP_SHARED, fd, offset)
     if p in (None, ctypes.c_void_p(-1).value):
         raise errno_error()

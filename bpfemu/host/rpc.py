@@ -25,7 +25,7 @@ import zlib
 from .. import uapi
 from ..caps import cap_set
 from ..syscall.table import COMMANDS, IN, ByKind, PtrArray
-from .libc import Guarded, capset, libc, mount, raw_bpf, resident_runs, statfs, umount
+from .libc import Guarded, capset, libc, mount, raw_bpf, renameat2, resident_runs, statfs, umount
 from .sysinfo import host_possible_cpus
 
 RPC_FD = 1000  # where a child keeps its end of the conversation, away from the low fds
@@ -183,16 +183,43 @@ def unpack_region(item):
     return data, len(data)
 
 
+def _overlapping(regions):
+    """Groups (lists) of the regions whose parent ranges overlap, transitively; the others alone."""
+    groups = []
+    for r in sorted(regions, key=lambda r: r.ptr):
+        if groups and r.ptr < max(g.ptr + g.n for g in groups[-1]):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
 def _fetch(sock, regions):
-    """Ask the parent for its memory, place each copy in guarded memory and point the holder at it."""
+    """Ask the parent for its memory, place each copy in guarded memory and point the holder at it.
+
+    Buffers that overlap in the parent (a batch's keys and values in one array, say) share one copy, so that
+    the kernel's writes through one show through the other as in the parent; a buffer the parent could
+    not read to its end gets a copy of its own that ends at a guard page."""
     send(sock, ("need", [(r.ptr, r.n) for r in regions]))
     for r, (data, length) in zip(regions, map(unpack_region, recv(sock))):
-        r.guard = Guarded.get(r.n)  # zeroed
-        r.addr = r.guard.guard - length if length < r.n else r.guard.base  # short: ends at the guard
         r.length = length
-        if data is not None:
-            ctypes.memmove(r.addr, data, length)
-            r.data = bytearray(data)  # (None: all zeros, nothing to point to)
+        r.data = None if data is None else bytearray(data)  # (None: all zeros, nothing to point to)
+    whole = [r for r in regions if r.length == r.n]
+    for group in _overlapping(whole):
+        lo, hi = min(r.ptr for r in group), max(r.ptr + r.n for r in group)
+        guard = Guarded.get(hi - lo)  # zeroed
+        for r in group:
+            r.addr = guard.base + (r.ptr - lo)
+            if r.data is not None:
+                ctypes.memmove(r.addr, bytes(r.data), r.n)
+        group[0].guard = guard  # freed once
+    for r in regions:
+        if r.length < r.n:  # short: ends at the guard
+            r.guard = Guarded.get(r.n)
+            r.addr = r.guard.guard - r.length
+            if r.data is not None:
+                ctypes.memmove(r.addr, bytes(r.data), r.length)
+    for r in regions:
         packed = struct.pack("<Q", r.addr)
         holder = r.holder
         ctypes.memmove(holder.addr + r.off, packed, 8)
@@ -235,7 +262,8 @@ def child_bpf(sock, cmd, attr_bytes, size, attr_fault):
         return res + (changes,)
     finally:
         for r in fetched:
-            r.guard.free()
+            if r.guard is not None:
+                r.guard.free()
         region.free()
 
 
@@ -244,7 +272,8 @@ def _written(r):
     memory only the pages the kernel touched are read (a 16 MiB log buffer it wrote a line into)."""
     if r.data is not None:
         return diff(r.data, ctypes.string_at(r.addr, r.length))
-    runs = resident_runs(r.guard.base, r.guard.usable) if r.addr == r.guard.base else None
+    alone = r.guard is not None and r.addr == r.guard.base  # (not one of overlapping buffers sharing a copy)
+    runs = resident_runs(r.guard.base, r.guard.usable) if alone else None
     if runs is None:
         return diff_zeros(ctypes.string_at(r.addr, r.length))
     out = []
@@ -326,7 +355,7 @@ def drop(uid, caps):
         capset(bits)
 
 
-_CALLS = {"statfs": statfs, "mount": mount, "umount": umount}  # the rest of "call" is os.<name>
+_CALLS = {"statfs": statfs, "mount": mount, "umount": umount, "renameat2": renameat2}  # the rest of "call" is os.<name>
 
 
 def serve(sock):
@@ -338,13 +367,18 @@ def serve(sock):
             os._exit(0)
         op = req[0]
         try:
+            if op in ("close", "dup", "fdinfo") and req[1] == RPC_FD:
+                raise OSError(errno.EBADF if op != "fdinfo" else errno.ENOENT, "the RPC socket is not the task's")
             if op == "bpf":
                 result = child_bpf(sock, *req[1:])
             elif op == "close":
                 os.close(req[1])
                 result = ("ok", None)
-            elif op == "dup":
-                result = ("ok", os.dup(req[1]))
+            elif op == "dup":  # dup(2) clears close-on-exec, which os.dup sets; F_DUPFD_CLOEXEC keeps it
+                r = os.dup(req[1])
+                if not (len(req) > 2 and req[2]):
+                    os.set_inheritable(r, True)
+                result = ("ok", r)
             elif op == "fds":
                 result = ("ok", open_fds())
             elif op == "recv_fds":
@@ -363,7 +397,7 @@ def serve(sock):
             elif op == "call":
                 fn = _CALLS.get(req[1]) or getattr(os, req[1])
                 result = ("ok", fn(*req[2]))
-                if req[1] == "stat":
+                if req[1] in ("stat", "lstat"):
                     result = ("ok", tuple(result[1]))
             elif op == "fdinfo":
                 with open("/proc/self/fdinfo/%d" % req[1]) as f:
@@ -372,9 +406,10 @@ def serve(sock):
                 result = ("err", errno.EINVAL)
         except OSError as e:
             result = ("err", e.errno)
-        except (OverflowError, ValueError):
-            # an fd or mode no C int can hold: the syscall would see garbage and refuse it
-            result = ("err", errno.EBADF if op in ("close", "dup", "fdinfo") else errno.EINVAL)
+        except (OverflowError, ValueError, TypeError):
+            # an fd or mode no C int can hold (the parent converts them first: this is a last resort,
+            # so that no request can end the child)
+            result = ("err", errno.EBADF if op in ("close", "dup") else errno.EINVAL)
         send(sock, result)
 
 
@@ -399,6 +434,9 @@ def start_serving(sock, uid, caps):
         drop(uid, caps)
     except OSError as e:
         send(sock, ("err", e.errno))
+        os._exit(1)
+    except (OverflowError, ValueError, TypeError, KeyError):
+        send(sock, ("err", errno.EINVAL))
         os._exit(1)
     send(sock, ("ok", os.getpid()))
     serve(sock)

@@ -21,6 +21,36 @@ def host_possible_cpus(path="/sys/devices/system/cpu/possible"):
     return top + 1 if top >= 0 else None
 
 
+def host_kernel_max(path="/sys/devices/system/cpu/kernel_max"):
+    """The highest CPU number the kernel was built for (CONFIG_NR_CPUS - 1), or None."""
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def host_total_memory(path="/proc/meminfo"):
+    """The machine's RAM in bytes (MemTotal: the kernel's totalram_pages), or None."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def host_protected_symlinks(default=0):
+    """The sysctl fs.protected_symlinks, or ``default`` (the kernel's) where it cannot be read."""
+    try:
+        with open("/proc/sys/fs/protected_symlinks") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return default
+
+
 def host_unprivileged_bpf_disabled(default=2):
     """The sysctl kernel.unprivileged_bpf_disabled, or ``default`` where it cannot be read."""
     if not hostenv.is_linux():

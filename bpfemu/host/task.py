@@ -35,10 +35,10 @@ import weakref
 from .. import hostenv, uapi
 from ..errors import strerror
 from ..limits import PAGE_SIZE
-from ..surface import attr_args
+from ..surface import attr_args, c_fd, c_id, c_int, c_mode, c_owner, c_path
 from ..syscall.table import COMMANDS
 from .libc import (CLONE_NEWNS, MACHINE, SYSCALLS, libc, mmap_fd, mount, private_bpffs, raw_bpf, read_partial,
-                   setns, statfs, umount)
+                   renameat2, setns, statfs, umount)
 from .rpc import RPC_FD, open_fds, pack_region, recv, send, start_serving
 
 FD_RETURNING = frozenset(c.cmd for c in COMMANDS.values() if c.returns_fd)
@@ -64,6 +64,21 @@ def available():
     except OSError as e:
         return False, "bpf(BPF_MAP_CREATE) failed: %s" % e
     return True, ""
+
+
+def _cpus(cpus):
+    """A CPU set argument: integers, else EINVAL (EFAULT for something that is no set)."""
+    try:
+        cpus = set(cpus)
+    except TypeError:
+        raise OSError(errno.EFAULT, strerror(errno.EFAULT)) from None
+    if not all(isinstance(c, int) and 0 <= c < 1 << 20 for c in cpus):
+        raise OSError(errno.EINVAL, strerror(errno.EINVAL))
+    return cpus
+
+
+def _uid(uid):
+    return None if uid is None else c_id(uid)
 
 
 def _pidfd(pid):
@@ -116,9 +131,6 @@ class _Surface:
 
     bpffs = None
 
-    def stat(self, path):
-        return os.stat(path)
-
 
 class Host(_Surface):
     """The calling process over the real syscall.
@@ -161,18 +173,21 @@ class Host(_Surface):
     # -- the syscall ------------------------------------------------------------
     def bpf(self, cmd, attr, size=None):
         addr, size = attr_args(attr, size)
-        r = raw_bpf(cmd, addr, size)
+        r = raw_bpf(c_int(cmd), addr, size)
         if cmd in FD_RETURNING:
             self._opened.add(r)
         return r
 
     # -- processes and fds -------------------------------------------------------
     def close(self, fd):
-        os.close(fd)
+        os.close(c_fd(fd))
         self._opened.discard(fd)
 
-    def dup(self, fd):
-        r = os.dup(fd)
+    def dup(self, fd, cloexec=False):
+        """dup(2): close-on-exec clear (Python's os.dup sets it), or set with ``cloexec``."""
+        r = os.dup(c_fd(fd))
+        if not cloexec:
+            os.set_inheritable(r, True)
         self._opened.add(r)
         return r
 
@@ -187,51 +202,82 @@ class Host(_Surface):
 
     def fork(self, uid=None, caps=None):
         """A child process with our fds, in the tasks' namespace (its bpffs at /sys/fs/bpf)."""
-        return HostTask._start(uid=uid, caps=caps, clean=False, bpffs=self.bpffs, ns=self._namespace())
+        return HostTask._start(uid=_uid(uid), caps=caps, clean=False, bpffs=self.bpffs, ns=self._namespace())
 
     def spawn(self, uid=None, caps=None):
         """A fresh child process: fds 0-2 only, like Kernel.spawn(); its bpffs is the tasks' private one at
         /sys/fs/bpf (the machine's where :attr:`private_bpffs` says it cannot be made)."""
-        return HostTask._start(uid=uid, caps=caps, clean=True, bpffs=self.bpffs, ns=self._namespace())
+        return HostTask._start(uid=_uid(uid), caps=caps, clean=True, bpffs=self.bpffs, ns=self._namespace())
 
     def send_fds(self, other, fds):
-        return other._recv_fds(fds)
+        return other._recv_fds([c_fd(fd) for fd in fds])
 
     def fds(self):
         return open_fds(skip=None)
 
+    def sched_setaffinity(self, cpus):
+        """sched_setaffinity(0, cpus) of this process (all its later syscalls run on those CPUs)."""
+        os.sched_setaffinity(0, _cpus(cpus))
+
+    def sched_getaffinity(self):
+        return os.sched_getaffinity(0)
+
     # -- filesystem ----------------------------------------------------------------
     def mkdir(self, path, mode=0o777):
-        os.mkdir(path, mode)
+        os.mkdir(c_path(path), c_mode(mode))
 
     def rmdir(self, path):
-        os.rmdir(path)
+        os.rmdir(c_path(path))
 
     def unlink(self, path):
-        os.unlink(path)
+        os.unlink(c_path(path))
 
-    def rename(self, old, new):
-        os.rename(old, new)
+    def rename(self, old, new, flags=0):
+        """rename(2); with flags, renameat2(2) (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2, RENAME_WHITEOUT 4)."""
+        flags = c_int(flags)
+        if flags:
+            renameat2(c_path(old), c_path(new), flags & 0xFFFFFFFF)
+        else:
+            os.rename(c_path(old), c_path(new))
 
     def listdir(self, path):
-        return sorted(os.listdir(path))
+        return sorted(os.listdir(c_path(path)))
+
+    def stat(self, path):
+        return os.stat(c_path(path))
+
+    def lstat(self, path):
+        return os.lstat(c_path(path))
+
+    def symlink(self, target, path):
+        os.symlink(c_path(target), c_path(path))
+
+    def chmod(self, path, mode):
+        os.chmod(c_path(path), c_mode(mode))
+
+    def chown(self, path, uid, gid):
+        os.chown(c_path(path), c_owner(uid), c_owner(gid))
+
+    def readlink(self, path):
+        return os.readlink(c_path(path))
 
     def open_dir(self, path):
         """An fd of the directory at path (O_RDONLY|O_DIRECTORY), e.g. for BPF_F_PATH_FD."""
-        r = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        r = os.open(c_path(path), os.O_RDONLY | os.O_DIRECTORY)
         self._opened.add(r)
         return r
 
     def statfs(self, path):
-        return statfs(path)
+        return statfs(c_path(path))
 
     def fdinfo(self, fd):
-        with open("/proc/self/fdinfo/%d" % fd) as f:
+        """The text of /proc/self/fdinfo/<fd> (ENOENT when fd is not open)."""
+        with open("/proc/self/fdinfo/%d" % c_int(fd, errno.ENOENT)) as f:
             return f.read()
 
     def mmap(self, fd, length, offset=0, writable=True):
         """mmap(MAP_SHARED) of a map fd: a :class:`bpfemu.surface.Mapping` over the real mapping."""
-        return mmap_fd(fd, length, offset, writable)
+        return mmap_fd(c_fd(fd), length, offset, writable)
 
     def mount_bpffs(self, path=None):
         """Mount a private bpffs (a temp dir by default) and make it self.bpffs."""
@@ -361,6 +407,7 @@ class HostTask(_Surface):
         addr, size = attr_args(attr, size)
         size &= 0xFFFFFFFF
         want = min(size, PAGE_SIZE + 1)
+        cmd = c_int(cmd)
 
         def work():
             data = read_partial(addr, want)
@@ -381,15 +428,24 @@ class HostTask(_Surface):
         return val
 
     def close(self, fd):
-        self._call("close", fd)
+        self._call("close", c_fd(fd))
 
-    def dup(self, fd):
-        return self._call("dup", fd)
+    def dup(self, fd, cloexec=False):
+        return self._call("dup", c_fd(fd), bool(cloexec))
 
     def fds(self):
         return self._call("fds")
 
+    def sched_setaffinity(self, cpus):
+        """sched_setaffinity(0, cpus) in the child: its syscalls then run on those CPUs."""
+        self._call("call", "sched_setaffinity", (0, _cpus(cpus)))
+
+    def sched_getaffinity(self):
+        return set(self._call("call", "sched_getaffinity", (0,)))
+
     def fork(self, uid=None, caps=None):
+        uid = _uid(uid)
+
         def work():
             send(self.sock, ("fork", uid, caps))
             (_status, _pid), fds = recv(self.sock, want_fds=1)
@@ -421,6 +477,7 @@ class HostTask(_Surface):
 
     def send_fds(self, other, fds):
         """SCM_RIGHTS through us: our fds travel to ``other`` over real unix sockets."""
+        fds = [c_fd(fd) for fd in fds]
         got = self._take_fds(fds)
         try:
             if isinstance(other, HostTask):
@@ -482,32 +539,51 @@ class HostTask(_Surface):
 
     # -- filesystem (done in the child, with its credentials) ------------------
     def mkdir(self, path, mode=0o777):
-        self._call("call", "mkdir", (path, mode))
+        self._call("call", "mkdir", (c_path(path), c_mode(mode)))
 
     def rmdir(self, path):
-        self._call("call", "rmdir", (path,))
+        self._call("call", "rmdir", (c_path(path),))
 
     def unlink(self, path):
-        self._call("call", "unlink", (path,))
+        self._call("call", "unlink", (c_path(path),))
 
-    def rename(self, old, new):
-        self._call("call", "rename", (old, new))
+    def rename(self, old, new, flags=0):
+        flags = c_int(flags)
+        if flags:
+            self._call("call", "renameat2", (c_path(old), c_path(new), flags & 0xFFFFFFFF))
+        else:
+            self._call("call", "rename", (c_path(old), c_path(new)))
 
     def listdir(self, path):
-        return sorted(self._call("call", "listdir", (path,)))
+        return sorted(self._call("call", "listdir", (c_path(path),)))
 
     def open_dir(self, path):
         """An fd of the directory at path in the child (O_RDONLY|O_DIRECTORY)."""
-        return self._call("call", "open", (path, os.O_RDONLY | os.O_DIRECTORY))
+        return self._call("call", "open", (c_path(path), os.O_RDONLY | os.O_DIRECTORY))
 
     def stat(self, path):
-        return os.stat_result(self._call("call", "stat", (path,)))
+        return os.stat_result(self._call("call", "stat", (c_path(path),)))
+
+    def lstat(self, path):
+        return os.stat_result(self._call("call", "lstat", (c_path(path),)))
+
+    def symlink(self, target, path):
+        self._call("call", "symlink", (c_path(target), c_path(path)))
+
+    def chmod(self, path, mode):
+        self._call("call", "chmod", (c_path(path), c_mode(mode)))
+
+    def chown(self, path, uid, gid):
+        self._call("call", "chown", (c_path(path), c_owner(uid), c_owner(gid)))
+
+    def readlink(self, path):
+        return self._call("call", "readlink", (c_path(path),))
 
     def statfs(self, path):
-        return self._call("call", "statfs", (path,))
+        return self._call("call", "statfs", (c_path(path),))
 
     def fdinfo(self, fd):
-        return self._call("fdinfo", fd)
+        return self._call("fdinfo", c_int(fd, errno.ENOENT))
 
     def mount_bpffs(self, path):
         """Mount another bpffs at ``path``, in the child's mount namespace (what kernel.mount_bpffs is to an
@@ -517,12 +593,35 @@ class HostTask(_Surface):
     def umount(self, path):
         self._call("call", "umount", (path,))
 
+    @property
+    def comm(self):
+        """The child's task->comm (what bpf_get_current_comm gives its programs)."""
+        with open("/proc/%d/comm" % self.pid, "rb") as f:
+            return f.read().rstrip(b"\n")
+
+    @property
+    def gid(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("Gid:"):
+                    return int(line.split()[1])
+        raise OSError(3, "no such task")
+
+    @property
+    def uid(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+        raise OSError(3, "no such task")
+
     def mmap(self, fd, length, offset=0, writable=True):
         """mmap of the child's map fd, made in *our* address space so the caller can touch it.
 
         The child passes the fd (the same open file, so the same mode) over SCM_RIGHTS and we map
         that; the mapping pins the map and counts as its writer exactly as the child's would.
         """
+        fd = c_fd(fd)
         got = self._take_fds([fd])
         try:
             return mmap_fd(got[0], length, offset, writable)

@@ -2,10 +2,12 @@
 PERF_EVENT_ARRAY, CGROUP_ARRAY) and ARRAY_OF_MAPS.
 
 Every index below max_entries always exists and starts zeroed. Storage is
-sparse (a dict of the indices ever written), so a huge max_entries costs
-nothing until it is used. The one exception is an ARRAY created with
-BPF_F_MMAPABLE: userspace may map its values, so they live in one flat
-buffer laid out as the kernel lays them out (element i at i * round_up
+sparse (a dict of the indices ever written or looked up by a program, each a
+bytearray that keeps its place for the map's life: array values are updated in
+place, so a program's pointer, LOOKUP and UPDATE all see one value), so a huge
+max_entries costs nothing until it is used. The one exception is an ARRAY
+created with BPF_F_MMAPABLE: userspace may map its values, so they live in one
+flat buffer laid out as the kernel lays them out (element i at i * round_up
 (value_size, 8), the whole region page-aligned). That buffer is anonymous
 memory, which the host OS only backs with pages once they are touched.
 
@@ -19,8 +21,9 @@ import struct
 
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
-from ..limits import INT_MAX, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, page_align, round_up
 from ..btf import uapi as B
+from ..limits import INT_MAX, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, S32_MAX, page_align, round_up
+from ..objects import fdget
 from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, bpf_map_area_mmapable_alloc, fd_of_kind,
                       generic_map_lookup_batch, generic_map_update_batch, index_next_key, int_bits_at_0,
                       map_check_no_btf, map_flags_access_ok, u32)
@@ -59,10 +62,17 @@ class ArrayMap(BpfMap):
     def alloc_check(cls, attr, task):
         array_map_alloc_check(attr)
 
+    @classmethod
+    def map_alloc(cls, kernel, attr, task):
+        """array_map_alloc: bypass_spec_v1 from the creator (the verifier reads it for tail calls)."""
+        m = cls(kernel, attr)
+        m.bypass_spec_v1 = task.perfmon_capable()
+        return m
+
     def __init__(self, kernel, attr):
         super().__init__(kernel, attr)
         self.elem_size = round_up(self.value_size, 8)
-        self.values = {}  # index -> user-layout value bytes (not mmapable)
+        self.values = {}  # index -> user-layout value bytearray (not mmapable), updated in place
         self.data = None  # the flat value area of an mmapable array
         if attr.map_flags & uapi.BPF_F_MMAPABLE:
             self.data = bpf_map_area_mmapable_alloc(kernel, round_up(self.max_entries * self.elem_size, PAGE_SIZE))
@@ -102,7 +112,43 @@ class ArrayMap(BpfMap):
         if self.data is not None:
             off = i * self.elem_size
             return self.data[off:off + self.value_size]
-        return self.values.get(i) or self.zero_value()
+        v = self.values.get(i)
+        return bytes(v) if v is not None else self.zero_value()
+
+    def _storage(self, i):
+        """The bytearray of element i (made zeroed on first use)."""
+        v = self.values.get(i)
+        if v is None:
+            v = self.values[i] = bytearray(self.zero_value())
+        return v
+
+    def value_region(self, key, cpu=0):
+        """array_map_lookup_elem / percpu_array_map_lookup_elem: element i's storage (CPU cpu's copy)."""
+        i = self._index(key)
+        if i >= self.max_entries:
+            return None
+        if self.data is not None:
+            return self.data, i * self.elem_size
+        return self._storage(i), cpu * self.elem_size if self.percpu else 0
+
+    def prog_update(self, key, value, flags, cpu=0):
+        """array_map_update_elem from a program: a per-CPU array writes this CPU's copy only."""
+        if not self.percpu:
+            return BpfMap.prog_update(self, key, value, flags, cpu)
+        if (flags & ~uapi.BPF_F_LOCK) > uapi.BPF_EXIST:
+            raise bpf_error(errno.EINVAL, "bad update flags")
+        i = self._index(key)
+        if i >= self.max_entries:
+            raise bpf_error(errno.E2BIG, "index %d out of range" % i)
+        if flags & uapi.BPF_NOEXIST:
+            raise bpf_error(errno.EEXIST, "array elements always exist")
+        off = cpu * self.elem_size
+        self._storage(i)[off:off + self.value_size] = bytes(value[:self.value_size])
+
+    def for_each_elem(self, cpu=0):
+        """bpf_for_each_array_elem: every index in order."""
+        for i in range(self.max_entries):
+            yield struct.pack("<I", i), self.value_region(struct.pack("<I", i), cpu)
 
     def update(self, key, value, flags):
         if (flags & ~uapi.BPF_F_LOCK) > uapi.BPF_EXIST or (self.percpu and flags > uapi.BPF_EXIST):
@@ -118,8 +164,12 @@ class ArrayMap(BpfMap):
             off = i * self.elem_size
             self.data[off:off + self.value_size] = bytes(value[:self.value_size])
             return
-        # per-CPU: each CPU's slot is copied whole, padding included (copy_map_value_long)
-        self.values[i] = bytes(value)
+        # per-CPU: each CPU's slot is copied whole, padding included (copy_map_value_long); in place
+        v = self.values.get(i)
+        if v is None:
+            self.values[i] = bytearray(value)
+        else:
+            v[:] = value
 
     def delete(self, key):
         raise bpf_error(errno.EINVAL, "array elements cannot be deleted")
@@ -127,7 +177,7 @@ class ArrayMap(BpfMap):
     def get_next_key(self, key):
         return index_next_key(key, self.max_entries)
 
-    def map_mmap(self, length, pgoff):
+    def map_mmap(self, length, pgoff, writable=True):
         """array_map_mmap: the memory a mapping of ``length`` bytes at page ``pgoff`` sees (EINVAL if not
         allowed)."""
         if self.data is None:
@@ -197,6 +247,13 @@ class FdArray(ObjMap):
     def user_value_size(self):
         return 4
 
+    @classmethod
+    def map_alloc(cls, kernel, attr, task):
+        """fd_array_map_alloc (array_map_alloc): bypass_spec_v1 from the creator."""
+        m = cls(kernel, attr)
+        m.bypass_spec_v1 = task.perfmon_capable()
+        return m
+
     def mem_usage(self, count=None):
         """struct bpf_array, then one pointer per slot."""
         return self.kernel.profile.size("bpf_array") + self.max_entries * 8
@@ -223,10 +280,57 @@ class FdArray(ObjMap):
 
 
 class ProgArray(FdArray):
+    """PROG_ARRAY (prog_array_map_ops): programs by index, held by the map; the first program stored (or
+    loaded with the map) makes the owner every later one must match (the program object decides)."""
+
+    prog_owner = None   # struct bpf_map_owner: set by the program object's map_compatible
+
     def lookup_sys(self, key, flags):
-        if u32(key) >= self.max_entries or u32(key) not in self.slots:
+        """prog_fd_array_sys_lookup_elem: the program's id."""
+        prog = self.slots.get(u32(key)) if u32(key) < self.max_entries else None
+        if prog is None:
             raise bpf_error(errno.ENOENT)
-        return struct.pack("<I", self.slots[u32(key)])  # pragma: no cover (no progs)
+        return struct.pack("<I", prog.id)
+
+    def update_sys(self, task, key, value, flags):
+        """bpf_fd_array_map_update_elem with prog_fd_array_get_ptr."""
+        if flags != uapi.BPF_ANY:
+            raise bpf_error(errno.EINVAL, "fd arrays only take BPF_ANY")
+        i = u32(key)
+        if i >= self.max_entries:
+            raise bpf_error(errno.E2BIG, "index out of range")
+        fd = u32(value)
+        prog = fdget(task, fd if fd <= S32_MAX else -1, "prog").obj
+        if prog.type == uapi.BPF_PROG_TYPE_EXT or not prog.map_compatible(self):
+            raise bpf_error(errno.EINVAL, "program type does not match the program array's owner")
+        prog.hold(self)
+        old = self.slots.get(i)
+        self.slots[i] = prog
+        if old is not None:
+            old.release(self)
+
+    def delete(self, key):
+        i = u32(key)
+        if i >= self.max_entries:
+            raise bpf_error(errno.E2BIG, "index out of range")
+        old = self.slots.pop(i, None)
+        if old is None:
+            raise bpf_error(errno.ENOENT)
+        old.release(self)
+
+    def held_objects(self):
+        return list(self.slots.values())
+
+    def tail_call_image(self, index):
+        """What a tail call into slot ``index`` runs: the image of the program there, or None."""
+        prog = self.slots.get(index)
+        return None if prog is None else prog.image
+
+    def on_free(self):
+        progs, self.slots = list(self.slots.values()), {}
+        for p in progs:
+            p.release(self)
+        super().on_free()
 
 
 class PerfEventArray(FdArray):

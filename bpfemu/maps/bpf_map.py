@@ -155,12 +155,24 @@ def _read_or_none(ctx, addr, n):
         return None
 
 
+_DEFAULT_LOOKUP_SYS = set()  # lookups that stand for BpfMap.lookup_sys in a subclass
+
+
 class BpfMap(BpfObject):
     """A map: struct bpf_map's fields and the declared op set (see the module docstring)."""
 
     kind = "map"
     percpu = False
     unbounded = False  # no max_entries: the local storage types keep one element per owner object
+
+    def __init_subclass__(cls, **kw):
+        # a type whose lookup_sys is the default (the op itself) answers the syscall with its lookup
+        # directly: one call less on every BPF_MAP_LOOKUP_ELEM
+        super().__init_subclass__(**kw)
+        ls = cls.lookup_sys
+        if ls is BpfMap.lookup_sys or ls in _DEFAULT_LOOKUP_SYS:
+            cls.lookup_sys = cls.lookup
+            _DEFAULT_LOOKUP_SYS.add(cls.lookup)
 
     # -- creation and teardown -------------------------------------------------
     @classmethod
@@ -187,6 +199,7 @@ class BpfMap(BpfObject):
         self.btf_key_type_id = self.btf_value_type_id = self.btf_vmlinux_value_type_id = 0
         self.btf = None
         self.record = None  # BTF special fields (spin lock, timers...)
+        self.bypass_spec_v1 = False  # set by array maps from their creator's capabilities
 
     def map_check_btf(self, btf, key_type, value_type):
         """The type's ``map_check_btf`` op: its own check of the key and value types (``btf`` a Btf,
@@ -320,6 +333,61 @@ class BpfMap(BpfObject):
         """A bloom filter's map_peek_elem: None when value may be in the set, ENOENT when it is not."""
         raise bpf_error(ENOTSUPP)
 
+    # -- the program side: what the helpers of a running program call --------------------------
+    # A program sees a map's values in place: a lookup gives a pointer into the map's own storage (the
+    # memory model maps ``buf`` into the program's address space), so what the program writes, LOOKUP and
+    # mmap read, and the other way round. These ops never import the program side: they answer buffers.
+    def value_region(self, key, cpu=0):
+        """map_lookup_elem from a program: where the value of ``key`` lives, as ``(buf, off)``: ``buf`` a
+        mutable buffer the map owns (a bytearray, or the mmap of an mmapable array) that keeps its size for
+        as long as the element lives, and ``off`` the offset of the ``value_size`` bytes CPU ``cpu`` sees
+        (per-CPU maps: that CPU's copy). None when there is no element (the helper returns NULL).
+        The default finds nothing (queues, stacks and the fd maps return no value pointers)."""
+        return None
+
+    def prog_update(self, key, value, flags, cpu=0):
+        """map_update_elem from a program (the op itself, not the syscall's wrapper): ``value`` is
+        ``value_size`` bytes; a per-CPU map writes CPU ``cpu``'s copy only. Special fields are never copied
+        from the program's value."""
+        if self.record is not None:
+            value = self.obj_init(value)
+        self.update(key, value, flags)
+
+    def prog_delete(self, key):
+        """map_delete_elem from a program."""
+        self.delete(key)
+
+    def for_each_elem(self, cpu=0):
+        """map_for_each_callback: yields ``(key bytes, (buf, off))`` for each element in the map's order, as
+        :meth:`value_region` gives them; a type without the op yields nothing (the verifier only lets
+        programs call bpf_for_each_map_elem on types that have it)."""
+        return iter(())
+
+    # struct bpf_map as x86-64 6.18 lays it out (and struct bpf_array's fields after it): what a program
+    # reads through a map pointer (CONST_PTR_TO_MAP loads such as map->max_entries)
+    KERNEL_STRUCT_SIZE = 512
+    KERNEL_OPS_BASE = 0xFFFFFFFF82A00000  # where the emulated kernel's bpf_map_ops tables "are"
+
+    def kernel_struct(self):
+        """The bytes of the map's kernel struct a program may read (``struct bpf_map`` first, then the
+        type's own fields): ops (a kernel-looking address per type), type, sizes, flags, id, name, NUMA
+        node, BTF ids, bypass_spec_v1, frozen; an array's elem_size and index_mask."""
+        b = bytearray(self.KERNEL_STRUCT_SIZE)
+        struct.pack_into("<Q", b, 40, self.KERNEL_OPS_BASE + 0x100 * self.map_type)
+        struct.pack_into("<IIIIQII", b, 64, self.map_type, self.key_size, self.value_size, self.max_entries,
+                         self.map_extra, self.map_flags, self.id)
+        struct.pack_into("<iIII", b, 104, self.numa_node, self.btf_key_type_id, self.btf_value_type_id,
+                         self.btf_vmlinux_value_type_id)
+        b[136:136 + len(self.name)] = self.name
+        b[256] = 1 if self.bypass_spec_v1 else 0
+        b[257] = 1 if self.frozen else 0
+        if self.map_type in (uapi.BPF_MAP_TYPE_ARRAY, uapi.BPF_MAP_TYPE_PERCPU_ARRAY, uapi.BPF_MAP_TYPE_PROG_ARRAY,
+                             uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY, uapi.BPF_MAP_TYPE_CGROUP_ARRAY,
+                             uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS):
+            mask = (1 << max(0, (self.max_entries - 1).bit_length())) - 1
+            struct.pack_into("<II", b, 296, round_up(self.value_size, 8), mask)
+        return bytes(b)
+
     # -- what the syscall layer calls --------------------------------------------------
     def lookup_sys(self, key, flags):
         """bpf_map_copy_value: the value userspace sees (fd maps answer ids)."""
@@ -350,9 +418,40 @@ class BpfMap(BpfObject):
     def delete_batch(self, ctx, b):
         raise bpf_error(ENOTSUPP, "%s maps have no delete_batch" % self.type_name())
 
+    def update_many(self, task, kbuf, vbuf, count, flags):
+        """``count`` updates of the keys and values laid end to end in ``kbuf`` and ``vbuf`` (the body of
+        generic_map_update_batch once a chunk is copied in), in order, stopping at the first error:
+        (how many succeeded, the OSError or None). A type may do them together, with the same result."""
+        ks, vs = self.key_size, self.user_value_size
+        update = self.update_sys
+        ko = vo = 0
+        for i in range(count):
+            try:
+                update(task, kbuf[ko:ko + ks], vbuf[vo:vo + vs], flags)
+            except OSError as e:
+                return i, e
+            ko += ks
+            vo += vs
+        return count, None
+
+    def delete_many(self, kbuf, count):
+        """``count`` deletes of the keys laid end to end in ``kbuf`` (generic_map_delete_batch), in order,
+        stopping at the first error: (how many succeeded, the OSError or None)."""
+        ks = self.key_size
+        delete = self.delete
+        ko = 0
+        for i in range(count):
+            try:
+                delete(kbuf[ko:ko + ks])
+            except OSError as e:
+                return i, e
+            ko += ks
+        return count, None
+
     # -- whole-map ops -------------------------------------------------------------------
-    def map_mmap(self, length, pgoff):
-        """The memory a mapping of ``length`` bytes at page ``pgoff`` sees."""
+    def map_mmap(self, length, pgoff, writable=True):
+        """The memory a mapping of ``length`` bytes at page ``pgoff`` sees (``writable``: a PROT_WRITE
+        mapping, which some types refuse for some pages)."""
         raise bpf_error(ENOTSUPP, "%s maps cannot be mapped" % self.type_name())
 
     @property
@@ -493,12 +592,10 @@ def generic_map_update_batch(m, ctx, b):
                     update(task, key, value, flags)
                     cp += 1
                 continue
-            ko = vo = 0
-            for _ in range(c):
-                update(task, kbuf[ko:ko + ks], vbuf[vo:vo + vs], flags)
-                ko += ks
-                vo += vs
-                cp += 1
+            done, err = m.update_many(task, kbuf, vbuf, c, flags)
+            cp += done
+            if err is not None:
+                raise err
     finally:
         ctx.put("batch.count", cp)
     return 0
@@ -520,11 +617,10 @@ def generic_map_delete_batch(m, ctx, b):
                     delete(ctx.read(keys + cp * ks, ks))
                     cp += 1
                 continue
-            ko = 0
-            for _ in range(c):
-                delete(kbuf[ko:ko + ks])
-                ko += ks
-                cp += 1
+            done, err = m.delete_many(kbuf, c)
+            cp += done
+            if err is not None:
+                raise err
     finally:
         ctx.put("batch.count", cp)
     return 0

@@ -4,7 +4,6 @@ import struct
 
 from .. import uapi as F
 from ..errors import bpf_error
-from ..limits import NR_CPUS
 from .bpf_map import ObjMap, map_check_no_btf, index_next_key, prog_fd, u32
 
 
@@ -15,8 +14,8 @@ class CpuMap(ObjMap):
         if (attr.max_entries == 0 or attr.key_size != 4 or attr.value_size not in (4, 8)
                 or attr.map_flags & ~F.BPF_F_NUMA_NODE):
             raise bpf_error(errno.EINVAL, "cpumap: key 4, value 4 or 8, only BPF_F_NUMA_NODE")
-        if attr.max_entries > NR_CPUS:
-            raise bpf_error(errno.E2BIG, "more entries than NR_CPUS")
+        if attr.max_entries > kernel.nr_cpus:
+            raise bpf_error(errno.E2BIG, "more entries than NR_CPUS (%d)" % kernel.nr_cpus)
         super().__init__(kernel, attr)
 
     def mem_usage(self, count=None):

@@ -10,17 +10,17 @@ HASH_OF_MAPS values and BPF_F_LOCK updates, which are replaced in place.
 GET_NEXT_KEY and the batch commands walk buckets in index order and each bucket
 from its head, so with BPF_F_ZERO_SEED the order is the kernel's.
 
-A full map refuses a new key with E2BIG; an LRU map instead evicts its oldest
-element, and does so before looking the key up, as the kernel takes a free node
-first. Which element the kernel evicts depends on its per-CPU free lists (it may
-even evict before the map is full); only the invariants are the contract.
+A full map refuses a new key with E2BIG. An LRU map never does: an update takes
+a node from the LRU lists (:mod:`bpfemu.maps.bpf_lru_list`) before it looks the
+key up, and that may evict other elements, in batches and before the map is
+full, depending on the CPU the update runs on (``Task.cpu``); the model is the
+kernel's, deterministic for a given sequence of calls and CPUs.
 
 Only buckets that hold something exist (memory follows the elements, not
 max_entries); ``_nonempty`` keeps their indices sorted for the walks.
 """
 import errno
 import struct
-from collections import OrderedDict
 from itertools import islice
 
 from sortedcontainers import SortedList
@@ -28,8 +28,9 @@ from sortedcontainers import SortedList
 from .. import uapi
 from ..caps import CAP_SYS_ADMIN
 from ..errors import ENOTSUPP, bpf_error
-from ..jhash import htab_map_hash
+from ..jhash import htab_map_hash, jhash_many
 from ..limits import KMALLOC_MAX_SIZE, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, round_up, roundup_pow_of_two
+from .bpf_lru_list import Lru
 from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, batch_elem_flags, generic_map_delete_batch, generic_map_update_batch,
                       map_check_no_btf,
                       map_flags_access_ok)
@@ -46,10 +47,18 @@ HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uap
 
 
 class Elem:
+    """An element (struct htab_elem)."""
+
     __slots__ = ("key", "value", "bucket", "hash")
 
     def __init__(self, key, value, h, bucket):
         self.key, self.value, self.hash, self.bucket = key, value, h, bucket
+
+
+class LruElem(Elem):
+    """An element of an LRU map, which is also a node of its LRU lists (struct bpf_lru_node)."""
+
+    __slots__ = ("lru_prev", "lru_next", "lru_type", "ref", "cpu")
 
 
 class HashMap(BpfMap):
@@ -107,7 +116,10 @@ class HashMap(BpfMap):
         self.elems = {}  # key bytes -> Elem
         self.buckets = {}  # bucket index -> [Elem, ...] head first
         self._nonempty = SortedList()
-        self.lru_order = OrderedDict() if self.lru else None  # key -> None, oldest first
+        self.lru_list = None
+        if self.lru:
+            self.lru_list = Lru(self.max_entries, kernel.ncpus, bool(attr.map_flags & uapi.BPF_F_NO_COMMON_LRU),
+                                self._lru_del_from_htab)
 
     def count(self):
         return len(self.elems)
@@ -153,9 +165,6 @@ class HashMap(BpfMap):
         else:
             b.insert(0, elem)
         self.elems[elem.key] = elem
-        if self.lru_order is not None:
-            self.lru_order[elem.key] = None
-            self.lru_order.move_to_end(elem.key)
 
     def _unlink(self, elem):
         b = self.buckets[elem.bucket]
@@ -165,23 +174,54 @@ class HashMap(BpfMap):
             self._nonempty.remove(elem.bucket)
         if self.elems.get(elem.key) is elem:
             del self.elems[elem.key]
-            if self.lru_order is not None:
-                self.lru_order.pop(elem.key, None)
         self.free_value(elem.value)
 
     def free_value(self, value):
         """Drop what a stored value holds (of-maps release the inner map)."""
 
     # -- values ----------------------------------------------------------------
+    # An element's value is a bytearray of its own, which a program's lookup maps in place (the element's
+    # storage): replacing a key's value makes a new element (a new bytearray), as the kernel allocates a
+    # new htab_elem; in-place updates (per-CPU, BPF_F_LOCK) replace the stored value between program runs.
     def to_kernel_value(self, value):
-        """Userspace value bytes -> stored value.
+        """Userspace value bytes -> stored value (a bytearray the element owns).
 
         Per-CPU values are kept in the user layout: the kernel copies each CPU's
         round_up(value_size, 8) bytes whole, padding included."""
-        return bytes(value)
+        return bytearray(value)
 
     def to_user_value(self, stored):
-        return stored
+        return bytes(stored)
+
+    def value_region(self, key, cpu=0):
+        """htab_map_lookup_elem (and the per-CPU and LRU variants): the element's value storage."""
+        e = self.elems.get(bytes(key))
+        if e is None:
+            return None
+        return e.value, round_up(self.value_size, 8) * cpu if self.percpu else 0
+
+    def prog_update(self, key, value, flags, cpu=0):
+        """htab_percpu_map_update_elem from a program (onallcpus false): a new element gets ``value`` on
+        CPU ``cpu`` and zeroes on the others; an existing one has that CPU's copy overwritten in place."""
+        if not self.percpu:
+            return BpfMap.prog_update(self, key, value, flags, cpu)
+        key = bytes(key)
+        stride = round_up(self.value_size, 8)
+        off = stride * cpu
+        old = self.elems.get(key)
+        if old is not None and not self.lru and flags in (uapi.BPF_ANY, uapi.BPF_EXIST):
+            old.value[off:off + self.value_size] = bytes(value[:self.value_size])
+            return
+        full = bytearray(old.value) if old is not None else bytearray(stride * self.kernel.ncpus)
+        full[off:off + self.value_size] = bytes(value[:self.value_size])
+        self.update(key, full, flags)  # a new element, or an LRU update (the LRU lists take their node)
+
+    def for_each_elem(self, cpu=0):
+        """bpf_for_each_hash_elem: buckets in index order, each from its head; the callback may delete."""
+        off = round_up(self.value_size, 8) * cpu if self.percpu else 0
+        for b in list(self._nonempty):
+            for e in list(self.buckets.get(b, ())):
+                yield e.key, (e.value, off)
 
     # -- ops ---------------------------------------------------------------------
     def lookup(self, key, flags=0):
@@ -198,15 +238,70 @@ class HashMap(BpfMap):
         self.check_update_flags(flags)
         key = bytes(key)
         stored = self.to_kernel_value(value)
-        self.insert(key, stored, flags)
+        if self.lru:
+            self._lru_update(key, stored, flags)
+        else:
+            self.insert(key, stored, flags)
+
+    # -- LRU (htab_lru_map_update_elem, __htab_lru_percpu_map_update_elem) -------------------------------
+    def _lru_del_from_htab(self, elem):
+        """htab_lru_map_delete_node: the LRU lists give up elem; remove it from the table if it is there."""
+        if self.elems.get(elem.key) is not elem:
+            return False
+        self._unlink(elem)
+        return True
+
+    def _lru_update(self, key, stored, flags):
+        """Take a node first (which may evict, even elements of the key updated), then check the flags
+        against what is left; a node not used goes back. LRU_HASH replaces the element (the new one has
+        its reference bit set), LRU_PERCPU_HASH updates a present key in place (setting its bit) and
+        takes no node for BPF_EXIST."""
+        if flags > uapi.BPF_EXIST:
+            raise bpf_error(errno.EINVAL, "bad update flags")
+        h = htab_map_hash(key, self.hashrnd)
+        new = None
+        if not (self.percpu and flags == uapi.BPF_EXIST):
+            new = self.lru_list.pop_free(self.kernel.smp_processor_id(),
+                                         lambda: LruElem(key, stored, h, h & (self.n_buckets - 1)))
+            if new is None:
+                raise bpf_error(errno.ENOMEM, "no free LRU node for this CPU")
+        old = self.elems.get(key)
+        try:
+            if old is not None and flags == uapi.BPF_NOEXIST:
+                raise bpf_error(errno.EEXIST)
+            if old is None and flags == uapi.BPF_EXIST:
+                raise bpf_error(errno.ENOENT)
+        except OSError:
+            if new is not None:
+                self.lru_list.push_free(new)
+            raise
+        if old is not None and self.percpu:
+            old.ref = 1
+            old.value = stored
+            if new is not None:
+                self.lru_list.push_free(new)
+            return
+        if old is None:
+            self._add_head(new)
+            return
+        new.ref = 1
+        self._replace(old, new)
+        self.lru_list.push_free(old)
+
+    def _replace(self, old, new):
+        """new takes the head of old's bucket and old leaves it (hlist add head, then del)."""
+        b = self.buckets[old.bucket]
+        i = b.index(old)  # Elem has no __eq__: index() finds this very object
+        if i:
+            del b[i]
+            b.insert(0, new)
+        else:
+            b[0] = new
+        self.elems[new.key] = new
+        self.free_value(old.value)
 
     def insert(self, key, stored, flags):
         mode = flags & ~uapi.BPF_F_LOCK
-        if self.lru and len(self.elems) >= self.max_entries and not (self.percpu and mode == uapi.BPF_EXIST):
-            # An LRU update takes a free node before it looks the key up (LRU_PERCPU_HASH
-            # not for BPF_EXIST). In a full map that evicts, even when the key is present or
-            # the update then fails on its flags: the kernel (6.18) does the same.
-            self._evict()
         old = self.elems.get(key)
         if old is not None and mode == uapi.BPF_NOEXIST:
             raise bpf_error(errno.EEXIST)
@@ -217,8 +312,6 @@ class HashMap(BpfMap):
             # copied into the existing element: its place in the bucket stays
             self.free_value(old.value)
             old.value = stored
-            if self.lru_order is not None:  # the kernel sets the node's reference bit
-                self.lru_order.move_to_end(key)
             return
         if old is None:
             if len(self.elems) >= self.max_entries:
@@ -230,28 +323,122 @@ class HashMap(BpfMap):
             return
         # the old element leaves; the new one takes the head of the same bucket (which so stays
         # non-empty: _nonempty is left alone)
-        b = self.buckets[old.bucket]
-        new = Elem(key, stored, old.hash, old.bucket)
-        i = b.index(old)  # Elem has no __eq__: index() finds this very object
-        if i:
-            del b[i]
-            b.insert(0, new)
-        else:
-            b[0] = new
-        self.elems[key] = new
-        if self.lru_order is not None:
-            self.lru_order.move_to_end(key)
-        self.free_value(old.value)
+        self._replace(old, Elem(key, stored, old.hash, old.bucket))
 
-    def _evict(self):
-        victim_key = next(iter(self.lru_order))
-        self._unlink(self.elems[victim_key])
+    # -- many elements at once (the batch commands) -------------------------------------------
+    def _plain(self):
+        """A HASH map whose updates are exactly check_update_flags + insert of the value bytes (no LRU, no
+        per-CPU values, no special fields, not a subclass with its own values)."""
+        return type(self) is HashMap and not self.lru and not self.percpu and self.record is None
+
+    def update_many(self, task, kbuf, vbuf, count, flags):
+        """BpfMap.update_many, for a plain hash map with the hashes of all the keys computed together
+        (jhash_many) and the non-empty bucket index updated once; the elements land as one by one."""
+        if not self._plain() or count < 16:
+            return super().update_many(task, kbuf, vbuf, count, flags)
+        ks, vs = self.key_size, self.value_size
+        try:
+            self.check_update_flags(flags)
+        except OSError as e:
+            return 0, e
+        mode = flags & ~uapi.BPF_F_LOCK  # BPF_F_LOCK never gets here: the map has no spin lock
+        hashes = jhash_many(kbuf, ks, count, self.hashrnd)
+        elems, buckets, nb1, max_entries = self.elems, self.buckets, self.n_buckets - 1, self.max_entries
+        grow = None if self.prealloc else self.kernel.memcg.grow
+        new_buckets = []
+        ko = vo = 0
+        i = 0
+        try:
+            for i in range(count):
+                key = kbuf[ko:ko + ks]
+                old = elems.get(key)
+                if old is None:
+                    if mode == uapi.BPF_EXIST:
+                        raise bpf_error(errno.ENOENT)
+                    if len(elems) >= max_entries:
+                        raise bpf_error(errno.E2BIG, "map is full")
+                    if grow is not None:
+                        grow(self)
+                    h = hashes[i]
+                    bi = h & nb1
+                    e = elems[key] = Elem(key, vbuf[vo:vo + vs], h, bi)
+                    b = buckets.get(bi)
+                    if b is None:
+                        buckets[bi] = [e]
+                        new_buckets.append(bi)
+                    else:
+                        b.insert(0, e)
+                else:
+                    if mode == uapi.BPF_NOEXIST:
+                        raise bpf_error(errno.EEXIST)
+                    b = buckets[old.bucket]
+                    e = elems[key] = Elem(key, vbuf[vo:vo + vs], old.hash, old.bucket)
+                    j = b.index(old)
+                    if j:
+                        del b[j]
+                        b.insert(0, e)
+                    else:
+                        b[0] = e
+                ko += ks
+                vo += vs
+        except OSError as e:
+            return i, e
+        finally:
+            if new_buckets:
+                self._nonempty.update(new_buckets)
+        return count, None
+
+    def delete_many(self, kbuf, count):
+        """BpfMap.delete_many for a plain hash map, with the emptied buckets leaving the non-empty bucket
+        index together."""
+        if not self._plain() or count < 16:
+            return super().delete_many(kbuf, count)
+        ks = self.key_size
+        elems, buckets = self.elems, self.buckets
+        emptied = []
+        ko = 0
+        i = 0
+        try:
+            for i in range(count):
+                e = elems.pop(kbuf[ko:ko + ks], None)
+                if e is None:
+                    raise bpf_error(errno.ENOENT)
+                b = buckets[e.bucket]
+                if len(b) == 1:
+                    del buckets[e.bucket]
+                    emptied.append(e.bucket)
+                else:
+                    del b[b.index(e)]
+                ko += ks
+        except OSError as e:
+            return i, e
+        finally:
+            self._drop_buckets(emptied)
+        return count, None
+
+    def _drop_buckets(self, emptied):
+        """Take the buckets ``emptied`` out of the non-empty bucket index, one by one or by a rebuild."""
+        if not emptied:
+            return
+        ne = self._nonempty
+        if len(emptied) * 8 < len(ne):
+            for bi in emptied:
+                ne.remove(bi)
+        else:
+            gone = set(emptied)
+            self._nonempty = SortedList(bi for bi in ne if bi not in gone)
+
+    def _free_elem(self, e):
+        """An element left the table: an LRU map's node goes back to its free list."""
+        if self.lru_list is not None:
+            self.lru_list.push_free(e)
 
     def delete(self, key):
         e = self.elems.get(bytes(key))
         if e is None:
             raise bpf_error(errno.ENOENT)
         self._unlink(e)
+        self._free_elem(e)
 
     def lookup_and_delete(self, key, flags):
         if (flags & ~uapi.BPF_F_LOCK) or (self.percpu and flags):
@@ -261,6 +448,7 @@ class HashMap(BpfMap):
             raise bpf_error(errno.ENOENT)
         value = self.to_user_value(e.value)
         self._unlink(e)
+        self._free_elem(e)
         return value
 
     def lookup_and_delete_sys(self, key, flags):
@@ -317,51 +505,66 @@ class HashMap(BpfMap):
         gather = kbase + bound * ks <= vbase or vbase + bound * vs <= kbase
         kdone = vdone = 0  # end of the pages written so far in the key/value areas
         pk, pv, p0 = [], [], 0  # gathered keys and values, from element p0 on
+        cls = type(self)
+        # the stored value is what userspace sees (no per-CPU layout, no object behind it)
+        raw_values = cls.batch_value is HashMap.batch_value and cls.to_user_value is HashMap.to_user_value
         bv = self.batch_value
         unlink = self._unlink
         buckets = self.buckets
-        for batch in todo:
-            bucket = buckets[batch]
-            n = len(bucket)
-            if n > max_count - total:
-                if total == 0:
-                    err = errno.ENOSPC
-                break
-            if n == 1:
-                e = bucket[0]
-                kparts, vparts = [e.key], [bv(e)]
+        elems = self.elems
+        # a plain map's emptied buckets leave the non-empty index together at the end (every bucket the
+        # batch deletes from is emptied whole)
+        fast_delete = do_delete and self._plain()
+        emptied = []
+        try:
+            for batch in todo:
+                bucket = buckets[batch]
+                n = len(bucket)
+                if n > max_count - total:
+                    if total == 0:
+                        err = errno.ENOSPC
+                    break
+                if n == 1:
+                    e = bucket[0]
+                    kparts, vparts = [e.key], [e.value if raw_values else bv(e)]
+                else:
+                    kparts = [e.key for e in bucket]
+                    vparts = [e.value for e in bucket] if raw_values else [bv(e) for e in bucket]
                 if do_delete:
-                    unlink(e)
+                    if fast_delete:
+                        del buckets[batch]
+                        emptied.append(batch)
+                        for e in bucket:
+                            del elems[e.key]
+                    else:
+                        for e in list(bucket):
+                            unlink(e)
+                            self._free_elem(e)
+                kaddr, vaddr = kbase + total * ks, vbase + total * vs
+                kend, vend = kaddr + n * ks, vaddr + n * vs
+                if gather and kend <= kdone and vend <= vdone:
+                    pk += kparts
+                    pv += vparts
+                else:
+                    if pk:
+                        ctx.write(kbase + p0 * ks, b"".join(pk))
+                        ctx.write(vbase + p0 * vs, b"".join(pv))
+                        pk, pv = [], []
+                    ctx.write(kaddr, b"".join(kparts))
+                    kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
+                    ctx.write(vaddr, b"".join(vparts))
+                    vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
+                    p0 = total + n
+                total += n
+                batch += 1
+                if batch >= self.n_buckets:
+                    err = errno.ENOENT
+                    break
             else:
-                elems = list(bucket)
-                kparts = [e.key for e in elems]
-                vparts = [bv(e) for e in elems]
-                if do_delete:
-                    for e in elems:
-                        unlink(e)
-            kaddr, vaddr = kbase + total * ks, vbase + total * vs
-            kend, vend = kaddr + n * ks, vaddr + n * vs
-            if gather and kend <= kdone and vend <= vdone:
-                pk += kparts
-                pv += vparts
-            else:
-                if pk:
-                    ctx.write(kbase + p0 * ks, b"".join(pk))
-                    ctx.write(vbase + p0 * vs, b"".join(pv))
-                    pk, pv = [], []
-                ctx.write(kaddr, b"".join(kparts))
-                kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
-                ctx.write(vaddr, b"".join(vparts))
-                vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
-                p0 = total + n
-            total += n
-            batch += 1
-            if batch >= self.n_buckets:
+                batch = self.n_buckets  # no non-empty bucket left
                 err = errno.ENOENT
-                break
-        else:
-            batch = self.n_buckets  # no non-empty bucket left
-            err = errno.ENOENT
+        finally:
+            self._drop_buckets(emptied)
         if pk:
             ctx.write(kbase + p0 * ks, b"".join(pk))
             ctx.write(vbase + p0 * vs, b"".join(pv))
@@ -398,8 +601,9 @@ class HashMap(BpfMap):
             out.append("%r: %d elements indexed, %d in buckets" % (self, len(self.elems), seen))
         if list(self._nonempty) != sorted(self.buckets):
             out.append("%r: non-empty bucket index out of date" % (self,))
-        if self.lru_order is not None and set(self.lru_order) != set(self.elems):
-            out.append("%r: LRU list and elements differ" % (self,))
+        if self.lru_list is not None:
+            out.extend("%r: %s" % (self, p) for p in self.lru_list.self_check(list(self.elems.values()),
+                                                                                self.max_entries))
         return out
 
 

@@ -68,7 +68,7 @@ class LpmTrieMap(BpfMap):
         super().__init__(kernel, attr)
         self.data_size = attr.key_size - 4
         self.max_prefixlen = self.data_size * 8
-        self.entries = {}  # prefix bits -> (stored key bytes, value)
+        self.entries = {}  # prefix bits -> (stored key bytes, value bytearray)
         self.order = []    # sorted order_key() of every entry
 
     def count(self):
@@ -95,15 +95,27 @@ class LpmTrieMap(BpfMap):
             raise bpf_error(errno.EINVAL, "prefixlen %d above %d" % (plen, self.max_prefixlen))
         return prefix_bits(data, plen)
 
-    def lookup(self, key, flags=0):
+    def _match(self, key):
+        """The entry of the longest stored prefix that key's prefix starts with, or None."""
         plen, data = self._split(key)
         if plen <= self.max_prefixlen:
             bits = prefix_bits(data, plen)
             for n in range(plen, -1, -1):
                 hit = self.entries.get(bits[:n])
                 if hit is not None:
-                    return hit[1]
-        raise bpf_error(errno.ENOENT)
+                    return hit
+        return None
+
+    def lookup(self, key, flags=0):
+        hit = self._match(key)
+        if hit is None:
+            raise bpf_error(errno.ENOENT)
+        return bytes(hit[1])
+
+    def value_region(self, key, cpu=0):
+        """trie_lookup_elem from a program: the matched node's value (an update makes a new node)."""
+        hit = self._match(key)
+        return None if hit is None else (hit[1], 0)
 
     def update(self, key, value, flags):
         if flags > uapi.BPF_EXIST:
@@ -119,7 +131,7 @@ class LpmTrieMap(BpfMap):
                 raise bpf_error(errno.ENOSPC, "the trie is full")
             self.kernel.memcg.grow(self)  # ENOMEM past the memory limit
             bisect.insort(self.order, order_key(bits))
-        self.entries[bits] = (bytes(key), bytes(value))
+        self.entries[bits] = (bytes(key), bytearray(value))
 
     def delete(self, key):
         bits = self._stored_prefix(key)

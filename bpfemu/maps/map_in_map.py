@@ -82,3 +82,11 @@ class OfMaps:
 
     def free_value(self, inner):
         inner.release(self)
+
+    def inner_map(self, key):
+        """map_lookup_elem of a map of maps from a program: the inner map stored under key, or None."""
+        if self.map_type == uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS:
+            i = struct.unpack("<I", bytes(key[:4]))[0]
+            return self.slots.get(i)
+        e = self.elems.get(bytes(key))
+        return None if e is None else e.value

@@ -28,6 +28,11 @@ from .insn import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_
                    BPF_RSH, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG, BPF_XOR, Insn, flatten)
 from .memory import ACCESS_ERRORS, M32, M64, MAX_CALL_FRAMES, PAGE_MASK, PAGE_SHIFT, S, U, Fault, Memory
 
+
+class NotEmulated(Fault):
+    """The program reached something the emulator does not model (a helper or kfunc without an
+    implementation, a kernel symbol): the test run fails with EINVAL saying what, instead of guessing."""
+
 MAX_TAIL_CALL_CNT = 33        # include/linux/bpf.h
 BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto budget per call frame (the interpreter's; see docs/kernel-notes.md)
 BPF_FUNC_tail_call = 12
@@ -322,19 +327,27 @@ class RunCtx:
     many it executed.
     """
 
-    def __init__(self, mem=None, helpers=None, kfuncs=None, cpu=0, skb=None, kernel=None, insn_budget=None):
+    def __init__(self, mem=None, helpers=None, kfuncs=None, cpu=0, skb=None, kernel=None, insn_budget=None,
+                 prog=None, task=None):
         self.mem = mem if mem is not None else Memory()
         self.helpers = helpers if helpers is not None else {}
         self.kfuncs = kfuncs if kfuncs is not None else {}
         self.cpu = cpu
         self.skb = skb
         self.kernel = kernel
+        self.prog = prog      # the program running (struct bpf_prog: its stream, its maps)
+        self.task = task      # the task the program runs for (``current``: pid, uid, comm)
         self.tail_call_cnt = 0
         self.insn_budget = insn_budget
         self.insn_count = 0  # instructions the reference interpreter executed in this run
         self._ldv = {}
         self._objs = None
+        self._values = {}     # id(buffer) -> Region: map value storage mapped into this run
         self.depth = 0  # the call frame a helper was called from (set before callback helpers)
+        self.locks = []       # bpf_spin_lock addresses held (the verifier pairs lock and unlock)
+        self.retval = 0       # bpf_set_retval's value (cgroup programs)
+        self.redirect = None  # where bpf_redirect*() sent the packet (bpf_redirect_info)
+        self.cgroup_storage = {}  # cgroup storage map -> the storage a test run allocates for it
 
     def ld_imm64(self, image, pc):
         """The 64-bit value of the pseudo ``ld_imm64`` at ``pc`` of ``image`` in this run."""
@@ -348,17 +361,32 @@ class RunCtx:
             v = self._ldv[key] = fn(self) & M64
         return v
 
-    def object_addr(self, obj, kind="map"):
+    def object_addr(self, obj, kind="map", content=None):
         """The address of kernel object ``obj`` (a map, for a map pointer) in this run's address space,
-        mapped on first use as a region of ``kind`` (what ``ld_imm64`` of a map fd resolves to)."""
+        mapped on first use as a region of ``kind`` (what ``ld_imm64`` of a map fd resolves to). A map's
+        region holds its ``struct bpf_map`` as the program may read it (``obj.kernel_struct()``); other
+        objects' regions hold ``content`` (read-only), or nothing."""
         objs = self._objs
         if objs is None:
             objs = self._objs = {}
         addr = objs.get(id(obj))
         if addr is None:
-            _, addr = self.mem.add_buffer(kind, b"", obj=obj, name=kind)
+            if content is None:
+                content = obj.kernel_struct() if kind == "map" else b""
+            _, addr = self.mem.add_buffer(kind, bytes(content), obj=obj, name=kind)
             objs[id(obj)] = addr
         return addr
+
+    def map_value_addr(self, m, where):
+        """The address of a value of map ``m`` in this run: ``where`` is ``(buf, off)`` as the map's
+        ``value_region`` gives it; ``buf`` (the map's own storage) is mapped once per run, so the program
+        reads and writes the very bytes LOOKUP and mmap see."""
+        buf, off = where
+        r = self._values.get(id(buf))
+        if r is None:
+            r, _ = self.mem.add_buffer("map_value", buf, obj=m, name=m.name.decode("latin-1", "replace"))
+            self._values[id(buf)] = r
+        return r.base + off
 
     def func_addr(self, image, pc):
         """The address of the subprogram of ``image`` starting at ``pc`` (``ld_imm64`` with
@@ -388,20 +416,22 @@ class RunCtx:
     def helper(self, func_id):
         fn = self.helpers.get(func_id)
         if fn is None:
-            raise Fault("helper %d is not implemented" % func_id)
+            raise NotEmulated("helper %d is not implemented by bpfemu" % func_id)
         return fn
 
     def kfunc(self, btf_id, off):
         fn = self.kfuncs.get((btf_id, off))
         if fn is None:
-            raise Fault("kfunc btf_id %d (module %d) is not implemented" % (btf_id, off))
+            raise NotEmulated("kfunc btf_id %d (module %d) is not implemented by bpfemu" % (btf_id, off))
         return fn
 
     def tail_call(self, map_addr, index):
         """JMP_TAIL_CALL: the Image to continue with, or None to fall through (counting as the kernel does:
         an index out of range does not count, an empty slot does)."""
-        index &= M32
         array = self.mem.object_at(map_addr, "map")
+        if not array.bypass_spec_v1 and index >= array.max_entries:
+            return None  # the verifier's 64-bit bounds check before tail calls through maps of unprivileged creators
+        index &= M32
         if index >= array.max_entries:
             return None
         if self.tail_call_cnt >= MAX_TAIL_CALL_CNT:

@@ -21,12 +21,14 @@ The arguments:
 Duration: the kernel reports the mean wall time of one run in ns. The emulator reads the kernel's clock
 (time the test controls), so it is 0 unless a helper or the test moves that clock during the run.
 """
+import ctypes
 import errno
 import struct
 
 from .. import uapi
 from ..errors import ENOTSUPP, bpf_error
 from .core import RunCtx, bpf_prog_run
+from .funcs.filter import csum_fold, csum_partial
 from .memory import M32, Memory, Region
 
 PAGE_SIZE = 4096
@@ -57,6 +59,7 @@ BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 BPF_F_TEST_SKB_CHECKSUM_COMPLETE = 1 << 2
 
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
+CHECKSUM_NONE, CHECKSUM_UNNECESSARY, CHECKSUM_COMPLETE, CHECKSUM_PARTIAL = 0, 1, 2, 3
 
 
 def skb_data_align(n):
@@ -100,10 +103,14 @@ class TestAttr:
     __slots__ = ("prog_fd", "retval", "data_size_in", "data_size_out", "data_in", "data_out", "repeat",
                  "duration", "ctx_size_in", "ctx_size_out", "ctx_in", "ctx_out", "flags", "cpu", "batch_size")
 
+    _LAYOUT = struct.Struct("<IIIIQQIIIIQQIII")   # struct bpf_attr's test member, in __slots__ order
+
     def __init__(self, attr):
         t = attr.test
-        for name in self.__slots__:
-            setattr(self, name, int(getattr(t, name)))
+        vals = self._LAYOUT.unpack(bytes(t)[:self._LAYOUT.size]) if isinstance(t, ctypes.Structure) else [
+            int(getattr(t, name)) for name in self.__slots__]
+        for name, v in zip(self.__slots__, vals):
+            setattr(self, name, v)
 
 
 def bpf_prog_test_run(prog, ctx):
@@ -203,22 +210,42 @@ def _clock(ctx):
     return clock() if clock is not None else 0
 
 
-def new_run(prog, ctx, mem, cpu=0, skb=None):
-    """The RunCtx of one invocation of ``prog`` inside a test run."""
-    return RunCtx(mem, helpers=prog.helpers, cpu=cpu, skb=skb, kernel=ctx.kernel)
+def current_cpu(ctx):
+    """The CPU the calling task runs on (a test run of most types stays there: migrate_disable)."""
+    return getattr(ctx.task, "cpu", 0)
 
 
-def bpf_test_run(prog, ctx, ta, mem, ctx_addr, skb=None, cpu=0):
+def new_run(prog, ctx, mem, cpu=None, skb=None):
+    """The RunCtx of one invocation of ``prog`` inside a test run, for the calling task on its CPU (or
+    ``cpu``)."""
+    return RunCtx(mem, helpers=prog.helpers, cpu=current_cpu(ctx) if cpu is None else cpu, skb=skb,
+                  kernel=ctx.kernel, prog=prog, task=ctx.task)
+
+
+def prog_run(prog, ctx, run, ctx_addr):
+    """bpf_prog_run: one run of the program, counted in run_cnt/run_time_ns while BPF_ENABLE_STATS is on
+    (the time from the kernel's clock); returns R0."""
+    kernel = ctx.kernel
+    if not kernel.stats_enabled:
+        run.tail_call_cnt = 0
+        return bpf_prog_run(prog.image, run, ctx_addr)
+    t0 = kernel.clock.mono
+    run.tail_call_cnt = 0
+    r0 = bpf_prog_run(prog.image, run, ctx_addr)
+    prog.run_cnt += 1
+    prog.run_time_ns += kernel.clock.mono - t0
+    return r0
+
+
+def bpf_test_run(prog, ctx, ta, mem, ctx_addr, skb=None, cpu=None):
     """Run the program ``repeat`` times (at least once) on the same context; (retval of the last run as u32,
     mean duration in ns)."""
     repeat = ta.repeat or 1
     t0 = _clock(ctx)
     retval = 0
-    image = prog.image
     run = new_run(prog, ctx, mem, cpu=cpu, skb=skb)
     for _ in range(repeat):
-        run.tail_call_cnt = 0
-        retval = bpf_prog_run(image, run, ctx_addr) & M32
+        retval = prog_run(prog, ctx, run, ctx_addr) & M32
     dt = _clock(ctx) - t0
     return retval, (dt // repeat) & M32
 
@@ -263,6 +290,11 @@ class SkBuff:
         self.data_end = None       # bpf_compute_data_pointers: set for direct packet access types
         self.region = None         # the packet: the whole buffer, head at region.base
         self.sk_family = 0
+        self.csum = 0              # __wsum, meaningful with ip_summed CHECKSUM_COMPLETE
+        self.ip_summed = CHECKSUM_NONE
+        self.csum_level = 0
+        self.sw_hash = self.l4_hash = 0
+        self.sk_cookie = 0
         self.ctx = bytearray(SK_BUFF_SIZE)  # struct __sk_buff as the program sees it
 
     @property
@@ -274,7 +306,7 @@ class SkBuff:
                 "priority", "ingress_ifindex", "ifindex", "tc_index", "hash", "tc_classid", "napi_id",
                 "family", "wire_len", "gso_segs", "gso_size")
     _ATTR = {"ingress_ifindex": "skb_iif", "family": "sk_family", "wire_len": "pkt_len"}
-    _WRITABLE = ("mark", "priority", "tc_index", "queue_mapping", "tc_classid", "hash")
+    _WRITABLE = ("mark", "priority", "tc_index", "queue_mapping", "tc_classid")
 
     def sync_ctx(self):
         """Write the skb's state into the __sk_buff the program reads (before a run, after a helper changed
@@ -308,6 +340,36 @@ class SkBuff:
 
     def pull(self, n):
         self.data += n
+
+    def expand(self, head, tail):
+        """pskb_expand_head: make room for ``head`` bytes before data and ``tail`` after the tail (a new,
+        larger buffer when the current one is short; offsets move with it)."""
+        nhead = max(0, head - self.data)
+        end = len(self.buf) - TAILROOM
+        ntail = max(0, tail - (end - self.tail))
+        if not nhead and not ntail:
+            return
+        nhead = (nhead + NET_SKB_PAD - 1) // NET_SKB_PAD * NET_SKB_PAD if nhead else 0
+        buf = bytearray(nhead) + self.buf[:end] + bytearray(ntail) + self.buf[end:]
+        self.buf = buf
+        for name in ("data", "tail", "mac_header", "network_header", "transport_header"):
+            v = getattr(self, name)
+            if v is not None:
+                setattr(self, name, v + nhead)
+        if self.data_end is not None:
+            self.data_end = self.tail
+
+    def resync(self, run):
+        """After a helper changed the skb: take back what the program wrote into its __sk_buff, map the
+        packet again if its buffer moved, and rewrite the context (bpf_compute_data_pointers)."""
+        self.read_ctx()
+        if self.data_end is not None:
+            self.data_end = self.tail
+        if self.region.buf is not self.buf:
+            run.mem.remove(self.region)
+            self.region = Region("packet", self.buf, obj=self, name="skb")
+            run.mem.add(self.region)
+        self.sync_ctx()
 
 
 def eth_type_trans(skb):
@@ -425,7 +487,8 @@ def bpf_prog_test_run_skb(prog, ta, ctx):
         skb.data_end = skb.tail
     convert___skb_to_skb(skb, c)
     if ta.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE:
-        pass  # the checksum is computed over data the program does not change in phase 1
+        skb.csum = csum_partial(bytes(data[skb.network_header:skb.tail]), 0)   # skb_checksum from the L3 header
+        skb.ip_summed = CHECKSUM_COMPLETE
     mem = Memory()
     skb.region = Region("packet", data, obj=skb, name="skb")
     mem.add(skb.region)
@@ -435,11 +498,15 @@ def bpf_prog_test_run_skb(prog, ta, ctx):
     skb.read_ctx()
     if not is_l2:
         if skb.data < ETH_HLEN:
-            raise bpf_error(errno.ENOMEM, "no headroom for the Ethernet header")
+            skb.expand(ETH_HLEN, 0)
         skb.push(ETH_HLEN)
-        data[skb.data:skb.data + ETH_HLEN] = bytes(ETH_HLEN)
+        skb.buf[skb.data:skb.data + ETH_HLEN] = bytes(ETH_HLEN)
+    if ta.flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE:
+        now = csum_partial(bytes(skb.buf[skb.network_header:skb.tail]), 0)
+        if csum_fold(skb.csum) != csum_fold(now):
+            raise bpf_error(errno.EBADMSG, "the program left skb->csum out of step with the packet")
     convert_skb_to___skb(skb, c)
-    out = data[skb.data:skb.tail]
+    out = skb.buf[skb.data:skb.tail]
     bpf_test_finish(ctx, ta, out, len(out), retval, duration)
     return bpf_ctx_finish(ctx, ta, c, SK_BUFF_SIZE)
 
@@ -449,12 +516,13 @@ def bpf_prog_test_run_skb(prog, ta, ctx):
 class XdpBuff:
     """``struct xdp_buff``: offsets into ``buf`` for data_meta, data and data_end, plus the frags."""
 
-    def __init__(self, buf, data_meta, data, data_end, frags):
+    def __init__(self, buf, data_meta, data, data_end, frags, data_hard_end=None):
         self.buf = buf
         self.data_meta = data_meta
         self.data = data
         self.data_end = data_end
         self.frags = frags
+        self.data_hard_end = len(buf) - TAILROOM if data_hard_end is None else data_hard_end
         self.ingress_ifindex = LOOPBACK_IFINDEX
         self.rx_queue_index = 0
         self.region = None         # the packet: the whole buffer, data_hard_start at region.base
@@ -466,6 +534,46 @@ class XdpBuff:
         struct.pack_into("<IIIIII", self.ctx, 0, base + self.data, base + self.data_end, base + self.data_meta,
                          self.ingress_ifindex, self.rx_queue_index, 0)
 
+    def resync(self, run):
+        """After a helper moved data, data_meta or data_end: rewrite the xdp_md."""
+        self.sync_ctx()
+
+    @property
+    def buff_len(self):
+        """xdp_get_buff_len: the linear part and the frags."""
+        return self.data_end - self.data + sum(len(f) for f in self.frags)
+
+    def _pieces(self):
+        yield self.buf, self.data, self.data_end
+        for f in self.frags:
+            yield f, 0, len(f)
+
+    def read(self, off, n):
+        """n bytes at offset off of the frame (linear part, then frags)."""
+        out = bytearray()
+        for b, lo, hi in self._pieces():
+            size = hi - lo
+            if off < size and n:
+                k = min(n, size - off)
+                out += b[lo + off:lo + off + k]
+                n -= k
+                off = 0
+            else:
+                off -= size
+        return bytes(out)
+
+    def write(self, off, data):
+        pos = 0
+        for b, lo, hi in self._pieces():
+            size = hi - lo
+            if off < size and pos < len(data):
+                k = min(len(data) - pos, size - off)
+                b[lo + off:lo + off + k] = data[pos:pos + k]
+                pos += k
+                off = 0
+            else:
+                off -= size
+
 
 def bpf_test_run_xdp_live(prog, ctx, ta, xdp):
     """Live frames: each of ``repeat`` runs sees a fresh copy of the frame (as the kernel's page pool gives
@@ -475,14 +583,14 @@ def bpf_test_run_xdp_live(prog, ctx, ta, xdp):
     t0 = _clock(ctx)
     for _ in range(repeat):
         buf = bytearray(xdp.buf)
-        copy = XdpBuff(buf, xdp.data_meta, xdp.data, xdp.data_end, [])
+        copy = XdpBuff(buf, xdp.data_meta, xdp.data, xdp.data_end, [], xdp.data_hard_end)
         copy.ingress_ifindex, copy.rx_queue_index = xdp.ingress_ifindex, xdp.rx_queue_index
         mem = Memory()
         copy.region = Region("packet", buf, obj=copy, name="xdp")
         mem.add(copy.region)
         copy.sync_ctx()
         _, ctx_addr = mem.add_buffer("ctx", copy.ctx, obj=copy, name="xdp_md", readonly=True)
-        bpf_prog_run(prog.image, new_run(prog, ctx, mem), ctx_addr)
+        prog_run(prog, ctx, new_run(prog, ctx, mem), ctx_addr)
     return ((_clock(ctx) - t0) // repeat) & M32
 
 
@@ -525,7 +633,7 @@ def bpf_prog_test_run_xdp(prog, ta, ctx):
     if ta.data_size_in - meta_sz < ETH_HLEN:
         raise bpf_error(errno.EINVAL, "frame shorter than an Ethernet header")
     data = bpf_test_init(ctx, ta, linear_sz, max_linear_sz, headroom, TAILROOM)
-    xdp = XdpBuff(data, headroom, headroom, headroom + linear_sz, [])
+    xdp = XdpBuff(data, headroom, headroom, headroom + linear_sz, [], headroom + max_linear_sz)
     if c is not None:
         ingress_ifindex, rx_queue_index, egress_ifindex = struct.unpack_from("<III", c, 12)
         if egress_ifindex:
@@ -575,7 +683,7 @@ def bpf_prog_test_run_raw_tp(prog, ta, ctx):
     if not on_cpu and ta.cpu != 0:
         raise bpf_error(errno.EINVAL, "cpu without BPF_F_TEST_RUN_ON_CPU")
     args = bytearray(ctx.read(ta.ctx_in, ta.ctx_size_in)) if ta.ctx_size_in else None
-    cpu = 0
+    cpu = None  # the calling task's CPU
     if on_cpu:
         ncpus = ctx.kernel.ncpus if ctx.kernel is not None else 1
         if ta.cpu >= ncpus:
@@ -586,7 +694,7 @@ def bpf_prog_test_run_raw_tp(prog, ta, ctx):
     if args is not None:
         _, ctx_addr = mem.add_buffer("ctx", args, name="raw_tp args")
     run = new_run(prog, ctx, mem, cpu=cpu)
-    retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+    retval = prog_run(prog, ctx, run, ctx_addr) & M32
     ctx.put("test.retval", retval)
     return 0
 
@@ -605,7 +713,7 @@ def bpf_prog_test_run_syscall(prog, ta, ctx):
         c = bytearray(ctx.read(ta.ctx_in, ta.ctx_size_in))
         _, ctx_addr = mem.add_buffer("ctx", c, name="syscall ctx")
     run = new_run(prog, ctx, mem)
-    retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+    retval = prog_run(prog, ctx, run, ctx_addr) & M32
     ctx.put("test.retval", retval)
     if c is not None:
         ctx.write(ta.ctx_in, bytes(c))
@@ -658,8 +766,7 @@ def bpf_prog_test_run_flow_dissector(prog, ta, ctx):
         keys[10:12] = proto                              # n_proto (network order, as stored)
         struct.pack_into("<HH", keys, 0, ETH_HLEN, ETH_HLEN)  # nhoff, thoff
         struct.pack_into("<I", keys, FLOW_KEYS_FLAGS, flags)
-        run.tail_call_cnt = 0
-        retval = bpf_prog_run(prog.image, run, ctx_addr) & M32
+        retval = prog_run(prog, ctx, run, ctx_addr) & M32
         nhoff, thoff = struct.unpack_from("<HH", keys, 0)
         nhoff = min(max(nhoff, ETH_HLEN), hlen)
         thoff = min(max(thoff, nhoff), hlen)
@@ -711,8 +818,7 @@ def bpf_prog_test_run_sk_lookup(prog, ta, ctx):
     run = new_run(prog, ctx, mem)
     retval = SK_PASS
     for _ in range(repeat):
-        run.tail_call_cnt = 0
-        retval = SK_DROP if bpf_prog_run(prog.image, run, ctx_addr) & M32 == SK_DROP else SK_PASS
+        retval = SK_DROP if prog_run(prog, ctx, run, ctx_addr) & M32 == SK_DROP else SK_PASS
     duration = ((_clock(ctx) - t0) // repeat) & M32
     c[:8] = bytes(8)  # cookie: no socket selected
     bpf_test_finish(ctx, ta, b"", 0, retval, duration)

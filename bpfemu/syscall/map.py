@@ -11,17 +11,32 @@ from ..caps import CAP_NET_ADMIN
 from ..errors import ENOTSUPP, bpf_error
 from ..limits import NR_NODE_IDS, NUMA_NO_NODE, SHA256_DIGEST_SIZE
 from ..maps.bpf_types import MAP_TYPES, NET, UNPRIV
-from ..objects import FMODE_READ, FMODE_WRITE
+from ..objects import FMODE_READ, FMODE_WRITE, fdget
 from .common import get_file_flag, new_fd, obj_name_cpy
-from .table import command
+from .table import COMMANDS, command
 
 BPF_F_ACCESS = uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY
 ELEM_LOCK = uapi.BPF_F_LOCK
+BLOOM_FILTER = uapi.BPF_MAP_TYPE_BLOOM_FILTER
 
 
-def map_get(ctx, field="map_fd"):
-    """__bpf_map_get of the fd in attr field ``field``: (open file, map)."""
-    f = ctx.fdget(field)
+def map_get(ctx, field="map_fd", fd=None):
+    """__bpf_map_get of the fd in attr field ``field`` (``fd``: its value, when decoded): (open file, map)."""
+    f = ctx.fdget(field, fd)
+    return f, f.obj
+
+
+def map_fdget(task, entry, fd):
+    """__bpf_map_get of the decoded ``map_fd`` of command ``entry``: (open file, map); the common case
+    (an open map fd) without a call, the errors (EBADF, EINVAL) as the table declares them."""
+    slot = task.fdtable.get(fd)
+    if slot is not None:
+        f = slot[0]
+        m = f.obj
+        if f.kind == "map" and m is not None:
+            return f, m
+    d = entry.fds["map_fd"]
+    f = fdget(task, fd, d.kinds, d.wrong, d.closed)
     return f, f.obj
 
 
@@ -34,7 +49,8 @@ def sys_perms(f, m):
 
 
 def need(f, m, mode):
-    if sys_perms(f, m) & mode != mode:
+    """EPERM unless the fd's sys perms (:func:`sys_perms`) include ``mode``."""
+    if f.mode & mode != mode or (m.frozen and mode & FMODE_WRITE):
         raise bpf_error(errno.EPERM, "fd lacks %s permission%s" % (
             "read" if mode == FMODE_READ else "write" if mode == FMODE_WRITE else "read/write",
             " (map is frozen)" if m.frozen and mode & FMODE_WRITE else ""))
@@ -52,6 +68,14 @@ def copy_key(ctx, m, ukey):
     if ukey:
         raise bpf_error(errno.EINVAL, "this map type takes no key")
     return None
+
+
+def copy_key_value(ctx, m, ukey, uvalue):
+    """__bpf_copy_key then the value's copy (map_update_elem): (key, value) read in one go when there is a
+    key (EFAULT whichever is bad, as the kernel's two copies give; reads have no side effects)."""
+    if m.key_size:
+        return ctx.read2(ukey, m.key_size, uvalue, m.user_value_size)
+    return copy_key(ctx, m, ukey), ctx.read(uvalue, m.user_value_size)
 
 
 # -- MAP_CREATE ---------------------------------------------------------------
@@ -131,71 +155,158 @@ def map_create(ctx):
 
 # -- element commands ---------------------------------------------------------
 
+# Each element command in two halves around its copies: the checks before the key is copied in
+# (flags, fd, permissions: their order decides which errno wins) and the map operation after. The
+# syscall handlers copy from and to the caller's memory between them; :func:`map_elem_owned` runs
+# the same halves on bytes the caller owns (the typed Map API on an emulated task).
+
+def lookup_check(task, entry, map_fd, flags):
+    """map_lookup_elem up to the key copy: (file, map)."""
+    if flags & ~ELEM_LOCK:
+        raise bpf_error(errno.EINVAL, "unknown lookup flags")
+    f, m = map_fdget(task, entry, map_fd)
+    if not f.mode & FMODE_READ:
+        need(f, m, FMODE_READ)
+    if flags & ELEM_LOCK:
+        check_lock_flag(m, flags)
+    return f, m
+
+
+def write_check(task, entry, map_fd, flags=0):
+    """map_update_elem/map_delete_elem up to the key copy: (file, map)."""
+    f, m = map_fdget(task, entry, map_fd)
+    if not f.mode & FMODE_WRITE or m.frozen:
+        need(f, m, FMODE_WRITE)
+    if flags & ELEM_LOCK:
+        check_lock_flag(m, flags)
+    return f, m
+
+
+def lookup_and_delete_check(task, entry, map_fd, flags):
+    """map_lookup_and_delete_elem up to the key copy: (file, map)."""
+    if flags & ~ELEM_LOCK:
+        raise bpf_error(errno.EINVAL, "unknown flags")
+    f, m = map_fdget(task, entry, map_fd)
+    need(f, m, FMODE_READ | FMODE_WRITE)
+    if flags & ELEM_LOCK:
+        check_lock_flag(m, flags)
+    return f, m
+
+
+def check_lookup_and_delete_type(kernel, m):
+    """map_lookup_and_delete_elem after the key copy: the map types this kernel version serves (ENOTSUPP)."""
+    if m.map_type not in kernel.profile.lookup_and_delete_types:
+        raise bpf_error(ENOTSUPP, "%s does not serve lookup-and-delete of %s maps" % (
+            kernel.profile.version, m.type_name()))
+
+
 @command(uapi.BPF_MAP_LOOKUP_ELEM)
 def map_lookup_elem(ctx):
-    a = ctx.attr
-    if a.flags & ~ELEM_LOCK:
-        raise bpf_error(errno.EINVAL, "unknown lookup flags")
-    f, m = map_get(ctx)
-    need(f, m, FMODE_READ)
-    check_lock_flag(m, a.flags)
-    key = copy_key(ctx, m, a.key)
-    if m.map_type == uapi.BPF_MAP_TYPE_BLOOM_FILTER:  # the value is what is looked for
-        m.peek_value(ctx.read(a.value, m.user_value_size))
+    map_fd, ukey, uvalue, flags = ctx.args
+    f, m = lookup_check(ctx.task, ctx.entry, map_fd, flags)
+    ks = m.key_size
+    key = ctx.read(ukey, ks) if ks else copy_key(ctx, m, ukey)
+    if m.map_type == BLOOM_FILTER:  # the value is what is looked for
+        m.peek_value(ctx.read(uvalue, m.user_value_size))
         return 0
-    value = m.lookup_sys(key, a.flags)
-    ctx.write(a.value, value)
+    value = m.lookup_sys(key, flags)
+    ctx.write(uvalue, value)
     return 0
 
 
 @command(uapi.BPF_MAP_UPDATE_ELEM)
 def map_update_elem(ctx):
-    a = ctx.attr
-    f, m = map_get(ctx)
-    need(f, m, FMODE_WRITE)
-    check_lock_flag(m, a.flags)
-    key = copy_key(ctx, m, a.key)
-    value = ctx.read(a.value, m.user_value_size)
-    m.update_sys(ctx.task, key, value, a.flags)
+    map_fd, ukey, uvalue, flags = ctx.args
+    f, m = write_check(ctx.task, ctx.entry, map_fd, flags)
+    key, value = copy_key_value(ctx, m, ukey, uvalue)
+    m.update_sys(ctx.task, key, value, flags)
     return 0
 
 
 @command(uapi.BPF_MAP_DELETE_ELEM)
 def map_delete_elem(ctx):
-    a = ctx.attr
-    f, m = map_get(ctx)
-    need(f, m, FMODE_WRITE)
-    key = copy_key(ctx, m, a.key)
-    m.delete(key)
+    map_fd, ukey = ctx.args
+    f, m = write_check(ctx.task, ctx.entry, map_fd)
+    ks = m.key_size
+    m.delete(ctx.read(ukey, ks) if ks else copy_key(ctx, m, ukey))
     return 0
 
 
 @command(uapi.BPF_MAP_GET_NEXT_KEY)
 def map_get_next_key(ctx):
-    a = ctx.attr
-    f, m = map_get(ctx)
+    map_fd, ukey, unext = ctx.args
+    f, m = map_fdget(ctx.task, ctx.entry, map_fd)
     need(f, m, FMODE_READ)
-    key = copy_key(ctx, m, a.key) if a.key else None
+    key = copy_key(ctx, m, ukey) if ukey else None
     nxt = m.get_next_key(key)
-    ctx.write(a.next_key, nxt)
+    ctx.write(unext, nxt)
     return 0
 
 
 @command(uapi.BPF_MAP_LOOKUP_AND_DELETE_ELEM)
 def map_lookup_and_delete_elem(ctx):
-    a = ctx.attr
-    if a.flags & ~ELEM_LOCK:
-        raise bpf_error(errno.EINVAL, "unknown flags")
-    f, m = map_get(ctx)
-    need(f, m, FMODE_READ | FMODE_WRITE)
-    check_lock_flag(m, a.flags)
-    key = copy_key(ctx, m, a.key)
-    if m.map_type not in ctx.kernel.profile.lookup_and_delete_types:
-        raise bpf_error(ENOTSUPP, "%s does not serve lookup-and-delete of %s maps" % (
-            ctx.kernel.profile.version, m.type_name()))
-    value = m.lookup_and_delete_sys(key, a.flags)
-    ctx.write(a.value, value)
+    map_fd, ukey, uvalue, flags = ctx.args
+    f, m = lookup_and_delete_check(ctx.task, ctx.entry, map_fd, flags)
+    key = copy_key(ctx, m, ukey)
+    check_lookup_and_delete_type(ctx.kernel, m)
+    value = m.lookup_and_delete_sys(key, flags)
+    ctx.write(uvalue, value)
     return 0
+
+
+# -- the element commands on bytes the caller owns ------------------------------------
+
+_LOOKUP, _UPDATE, _DELETE, _LOOKUP_AND_DELETE = (uapi.BPF_MAP_LOOKUP_ELEM, uapi.BPF_MAP_UPDATE_ELEM,
+                                                 uapi.BPF_MAP_DELETE_ELEM, uapi.BPF_MAP_LOOKUP_AND_DELETE_ELEM)
+
+
+def _owned_key(m, key):
+    """What copy_key gives for a key the caller owns: key_size bytes, or None for key-less maps."""
+    if m.key_size:
+        if key is None or len(key) != m.key_size:
+            raise ValueError("a key of %d bytes is needed" % m.key_size)
+        return key
+    if key is not None:
+        raise bpf_error(errno.EINVAL, "this map type takes no key")
+    return None
+
+
+def map_elem_owned(task, cmd, map_fd, key, value=None, flags=0):
+    """BPF_MAP_LOOKUP_ELEM, _UPDATE_ELEM, _DELETE_ELEM and _LOOKUP_AND_DELETE_ELEM on ``key`` and
+    ``value`` as bytes the caller owns instead of pointers into its memory: the same checks in the same
+    order and the same map operations as the syscall, without the attr and the user-memory copies (which
+    cannot fault on such bytes). ``key`` is ``key_size`` bytes or None for a key-less map, ``value`` the
+    user value size (update; what a bloom filter lookup looks for). Returns the value bytes (lookups) or
+    None; raises OSError(errno) as bpf(2) does."""
+    if not task.alive:
+        raise bpf_error(errno.ESRCH, "task has exited")
+    kernel = task.kernel
+    with kernel.lock:
+        outer, kernel.current = kernel.current, task
+        try:
+            if cmd == _LOOKUP:
+                f, m = lookup_check(task, _ENTRY[cmd], map_fd, flags)
+                key = _owned_key(m, key)
+                if m.map_type == BLOOM_FILTER:
+                    m.peek_value(bytes(value))
+                    return None
+                return m.lookup_sys(key, flags)
+            if cmd == _UPDATE:
+                f, m = write_check(task, _ENTRY[cmd], map_fd, flags)
+                m.update_sys(task, _owned_key(m, key), bytes(value), flags)
+                return None
+            if cmd == _DELETE:
+                f, m = write_check(task, _ENTRY[cmd], map_fd)
+                m.delete(_owned_key(m, key))
+                return None
+            if cmd == _LOOKUP_AND_DELETE:
+                f, m = lookup_and_delete_check(task, _ENTRY[cmd], map_fd, flags)
+                key = _owned_key(m, key)
+                check_lookup_and_delete_type(kernel, m)
+                return m.lookup_and_delete_sys(key, flags)
+            raise ValueError("not an element command: %r" % (cmd,))
+        finally:
+            kernel.current = outer
 
 
 @command(uapi.BPF_MAP_FREEZE)
@@ -261,3 +372,6 @@ def map_update_batch(ctx):
 @command(uapi.BPF_MAP_DELETE_BATCH)
 def map_delete_batch(ctx):
     return _batch(ctx, False, True).delete_batch(ctx, ctx.attr.batch)
+
+
+_ENTRY = COMMANDS

@@ -16,7 +16,12 @@ One :class:`Command` per command of ``enum bpf_cmd`` that bpfemu knows::
   with pointer fields, a :class:`PtrArray`, or a :class:`ByKind` choice on the kind of an fd);
 - ``fds``: the attr fields that hold fds, with the object kind(s) each must name and the errnos for a
   closed fd and for an fd of another kind (:class:`Fd`, read by ``ctx.fdget(field)``);
-- ``returns_fd``: success returns a new fd.
+- ``returns_fd``: success returns a new fd;
+- ``args``: attr fields a handler reads on every call, decoded in one go into ``ctx.args`` (a tuple in
+  this order) from the copied-in attr.
+- ``attr_out``: the scalar attr fields the command writes back (``next_id``, ``batch.count``...). Each is
+  stored whole or not at all (put_user, and the kernel's copy_to_user of such a field, fault as one
+  store on the host).
 
 Who reads it: the syscall front (CHECK_ATTR, dispatch), the handlers (``ctx.fdget``), the host
 backend's RPC (which of the caller's memory a child process needs for the call, and which it writes
@@ -29,6 +34,7 @@ declaration already serves the host backend). This module imports only the uapi,
 errno helper: the host backend reads it without loading the emulator.
 """
 import errno
+import struct
 
 from .. import uapi as U
 from ..limits import PAGE_SIZE, PATH_MAX, SHA256_DIGEST_SIZE
@@ -37,6 +43,7 @@ IN, OUT, INOUT = "in", "out", "inout"
 KSYM_NAME_LEN = 512
 BPF_LICENSE_LEN = 128  # char license[128] in bpf_prog_load
 MAX_USED_MAPS = 64
+TEST_RUN_GROWTH = 0x10000  # how much a test run's output may exceed its input (bpf_skb_change_tail's limit)
 
 
 # -- length rules: how many bytes a pointer's buffer holds ---------------------------------------------
@@ -104,6 +111,20 @@ class Product(_Combine):
         for v in vals:
             out *= v
         return out
+
+
+class Sum(_Combine):
+    sym = " + "
+    op = staticmethod(sum)
+
+
+class FirstNonzero(_Combine):
+    """The first term that is not 0 (``data_size_out``, or what the kernel writes when it is 0)."""
+    sym = " or "
+
+    @staticmethod
+    def op(vals):
+        return next((v for v in vals if v), 0)
 
 
 class Max(_Combine):
@@ -214,10 +235,28 @@ class Fd:
 
 # -- the commands --------------------------------------------------------------------------------------
 
+_INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _unpacker(names):
+    """A function raw attr -> tuple of the unsigned values of attr fields ``names`` (one struct unpack)."""
+    fields = sorted((U.attr_field(n) + (i,) for i, n in enumerate(names)))
+    fmt, at, order = "<", 0, []
+    for off, size, i in fields:
+        if off < at:
+            raise ValueError("args %r overlap" % (names,))
+        fmt += "%dx%s" % (off - at, _INT[size]) if off > at else _INT[size]
+        at = off + size
+        order.append(i)
+    if order != sorted(order):
+        raise ValueError("args %r must be in attr order" % (names,))
+    return struct.Struct(fmt).unpack_from
+
+
 class Command:
     """One command's declaration (see the module docstring); ``handler`` is set by @command."""
 
-    def __init__(self, cmd, last_field, user_ptrs=(), fds=None, returns_fd=False):
+    def __init__(self, cmd, last_field, user_ptrs=(), fds=None, returns_fd=False, args=(), attr_out=()):
         self.cmd = cmd
         self.name = U.cmd_name(cmd)
         self.last_field = last_field
@@ -226,6 +265,10 @@ class Command:
         self.fds = dict(fds or {})
         self.fd_at = {name: U.attr_field(name) + (fd,) for name, fd in self.fds.items()}  # (offset, size, Fd)
         self.returns_fd = returns_fd
+        self.args = tuple(args)
+        self.unpack_args = _unpacker(self.args) if self.args else None
+        self.attr_out = tuple(attr_out)
+        self.attr_out_at = {name: U.attr_field(name) for name in self.attr_out}  # (offset, size)
         self.handler = None
 
     def ptr(self, field):
@@ -245,7 +288,8 @@ BATCH_PTRS = dict(
     values_in=UserPtr("batch.values", Product(MapValue("batch.map_fd"), "batch.count"), IN),
 )
 B = BATCH_PTRS
-GET_NEXT_ID = dict(last_field="next_id")
+GET_NEXT_ID = dict(last_field="next_id", attr_out=["next_id"])
+COUNT = ["batch.count"]
 MAP_INFO = Struct(U.bpf_map_info, [UserPtr("hash", SHA256_DIGEST_SIZE, OUT)])
 PROG_INFO = Struct(U.bpf_prog_info, [
     UserPtr("jited_prog_insns", "jited_prog_len", OUT),
@@ -267,25 +311,27 @@ TABLE = [
             user_ptrs=[UserPtr("excl_prog_hash", SHA256_DIGEST_SIZE, IN)],
             fds={"inner_map_fd": MAP_FD, "btf_fd": Fd("btf"), "value_type_btf_obj_fd": Fd("btf"),
                  "map_token_fd": Fd("token")}),
-    Command(U.BPF_MAP_LOOKUP_ELEM, "flags", fds={"map_fd": MAP_FD},
+    Command(U.BPF_MAP_LOOKUP_ELEM, "flags", fds={"map_fd": MAP_FD}, args=("map_fd", "key", "value", "flags"),
             # a bloom filter's lookup reads the value it looks for: INOUT
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("value", MapValue("map_fd"), INOUT)]),
-    Command(U.BPF_MAP_UPDATE_ELEM, "flags", fds={"map_fd": MAP_FD},
+    Command(U.BPF_MAP_UPDATE_ELEM, "flags", fds={"map_fd": MAP_FD}, args=("map_fd", "key", "value", "flags"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("value", MapValue("map_fd"), IN)]),
-    Command(U.BPF_MAP_DELETE_ELEM, "key", fds={"map_fd": MAP_FD},
+    Command(U.BPF_MAP_DELETE_ELEM, "key", fds={"map_fd": MAP_FD}, args=("map_fd", "key"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN)]),
-    Command(U.BPF_MAP_GET_NEXT_KEY, "next_key", fds={"map_fd": MAP_FD},
+    Command(U.BPF_MAP_GET_NEXT_KEY, "next_key", fds={"map_fd": MAP_FD}, args=("map_fd", "key", "next_key"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("next_key", MapKey("map_fd"), OUT)]),
     Command(U.BPF_MAP_LOOKUP_AND_DELETE_ELEM, "flags", fds={"map_fd": MAP_FD},
+            args=("map_fd", "key", "value", "flags"),
             user_ptrs=[UserPtr("key", MapKey("map_fd"), IN), UserPtr("value", MapValue("map_fd"), OUT)]),
     Command(U.BPF_MAP_FREEZE, "map_fd", fds={"map_fd": MAP_FD}),
-    Command(U.BPF_MAP_LOOKUP_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD},
+    Command(U.BPF_MAP_LOOKUP_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, attr_out=COUNT,
             user_ptrs=[B["in_batch"], B["out_batch"], B["keys_out"], B["values_out"]]),
-    Command(U.BPF_MAP_LOOKUP_AND_DELETE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD},
+    Command(U.BPF_MAP_LOOKUP_AND_DELETE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, attr_out=COUNT,
             user_ptrs=[B["in_batch"], B["out_batch"], B["keys_out"], B["values_out"]]),
-    Command(U.BPF_MAP_UPDATE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD},
+    Command(U.BPF_MAP_UPDATE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, attr_out=COUNT,
             user_ptrs=[B["keys_in"], B["values_in"]]),
-    Command(U.BPF_MAP_DELETE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, user_ptrs=[B["keys_in"]]),
+    Command(U.BPF_MAP_DELETE_BATCH, "batch.flags", fds={"batch.map_fd": MAP_FD}, attr_out=COUNT,
+            user_ptrs=[B["keys_in"]]),
     # bpf_obj_pin/bpf_obj_get: bpf_fd_probe_obj answers EINVAL for a closed fd as for any other file
     Command(U.BPF_OBJ_PIN, "path_fd", user_ptrs=[UserPtr("pathname", CString(PATH_MAX), IN)],
             fds={"bpf_fd": Fd(("map", "prog", "link"), closed=errno.EINVAL),
@@ -301,13 +347,13 @@ TABLE = [
     Command(U.BPF_BTF_GET_FD_BY_ID, "fd_by_id_token_fd", returns_fd=True, fds={"fd_by_id_token_fd": Fd("token")}),
     Command(U.BPF_LINK_GET_FD_BY_ID, "link_id", returns_fd=True),
     # bpf_obj_get_info_by_fd: a closed fd is EBADFD here
-    Command(U.BPF_OBJ_GET_INFO_BY_FD, "info.info",
+    Command(U.BPF_OBJ_GET_INFO_BY_FD, "info.info", attr_out=["info.info_len"],
             fds={"info.bpf_fd": Fd(("map", "prog", "link", "btf"), closed=errno.EBADFD)},
             user_ptrs=[UserPtr("info.info", Min("info.info_len", PAGE_SIZE), INOUT,
                                points_to=ByKind("info.bpf_fd", map=MAP_INFO, prog=PROG_INFO, btf=BTF_INFO))]),
 
     # Declared for the host backend; the emulator does not implement these yet (EINVAL).
-    Command(U.BPF_PROG_LOAD, "keyring_id", returns_fd=True, user_ptrs=[
+    Command(U.BPF_PROG_LOAD, "keyring_id", returns_fd=True, attr_out=["log_true_size"], user_ptrs=[
         UserPtr("insns", Product("insn_cnt", 8), IN),
         UserPtr("license", CString(BPF_LICENSE_LEN), IN),
         UserPtr("log_buf", "log_size", INOUT),  # a rotating log is reversed in place: read back too
@@ -318,18 +364,26 @@ TABLE = [
         UserPtr("core_relos", Product("core_relo_rec_size", "core_relo_cnt"), IN),
         UserPtr("signature", "signature_size", IN),
     ], fds={"prog_btf_fd": Fd("btf"), "attach_prog_fd": Fd(("prog", "btf")), "prog_token_fd": Fd("token")}),
-    Command(U.BPF_BTF_LOAD, "btf_token_fd", returns_fd=True, user_ptrs=[
+    Command(U.BPF_BTF_LOAD, "btf_token_fd", returns_fd=True, attr_out=["btf_log_true_size"], user_ptrs=[
         UserPtr("btf", "btf_size", IN),
         UserPtr("btf_log_buf", "btf_log_size", INOUT),
     ], fds={"btf_token_fd": Fd("token")}),
-    # bpf_test_finish/bpf_ctx_finish write the whole output when the out size is 0
-    Command(U.BPF_PROG_TEST_RUN, "test.batch_size", user_ptrs=[
+    # bpf_test_finish writes the whole output when data_size_out is 0: the frame as the program left it, which
+    # helpers may have grown (up to an skb of 64 KiB), or the flow keys; bpf_ctx_finish at most ctx_size_out
+    Command(U.BPF_PROG_TEST_RUN, "test.batch_size",
+            attr_out=["test.retval", "test.data_size_out", "test.ctx_size_out", "test.duration"], user_ptrs=[
         UserPtr("test.data_in", "test.data_size_in", IN),
-        UserPtr("test.data_out", Max("test.data_size_out", "test.data_size_in"), OUT),
+        UserPtr("test.data_out", FirstNonzero("test.data_size_out", Sum("test.data_size_in", TEST_RUN_GROWTH)), OUT),
         # a syscall program's context is written back to ctx_in (bpf_prog_test_run_syscall)
         UserPtr("test.ctx_in", "test.ctx_size_in", INOUT),
         UserPtr("test.ctx_out", Max("test.ctx_size_out", "test.ctx_size_in"), OUT),
     ], fds={"test.prog_fd": Fd("prog")}),
+    Command(U.BPF_ENABLE_STATS, "enable_stats.type", returns_fd=True),
+    Command(U.BPF_PROG_BIND_MAP, "prog_bind_map.flags",
+            fds={"prog_bind_map.prog_fd": Fd("prog"), "prog_bind_map.map_fd": MAP_FD}),
+    Command(U.BPF_PROG_STREAM_READ_BY_FD, "prog_stream_read.prog_fd",
+            user_ptrs=[UserPtr("prog_stream_read.stream_buf", "prog_stream_read.stream_buf_len", OUT)],
+            fds={"prog_stream_read.prog_fd": Fd("prog")}),
     Command(U.BPF_LINK_CREATE, "link_create.uprobe_multi.pid", returns_fd=True, user_ptrs=[
         UserPtr("link_create.iter_info", "link_create.iter_info_len", IN,
                 when=When("link_create.attach_type", U.BPF_TRACE_ITER)),

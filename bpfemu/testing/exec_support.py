@@ -13,8 +13,7 @@ Both return (exit status, stdout and stderr interleaved). :func:`normalize_ids` 
 ids by their order of first appearance, the one thing two kernels legitimately disagree on.
 
 :func:`missing` says which tools are absent (bpftool, gcc, setpriv, unshare) or why the host side
-cannot run; tests skip on it, or fail when BPFEMU_REQUIRE_HOST=1. :data:`NAMES` is the reason of the
-outputs that differ by map names until the emulator loads programs.
+cannot run; tests skip on it, or fail when BPFEMU_REQUIRE_HOST=1.
 """
 import atexit
 import functools
@@ -27,9 +26,10 @@ import tempfile
 
 import pytest
 
+from .. import hostenv
 from ..host.sysinfo import host_possible_cpus
+from .support import need_linux
 
-NAMES = "libbpf drops map names: its libbpf_nametest PROG_LOAD probe fails until the emulator has BPF_PROG_LOAD"
 UID = 1000
 TIMEOUT = 120
 HOST_PREFIX = ["unshare", "-m", "--propagation", "private", "sh", "-c",
@@ -38,7 +38,7 @@ HOST_PREFIX = ["unshare", "-m", "--propagation", "private", "sh", "-c",
 
 def missing(*tools):
     """Why the comparison cannot run here, or None."""
-    if sys.platform != "linux" or os.uname().machine != "x86_64":
+    if not hostenv.is_linux() or os.uname().machine != "x86_64":
         return "bpfemu exec needs Linux on x86_64"
     if os.geteuid() != 0:
         return "the host side needs root"
@@ -49,6 +49,7 @@ def missing(*tools):
 
 
 def require(*tools):
+    need_linux("comparing bpfemu exec with the host")  # off Linux: skipped, whatever BPFEMU_REQUIRE_HOST says
     why = missing(*tools)
     if why:
         if os.environ.get("BPFEMU_REQUIRE_HOST") == "1":

@@ -171,11 +171,12 @@ ELEM_CMDS = (u.BPF_MAP_LOOKUP_ELEM, u.BPF_MAP_UPDATE_ELEM, u.BPF_MAP_DELETE_ELEM
              u.BPF_MAP_LOOKUP_AND_DELETE_ELEM)
 BATCH_CMDS = (u.BPF_MAP_LOOKUP_BATCH, u.BPF_MAP_LOOKUP_AND_DELETE_BATCH, u.BPF_MAP_UPDATE_BATCH,
               u.BPF_MAP_DELETE_BATCH)
-# map types whose behaviour is deterministic on the host (LRU victims are not)
+# map types whose behaviour is deterministic on the host (LRU victims too, for a task pinned to one CPU)
 DIFF_MAP_TYPES = (u.BPF_MAP_TYPE_HASH, u.BPF_MAP_TYPE_ARRAY, u.BPF_MAP_TYPE_PERCPU_HASH,
                   u.BPF_MAP_TYPE_PERCPU_ARRAY, u.BPF_MAP_TYPE_QUEUE, u.BPF_MAP_TYPE_STACK,
-                  u.BPF_MAP_TYPE_BLOOM_FILTER)
-HASHES = (u.BPF_MAP_TYPE_HASH, u.BPF_MAP_TYPE_PERCPU_HASH)
+                  u.BPF_MAP_TYPE_BLOOM_FILTER, u.BPF_MAP_TYPE_LRU_HASH, u.BPF_MAP_TYPE_LRU_PERCPU_HASH)
+HASHES = (u.BPF_MAP_TYPE_HASH, u.BPF_MAP_TYPE_PERCPU_HASH, u.BPF_MAP_TYPE_LRU_HASH,
+          u.BPF_MAP_TYPE_LRU_PERCPU_HASH)
 
 
 @st.composite
@@ -186,7 +187,7 @@ def map_creates(draw, types=DIFF_MAP_TYPES):
     vs = draw(st.sampled_from([0, 4, 8, 8, 12, 100, 1 << 20]))
     me = draw(st.sampled_from([0, 1, 4, 16, 64]))
     fl = draw(st.sampled_from([0, 0, u.BPF_F_NO_PREALLOC, u.BPF_F_RDONLY, u.BPF_F_WRONLY, u.BPF_F_RDONLY_PROG,
-                               u.BPF_F_MMAPABLE, u.BPF_F_NUMA_NODE, 1 << 30]))
+                               u.BPF_F_MMAPABLE, u.BPF_F_NUMA_NODE, u.BPF_F_NO_COMMON_LRU, 1 << 30]))
     if t in HASHES:
         fl |= u.BPF_F_ZERO_SEED  # bucket order is then the host's
     return Call(u.BPF_MAP_CREATE, {"map_type": t, "key_size": ks, "value_size": vs, "max_entries": me,

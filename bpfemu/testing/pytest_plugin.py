@@ -39,7 +39,10 @@ Markers:
   or a bpfemu handle was left for the garbage collector to close; on both backends (``.leaks()``);
 - ``@pytest.mark.bpf_bad_pointers``: the test passes bad pointers (unmapped, PROT_NONE, read-only); it
   is skipped, with the reason, where bpfemu cannot detect them (``Kernel.checked_user_memory`` False: not
-  Linux, or process_vm_readv blocked).
+  Linux, or process_vm_readv blocked);
+- ``@pytest.mark.bpf_needs_linux("what")``: the test needs what only Linux has (seccomp, the host's kernel
+  BTF, ...); it is skipped, saying so, where bpfemu runs as off Linux
+  (:func:`bpfemu.testing.support.need_linux`, which a test calls when it finds out at run time).
 
 ``--bpf-platform=nonlinux`` (or BPFEMU_PLATFORM=nonlinux) runs the session as on a machine that is not
 Linux (:mod:`bpfemu.hostenv`): no host backend, unchecked user memory, and /proc and /sys hidden from the
@@ -59,8 +62,8 @@ from .. import hostenv, profiles
 from ..api.handle import finalized_since
 from ..kernel import Kernel
 from . import backends
-from .backends import EmuBackend, kernel_leaks, need_host
-from .support import need_bad_pointer_detection
+from .backends import EmuBackend, HostBackend, kernel_leaks, need_host
+from .support import need_bad_pointer_detection, need_linux
 
 BACKENDS = {"emu": ("emu",), "host": ("host",), "both": ("emu", "host")}  # and vm:VERSION, lists of them
 SECTION = "bpfemu kernel state (kernel.describe())"
@@ -107,6 +110,8 @@ def pytest_configure(config):
         "markers", "bpf_leak_check: fail if the test's machine still holds bpf objects when it returns")
     config.addinivalue_line(
         "markers", "bpf_bad_pointers: the test passes bad pointers; skipped where bpfemu cannot detect them")
+    config.addinivalue_line(
+        "markers", "bpf_needs_linux(what): the test needs what only Linux has; skipped, saying so, off Linux")
     platform = config.getoption("--bpf-platform") or hostenv.simulated()
     if platform == hostenv.NONLINUX:
         simulate_nonlinux()
@@ -147,6 +152,9 @@ def simulate_nonlinux():
 def pytest_runtest_setup(item):
     if item.get_closest_marker("bpf_bad_pointers") is not None:
         need_bad_pointer_detection()
+    mark = item.get_closest_marker("bpf_needs_linux")
+    if mark is not None:
+        need_linux(mark.args[0] if mark.args else mark.kwargs.get("what", item.name))
 
 
 def kernel_version(config):

@@ -341,6 +341,17 @@ def need_bad_pointer_detection():
                     % LOCAL.unchecked_reason)
 
 
+def need_linux(what):
+    """Skip the running test where bpfemu runs as off Linux (``hostenv.is_linux()`` False: macOS, Windows,
+    or ``BPFEMU_PLATFORM=nonlinux``), saying that ``what`` needs Linux. The one way a test skips for an
+    inherent difference of bpfemu off Linux (each is listed in README's "Off Linux"); the plugin's
+    ``@pytest.mark.bpf_needs_linux(what)`` does it for a whole test or module."""
+    from .. import hostenv
+    if not hostenv.is_linux():
+        import pytest
+        pytest.skip("%s needs Linux: %s" % (what, hostenv.not_linux_reason()))
+
+
 def block_process_vm(code=errno.EPERM):
     """Make process_vm_readv/process_vm_writev fail with ``code`` in this process from now on, as a seccomp
     profile of some containers does (a real seccomp filter, so it cannot be undone: use it in a child

@@ -125,12 +125,15 @@ def _btf(filename):
     return _BTF(filename)
 
 
+UNREADABLE = "kernel BTF unreadable"  # how the error of a missing file starts (the cases it leaves unported)
+
+
 def btf():
     """The parsed vmlinux BTF; :class:`BTFError` (an OSError inside) when the file is missing."""
     try:
         return _btf(path())
     except OSError as e:
-        raise BTFError("kernel BTF unreadable (%s): %s" % (path(), e))
+        raise BTFError("%s (%s): %s" % (UNREADABLE, path(), e))
 
 
 def layout(kind, name):
@@ -170,7 +173,7 @@ def enum_constants():
     try:
         return _enums(path())
     except OSError as e:
-        raise BTFError("kernel BTF unreadable (%s): %s" % (path(), e))
+        raise BTFError("%s (%s): %s" % (UNREADABLE, path(), e))
 
 
 def find_id(name, kind):

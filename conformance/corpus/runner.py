@@ -442,7 +442,14 @@ def _attach_prefix(attach_type):
     return "", "func"
 
 
-def _btf_id(name, kind):
+def _btf_id(s, name, kind):
+    """The id of the kernel type ``name`` of ``kind`` ('func', 'typedef', ...) in the BTF of the machine ``s``
+    runs on, or 0, as libbpf finds it there: an emulated kernel's own BTF (btf id 1: the host's on Linux,
+    bpfemu's built-in one off Linux), the host's /sys/kernel/btf/vmlinux for the host."""
+    kernel = getattr(s.sys, "kernel", None)
+    if kernel is not None and hasattr(kernel, "btf_vmlinux"):
+        kinds = {v: k for k, v in kbtf.KINDS.items()}
+        return max(kernel.btf_vmlinux.btf.find_by_name_kind(name, kinds[kind]), 0)
     try:
         return kbtf.find_id(name, kind)
     except kbtf.BTFError:
@@ -576,7 +583,7 @@ def _run(case, s, log_level, log_size, unprivileged):
                 _patch(slots, idx, fd)
     for name, idx in case.kfunc_fixups:
         if idx < len(slots):
-            bid = _btf_id(name, "func")
+            bid = _btf_id(s, name, "func")
             if not bid and case.prog_name:
                 # libbpf (progs/ cases) refuses an object whose kfunc is not in the kernel BTF; test_verifier
                 # (6.1 cases) patches 0
@@ -584,12 +591,12 @@ def _run(case, s, log_level, log_size, unprivileged):
             _patch(slots, idx, bid)
     if case.attach_kfunc and case.prog_type in (U.BPF_PROG_TYPE_TRACING, U.BPF_PROG_TYPE_LSM):
         prefix, kind = _attach_prefix(case.expected_attach_type)
-        bid = _btf_id(prefix + case.attach_kfunc, kind)
+        bid = _btf_id(s, prefix + case.attach_kfunc, kind)
         if not bid:
             s.notes.append("attach_btf_id: no %s %s%s in the kernel BTF" % (kind, prefix, case.attach_kfunc))
         extra["attach_btf_id"] = bid
     if case.attach_btf:
-        bid = _btf_id(*case.attach_btf)
+        bid = _btf_id(s, *case.attach_btf)
         if not bid:  # libbpf: "failed to find kernel BTF type ID", before any load
             return Outcome("reject", _errno.ESRCH, "", setup=("attach_btf_id: no %s %s in the kernel BTF"
                                                                 % (case.attach_btf[1], case.attach_btf[0]),))

@@ -709,8 +709,9 @@ def _cache_key(tree, paths, headers=_HEADERS):
     for src in sorted(glob.glob(os.path.join(here, "*.py"))) + [_insn.__file__]:
         with open(src, "rb") as f:
             h.update(f.read())
-    try:
-        st = os.stat(kbtf.path())
+    try:  # opened, not stat()ed: a parse that cannot read it (off Linux: no /sys) ports fewer cases
+        with open(kbtf.path(), "rb") as f:
+            st = os.fstat(f.fileno())
         h.update(("btf %d %d" % (st.st_size, st.st_mtime_ns)).encode())
     except OSError:
         h.update(b"no btf")

@@ -411,8 +411,8 @@ class VMHost:
         self.main.close(fd)
         self._opened.discard(fd)
 
-    def dup(self, fd):
-        r = self.main.dup(fd)
+    def dup(self, fd, cloexec=False):
+        r = self.main.dup(fd, cloexec)
         self._opened.add(r)
         return r
 
@@ -443,8 +443,8 @@ class VMHost:
     def unlink(self, path):
         self.main.unlink(path)
 
-    def rename(self, old, new):
-        self.main.rename(old, new)
+    def rename(self, old, new, flags=0):
+        self.main.rename(old, new, flags)
 
     def listdir(self, path):
         return self.main.listdir(path)
@@ -456,6 +456,27 @@ class VMHost:
 
     def stat(self, path):
         return self.main.stat(path)
+
+    def lstat(self, path):
+        return self.main.lstat(path)
+
+    def symlink(self, target, path):
+        self.main.symlink(target, path)
+
+    def chmod(self, path, mode):
+        self.main.chmod(path, mode)
+
+    def chown(self, path, uid, gid):
+        self.main.chown(path, uid, gid)
+
+    def readlink(self, path):
+        return self.main.readlink(path)
+
+    def sched_setaffinity(self, cpus):
+        self.main.sched_setaffinity(cpus)
+
+    def sched_getaffinity(self):
+        return self.main.sched_getaffinity()
 
     def statfs(self, path):
         return self.main.statfs(path)
