@@ -210,8 +210,9 @@ def test_devmap_keeps_the_rdonly_prog_it_adds(proc):
     ("CGROUP_STORAGE", 65535 - 128, OK), ("PERCPU_CGROUP_STORAGE", 32768, OK),
     ("SK_STORAGE", 65535 - 128, EINVAL), ("INODE_STORAGE", 65535 - 128, EINVAL),
     ("TASK_STORAGE", 65535 - 128, EINVAL), ("CGRP_STORAGE", 65535 - 128, EINVAL)])
-def test_local_storage_value_limit(proc, name, limit, at_limit):
+def test_local_storage_value_limit(proc, profile, name, limit, at_limit):
     t = getattr(u, "BPF_MAP_TYPE_" + name)
+    need_map_type(profile, t)
     if "CGROUP_STORAGE" in name:
         kw = dict(key_size=8, max_entries=0)
     else:
