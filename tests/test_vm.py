@@ -68,6 +68,7 @@ def test_static_busybox_check(tmp_path):
     assert not launcher._is_static("/bin/sh" if os.path.exists("/bin/sh") else str(script))  # dynamic
 
 
+@pytest.mark.bpf_needs_linux("the VM backend (QEMU running this host's Python over 9p); off Linux machine.available says not Linux first")
 def test_a_missing_kernel_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("BPFEMU_CACHE", str(tmp_path))
     assert kernels.cached("6.1") is None
@@ -79,6 +80,7 @@ def test_a_missing_kernel_is_a_clear_error(tmp_path, monkeypatch):
         kernels.fetch("2.6")
 
 
+@pytest.mark.bpf_needs_linux("the VM backend (QEMU running this host's Python over 9p); off Linux machine.available says not Linux first")
 def test_a_missing_qemu_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("BPFEMU_QEMU", "/nonexistent/qemu")
     ok, why = machine.available(KERNEL)
