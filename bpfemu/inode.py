@@ -315,8 +315,8 @@ class Namespace:
         root.is_root = True
         where.mounted = root
         self.bpffs_mounts.append(self.path_of(where))
-        # a fresh bpffs shows the preloaded iterator links, as the host's does
-        for name in ("maps.debug", "progs.debug"):
+        # a fresh bpffs shows the preloaded iterator links, as the host's does (CONFIG_BPF_PRELOAD)
+        for name in ("maps.debug", "progs.debug") if self.kernel.bpf_preload else ():
             node = Inode(root.sb, _stat.S_IFREG | 0o400, obj=PreloadLink(name))
             node.preloaded = True
             self._link(root, name, node)

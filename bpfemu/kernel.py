@@ -9,7 +9,7 @@ import errno
 import threading
 from ctypes import addressof as _addressof
 
-from . import inode
+from . import inode, profiles
 from .btf.object import vmlinux_object
 from .btf.vmlinux import VMLINUX_PATH
 from .caps import ALL_CAPS, CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN, cap_set
@@ -25,7 +25,7 @@ from .objects import BUILT_IN, FMODE_READ, KINDS, File
 from .surface import attr_args, c_id, c_int, c_mode, c_owner, c_path
 from .syscall.mmap import bpf_map_mmap
 from .syscall.map import map_elem_owned
-from .syscall.sys_bpf import ELEM_FAST, do_bpf, sys_bpf, sys_bpf_elem
+from .syscall.sys_bpf import ELEM_FAST, do_bpf, owned_entry, sys_bpf, sys_bpf_elem
 from .uapi import ATTR_SIZE
 from .uapi import bpf_attr as _bpf_attr
 from .timekeeping import Clock
@@ -51,7 +51,13 @@ class Kernel:
     ``btf_vmlinux``: the file the kernel's own BTF comes from (default the host's
     /sys/kernel/btf/vmlinux, so type ids match the host's; None, or a file that
     is missing, gives the BTF bpfemu builds). It is the BTF object with the first
-    id (``kernel.btf_vmlinux``), read only when first needed.
+    id (``kernel.btf_vmlinux``), read only when first needed. ``version``: the kernel
+    version it behaves as, "6.1", "6.12" or "6.18" (its :class:`bpfemu.profiles.Profile`
+    is ``kernel.profile``; default :func:`bpfemu.profiles.default_version`: the host's
+    version when a profile matches it, else the newest). ``bpf_preload``: built with
+    CONFIG_BPF_PRELOAD, so that a fresh bpffs lists maps.debug and progs.debug (a build
+    option, not a version: Debian's kernels lack it; default True, or what
+    :func:`bpfemu.profiles.set_default` made it).
     """
 
     # Where the memory of mmapable maps comes from (maps.bpf_map.bpf_map_area_mmapable_alloc): a callable
@@ -60,7 +66,11 @@ class Kernel:
     mmapable_alloc = None
 
     def __init__(self, ncpus=None, unprivileged_bpf_disabled=None, seed=0, memory_limit=DEFAULT_MEMORY_LIMIT,
-                 kernel_max=None, machine_memory="host", protected_symlinks=None, btf_vmlinux=VMLINUX_PATH):
+                 kernel_max=None, machine_memory="host", protected_symlinks=None, btf_vmlinux=VMLINUX_PATH,
+                 version=None, bpf_preload=None):
+        self.profile = profiles.get(version)  # ValueError for a version without a profile
+        self.version = self.profile.version
+        self.bpf_preload = profiles.default_bpf_preload() if bpf_preload is None else bool(bpf_preload)
         self.ncpus = ncpus or host_possible_cpus() or DEFAULT_NCPUS
         if kernel_max is None:
             kernel_max = host_kernel_max()
@@ -309,7 +319,9 @@ class Task:
             # a whole attr Python owns (uapi.make_attr): its bytes cannot fault, so no checked copy
             if cmd in ELEM_FAST:
                 return sys_bpf_elem(self, cmd, attr, self.mem)
-            return do_bpf(self, cmd, bytearray(attr), _addressof(attr), ATTR_SIZE, self.mem)
+            raw = bytearray(attr)
+            size = owned_entry(self, cmd, raw)  # the version's entry checks and attr size
+            return do_bpf(self, cmd, raw, _addressof(attr), size, self.mem)
         addr, size = attr_args(attr, size)
         self._check_alive()
         return sys_bpf(self, cmd, addr, size, self.mem, None if isinstance(attr, int) else attr)

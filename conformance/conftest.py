@@ -7,7 +7,10 @@ skipped with the reason where the real syscall is unusable, or fails with BPFEMU
 (or ``--bpf-require-host``). Two names for what most tests take:
 
 - ``backend``: the machine (``bpf_backend``: ``.spawn()``, ``.kernel``, ``.bpffs``, ``.name``);
-- ``proc``: a fresh privileged task on it (``bpf_backend.sys``), with ``.bpffs`` and ``.backend``.
+- ``proc``: a fresh privileged task on it (``bpf_backend.sys``), with ``.bpffs`` and ``.backend``;
+- ``profile``: the kernel version's :class:`bpfemu.profiles.Profile` (``bpf_backend.profile``: the emulated
+  kernel's, the VM's version's, or the host's). An expectation that differs between kernel versions is
+  written once per version: asked of the profile, or kept in a table by ``profile.version``.
 
 Shared helpers are in bpfemu.testing.support (importable); nothing is imported from here.
 """
@@ -24,3 +27,9 @@ def backend(bpf_backend):
 def proc(bpf_backend):
     """A fresh privileged task (uid 0, all capabilities, fds 0-2 taken) on the test's backend."""
     return bpf_backend.sys
+
+
+@pytest.fixture
+def profile(bpf_backend):
+    """The kernel version's profile of the test's backend."""
+    return bpf_backend.profile

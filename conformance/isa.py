@@ -14,7 +14,7 @@ import pytest
 
 import bpfemu
 from bpfemu import uapi as u
-from bpfemu.testing.backends import EmuBackend, host_status
+from bpfemu.testing.backends import EmuBackend, host_status, real_kernel
 from bpfemu.prog.insn import (BPF_DW, BPF_EXIT_INSN, BPF_JGT, BPF_JMP_REG, BPF_LDX_MEM, BPF_MOV64_IMM,
                               BPF_MOV64_REG, BPF_ALU64_IMM, BPF_ADD, BPF_REG_0, BPF_REG_1, BPF_REG_6,
                               BPF_REG_7, BPF_REG_8, BPF_STX_MEM, BPF_W, insn_count)
@@ -40,10 +40,10 @@ def host_required():
 
 
 class HostSys:
-    """bpfemu.Host() closing the fds it handed out."""
+    """The session's real kernel (bpfemu.Host(), or the VM's) closing the fds it handed out."""
 
     def __init__(self):
-        self.h = bpfemu.Host()
+        self.h = real_kernel()
         self.fds = []
 
     def bpf(self, cmd, attr, size=None):

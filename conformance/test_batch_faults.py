@@ -66,7 +66,7 @@ def run(sys_, cmd, nelem, count, koff, voff, badk, badv, prot, overlap):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_hash_batch_faults_match_the_host(seed):
-    need_host()
+    need_host(own_process="the calling process's own page protections")
     rnd = random.Random(seed)
     host = bpfemu.Host()
     for _ in range(6):

@@ -13,7 +13,7 @@ import pytest
 
 from bpfemu import uapi as u
 
-from bpfemu.testing.support import err, hash_map, lookup, map_id, obj_get, pin, u32, u64, update
+from bpfemu.testing.support import err, hash_map, lookup, map_id, obj_get, pin, preloaded, u32, u64, update
 
 _seq = itertools.count()
 
@@ -23,28 +23,31 @@ def outside(proc):
     path = "/tmp/bpfemu-outside-%d-%d" % (os.getpid(), next(_seq))
     proc.mkdir(path)
     yield path
-    if proc.backend == "host":
+    if proc.backend == "host" and getattr(proc, "vm", None) is None:  # (a VM's /tmp goes with the guest)
         shutil.rmtree(path, ignore_errors=True)
 
 
 def make_plain_file(proc, path):
-    """An ordinary file (setup only: the emulator's namespace gets one directly)."""
+    """An ordinary file (setup only: the emulator's namespace gets one directly, a real kernel's task makes it
+    with mknod, so that it is where the task sees it: in a VM, the guest's)."""
     if proc.backend == "emu":
         proc.kernel.fs.create_file(path)
     else:
-        open(path, "w").close()
+        proc._call("call", "mknod", (path, stat.S_IFREG | 0o644))
 
 
 # -- a fresh mount --------------------------------------------------------------
 
 def test_fresh_bpffs_lists_the_preloaded_iterators(proc):
-    assert proc.listdir(proc.bpffs) == ["maps.debug", "progs.debug"]
+    """maps.debug and progs.debug where the kernel was built with CONFIG_BPF_PRELOAD (the host's, an emulated
+    Kernel's by default); nothing without it (Debian's 6.1 and 6.12)."""
+    assert proc.listdir(proc.bpffs) == preloaded(proc)
 
 
 def test_fresh_bpffs_modes(proc):
     root = proc.stat(proc.bpffs)
     assert root.st_mode == stat.S_IFDIR | stat.S_ISVTX | 0o777 and root.st_nlink == 2 and root.st_uid == 0
-    for name in ("maps.debug", "progs.debug"):
+    for name in preloaded(proc):
         st = proc.stat(proc.bpffs + "/" + name)
         assert (st.st_mode, st.st_nlink, st.st_uid) == (stat.S_IFREG | 0o400, 1, 0)
 
@@ -59,6 +62,13 @@ def test_statfs_says_BPF_FS_MAGIC(proc, outside):
 def test_preloaded_iterators_stay(proc):
     r = proc.bpffs
     fd = hash_map(proc)
+    if not preloaded(proc):  # no iterators: a dotted name that is not there cannot even be looked up
+        for op in (lambda: proc.unlink(r + "/maps.debug"), lambda: proc.rename(r + "/maps.debug", r + "/x"),
+                   lambda: proc.rmdir(r + "/maps.debug"), lambda: proc.mkdir(r + "/maps.debug"),
+                   lambda: pin(proc, fd, r + "/maps.debug"), lambda: obj_get(proc, r + "/maps.debug"),
+                   lambda: proc.stat(r + "/maps.debug")):
+            assert err(op) == errno.EPERM
+        return
     assert err(proc.unlink, r + "/maps.debug") == errno.EPERM
     assert err(proc.rename, r + "/maps.debug", r + "/x") == errno.EPERM
     assert err(proc.rmdir, r + "/maps.debug") == errno.ENOTDIR
@@ -76,7 +86,7 @@ def test_pin_makes_a_0600_file(proc):
     pin(proc, hash_map(proc), proc.bpffs + "/m")
     st = proc.stat(proc.bpffs + "/m")
     assert (st.st_mode, st.st_nlink) == (stat.S_IFREG | 0o600, 1)
-    assert proc.listdir(proc.bpffs) == ["m", "maps.debug", "progs.debug"]
+    assert proc.listdir(proc.bpffs) == sorted(["m"] + preloaded(proc))
 
 
 def test_pin_outside_bpffs_is_EPERM(proc, outside):
@@ -137,18 +147,23 @@ def test_pin_file_flags(proc):
     assert err(pin, proc, fd, r + "/a", path_fd=3) == errno.EINVAL  # path_fd without BPF_F_PATH_FD
 
 
-def test_pin_with_path_fd(proc, outside):
+def test_pin_with_path_fd(proc, profile, outside):
     fd = hash_map(proc)
     r = proc.bpffs
     proc.mkdir(r + "/sub")
     d = proc.open_dir(r)
     sub = proc.open_dir(r + "/sub")
     PF = u.BPF_F_PATH_FD
+    if not profile.path_fd:  # (6.5+): OBJ_PIN takes no file_flags, and path_fd is past its last field
+        assert err(pin, proc, fd, "rel", file_flags=PF, path_fd=d) == errno.EINVAL
+        assert err(pin, proc, fd, r + "/abs", file_flags=PF) == errno.EINVAL
+        assert err(pin, proc, fd, r + "/abs", path_fd=d) == errno.EINVAL
+        return
     pin(proc, fd, "rel", file_flags=PF, path_fd=d)
     pin(proc, fd, "sub/deeper", file_flags=PF, path_fd=d)
     pin(proc, fd, "../up", file_flags=PF, path_fd=sub)
     pin(proc, fd, r + "/abs", file_flags=PF, path_fd=d)  # an absolute path ignores path_fd
-    assert proc.listdir(r) == ["abs", "maps.debug", "progs.debug", "rel", "sub", "up"]
+    assert proc.listdir(r) == sorted(["abs", "rel", "sub", "up"] + preloaded(proc))
     assert proc.listdir(r + "/sub") == ["deeper"]
     assert err(pin, proc, fd, "x", file_flags=PF, path_fd=fd) == errno.ENOTDIR
     assert err(pin, proc, fd, "x", file_flags=PF, path_fd=0) == errno.ENOTDIR
@@ -207,11 +222,16 @@ def test_get_with_bpf_fd_set_is_EINVAL(proc):
     assert err(proc.bpf, u.BPF_OBJ_GET, u.make_attr(pathname=ctypes.addressof(b), bpf_fd=3)) == errno.EINVAL
 
 
-def test_get_with_path_fd(proc):
+def test_get_with_path_fd(proc, profile):
     fd = hash_map(proc)
     pin(proc, fd, proc.bpffs + "/m")
     d = proc.open_dir(proc.bpffs)
     PF = u.BPF_F_PATH_FD
+    if not profile.path_fd:  # (6.5+): not an OBJ_GET flag, and path_fd is past its last field
+        assert err(obj_get, proc, "m", file_flags=PF, path_fd=d) == errno.EINVAL
+        assert err(obj_get, proc, proc.bpffs + "/m", file_flags=PF) == errno.EINVAL
+        assert err(obj_get, proc, proc.bpffs + "/m", path_fd=d) == errno.EINVAL
+        return
     got = obj_get(proc, "m", file_flags=PF, path_fd=d)
     assert map_id(proc, got) == map_id(proc, fd)
     ro = obj_get(proc, "m", file_flags=PF | u.BPF_F_RDONLY, path_fd=d)
@@ -257,7 +277,7 @@ def test_rmdir(proc):
     assert err(proc.rmdir, r) == errno.EBUSY  # the mount point
     proc.unlink(r + "/d/m")
     proc.rmdir(r + "/d")
-    assert proc.listdir(r) == ["maps.debug", "progs.debug"]
+    assert proc.listdir(r) == preloaded(proc)
 
 
 def test_unlink_errors(proc):
@@ -311,7 +331,7 @@ def test_rename_errors(proc, outside):
     assert err(proc.rename, r + "/m", outside + "/m") == errno.EXDEV
     proc.rename(r + "/d", r + "/empty")  # a directory onto an empty one replaces it
     proc.rename(r + "/m", r + "/n")  # a pin onto a pin replaces it
-    assert proc.listdir(r) == ["empty", "full", "maps.debug", "n", "progs.debug"]
+    assert proc.listdir(r) == sorted(["empty", "full", "n"] + preloaded(proc))
 
 
 def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
@@ -323,7 +343,7 @@ def test_rename_across_two_bpffs_mounts_is_EXDEV(proc, outside):
     else:
         proc.mount_bpffs(second)
     try:
-        assert proc.listdir(second) == ["maps.debug", "progs.debug"]
+        assert proc.listdir(second) == preloaded(proc)
         assert proc.statfs(second).f_type == u.BPF_FS_MAGIC
         fd = hash_map(proc)
         pin(proc, fd, proc.bpffs + "/m")
@@ -465,9 +485,12 @@ def test_moving_a_directory_needs_write_permission_on_it(backend, proc):
     assert user.listdir(r + "/ua") == ["renamed"] and user.listdir(r + "/ub") == ["pin"]
 
 
-def test_a_removed_directory_keeps_its_fd(proc):
+def test_a_removed_directory_keeps_its_fd(proc, profile):
     """A directory fd outlives rmdir: names cannot be created or found in it (ENOENT), but '..' still leads
     to where it was."""
+    if not profile.path_fd:
+        pytest.skip("%s has no BPF_F_PATH_FD (profile.path_fd, 6.5+): paths are not relative to an fd" %
+                    profile.version)
     r, fd = proc.bpffs, hash_map(proc)
     pin(proc, fd, r + "/m")
     proc.mkdir(r + "/d")

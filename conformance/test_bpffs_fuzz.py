@@ -29,7 +29,7 @@ import sys
 
 import pytest
 
-from bpfemu import Host, Kernel, uapi as u
+from bpfemu import Host, Kernel, profiles, uapi as u
 from bpfemu.host.libc import mount, umount
 from bpfemu.testing.backends import need_host
 from bpfemu.testing.support import create_map, err, map_fd_by_id, map_info, obj_get, pin
@@ -64,7 +64,8 @@ class Side:
 
     def setup(self):
         if self.name == "emu":
-            self.kernel = Kernel()
+            # the host's kernel version (this machine's bpffs is the other side), whatever --bpf-kernel says
+            self.kernel = Kernel(version=profiles.host_version() or profiles.NEWEST)
             self.kernel.fs.makedirs(self.sandbox, 0o755)  # top and the levels of UP
             self.kernel.mount_bpffs(self.mnt)
             spawn = self.kernel.spawn

@@ -25,7 +25,7 @@ import sys
 
 import pytest
 
-from bpfemu.testing.backends import host_status
+from bpfemu.testing.backends import need_host
 from bpfemu.btf import Builder
 from bpfemu.btf import uapi as U
 from conformance.corpus.btf import btf_load, btf_task
@@ -256,17 +256,9 @@ def run(seeds, per_seed, out=None):
     return n, bad, errnos
 
 
-def _need_host():
-    ok, why = host_status()
-    if not ok:
-        if os.environ.get("BPFEMU_REQUIRE_HOST") == "1":
-            pytest.fail("BPFEMU_REQUIRE_HOST=1 but the host kernel backend is unusable: %s" % why)
-        pytest.skip("differential: needs the host kernel (%s)" % why)
-
-
 @pytest.mark.parametrize("seed", range(1, 9))
 def test_fuzz_emulator_matches_host(seed):
-    _need_host()
+    need_host()
     n, bad, _ = run([seed], 40)
     assert not bad, "emulator and host differ on (seed, case) %r" % (bad,)
 

@@ -14,7 +14,15 @@ import pytest
 
 from bpfemu.btf import Builder
 from bpfemu.btf import uapi as U
+from bpfemu import uapi
+from bpfemu.testing.support import attr_has
 from conformance.corpus.btf import btf_load, log_cause, log_text
+
+
+def true_size(profile, n):
+    """What attr.btf_log_true_size holds after a load whose whole log needs ``n`` bytes: ``n`` where the
+    version has the field (6.4+), else the 0 the caller left (the field is past BTF_LOAD's last one)."""
+    return n if attr_has(profile, uapi.BPF_BTF_LOAD, "btf_log_true_size") else 0
 
 ENOTSUPP = 524
 
@@ -341,15 +349,24 @@ def _kernel_btf_lacks(proc, struct_name):
     return vmlinux_btf().find_by_name_kind(struct_name, U.BTF_KIND_STRUCT) < 0
 
 
+KFLAG_TAGS = {"decl_tag_kflag", "type_tag_kflag"}  # kind_flag on a tag: accepted since 6.14 (profile.btf_tag_kflag)
+# refused for their structs' special fields, which BTF_LOAD looks at since 6.2 (profile.btf_struct_metas)
+STRUCT_METAS = {"two_spin_locks", "kptr_to_kernel_type_without_dtor", "list_head_without_lock"}
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_verdict_and_cause(proc, name):
+def test_verdict_and_cause(proc, profile, name):
     err, cause, blob = CASES[name]
+    if name in KFLAG_TAGS and not profile.btf_tag_kflag:
+        err, cause = errno.EINVAL, cause + " Invalid btf_info kind_flag"
+    if name in STRUCT_METAS and not profile.btf_struct_metas:
+        err = 0  # (the log is the same: the special fields add no line)
     if name == "kptr_to_kernel_type_without_dtor" and _kernel_btf_lacks(proc, b"file"):
         pytest.skip("the kernel BTF has no struct file (bpfemu's built one, off Linux): a kptr to it is a "
                     "program type there")
-    got, raw, true_size = btf_load(proc, blob())
+    got, raw, got_size = btf_load(proc, blob())
     assert (got, log_cause(raw).decode("latin-1")) == (err, cause)
-    assert true_size == len(log_text(raw)) + 1
+    assert got_size == true_size(profile, len(log_text(raw)) + 1)
     assert btf_load(proc, blob(), log_level=0, log_size=0)[0] == err
 
 
@@ -367,7 +384,9 @@ GOOD = B().struct("s", [("a", "int"), ("b", "int")]).blob()
     (4, 65535, True, 0),  # BPF_LOG_STATS alone is a level
     (7, 65535, True, 0),
 ])
-def test_log_attr_checks(proc, level, size, buf, err):
+def test_log_attr_checks(proc, profile, level, size, buf, err):
+    if profile.verifier_log == "head" and (level, size, buf) == (1, 0, False):
+        err = errno.EINVAL  # (6.1: a level needs a buffer of 128 bytes or more)
     assert btf_load(proc, GOOD, log_level=level, log_size=size, log_buf=buf)[0] == err
 
 
@@ -377,43 +396,72 @@ def test_log_attr_checked_after_size(proc):
     assert got == errno.E2BIG
 
 
-def test_full_log_and_true_size(proc):
-    err, raw, true_size = btf_load(proc, GOOD)
+def test_full_log_and_true_size(proc, profile):
+    err, raw, got_size = btf_load(proc, GOOD)
     text = log_text(raw)
     assert err == 0
     assert text.startswith(b"magic: 0xeb9f\nversion: 1\nflags: 0x0\nhdr_len: 24\n")
     assert b"[2] STRUCT s size=8 vlen=2\n\ta type_id=1 bits_offset=0\n\tb type_id=1 bits_offset=32\n" in text
-    assert true_size == len(text) + 1
+    assert got_size == true_size(profile, len(text) + 1)
 
 
-def test_rotating_log_keeps_the_tail(proc):
+def rotating(profile):
+    if profile.verifier_log != "rotating":
+        pytest.skip("%s's log keeps the head (profile.verifier_log = %s): no rotation, no BPF_LOG_FIXED"
+                    % (profile.version, profile.verifier_log))
+
+
+def test_rotating_log_keeps_the_tail(proc, profile):
+    rotating(profile)
     full = log_text(btf_load(proc, GOOD)[1])
-    err, raw, true_size = btf_load(proc, GOOD, log_level=1, log_size=40)
+    err, raw, got_size = btf_load(proc, GOOD, log_level=1, log_size=40)
     assert err == errno.ENOSPC  # a load that succeeds still fails when its log did not fit
     assert log_text(raw) == full[-39:]
     assert raw[39:40] == b"\0"
-    assert true_size == len(full) + 1
+    assert got_size == true_size(profile, len(full) + 1)
 
 
-def test_fixed_log_keeps_the_head(proc):
+def test_fixed_log_keeps_the_head(proc, profile):
+    rotating(profile)
     full = log_text(btf_load(proc, GOOD)[1])
-    err, raw, true_size = btf_load(proc, GOOD, log_level=1 | 8, log_size=40)
+    err, raw, got_size = btf_load(proc, GOOD, log_level=1 | 8, log_size=40)
     assert err == errno.ENOSPC
     assert log_text(raw) == full[:39]
-    assert true_size == len(full) + 1
+    assert got_size == true_size(profile, len(full) + 1)
 
 
-def test_log_exactly_fits(proc):
+def test_log_exactly_fits(proc, profile):
+    rotating(profile)
     full = log_text(btf_load(proc, GOOD)[1])
     for flags in (1, 9):
-        err, raw, true_size = btf_load(proc, GOOD, log_level=flags, log_size=len(full) + 1)
-        assert (err, log_text(raw), true_size) == (0, full, len(full) + 1)
+        err, raw, got_size = btf_load(proc, GOOD, log_level=flags, log_size=len(full) + 1)
+        assert (err, log_text(raw), got_size) == (0, full, true_size(profile, len(full) + 1))
         err, _raw, _t = btf_load(proc, GOOD, log_level=flags, log_size=len(full))
         assert err == errno.ENOSPC
 
 
-def test_enospc_wins_over_the_verdict(proc):
+def test_head_log(proc, profile):
+    """The log before 6.4 (profile.verifier_log = head): the head of the log, NUL-terminated; a buffer it
+    fills up (the last byte is for the NUL) makes a good load ENOSPC, a bad one keeps its errno; no
+    BPF_LOG_FIXED, no buffer under 128 bytes."""
+    if profile.verifier_log != "head":
+        pytest.skip("%s's log rotates (profile.verifier_log = %s)" % (profile.version, profile.verifier_log))
+    full = log_text(btf_load(proc, GOOD)[1])
+    assert len(full) > 200
+    err, raw, _t = btf_load(proc, GOOD, log_level=1, log_size=128)
+    assert (err, log_text(raw), raw[127:128]) == (errno.ENOSPC, full[:127], b"\0")
+    assert btf_load(proc, GOOD, log_level=1, log_size=len(full) + 1)[0] == errno.ENOSPC
+    err, raw, _t = btf_load(proc, GOOD, log_level=1, log_size=len(full) + 2)
+    assert (err, log_text(raw)) == (0, full)
+    assert btf_load(proc, GOOD, log_level=1 | 8, log_size=1024)[0] == errno.EINVAL
+    assert btf_load(proc, GOOD, log_level=1, log_size=127)[0] == errno.EINVAL
+    bad = B().ptr(3).ptr(2).blob()
+    assert btf_load(proc, bad, log_level=1, log_size=128)[0] == errno.EEXIST
+
+
+def test_enospc_wins_over_the_verdict(proc, profile):
     """A rejected blob whose log does not fit reports ENOSPC, not its own errno."""
+    rotating(profile)
     bad = B().ptr(3).ptr(2).blob()
     assert btf_load(proc, bad)[0] == errno.EEXIST
     assert btf_load(proc, bad, log_level=1, log_size=64)[0] == errno.ENOSPC

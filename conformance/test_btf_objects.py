@@ -22,7 +22,7 @@ import pytest
 from bpfemu import hostenv, uapi as u
 from bpfemu.btf import Builder
 from bpfemu.btf.vmlinux import fallback_blob
-from bpfemu.testing.support import (btf_fd_by_id, btf_info, btf_load, create_map, err, get_next_id, make_attr,
+from bpfemu.testing.support import (attr_has, btf_fd_by_id, btf_info, btf_load, create_map, err, get_next_id, make_attr,
                                     map_id, pin)
 
 BLOB = Builder().int("int", 4, signed=True).struct("pair", [("a", "int"), ("b", "int")]).blob()
@@ -130,13 +130,16 @@ def test_btf_info_name_and_length_go_together(proc):
     assert _info_raw(proc, fd, btf=0, btf_size=4, name=0, name_len=4)[0] == errno.EFAULT
 
 
-def test_vmlinux_is_btf_id_1(proc):
+def test_vmlinux_is_btf_id_1(backend, proc):
     assert btf_ids(proc)[0] == 1
     fd = btf_fd_by_id(proc, 1)
     i, _, name = btf_info(proc, fd, name_len=16)
     assert (i.id, i.kernel_btf, i.name_len) == (1, 1, 7)
     assert name == b"vmlinux" + bytes(9)
     assert fdinfo(proc, fd)["btf_id"] == "1"
+    if backend.vm is not None:  # the guest's own BTF, which its sysfs file shows the size of
+        assert i.btf_size == proc.stat(VMLINUX).st_size
+        return
     if not hostenv.is_linux():  # off Linux the emulated kernel describes itself with bpfemu's own BTF
         want = fallback_blob()
     elif os.path.exists(VMLINUX):
@@ -194,8 +197,13 @@ def test_last_fd_frees_the_btf(proc):
     assert err(btf_fd_by_id, proc, i) == errno.ENOENT
 
 
-def test_load_flags_and_token(proc):
+def test_load_flags_and_token(proc, profile):
     assert err(btf_load, proc, BLOB, btf_flags=2) == errno.EINVAL
+    if not attr_has(profile, u.BPF_BTF_LOAD, "btf_token_fd"):  # (6.9+): btf_flags and the token are past the
+        # last field (CHECK_ATTR)
+        assert err(btf_load, proc, BLOB, btf_flags=u.BPF_F_TOKEN_FD, btf_token_fd=99) == errno.EINVAL
+        assert err(btf_load, proc, BLOB, btf_token_fd=99) == errno.EINVAL
+        return
     assert err(btf_load, proc, BLOB, btf_flags=u.BPF_F_TOKEN_FD, btf_token_fd=99) == errno.EBADF
     fd = btf_load(proc, BLOB)
     assert err(btf_load, proc, BLOB, btf_flags=u.BPF_F_TOKEN_FD, btf_token_fd=fd) == errno.EINVAL  # not a token
@@ -203,11 +211,14 @@ def test_load_flags_and_token(proc):
     proc.close(btf_load(proc, BLOB, btf_token_fd=99))
 
 
-def test_fd_by_id_flags(proc):
+def test_fd_by_id_flags(proc, profile):
     assert err(btf_fd_by_id, proc, 0) == errno.ENOENT
     assert err(proc.bpf, u.BPF_BTF_GET_FD_BY_ID, make_attr(btf_id=1, open_flags=1)) == errno.EINVAL
+    # a token fd (6.18: open_flags and fd_by_id_token_fd); before, both are past the last field (btf_id)
+    token = attr_has(profile, u.BPF_BTF_GET_FD_BY_ID, "fd_by_id_token_fd")
     assert err(proc.bpf, u.BPF_BTF_GET_FD_BY_ID, make_attr(btf_id=1, open_flags=u.BPF_F_TOKEN_FD,
-                                                           fd_by_id_token_fd=99)) == errno.EBADF
+                                                           fd_by_id_token_fd=99)) == (errno.EBADF if token else
+                                                                                      errno.EINVAL)
 
 
 CREDS = {

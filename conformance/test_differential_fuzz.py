@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bpfemu import uapi as u
-from bpfemu.testing.backends import EmuBackend, HostBackend, need_host
+from bpfemu.testing.backends import EmuBackend, HostBackend, need_host, real_backend, real_profile
 from bpfemu.testing.fuzz import Arena, Call, Ptr, examples, fd_ops, map_calls, map_creates, obj_calls, run, setup_calls
 
 # bad pointers (guard pages, unmapped memory): skipped where bpfemu cannot detect them (not Linux,
@@ -34,7 +34,7 @@ long_calls = st.lists(CALL, min_size=20, max_size=100)  # long runs: deeper stat
 @pytest.fixture(scope="module")
 def host_backend():
     need_host()
-    b = HostBackend()
+    b = real_backend()
     yield b
     b.close()
 
@@ -117,11 +117,13 @@ def test_emulator_matches_host(host_backend, seed, ops):
 
 
 def run_once(host_backend, seed, ops):
-    """One sequence on a fresh emulated kernel and a fresh host child pinned to CPU 0 (where the emulated
-    task runs: LRU victims depend on the CPU); the first disagreement, or None."""
-    emu = EmuBackend().spawn()
+    """One sequence on a fresh emulated kernel of the real kernel's version and a fresh task of the real
+    kernel pinned to CPU 0 (where the emulated task runs: LRU victims depend on the CPU; a VM's tasks all
+    run on its CPU 0); the first disagreement, or None."""
+    emu = EmuBackend(version=host_backend.profile.version).spawn()
     host = host_backend.spawn()
-    host.sched_setaffinity({0})
+    if hasattr(host, "sched_setaffinity"):
+        host.sched_setaffinity({0})
     try:
         return replay(emu, host, seed, ops)
     finally:
@@ -130,12 +132,16 @@ def run_once(host_backend, seed, ops):
 
 
 def _clean_pins(host_backend):
-    import os
-    for name in os.listdir(host_backend.bpffs):
-        try:
-            os.unlink(os.path.join(host_backend.bpffs, name))
-        except OSError:
-            pass
+    """Unpin what the example left in the backend's private bpffs (seen by its tasks, not by this process)."""
+    t = host_backend.spawn()
+    try:
+        for name in t.listdir(host_backend.bpffs):
+            try:
+                t.unlink(host_backend.bpffs + "/" + name)
+            except OSError:
+                pass  # maps.debug and progs.debug stay
+    finally:
+        t.exit()
 
 
 # -- long runs -----------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import bpfemu
 from bpfemu import uapi as u
 
 from bpfemu.testing.support import addr, batch, buf, create_map, make_attr, map_info, possible_cpus
-from bpfemu.testing.backends import need_host
+from bpfemu.testing.backends import need_host, real_kernel, twin_kernel
 
 NCPU = possible_cpus()  # the host's, which the emulated kernels take too
 EINVAL, EPERM, E2BIG, EFAULT, ENOTSUPP = 22, 1, 7, 14, 524
@@ -303,9 +303,10 @@ def walk(proc, fd, key_size, limit=10000):
 def machines():
     """One emulator task and one host task for the module (each example makes its own maps)."""
     need_host()  # skip, or fail under BPFEMU_REQUIRE_HOST=1, as the proc fixture does
-    emu = bpfemu.Kernel().spawn()
-    host = bpfemu.Host().spawn()
-    host.sched_setaffinity({0})  # LRU eviction depends on the CPU: both run on CPU 0
+    emu = twin_kernel().spawn()  # the real kernel's version
+    host = real_kernel().spawn()
+    if hasattr(host, "sched_setaffinity"):  # (a VM's tasks all run on its CPU 0)
+        host.sched_setaffinity({0})  # LRU eviction depends on the CPU: both run on CPU 0
     yield emu, host
     host.exit()
 

@@ -93,9 +93,15 @@ EMPTY = {
 
 
 @pytest.mark.parametrize("name", sorted(EMPTY))
-def test_ops_on_an_empty_map(proc, name):
+def test_ops_on_an_empty_map(proc, profile, name):
     t, k, v, me, flags, vs, want = EMPTY[name]
-    fd = create_map(proc, getattr(u, "BPF_MAP_TYPE_" + t), k, v, me, flags)
+    mt = getattr(u, "BPF_MAP_TYPE_" + t)
+    if not profile.knows_map_type(mt):
+        pytest.skip("%s has no %s maps" % (profile.version, t))
+    if want["lookup_and_delete"] != ENOTSUPP and mt not in profile.lookup_and_delete_types:
+        want = dict(want, lookup_and_delete=ENOTSUPP)  # a type the version's command does not serve (6.18 added
+        # STACK_TRACE)
+    fd = create_map(proc, mt, k, v, me, flags)
     assert ops(proc, fd, k, vs, me) == want
 
 
@@ -202,10 +208,12 @@ def test_sockmap_fd_values(proc):
     assert err(update, proc, rp, P(0), struct.pack("<Q", rp)) == ENOTSOCK
 
 
-def test_local_storage_needs_btf(proc):
+def test_local_storage_needs_btf(proc, profile):
     # without BTF ids map_alloc_check refuses; with them the btf_fd must be a BTF object
     for name in ("SK_STORAGE", "INODE_STORAGE", "TASK_STORAGE", "CGRP_STORAGE"):
         t = getattr(u, "BPF_MAP_TYPE_" + name)
+        if not profile.knows_map_type(t):
+            continue  # (CGRP_STORAGE: 6.2)
         assert err(create_map, proc, t, 4, 8, 0, u.BPF_F_NO_PREALLOC) == EINVAL
         assert err(create_map, proc, t, 4, 8, 0, u.BPF_F_NO_PREALLOC, btf_fd=99, btf_key_type_id=1,
                    btf_value_type_id=2) == EBADF

@@ -18,16 +18,17 @@ def big_attr(n, **fields):
     return b
 
 
-def test_the_kernel_union_bpf_attr_is_ATTR_SIZE_bytes(proc):
-    """A nonzero last byte of our union is inside the kernel's (CHECK_ATTR of MAP_CREATE: EINVAL); the byte
-    after it is past the kernel's union (E2BIG): both sizes are uapi.ATTR_SIZE."""
-    b = big_attr(ATTR + 1, map_type=u.BPF_MAP_TYPE_ARRAY, key_size=4, value_size=4, max_entries=1)
-    b[ATTR - 1] = 1
-    assert err(proc.bpf, u.BPF_MAP_CREATE, b, ATTR) == 22
-    b[ATTR - 1], b[ATTR] = 0, 1
-    assert err(proc.bpf, u.BPF_MAP_CREATE, b, ATTR + 1) == 7
-    b[ATTR] = 0
-    assert proc.bpf(u.BPF_MAP_CREATE, b, ATTR + 1) == 3
+def test_the_kernel_union_bpf_attr_is_ATTR_SIZE_bytes(proc, profile):
+    """A nonzero last byte of the kernel's union is inside it (CHECK_ATTR of MAP_CREATE: EINVAL); the byte
+    after it is past it (E2BIG): the union is ``profile.attr_size`` bytes (uapi.ATTR_SIZE in the newest)."""
+    size = profile.attr_size
+    b = big_attr(size + 1, map_type=u.BPF_MAP_TYPE_ARRAY, key_size=4, value_size=4, max_entries=1)
+    b[size - 1] = 1
+    assert err(proc.bpf, u.BPF_MAP_CREATE, b, size) == 22
+    b[size - 1], b[size] = 0, 1
+    assert err(proc.bpf, u.BPF_MAP_CREATE, b, size + 1) == 7
+    b[size] = 0
+    assert proc.bpf(u.BPF_MAP_CREATE, b, size + 1) == 3
 
 
 @pytest.mark.parametrize("size", [ATTR + 1, ATTR + 8, 4096])

@@ -4,7 +4,6 @@ import errno
 
 import bpfemu
 from bpfemu import uapi as u
-from bpfemu.maps.arraymap import BPF_ARRAY
 from bpfemu.testing.support import create_map, err, keys, update
 
 MiB = 1 << 20
@@ -15,6 +14,7 @@ def test_emulator_charge_follows_the_limit_exactly():
     """A map exactly at the remaining budget fits, one more element does not."""
     k = bpfemu.Kernel(memory_limit=1 * MiB)
     t = k.spawn()
+    BPF_ARRAY = k.profile.size("bpf_array")
     n = (1 * MiB - BPF_ARRAY) // 8
     fd = create_map(t, ARRAY, 4, 8, max_entries=n)
     assert k.memcg.usage() == BPF_ARRAY + 8 * n <= 1 * MiB

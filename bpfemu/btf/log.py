@@ -189,3 +189,54 @@ class VerifierLog:
         if self.ubuf is not None and self.len_max > self.len_total:
             return errno.ENOSPC, true_size
         return 0, true_size
+
+
+class HeadLog(VerifierLog):
+    """The log before 6.4 (6.1's ``bpf_verifier_vlog``): it fills the buffer from the start and stops when
+    full, always NUL-terminated; there is no rotation, no ``BPF_LOG_FIXED`` and no ``log_true_size``.
+
+    Its attributes are valid only together: a level (of ``BPF_LOG_LEVEL | BPF_LOG_STATS``), a buffer and a
+    size of at least 128 bytes (``bpf_verifier_log_attr_valid``), else EINVAL; a write that faults drops
+    the buffer silently. :meth:`full` is what the loaders check at their end: a load that otherwise
+    succeeds is ENOSPC when its log filled up (:attr:`enospc_when_full`).
+    """
+
+    __slots__ = ("len_used",)
+    enospc_when_full = True
+    MASK = BPF_LOG_LEVEL | BPF_LOG_STATS
+    MIN_SIZE = 128
+
+    def __init__(self, level=0, ubuf=None, len_total=0):
+        super().__init__(level, ubuf, len_total)
+        self.len_used = 0
+
+    @classmethod
+    def init(cls, level, ubuf, size):
+        log = cls(level, ubuf, size)
+        if level or log.ubuf is not None or size:
+            if not (cls.MIN_SIZE <= size <= UINT_MAX >> 2 and level and log.ubuf is not None
+                    and not level & ~cls.MASK):
+                raise bpf_error(errno.EINVAL, "log attrs: a level of 0x%x, a buffer, and at least %d bytes"
+                                % (cls.MASK, cls.MIN_SIZE))
+        return log
+
+    def full(self):
+        return self.len_used >= self.len_total - 1
+
+    def vlog(self, msg):
+        if self.level == BPF_LOG_KERNEL or not self.level or self.ubuf is None or self.full():
+            return
+        msg = msg[:BPF_VERIFIER_TMP_LOG_SIZE - 1]
+        n = min(self.len_total - self.len_used - 1, len(msg))
+        if self._write(self.len_used, msg[:n] + b"\0"):
+            self.len_used += n
+
+    def reset(self, new_pos):
+        if self.level == BPF_LOG_KERNEL or not self.level or self.ubuf is None or self.full():
+            return
+        self.len_used = new_pos
+        self._write(new_pos, b"\0")
+
+    def finalize(self):
+        """No rotation and no true size: (0, 0)."""
+        return 0, 0

@@ -25,7 +25,7 @@ from ..errors import ENOTSUPP, bpf_error
 from . import uapi as U
 from .btf import Btf, Header
 from .fields import parse_struct_metas
-from .log import BPF_LOG_KERNEL, BytesBuffer, VerifierLog
+from .log import BPF_LOG_KERNEL, BytesBuffer, HeadLog, VerifierLog
 from .vmlinux import vmlinux_btf
 from .types import (VOID, BtfType, int_is_regular, is_decl_tag_target, is_modifier,
                     is_resolve_source_only, is_struct, needs_resolve, nosize_or_null)
@@ -80,6 +80,8 @@ class Env:
         self.resolve_mode = RESOLVE_TBD
         self.stack = []  # [type, type_id, next_member]
         self.visit_states = None
+        self.tag_kflag = True  # the kernel version's btf_tag_kflag (profile): DECL_TAG and TYPE_TAG take a kflag
+        self.printable_sections = True  # profile.btf_section_names == "printable" (else identifiers)
 
     # -- the log -----------------------------------------------------------------------------
     def vlog(self, msg):
@@ -151,6 +153,8 @@ class Env:
         return all(c in _NEXT_OK for c in s[1:])
 
     def name_valid_section(self, off):
+        if not self.printable_sections:
+            return self.name_valid_identifier(off)
         s = self.btf.str_by_offset(off)
         if not s or len(s) > KSYM_NAME_LEN:
             return False
@@ -312,7 +316,7 @@ def _ref_check_meta(env, t, meta_left):
     if t.vlen:
         env.log_type(t, b"vlen != 0")
         env.fail(-errno.EINVAL)
-    if t.kflag and t.kind != U.BTF_KIND_TYPE_TAG:
+    if t.kflag and not (t.kind == U.BTF_KIND_TYPE_TAG and env.tag_kflag):
         env.log_type(t, b"Invalid btf_info kind_flag")
         env.fail(-errno.EINVAL)
     if t.type > U.BTF_MAX_TYPE:
@@ -553,6 +557,9 @@ def _decl_tag_check_meta(env, t, meta_left):
         env.fail(-errno.EINVAL)
     if t.vlen:
         env.log_type(t, b"vlen != 0")
+        env.fail(-errno.EINVAL)
+    if t.kflag and not env.tag_kflag:
+        env.log_type(t, b"Invalid btf_info kind_flag")
         env.fail(-errno.EINVAL)
     if t.component_idx < -1:
         env.log_type(t, b"Invalid component_idx")
@@ -1265,7 +1272,8 @@ class ParseResult:
         self.detail = detail
 
 
-def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write_true_size=None, _explain=True):
+def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write_true_size=None, _explain=True,
+              profile=None):
     """btf_parse(): validate a BTF blob as BPF_BTF_LOAD does; return the Btf or raise OSError.
 
     ``data``: the blob (bytes), or a callable returning it that may raise
@@ -1278,7 +1286,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
     a callable returning it; by default :func:`~bpfemu.btf.vmlinux.vmlinux_btf`,
     loaded only if a kptr needs it), used for the kptr checks of special fields.
     ``write_true_size(n)``: stores log_true_size back into attr (may raise
-    OSError(EFAULT)); None when attr is too short to hold it.
+    OSError(EFAULT)); None when attr is too short to hold it. ``profile``: the kernel version's
+    :class:`~bpfemu.profiles.profile.Profile` (None: the newest's rules).
 
     Errors: E2BIG (btf_size > 16 MiB, or nonzero header bytes past 24),
     EINVAL (bad log attrs, or invalid BTF), ENOTSUPP (524: version, flags,
@@ -1291,8 +1300,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
         raise bpf_error(errno.E2BIG, "btf_size %d above %d" % (btf_size, U.BTF_MAX_SIZE))
     if log is None:
         log = VerifierLog()
-    elif isinstance(log, tuple):
-        log = VerifierLog.init(*log)
+    elif isinstance(log, tuple):  # the kernel version's log (profile.verifier_log)
+        log = (HeadLog if profile is not None and profile.verifier_log == "head" else VerifierLog).init(*log)
     err = 0
     btf = None
     env = None
@@ -1305,11 +1314,14 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
             raise bpf_error(errno.EFAULT, "btf shorter than btf_size")
         btf = Btf(raw, base=base)
         env = Env(btf, log)
+        if profile is not None:
+            env.tag_kflag = profile.btf_tag_kflag
+            env.printable_sections = profile.btf_section_names == "printable"
         _parse_hdr(env)
         _parse_str_sec(env)
         _parse_type_sec(env)
         err = _check_type_tags(env, btf, 1)
-        if not err:
+        if not err and (profile is None or profile.btf_struct_metas):
             if vmlinux == "default":
                 vmlinux = vmlinux_btf
             err = parse_struct_metas(btf, vmlinux)
@@ -1320,6 +1332,8 @@ def btf_parse(data, log=None, btf_size=None, base=None, vmlinux="default", write
     except OSError as e:
         err = -e.errno
     ferr, true_size = log.finalize()
+    if getattr(log, "enospc_when_full", False) and not err and log.level and log.full():
+        ferr = errno.ENOSPC  # (6.1: only a load that succeeded otherwise)
     if write_true_size is not None:
         try:
             write_true_size(true_size)

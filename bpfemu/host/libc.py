@@ -8,6 +8,7 @@ import ctypes
 import errno
 import os
 import platform
+import threading
 
 from ..errors import strerror
 from ..limits import NULL_PAGE
@@ -26,6 +27,8 @@ MACHINE = platform.machine()  # read once: a child that dropped to another uid m
 PROT_READ, PROT_WRITE, PROT_NONE = 1, 2, 0
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
 MNT_DETACH = 2
+MADV_NOHUGEPAGE = 15
+HUGE_PAGE = 2 << 20
 CLONE_NEWNS = 0x00020000
 MS_REC, MS_PRIVATE, MS_SLAVE = 0x4000, 1 << 18, 1 << 19
 
@@ -51,6 +54,8 @@ def libc():
         lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         lib.unshare.argtypes = [ctypes.c_int]
         lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        lib.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         _libc = lib
     return _libc
 
@@ -181,10 +186,37 @@ def mmap_fd(fd, length, offset, writable):
     return Mapping(view, writable, lambda: lib.munmap(p, length))
 
 
+def resident_runs(addr, n):
+    """[(offset, length)] of the page runs of [addr, addr + n) that are in memory (mincore(2)); addr is
+    page-aligned. A fresh anonymous mapping has none until something touches it: what a call wrote into a
+    large zeroed buffer is found without reading (and faulting in) the rest. None when mincore fails."""
+    page = Guarded.PAGE
+    pages = (n + page - 1) // page
+    vec = (ctypes.c_ubyte * pages)()
+    if libc().mincore(addr, pages * page, vec) != 0:
+        return None
+    out = []
+    for i, v in enumerate(bytes(vec)):
+        if v & 1:
+            if out and out[-1][0] + out[-1][1] == i * page:
+                out[-1] = (out[-1][0], out[-1][1] + page)
+            else:
+                out.append((i * page, page))
+    return [(off, min(length, n - off)) for off, length in out]
+
+
 class Guarded:
-    """Anonymous memory with an unmapped (PROT_NONE) page right after ``n`` usable bytes."""
+    """Anonymous memory with an unmapped (PROT_NONE) page right after ``n`` usable bytes.
+
+    ``Guarded.get(n)`` reuses a freed region of the same size, zeroed as fresh memory is: a host child's call
+    needs up to three, and mmap + mprotect + munmap of each cost most of a call in a VM guest (under TCG each
+    of them flushes the soft TLB). ``free()`` keeps up to POOLED regions per size up to POOL_MAX."""
 
     PAGE = 4096
+    POOLED = 4
+    POOL_MAX = 16 * PAGE
+    _pool = {}  # usable size -> [free regions]
+    _pool_lock = threading.Lock()
 
     def __init__(self, n):
         lib = libc()
@@ -194,8 +226,28 @@ class Guarded:
         if self.base in (None, ctypes.c_void_p(-1).value):
             raise MemoryError("mmap failed")
         lib.mprotect(self.base + self.usable, self.PAGE, PROT_NONE)
+        if self.usable >= HUGE_PAGE:  # pages as the kernel touches them, not 2 MiB at a time (resident_runs)
+            lib.madvise(self.base, self.usable, MADV_NOHUGEPAGE)
         self.guard = self.base + self.usable
         self.size = self.usable + self.PAGE
 
+    @classmethod
+    def get(cls, n):
+        """A region of at least ``n`` usable bytes, all zero: a pooled one when there is one of that size."""
+        usable = (max(n, 1) + cls.PAGE - 1) // cls.PAGE * cls.PAGE
+        with cls._pool_lock:
+            free = cls._pool.get(usable)
+            g = free.pop() if free else None
+        if g is None:
+            return cls(n)
+        ctypes.memset(g.base, 0, g.usable)
+        return g
+
     def free(self):
+        if self.usable <= self.POOL_MAX:
+            with self._pool_lock:
+                free = self._pool.setdefault(self.usable, [])
+                if len(free) < self.POOLED:
+                    free.append(self)
+                    return
         libc().munmap(self.base, self.size)

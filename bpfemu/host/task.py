@@ -39,7 +39,7 @@ from ..surface import attr_args, c_fd, c_id, c_int, c_mode, c_owner, c_path
 from ..syscall.table import COMMANDS
 from .libc import (CLONE_NEWNS, MACHINE, SYSCALLS, libc, mmap_fd, mount, private_bpffs, raw_bpf, read_partial,
                    renameat2, setns, statfs, umount)
-from .rpc import RPC_FD, open_fds, recv, send, start_serving
+from .rpc import RPC_FD, open_fds, pack_region, recv, send, start_serving
 
 FD_RETURNING = frozenset(c.cmd for c in COMMANDS.values() if c.returns_fd)
 BPFFS = "/sys/fs/bpf"  # where a HostTask finds its private bpffs
@@ -414,7 +414,7 @@ class HostTask(_Surface):
             send(self.sock, ("bpf", cmd, data, size, len(data) < want))
             msg = recv(self.sock)
             while msg[0] == "need":  # the child asks for our memory, possibly in rounds (nested pointers)
-                send(self.sock, [read_partial(ptr, n) for ptr, n in msg[1]])
+                send(self.sock, [pack_region(read_partial(ptr, n)) for ptr, n in msg[1]])
                 msg = recv(self.sock)
             return msg
 

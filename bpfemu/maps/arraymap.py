@@ -29,7 +29,6 @@ from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, ObjMap, bpf_map_area_mmapable_a
                       map_check_no_btf, map_flags_access_ok, u32)
 from .map_in_map import OfMaps
 
-BPF_ARRAY = 312  # sizeof(struct bpf_array) up to its value area (x86_64), as memlock counts it
 ARRAY_CREATE_FLAG_MASK = (uapi.BPF_F_NUMA_NODE | uapi.BPF_F_MMAPABLE | BPF_F_ACCESS_MASK
                           | uapi.BPF_F_PRESERVE_ELEMS | uapi.BPF_F_INNER_MAP)
 
@@ -96,8 +95,8 @@ class ArrayMap(BpfMap):
         """array_map_mem_usage: the header and every element (an mmapable array page-aligns both)."""
         values = self.max_entries * self.elem_size
         if self.data is not None:
-            return page_align(BPF_ARRAY) + page_align(values)
-        return BPF_ARRAY + values
+            return page_align(self.kernel.profile.size("bpf_array")) + page_align(values)
+        return self.kernel.profile.size("bpf_array") + values
 
     def _index(self, key):
         return struct.unpack("<I", key)[0]
@@ -223,7 +222,7 @@ class PercpuArrayMap(ArrayMap):
 
     def mem_usage(self, count=None):
         """A pointer per element, and each element's value on every CPU."""
-        return BPF_ARRAY + self.max_entries * 8 + self.percpu_mem_usage()
+        return self.kernel.profile.size("bpf_array") + self.max_entries * 8 + self.percpu_mem_usage()
 
     def percpu_mem_usage(self, count=None):
         return self.max_entries * self.elem_size * self.kernel.ncpus
@@ -257,7 +256,7 @@ class FdArray(ObjMap):
 
     def mem_usage(self, count=None):
         """struct bpf_array, then one pointer per slot."""
-        return BPF_ARRAY + self.max_entries * 8
+        return self.kernel.profile.size("bpf_array") + self.max_entries * 8
 
     def lookup_sys(self, key, flags):
         raise bpf_error(ENOTSUPP, "%s has no syscall lookup" % self.type_name())

@@ -14,7 +14,6 @@ from ..limits import KMALLOC_MAX_SIZE, round_up, roundup_pow_of_two
 from .bpf_map import BpfMap, map_flags_access_ok
 
 U32_MAX = 0xFFFFFFFF
-BPF_BLOOM = 312  # sizeof(struct bpf_bloom_filter) before its bit array (x86_64)
 BLOOM_CREATE_FLAG_MASK = (uapi.BPF_F_NUMA_NODE | uapi.BPF_F_ZERO_SEED | uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY
                           | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY_PROG)
 DEFAULT_NR_HASHES = 5
@@ -64,7 +63,7 @@ class BloomFilterMap(BpfMap):
 
     def mem_usage(self, count=None):
         """bloom_map_mem_usage: the header and the whole bit array, in 8-byte words."""
-        return BPF_BLOOM + round_up((self.bitset_mask + 1) // 8, 8)
+        return self.kernel.profile.size("bpf_bloom_filter") + round_up((self.bitset_mask + 1) // 8, 8)
 
     def _bits(self, value):
         value = bytes(value)

@@ -22,7 +22,6 @@ from ..objects import KINDS
 from .bpf_map import ObjMap, int_bits_at_0, s32
 
 # sizeof(struct bpf_local_storage_map) and of one bucket (x86_64), as map_mem_usage counts them
-BPF_LOCAL_STORAGE_MAP = 448
 BUCKET_SIZE = 16
 ANON_INODE = "anon_inode"  # the inode every bpf object file shares
 
@@ -46,7 +45,7 @@ class LocalStorage(ObjMap):
     def mem_usage(self, count=None):
         """bpf_local_storage_map_mem_usage: the map and its buckets (one per possible CPU rounded up to a
         power of two, at least 2); the elements are not counted."""
-        return BPF_LOCAL_STORAGE_MAP + BUCKET_SIZE * max(2, roundup_pow_of_two(self.kernel.ncpus))
+        return self.kernel.profile.size("bpf_local_storage_map") + BUCKET_SIZE * max(2, roundup_pow_of_two(self.kernel.ncpus))
 
     def map_check_btf(self, btf, key_type, value_type):
         """bpf_local_storage_map_check_btf: the key is an int (the fd)."""

@@ -44,7 +44,7 @@ from .. import uapi
 from ..btf import fields as F
 from ..btf import uapi as B
 from ..errors import ENOTSUPP, bpf_error
-from ..limits import S32_MAX, round_up
+from ..limits import S32_MAX, page_align, round_up
 from ..objects import BpfObject, fdget
 
 BPF_F_ACCESS_MASK = uapi.BPF_F_RDONLY | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY | uapi.BPF_F_WRONLY_PROG
@@ -230,7 +230,10 @@ class BpfMap(BpfObject):
                             % (value_id, self.value_size))
         value_type = r[0]
         try:
-            rec = F.parse_fields(btf, value_type, MAP_FIELDS, self.value_size,
+            fields = 0  # map_check_btf's mask: the special fields this kernel version knows in a map value
+            for name in self.kernel.profile.map_value_fields:
+                fields |= getattr(F, name)
+            rec = F.parse_fields(btf, value_type, fields & MAP_FIELDS, self.value_size,
                                  vmlinux=lambda: self.kernel.btf_vmlinux.btf)
         except OSError:
             rec = None  # btf_parse_fields' ERR_PTR is kept as "no record"
@@ -462,8 +465,27 @@ class BpfMap(BpfObject):
         raise bpf_error(errno.EINVAL, "%s maps have no content hash" % self.type_name())
 
     # -- fdinfo --------------------------------------------------------------------------
+    def memory_footprint(self):
+        """bpf_map_memory_footprint (6.1's fdinfo memlock): max_entries values and keys rounded up to 8 bytes
+        together, page-aligned, whatever the type stores (bpf_map_value_size's value: per CPU for per-CPU
+        maps, 4 bytes for fd maps)."""
+        if self.map_type in uapi.PERCPU_MAP_TYPES:
+            value = round_up(self.value_size, 8) * self.kernel.ncpus
+        elif self.map_type in uapi.FD_MAP_TYPES:
+            value = 4
+        else:
+            value = self.value_size
+        return page_align(self.max_entries * round_up(self.key_size + value, 8))
+
+    def memlock(self):
+        """The fdinfo ``memlock`` figure: map_mem_usage, or the footprint estimate where the kernel version
+        shows that (``profile.memlock``)."""
+        if self.kernel.profile.memlock == "bpf_map_memory_footprint":
+            return self.memory_footprint()
+        return self.mem_usage()
+
     def show_fdinfo(self):
-        """bpf_map_show_fdinfo's lines (memlock is map_mem_usage)."""
+        """bpf_map_show_fdinfo's lines (memlock: see :meth:`memlock`)."""
         return [
             ("map_type", str(self.map_type)),
             ("key_size", str(self.key_size)),
@@ -471,7 +493,7 @@ class BpfMap(BpfObject):
             ("max_entries", str(self.max_entries)),
             ("map_flags", "%#x" % self.map_flags),  # the kernel's %#x prints 0x0 for zero
             ("map_extra", "%#x" % self.map_extra),
-            ("memlock", str(self.mem_usage())),
+            ("memlock", str(self.memlock())),
             ("map_id", str(self.id)),
             ("frozen", "1" if self.frozen else "0"),
         ]

@@ -19,7 +19,7 @@ class CpuMap(ObjMap):
         super().__init__(kernel, attr)
 
     def mem_usage(self, count=None):
-        return 304 + self.max_entries * 8  # the entries' queues and threads are not counted
+        return self.kernel.profile.size("bpf_cpu_map") + self.max_entries * 8  # the entries' queues and threads are not counted
 
     def lookup_sys(self, key, flags):
         v = self.slots.get(u32(key))

@@ -10,8 +10,6 @@ from .bpf_map import ObjMap, map_check_no_btf, index_next_key, prog_fd, s32, u32
 
 ACCESS = F.BPF_F_RDONLY | F.BPF_F_WRONLY
 DEV_CREATE_FLAG_MASK = F.BPF_F_NUMA_NODE | ACCESS
-BPF_DTAB = 344  # sizeof(struct bpf_dtab) (x86_64), as memlock counts it
-BPF_DTAB_NETDEV = 64  # sizeof(struct bpf_dtab_netdev): one per device entry
 
 
 class DevMapBase(ObjMap):
@@ -54,7 +52,8 @@ class DevMapBase(ObjMap):
 class DevMap(DevMapBase):
     def mem_usage(self, count=None):
         """dev_map_mem_usage: the map, a pointer per slot, a device entry per slot in use."""
-        return BPF_DTAB + self.max_entries * 8 + BPF_DTAB_NETDEV * (self.count() if count is None else count)
+        sizes = self.kernel.profile.sizeof
+        return sizes["bpf_dtab"] + self.max_entries * 8 + sizes["bpf_dtab_netdev"] * (self.count() if count is None else count)
 
     def update_sys(self, task, key, value, flags):
         if flags > F.BPF_EXIST:
@@ -92,7 +91,8 @@ class DevMapHash(DevMapBase):
 
     def mem_usage(self, count=None):
         """dev_map_mem_usage: the map, a pointer per bucket, a device entry per key stored."""
-        return BPF_DTAB + self.n_buckets * 8 + BPF_DTAB_NETDEV * (self.count() if count is None else count)
+        sizes = self.kernel.profile.sizeof
+        return sizes["bpf_dtab"] + self.n_buckets * 8 + sizes["bpf_dtab_netdev"] * (self.count() if count is None else count)
 
     def _bucket(self, key):
         return self.buckets.setdefault(u32(key) & (self.n_buckets - 1), [])

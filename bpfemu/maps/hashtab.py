@@ -48,7 +48,6 @@ from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, batch_elem_flags, generic_map_d
 from .map_in_map import OfMaps
 
 # struct sizes on x86_64, as map_mem_usage counts them (fitted to the host's memlock figures)
-BPF_HTAB = 832  # sizeof(struct bpf_htab)
 HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem) without the key
 HTAB_BUCKET_SIZE = 16  # sizeof(struct bucket)
 HASHTAB_MAP_LOCK_COUNT = 8  # per-CPU lock counters
@@ -144,11 +143,11 @@ class HashMap(BpfMap):
         ncpus = self.kernel.ncpus
         value = round_up(self.value_size, 8)
         elem = HTAB_ELEM_SIZE + round_up(self.key_size, 8) + (8 if self.percpu or self.fd_values else value)
-        usage = BPF_HTAB + HTAB_BUCKET_SIZE * self.n_buckets + 4 * ncpus * HASHTAB_MAP_LOCK_COUNT
+        usage = self.kernel.profile.size("bpf_htab") + HTAB_BUCKET_SIZE * self.n_buckets + 4 * ncpus * HASHTAB_MAP_LOCK_COUNT
         if self.prealloc:
             n = self.max_entries
-            if not (self.percpu or self.lru or self.fd_values):
-                n += ncpus  # a spare element per CPU
+            if not (self.percpu or self.lru or self.fd_values and self.kernel.profile.fd_htab_update_in_place):
+                n += ncpus  # a spare element per CPU (htab_has_extra_elems)
             if not (self.percpu or self.lru):
                 usage += 8 * ncpus  # the per-CPU extra element pointers
             return usage + elem * n + self.percpu_mem_usage(count)
@@ -412,7 +411,8 @@ class HashMap(BpfMap):
             return
         if mode == uapi.BPF_NOEXIST:
             raise bpf_error(errno.EEXIST)
-        if self.percpu or self.fd_values or flags & uapi.BPF_F_LOCK:
+        if (self.percpu or flags & uapi.BPF_F_LOCK
+                or self.fd_values and self.kernel.profile.fd_htab_update_in_place):
             # copied into the existing element: its place in the bucket stays
             elems[key] = stored
             self.free_value(old)
@@ -767,7 +767,7 @@ class HashMap(BpfMap):
 class HashOfMaps(OfMaps, HashMap):
     """HASH_OF_MAPS (htab_of_maps_map_ops): inner maps by key, held by the outer map."""
 
-    fd_values = True  # an existing key's inner map is swapped in place (6.16+)
+    fd_values = True  # an existing key's inner map is swapped in place where profile.fd_htab_update_in_place
     map_check_btf = map_check_no_btf
 
     @classmethod

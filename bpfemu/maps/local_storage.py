@@ -56,7 +56,7 @@ class CgroupStorage(ObjMap):
             raise bpf_error(errno.EINVAL, "the key type must be a u64 (a cgroup inode id)")
 
     def mem_usage(self, count=None):
-        return 328  # struct bpf_cgroup_storage_map; storages are charged to their cgroups
+        return self.kernel.profile.size("bpf_cgroup_storage_map")  # storages are charged to their cgroups
 
     def lookup_sys(self, key, flags):
         raise bpf_error(errno.ENOENT)

@@ -25,9 +25,13 @@ from .bpf_map import (BpfMap, generic_map_delete_batch, generic_map_lookup_batch
                       map_flags_access_ok)
 
 LPM_DATA_SIZE_MIN, LPM_DATA_SIZE_MAX = 1, 256
+
+
+def lpm_val_size_max(profile):
+    """LPM_VAL_SIZE_MAX: what a node can hold besides its header (sizeof(struct lpm_trie_node), which the
+    kernel version's profile gives) and the largest prefix data."""
+    return KMALLOC_MAX_SIZE - LPM_DATA_SIZE_MAX - profile.size("lpm_trie_node")
 LPM_KEY_SIZE_MIN, LPM_KEY_SIZE_MAX = 4 + LPM_DATA_SIZE_MIN, 4 + LPM_DATA_SIZE_MAX
-LPM_NODE_SIZE = 24  # sizeof(struct lpm_trie_node) since the bpf_mem_alloc rework
-LPM_VAL_SIZE_MAX = KMALLOC_MAX_SIZE - LPM_DATA_SIZE_MAX - LPM_NODE_SIZE
 LPM_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NUMA_NODE | uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY
                         | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY_PROG)
 
@@ -59,7 +63,7 @@ class LpmTrieMap(BpfMap):
                 or flags & ~LPM_CREATE_FLAG_MASK
                 or not map_flags_access_ok(flags)
                 or not LPM_KEY_SIZE_MIN <= attr.key_size <= LPM_KEY_SIZE_MAX
-                or not 1 <= attr.value_size <= LPM_VAL_SIZE_MAX):
+                or not 1 <= attr.value_size <= lpm_val_size_max(kernel.profile)):
             raise bpf_error(errno.EINVAL, "invalid LPM trie attributes")
         super().__init__(kernel, attr)
         self.data_size = attr.key_size - 4
@@ -78,7 +82,7 @@ class LpmTrieMap(BpfMap):
     def mem_usage(self, count=None):
         """trie_mem_usage: a node (header, prefix data, value) per stored prefix; the empty trie counts 0."""
         n = len(self.entries) if count is None else count
-        return n * (LPM_NODE_SIZE + self.data_size + self.value_size)
+        return n * (self.kernel.profile.size("lpm_trie_node") + self.data_size + self.value_size)
 
     def _split(self, key):
         key = bytes(key)

@@ -13,7 +13,6 @@ from ..limits import KMALLOC_MAX_SIZE
 from ..errors import bpf_error
 from .bpf_map import BpfMap, map_flags_access_ok
 
-BPF_QUEUE_STACK = 312  # sizeof(struct bpf_queue_stack) before its ring (x86_64)
 QUEUE_STACK_CREATE_FLAG_MASK = (uapi.BPF_F_NUMA_NODE | uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY
                                 | uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY_PROG)
 
@@ -41,7 +40,7 @@ class QueueStackMap(BpfMap):
 
     def mem_usage(self, count=None):
         """queue_stack_map_mem_usage: the header and a preallocated ring of max_entries + 1 values."""
-        return BPF_QUEUE_STACK + (self.max_entries + 1) * self.value_size
+        return self.kernel.profile.size("bpf_queue_stack") + (self.max_entries + 1) * self.value_size
 
     # -- the syscall's key-less element ops -----------------------------------
     def lookup_sys(self, key, flags):

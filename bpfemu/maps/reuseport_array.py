@@ -18,7 +18,7 @@ class ReuseportArray(ObjMap):
         array_map_alloc_check(attr)
 
     def mem_usage(self, count=None):
-        return 296 + self.max_entries * 8
+        return self.kernel.profile.size("reuseport_array") + self.max_entries * 8
 
     def lookup_sys(self, key, flags):
         if self.value_size != 8:

@@ -52,7 +52,7 @@ class RingBuf(ObjMap):
         data_pages = self.max_entries // PAGE_SIZE
         meta_pages = 3
         # the pages themselves, and a page pointer for each mapping (data pages are mapped twice)
-        return 304 + PAGE_SIZE * (meta_pages + data_pages) + 8 * (meta_pages + 2 * data_pages)
+        return self.kernel.profile.size("bpf_ringbuf_map") + PAGE_SIZE * (meta_pages + data_pages) + 8 * (meta_pages + 2 * data_pages)
 
     def lookup_sys(self, key, flags):
         raise bpf_error(ENOTSUPP)

@@ -37,7 +37,7 @@ class SockMap(SockMapBase):
         super().__init__(kernel, attr)
 
     def mem_usage(self, count=None):
-        return 376 + self.max_entries * 8
+        return self.kernel.profile.size("bpf_stab") + self.max_entries * 8
 
     def delete(self, key):
         if u32(key) >= self.max_entries:
@@ -61,7 +61,7 @@ class SockHash(SockMapBase):
         self.n_buckets = roundup_pow_of_two(self.max_entries)
 
     def mem_usage(self, count=None):
-        return 384 + self.n_buckets * 16
+        return self.kernel.profile.size("bpf_shtab") + self.n_buckets * 16
 
     def delete(self, key):
         raise bpf_error(errno.ENOENT)

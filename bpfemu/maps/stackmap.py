@@ -36,7 +36,7 @@ class StackMap(ObjMap):
     def mem_usage(self, count=None):
         """stack_map_mem_usage: the map, a bucket pointer each, and every preallocated bucket."""
         elem = 16 + self.value_size  # struct stack_map_bucket header + data
-        return 320 + self.n_buckets * 8 + self.max_entries * elem
+        return self.kernel.profile.size("bpf_stack_map") + self.n_buckets * 8 + self.max_entries * elem
 
     def _extract(self, key):
         raise bpf_error(errno.ENOENT)

@@ -19,7 +19,7 @@ class XskMap(ObjMap):
         super().__init__(kernel, attr)
 
     def mem_usage(self, count=None):
-        return 304 + self.max_entries * 8
+        return self.kernel.profile.size("xsk_map") + self.max_entries * 8
 
     def lookup_sys(self, key, flags):
         raise bpf_error(errno.EOPNOTSUPP, "xskmap has no syscall lookup")

@@ -61,8 +61,9 @@ def btf_load(ctx):
 
     ubuf = UserBuffer(ctx, a.btf_log_buf) if a.btf_log_buf else None
     btf = btf_parse(read, log=(a.btf_log_level, ubuf, a.btf_log_size), btf_size=size,
-                    vmlinux=lambda: ctx.kernel.btf_vmlinux.btf,
-                    write_true_size=write_true_size if ctx.size >= TRUE_SIZE_END else None)
+                    vmlinux=lambda: ctx.kernel.btf_vmlinux.btf, profile=ctx.kernel.profile,
+                    write_true_size=write_true_size if ctx.size >= TRUE_SIZE_END and ctx.knows("btf_log_true_size")
+                    else None)
     obj = BtfObject(ctx.kernel, btf)
     ctx.kernel.register(obj)
     obj.hold(ctx.kernel)  # btf_parse's reference, handed to the fd

@@ -14,8 +14,9 @@ from ..maps.bpf_map import implements
 from .common import check_uarg_tail_zero
 from .table import command
 
-MAP_INFO_SIZE = ctypes.sizeof(uapi.bpf_map_info)
+MAP_INFO_SIZE = ctypes.sizeof(uapi.bpf_map_info)  # the newest layout; a kernel version's may end sooner
 INFO_PAD = uapi.bpf_map_info.hash_size.offset + 4  # end of the last field; padding follows
+HASH_END = INFO_PAD  # a struct bpf_map_info without hash and hash_size ends before them
 
 INFO_OF = {}  # object kind -> fn(ctx, obj)
 
@@ -41,16 +42,21 @@ def obj_get_info_by_fd(ctx):
 
 @info_of("map")
 def map_get_info(ctx, m):
+    """bpf_map_get_info_by_fd, with this kernel version's struct bpf_map_info (``profile.map_info_size``) and
+    its way of filling it: from the caller's copy (6.18: the hash request travels in it) or from zeros."""
     a = ctx.attr
+    profile = ctx.kernel.profile
+    size = profile.map_info_size
     uinfo = a.info.info
     info_len = a.info.info_len
-    check_uarg_tail_zero(ctx.mem.read, uinfo, MAP_INFO_SIZE, info_len)
-    info_len = min(info_len, MAP_INFO_SIZE)
-    if info_len > INFO_PAD and any(ctx.read(uinfo + INFO_PAD, info_len - INFO_PAD)):
+    check_uarg_tail_zero(ctx.mem.read, uinfo, size, info_len)
+    info_len = min(info_len, size)
+    if size > HASH_END and info_len > INFO_PAD and any(ctx.read(uinfo + INFO_PAD, info_len - INFO_PAD)):
         # the 4 padding bytes after hash_size count as tail too (host: E2BIG, before the hash checks)
         raise bpf_error(errno.E2BIG, "nonzero padding at the end of bpf_map_info")
     buf = bytearray(MAP_INFO_SIZE)
-    buf[:info_len] = ctx.read(uinfo, info_len)
+    if profile.map_info_reads_user:
+        buf[:info_len] = ctx.read(uinfo, info_len)
     info = uapi.bpf_map_info.from_buffer(buf)
     info.type = m.map_type
     info.id = m.id
@@ -66,7 +72,9 @@ def map_get_info(ctx, m):
         info.btf_id = m.btf.id
         info.btf_key_type_id = m.btf_key_type_id
         info.btf_value_type_id = m.btf_value_type_id
-    if info.hash:
+    if size <= HASH_END:  # no hash, hash_size in this version's struct
+        pass
+    elif info.hash:
         if not implements(m, "map_get_hash"):
             raise bpf_error(errno.EINVAL, "only array maps have a content hash")
         if info.hash_size != SHA256_DIGEST_SIZE:

@@ -7,6 +7,7 @@ memory, and calls the map's operation (:mod:`bpfemu.maps.bpf_map`).
 import errno
 
 from .. import uapi
+from ..caps import CAP_NET_ADMIN
 from ..errors import ENOTSUPP, bpf_error
 from ..limits import NR_NODE_IDS, NUMA_NO_NODE, SHA256_DIGEST_SIZE
 from ..maps.bpf_types import MAP_TYPES, NET, UNPRIV
@@ -97,20 +98,25 @@ def map_create(ctx):
         node = a.numa_node if a.numa_node < 1 << 31 else a.numa_node - (1 << 32)
         if node != NUMA_NO_NODE and not (0 <= node < NR_NODE_IDS):
             raise bpf_error(errno.EINVAL, "numa_node %d is not online" % node)
+    profile = ctx.kernel.profile
     entry = MAP_TYPES.get(a.map_type)
-    if entry is None:
-        raise bpf_error(errno.EINVAL, "unknown map type %d" % a.map_type)
+    if entry is None or not profile.knows_map_type(a.map_type):
+        raise bpf_error(errno.EINVAL, "unknown map type %d%s" % (
+            a.map_type, "" if entry is None else " in %s (%s)" % (profile.version, uapi.map_type_name(a.map_type))))
     entry.ops.alloc_check(a, task)
     if a.map_ifindex:
         raise bpf_error(errno.EINVAL, "device offload is not modeled")
     if token_flag:
         ctx.fdget("map_token_fd")
         raise bpf_error(errno.EINVAL, "BPF tokens are not modeled")  # pragma: no cover (no token objects)
-    if ctx.kernel.sysctl["kernel.unprivileged_bpf_disabled"] and not task.bpf_capable():
+    if (not profile.unpriv_check_at_entry and ctx.kernel.sysctl["kernel.unprivileged_bpf_disabled"]
+            and not task.bpf_capable()):
         raise bpf_error(errno.EPERM, "unprivileged BPF is disabled (kernel.unprivileged_bpf_disabled)")
     if entry.privilege == NET:
-        if not task.net_capable():
-            raise bpf_error(errno.EPERM, "%s maps need CAP_NET_ADMIN" % uapi.map_type_name(a.map_type))
+        if not (task.net_capable() if profile.net_admin == "bpf_net_capable" else task.capable(CAP_NET_ADMIN)):
+            raise bpf_error(errno.EPERM, "%s maps need %s" % (
+                uapi.map_type_name(a.map_type), "CAP_NET_ADMIN or CAP_SYS_ADMIN" if profile.net_admin ==
+                "bpf_net_capable" else "CAP_NET_ADMIN (CAP_SYS_ADMIN does not do in %s)" % profile.version))
     elif entry.privilege != UNPRIV and not task.bpf_capable():
         raise bpf_error(errno.EPERM, "%s maps need CAP_BPF" % uapi.map_type_name(a.map_type))
     m = entry.ops.map_alloc(ctx.kernel, a, task)
@@ -187,6 +193,13 @@ def lookup_and_delete_check(task, entry, map_fd, flags):
     return f, m
 
 
+def check_lookup_and_delete_type(kernel, m):
+    """map_lookup_and_delete_elem after the key copy: the map types this kernel version serves (ENOTSUPP)."""
+    if m.map_type not in kernel.profile.lookup_and_delete_types:
+        raise bpf_error(ENOTSUPP, "%s does not serve lookup-and-delete of %s maps" % (
+            kernel.profile.version, m.type_name()))
+
+
 @command(uapi.BPF_MAP_LOOKUP_ELEM)
 def map_lookup_elem(ctx):
     map_fd, ukey, uvalue, flags = ctx.args
@@ -235,6 +248,7 @@ def map_lookup_and_delete_elem(ctx):
     map_fd, ukey, uvalue, flags = ctx.args
     f, m = lookup_and_delete_check(ctx.task, ctx.entry, map_fd, flags)
     key = copy_key(ctx, m, ukey)
+    check_lookup_and_delete_type(ctx.kernel, m)
     value = m.lookup_and_delete_sys(key, flags)
     ctx.write(uvalue, value)
     return 0
@@ -287,7 +301,9 @@ def map_elem_owned(task, cmd, map_fd, key, value=None, flags=0):
                 return None
             if cmd == _LOOKUP_AND_DELETE:
                 f, m = lookup_and_delete_check(task, _ENTRY[cmd], map_fd, flags)
-                return m.lookup_and_delete_sys(_owned_key(m, key), flags)
+                key = _owned_key(m, key)
+                check_lookup_and_delete_type(kernel, m)
+                return m.lookup_and_delete_sys(key, flags)
             raise ValueError("not an element command: %r" % (cmd,))
         finally:
             kernel.current = outer
@@ -298,13 +314,33 @@ def map_freeze(ctx):
     f, m = map_get(ctx)
     if m.map_type == uapi.BPF_MAP_TYPE_STRUCT_OPS or m.record:
         raise bpf_error(ENOTSUPP, "this map cannot be frozen")
-    need(f, m, FMODE_WRITE)
-    if m.writecnt:
-        raise bpf_error(errno.EBUSY, "a writable mapping of the map is alive")
-    if m.frozen:
-        raise bpf_error(errno.EBUSY, "already frozen")
+    for check in ctx.kernel.profile.freeze_checks:  # this version's checks, in its order
+        FREEZE_CHECKS[check](ctx, f, m)
     m.frozen = True
     return 0
+
+
+def _freeze_write_perm(ctx, f, m):
+    need(f, m, FMODE_WRITE)
+
+
+def _freeze_write_active(ctx, f, m):
+    if m.writecnt:
+        raise bpf_error(errno.EBUSY, "a writable mapping of the map is alive")
+
+
+def _freeze_frozen(ctx, f, m):
+    if m.frozen:
+        raise bpf_error(errno.EBUSY, "already frozen")
+
+
+def _freeze_bpf_capable(ctx, f, m):
+    if not ctx.task.bpf_capable():
+        raise bpf_error(errno.EPERM, "MAP_FREEZE needs CAP_BPF in %s" % ctx.kernel.profile.version)
+
+
+FREEZE_CHECKS = {"write_perm": _freeze_write_perm, "write_active": _freeze_write_active, "frozen": _freeze_frozen,
+                 "bpf_capable": _freeze_bpf_capable}
 
 
 # -- batch commands (bpf_map_do_batch) --------------------------------------------

@@ -42,10 +42,15 @@ def _base(ctx, path, use_path_fd):
     return ctx.fdget("path_fd").inode
 
 
+def _path_flag(ctx):
+    """BPF_F_PATH_FD where this kernel version has it (6.5+), else 0."""
+    return uapi.BPF_F_PATH_FD if ctx.kernel.profile.path_fd else 0
+
+
 def _path_args(ctx):
     """The flag checks OBJ_PIN and OBJ_GET share (BPF_F_PATH_FD and path_fd)."""
     a = ctx.attr
-    use_fd = bool(a.file_flags & uapi.BPF_F_PATH_FD)
+    use_fd = bool(a.file_flags & _path_flag(ctx))
     if not use_fd and a.path_fd:
         raise bpf_error(errno.EINVAL, "path_fd without BPF_F_PATH_FD")
     return use_fd
@@ -54,8 +59,9 @@ def _path_args(ctx):
 @command(uapi.BPF_OBJ_PIN)
 def obj_pin(ctx):
     a = ctx.attr
-    if a.file_flags & ~uapi.BPF_F_PATH_FD:
-        raise bpf_error(errno.EINVAL, "file_flags may only hold BPF_F_PATH_FD for OBJ_PIN")
+    if a.file_flags & ~_path_flag(ctx):
+        raise bpf_error(errno.EINVAL, "file_flags may only hold BPF_F_PATH_FD for OBJ_PIN" if _path_flag(ctx) else
+                        "OBJ_PIN takes no file_flags in %s" % ctx.kernel.profile.version)
     use_fd = _path_args(ctx)
     f = ctx.fdget("bpf_fd")  # bpf_fd_probe_obj: a map, a program or a link
     path = read_path(ctx, a.pathname)
@@ -69,7 +75,7 @@ ACC_MODE = {FMODE_READ: MAY_READ, FMODE_WRITE: MAY_WRITE, FMODE_READ | FMODE_WRI
 @command(uapi.BPF_OBJ_GET)
 def obj_get(ctx):
     a = ctx.attr
-    if a.bpf_fd or a.file_flags & ~(uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY | uapi.BPF_F_PATH_FD):
+    if a.bpf_fd or a.file_flags & ~(uapi.BPF_F_RDONLY | uapi.BPF_F_WRONLY | _path_flag(ctx)):
         raise bpf_error(errno.EINVAL, "bad bpf_fd or file_flags for OBJ_GET")
     use_fd = _path_args(ctx)
     mode = get_file_flag(a.file_flags)

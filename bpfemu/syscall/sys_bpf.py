@@ -4,7 +4,9 @@ It does what the kernel's ``__sys_bpf`` does before a command runs: refuse an
 oversized ``attr`` with a nonzero tail (E2BIG), copy in at most
 ``sizeof(union bpf_attr)`` bytes (zero-filling a short one), find the command
 in the table (:mod:`bpfemu.syscall.table`), apply its CHECK_ATTR, and call its
-handler under the kernel's lock. A :class:`Ctx` is one call in flight: the
+handler under the kernel's lock. The attr size, the commands known and each
+command's last field are the kernel version's (``kernel.profile``), on every way in
+(:func:`sys_bpf`, :func:`owned_entry` + :func:`do_bpf`, :func:`sys_bpf_elem`). A :class:`Ctx` is one call in flight: the
 caller, its attr, and its memory through the per-call page cache of
 :class:`bpfemu.usermem.UserCopy`.
 """
@@ -28,11 +30,12 @@ class Ctx(UserCopy):
 
     ``raw`` is the attr as copied in (``sizeof(union bpf_attr)`` bytes, zero past ``size``); ``attr`` the
     ctypes view of it (made on first use); ``args`` the fields the command's declaration names in
-    ``args``, decoded once (None when it names none)."""
+    ``args``, decoded once (None when it names none); ``attr_end`` the end of the command's last field in
+    this kernel version."""
 
-    __slots__ = ("task", "kernel", "_attr", "uattr", "size", "cmd", "raw", "entry", "args")
+    __slots__ = ("task", "kernel", "_attr", "uattr", "size", "cmd", "raw", "entry", "args", "attr_end")
 
-    def __init__(self, task, mem, entry, raw, uattr, size):
+    def __init__(self, task, mem, entry, raw, uattr, size, attr_end=None):
         # UserCopy's state, set here rather than by a call: this runs once per syscall
         self.mem = mem
         self._reads = 0
@@ -48,6 +51,12 @@ class Ctx(UserCopy):
         self.size = size
         unpack = entry.unpack_args
         self.args = unpack(raw) if unpack is not None else None
+        # the end of the command's last field in this kernel version
+        self.attr_end = task.kernel.profile.attr_end(entry) if attr_end is None else attr_end
+
+    def knows(self, field):
+        """Whether this kernel version's command reads (or writes back) attr field ``field``."""
+        return uapi.offsetofend(field) <= self.attr_end
 
     @property
     def attr(self):
@@ -97,9 +106,12 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
 
     ``attr_obj``, when given, is the object at ``uattr`` (lets an owned attr skip the checked copy)."""
     size &= 0xFFFFFFFF
-    if size > ATTR_SIZE:
-        check_uarg_tail_zero(mem.read, uattr, ATTR_SIZE, size)
-        size = ATTR_SIZE
+    profile = task.kernel.profile
+    _check_unpriv_at_entry(task, cmd, profile)
+    limit = profile.attr_size  # sizeof(union bpf_attr) in this version
+    if size > limit:
+        check_uarg_tail_zero(mem.read, uattr, limit, size)
+        size = limit
     if attr_obj is not None and size and _owned(attr_obj, size):
         raw = bytearray(_string_at(uattr, size))
         if size < ATTR_SIZE:
@@ -112,18 +124,55 @@ def sys_bpf(task, cmd, uattr, size, mem, attr_obj=None):
     return do_bpf(task, cmd, raw, uattr, size, mem)
 
 
+def _check_unpriv_at_entry(task, cmd, profile):
+    """A version that checks kernel.unprivileged_bpf_disabled first thing (before the attr is read)."""
+    if (profile.unpriv_check_at_entry and cmd in _UNPRIV_AT_ENTRY
+            and task.kernel.sysctl["kernel.unprivileged_bpf_disabled"] and not task.bpf_capable()):
+        raise bpf_error(errno.EPERM, "unprivileged BPF is disabled (kernel.unprivileged_bpf_disabled), checked "
+                                     "at the syscall's entry in %s" % profile.version)
+
+
+_UNPRIV_AT_ENTRY = frozenset((uapi.BPF_MAP_CREATE, uapi.BPF_PROG_LOAD))
+
+
+def owned_entry(task, cmd, raw):
+    """What :func:`sys_bpf` checks before the copy, for a whole attr (``raw``, ATTR_SIZE bytes) Python owns
+    and passes without a size: the version's entry privilege check, then E2BIG for nonzero bytes past the
+    version's ``sizeof(union bpf_attr)``. Returns the size the version copies in."""
+    profile = task.kernel.profile
+    _check_unpriv_at_entry(task, cmd, profile)
+    limit = profile.attr_size
+    if limit < ATTR_SIZE and raw.count(0, limit) != ATTR_SIZE - limit:
+        raise bpf_error(errno.E2BIG, "nonzero bytes past the kernel's struct (%d bytes in %s)" % (
+            limit, profile.version))
+    return min(limit, ATTR_SIZE)
+
+
+def _check_attr(profile, entry, raw):
+    """The version knows the command; CHECK_ATTR with the version's last field. Returns the attr end."""
+    if not profile.knows_command(entry.cmd):
+        raise bpf_error(errno.EINVAL, "%s is not a command of %s" % (entry.name, profile.version))
+    end = profile.attr_end(entry)  # CHECK_ATTR
+    if raw.count(0, end) != ATTR_SIZE - end:
+        raise bpf_error(errno.EINVAL, "nonzero bytes after %s, the last field of %s in %s" % (
+            profile.last_field(entry), entry.name, profile.version))
+    return end
+
+
 def do_bpf(task, cmd, raw, uattr, size, mem):
-    """The rest of the syscall once the attr is copied in (``raw``, ATTR_SIZE bytes): find the command,
-    CHECK_ATTR, run the handler under the kernel's lock."""
+    """The rest of the syscall once the attr is copied in (``raw``, ATTR_SIZE bytes, zero past what the
+    version copies): find the command, check that the version knows it, CHECK_ATTR with the version's
+    last field, run the handler under the kernel's lock."""
     entry = COMMANDS.get(cmd)
+    profile = task.kernel.profile
+    if entry is not None and not profile.knows_command(cmd):
+        raise bpf_error(errno.EINVAL, "%s is not a command of %s" % (entry.name, profile.version))
     if entry is None or entry.handler is None:
         if cmd in uapi.CMD_NAMES:
             raise bpf_error(errno.EINVAL, "%s is not implemented by bpfemu" % uapi.cmd_name(cmd))
         raise bpf_error(errno.EINVAL, "unknown bpf command %d" % cmd)
-    end = entry.attr_end  # CHECK_ATTR
-    if raw.count(0, end) != ATTR_SIZE - end:
-        raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % entry.name)
-    ctx = Ctx(task, mem, entry, raw, uattr, size)
+    end = _check_attr(profile, entry, raw)
+    ctx = Ctx(task, mem, entry, raw, uattr, size, end)
     kernel = task.kernel
     with kernel.lock:
         if not task.alive:  # exit() and syscalls serialize: a task that exited makes no more calls
@@ -147,12 +196,12 @@ def sys_bpf_elem(task, cmd, attr, mem):
     Python owns, copying through a :class:`LocalMemory`: the same steps (CHECK_ATTR, the handler's checks
     in its order, the copies, the map operation) without building a :class:`Ctx`. What the short way
     does not cover (a key-less map, a bloom filter) goes to the handler after the checks, which have no
-    side effects and so run again there with the same outcome."""
+    side effects and so run again there with the same outcome. The version's facts hold here as on the
+    long way: its attr size (:func:`owned_entry`) and its last field of the command."""
     raw = bytes(attr)
     entry = COMMANDS[cmd]
-    end = entry.attr_end  # CHECK_ATTR
-    if raw.count(0, end) != ATTR_SIZE - end:
-        raise bpf_error(errno.EINVAL, "nonzero bytes after the last field of %s" % entry.name)
+    size = owned_entry(task, cmd, raw)
+    end = _check_attr(task.kernel.profile, entry, raw)
     map_fd, ukey, uvalue, flags = entry.unpack_args(raw)
     kernel = task.kernel
     with kernel.lock:
@@ -172,7 +221,7 @@ def sys_bpf_elem(task, cmd, attr, mem):
                         key, value = mem.read2(ukey, ks, uvalue, m.user_value_size)
                         m.update_sys(task, key, value, flags)
                         return 0
-            ctx = Ctx(task, mem, entry, bytearray(raw), ctypes.addressof(attr), ATTR_SIZE)
+            ctx = Ctx(task, mem, entry, bytearray(raw), ctypes.addressof(attr), size, end)
             try:
                 return entry.handler(ctx)
             finally:

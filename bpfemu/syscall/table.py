@@ -374,7 +374,8 @@ TABLE = [
             attr_out=["test.retval", "test.data_size_out", "test.ctx_size_out", "test.duration"], user_ptrs=[
         UserPtr("test.data_in", "test.data_size_in", IN),
         UserPtr("test.data_out", FirstNonzero("test.data_size_out", Sum("test.data_size_in", TEST_RUN_GROWTH)), OUT),
-        UserPtr("test.ctx_in", "test.ctx_size_in", IN),
+        # a syscall program's context is written back to ctx_in (bpf_prog_test_run_syscall)
+        UserPtr("test.ctx_in", "test.ctx_size_in", INOUT),
         UserPtr("test.ctx_out", Max("test.ctx_size_out", "test.ctx_size_in"), OUT),
     ], fds={"test.prog_fd": Fd("prog")}),
     Command(U.BPF_ENABLE_STATS, "enable_stats.type", returns_fd=True),

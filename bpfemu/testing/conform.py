@@ -5,6 +5,11 @@ suite runs, every bpf() call is recorded against the test that made it, so the
 table can say, per command, how many tests exercised it on each backend and
 how they ended.
 
+``--kernel VERSION`` (6.1, 6.12, 6.18) runs it on the emulator's profile of that
+version (``Kernel(version=...)``) and on a real kernel of that version: the
+host's when it is that version, else that kernel booted under QEMU
+(``--bpf-backend=vm:VERSION``; docs/vm.md says how the kernels are fetched).
+
 The suite ships inside the package as :mod:`bpfemu.testing.conformance` (in the
 repository that is the top-level ``conformance/`` directory, linked into the
 package), so ``bpfemu conform`` runs the same tests from any directory, after an
@@ -20,6 +25,15 @@ from ..kernel import Task
 from ..syscall.sys_bpf import implemented
 
 BACKENDS = ("emu", "host")
+
+
+def _column(backend):
+    """The table column of a backend parameter: 'emu', or 'host' for any real kernel (host, vm:VERSION)."""
+    if backend == "emu":
+        return "emu"
+    if backend == "host" or (isinstance(backend, str) and backend.startswith("vm:")):
+        return "host"
+    return None
 
 
 def default_suite():
@@ -42,7 +56,9 @@ class Recorder:
 
     def install(self):
         rec = self
-        for cls in (Task, Host, HostTask):
+        from ..host.vm.machine import VMHost
+        classes = [Task, Host, HostTask, VMHost]
+        for cls in [c for c in classes if "bpf" in vars(c)]:
             orig = cls.bpf
 
             def wrapped(self_, cmd, attr, size=None, _orig=orig):
@@ -59,7 +75,7 @@ class Recorder:
         be = None
         if callspec is not None:
             be = callspec.params.get("bpf_backend")
-        self.backend[item.nodeid] = be if be in BACKENDS else "both"
+        self.backend[item.nodeid] = _column(be) or "both"
 
     def pytest_runtest_logreport(self, report):
         nid = report.nodeid
@@ -79,7 +95,7 @@ class Recorder:
         return counts
 
 
-def render(rec, out=sys.stdout):
+def render(rec, out=sys.stdout, real="host"):
     counts = rec.table()
     names = [n for n, v in uapi.ENUMS["bpf_cmd"] if not n.startswith("__")]
     seen = set()
@@ -98,7 +114,7 @@ def render(rec, out=sys.stdout):
     rows.append(("(no bpf call)", None))
     done = implemented()
     w = max(len(r[0]) for r in rows)
-    out.write("%-*s  %-5s %-22s %-22s\n" % (w, "command", "impl", "emu", "host"))
+    out.write("%-*s  %-5s %-22s %-22s\n" % (w, "command", "impl", "emu", real))
 
     def cell(c):
         if not c:
@@ -129,8 +145,23 @@ def main(argv):
                     help="path of the conformance suite (default: the one shipped in bpfemu.testing.conformance)")
     ap.add_argument("--require-host", action="store_true",
                     help="fail instead of skipping when the host kernel cannot be used")
-    ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    ap.add_argument("--kernel", default=None, metavar="VERSION",
+                    help="the kernel version: the emulator's profile of it, and a real kernel of it (the host's "
+                         "when it is that version, else one booted under QEMU); default: the host's")
+    ap.add_argument("pytest_args", nargs="*",
+                    help="extra pytest arguments (after --); test files among them run instead of the whole suite")
     args = ap.parse_args(argv)
+    from .. import profiles
+    backends, real = "both", "host"
+    if args.kernel is not None:
+        if args.kernel not in profiles.PROFILES:
+            sys.stderr.write("bpfemu conform: no kernel profile %r (there are %s)\n"
+                             % (args.kernel, ", ".join(profiles.VERSIONS)))
+            return 2
+        if args.kernel != profiles.host_version():
+            real = "vm:" + args.kernel
+            backends = "emu," + real
+        backends += " --bpf-kernel=" + args.kernel
     suite = args.suite or default_suite()
     if suite is None:
         sys.stderr.write("bpfemu conform: the shipped conformance suite is missing; pass --suite\n")
@@ -139,9 +170,11 @@ def main(argv):
         os.environ["BPFEMU_REQUIRE_HOST"] = "1"
     rec = Recorder()
     rec.install()
-    code = pytest.main(["-q", "-p", "no:cacheprovider", "--bpf-backend=both", suite] + args.pytest_args,
-                       plugins=[rec])
-    render(rec)
+    # test files or directories among the pytest arguments run instead of the whole suite
+    targets = [] if any(os.path.exists(a.split("::")[0]) for a in args.pytest_args) else [suite]
+    code = pytest.main(["-q", "-p", "no:cacheprovider"] + ("--bpf-backend=" + backends).split() + targets
+                       + args.pytest_args, plugins=[rec])
+    render(rec, real=real)
     if code == 5:  # no tests ran: never green
         return 5
     return int(code)

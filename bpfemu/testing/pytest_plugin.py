@@ -7,23 +7,31 @@ Fixtures:
   ``bpf_sys`` are always the emulator, whatever ``--bpf-backend`` says: a test that should run on the
   host kernel too takes ``bpf_backend`` (and its ``.sys``);
 - ``bpf_backend``: the test runs once per backend chosen by ``--bpf-backend``
-  (``emu``, the default; ``host``; or ``both``; the ini option ``bpf_backend``
-  sets the default of a project). It carries ``.name`` ('emu' or 'host'),
-  ``.sys`` (a fresh task), ``.kernel`` (the emulated Kernel, None on the
-  host), ``.bpffs`` (/sys/fs/bpf: on the host a private bpffs only this
-  backend's tasks see), ``.spawn(uid=0, caps=None)`` for more tasks on the
-  same machine and ``.leaks()``. On the host, ``.sys`` is a real child process
-  over the real syscall. When the host cannot run it (not Linux, no privilege)
-  the host run is skipped with the reason, or fails with ``--bpf-require-host``
-  (or BPFEMU_REQUIRE_HOST=1 in the environment).
+  (``emu``, the default; ``host``, the machine's kernel; ``vm:6.1``, a real kernel of that
+  version booted under QEMU, one VM for the whole session (:mod:`bpfemu.host.vm`); ``both``,
+  which is ``emu,host``; or a comma-separated list such as ``emu,vm:6.1``, with at most one real
+  kernel; the ini option ``bpf_backend`` sets the default of a project). It carries ``.name``
+  ('emu', or 'host' for a real kernel), ``.sys`` (a fresh task), ``.kernel`` (the emulated Kernel,
+  None on a real one), ``.vm`` (the VM, or None), ``.profile`` (the kernel version's
+  :class:`bpfemu.profiles.Profile`), ``.bpffs`` (/sys/fs/bpf: on a real kernel a private bpffs
+  only this backend's tasks see), ``.spawn(uid=0, caps=None)`` for more tasks on the same machine
+  and ``.leaks()``. On a real kernel, ``.sys`` is a real process over the real syscall. When the
+  real kernel cannot run it (not Linux, no privilege, no QEMU or kernel for a VM) the run is
+  skipped with the reason, or fails with ``--bpf-require-host`` (or BPFEMU_REQUIRE_HOST=1 in the
+  environment). The real kernel chosen is also what :func:`bpfemu.testing.backends.real_kernel`
+  gives tests that compare the emulator with the kernel themselves.
 
 Markers:
 
 - ``@pytest.mark.bpf_unprivileged`` (optionally ``(uid=..., caps=...)``): ``bpf_sys`` and
   ``bpf_backend.sys`` are an unprivileged task (uid 1000, no capabilities);
 - ``@pytest.mark.bpf_kernel(**kwargs)``: the arguments of the emulated ``Kernel`` (``ncpus=``,
-  ``unprivileged_bpf_disabled=``, ``memory_limit=``, ...) for ``bpf_kernel`` and the emulator side of
-  ``bpf_backend``; ``--bpf-ncpus``/``--bpf-unprivileged-bpf-disabled`` (ini ``bpf_ncpus``,
+  ``unprivileged_bpf_disabled=``, ``memory_limit=``, ``version=``...) for ``bpf_kernel`` and the emulator
+  side of ``bpf_backend``; ``--bpf-kernel=6.1`` (ini ``bpf_kernel``) is the version of every emulated kernel
+  of the session, also of those tests make themselves with ``bpfemu.Kernel()``
+  (:func:`bpfemu.profiles.set_default`); without it, the VM's version with ``--bpf-backend=vm:VERSION``, else
+  the host's when a profile matches it, else the newest. With a VM as the real kernel, the emulated kernels
+  also take its ``bpf_preload`` (Debian's kernels are built without CONFIG_BPF_PRELOAD); ``--bpf-ncpus``/``--bpf-unprivileged-bpf-disabled`` (ini ``bpf_ncpus``,
   ``bpf_unprivileged_bpf_disabled``) set the first two for every test, so per-CPU results do not depend on
   the machine (the host side always has the machine's);
 - ``@pytest.mark.bpf_leak_check`` (or ``--bpf-leak-check``, ini ``bpf_leak_check = true``): a test that
@@ -50,23 +58,28 @@ import sys
 
 import pytest
 
-from .. import hostenv
+from .. import hostenv, profiles
 from ..api.handle import finalized_since
 from ..kernel import Kernel
 from . import backends
 from .backends import EmuBackend, HostBackend, kernel_leaks, need_host
 from .support import need_bad_pointer_detection, need_linux
 
-BACKENDS = {"emu": ("emu",), "host": ("host",), "both": ("emu", "host")}
+BACKENDS = {"emu": ("emu",), "host": ("host",), "both": ("emu", "host")}  # and vm:VERSION, lists of them
 SECTION = "bpfemu kernel state (kernel.describe())"
 PLATFORMS = ("native", hostenv.NONLINUX)
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("bpfemu")
-    group.addoption("--bpf-backend", choices=sorted(BACKENDS), default=None,
-                    help="where tests using the bpf_backend fixture run: emu, host or both "
-                         "(default: the ini option bpf_backend, else emu)")
+    group.addoption("--bpf-backend", default=None,
+                    help="where tests using the bpf_backend fixture run: emu, host, vm:VERSION (a real kernel of "
+                         "that version under QEMU), both (emu,host), or a comma-separated list such as "
+                         "emu,vm:6.1 (default: the ini option bpf_backend, else emu)")
+    group.addoption("--bpf-kernel", default=None,
+                    help="the kernel version the emulator behaves as (a profile: 6.1, 6.12, 6.18; default: the ini "
+                         "option bpf_kernel, else the VM's version with --bpf-backend=vm:VERSION, else the host's "
+                         "version when it has a profile, else the newest)")
     group.addoption("--bpf-require-host", action="store_true", default=False,
                     help="fail, rather than skip, host runs when the host kernel cannot run them "
                          "(also BPFEMU_REQUIRE_HOST=1)")
@@ -80,7 +93,8 @@ def pytest_addoption(parser):
                          "or mark tests with bpf_leak_check)")
     group.addoption("--bpf-platform", choices=PLATFORMS, default=None,
                     help="nonlinux: run as on a machine that is not Linux (also BPFEMU_PLATFORM=nonlinux)")
-    parser.addini("bpf_backend", "default of --bpf-backend: emu, host or both", default="emu")
+    parser.addini("bpf_backend", "default of --bpf-backend: emu, host, vm:VERSION, both or a list", default="emu")
+    parser.addini("bpf_kernel", "default of --bpf-kernel: the emulated kernel's version", default="")
     parser.addini("bpf_ncpus", "default of --bpf-ncpus", default="")
     parser.addini("bpf_unprivileged_bpf_disabled", "default of --bpf-unprivileged-bpf-disabled", default="")
     parser.addini("bpf_leak_check", "check every test for leaks (--bpf-leak-check)", type="bool", default=False)
@@ -101,6 +115,12 @@ def pytest_configure(config):
     platform = config.getoption("--bpf-platform") or hostenv.simulated()
     if platform == hostenv.NONLINUX:
         simulate_nonlinux()
+    real = [n for n in backend_names(config) if n != "emu"]
+    backends.use_real_kernel(real[0] if real else "host")
+    version = kernel_version(config)
+    preload = backends.real_bpf_preload()  # a VM's build option (None for the host: keep the default)
+    # what every Kernel() of the session is, also those tests make themselves
+    profiles.set_default(version, True if preload is None else preload)
 
 
 _hidden = False
@@ -137,12 +157,33 @@ def pytest_runtest_setup(item):
         need_linux(mark.args[0] if mark.args else mark.kwargs.get("what", item.name))
 
 
+def kernel_version(config):
+    """The emulated kernel's version: --bpf-kernel, else the ini option bpf_kernel, else the VM's version when
+    the real kernel is one, else None (the host's version when a profile matches it, else the newest)."""
+    v = (config.getoption("--bpf-kernel") or config.getini("bpf_kernel") or "").strip()
+    if not v:
+        return backends.real_vm_version()
+    if v not in profiles.PROFILES:
+        raise pytest.UsageError("--bpf-kernel %r: the profiles are %s" % (v, ", ".join(profiles.VERSIONS)))
+    return v
+
+
 def backend_names(config):
-    """The backends bpf_backend runs on: --bpf-backend, else the ini option bpf_backend."""
-    choice = config.getoption("--bpf-backend") or config.getini("bpf_backend")
-    if choice not in BACKENDS:
-        raise pytest.UsageError("bpf_backend must be one of %s, not %r" % (", ".join(sorted(BACKENDS)), choice))
-    return BACKENDS[choice]
+    """The backends bpf_backend runs on ('emu', 'host', 'vm:6.1'): --bpf-backend, else the ini option
+    bpf_backend; UsageError for anything else, or for two real kernels."""
+    choice = (config.getoption("--bpf-backend") or config.getini("bpf_backend")).strip()
+    names = []
+    for part in choice.split(","):
+        part = part.strip()
+        try:
+            names += BACKENDS[part] if part in BACKENDS else [part] if backends.parse_backend(part) else []
+        except ValueError:
+            raise pytest.UsageError("bpf_backend must be emu, host, both, vm:VERSION or a comma-separated list "
+                                    "of them, not %r" % (choice,)) from None
+    names = list(dict.fromkeys(names))
+    if len([n for n in names if n != "emu"]) > 1:
+        raise pytest.UsageError("bpf_backend %r names more than one real kernel" % (choice,))
+    return tuple(names)
 
 
 def pytest_generate_tests(metafunc):
@@ -207,10 +248,10 @@ def bpf_backend(request):
     """The emulator or the host kernel (see ``--bpf-backend``), with a fresh task as ``.sys``."""
     name = getattr(request, "param", "emu")
     uid, caps = _credentials(request)
-    if name == "host":
+    if name != "emu":
         need_host(request.config)
         try:
-            b = HostBackend()
+            b = backends.real_backend()
         except OSError as e:
             if backends.host_required(request.config):
                 pytest.fail(str(e))

@@ -130,6 +130,38 @@ def map_fd_by_id(proc, map_id, open_flags=0):
     return proc.bpf(u.BPF_MAP_GET_FD_BY_ID, u.make_attr(map_id=map_id, open_flags=open_flags))
 
 
+def attr_has(profile, cmd, field):
+    """Whether ``cmd`` of the kernel version ``profile`` reads attr ``field`` (it ends before the command's
+    last field, CHECK_ATTR's bound): a field past it is not read, and not written back either."""
+    from ..syscall.table import COMMANDS
+    return u.offsetofend(field) <= profile.attr_end(COMMANDS[cmd])
+
+
+def unprivileged(profile, want):
+    """What MAP_CREATE (or PROG_LOAD) without CAP_BPF answers where the kernel version answers ``want`` once
+    it has read the attributes: EPERM, before the attributes, where the version checks at the syscall's entry
+    (``profile.unpriv_check_at_entry``: 6.1, with kernel.unprivileged_bpf_disabled set, as on the host, in
+    the VMs and in a default Kernel), else ``want``."""
+    return errno.EPERM if profile.unpriv_check_at_entry else want
+
+
+def need_map_type(profile, map_type):
+    """Skip the test where the kernel version has no ``map_type`` (its MAP_CREATE says EINVAL)."""
+    import pytest
+    if not profile.knows_map_type(map_type):
+        pytest.skip("%s has no %s maps" % (profile.version, u.map_type_name(map_type)))
+
+
+PRELOADED = ["maps.debug", "progs.debug"]  # the iterator links a fresh bpffs shows with CONFIG_BPF_PRELOAD
+
+
+def preloaded(proc):
+    """What a fresh bpffs lists on ``proc``'s machine: maps.debug and progs.debug where the kernel was built with
+    CONFIG_BPF_PRELOAD (``proc.bpf_preload``, set by the backends; True for a task made without one), else
+    nothing (Debian's kernels)."""
+    return list(PRELOADED) if getattr(proc, "bpf_preload", True) else []
+
+
 def pin(proc, fd, path, file_flags=0, path_fd=0):
     p = buf(path.encode() + b"\0")
     return proc.bpf(u.BPF_OBJ_PIN, u.make_attr(pathname=addr(p), bpf_fd=fd, file_flags=file_flags, path_fd=path_fd))

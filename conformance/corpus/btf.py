@@ -582,12 +582,13 @@ def log_cause(raw):
 
 
 def btf_task(name):
-    """A task for conformance tests: an emulator task, or bpfemu.Host() (the real syscall in this process)."""
+    """A task for conformance tests: an emulator task, or the session's real kernel (bpfemu.Host(), the real
+    syscall in this process, or the VM's of ``--bpf-backend=vm:VERSION``)."""
     if name == "host":
-        import bpfemu
-        return bpfemu.Host()
-    import bpfemu
-    return bpfemu.Kernel().spawn()
+        from bpfemu.testing.backends import real_kernel
+        return real_kernel()
+    from bpfemu.testing.backends import twin_kernel
+    return twin_kernel().spawn()  # the real kernel's version, to compare with it
 
 
 # -- the host's outcomes, recorded -----------------------------------------------------------------

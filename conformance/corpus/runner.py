@@ -216,9 +216,12 @@ def _is_host(sys):
 
 def unprivileged_task(sys):
     """An unprivileged task on the machine of ``sys``: a :class:`CapDroppedHost` for ``bpfemu.Host()``,
-    ``sys.kernel.spawn(uid=1000, caps=())`` for an emulated task. Call ``.exit()`` when done."""
+    a guest process for a VM's Host (``bpfemu.host.vm.VMHost``), ``sys.kernel.spawn(uid=1000, caps=())`` for
+    an emulated task. Call ``.exit()`` when done."""
     if _is_host(sys):
         return CapDroppedHost()
+    if getattr(sys, "vm", None) is not None:
+        return sys.spawn(uid=1000, caps=())
     kernel = getattr(sys, "kernel", None)
     if kernel is not None and hasattr(kernel, "spawn"):
         return kernel.spawn(uid=1000, caps=())
@@ -462,9 +465,13 @@ _log_buffers = threading.local()
 
 
 def _log_buffer(size):
+    """The thread's log buffer of at least ``size`` bytes, zeroed (the kernel writes a NUL-terminated log; a
+    clean buffer is also what a task in another process or a VM copies fastest)."""
     b = getattr(_log_buffers, "buf", None)
     if b is None or len(b) < size:
         b = _log_buffers.buf = ctypes.create_string_buffer(size)
+    else:
+        ctypes.memset(b, 0, len(b))
     return b
 
 

@@ -1,0 +1,155 @@
+"""A kernel version's profile: the facts of bpf(2) that differ between kernel versions, in one object.
+
+A :class:`Profile` is what ``Kernel(version="6.1").profile`` is. Each version declares its own in a module
+of this package (``v6_18.py``, ``v6_12.py``, ``v6_1.py``), and the code that governs a fact reads it from
+there: the syscall front reads the attr size and the last field of each command, MAP_CREATE the map types
+and the privilege rules, OBJ_GET_INFO_BY_FD the size of ``struct bpf_map_info``, each map type the sizes of
+its kernel structs for its memlock formula, and so on. Nothing else in the emulator asks for a version.
+
+A profile is declared as the one of the next newer version with what changed (:meth:`Profile.older`), so a
+version's module reads as the list of what that version does differently, and :attr:`Profile.changes` keeps
+that list (``docs/kernel-versions.md`` is generated from it and from the answers the versions give).
+
+This module imports only the uapi: every layer may read a profile.
+"""
+from .. import uapi as U
+
+# What each fact is, for the generated documentation: name -> (kernel source, meaning).
+FACTS = {
+    "commands": ("include/uapi/linux/bpf.h: enum bpf_cmd",
+                 "the commands the kernel knows (any other number is EINVAL)"),
+    "map_types": ("include/linux/bpf_types.h",
+                  "the map types MAP_CREATE knows (any other type is EINVAL)"),
+    "attr_size": ("sizeof(union bpf_attr)",
+                  "how much of attr __sys_bpf copies in; nonzero bytes past it are E2BIG"),
+    "last_fields": ("kernel/bpf/syscall.c: BPF_<CMD>_LAST_FIELD",
+                    "the last attr field each command reads (CHECK_ATTR: nonzero bytes after it are EINVAL)"),
+    "map_info_size": ("sizeof(struct bpf_map_info)",
+                      "the bytes OBJ_GET_INFO_BY_FD fills for a map; a longer buffer with a nonzero tail is E2BIG"),
+    "map_info_reads_user": ("bpf_map_get_info_by_fd",
+                            "the caller's bpf_map_info is copied in first (fields the map has no value for keep "
+                            "the caller's bytes; the content hash is requested through it); else zeroed"),
+    "memlock": ("kernel/bpf/syscall.c: bpf_map_show_fdinfo",
+                "what the fdinfo memlock line shows: each type's map_mem_usage, or bpf_map_memory_footprint "
+                "(max_entries * round_up(key + value size, 8), page-aligned)"),
+    "sizeof": ("the map types' kernel structs (x86_64)",
+               "the struct sizes the map types' memory formulas count (fdinfo memlock, the memory cgroup, the "
+               "LPM trie's largest value)"),
+    "unpriv_check_at_entry": ("kernel/bpf/syscall.c: __sys_bpf",
+                              "with kernel.unprivileged_bpf_disabled set, MAP_CREATE and PROG_LOAD without CAP_BPF "
+                              "are EPERM before the attr is read; else the privilege is checked in map_create, "
+                              "after the attributes"),
+    "net_admin": ("kernel/bpf/syscall.c: map_create",
+                  "what the CAP_NET_ADMIN map types (DEVMAP, SOCKMAP, XSKMAP...) ask: CAP_NET_ADMIN, or "
+                  "bpf_net_capable (CAP_NET_ADMIN or CAP_SYS_ADMIN)"),
+    "freeze_checks": ("kernel/bpf/syscall.c: map_freeze",
+                      "MAP_FREEZE's checks after the map type's, in order: write_perm (EPERM without a writable "
+                      "fd; a frozen map has none), write_active (EBUSY while writably mapped), frozen (EBUSY), "
+                      "bpf_capable (EPERM without CAP_BPF)"),
+    "path_fd": ("kernel/bpf/syscall.c: bpf_obj_pin, bpf_obj_get",
+                "OBJ_PIN and OBJ_GET take BPF_F_PATH_FD and path_fd (paths relative to a directory fd)"),
+    "lookup_and_delete_types": ("kernel/bpf/syscall.c: map_lookup_and_delete_elem",
+                                "the map types LOOKUP_AND_DELETE_ELEM serves (any other is ENOTSUPP)"),
+    "btf_tag_kflag": ("kernel/bpf/btf.c: btf_decl_tag_check_meta, btf_ref_type_check_meta",
+                      "BTF_KIND_DECL_TAG and BTF_KIND_TYPE_TAG may set kind_flag (attribute tags, 6.14); else "
+                      "\"Invalid btf_info kind_flag\", EINVAL"),
+    "map_value_fields": ("kernel/bpf/syscall.c: map_check_btf",
+                         "the special fields btf_parse_fields looks for in a map value (any other struct or tag is "
+                         "plain data)"),
+    "verifier_log": ("kernel/bpf/log.c: bpf_verifier_vlog (BTF_LOAD's log)",
+                     "rotating (6.4: keeps the tail unless BPF_LOG_FIXED, log_true_size, ENOSPC whenever it did not "
+                     "fit) or head (keeps the head, needs a level, a buffer and 128 bytes or more, no BPF_LOG_FIXED; "
+                     "ENOSPC when it filled up and the load succeeded otherwise)"),
+    "btf_section_names": ("kernel/bpf/btf.c: btf_name_valid_section",
+                          "what a DATASEC name may be: printable (any printable characters) or identifier (letters, "
+                          "digits, '_' and '.', not a digit first)"),
+    "btf_struct_metas": ("kernel/bpf/btf.c: btf_parse_struct_metas",
+                         "BTF_LOAD checks the special fields of each struct (two bpf_spin_locks, a list head "
+                         "without a lock, a kptr to a kernel type without a destructor: EINVAL) (6.2)"),
+    "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
+                                "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
+                                "element replaces it at the head of its bucket, which moves the key in a walk, "
+                                "and a preallocated table keeps a spare element per CPU for it)"),
+}
+
+
+class Profile:
+    """The facts of one kernel version (see :data:`FACTS` for each one's meaning and kernel source).
+
+    ``version`` is "6.1", "6.12" or "6.18"; ``changes`` the facts this version declares differently from
+    the next newer one (``{}`` for the newest); ``notes`` what the profile does not model, in words."""
+
+    def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
+                 map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
+                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
+                 verifier_log, btf_section_names, btf_struct_metas, notes=(), changes=None,
+                 newer=None):
+        self.version = version
+        self.commands = frozenset(commands)
+        self.map_types = frozenset(map_types)
+        self.attr_size = attr_size
+        self.last_fields = dict(last_fields)  # cmd -> field, where it differs from syscall/table.py's
+        self.map_info_size = map_info_size
+        self.map_info_reads_user = map_info_reads_user
+        self.memlock = memlock
+        self.sizeof = dict(sizeof)
+        self.unpriv_check_at_entry = unpriv_check_at_entry
+        self.net_admin = net_admin
+        self.freeze_checks = tuple(freeze_checks)
+        self.path_fd = path_fd
+        self.lookup_and_delete_types = frozenset(lookup_and_delete_types)
+        self.fd_htab_update_in_place = fd_htab_update_in_place
+        self.btf_tag_kflag = btf_tag_kflag
+        self.map_value_fields = tuple(map_value_fields)
+        self.verifier_log = verifier_log
+        self.btf_section_names = btf_section_names
+        self.btf_struct_metas = btf_struct_metas
+        if verifier_log not in ("rotating", "head"):
+            raise ValueError("verifier_log is rotating or head, not %r" % (verifier_log,))
+        self.notes = tuple(notes)
+        self.changes = dict(changes or {})
+        self.newer = newer
+        if memlock not in ("map_mem_usage", "bpf_map_memory_footprint"):
+            raise ValueError("memlock is map_mem_usage or bpf_map_memory_footprint, not %r" % (memlock,))
+        if net_admin not in ("CAP_NET_ADMIN", "bpf_net_capable"):
+            raise ValueError("net_admin is CAP_NET_ADMIN or bpf_net_capable, not %r" % (net_admin,))
+        unknown = set(freeze_checks) - {"write_perm", "write_active", "frozen", "bpf_capable"}
+        if unknown:
+            raise ValueError("unknown freeze checks %s" % sorted(unknown))
+        self._attr_end = {}
+
+    def older(self, version, notes=(), **changes):
+        """The profile of an older ``version``: this one with ``changes`` (fact name -> that version's value;
+        ``last_fields`` and ``sizeof`` are merged into this one's)."""
+        unknown = set(changes) - set(FACTS)
+        if unknown:
+            raise TypeError("not a profile fact: %s" % ", ".join(sorted(unknown)))
+        facts = {name: getattr(self, name) for name in FACTS}
+        for name, value in changes.items():
+            facts[name] = {**facts[name], **value} if name in ("last_fields", "sizeof") else value
+        return Profile(version, notes=notes, changes=changes, newer=self, **facts)
+
+    # -- questions the code asks ---------------------------------------------------------------
+    def knows_command(self, cmd):
+        return cmd in self.commands
+
+    def knows_map_type(self, map_type):
+        return map_type in self.map_types
+
+    def last_field(self, entry):
+        """The last attr field of a command (a :class:`bpfemu.syscall.table.Command`) in this version."""
+        return self.last_fields.get(entry.cmd, entry.last_field)
+
+    def attr_end(self, entry):
+        """CHECK_ATTR's bound for a command: the end of its last field, capped by this version's attr size."""
+        end = self._attr_end.get(entry.cmd)
+        if end is None:
+            end = self._attr_end[entry.cmd] = min(U.offsetofend(self.last_field(entry)), self.attr_size)
+        return end
+
+    def size(self, struct):
+        """sizeof(struct ``struct``) in this version (a KeyError names a struct no profile declares)."""
+        return self.sizeof[struct]
+
+    def __repr__(self):
+        return "<bpfemu kernel profile %s>" % self.version

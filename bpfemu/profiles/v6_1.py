@@ -1,0 +1,43 @@
+"""Linux 6.1 LTS: what it does differently from 6.12.
+
+Measured in Debian's 6.1.0-50-amd64 (6.1.176) under QEMU (``--bpf-backend=vm:6.1``; the answers are recorded
+in ``conformance/versions/6.1.json``); the kernel tree is /work/ref/linux-6.1.
+"""
+from .. import uapi as U
+from .v6_12 import PROFILE as NEWER
+
+PROFILE = NEWER.older(
+    "6.1",
+    commands=set(NEWER.commands) - {U.BPF_TOKEN_CREATE},
+    map_types=set(NEWER.map_types) - {U.BPF_MAP_TYPE_CGRP_STORAGE, U.BPF_MAP_TYPE_ARENA},
+    attr_size=144,
+    last_fields={
+        U.BPF_MAP_CREATE: "map_extra",  # no value_type_btf_obj_fd, map_token_fd
+        U.BPF_PROG_LOAD: "core_relo_rec_size",  # no log_true_size, prog_token_fd
+        U.BPF_OBJ_PIN: "file_flags",  # no path_fd
+        U.BPF_OBJ_GET: "file_flags",
+        U.BPF_BTF_LOAD: "btf_log_level",  # no btf_log_true_size, btf_flags, btf_token_fd
+        U.BPF_LINK_CREATE: "link_create.kprobe_multi.cookies",
+    },
+    memlock="bpf_map_memory_footprint",  # fdinfo shows an estimate, the same for every type
+    unpriv_check_at_entry=True,
+    net_admin="CAP_NET_ADMIN",
+    freeze_checks=("write_active", "frozen", "bpf_capable"),
+    path_fd=False,
+    btf_section_names="identifier",
+    btf_struct_metas=False,
+    # map_check_btf of 6.1 looks for a bpf_spin_lock, a bpf_timer and kptrs (percpu_kptr: 6.6; list and rb-tree
+    # roots need 6.2's struct metas; bpf_refcount: 6.4; bpf_wq: 6.10)
+    map_value_fields=("BPF_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR_UNREF", "BPF_KPTR_REF"),  # BTF_LOAD does not look at special fields (btf_parse_struct_metas is 6.2's)
+    verifier_log="head",  # the rotating log, BPF_LOG_FIXED and log_true_size are 6.4's
+    notes=(
+        "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "
+        "check in map_create (with CAP_NET_ADMIN alone for the network types). With "
+        "kernel.unprivileged_bpf_disabled set (the default) the check at the syscall's entry answers first "
+        "and the two agree; with it at 0 the order of the errnos may differ.",
+        "Special fields in map values: 6.1's map_check_btf is older code of its own for a bpf_spin_lock, a "
+        "bpf_timer and kptrs; the profile applies 6.12's checks to those kinds.",
+        "The memory cgroup is charged with 6.12's per-type figures (6.1 charges its allocations as they are "
+        "made; fdinfo shows only the footprint estimate).",
+    ),
+)

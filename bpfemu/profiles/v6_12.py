@@ -1,0 +1,37 @@
+"""Linux 6.12 LTS: what it does differently from 6.18.
+
+Measured in Debian's 6.12.117+deb12-amd64 under QEMU (``--bpf-backend=vm:6.12``; the answers are recorded
+in ``conformance/versions/6.12.json``); the kernel tree is /work/ref/linux-6.12.
+"""
+from .. import uapi as U
+from .v6_18 import PROFILE as NEWER
+
+PROFILE = NEWER.older(
+    "6.12",
+    commands=set(NEWER.commands) - {U.BPF_PROG_STREAM_READ_BY_FD},
+    attr_size=152,
+    last_fields={
+        U.BPF_MAP_CREATE: "map_token_fd",  # no excl_prog_hash (6.18)
+        U.BPF_PROG_LOAD: "prog_token_fd",  # no fd_array_cnt, signature, keyring_id
+        U.BPF_BTF_GET_FD_BY_ID: "btf_id",  # no fd_by_id_token_fd
+    },
+    map_info_size=88,  # ends at map_extra: no hash, hash_size
+    map_info_reads_user=False,  # memset to zero, then filled
+    sizeof={
+        # struct bpf_map is 48 bytes smaller, and so is every struct that starts with one ...
+        "bpf_map": 248, "bpf_array": 264, "bpf_bloom_filter": 264, "bpf_queue_stack": 264, "bpf_dtab": 296,
+        "bpf_cpu_map": 256, "xsk_map": 256, "bpf_stab": 328, "bpf_shtab": 336, "reuseport_array": 248,
+        "bpf_ringbuf_map": 256, "bpf_cgroup_storage_map": 280,
+        # ... but these, whose own parts changed too
+        "bpf_local_storage_map": 432,
+        "bpf_htab": 896,
+        "bpf_stack_map": 288,  # with struct pcpu_freelist's extralist
+        "lpm_trie_node": 40,  # with its rcu_head
+    },
+    lookup_and_delete_types=set(NEWER.lookup_and_delete_types) - {U.BPF_MAP_TYPE_STACK_TRACE},
+    fd_htab_update_in_place=False,
+    btf_tag_kflag=False,
+    # no bpf_res_spin_lock (6.15), uptr (6.13), bpf_task_work (6.18)
+    map_value_fields=("BPF_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT", "BPF_REFCOUNT",
+                      "BPF_WORKQUEUE"),
+)

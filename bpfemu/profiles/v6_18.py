@@ -1,0 +1,50 @@
+"""Linux 6.18: the newest profile, and the one the rest of bpfemu is written against (the host of the
+project's own tests runs it). Its facts are measured on that host; the command table
+(:mod:`bpfemu.syscall.table`) holds its last attr fields.
+"""
+from .. import uapi as U
+from .profile import Profile
+
+PROFILE = Profile(
+    "6.18",
+    commands=U.CMD_NAMES,  # BPF_MAP_CREATE .. BPF_PROG_STREAM_READ_BY_FD (37)
+    map_types=U.MAP_TYPE_NAMES,  # BPF_MAP_TYPE_UNSPEC .. BPF_MAP_TYPE_ARENA (33)
+    attr_size=168,
+    last_fields={},  # those of syscall/table.py
+    map_info_size=104,  # up to hash and hash_size (6.18), and 4 bytes of padding
+    map_info_reads_user=True,  # copy_from_user of the caller's info first (for its hash request)
+    memlock="map_mem_usage",
+    sizeof={
+        "bpf_map": 296,
+        "bpf_array": 312,  # up to its value area
+        "bpf_htab": 832,
+        "lpm_trie_node": 24,  # since the bpf_mem_alloc rework: no rcu_head
+        "bpf_bloom_filter": 312,  # before its bit array
+        "bpf_queue_stack": 312,  # before its ring
+        "bpf_stack_map": 320,
+        "bpf_dtab": 344,
+        "bpf_dtab_netdev": 64,
+        "bpf_cpu_map": 304,
+        "xsk_map": 304,
+        "bpf_stab": 376,
+        "bpf_shtab": 384,
+        "reuseport_array": 296,
+        "bpf_ringbuf_map": 304,
+        "bpf_cgroup_storage_map": 328,
+        "bpf_local_storage_map": 448,
+    },
+    unpriv_check_at_entry=False,
+    net_admin="bpf_net_capable",
+    freeze_checks=("write_perm", "write_active", "frozen"),
+    path_fd=True,
+    lookup_and_delete_types=(U.BPF_MAP_TYPE_QUEUE, U.BPF_MAP_TYPE_STACK, U.BPF_MAP_TYPE_HASH,
+                             U.BPF_MAP_TYPE_PERCPU_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_LRU_PERCPU_HASH,
+                             U.BPF_MAP_TYPE_STACK_TRACE),
+    fd_htab_update_in_place=True,
+    btf_tag_kflag=True,
+    verifier_log="rotating",
+    btf_section_names="printable",
+    btf_struct_metas=True,
+    map_value_fields=("BPF_SPIN_LOCK", "BPF_RES_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT",
+                      "BPF_REFCOUNT", "BPF_WORKQUEUE", "BPF_UPTR", "BPF_TASK_WORK"),
+)
