@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 
+from ..sysinfo import host_protected_symlinks
 from . import wire
 
 QEMU = "qemu-system-x86_64"
@@ -109,6 +110,9 @@ mount -t sysfs sysfs $R/sys
 mount -t devtmpfs devtmpfs $R/dev
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 mount -t bpf bpf $R/sys/fs/bpf
+# the machine's fs.protected_symlinks, not Debian's (its kernels default it to 1, the kernel to 0): a
+# machine setting, which the emulated twin takes from this machine too
+echo {protected_symlinks} > /proc/sys/fs/protected_symlinks
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
 [ -d $R/dev/shm ] && mount -t tmpfs tmpfs $R/dev/shm
 PORT=
@@ -137,7 +141,7 @@ def build_initramfs(kernel, python, project, pythonpath):
         order.append(os.path.basename(path))
     c.file("modules.order", ("\n".join(order) + "\n").encode())
     init = INIT.format(tag=wire.MOUNT_TAG, port=wire.PORT_NAME, python=python, project=project,
-                       pythonpath=pythonpath)
+                       pythonpath=pythonpath, protected_symlinks=host_protected_symlinks())
     c.file("init", init.encode(), 0o755)
     return c.finish()
 
