@@ -108,7 +108,12 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 {tag} $
 mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
 mount -t devtmpfs devtmpfs $R/dev
+# the guest's /tmp is its own, but what the agent runs from (a checkout or venv under this machine's /tmp)
+# stays visible: bound from the 9p view before the tmpfs hides it
+mkdir -p /keep && mount -o bind $R/tmp /keep
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
+for d in {keep_tmp}; do mkdir -p $R/tmp/$d && mount -o bind /keep/$d $R/tmp/$d; done
+umount -l /keep
 mount -t bpf bpf $R/sys/fs/bpf
 # the machine's fs.protected_symlinks, not Debian's (its kernels default it to 1, the kernel to 0): a
 # machine setting, which the emulated twin takes from this machine too
@@ -123,6 +128,17 @@ cd /
 export PYTHONPATH={pythonpath} PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
 exec switch_root $R {python} -S {project}/bpfemu/host/vm/guest_boot.py {project} $PORT
 """
+
+
+def tmp_dirs_of(paths):
+    """The top-level directories under /tmp that ``paths`` live in (the guest mounts its own /tmp over
+    them, then binds these back)."""
+    out = []
+    for p in paths:
+        parts = os.path.realpath(p).split("/") if p else []
+        if len(parts) > 2 and parts[1] == "tmp" and parts[2] and parts[2] not in out:
+            out.append(parts[2])
+    return out
 
 
 def build_initramfs(kernel, python, project, pythonpath):
@@ -141,7 +157,8 @@ def build_initramfs(kernel, python, project, pythonpath):
         order.append(os.path.basename(path))
     c.file("modules.order", ("\n".join(order) + "\n").encode())
     init = INIT.format(tag=wire.MOUNT_TAG, port=wire.PORT_NAME, python=python, project=project,
-                       pythonpath=pythonpath, protected_symlinks=host_protected_symlinks())
+                       pythonpath=pythonpath, protected_symlinks=host_protected_symlinks(),
+                       keep_tmp=" ".join(tmp_dirs_of([python, project] + pythonpath.split(":"))))
     c.file("init", init.encode(), 0o755)
     return c.finish()
 
