@@ -16,7 +16,7 @@ from bpfemu.prog.insn import (BPF_ADD, BPF_ALU64_IMM, BPF_ALU64_REG, BPF_AND, BP
 
 from . import isa_oracle as O
 from . import progrun
-from .isa import BACKENDS, HostSys, ld64, make_sys, pack, run_xdp, st64, unpack
+from .isa import BACKENDS, ld64, make_sys, pack, run_xdp, st64, unpack
 
 
 @pytest.fixture(params=BACKENDS)
