@@ -136,6 +136,19 @@ def render(rec, out=sys.stdout, real="host"):
         sum(total.values()), total.get("passed", 0), total.get("failed", 0), total.get("skipped", 0)))
 
 
+def _in_suite(arg, suite):
+    """``arg`` (a pytest argument), or the path it names inside ``suite`` when it is a test path that does not
+    exist from the current directory."""
+    path, sep, rest = arg.partition("::")
+    if arg.startswith("-") or os.path.exists(path):
+        return arg
+    for base in (os.path.dirname(suite), suite):
+        cand = os.path.join(base, path)
+        if os.path.exists(cand):
+            return cand + sep + rest
+    return arg
+
+
 def main(argv):
     import argparse
 
@@ -170,7 +183,9 @@ def main(argv):
         os.environ["BPFEMU_REQUIRE_HOST"] = "1"
     rec = Recorder()
     rec.install()
-    # test files or directories among the pytest arguments run instead of the whole suite
+    # test files or directories among the pytest arguments run instead of the whole suite; a path that is not
+    # there from here is looked up in the shipped suite (``conformance/test_x.py`` or ``test_x.py``)
+    args.pytest_args = [_in_suite(a, suite) for a in args.pytest_args]
     targets = [] if any(os.path.exists(a.split("::")[0]) for a in args.pytest_args) else [suite]
     code = pytest.main(["-q", "-p", "no:cacheprovider"] + ("--bpf-backend=" + backends).split() + targets
                        + args.pytest_args, plugins=[rec])
