@@ -13,7 +13,7 @@ import pytest
 from bpfemu import uapi as U
 from bpfemu.testing.backends import need_host, real_kernel
 from bpfemu.testing.support import attr_has
-from conformance.corpus.btf import blob_key, load_record, outcome, raw_tests
+from .corpus.btf import blob_key, load_record, outcome, raw_tests
 
 CASES = raw_tests()
 RECORD = load_record()["cases"]

@@ -28,7 +28,7 @@ import pytest
 from bpfemu.testing.backends import need_host
 from bpfemu.btf import Builder
 from bpfemu.btf import uapi as U
-from conformance.corpus.btf import btf_load, btf_task
+from .corpus.btf import btf_load, btf_task
 
 GOOD_NAMES = ["int", "a", "b", "x", "_y", "s.t", "A1", "n", "s", "bpf_spin_lock", "bpf_timer", "bpf_list_head",
               "bpf_list_node", "bpf_rb_root", "bpf_rb_node", "bpf_refcount", "bpf_wq", "bpf_res_spin_lock",

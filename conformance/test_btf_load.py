@@ -16,7 +16,7 @@ from bpfemu.btf import Builder
 from bpfemu.btf import uapi as U
 from bpfemu import uapi
 from bpfemu.testing.support import attr_has
-from conformance.corpus.btf import btf_load, log_cause, log_text
+from .corpus.btf import btf_load, log_cause, log_text
 
 
 def true_size(profile, n):

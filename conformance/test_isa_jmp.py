@@ -203,7 +203,7 @@ def test_mov_reg_keeps_source(isa_sys):
 
 def test_exit_returns_r0(isa_sys):
     """The program's return value is R0's low 32 bits (test_run's retval is a u32)."""
-    from conformance import progrun
+    from . import progrun
     from bpfemu import uapi as u
     for v in (0, 1, 2, 0x7fffffff, 0xfffffffe):
         prog = [BPF_LD_IMM64(BPF_REG_0, (0xabcd << 32) | v), BPF_EXIT_INSN()]

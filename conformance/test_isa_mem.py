@@ -303,7 +303,7 @@ def test_call_frames(isa_sys):
     ]
     g = [BPF_ST_MEM(BPF_DW, BPF_REG_10, -8, 3333), BPF_MOV64_REG(BPF_REG_0, BPF_REG_1),
          BPF_ALU64_REG(0x20, BPF_REG_0, BPF_REG_2), BPF_EXIT_INSN()]
-    from conformance.isa import xdp_prog
+    from .isa import xdp_prog
     main = xdp_prog(40, body)
     call_at = main.index(CALL_MARK)
     f_start = len(main)

@@ -385,7 +385,7 @@ def test_a_privileged_program_may_be_longer_than_4096_instructions(proc):
 
 
 def _unprivileged(backend, proc):
-    from conformance.corpus.runner import host_unprivileged_bpf_disabled, unprivileged_task
+    from .corpus.runner import host_unprivileged_bpf_disabled, unprivileged_task
     if backend.name == "host":
         if host_unprivileged_bpf_disabled() != 0:
             pytest.skip("the host's kernel.unprivileged_bpf_disabled is not 0")

@@ -36,10 +36,10 @@ import bpfemu
 from bpfemu import profiles
 from bpfemu.testing.backends import host_status, real_kernel, real_profile
 from bpfemu.testing.support import need_linux
-from conformance.corpus import kbtf, record as R
-from conformance.corpus.runner import host_unprivileged_bpf_disabled, run_case
-from conformance.corpus.progs import RECORD_PATH as PROGS_RECORD_PATH, load_progs_corpus
-from conformance.corpus.verifier import RECORD_PATH, load_corpus
+from .corpus import kbtf, record as R
+from .corpus.runner import host_unprivileged_bpf_disabled, run_case
+from .corpus.progs import RECORD_PATH as PROGS_RECORD_PATH, load_progs_corpus
+from .corpus.verifier import RECORD_PATH, load_corpus
 
 KNOWN_PATH = os.path.join(os.path.dirname(RECORD_PATH), "verifier-emu-known.txt")
 DEFAULT_STRIDE = 4

@@ -771,5 +771,5 @@ def declared_count(tree=None):
 
 
 if __name__ == "__main__":
-    from conformance.corpus.cli import main
+    from .cli import main
     raise SystemExit(main())
