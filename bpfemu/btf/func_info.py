@@ -44,6 +44,16 @@ def _fail(log, msg, err=errno.EINVAL):
     raise bpf_error(err, msg.strip())
 
 
+def _nonzero_tail(log, put_rec_size, rec_size, what):
+    """A record with nonzero bytes past what the kernel knows: the log line, the record size the kernel
+    knows written back to the attr, E2BIG."""
+    if log is not None:
+        log.vlog(b"nonzero tailing record in " + what.encode())
+    if put_rec_size is not None:
+        put_rec_size(rec_size)
+    raise bpf_error(errno.E2BIG, "nonzero tailing record in " + what)
+
+
 def _check_tail(read, off, expected, actual):
     """bpf_check_uarg_tail_zero of one record: E2BIG when the bytes past ``expected`` are not zero."""
     if actual > PAGE_SIZE:
@@ -68,11 +78,7 @@ def check_func_info_early(btf, read, rec_size, cnt, log=None, put_rec_size=None)
     for i in range(cnt):
         off = i * rec_size
         if _check_tail(read, off, MIN_BPF_FUNCINFO_SIZE, rec_size):
-            if log is not None:
-                log.vlog(b"nonzero tailing record in func info")
-            if put_rec_size is not None:
-                put_rec_size(min_size)
-            raise bpf_error(errno.E2BIG, "nonzero tailing record in func info")
+            _nonzero_tail(log, put_rec_size, min_size, "func info")
         insn_off, type_id = struct.unpack("<II", bytes(read(off, min_size)))
         if i == 0:
             if insn_off:
@@ -141,11 +147,7 @@ def check_line_info(btf, read, rec_size, cnt, insns, subprog_starts, log=None, p
     for i in range(cnt):
         off = i * rec_size
         if _check_tail(read, off, MIN_BPF_LINEINFO_SIZE, rec_size):
-            if log is not None:
-                log.vlog(b"nonzero tailing record in line_info")
-            if put_rec_size is not None:
-                put_rec_size(MIN_BPF_LINEINFO_SIZE)
-            raise bpf_error(errno.E2BIG, "nonzero tailing record in line_info")
+            _nonzero_tail(log, put_rec_size, MIN_BPF_LINEINFO_SIZE, "line_info")
         li = LineInfo(*struct.unpack("<IIII", bytes(read(off, ncopy))))
         if (i and li.insn_off <= prev) or li.insn_off >= prog_len:
             _fail(log, "Invalid line_info[%u].insn_off:%u (prev_offset:%u prog->len:%u)\n"

@@ -262,10 +262,7 @@ class FdArray(ObjMap):
         raise bpf_error(ENOTSUPP, "%s has no syscall lookup" % self.type_name())
 
     def update_sys(self, task, key, value, flags):
-        if flags != uapi.BPF_ANY:
-            raise bpf_error(errno.EINVAL, "fd arrays only take BPF_ANY")
-        if u32(key) >= self.max_entries:
-            raise bpf_error(errno.E2BIG, "index out of range")
+        fd_array_index(self, key, flags)
         fd_of_kind(task, u32(value), self.kind_name, self.wrong_fd)
 
     def delete(self, key):
@@ -277,6 +274,17 @@ class FdArray(ObjMap):
 
     def get_next_key(self, key):
         return index_next_key(key, self.max_entries)
+
+
+def fd_array_index(m, key, flags):
+    """bpf_fd_array_map_update_elem's checks before the fd: BPF_ANY only (EINVAL), then the index
+    (E2BIG)."""
+    if flags != uapi.BPF_ANY:
+        raise bpf_error(errno.EINVAL, "fd arrays only take BPF_ANY")
+    i = u32(key)
+    if i >= m.max_entries:
+        raise bpf_error(errno.E2BIG, "index out of range")
+    return i
 
 
 class ProgArray(FdArray):
@@ -294,11 +302,7 @@ class ProgArray(FdArray):
 
     def update_sys(self, task, key, value, flags):
         """bpf_fd_array_map_update_elem with prog_fd_array_get_ptr."""
-        if flags != uapi.BPF_ANY:
-            raise bpf_error(errno.EINVAL, "fd arrays only take BPF_ANY")
-        i = u32(key)
-        if i >= self.max_entries:
-            raise bpf_error(errno.E2BIG, "index out of range")
+        i = fd_array_index(self, key, flags)
         fd = u32(value)
         prog = fdget(task, fd if fd <= S32_MAX else -1, "prog").obj
         if prog.type == uapi.BPF_PROG_TYPE_EXT or not prog.map_compatible(self):
@@ -360,11 +364,7 @@ class ArrayOfMaps(OfMaps, FdArray):
 
     def update_sys(self, task, key, value, flags):
         """bpf_fd_array_map_update_elem: flags and index before the fd."""
-        if flags != uapi.BPF_ANY:
-            raise bpf_error(errno.EINVAL, "fd arrays only take BPF_ANY")
-        i = u32(key)
-        if i >= self.max_entries:
-            raise bpf_error(errno.E2BIG, "index out of range")
+        i = fd_array_index(self, key, flags)
         inner = self.take_inner(task, value)
         old = self.slots.get(i)
         self.slots[i] = inner

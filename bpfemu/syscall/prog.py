@@ -8,7 +8,6 @@ caller gets a read-write fd to it.
 """
 import ctypes
 import errno
-import struct
 
 from ..errors import bpf_error
 from ..objects import FMODE_READ, FMODE_WRITE, fdget
@@ -114,13 +113,9 @@ def _keep_btf_info(ctx, prog, lctx, res):
     env = getattr(res, "env", None)
     if lctx.prog_btf is None or env is None or getattr(env, "prog_btf", None) is None:
         return
-    p = ctx.attr.prog_load
     prog.btf_obj = lctx.prog_btf
     prog.func_info = list(env.func_info or [])
-    if p.line_info_cnt:
-        rec = p.line_info_rec_size
-        raw = ctx.read(p.line_info, rec * p.line_info_cnt)
-        prog.line_info = [struct.unpack_from("<IIII", raw, i * rec) for i in range(p.line_info_cnt)]
+    prog.line_info = [tuple(li) for li in (getattr(env, "line_info", None) or [])]   # as check_btf_line read them
 
 
 # -- OBJ_GET_INFO_BY_FD of a program ------------------------------------------------------------------
