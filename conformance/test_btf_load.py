@@ -8,6 +8,7 @@ ENOSPC, and log_true_size. The same checks run through ``proc.bpf()`` on the
 emulator and on the host (a real child process, whose RPC copies the blob and
 the log buffer as the command table declares them).
 """
+import ctypes
 import errno
 
 import pytest
@@ -473,3 +474,31 @@ def test_header_only_log_on_bad_magic(proc):
     assert err == errno.EINVAL
     assert log_text(raw) == (b"magic: 0x1234\nversion: 1\nflags: 0x0\nhdr_len: 24\ntype_off: 0\ntype_len: 16\n"
                              b"str_off: 16\nstr_len: 5\nbtf_total_size: 45\nInvalid magic")
+
+
+@pytest.mark.bpf_bad_pointers
+def test_log_copy_that_faults_is_efault_with_the_true_size(proc, profile):
+    """A log buffer that runs into a PROT_NONE page: the log's bytes before the page are written; from 6.4 the
+    load is EFAULT whatever the verdict and btf_log_true_size still tells the size the whole log needs (6.1's
+    log drops the buffer and the load succeeds)."""
+    import mmap
+    page = mmap.PAGESIZE
+    full = log_text(btf_load(proc, GOOD)[1])
+    mm = mmap.mmap(-1, 2 * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.mprotect(ctypes.c_void_p(base + page), page, 0) == 0
+    try:
+        data = ctypes.create_string_buffer(GOOD, len(GOOD))
+        attr = uapi.make_attr(btf=ctypes.addressof(data), btf_size=len(GOOD), btf_log_level=1,
+                              btf_log_size=len(full) + 1, btf_log_buf=base + page - 64)
+        if profile.verifier_log == "head":   # before 6.4 the log drops its buffer and the load goes on
+            proc.close(proc.bpf(uapi.BPF_BTF_LOAD, attr))
+        else:
+            with pytest.raises(OSError) as e:
+                proc.close(proc.bpf(uapi.BPF_BTF_LOAD, attr))
+            assert e.value.errno == errno.EFAULT
+        assert ctypes.string_at(base + page - 64, 64) == full[:64]
+        assert attr.btf_log_true_size == true_size(profile, len(full) + 1)
+    finally:
+        libc.mprotect(ctypes.c_void_p(base + page), page, 3)

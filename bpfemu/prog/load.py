@@ -267,11 +267,17 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
                     kernel_btf=getattr(ctx, "kernel_btf", None), func_info=func_info, line_info=line_info,
                     btf_of_fd=btf_of_fd,
                     prog_btf_fd=p.prog_btf_fd, fd_array_cnt=getattr(p, "fd_array_cnt", 0))
+    fault = None
     if res.log_buf is not None and buf:
-        ctx.write(buf, res.log_buf)
+        try:
+            ctx.write(buf, res.log_buf)
+        except OSError as e:    # the log lost its buffer (EFAULT); log_true_size is still reported
+            fault = e
     if uattr is not None and uattr_size >= uapi.offsetofend("prog_load.log_true_size"):
         off, _ = uapi.attr_field("prog_load.log_true_size")
         ctx.write(uattr + off, res.log_true_size.to_bytes(4, "little"))
+    if fault is not None:
+        raise fault
     if not res.errno:
         prog.maps = res.used_maps
         env = res.env

@@ -93,7 +93,9 @@ class LoadCtx(LoadContext):
 @command(uapi.BPF_PROG_LOAD)
 def prog_load(ctx):
     lctx = LoadCtx(ctx)
-    prog, res = bpf_prog_load(ctx.attr, lctx, uattr_size=ctx.size, uattr=ctx.uattr)
+    # log_true_size goes back only where this version's attr has it (6.4+) and the caller's attr reaches it
+    size = ctx.size if ctx.knows("prog_load.log_true_size") else 0
+    prog, res = bpf_prog_load(ctx.attr, lctx, uattr_size=size, uattr=ctx.uattr)
     prog.created_by_uid = ctx.task.uid
     clock = getattr(ctx.kernel, "clock", None)
     if clock is not None:   # aux->load_time: ktime_get_boottime_ns() at load
