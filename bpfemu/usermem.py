@@ -43,11 +43,32 @@ class UserMemory:
         effects, so which one faulted does not show)."""
         return self.read(a1, n1), self.read(a2, n2)
 
+    def read_apply_write(self, addr, n, fn, arg, out):
+        """An element lookup's copies around its operation: ``write(out, fn(read(addr, n), arg))``. An
+        error of the read (EFAULT) comes before ``fn`` runs, one of ``fn`` before the write."""
+        self.write(out, fn(self.read(addr, n), arg))
+
 
 _iovec = hostenv.iovec  # the one iovec type the prototypes of hostenv.process_vm_functions() take
 
 
 SCRATCH = 1 << 12  # reads and writes up to this size go through a per-thread buffer (or pipe)
+
+
+def _user_view():
+    """(memoryview, end): a writable view of addresses [0, end) that hands a slice ``[addr:addr + n]`` to a
+    system call as its buffer (cheaper than a ctypes object per copy). Python itself never touches the
+    bytes behind it: only the kernel does, through copy_from_user/copy_to_user, which check every page.
+    (None, 0) where no such view can be made (a 32-bit Python)."""
+    end = 1 << 62
+    try:
+        return memoryview((ctypes.c_char * end).from_address(0)).cast("B"), end
+    except (OverflowError, ValueError, TypeError, MemoryError):
+        return None, 0
+
+
+_USER, _USER_END = _user_view()
+_pwrite, _pwritev, _preadv = getattr(os, "pwrite", None), getattr(os, "pwritev", None), getattr(os, "preadv", None)
 
 _chars_types = {}
 
@@ -230,6 +251,26 @@ class LocalMemory(UserMemory):
     _pipes = True
 
     def read(self, addr, n):
+        if 0 < n <= SCRATCH and NULL_PAGE <= addr and addr + n <= _USER_END and self._readv is not None:
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            fd = s.mfd
+            if fd >= 0:
+                try:
+                    got = _pwrite(fd, _USER[addr:addr + n], 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return s.mm[:n]
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()  # not usable (ENOMEM, ENOSPC...): the pipe from now on
+        return self._read(addr, n)
+
+    def _read(self, addr, n):
+        """read() without the user view: the memfd, the pipe, process_vm_readv, in this order of choice."""
         if 0 < n <= SCRATCH and addr >= NULL_PAGE and addr + n <= 1 << 64 and self._readv is not None:
             try:
                 s = self._tls.s
@@ -277,6 +318,28 @@ class LocalMemory(UserMemory):
         return self._read_slow(addr, n)
 
     def read2(self, a1, n1, a2, n2):
+        if (0 < n1 and 0 < n2 and n1 + n2 <= SCRATCH and NULL_PAGE <= a1 and a1 + n1 <= _USER_END
+                and NULL_PAGE <= a2 and a2 + n2 <= _USER_END and self._readv is not None):
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            fd = s.mfd
+            if fd >= 0:
+                # both ranges in one pwritev(2), one after the other in the memfd
+                try:
+                    got = _pwritev(fd, (_USER[a1:a1 + n1], _USER[a2:a2 + n2]), 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n1 + n2:
+                    mm = s.mm
+                    return mm[:n1], mm[n1:got]
+                if got == -errno.EFAULT or 0 <= got < n1 + n2:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
+        return self._read2(a1, n1, a2, n2)
+
+    def _read2(self, a1, n1, a2, n2):
         if (self._readv is not None and 0 < n1 and 0 < n2 and n1 + n2 <= SCRATCH and a1 >= NULL_PAGE
                 and a2 >= NULL_PAGE and a1 + n1 <= 1 << 64 and a2 + n2 <= 1 << 64):
             try:
@@ -329,6 +392,66 @@ class LocalMemory(UserMemory):
         return ctypes.string_at(addr, n)
 
     def write(self, addr, data):
+        n = len(data)
+        if (0 < n <= SCRATCH and NULL_PAGE <= addr and addr + n <= _USER_END and self._writev is not None
+                and (type(data) is bytes or type(data) is bytearray)):
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            mv = s.mview
+            if mv is not None:
+                # copy_to_user by pread(2) of the memfd into the caller's address
+                mv[:n] = data
+                try:
+                    got = _preadv(s.mfd, (_USER[addr:addr + n],), 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
+        self._write(addr, data)
+
+    def read_apply_write(self, addr, n, fn, arg, out):
+        # read() and write() above in one, with one look at the thread's scratch
+        if (0 < n <= SCRATCH and NULL_PAGE <= addr and addr + n <= _USER_END and NULL_PAGE <= out
+                and self._readv is not None and self._writev is not None):
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            fd = s.mfd
+            if fd >= 0:
+                try:
+                    got = _pwrite(fd, _USER[addr:addr + n], 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    data = fn(s.mm[:n], arg)
+                    m = len(data)
+                    if (0 < m <= SCRATCH and out + m <= _USER_END and s.mfd == fd
+                            and (type(data) is bytes or type(data) is bytearray)):
+                        s.mview[:m] = data
+                        try:
+                            got = _preadv(fd, (_USER[out:out + m],), 0)
+                        except OSError as e:
+                            got = -e.errno
+                        if got == m:
+                            return
+                        if got == -errno.EFAULT or 0 <= got < m:
+                            raise bpf_error(errno.EFAULT, "bad user pointer")
+                        s.close_memfd()
+                    self._write(out, data)
+                    return
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
+        self.write(out, fn(self.read(addr, n), arg))
+
+    def _write(self, addr, data):
+        """write() without the user view: the memfd, the pipe, process_vm_writev, in this order of choice."""
         n = len(data)
         if n == 0:
             return

@@ -246,7 +246,7 @@ def sys_bpf_elem(task, cmd, attr, mem):
                     f, m = _map.lookup_check(task, entry, map_fd, flags)
                 ks = m.key_size
                 if ks and m.map_type != _BLOOM:
-                    mem.write(uvalue, m.lookup_sys(mem.read(ukey, ks), flags))
+                    mem.read_apply_write(ukey, ks, m.lookup_sys, flags, uvalue)
                     return 0
             else:
                 # write_check likewise (a writable fd of a map not frozen, no BPF_F_LOCK)
