@@ -8,8 +8,9 @@ cache that batches need.
 
 :class:`LocalMemory` serves the calling process. On Linux the kernel makes
 the copies, checking every page as bpf(2)'s own copy_from_user/copy_to_user
-do: a write(2) from the caller's address into a per-thread pipe and a pread(2)
-from a per-thread memfd into it (process_vm_readv/process_vm_writev on our own
+do: a write(2) from the caller's address into a per-thread memfd that is also
+mapped in this process (the bytes are then read through the mapping) and a
+pread(2) from that memfd into it (process_vm_readv/process_vm_writev on our own
 pid for copies over a page), so NULL, unmapped, PROT_NONE and read-only (for
 writes) addresses fail with EFAULT. Elsewhere, or where those calls are blocked (a seccomp profile), it can
 only refuse the NULL page (addresses below 4096) and then trusts the pointer
@@ -42,11 +43,32 @@ class UserMemory:
         effects, so which one faulted does not show)."""
         return self.read(a1, n1), self.read(a2, n2)
 
+    def read_apply_write(self, addr, n, fn, arg, out):
+        """An element lookup's copies around its operation: ``write(out, fn(read(addr, n), arg))``. An
+        error of the read (EFAULT) comes before ``fn`` runs, one of ``fn`` before the write."""
+        self.write(out, fn(self.read(addr, n), arg))
+
 
 _iovec = hostenv.iovec  # the one iovec type the prototypes of hostenv.process_vm_functions() take
 
 
 SCRATCH = 1 << 12  # reads and writes up to this size go through a per-thread buffer (or pipe)
+
+
+def _user_view():
+    """(memoryview, end): a writable view of addresses [0, end) that hands a slice ``[addr:addr + n]`` to a
+    system call as its buffer (cheaper than a ctypes object per copy). Python itself never touches the
+    bytes behind it: only the kernel does, through copy_from_user/copy_to_user, which check every page.
+    (None, 0) where no such view can be made (a 32-bit Python)."""
+    end = 1 << 62
+    try:
+        return memoryview((ctypes.c_char * end).from_address(0)).cast("B"), end
+    except (OverflowError, ValueError, TypeError, MemoryError):
+        return None, 0
+
+
+_USER, _USER_END = _user_view()
+_pwrite, _pwritev, _preadv = getattr(os, "pwrite", None), getattr(os, "pwritev", None), getattr(os, "preadv", None)
 
 _chars_types = {}
 
@@ -70,15 +92,20 @@ def _open_pipe():
     return r, w
 
 
+# The memfd's mapping is bigger than what is used so that it never fills a one-page hole a caller made
+# in its address space by unmapping a page (to have a pointer fault there) before bpfemu's first copy
+_MAPPED = 4 * SCRATCH
+
+
 def _open_memfd():
-    """(fd, mmap, memoryview) of a SCRATCH-byte memfd mapped shared, or None where there is none."""
+    """(fd, mmap, memoryview) of a memfd mapped shared (SCRATCH bytes used), or None where there is none."""
     try:
         fd = os.memfd_create("bpfemu-copy", os.MFD_CLOEXEC)
     except (AttributeError, OSError):
         return None
     try:
-        os.ftruncate(fd, SCRATCH)
-        mm = mmap.mmap(fd, SCRATCH)
+        os.ftruncate(fd, _MAPPED)
+        mm = mmap.mmap(fd, _MAPPED)
     except (OSError, ValueError):
         os.close(fd)
         return None
@@ -99,7 +126,7 @@ class _Scratch:
     The local iovec always covers the whole buffer; the kernel copies as many bytes as the
     shorter side holds, i.e. the remote length, so only the remote iovec changes per call."""
 
-    __slots__ = ("buf", "view", "local", "remote", "lref", "rref", "pipe", "memfd", "mfd", "mview")
+    __slots__ = ("buf", "view", "local", "remote", "lref", "rref", "pipe", "memfd", "mfd", "mview", "mm")
 
     def __init__(self, pipe=False):
         self.buf = ctypes.create_string_buffer(SCRATCH)
@@ -110,7 +137,7 @@ class _Scratch:
         self.rref = ctypes.byref(self.remote)
         self.pipe = _open_pipe() if pipe else None
         self.memfd = _open_memfd() if pipe else None
-        self.mfd, self.mview = (self.memfd[0], self.memfd[2]) if self.memfd else (-1, None)
+        self.mfd, self.mm, self.mview = self.memfd if self.memfd else (-1, None, None)
 
     def close(self, _close=os.close):  # bound now: __del__ may run when the os module is gone
         p, self.pipe = self.pipe, None
@@ -123,7 +150,7 @@ class _Scratch:
         self.close_memfd(_close)
 
     def close_memfd(self, _close=os.close):
-        m, self.memfd, self.mview, self.mfd = self.memfd, None, None, -1
+        m, self.memfd, self.mview, self.mm, self.mfd = self.memfd, None, None, None, -1
         if m is not None:
             m[2].release()
             m[1].close()
@@ -210,28 +237,56 @@ class LocalMemory(UserMemory):
             s = self._tls.s = _Scratch(pipe=self._pipes)
             return s
 
-    # Checked copies of up to SCRATCH bytes go through a per-thread pipe and memfd: write(2) to the
-    # pipe from the caller's address copies it in with the kernel's copy_from_user (EFAULT for an
-    # unmapped, PROT_NONE or kernel address, exactly what bpf(2) gives) and read(2) takes the bytes
-    # back; a write puts the bytes in the memfd through its shared mapping and pread(2)s them into the
-    # caller's address, which copies out with copy_to_user (EFAULT for a read-only page too). Two
-    # cheap system calls per read and one per write cost less than process_vm_readv/writev, which pin
-    # the pages of a "remote" process. A fault leaves bytes in the pipe: it is drained before the
-    # error is raised. Without them (none could be made, or another process's memory)
+    # Checked copies of up to SCRATCH bytes go through a per-thread memfd that is also mapped shared in
+    # this process. A read is one pwrite(2) from the caller's address into the memfd: the kernel copies
+    # with copy_from_user (EFAULT for an unmapped, PROT_NONE or kernel address, exactly what bpf(2)
+    # gives; a short count when the range runs into such a page part way) and the bytes are then in the
+    # mapping, read with no second system call. A write puts the bytes in the mapping and pread(2)s them
+    # into the caller's address, which copies out with copy_to_user (EFAULT for a read-only page too).
+    # One system call per copy costs less than process_vm_readv/writev, which pin the pages of a
+    # "remote" process. Where no memfd could be made, a read goes through a per-thread non-blocking
+    # pipe (write(2) from the caller's address, read(2) back; a fault leaves bytes in the pipe, drained
+    # before the error is raised); without either (or another process's memory)
     # process_vm_readv/writev do the copies.
     _pipes = True
 
     def read(self, addr, n):
-        if n == 0:
-            return b""
-        if addr < NULL_PAGE or addr + n > 1 << 64:
-            raise bpf_error(errno.EFAULT, "bad user pointer")
-        readv = self._readv
-        if readv is not None and n <= SCRATCH:
+        if 0 < n <= SCRATCH and NULL_PAGE <= addr and addr + n <= _USER_END and self._readv is not None:
             try:
                 s = self._tls.s
             except AttributeError:
                 s = self._scratch()
+            fd = s.mfd
+            if fd >= 0:
+                try:
+                    got = _pwrite(fd, _USER[addr:addr + n], 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return s.mm[:n]
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()  # not usable (ENOMEM, ENOSPC...): the pipe from now on
+        return self._read(addr, n)
+
+    def _read(self, addr, n):
+        """read() without the user view: the memfd, the pipe, process_vm_readv, in this order of choice."""
+        if 0 < n <= SCRATCH and addr >= NULL_PAGE and addr + n <= 1 << 64 and self._readv is not None:
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            fd = s.mfd
+            if fd >= 0:
+                try:
+                    got = os.pwrite(fd, (_chars_types.get(n) or _chars(n)).from_address(addr), 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return s.mm[:n]
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()  # not usable (ENOMEM, ENOSPC...): the pipe from now on
             p = s.pipe
             if p is not None:
                 try:
@@ -244,9 +299,13 @@ class LocalMemory(UserMemory):
             r = s.remote
             r.iov_base = addr
             r.iov_len = n
-            if readv(self._pid, s.lref, 1, s.rref, 1, 0) == n:
+            if self._readv(self._pid, s.lref, 1, s.rref, 1, 0) == n:
                 return bytes(s.view[:n])
             return self._read_slow(addr, n)
+        if n == 0:
+            return b""
+        if addr < NULL_PAGE or addr + n > 1 << 64:
+            raise bpf_error(errno.EFAULT, "bad user pointer")
         return self._read_slow(addr, n)
 
     def _pipe_failed(self, s, got, addr, n):
@@ -259,15 +318,51 @@ class LocalMemory(UserMemory):
         return self._read_slow(addr, n)
 
     def read2(self, a1, n1, a2, n2):
+        if (0 < n1 and 0 < n2 and n1 + n2 <= SCRATCH and NULL_PAGE <= a1 and a1 + n1 <= _USER_END
+                and NULL_PAGE <= a2 and a2 + n2 <= _USER_END and self._readv is not None):
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            fd = s.mfd
+            if fd >= 0:
+                # both ranges in one pwritev(2), one after the other in the memfd
+                try:
+                    got = _pwritev(fd, (_USER[a1:a1 + n1], _USER[a2:a2 + n2]), 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n1 + n2:
+                    mm = s.mm
+                    return mm[:n1], mm[n1:got]
+                if got == -errno.EFAULT or 0 <= got < n1 + n2:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
+        return self._read2(a1, n1, a2, n2)
+
+    def _read2(self, a1, n1, a2, n2):
         if (self._readv is not None and 0 < n1 and 0 < n2 and n1 + n2 <= SCRATCH and a1 >= NULL_PAGE
                 and a2 >= NULL_PAGE and a1 + n1 <= 1 << 64 and a2 + n2 <= 1 << 64):
             try:
                 s = self._tls.s
             except AttributeError:
                 s = self._scratch()
+            get = _chars_types.get
+            fd = s.mfd
+            if fd >= 0:
+                # both ranges in one pwritev(2), one after the other in the memfd
+                try:
+                    got = os.pwritev(fd, ((get(n1) or _chars(n1)).from_address(a1),
+                                          (get(n2) or _chars(n2)).from_address(a2)), 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n1 + n2:
+                    mm = s.mm
+                    return mm[:n1], mm[n1:got]
+                if got == -errno.EFAULT or 0 <= got < n1 + n2:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
             p = s.pipe
             if p is not None:
-                get = _chars_types.get
                 try:
                     got = os.writev(p[1], ((get(n1) or _chars(n1)).from_address(a1),
                                            (get(n2) or _chars(n2)).from_address(a2)))
@@ -297,6 +392,66 @@ class LocalMemory(UserMemory):
         return ctypes.string_at(addr, n)
 
     def write(self, addr, data):
+        n = len(data)
+        if (0 < n <= SCRATCH and NULL_PAGE <= addr and addr + n <= _USER_END and self._writev is not None
+                and (type(data) is bytes or type(data) is bytearray)):
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            mv = s.mview
+            if mv is not None:
+                # copy_to_user by pread(2) of the memfd into the caller's address
+                mv[:n] = data
+                try:
+                    got = _preadv(s.mfd, (_USER[addr:addr + n],), 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    return
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
+        self._write(addr, data)
+
+    def read_apply_write(self, addr, n, fn, arg, out):
+        # read() and write() above in one, with one look at the thread's scratch
+        if (0 < n <= SCRATCH and NULL_PAGE <= addr and addr + n <= _USER_END and NULL_PAGE <= out
+                and self._readv is not None and self._writev is not None):
+            try:
+                s = self._tls.s
+            except AttributeError:
+                s = self._scratch()
+            fd = s.mfd
+            if fd >= 0:
+                try:
+                    got = _pwrite(fd, _USER[addr:addr + n], 0)
+                except OSError as e:
+                    got = -e.errno
+                if got == n:
+                    data = fn(s.mm[:n], arg)
+                    m = len(data)
+                    if (0 < m <= SCRATCH and out + m <= _USER_END and s.mfd == fd
+                            and (type(data) is bytes or type(data) is bytearray)):
+                        s.mview[:m] = data
+                        try:
+                            got = _preadv(fd, (_USER[out:out + m],), 0)
+                        except OSError as e:
+                            got = -e.errno
+                        if got == m:
+                            return
+                        if got == -errno.EFAULT or 0 <= got < m:
+                            raise bpf_error(errno.EFAULT, "bad user pointer")
+                        s.close_memfd()
+                    self._write(out, data)
+                    return
+                if got == -errno.EFAULT or 0 <= got < n:
+                    raise bpf_error(errno.EFAULT, "bad user pointer")
+                s.close_memfd()
+        self.write(out, fn(self.read(addr, n), arg))
+
+    def _write(self, addr, data):
+        """write() without the user view: the memfd, the pipe, process_vm_writev, in this order of choice."""
         n = len(data)
         if n == 0:
             return

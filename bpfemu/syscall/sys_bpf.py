@@ -15,7 +15,7 @@ import errno
 
 from .. import uapi
 from ..errors import bpf_error
-from ..objects import fdget
+from ..objects import FMODE_READ, FMODE_WRITE, fdget
 from ..usermem import LocalMemory, UserCopy
 from . import btf as _btf, id as _id, info as _info, map as _map, obj as _obj, prog as _prog  # noqa: F401,E501  (the families register)
 from .common import check_uarg_tail_zero
@@ -189,6 +189,26 @@ def do_bpf(task, cmd, raw, uattr, size, mem):
 _LOOKUP, _UPDATE = uapi.BPF_MAP_LOOKUP_ELEM, uapi.BPF_MAP_UPDATE_ELEM
 ELEM_FAST = frozenset((_LOOKUP, _UPDATE))
 _BLOOM = uapi.BPF_MAP_TYPE_BLOOM_FILTER
+_ELEM_LOCK = uapi.BPF_F_LOCK
+
+
+def _elem_plans(profile):
+    """{command: (Command, attr end, the zero tail past it)} of the :data:`ELEM_FAST` commands ``profile``
+    knows and checks nothing else for at the entry: what :func:`owned_entry` and :func:`_check_attr`
+    reduce to for a whole attr Python owns. The tail past the command's last field holds the part past
+    the version's attr size, so one comparison with zeros passes both checks; an attr that fails it
+    goes through them for the error they give, in their order."""
+    plans = {}
+    for cmd in ELEM_FAST:
+        if profile.knows_command(cmd) and not (profile.unpriv_check_at_entry and cmd in _UNPRIV_AT_ENTRY):
+            entry = COMMANDS[cmd]
+            end = profile.attr_end(entry)
+            plans[cmd] = (entry, end, bytes(ATTR_SIZE - end))
+    _ELEM_PLANS[profile] = plans
+    return plans
+
+
+_ELEM_PLANS = {}  # profile -> its plans (built on first use; the facts of a profile never change)
 
 
 def sys_bpf_elem(task, cmd, attr, mem):
@@ -199,36 +219,58 @@ def sys_bpf_elem(task, cmd, attr, mem):
     side effects and so run again there with the same outcome. The version's facts hold here as on the
     long way: its attr size (:func:`owned_entry`) and its last field of the command."""
     raw = bytes(attr)
-    entry = COMMANDS[cmd]
-    size = owned_entry(task, cmd, raw)
-    end = _check_attr(task.kernel.profile, entry, raw)
-    map_fd, ukey, uvalue, flags = entry.unpack_args(raw)
     kernel = task.kernel
-    with kernel.lock:
-        outer, kernel.current = kernel.current, task
-        try:
-            if type(mem) is LocalMemory:
-                if cmd == _LOOKUP:
-                    _f, m = _map.lookup_check(task, entry, map_fd, flags)
-                    ks = m.key_size
-                    if ks and m.map_type != _BLOOM:
-                        mem.write(uvalue, m.lookup_sys(mem.read(ukey, ks), flags))
-                        return 0
+    profile = kernel.profile
+    plan = (_ELEM_PLANS.get(profile) or _elem_plans(profile)).get(cmd)
+    if plan is not None and raw.endswith(plan[2]):
+        entry, end = plan[0], plan[1]
+    else:  # the version's errors, in the kernel's order
+        entry = COMMANDS[cmd]
+        owned_entry(task, cmd, raw)
+        end = _check_attr(profile, entry, raw)
+    map_fd, ukey, uvalue, flags = entry.unpack_args(raw)
+    lock = kernel.lock
+    lock.acquire()
+    outer, kernel.current = kernel.current, task
+    try:
+        if type(mem) is LocalMemory:
+            slot = task.fdtable.get(map_fd)
+            if cmd == _LOOKUP:
+                # lookup_check without the calls when nothing is unusual (no flags, a readable map fd)
+                if slot is not None and not flags:
+                    f = slot[0]
+                    m = f.obj
+                    if f.kind != "map" or m is None or not f.mode & FMODE_READ:
+                        f, m = _map.lookup_check(task, entry, map_fd, flags)
                 else:
-                    _f, m = _map.write_check(task, entry, map_fd, flags)
-                    ks = m.key_size
-                    if ks:
-                        key, value = mem.read2(ukey, ks, uvalue, m.user_value_size)
-                        m.update_sys(task, key, value, flags)
-                        return 0
-            ctx = Ctx(task, mem, entry, bytearray(raw), ctypes.addressof(attr), size, end)
-            try:
-                return entry.handler(ctx)
-            finally:
-                if ctx._pending:
-                    ctx.flush()
+                    f, m = _map.lookup_check(task, entry, map_fd, flags)
+                ks = m.key_size
+                if ks and m.map_type != _BLOOM:
+                    mem.read_apply_write(ukey, ks, m.lookup_sys, flags, uvalue)
+                    return 0
+            else:
+                # write_check likewise (a writable fd of a map not frozen, no BPF_F_LOCK)
+                if slot is not None and not flags & _ELEM_LOCK:
+                    f = slot[0]
+                    m = f.obj
+                    if f.kind != "map" or m is None or not f.mode & FMODE_WRITE or m.frozen:
+                        f, m = _map.write_check(task, entry, map_fd, flags)
+                else:
+                    f, m = _map.write_check(task, entry, map_fd, flags)
+                ks = m.key_size
+                if ks:
+                    key, value = mem.read2(ukey, ks, uvalue, m.user_value_size)
+                    m.update_sys(task, key, value, flags)
+                    return 0
+        ctx = Ctx(task, mem, entry, bytearray(raw), ctypes.addressof(attr), min(profile.attr_size, ATTR_SIZE), end)
+        try:
+            return entry.handler(ctx)
         finally:
-            kernel.current = outer
+            if ctx._pending:
+                ctx.flush()
+    finally:
+        kernel.current = outer
+        lock.release()
 
 
 def implemented():
