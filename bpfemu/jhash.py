@@ -94,16 +94,19 @@ htab_map_hash = jhash
 # next: sums of two 32-bit values need 33 bits, a difference is taken as x + 2**32 - y, and rotations
 # shift by less than 32 inside a 64-bit lane; after each step the lanes are masked back to 32 bits.
 
-_LANES = {}  # lane count -> (mask of the low 32 bits of every lane, 1 in every lane)
+_LANES = {}  # lane count -> (mask of the low 32 bits of every lane, 1 in every lane), for small counts
+_LANES_KEPT = 4096  # bigger ones are made per call (16 bytes per lane: a cache of them would hold megabytes)
 
 
 def _lanes(count):
     m = _LANES.get(count)
     if m is None:
-        if len(_LANES) > 8:
-            _LANES.clear()
-        m = _LANES[count] = (int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little"),
-                             int.from_bytes(b"\1\0\0\0\0\0\0\0" * count, "little"))
+        m = (int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little"),
+             int.from_bytes(b"\1\0\0\0\0\0\0\0" * count, "little"))
+        if count <= _LANES_KEPT:
+            if len(_LANES) > 8:
+                _LANES.clear()
+            _LANES[count] = m
     return m
 
 
