@@ -738,8 +738,9 @@ class HashMap(BpfMap):
 
     def _whole_order_numpy(self, batch, np):
         """_whole_order with NumPy: the hashes of all keys as uint32 arrays (``jhash_array``), the walk
-        order from one stable argsort of the buckets of the keys newest first, keys and values gathered
-        as fixed-size records by that order. None if the values are not all ``value_size`` bytes."""
+        order from a stable sort of the keys' buckets, newest first (two 16-bit radix passes), keys and
+        values gathered as fixed-size records by that order. None if the values are not all
+        ``value_size`` bytes (the pure-Python order then)."""
         elems = self.elems
         count = len(elems)
         ks, vs = self.key_size, self.value_size
