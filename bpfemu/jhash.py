@@ -94,16 +94,19 @@ htab_map_hash = jhash
 # next: sums of two 32-bit values need 33 bits, a difference is taken as x + 2**32 - y, and rotations
 # shift by less than 32 inside a 64-bit lane; after each step the lanes are masked back to 32 bits.
 
-_LANES = {}  # lane count -> (mask of the low 32 bits of every lane, 1 in every lane)
+_LANES = {}  # lane count -> (mask of the low 32 bits of every lane, 1 in every lane), for small counts
+_LANES_KEPT = 4096  # bigger ones are made per call (16 bytes per lane: a cache of them would hold megabytes)
 
 
 def _lanes(count):
     m = _LANES.get(count)
     if m is None:
-        if len(_LANES) > 8:
-            _LANES.clear()
-        m = _LANES[count] = (int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little"),
-                             int.from_bytes(b"\1\0\0\0\0\0\0\0" * count, "little"))
+        m = (int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little"),
+             int.from_bytes(b"\1\0\0\0\0\0\0\0" * count, "little"))
+        if count <= _LANES_KEPT:
+            if len(_LANES) > 8:
+                _LANES.clear()
+            _LANES[count] = m
     return m
 
 
@@ -161,3 +164,76 @@ def jhash_many(data, key_len, count, initval=0):
     if _sys.byteorder == "little":
         return memoryview(c.to_bytes(size, "little")).cast("Q").tolist()
     return list(struct.unpack("<%dQ" % count, c.to_bytes(size, "little")))  # pragma: no cover
+
+
+# -- many keys at once, with NumPy ---------------------------------------------------------------------
+# NumPy is imported only here, when a batch is big enough to use it (a fresh Kernel() never imports it).
+_numpy = None
+
+
+def numpy_or_none():
+    """The numpy module, imported on first use; None where it cannot be imported (the pure-Python paths
+    are used then)."""
+    global _numpy
+    if _numpy is None:
+        try:
+            import numpy
+        except ImportError:  # pragma: no cover - numpy is a dependency
+            _numpy = False
+        else:
+            _numpy = numpy
+    return _numpy or None
+
+
+def jhash_array(data, key_len, count, initval=0):
+    """jhash(key, key_len, initval) of each of the ``count`` keys of ``key_len`` bytes laid end to end in
+    ``data``, as a NumPy uint32 array (the values of :func:`jhash`; lookup3 on uint32 arrays, which wrap
+    modulo 2**32 as the kernel's u32 arithmetic does, one array operation per step for all keys).
+
+    Needs NumPy (:func:`numpy_or_none`)."""
+    np = numpy_or_none()
+    u32 = np.uint32
+    c0 = (JHASH_INITVAL + key_len + initval) & M
+    if count == 0 or key_len == 0:
+        return np.full(count, c0, dtype=u32)
+    padded = (key_len + 11) // 12 * 12
+    keys = np.frombuffer(data, dtype=np.uint8, count=key_len * count).reshape(count, key_len)
+    if padded != key_len:  # the tail is read as zero-filled little-endian words
+        full = np.zeros((count, padded), dtype=np.uint8)
+        full[:, :key_len] = keys
+        keys = full
+    # word j of every key, one contiguous row per word
+    words = np.ascontiguousarray(keys.view("<u4").T).astype(u32, copy=False)
+    a = np.full(count, c0, dtype=u32)
+    b = a.copy()
+    c = a.copy()
+
+    def rol(x, k):
+        return (x << u32(k)) | (x >> u32(32 - k))
+
+    last = padded // 4 - 3
+    i = 0
+    while i < last:
+        a += words[i]
+        b += words[i + 1]
+        c += words[i + 2]
+        # __jhash_mix
+        a -= c; a ^= rol(c, 4); c += b
+        b -= a; b ^= rol(a, 6); a += c
+        c -= b; c ^= rol(b, 8); b += a
+        a -= c; a ^= rol(c, 16); c += b
+        b -= a; b ^= rol(a, 19); a += c
+        c -= b; c ^= rol(b, 4); b += a
+        i += 3
+    a += words[last]
+    b += words[last + 1]
+    c += words[last + 2]
+    # __jhash_final
+    c ^= b; c -= rol(b, 14)
+    a ^= c; a -= rol(c, 11)
+    b ^= a; b -= rol(a, 25)
+    c ^= b; c -= rol(b, 16)
+    a ^= c; a -= rol(c, 4)
+    b ^= a; b -= rol(a, 14)
+    c ^= b; c -= rol(b, 24)
+    return c

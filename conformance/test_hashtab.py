@@ -348,6 +348,39 @@ def test_batch_walk(proc, t, cmd, chunk):
     assert remaining == ([] if cmd == LOOKUP_AND_DELETE_BATCH else model.order())
 
 
+@pytest.mark.parametrize("key_size,value_size", [(4, 8), (5, 3), (16, 24), (37, 8)])
+def test_big_batches_are_the_zero_seed_walk(proc, key_size, value_size):
+    """Thousands of elements with deletes and replacements: a whole-map LOOKUP_BATCH gives every key and
+    value in the bucket walk's order, and LOOKUP_AND_DELETE_BATCH from a bucket in the middle takes the
+    walk from there on and leaves the rest."""
+    n = 4096
+    fd = create_map(proc, HASH, key_size=key_size, value_size=value_size, max_entries=n, flags=ZS)
+    model = BucketModel(n)
+    rng = random.Random(key_size)
+    ks = [key_of(i, key_size) for i in range(3000)]
+    values = {}
+    for step, k in enumerate(ks + rng.sample(ks, 600)):  # then 600 replacements: each moves to its bucket head
+        values[k] = bytes([(step + j) & 0xFF for j in range(value_size)])
+        update(proc, fd, k, values[k])
+        model.update(k)
+    for k in rng.sample(ks, 700):
+        delete(proc, fd, k)
+        model.delete(k)
+        del values[k]
+    order = model.order()
+    r = batch(proc, LOOKUP_BATCH, fd, len(order) + 3, key_size, value_size)
+    assert (r.errno, r.count, r.out_batch) == (ENOENT, len(order), u32(n))
+    assert r.keys[:key_size * r.count] == b"".join(order)
+    assert r.values[:value_size * r.count] == b"".join(values[k] for k in order)
+    start = sorted(model.buckets)[len(model.buckets) // 2]
+    tail = [k for b in sorted(model.buckets) if b >= start for k in model.buckets[b]]
+    r = batch(proc, LOOKUP_AND_DELETE_BATCH, fd, len(order), key_size, value_size, in_batch=u32(start))
+    assert (r.errno, r.count, r.out_batch) == (ENOENT, len(tail), u32(n))
+    assert r.keys[:key_size * r.count] == b"".join(tail)
+    assert r.values[:value_size * r.count] == b"".join(values[k] for k in tail)
+    assert keys(proc, fd, key_size) == order[:len(order) - len(tail)]
+
+
 @pytest.mark.parametrize("cmd", [LOOKUP_BATCH, LOOKUP_AND_DELETE_BATCH])
 def test_batch_edges(proc, cmd):
     fd, model = filled(proc, HASH, 6)

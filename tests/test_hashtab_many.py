@@ -130,3 +130,163 @@ def test_whole_map_batch_matches_the_index_walk(salt, n, zero_seed, delete, spar
     assert got[0] == got[1]
     assert _walk(indexed) == _walk(whole)
     assert indexed.self_check() == [] and whole.self_check() == []
+
+
+# -- the whole-map batch's two ways of making the walk order: NumPy and pure Python ---------------------------
+class _numpy_min:
+    """Within the block, whole-map lookup batches of at least ``bound`` elements make their order with NumPy."""
+
+    def __init__(self, bound):
+        self.bound = bound
+
+    def __enter__(self):
+        from bpfemu.maps import hashtab
+        self.saved, hashtab.BATCH_NUMPY_MIN = hashtab.BATCH_NUMPY_MIN, self.bound
+
+    def __exit__(self, *exc):
+        from bpfemu.maps import hashtab
+        hashtab.BATCH_NUMPY_MIN = self.saved
+
+
+def _filled_maps(task, copies, ks, vs, max_entries, zero_seed, rnd, n):
+    """``copies`` hash maps with the same seed and the same history of n random updates (replacements
+    included) and deletes; [(fd, map)]."""
+    out = []
+    for _ in range(copies):
+        fd = task.bpf(u.BPF_MAP_CREATE, u.make_attr(map_type=u.BPF_MAP_TYPE_HASH, key_size=ks, value_size=vs,
+                                                   max_entries=max_entries,
+                                                   map_flags=u.BPF_F_ZERO_SEED if zero_seed else 0))
+        out.append((fd, task.fdtable[fd][0].obj))
+    for _, m in out[1:]:
+        m.hashrnd = out[0][1].hashrnd
+    universe = [rnd.getrandbits(8 * ks).to_bytes(ks, "little") for _ in range(max(2, n * 3 // 2))]
+    ops = [(rnd.choice(universe), rnd.getrandbits(8 * vs).to_bytes(vs, "little"), rnd.random() < 0.2)
+           for _ in range(n)]
+    for _, m in out:
+        for k, v, drop in ops:
+            if len(m.elems) < m.max_entries or k in m.elems:
+                m.update(k, v, 0)
+            if drop:
+                m.delete(k)
+    return out
+
+
+def _batch_bytes(task, fd, cmd, count, in_batch, ks, vs):
+    """A lookup batch into fresh buffers: (errno, count, out_batch, key bytes, value bytes)."""
+    import ctypes
+    okeys, ovalues = ctypes.create_string_buffer(count * ks + 1), ctypes.create_string_buffer(count * vs + 1)
+    ib, ob = ctypes.c_uint32(in_batch), ctypes.c_uint32()
+    a = u.make_attr(**{"batch.map_fd": fd, "batch.count": count, "batch.keys": ctypes.addressof(okeys),
+                       "batch.values": ctypes.addressof(ovalues), "batch.out_batch": ctypes.addressof(ob),
+                       "batch.in_batch": ctypes.addressof(ib) if in_batch else 0})
+    try:
+        task.bpf(cmd, a)
+        r = 0
+    except OSError as e:
+        r = e.errno
+    return r, a.batch.count, ob.value, okeys.raw, ovalues.raw
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(salt=st.integers(0, 2**32), ks=st.one_of(st.integers(1, 72), st.sampled_from([4, 8, 12, 16, 100])),
+       vs=st.sampled_from([1, 3, 4, 8, 13, 24, 64]), n=st.integers(16, 400), zero_seed=st.booleans(),
+       delete=st.booleans(), spare=st.integers(0, 5), in_batch=st.one_of(st.just(0), st.integers(0, 1100)),
+       max_entries=st.sampled_from([300, 512, 1000, 70000]))
+def test_numpy_walk_order_matches_pure_python_and_the_index(salt, ks, vs, n, zero_seed, delete, spare, in_batch,
+                                                            max_entries):
+    """The whole-map batch gives the same bytes whether its order is made with NumPy or in pure Python,
+    and the same as the walk index (a map that GET_NEXT_KEY started walking): keys, values, order, count,
+    out_batch, errno and what is left, for any key and value size, seed and history."""
+    rnd = random.Random(salt)
+    kernel = bpfemu.Kernel()
+    task = kernel.spawn()
+    maps = _filled_maps(task, 3, ks, vs, max_entries, zero_seed, rnd, n)
+    maps[2][1].get_next_key(None)  # the third walks its index
+    cmd = u.BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else u.BPF_MAP_LOOKUP_BATCH
+    in_batch = min(in_batch, maps[0][1].n_buckets)
+    count = len(maps[0][1].elems) + spare
+    got = []
+    for (fd, m), bound in zip(maps, (0, 1 << 62, 0)):
+        with _numpy_min(bound):
+            got.append(_batch_bytes(task, fd, cmd, count, in_batch, ks, vs))
+    assert got[0] == got[1] == got[2]
+    walks = [_walk(m) for _, m in maps]
+    assert walks[0] == walks[1] == walks[2]
+    assert [m.self_check() for _, m in maps] == [[], [], []]
+    bpfemu.check_invariants(kernel)
+
+
+@pytest.mark.bpf_bad_pointers
+@pytest.mark.parametrize("seed", range(6))
+def test_numpy_walk_faults_like_pure_python(seed):
+    """Keys or values that run into a PROT_NONE or read-only page: the NumPy order and the pure-Python one
+    fault at the same element (errno, count, out_batch, every byte of the buffers, the keys left)."""
+    import ctypes
+    import mmap
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = 4096
+    rnd = random.Random(seed)
+    for _ in range(8):
+        ks, vs = rnd.choice([1, 4, 6, 12, 20]), rnd.choice([2, 8, 24])
+        n = rnd.choice([40, 300, 900])
+        zero_seed = rnd.random() < 0.5
+        cmd = rnd.choice([u.BPF_MAP_LOOKUP_BATCH, u.BPF_MAP_LOOKUP_AND_DELETE_BATCH])
+        # the areas start within reach of the bad pages (most cases fault somewhere in the walk)
+        koff, voff = rnd.randrange(0, min(3 * page, ks * n * 3 // 4)), rnd.randrange(0, min(3 * page, vs * n * 3 // 4))
+        badk, badv = rnd.random() < 0.6, rnd.random() < 0.6
+        prot = rnd.choice([0, 1])
+        salt = rnd.getrandbits(32)
+        outs = []
+        for bound in (0, 1 << 62):
+            task = bpfemu.Kernel().spawn()
+            (fd, m), = _filled_maps(task, 1, ks, vs, 2048, zero_seed, random.Random(salt), n)
+            if not zero_seed:
+                m.hashrnd = salt
+            # keys from page 0-3 on (at most 18,000 bytes), values from page 13-16 on (at most 21,600)
+            mm = mmap.mmap(-1, 24 * page)
+            buf = ctypes.c_char.from_buffer(mm)
+            base = ctypes.addressof(buf)
+            mm[:] = b"\xaa" * (24 * page)
+            if badk:
+                libc.mprotect(base + 3 * page, page, prot)
+            if badv:
+                libc.mprotect(base + 16 * page, page, prot)
+            ob = ctypes.c_uint32(0xFFFFFFFF)
+            a = u.make_attr(**{"batch.map_fd": fd, "batch.keys": base + 3 * page - koff,
+                               "batch.values": base + 16 * page - voff, "batch.count": len(m.elems),
+                               "batch.out_batch": ctypes.addressof(ob)})
+            with _numpy_min(bound):
+                try:
+                    task.bpf(cmd, a)
+                    r = 0
+                except OSError as e:
+                    r = e.errno
+            libc.mprotect(base + 3 * page, page, 3)
+            libc.mprotect(base + 16 * page, page, 3)
+            outs.append((r, a.batch.count, ob.value, bytes(mm), _walk(m)))
+            del buf
+            mm.close()
+        assert outs[0] == outs[1], (ks, vs, n, cmd, koff, voff, badk, badv, prot)
+
+
+def test_a_fresh_kernel_and_a_small_batch_do_not_import_numpy():
+    import subprocess
+    import sys
+    code = ("import sys, ctypes, bpfemu\n"
+            "from bpfemu import uapi as u\n"
+            "t = bpfemu.Kernel().spawn()\n"
+            "fd = t.bpf(u.BPF_MAP_CREATE, u.make_attr(map_type=u.BPF_MAP_TYPE_HASH, key_size=4, value_size=8,"
+            " max_entries=64))\n"
+            "k = (ctypes.c_uint32 * 32)(*range(32)); v = (ctypes.c_uint64 * 32)()\n"
+            "t.bpf(u.BPF_MAP_UPDATE_BATCH, u.make_attr(**{'batch.map_fd': fd, 'batch.keys': ctypes.addressof(k),"
+            " 'batch.values': ctypes.addressof(v), 'batch.count': 32}))\n"
+            "ob = ctypes.c_uint32()\n"
+            "try:\n"
+            "    t.bpf(u.BPF_MAP_LOOKUP_BATCH, u.make_attr(**{'batch.map_fd': fd, 'batch.keys': ctypes.addressof(k),"
+            " 'batch.values': ctypes.addressof(v), 'batch.count': 32, 'batch.out_batch': ctypes.addressof(ob)}))\n"
+            "except OSError:\n"
+            "    pass\n"
+            "print('numpy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

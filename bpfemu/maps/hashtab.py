@@ -39,7 +39,7 @@ from sortedcontainers import SortedList
 from .. import uapi
 from ..caps import CAP_SYS_ADMIN
 from ..errors import ENOTSUPP, bpf_error
-from ..jhash import htab_map_hash, jhash_many
+from ..jhash import htab_map_hash, jhash_array, jhash_many, numpy_or_none
 from ..limits import KMALLOC_MAX_SIZE, PAGE_SIZE, PCPU_MIN_UNIT_SIZE, round_up, roundup_pow_of_two
 from .bpf_lru_list import Lru
 from .bpf_map import (BPF_F_ACCESS_MASK, BpfMap, batch_elem_flags, generic_map_delete_batch, generic_map_update_batch,
@@ -52,6 +52,12 @@ HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem) without the key
 HTAB_BUCKET_SIZE = 16  # sizeof(struct bucket)
 HASHTAB_MAP_LOCK_COUNT = 8  # per-CPU lock counters
 LLIST_NODE = 8
+
+# A whole-map lookup batch (_htab_batch_whole) of at least this many elements makes the kernel's walk order
+# with NumPy, imported then (a fresh Kernel() never imports it; the import costs ~85 ms of CPU once, the
+# pure-Python order ~0.5 us per element, NumPy's ~0.1); smaller ones, or without NumPy, in pure Python. The
+# two give the same bytes (tests/test_hashtab_many.py moves the bound to compare them).
+BATCH_NUMPY_MIN = 1024
 
 HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uapi.BPF_F_NUMA_NODE
                          | BPF_F_ACCESS_MASK | uapi.BPF_F_ZERO_SEED)
@@ -653,11 +659,58 @@ class HashMap(BpfMap):
     def _htab_batch_whole(self, ctx, b, do_delete, batch):
         """_htab_batch of a plain map with no walk index, when every element from bucket ``batch`` on fits
         and the key and value areas do not overlap: the walk order comes from one sort of the elements by
-        (bucket, newest first) instead of an index, and the copies are the ones _htab_batch makes (a
-        bucket whose copy reaches a page not yet written in this call is copied on its own, after what
-        was gathered before it; each bucket is deleted before its copy)."""
+        (bucket, newest first) instead of an index (with NumPy from BATCH_NUMPY_MIN elements on), and the
+        copies are the ones _htab_batch makes (a bucket whose copy reaches a page not yet written in this
+        call is copied on its own, after what was gathered before it; each bucket is deleted before its
+        copy, so a copy that faults leaves the buckets up to its own deleted)."""
         ks, vs = self.key_size, self.value_size
         kbase, vbase = b.keys, b.values
+        np = numpy_or_none() if len(self.elems) >= BATCH_NUMPY_MIN else None
+        walk = self._whole_order_numpy(batch, np) if np is not None else None
+        if walk is None:
+            walk = self._whole_order(batch)
+        kout, vout, ends, drop = walk  # keys and values in walk order, each bucket's end, delete the first e
+        n = len(kout) // ks
+        kdone = vdone = 0  # end of the pages written so far in the key/value areas
+        p0 = 0  # what was gathered starts there
+        gone = 0  # elements deleted so far (the deletes are made together, at the end or on a fault)
+        j = 0
+        nb = len(ends)
+        try:
+            while j < nb:
+                # the buckets whose copies land in pages already written are gathered
+                j = bisect_right(ends, min((kdone - kbase) // ks, (vdone - vbase) // vs), j)
+                if j == nb:
+                    break
+                s, e = int(ends[j - 1]) if j else 0, int(ends[j])
+                gone = e
+                if p0 < s:
+                    ctx.write(kbase + p0 * ks, kout[p0 * ks:s * ks])
+                    ctx.write(vbase + p0 * vs, vout[p0 * vs:s * vs])
+                kend, vend = kbase + e * ks, vbase + e * vs
+                ctx.write(kbase + s * ks, kout[s * ks:e * ks])
+                kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
+                ctx.write(vbase + s * vs, vout[s * vs:e * vs])
+                vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
+                p0 = e
+                j += 1
+        except BaseException:
+            if do_delete and gone:
+                drop(gone)
+            raise
+        if do_delete and n:
+            drop(n)
+        if p0 < n:
+            ctx.write(kbase + p0 * ks, kout[p0 * ks:])
+            ctx.write(vbase + p0 * vs, vout[p0 * vs:])
+        ctx.write(b.out_batch, self.n_buckets.to_bytes(4, "little"))
+        ctx.put("batch.count", n)
+        raise bpf_error(errno.ENOENT)
+
+    def _whole_order(self, batch):
+        """The walk from bucket ``batch`` on of a plain map (for _htab_batch_whole), made in pure Python:
+        (keys in walk order as one bytes, values likewise, [end of each bucket in elements], drop(e) that
+        deletes the first e elements of the walk)."""
         elems = self.elems
         keys = list(elems)  # oldest first
         n = len(keys)
@@ -665,7 +718,7 @@ class HashMap(BpfMap):
         shift = n.bit_length()
         low = (1 << shift) - 1  # (bucket << shift) | (low - age): ascending = bucket order, newest first
         order = sorted([((h & mask) << shift) | (low - p)
-                        for p, h in enumerate(jhash_many(b"".join(keys), ks, n, self.hashrnd))])
+                        for p, h in enumerate(jhash_many(b"".join(keys), self.key_size, n, self.hashrnd))])
         if batch:
             del order[:bisect_left(order, batch << shift)]
         n = len(order)
@@ -674,41 +727,53 @@ class HashMap(BpfMap):
         ends = [i for i in range(1, n) if obis[i] != obis[i - 1]]
         if n:
             ends.append(n)
-        values = [elems[k] for k in order]
-        kdone = vdone = 0  # end of the pages written so far in the key/value areas
-        p0 = 0  # what was gathered starts there
-        gone = 0  # elements deleted so far
-        j = 0
-        nb = len(ends)
-        while j < nb:
-            # the buckets whose copies land in pages already written are gathered
-            j = bisect_right(ends, min((kdone - kbase) // ks, (vdone - vbase) // vs), j)
-            if j == nb:
-                break
-            s, e = ends[j - 1] if j else 0, ends[j]
-            if do_delete:
-                for k in order[gone:e]:
+
+        def drop(e):
+            if e == len(elems):
+                elems.clear()
+            else:
+                for k in order[:e]:
                     del elems[k]
-                gone = e
-            if p0 < s:
-                ctx.write(kbase + p0 * ks, b"".join(order[p0:s]))
-                ctx.write(vbase + p0 * vs, b"".join(values[p0:s]))
-            kend, vend = kbase + e * ks, vbase + e * vs
-            ctx.write(kbase + s * ks, b"".join(order[s:e]))
-            kdone = ((kend - 1) | (PAGE_SIZE - 1)) + 1
-            ctx.write(vbase + s * vs, b"".join(values[s:e]))
-            vdone = ((vend - 1) | (PAGE_SIZE - 1)) + 1
-            p0 = e
-            j += 1
-        if do_delete:
-            for k in order[gone:]:
-                del elems[k]
-        if p0 < n:
-            ctx.write(kbase + p0 * ks, b"".join(order[p0:]))
-            ctx.write(vbase + p0 * vs, b"".join(values[p0:]))
-        ctx.write(b.out_batch, self.n_buckets.to_bytes(4, "little"))
-        ctx.put("batch.count", n)
-        raise bpf_error(errno.ENOENT)
+        return b"".join(order), b"".join([elems[k] for k in order]), ends, drop
+
+    def _whole_order_numpy(self, batch, np):
+        """_whole_order with NumPy: the hashes of all keys as uint32 arrays (``jhash_array``), the walk
+        order from a stable sort of the keys' buckets, newest first (two 16-bit radix passes), keys and
+        values gathered as fixed-size records by that order. None if the values are not all
+        ``value_size`` bytes (the pure-Python order then)."""
+        elems = self.elems
+        count = len(elems)
+        ks, vs = self.key_size, self.value_size
+        kb = b"".join(elems)  # oldest first
+        vb = b"".join(elems.values())
+        if len(kb) != count * ks or len(vb) != count * vs:
+            return None
+        buckets = (jhash_array(kb, ks, count, self.hashrnd) & np.uint32(self.n_buckets - 1))[::-1]
+        # bucket order, newest first within a bucket: a stable sort, by the low then the high 16 bits of the
+        # bucket (NumPy's stable sort of 16-bit values is a radix sort, several times faster than on 32)
+        order = np.argsort(buckets.astype(np.uint16), kind="stable")
+        if self.n_buckets > 1 << 16:
+            order = order[np.argsort((buckets >> np.uint32(16)).astype(np.uint16)[order], kind="stable")]
+        sb = buckets[order]
+        if batch:
+            start = int(sb.searchsorted(batch, "left"))
+            order, sb = order[start:], sb[start:]
+        n = len(order)
+        ends = np.flatnonzero(sb[1:] != sb[:-1]) + 1
+        if n:
+            ends = np.append(ends, n)
+        kout = np.frombuffer(kb, dtype=np.dtype((np.void, ks)))[::-1][order].tobytes()
+        vout = np.frombuffer(vb, dtype=np.dtype((np.void, vs)))[::-1][order].tobytes()
+
+        def drop(e):
+            if e == len(elems):
+                elems.clear()
+                return
+            keys = list(elems)
+            # the positions in elems (oldest first) of the first e elements of the walk, in elems' order
+            for p in np.sort(count - 1 - order[:e]).tolist():
+                del elems[keys[p]]
+        return kout, vout, ends, drop
 
     def _drop_buckets(self, emptied):
         """Take the buckets ``emptied`` out of the non-empty bucket index, one by one or by a rebuild."""
