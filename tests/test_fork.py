@@ -113,3 +113,38 @@ def test_fork_while_threads_make_calls():
             th.join()
     assert not errors
     assert statuses == [0] * 5
+
+
+def test_a_child_does_not_copy_through_its_parents_memfds():
+    """The scratch memfds of threads that ended are kept for the next thread (bpfemu/usermem.py _POOL); a
+    fork()ed child shares them with its parent (a memfd is one file in both), so it must make its own."""
+    from bpfemu import usermem
+    k = bpfemu.Kernel()
+    t = k.spawn(uid=0)
+    fd = create_map(t, u.BPF_MAP_TYPE_HASH, 4, 8, max_entries=8)
+    th = threading.Thread(target=update, args=(t, fd, u32(1), u64(11)))
+    th.start()
+    th.join()
+    parents = {os.fstat(m[0]).st_ino for m in usermem._POOL}
+    if not parents:
+        pytest.skip("no scratch memfd here (copies are not checked, or no memfd_create)")
+
+    def child():
+        if usermem._POOL:
+            return False
+        out = []
+        c = threading.Thread(target=lambda: out.append(lookup(t, fd, u32(1), 8)))
+        c.start()
+        c.join()
+        return out == [u64(11)] and not parents & open_inodes()
+
+    def open_inodes():
+        out = set()
+        for f in os.listdir("/proc/self/fd"):
+            try:
+                out.add(os.stat("/proc/self/fd/" + f).st_ino)
+            except OSError:
+                pass
+        return out
+
+    assert _in_child(child) == 0
