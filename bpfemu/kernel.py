@@ -6,7 +6,9 @@ filesystem namespace with its bpffs mounts, the CPU count, one lock). A
 syscall itself is :meth:`Task.bpf`.
 """
 import errno
+import os
 import threading
+import weakref
 from ctypes import addressof as _addressof
 
 from . import inode, profiles
@@ -33,6 +35,33 @@ from .usermem import LOCAL
 
 DEFAULT_NCPUS = 2  # when /sys/devices/system/cpu/possible cannot be read
 DEFAULT_NOFILE = 1024
+
+
+_kernels = weakref.WeakSet()  # every Kernel: fork() takes their locks (below)
+_forking = []  # the kernels whose locks the thread that forks holds, between the fork handlers
+
+
+def _before_fork():
+    """os.fork(): wait until no other thread is inside a Kernel (holds its lock), then hold them all.
+
+    A fork copies a lock as it is: one held by another thread (a bpf() call in flight) would stay held in
+    the child, which has no such thread, and the child's first call would wait for ever; the kernel's
+    objects would be copied half-changed. A real process may fork while another thread is in bpf(2)."""
+    ks = sorted(_kernels, key=id)  # one order, whoever forks
+    for k in ks:
+        k.lock.acquire()
+    _forking[:] = ks
+
+
+def _after_fork():
+    """Parent and child after os.fork(): let go of the locks _before_fork took."""
+    ks, _forking[:] = _forking[:], []
+    for k in reversed(ks):
+        k.lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
 
 
 class Kernel:
@@ -80,6 +109,7 @@ class Kernel:
             raise ValueError("kernel_max %d leaves no room for %d possible CPUs" % (kernel_max, self.ncpus))
         self.nr_cpus = kernel_max + 1  # CONFIG_NR_CPUS
         self.lock = threading.RLock()
+        _kernels.add(self)  # fork() waits for its lock (_before_fork)
         self.current = None  # the task whose bpf() call is running (the kernel's `current`), under lock
         self.idr = {kind: IDR() for kind in KINDS}
         if unprivileged_bpf_disabled is None:

@@ -92,13 +92,32 @@ def _open_pipe():
     return r, w
 
 
-# The memfd's mapping is bigger than what is used so that it never fills a one-page hole a caller made
-# in its address space by unmapping a page (to have a pointer fault there) before bpfemu's first copy
-_MAPPED = 4 * SCRATCH
+# The memfd's mapping is much bigger than what is used (2 MiB of a sparse memfd: only the first page is
+# ever touched, so only it takes memory) so that it does not fill a hole a caller made in its address
+# space by unmapping memory (to have a pointer fault there) before a thread's first copy: mmap() puts a
+# mapping in the highest gap that fits it, and a just unmapped range smaller than 2 MiB is passed over.
+# (At 4 pages, a 4-page hole took it whole and the "bad" pointer read the scratch.) And a mapping is never
+# unmapped when its thread ends: it goes to _POOL for the next thread's first copy (an unmapped one would
+# leave a 2 MiB hole that a caller's next mmap goes into and the next thread's scratch then fills). So a
+# new mapping is made only when more threads copy at once than ever before in this process.
+# tests/test_usermem_checked.py
+_MAPPED = 1 << 21
+_POOL = []  # (fd, mmap, memoryview, pid) of threads that ended
+_POOL_MAX = 16  # each holds two fds (ours and the mmap object's dup of it)
 
 
 def _open_memfd():
-    """(fd, mmap, memoryview) of a memfd mapped shared (SCRATCH bytes used), or None where there is none."""
+    """(fd, mmap, memoryview, pid) of a memfd mapped shared (SCRATCH bytes used), from the pool or new, or
+    None where there is none."""
+    pid = os.getpid()
+    while _POOL:
+        try:
+            m = _POOL.pop()
+        except IndexError:  # another thread took the last one
+            break
+        if m[3] == pid:
+            return m
+        _close_memfd(m)  # a fork()ed child's copy of its parent's (shared with it): never used
     try:
         fd = os.memfd_create("bpfemu-copy", os.MFD_CLOEXEC)
     except (AttributeError, OSError):
@@ -109,7 +128,16 @@ def _open_memfd():
     except (OSError, ValueError):
         os.close(fd)
         return None
-    return fd, mm, memoryview(mm)
+    return fd, mm, memoryview(mm), pid
+
+
+def _close_memfd(m, _close=os.close):  # bound now: __del__ may run when the os module is gone
+    m[2].release()
+    m[1].close()
+    try:
+        _close(m[0])
+    except OSError:
+        pass
 
 
 def _drain(r):
@@ -137,7 +165,7 @@ class _Scratch:
         self.rref = ctypes.byref(self.remote)
         self.pipe = _open_pipe() if pipe else None
         self.memfd = _open_memfd() if pipe else None
-        self.mfd, self.mm, self.mview = self.memfd if self.memfd else (-1, None, None)
+        self.mfd, self.mm, self.mview = self.memfd[:3] if self.memfd else (-1, None, None)
 
     def close(self, _close=os.close):  # bound now: __del__ may run when the os module is gone
         p, self.pipe = self.pipe, None
@@ -152,14 +180,14 @@ class _Scratch:
     def close_memfd(self, _close=os.close):
         m, self.memfd, self.mview, self.mm, self.mfd = self.memfd, None, None, None, -1
         if m is not None:
-            m[2].release()
-            m[1].close()
-            try:
-                _close(m[0])
-            except OSError:
-                pass
+            _close_memfd(m, _close)
 
-    def __del__(self):
+    def __del__(self, _getpid=os.getpid, _pool=_POOL):
+        # the thread ended (or its LocalMemory is gone): the memfd and its mapping go to the next thread
+        m = self.memfd
+        if m is not None and len(_pool) < _POOL_MAX and m[3] == _getpid():
+            self.memfd, self.mview, self.mm, self.mfd = None, None, None, -1
+            _pool.append(m)
         self.close()
 
 
@@ -175,6 +203,8 @@ def _after_fork():
         m._tls = threading.local()
         if old is not None:
             old.close()
+    while _POOL:  # the parent's, shared with it
+        _close_memfd(_POOL.pop())
 
 
 if hasattr(os, "register_at_fork"):

@@ -9,6 +9,7 @@ process leaves it (a read-only value out cannot be mirrored by the conformance s
 import ctypes
 import errno
 import mmap
+import threading
 
 import pytest
 
@@ -123,3 +124,26 @@ def test_a_value_out_into_a_read_only_page_as_the_real_syscall():
     emu, host = results[:len(results) // 2], results[len(results) // 2:]
     assert emu == host
     assert all(r[2] == errno.EFAULT for r in emu)
+
+
+@pytest.mark.parametrize("pages", [1, 2, 4, 8, 64, 256])
+def test_a_hole_just_unmapped_stays_a_hole_at_a_threads_first_copy(pages):
+    """A pointer into memory the caller has just unmapped is EFAULT, as bpf(2) gives it, also when the copy
+    is the thread's first (when the thread's scratch memfd is mapped): the scratch must not land in the hole.
+    It did for a hole of exactly its size (4 pages): the "bad" key was then read from the scratch."""
+    out = []
+
+    def fresh_thread():
+        mem = LocalMemory()
+        base = _libc.mmap(None, pages * PAGE, 3, 0x22, -1, 0)
+        assert _libc.munmap(base, pages * PAGE) == 0
+        dst = ctypes.create_string_buffer(8)
+        for at in (base, base + pages * PAGE // 2, base + pages * PAGE - 8):
+            out.append(efault(mem.read, at, 8))
+            out.append(efault(mem.read_apply_write, at, 8, lambda k, a: k, 0, ctypes.addressof(dst)))
+            out.append(efault(mem.write, at, b"12345678"))
+
+    th = threading.Thread(target=fresh_thread)
+    th.start()
+    th.join()
+    assert out == [True] * 9
