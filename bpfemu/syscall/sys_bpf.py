@@ -229,48 +229,50 @@ def sys_bpf_elem(task, cmd, attr, mem):
         owned_entry(task, cmd, raw)
         end = _check_attr(profile, entry, raw)
     map_fd, ukey, uvalue, flags = entry.unpack_args(raw)
-    lock = kernel.lock
-    lock.acquire()
-    outer, kernel.current = kernel.current, task
-    try:
-        if type(mem) is LocalMemory:
-            slot = task.fdtable.get(map_fd)
-            if cmd == _LOOKUP:
-                # lookup_check without the calls when nothing is unusual (no flags, a readable map fd)
-                if slot is not None and not flags:
-                    f = slot[0]
-                    m = f.obj
-                    if f.kind != "map" or m is None or not f.mode & FMODE_READ:
-                        f, m = _map.lookup_check(task, entry, map_fd, flags)
-                else:
-                    f, m = _map.lookup_check(task, entry, map_fd, flags)
-                ks = m.key_size
-                if ks and m.map_type != _BLOOM:
-                    mem.read_apply_write(ukey, ks, m.lookup_sys, flags, uvalue)
-                    return 0
-            else:
-                # write_check likewise (a writable fd of a map not frozen, no BPF_F_LOCK)
-                if slot is not None and not flags & _ELEM_LOCK:
-                    f = slot[0]
-                    m = f.obj
-                    if f.kind != "map" or m is None or not f.mode & FMODE_WRITE or m.frozen:
-                        f, m = _map.write_check(task, entry, map_fd, flags)
-                else:
-                    f, m = _map.write_check(task, entry, map_fd, flags)
-                ks = m.key_size
-                if ks:
-                    key, value = mem.read2(ukey, ks, uvalue, m.user_value_size)
-                    m.update_sys(task, key, value, flags)
-                    return 0
-        ctx = Ctx(task, mem, entry, bytearray(raw), ctypes.addressof(attr), min(profile.attr_size, ATTR_SIZE), end)
+    # 'with', not acquire() then try: an exception between the two (KeyboardInterrupt, a signal handler's)
+    # would leave the kernel's lock held for good
+    with kernel.lock:
+        if not task.alive:  # exit() and syscalls serialize (the caller's check ran before the lock)
+            raise bpf_error(errno.ESRCH, "task has exited")
+        outer, kernel.current = kernel.current, task
         try:
-            return entry.handler(ctx)
+            if type(mem) is LocalMemory:
+                slot = task.fdtable.get(map_fd)
+                if cmd == _LOOKUP:
+                    # lookup_check without the calls when nothing is unusual (no flags, a readable map fd)
+                    if slot is not None and not flags:
+                        f = slot[0]
+                        m = f.obj
+                        if f.kind != "map" or m is None or not f.mode & FMODE_READ:
+                            f, m = _map.lookup_check(task, entry, map_fd, flags)
+                    else:
+                        f, m = _map.lookup_check(task, entry, map_fd, flags)
+                    ks = m.key_size
+                    if ks and m.map_type != _BLOOM:
+                        mem.read_apply_write(ukey, ks, m.lookup_sys, flags, uvalue)
+                        return 0
+                else:
+                    # write_check likewise (a writable fd of a map not frozen, no BPF_F_LOCK)
+                    if slot is not None and not flags & _ELEM_LOCK:
+                        f = slot[0]
+                        m = f.obj
+                        if f.kind != "map" or m is None or not f.mode & FMODE_WRITE or m.frozen:
+                            f, m = _map.write_check(task, entry, map_fd, flags)
+                    else:
+                        f, m = _map.write_check(task, entry, map_fd, flags)
+                    ks = m.key_size
+                    if ks:
+                        key, value = mem.read2(ukey, ks, uvalue, m.user_value_size)
+                        m.update_sys(task, key, value, flags)
+                        return 0
+            ctx = Ctx(task, mem, entry, bytearray(raw), ctypes.addressof(attr), min(profile.attr_size, ATTR_SIZE), end)
+            try:
+                return entry.handler(ctx)
+            finally:
+                if ctx._pending:
+                    ctx.flush()
         finally:
-            if ctx._pending:
-                ctx.flush()
-    finally:
-        kernel.current = outer
-        lock.release()
+            kernel.current = outer
 
 
 def implemented():

@@ -1,13 +1,12 @@
-"""Review findings (helper "review2") on the raw entry's fifth speed round that are not fixed here.
-
-Each is marked xfail(strict=True) with the finding as its reason: a fix shows up as an XPASS (remove the mark).
-"""
+"""The raw entry under an asynchronous exception (KeyboardInterrupt, a signal handler's timeout exception):
+raised right after the fast path takes the kernel lock, it must not leave the lock held (every other
+thread's bpf() would wait for ever). Found by review after the fifth speed round took the lock with a bare
+acquire() one statement before its try."""
 import ctypes
 import inspect
 import sys
 import threading
 
-import pytest
 
 import bpfemu
 from bpfemu import uapi as u
@@ -49,12 +48,6 @@ def _raise_at(code, lineno, call):
     return bool(hit)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review2 finding: sys_bpf_elem takes the kernel lock with lock.acquire() and enters its try/finally one "
-    "statement later (the fifth speed round replaced 'with kernel.lock:'); an exception raised in between "
-    "(KeyboardInterrupt, a signal handler's timeout exception: CPython checks for them after a call returns) "
-    "leaves the kernel's RLock held by the thread for good: every other thread's bpf() then waits for ever. "
-    "'with' (or acquire as the try's first statement with a flag) closes the window, at ~135 ns a call"))
 def test_an_exception_right_after_the_lock_is_taken_releases_it():
     k = bpfemu.Kernel()
     t = k.spawn(uid=0)
@@ -62,7 +55,7 @@ def test_an_exception_right_after_the_lock_is_taken_releases_it():
     update(t, fd, u32(1), u64(1))
     code = front.sys_bpf_elem.__code__
     src, first = inspect.getsourcelines(front.sys_bpf_elem)
-    after = next(first + i + 1 for i, line in enumerate(src) if "lock.acquire()" in line)
+    after = next(first + i + 1 for i, line in enumerate(src) if "with kernel.lock:" in line)
     key, val = ctypes.create_string_buffer(u32(1), 4), ctypes.create_string_buffer(8)
     attr = u.make_attr(map_fd=fd, key=ctypes.addressof(key), value=ctypes.addressof(val))
     assert _raise_at(code, after, lambda: t.bpf(u.BPF_MAP_LOOKUP_ELEM, attr))
