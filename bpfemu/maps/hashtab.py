@@ -30,6 +30,7 @@ full, depending on the CPU the update runs on (``Task.cpu``); the model is the
 kernel's, deterministic for a given sequence of calls and CPUs.
 """
 import errno
+import operator
 import struct
 from bisect import bisect_left, bisect_right
 from itertools import islice
@@ -63,6 +64,22 @@ HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uap
                          | BPF_F_ACCESS_MASK | uapi.BPF_F_ZERO_SEED)
 
 
+class _WalkOrder:
+    """The walk order of a plain hash map, made with NumPy, kept between the chunks of one batch walk
+    (HashMap._htab_batch_walk): ``kout`` and ``vout``, the keys and the values laid end to end in the
+    kernel's order (buckets in index order, each newest first); ``values``, None if no value was a
+    bytearray when the order was made, else the stored values in that order (the objects in ``elems``: a
+    program writes a value in place only once it is a bytearray, and making one drops the order, so these
+    are read when a chunk copies them); ``buckets``, each element's bucket (a sorted uint32 array); and the
+    run ``lo``..``hi`` - 1 of the order that the chunks deleted (whole buckets)."""
+
+    __slots__ = ("kout", "vout", "values", "buckets", "lo", "hi")
+
+    def __init__(self, kout, vout, values, buckets):
+        self.kout, self.vout, self.values, self.buckets = kout, vout, values, buckets
+        self.lo = self.hi = 0
+
+
 class LruElem:
     """An element of an LRU map, which is also a node of its LRU lists (struct htab_elem with its
     struct bpf_lru_node); a plain map's elements have no object of their own."""
@@ -80,6 +97,9 @@ class HashMap(BpfMap):
     # the walk index, while there is one (instance attributes then): bucket -> keys head first,
     # key -> bucket, the sorted non-empty buckets
     buckets = _where = _nonempty = None
+    # a plain map's walk order made with NumPy for batches in chunks (_WalkOrder), while there is one: dropped
+    # on any change to ``elems`` but the chunks' own deletes, and when a walk reaches the end of the map
+    _walk = None
     update_batch = generic_map_update_batch
     delete_batch = generic_map_delete_batch
 
@@ -196,7 +216,7 @@ class HashMap(BpfMap):
 
     def _drop_index(self):
         """A walk reached the end of the map: the index goes (the next walk builds it again)."""
-        self.buckets = self._where = self._nonempty = None
+        self.buckets = self._where = self._nonempty = self._walk = None
 
     def _ix_add(self, key):
         """key is new: the head of its bucket."""
@@ -229,6 +249,7 @@ class HashMap(BpfMap):
     def _unlink(self, key):
         """The element of key leaves the table (its node, for an LRU map, is the caller's)."""
         stored = self.elems.pop(key)
+        self._walk = None
         if self.buckets is not None:
             self._ix_del(key)
         self.free_value(stored.value if self.lru else stored)
@@ -264,6 +285,7 @@ class HashMap(BpfMap):
             return v
         if type(stored) is not bytearray:
             stored = self.elems[key] = bytearray(stored)  # an existing key: its place in elems stays
+            self._walk = None  # (a walk order holds the stored values: this one is another object now)
         return stored
 
     def value_region(self, key, cpu=0):
@@ -340,6 +362,7 @@ class HashMap(BpfMap):
             if old is not None:
                 del elems[key]
                 elems[key] = stored
+                self._walk = None
                 if self.buckets is not None:
                     self._ix_head(key)
                 return
@@ -383,6 +406,7 @@ class HashMap(BpfMap):
             return
         if old is None:
             self.elems[key] = new
+            self._walk = None
             if self.buckets is not None:
                 self._ix_add(key)
             return
@@ -396,6 +420,7 @@ class HashMap(BpfMap):
         elems = self.elems
         del elems[key]
         elems[key] = new
+        self._walk = None
         if self.buckets is not None:
             self._ix_head(key)
         self.free_value(old.value if self.lru else old)
@@ -412,6 +437,7 @@ class HashMap(BpfMap):
             if not self.prealloc:
                 self.kernel.memcg.grow(self)  # ENOMEM past the memory limit
             elems[key] = stored
+            self._walk = None
             if self.buckets is not None:
                 self._ix_add(key)
             return
@@ -421,6 +447,7 @@ class HashMap(BpfMap):
                 or self.fd_values and self.kernel.profile.fd_htab_update_in_place):
             # copied into the existing element: its place in the bucket stays
             elems[key] = stored
+            self._walk = None
             self.free_value(old)
             return
         self._replace(key, old, stored)
@@ -438,6 +465,7 @@ class HashMap(BpfMap):
         if not self._plain() or count < 16:
             return super().update_many(task, kbuf, vbuf, count, flags)
         ks, vs = self.key_size, self.value_size
+        self._walk = None
         try:
             self.check_update_flags(flags)
         except OSError as e:
@@ -487,6 +515,7 @@ class HashMap(BpfMap):
         if not self._plain() or count < 16:
             return super().delete_many(kbuf, count)
         ks = self.key_size
+        self._walk = None
         pop = self.elems.pop
         ix = self._ix_del if self.buckets is not None else None
         i = 0
@@ -567,9 +596,15 @@ class HashMap(BpfMap):
         ks, vs = self.key_size, self.user_value_size
         kbase, vbase = b.keys, b.values
         n_elems = len(self.elems)
-        if (self.buckets is None and max_count >= n_elems >= 16 and self._plain()
-                and (kbase + n_elems * ks <= vbase or vbase + n_elems * vs <= kbase)):
-            return self._htab_batch_whole(ctx, b, do_delete, batch)
+        if self.buckets is None and n_elems >= 16 and self._plain():
+            bound = min(max_count, n_elems)
+            if kbase + bound * ks <= vbase or vbase + bound * vs <= kbase:
+                if max_count >= n_elems:
+                    return self._htab_batch_whole(ctx, b, do_delete, batch)
+                if n_elems >= BATCH_NUMPY_MIN:
+                    np = numpy_or_none()
+                    if np is not None and self._htab_batch_walk(ctx, b, do_delete, batch, np):
+                        return 0
         total = 0
         err = 0
         buckets = self._index()
@@ -596,6 +631,8 @@ class HashMap(BpfMap):
         # a plain map's emptied buckets leave the non-empty index together at the end (every bucket the
         # batch deletes from is emptied whole)
         fast_delete = do_delete and self._plain()
+        if do_delete:
+            self._walk = None
         emptied = []
         try:
             for batch in todo:
@@ -663,14 +700,26 @@ class HashMap(BpfMap):
         copies are the ones _htab_batch makes (a bucket whose copy reaches a page not yet written in this
         call is copied on its own, after what was gathered before it; each bucket is deleted before its
         copy, so a copy that faults leaves the buckets up to its own deleted)."""
-        ks, vs = self.key_size, self.value_size
-        kbase, vbase = b.keys, b.values
+        ks = self.key_size
+        self._walk = None  # the batch takes the rest of the map: a walk in chunks ends here
         np = numpy_or_none() if len(self.elems) >= BATCH_NUMPY_MIN else None
         walk = self._whole_order_numpy(batch, np) if np is not None else None
         if walk is None:
             walk = self._whole_order(batch)
         kout, vout, ends, drop = walk  # keys and values in walk order, each bucket's end, delete the first e
         n = len(kout) // ks
+        self._copy_walk(ctx, b, kout, vout, ends, n, drop if do_delete else None)
+        ctx.write(b.out_batch, self.n_buckets.to_bytes(4, "little"))
+        ctx.put("batch.count", n)
+        raise bpf_error(errno.ENOENT)
+
+    def _copy_walk(self, ctx, b, kout, vout, ends, n, drop):
+        """Copy ``n`` elements of a walk (keys ``kout``, values ``vout``, buckets ending at ``ends``) to
+        the batch's keys and values as _htab_batch does: a bucket whose copy reaches a page not yet written
+        in this call on its own, after what was gathered before it, the rest gathered. ``drop(e)`` (None
+        for a lookup) deletes the first e elements: the buckets up to the one whose copy faults, else all."""
+        ks, vs = self.key_size, self.value_size
+        kbase, vbase = b.keys, b.values
         kdone = vdone = 0  # end of the pages written so far in the key/value areas
         p0 = 0  # what was gathered starts there
         gone = 0  # elements deleted so far (the deletes are made together, at the end or on a fault)
@@ -695,17 +744,112 @@ class HashMap(BpfMap):
                 p0 = e
                 j += 1
         except BaseException:
-            if do_delete and gone:
+            if drop is not None and gone:
                 drop(gone)
             raise
-        if do_delete and n:
+        if drop is not None and n:
             drop(n)
         if p0 < n:
             ctx.write(kbase + p0 * ks, kout[p0 * ks:])
             ctx.write(vbase + p0 * vs, vout[p0 * vs:])
-        ctx.write(b.out_batch, self.n_buckets.to_bytes(4, "little"))
-        ctx.put("batch.count", n)
-        raise bpf_error(errno.ENOENT)
+
+    def _htab_batch_walk(self, ctx, b, do_delete, batch, np):
+        """_htab_batch of a plain map with no walk index, from bucket ``batch`` on, when not every element
+        fits (a dump in chunks: libbpf's and cilium/ebpf's batch loops pass out_batch back as in_batch): the
+        walk order of the whole map (_WalkOrder) is made once with NumPy and kept for the next chunks until
+        the map changes otherwise than by these chunks' deletes, or the walk reaches the end. The chunk is
+        the longest run of whole buckets from ``batch`` on that fits in ``count``; the copies and deletes
+        are _copy_walk's. False, with nothing done, where the order cannot serve (the caller walks the
+        index then)."""
+        w = self._walk
+        if w is None:
+            w = self._walk = self._walk_order(np)
+            if w is None:
+                return False
+        sb = w.buckets
+        n = len(sb)
+        p = int(sb.searchsorted(batch, "left"))
+        lo, hi = w.lo, w.hi
+        end = n
+        if lo < hi:  # the elements lo..hi-1 of the order were deleted by earlier chunks (whole buckets)
+            if lo <= p < hi:
+                p = hi
+            elif p < lo:
+                if hi < n:
+                    return False  # this chunk would run across the deleted run: the index walk
+                end = lo
+        max_count = b.count
+        if end - p <= max_count:
+            q, out, err = end, self.n_buckets, errno.ENOENT
+        else:
+            out = int(sb[p + max_count])  # the first bucket that does not fit whole
+            q = int(sb.searchsorted(out, "left"))
+            err = 0 if q > p else errno.ENOSPC
+        m = q - p
+        if m:
+            ks, vs = self.key_size, self.value_size
+            kout = w.kout[p * ks:q * ks]
+            values = w.values
+            # values a program may have written in place since are read from their storage now
+            vout = w.vout[p * vs:q * vs] if values is None else b"".join(values[p:q])
+            cb = sb[p:q]
+            ends = (np.flatnonzero(cb[1:] != cb[:-1]) + 1).tolist()
+            ends.append(m)
+            elems = self.elems
+
+            def drop(e):
+                for o in range(0, e * ks, ks):
+                    del elems[kout[o:o + ks]]
+                if values is not None:
+                    values[p:p + e] = [None] * e
+                # the deleted run grows by [p, p + e) (whole buckets, next to it or the first one)
+                if w.lo == w.hi:
+                    w.lo, w.hi = p, p + e
+                elif p == w.hi:
+                    w.hi = p + e
+                elif p + e == w.lo:
+                    w.lo = p
+                elif self._walk is w:
+                    self._walk = None
+            self._copy_walk(ctx, b, kout, vout, ends, m, drop if do_delete else None)
+        ctx.write(b.out_batch, out.to_bytes(4, "little"))
+        ctx.put("batch.count", m)
+        if err:
+            if err == errno.ENOENT:
+                self._drop_index()
+            raise bpf_error(err)
+        return True
+
+    def _walk_order(self, np):
+        """The walk order of the whole map (a _WalkOrder), or None if the values are not all
+        ``value_size`` bytes."""
+        elems = self.elems
+        count = len(elems)
+        ks, vs = self.key_size, self.value_size
+        kb = b"".join(elems)  # oldest first
+        vb = b"".join(elems.values())
+        if len(kb) != count * ks or len(vb) != count * vs:
+            return None
+        order, sb = self._sorted_walk(np, kb, count)
+        kout = np.frombuffer(kb, dtype=np.dtype((np.void, ks)))[::-1][order].tobytes()
+        vout = np.frombuffer(vb, dtype=np.dtype((np.void, vs)))[::-1][order].tobytes()
+        values = None
+        if bytearray in set(map(type, elems.values())):
+            # (len(elems) >= 16 here: itemgetter gives a tuple)
+            values = list(operator.itemgetter(*order.tolist())(list(elems.values())[::-1]))
+        return _WalkOrder(kout, vout, values, sb)
+
+    def _sorted_walk(self, np, kb, count):
+        """The walk order of the ``count`` keys ``kb`` (laid end to end, oldest first): (the positions of
+        the keys newest first in walk order, each one's bucket in that order). The hashes as uint32 arrays
+        (``jhash_array``); the order a stable sort of the buckets, newest first within one, by the low then
+        the high 16 bits of the bucket (NumPy's stable sort of 16-bit values is a radix sort, several times
+        faster than on 32)."""
+        buckets = (jhash_array(kb, self.key_size, count, self.hashrnd) & np.uint32(self.n_buckets - 1))[::-1]
+        order = np.argsort(buckets.astype(np.uint16), kind="stable")
+        if self.n_buckets > 1 << 16:
+            order = order[np.argsort((buckets >> np.uint32(16)).astype(np.uint16)[order], kind="stable")]
+        return order, buckets[order]
 
     def _whole_order(self, batch):
         """The walk from bucket ``batch`` on of a plain map (for _htab_batch_whole), made in pure Python:
@@ -748,13 +892,7 @@ class HashMap(BpfMap):
         vb = b"".join(elems.values())
         if len(kb) != count * ks or len(vb) != count * vs:
             return None
-        buckets = (jhash_array(kb, ks, count, self.hashrnd) & np.uint32(self.n_buckets - 1))[::-1]
-        # bucket order, newest first within a bucket: a stable sort, by the low then the high 16 bits of the
-        # bucket (NumPy's stable sort of 16-bit values is a radix sort, several times faster than on 32)
-        order = np.argsort(buckets.astype(np.uint16), kind="stable")
-        if self.n_buckets > 1 << 16:
-            order = order[np.argsort((buckets >> np.uint32(16)).astype(np.uint16)[order], kind="stable")]
-        sb = buckets[order]
+        order, sb = self._sorted_walk(np, kb, count)
         if batch:
             start = int(sb.searchsorted(batch, "left"))
             order, sb = order[start:], sb[start:]
