@@ -23,6 +23,11 @@ pytestmark = pytest.mark.bpf_bad_pointers
 
 PAGE = 4096
 PROT_NONE, PROT_READ = 0, 1
+# The buffers' mapping ends in GUARD PROT_NONE pages that stay so for the whole call: a batch that runs past
+# the pages a case uses faults there on both backends, instead of writing into whatever this process has
+# mapped next (the kernel and the emulator would both write it: Python's heap, once, which crashed the
+# interpreter later, in the garbage collector or at exit).
+GUARD = 4
 
 
 def _libc():
@@ -40,9 +45,10 @@ def run(sys_, cmd, nelem, count, koff, voff, badk, badv, prot, overlap):
     vs = (ctypes.c_uint64 * nelem)(*range(1000, 1000 + nelem))
     sys_.bpf(u.BPF_MAP_UPDATE_BATCH, u.make_attr(**{"batch.map_fd": fd, "batch.keys": ctypes.addressof(ks),
                                                     "batch.values": ctypes.addressof(vs), "batch.count": nelem}))
-    mm = mmap.mmap(-1, 8 * PAGE)
+    mm = mmap.mmap(-1, (8 + GUARD) * PAGE)
     base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
-    mm[:] = b"\xaa" * (8 * PAGE)
+    mm[:] = b"\xaa" * ((8 + GUARD) * PAGE)
+    libc.mprotect(base + 8 * PAGE, GUARD * PAGE, PROT_NONE)
     if badk:
         libc.mprotect(base + 3 * PAGE, PAGE, prot)
     if badv:
@@ -59,6 +65,7 @@ def run(sys_, cmd, nelem, count, koff, voff, badk, badv, prot, overlap):
         r = e.errno
     libc.mprotect(base + 3 * PAGE, PAGE, 3)
     libc.mprotect(base + 7 * PAGE, PAGE, 3)
+    libc.mprotect(base + 8 * PAGE, GUARD * PAGE, 3)
     left = keys(sys_, fd, 4)
     sys_.close(fd)
     return r, at.batch.count, out_batch.value, bytes(mm), left
@@ -92,9 +99,10 @@ def dump_in_chunks(sys_, cmd, nelem, count, koff, voff, badk, badv, prot, step):
     vs = (ctypes.c_uint64 * nelem)(*range(1000, 1000 + nelem))
     sys_.bpf(u.BPF_MAP_UPDATE_BATCH, u.make_attr(**{"batch.map_fd": fd, "batch.keys": ctypes.addressof(ks),
                                                     "batch.values": ctypes.addressof(vs), "batch.count": nelem}))
-    mm = mmap.mmap(-1, 32 * PAGE)
+    mm = mmap.mmap(-1, (40 + GUARD) * PAGE)  # (the chunks reach 37 pages at most)
     base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
-    mm[:] = b"\xaa" * (32 * PAGE)
+    mm[:] = b"\xaa" * ((40 + GUARD) * PAGE)
+    libc.mprotect(base + 40 * PAGE, GUARD * PAGE, PROT_NONE)
     if badk:
         libc.mprotect(base + 11 * PAGE, PAGE, prot)
     if badv:
@@ -118,6 +126,7 @@ def dump_in_chunks(sys_, cmd, nelem, count, koff, voff, badk, badv, prot, step):
             break
     libc.mprotect(base + 11 * PAGE, PAGE, 3)
     libc.mprotect(base + 27 * PAGE, PAGE, 3)
+    libc.mprotect(base + 40 * PAGE, GUARD * PAGE, 3)
     left = keys(sys_, fd, 4)
     sys_.close(fd)
     return calls, bytes(mm), left
