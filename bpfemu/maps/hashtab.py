@@ -19,7 +19,11 @@ first, is the reverse of ``elems``' order, and a bucket is a function of the
 key's hash: the walk index (``buckets``: bucket -> keys head first, ``_where``:
 key -> bucket, ``_nonempty``: the sorted non-empty buckets) is built only when
 something walks the map (GET_NEXT_KEY, the batch lookups, for_each), kept up to
-date while it exists, and dropped when a walk reaches the end of the map.
+date while it exists, and dropped when a walk reaches the end of the map. The batch lookups of a plain map
+walk without it: a whole-map batch sorts all elements by bucket once (with NumPy from BATCH_NUMPY_MIN
+elements on), and a dump in chunks keeps that order between its calls (``_WalkOrder``, dropped on any other
+change and at the end of the walk), holding its own deletes back until the map is used otherwise
+(``_HeldDeletes``: ``elems`` is not set while they are held, and its first use applies them).
 Values are stored as ``bytes``; a program's lookup turns the element's value
 into a ``bytearray`` in place (its storage from then on, written through).
 
