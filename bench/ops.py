@@ -344,6 +344,57 @@ class BatchDelete(_Batch):
     cmd = U.BPF_MAP_DELETE_BATCH
 
 
+class _ChunkedDump(_Batch):
+    """A dump of the whole map in chunks of ``chunk`` elements, out_batch passed back as in_batch, as
+    libbpf's bpf_map_lookup_batch loop and cilium/ebpf's BatchLookup do (ENOSPC, a bucket larger than the
+    chunk's room, never comes here: chunks are >= 1000 and buckets hold a few elements)."""
+
+    chunk = 1000
+
+    def run(self):
+        a = U.make_attr(**{"batch.map_fd": self.fd, "batch.keys": addr(self.okeys),
+                           "batch.values": addr(self.ovalues), "batch.out_batch": addr(self.out_batch)})
+        bpf, cmd, chunk, n = self.sys.bpf, self.cmd, self.chunk, self.n
+        done = 0
+        ks, vs = 4, 8
+        kbase, vbase = addr(self.okeys), addr(self.ovalues)
+        while True:
+            a.batch.count = chunk
+            a.batch.keys, a.batch.values = kbase + done * ks, vbase + done * vs
+            try:
+                bpf(cmd, a)
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+                done += a.batch.count
+                break
+            done += a.batch.count
+            a.batch.in_batch = addr(self.out_batch)
+        assert done == n, (self.name, done, n)
+
+
+class ChunkedLookup1000(_ChunkedDump):
+    name = "LOOKUP_BATCH in chunks of 1000"
+    cmd = U.BPF_MAP_LOOKUP_BATCH
+
+
+class ChunkedLookup4096(_ChunkedDump):
+    name = "LOOKUP_BATCH in chunks of 4096"
+    cmd = U.BPF_MAP_LOOKUP_BATCH
+    chunk = 4096
+
+
+class ChunkedLookupAndDelete1000(_ChunkedDump):
+    name = "LOOKUP_AND_DELETE_BATCH in chunks of 1000"
+    cmd = U.BPF_MAP_LOOKUP_AND_DELETE_BATCH
+
+
+class ChunkedLookupAndDelete4096(_ChunkedDump):
+    name = "LOOKUP_AND_DELETE_BATCH in chunks of 4096"
+    cmd = U.BPF_MAP_LOOKUP_AND_DELETE_BATCH
+    chunk = 4096
+
+
 class MapCreate(Op):
     """MAP_CREATE + close of a small hash map (64 entries)."""
 
@@ -506,7 +557,8 @@ OPS = [
     (NextKeyWalk, 10000, 100), (PercpuHashLookup, 10000, 100), (PercpuArrayLookup, 10000, 100),
     (QueuePush, 10000, 100), (QueuePop, 10000, 100), (LpmLookup, 10000, 100),
     (BatchUpdate, 100000, 500), (BatchLookup, 100000, 500), (BatchLookupAndDelete, 100000, 500),
-    (BatchDelete, 100000, 500),
+    (BatchDelete, 100000, 500), (ChunkedLookup1000, 100000, 5000), (ChunkedLookup4096, 100000, 10000),
+    (ChunkedLookupAndDelete1000, 100000, 5000), (ChunkedLookupAndDelete4096, 100000, 10000),
     (MapCreate, 1000, 20), (ObjPin, 1000, 20), (ObjGet, 1000, 20), (NextIdWalk, 1000, 20),
     (ApiHashUpdate, 10000, 100), (ApiHashLookup, 10000, 100), (ApiArrayUpdate, 10000, 100),
     (ApiArrayLookup, 10000, 100),

@@ -19,7 +19,11 @@ first, is the reverse of ``elems``' order, and a bucket is a function of the
 key's hash: the walk index (``buckets``: bucket -> keys head first, ``_where``:
 key -> bucket, ``_nonempty``: the sorted non-empty buckets) is built only when
 something walks the map (GET_NEXT_KEY, the batch lookups, for_each), kept up to
-date while it exists, and dropped when a walk reaches the end of the map.
+date while it exists, and dropped when a walk reaches the end of the map. The batch lookups of a plain map
+walk without it: a whole-map batch sorts all elements by bucket once (with NumPy from BATCH_NUMPY_MIN
+elements on), and a dump in chunks keeps that order between its calls (``_WalkOrder``, dropped on any other
+change and at the end of the walk), holding its own deletes back until the map is used otherwise
+(``_HeldDeletes``: ``elems`` is not set while they are held, and its first use applies them).
 Values are stored as ``bytes``; a program's lookup turns the element's value
 into a ``bytearray`` in place (its storage from then on, written through).
 
@@ -63,6 +67,35 @@ HTAB_CREATE_FLAG_MASK = (uapi.BPF_F_NO_PREALLOC | uapi.BPF_F_NO_COMMON_LRU | uap
                          | BPF_F_ACCESS_MASK | uapi.BPF_F_ZERO_SEED)
 
 
+class _WalkOrder:
+    """The walk order of a plain hash map, made with NumPy, kept between the chunks of one batch walk
+    (HashMap._htab_batch_walk): ``kout`` and ``vout``, the keys and the values laid end to end in the
+    kernel's order (buckets in index order, each newest first); ``values``, None if no value was a
+    bytearray when the order was made, else the stored values in that order (the objects in ``elems``: a
+    program writes a value in place only once it is a bytearray, and making one drops the order, so these
+    are read when a chunk copies them); ``buckets``, each element's bucket (a sorted uint32 array); and the
+    run ``lo``..``hi`` - 1 of the order that the chunks deleted (whole buckets)."""
+
+    __slots__ = ("kout", "vout", "values", "buckets", "lo", "hi")
+
+    def __init__(self, kout, vout, values, buckets):
+        self.kout, self.vout, self.values, self.buckets = kout, vout, values, buckets
+        self.lo = self.hi = 0
+
+
+class _HeldDeletes:
+    """The deletes of a LOOKUP_AND_DELETE_BATCH walk in chunks not applied to ``elems`` yet: the elements
+    ``lo``..``hi`` - 1 of the walk order ``walk`` (whole buckets). Deleting 1,000 keys scattered over a big
+    dict costs ~0.5 us each in cache misses; held until the walk ends, they go with one ``clear()`` or in
+    ``elems``' own order. While deletes are held the map has no ``elems`` attribute: the first use of it
+    from anywhere applies them (HashMap.__getattr__), so nothing sees the map otherwise than as it is."""
+
+    __slots__ = ("elems", "walk", "lo", "hi")
+
+    def __init__(self, elems, walk, lo, hi):
+        self.elems, self.walk, self.lo, self.hi = elems, walk, lo, hi
+
+
 class LruElem:
     """An element of an LRU map, which is also a node of its LRU lists (struct htab_elem with its
     struct bpf_lru_node); a plain map's elements have no object of their own."""
@@ -80,6 +113,10 @@ class HashMap(BpfMap):
     # the walk index, while there is one (instance attributes then): bucket -> keys head first,
     # key -> bucket, the sorted non-empty buckets
     buckets = _where = _nonempty = None
+    # a plain map's walk order made with NumPy for batches in chunks (_WalkOrder), while there is one: dropped
+    # on any change to ``elems`` but the chunks' own deletes, and when a walk reaches the end of the map
+    _walk = None
+    _held = None  # _HeldDeletes, while a walk in chunks holds deletes back (``elems`` is not set then)
     update_batch = generic_map_update_batch
     delete_batch = generic_map_delete_batch
 
@@ -136,6 +173,37 @@ class HashMap(BpfMap):
 
     def count(self):
         return len(self.elems)
+
+    def __getattr__(self, name):
+        """Only ``elems`` while deletes are held (_HeldDeletes): they are applied, ``elems`` is set again."""
+        if name == "elems":
+            held = self.__dict__.get("_held")
+            if held is not None:
+                return self._apply_held()
+        raise AttributeError("%r object has no attribute %r" % (type(self).__name__, name))
+
+    def _apply_held(self):
+        """Apply the held deletes: the elements of the run, by one ``clear()`` if they are all, else in
+        ``elems``' order (or one by one when they are few)."""
+        held = self._held
+        d = held.elems
+        self._held = None
+        self.elems = d
+        e = held.hi - held.lo
+        if e == len(d):
+            d.clear()
+            return d
+        ks = self.key_size
+        kout = held.walk.kout
+        keys = [kout[o:o + ks] for o in range(held.lo * ks, held.hi * ks, ks)]
+        if e * 8 < len(d):
+            for k in keys:
+                del d[k]
+        else:
+            gone = set(keys)
+            for k in [k for k in d if k in gone]:
+                del d[k]
+        return d
 
     def map_check_btf(self, btf, key_type, value_type):
         """htab_map_check_btf: a hash table needs a key type."""
@@ -196,7 +264,7 @@ class HashMap(BpfMap):
 
     def _drop_index(self):
         """A walk reached the end of the map: the index goes (the next walk builds it again)."""
-        self.buckets = self._where = self._nonempty = None
+        self.buckets = self._where = self._nonempty = self._walk = None
 
     def _ix_add(self, key):
         """key is new: the head of its bucket."""
@@ -229,6 +297,7 @@ class HashMap(BpfMap):
     def _unlink(self, key):
         """The element of key leaves the table (its node, for an LRU map, is the caller's)."""
         stored = self.elems.pop(key)
+        self._walk = None
         if self.buckets is not None:
             self._ix_del(key)
         self.free_value(stored.value if self.lru else stored)
@@ -264,6 +333,7 @@ class HashMap(BpfMap):
             return v
         if type(stored) is not bytearray:
             stored = self.elems[key] = bytearray(stored)  # an existing key: its place in elems stays
+            self._walk = None  # (a walk order holds the stored values: this one is another object now)
         return stored
 
     def value_region(self, key, cpu=0):
@@ -340,6 +410,7 @@ class HashMap(BpfMap):
             if old is not None:
                 del elems[key]
                 elems[key] = stored
+                self._walk = None
                 if self.buckets is not None:
                     self._ix_head(key)
                 return
@@ -383,6 +454,7 @@ class HashMap(BpfMap):
             return
         if old is None:
             self.elems[key] = new
+            self._walk = None
             if self.buckets is not None:
                 self._ix_add(key)
             return
@@ -396,6 +468,7 @@ class HashMap(BpfMap):
         elems = self.elems
         del elems[key]
         elems[key] = new
+        self._walk = None
         if self.buckets is not None:
             self._ix_head(key)
         self.free_value(old.value if self.lru else old)
@@ -412,6 +485,7 @@ class HashMap(BpfMap):
             if not self.prealloc:
                 self.kernel.memcg.grow(self)  # ENOMEM past the memory limit
             elems[key] = stored
+            self._walk = None
             if self.buckets is not None:
                 self._ix_add(key)
             return
@@ -421,6 +495,7 @@ class HashMap(BpfMap):
                 or self.fd_values and self.kernel.profile.fd_htab_update_in_place):
             # copied into the existing element: its place in the bucket stays
             elems[key] = stored
+            self._walk = None
             self.free_value(old)
             return
         self._replace(key, old, stored)
@@ -438,6 +513,7 @@ class HashMap(BpfMap):
         if not self._plain() or count < 16:
             return super().update_many(task, kbuf, vbuf, count, flags)
         ks, vs = self.key_size, self.value_size
+        self._walk = None
         try:
             self.check_update_flags(flags)
         except OSError as e:
@@ -487,6 +563,7 @@ class HashMap(BpfMap):
         if not self._plain() or count < 16:
             return super().delete_many(kbuf, count)
         ks = self.key_size
+        self._walk = None
         pop = self.elems.pop
         ix = self._ix_del if self.buckets is not None else None
         i = 0
@@ -566,10 +643,23 @@ class HashMap(BpfMap):
             raise bpf_error(errno.ENOENT)
         ks, vs = self.key_size, self.user_value_size
         kbase, vbase = b.keys, b.values
-        n_elems = len(self.elems)
-        if (self.buckets is None and max_count >= n_elems >= 16 and self._plain()
-                and (kbase + n_elems * ks <= vbase or vbase + n_elems * vs <= kbase)):
-            return self._htab_batch_whole(ctx, b, do_delete, batch)
+        held = self._held
+        if held is not None and held.walk is self._walk:
+            # the next chunk of a walk that holds its deletes: only its order knows the elements left
+            bound = min(max_count, len(held.elems) - (held.hi - held.lo))
+            if (kbase + bound * ks <= vbase or vbase + bound * vs <= kbase) and self._htab_batch_walk(
+                    ctx, b, do_delete, batch, numpy_or_none()):
+                return 0
+        n_elems = len(self.elems)  # (applies held deletes)
+        if self.buckets is None and n_elems >= 16 and self._plain():
+            bound = min(max_count, n_elems)
+            if kbase + bound * ks <= vbase or vbase + bound * vs <= kbase:
+                if max_count >= n_elems:
+                    return self._htab_batch_whole(ctx, b, do_delete, batch)
+                if n_elems >= BATCH_NUMPY_MIN:
+                    np = numpy_or_none()
+                    if np is not None and self._htab_batch_walk(ctx, b, do_delete, batch, np):
+                        return 0
         total = 0
         err = 0
         buckets = self._index()
@@ -596,6 +686,8 @@ class HashMap(BpfMap):
         # a plain map's emptied buckets leave the non-empty index together at the end (every bucket the
         # batch deletes from is emptied whole)
         fast_delete = do_delete and self._plain()
+        if do_delete:
+            self._walk = None
         emptied = []
         try:
             for batch in todo:
@@ -663,14 +755,26 @@ class HashMap(BpfMap):
         copies are the ones _htab_batch makes (a bucket whose copy reaches a page not yet written in this
         call is copied on its own, after what was gathered before it; each bucket is deleted before its
         copy, so a copy that faults leaves the buckets up to its own deleted)."""
-        ks, vs = self.key_size, self.value_size
-        kbase, vbase = b.keys, b.values
+        ks = self.key_size
+        self._walk = None  # the batch takes the rest of the map: a walk in chunks ends here
         np = numpy_or_none() if len(self.elems) >= BATCH_NUMPY_MIN else None
         walk = self._whole_order_numpy(batch, np) if np is not None else None
         if walk is None:
             walk = self._whole_order(batch)
         kout, vout, ends, drop = walk  # keys and values in walk order, each bucket's end, delete the first e
         n = len(kout) // ks
+        self._copy_walk(ctx, b, kout, vout, ends, n, drop if do_delete else None)
+        ctx.write(b.out_batch, self.n_buckets.to_bytes(4, "little"))
+        ctx.put("batch.count", n)
+        raise bpf_error(errno.ENOENT)
+
+    def _copy_walk(self, ctx, b, kout, vout, ends, n, drop):
+        """Copy ``n`` elements of a walk (keys ``kout``, values ``vout``, buckets ending at ``ends``) to
+        the batch's keys and values as _htab_batch does: a bucket whose copy reaches a page not yet written
+        in this call on its own, after what was gathered before it, the rest gathered. ``drop(e)`` (None
+        for a lookup) deletes the first e elements: the buckets up to the one whose copy faults, else all."""
+        ks, vs = self.key_size, self.value_size
+        kbase, vbase = b.keys, b.values
         kdone = vdone = 0  # end of the pages written so far in the key/value areas
         p0 = 0  # what was gathered starts there
         gone = 0  # elements deleted so far (the deletes are made together, at the end or on a fault)
@@ -695,17 +799,123 @@ class HashMap(BpfMap):
                 p0 = e
                 j += 1
         except BaseException:
-            if do_delete and gone:
+            if drop is not None and gone:
                 drop(gone)
             raise
-        if do_delete and n:
+        if drop is not None and n:
             drop(n)
         if p0 < n:
             ctx.write(kbase + p0 * ks, kout[p0 * ks:])
             ctx.write(vbase + p0 * vs, vout[p0 * vs:])
-        ctx.write(b.out_batch, self.n_buckets.to_bytes(4, "little"))
-        ctx.put("batch.count", n)
-        raise bpf_error(errno.ENOENT)
+
+    def _htab_batch_walk(self, ctx, b, do_delete, batch, np):
+        """_htab_batch of a plain map with no walk index, from bucket ``batch`` on, when not every element
+        fits (a dump in chunks: libbpf's and cilium/ebpf's batch loops pass out_batch back as in_batch): the
+        walk order of the whole map (_WalkOrder) is made once with NumPy and kept for the next chunks until
+        the map changes otherwise than by these chunks' deletes, or the walk reaches the end. The chunk is
+        the longest run of whole buckets from ``batch`` on that fits in ``count``; the copies and deletes
+        are _copy_walk's. False, with nothing done, where the order cannot serve (the caller walks the
+        index then)."""
+        w = self._walk
+        if w is None:
+            w = self._walk = self._walk_order(np)
+            if w is None:
+                return False
+        sb = w.buckets
+        n = len(sb)
+        p = int(sb.searchsorted(batch, "left"))
+        lo, hi = w.lo, w.hi
+        end = n
+        if lo < hi:  # the elements lo..hi-1 of the order were deleted by earlier chunks (whole buckets)
+            if lo <= p < hi:
+                p = hi
+            elif p < lo:
+                if hi < n:
+                    return False  # this chunk would run across the deleted run: the index walk
+                end = lo
+        max_count = b.count
+        if end - p <= max_count:
+            q, out, err = end, self.n_buckets, errno.ENOENT
+        else:
+            out = int(sb[p + max_count])  # the first bucket that does not fit whole
+            q = int(sb.searchsorted(out, "left"))
+            err = 0 if q > p else errno.ENOSPC
+        m = q - p
+        if m:
+            ks, vs = self.key_size, self.value_size
+            kout = w.kout[p * ks:q * ks]
+            values = w.values
+            # values a program may have written in place since are read from their storage now
+            vout = w.vout[p * vs:q * vs] if values is None else b"".join(values[p:q])
+            cb = sb[p:q]
+            ends = (np.flatnonzero(cb[1:] != cb[:-1]) + 1).tolist()
+            ends.append(m)
+
+            def drop(e):
+                if values is not None:
+                    values[p:p + e] = [None] * e
+                # the deleted run grows by [p, p + e) (whole buckets, next to it or the first one)
+                if w.lo == w.hi:
+                    w.lo, w.hi = p, p + e
+                elif p == w.hi:
+                    w.hi = p + e
+                elif p + e == w.lo:
+                    w.lo = p
+                else:  # not next to it: deleted now, and the order goes
+                    elems = self.elems  # (applies held deletes)
+                    for o in range(0, e * ks, ks):
+                        del elems[kout[o:o + ks]]
+                    self._walk = None
+                    return
+                # the deletes are held (_HeldDeletes), joined to those held already if they are next to them
+                held = self._held
+                if held is not None and held.walk is w and (p == held.hi or p + e == held.lo):
+                    held.lo, held.hi = min(held.lo, p), max(held.hi, p + e)
+                    return
+                if held is not None:
+                    self._apply_held()
+                self._held = _HeldDeletes(self.__dict__.pop("elems"), w, p, p + e)
+            self._copy_walk(ctx, b, kout, vout, ends, m, drop if do_delete else None)
+        ctx.write(b.out_batch, out.to_bytes(4, "little"))
+        ctx.put("batch.count", m)
+        if err:
+            if err == errno.ENOENT:
+                if self._held is not None:
+                    self._apply_held()
+                self._drop_index()
+            raise bpf_error(err)
+        return True
+
+    def _walk_order(self, np):
+        """The walk order of the whole map (a _WalkOrder), or None if the values are not all
+        ``value_size`` bytes."""
+        elems = self.elems
+        count = len(elems)
+        ks, vs = self.key_size, self.value_size
+        kb = b"".join(elems)  # oldest first
+        vb = b"".join(elems.values())
+        if len(kb) != count * ks or len(vb) != count * vs:
+            return None
+        order, sb = self._sorted_walk(np, kb, count)
+        kout = np.frombuffer(kb, dtype=np.dtype((np.void, ks)))[::-1][order].tobytes()
+        vout = np.frombuffer(vb, dtype=np.dtype((np.void, vs)))[::-1][order].tobytes()
+        values = None
+        if bytearray in set(map(type, elems.values())):
+            vals = list(elems.values())[::-1]
+            values = [vals[i] for i in order.tolist()]
+        return _WalkOrder(kout, vout, values, sb)
+
+    def _sorted_walk(self, np, kb, count):
+        """The walk order of the ``count`` keys ``kb`` (laid end to end, oldest first): (the positions of
+        the keys newest first in walk order, each one's bucket in that order). The hashes as uint32 arrays
+        (``jhash_array``); the order a stable sort of the buckets, newest first within one, by the low then
+        the high 16 bits of the bucket (NumPy's stable sort of 16-bit values is a radix sort, several times
+        faster than on 32)."""
+        buckets = (jhash_array(kb, self.key_size, count, self.hashrnd) & np.uint32(self.n_buckets - 1))[::-1]
+        order = np.argsort(buckets.astype(np.uint16), kind="stable")
+        if self.n_buckets > 1 << 16:
+            order = order[np.argsort((buckets >> np.uint32(16)).astype(np.uint16)[order], kind="stable")]
+        return order, buckets[order]
 
     def _whole_order(self, batch):
         """The walk from bucket ``batch`` on of a plain map (for _htab_batch_whole), made in pure Python:
@@ -748,13 +958,7 @@ class HashMap(BpfMap):
         vb = b"".join(elems.values())
         if len(kb) != count * ks or len(vb) != count * vs:
             return None
-        buckets = (jhash_array(kb, ks, count, self.hashrnd) & np.uint32(self.n_buckets - 1))[::-1]
-        # bucket order, newest first within a bucket: a stable sort, by the low then the high 16 bits of the
-        # bucket (NumPy's stable sort of 16-bit values is a radix sort, several times faster than on 32)
-        order = np.argsort(buckets.astype(np.uint16), kind="stable")
-        if self.n_buckets > 1 << 16:
-            order = order[np.argsort((buckets >> np.uint32(16)).astype(np.uint16)[order], kind="stable")]
-        sb = buckets[order]
+        order, sb = self._sorted_walk(np, kb, count)
         if batch:
             start = int(sb.searchsorted(batch, "left"))
             order, sb = order[start:], sb[start:]
@@ -823,6 +1027,15 @@ class HashMap(BpfMap):
                 out.append("%r: %d elements, %d in buckets" % (self, len(elems), seen))
             if list(self._nonempty) != sorted(self.buckets):
                 out.append("%r: non-empty bucket index out of date" % (self,))
+        w = self._walk
+        if w is not None:  # a walk order kept between chunks: the order of the elements left, made again
+            fresh = self._walk_order(numpy_or_none())
+            ks, vs = self.key_size, self.value_size
+            values = w.vout[:w.lo * vs] + w.vout[w.hi * vs:] if w.values is None else b"".join(
+                w.values[:w.lo] + w.values[w.hi:])
+            if (fresh is None or fresh.kout != w.kout[:w.lo * ks] + w.kout[w.hi * ks:] or fresh.vout != values
+                    or fresh.buckets.tolist() != w.buckets[:w.lo].tolist() + w.buckets[w.hi:].tolist()):
+                out.append("%r: the walk order kept between chunks is out of date" % (self,))
         if self.lru_list is not None:
             out.extend("%r: %s" % (self, p) for p in self.lru_list.self_check(list(elems.values()),
                                                                                 self.max_entries))
