@@ -177,15 +177,16 @@ class _Scratch:
                     pass
         self.close_memfd(_close)
 
-    def close_memfd(self, _close=os.close):
+    def close_memfd(self, _close=os.close, _close_memfd=_close_memfd):
         m, self.memfd, self.mview, self.mm, self.mfd = self.memfd, None, None, None, -1
         if m is not None:
             _close_memfd(m, _close)
 
-    def __del__(self, _getpid=os.getpid, _pool=_POOL):
+    def __del__(self, _getpid=os.getpid, _pool=_POOL, _max=_POOL_MAX):
         # the thread ended (or its LocalMemory is gone): the memfd and its mapping go to the next thread
+        # (names bound now: at interpreter exit the module's globals may already be None)
         m = self.memfd
-        if m is not None and len(_pool) < _POOL_MAX and m[3] == _getpid():
+        if m is not None and len(_pool) < _max and m[3] == _getpid():
             self.memfd, self.mview, self.mm, self.mfd = None, None, None, -1
             _pool.append(m)
         self.close()
