@@ -66,11 +66,27 @@ FACTS = {
     "btf_struct_metas": ("kernel/bpf/btf.c: btf_parse_struct_metas",
                          "BTF_LOAD checks the special fields of each struct (two bpf_spin_locks, a list head "
                          "without a lock, a kptr to a kernel type without a destructor: EINVAL) (6.2)"),
+    "instructions": ("kernel/bpf/core.c: bpf_opcode_in_insntable; kernel/bpf/verifier.c: check_alu_op, check_atomic",
+                     "the instructions the verifier knows beyond the classic set: sdiv_smod, movsx, ldsx (sign-extending "
+                     "loads), bswap (cpu=v4, 6.6), may_goto (6.9), load_acquire, store_release (6.15); an unknown one "
+                     "is EINVAL at load: 'unknown opcode', or the reserved-fields line of its class"),
+    "st_to_ctx": ("kernel/bpf/verifier.c: do_check (BPF_ST)",
+                  "BPF_ST (a store of an immediate) may write to the program's context (6.3); else \"BPF_ST stores "
+                  "into R<n> ctx is not allowed\", EACCES at load"),
+    "test_run_types": ("net/bpf/test_run.c, the prog_ops of each type",
+                       "the program types BPF_PROG_TEST_RUN runs (any other: ENOTSUPP, 524)"),
+    "xdp_meta_max": ("include/net/xdp.h: xdp_metalen_invalid",
+                     "the most bytes of XDP metadata (a test run's xdp_md.data; more is EINVAL)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
                                 "and a preallocated table keeps a spare element per CPU for it)"),
 }
+
+
+# The instructions a verifier may or may not know (the ``instructions`` fact), with the version that added each.
+INSTRUCTIONS = {"sdiv_smod": "6.6", "movsx": "6.6", "ldsx": "6.6", "bswap": "6.6", "may_goto": "6.9",
+                "load_acquire": "6.15", "store_release": "6.15"}
 
 
 class Profile:
@@ -82,7 +98,8 @@ class Profile:
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
-                 verifier_log, btf_section_names, btf_struct_metas, notes=(), changes=None,
+                 verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
+                 xdp_meta_max, notes=(), changes=None,
                  newer=None):
         self.version = version
         self.commands = frozenset(commands)
@@ -104,6 +121,13 @@ class Profile:
         self.verifier_log = verifier_log
         self.btf_section_names = btf_section_names
         self.btf_struct_metas = btf_struct_metas
+        self.instructions = frozenset(instructions)
+        self.st_to_ctx = st_to_ctx
+        self.test_run_types = frozenset(test_run_types)
+        self.xdp_meta_max = xdp_meta_max
+        unknown = self.instructions - set(INSTRUCTIONS)
+        if unknown:
+            raise ValueError("unknown instructions %s" % sorted(unknown))
         if verifier_log not in ("rotating", "head"):
             raise ValueError("verifier_log is rotating or head, not %r" % (verifier_log,))
         self.notes = tuple(notes)
@@ -132,6 +156,12 @@ class Profile:
     # -- questions the code asks ---------------------------------------------------------------
     def knows_command(self, cmd):
         return cmd in self.commands
+
+    def knows_insn(self, name):
+        """Whether this version's verifier knows the instruction ``name`` (a key of :data:`INSTRUCTIONS`)."""
+        if name not in INSTRUCTIONS:
+            raise KeyError(name)
+        return name in self.instructions
 
     def knows_map_type(self, map_type):
         return map_type in self.map_types

@@ -29,7 +29,17 @@ PROFILE = NEWER.older(
     # map_check_btf of 6.1 looks for a bpf_spin_lock, a bpf_timer and kptrs (percpu_kptr: 6.6; list and rb-tree
     # roots need 6.2's struct metas; bpf_refcount: 6.4; bpf_wq: 6.10)
     map_value_fields=("BPF_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR_UNREF", "BPF_KPTR_REF"),  # BTF_LOAD does not look at special fields (btf_parse_struct_metas is 6.2's)
-    verifier_log="head",  # the rotating log, BPF_LOG_FIXED and log_true_size are 6.4's
+    verifier_log="head",
+    # the cpu=v4 instructions (6.6) and may_goto (6.9) are unknown; gotol (BPF_JMP32 | BPF_JA) is not: Debian's
+    # 6.1 (6.1.176) runs it (the stable series took it)
+    instructions=set(NEWER.instructions) - {"sdiv_smod", "movsx", "ldsx", "bswap", "may_goto"},
+    st_to_ctx=False,
+    # LWT_SEG6LOCAL programs have a test run (6.12's lwt_seg6local_prog_ops has none)
+    test_run_types=set(NEWER.test_run_types) | {U.BPF_PROG_TYPE_LWT_SEG6LOCAL},
+    xdp_meta_max=32,
+    # struct xdp_page_head ends in a whole struct xdp_frame (40 bytes) before the frame's data: live XDP test
+    # frames have 40 bytes less room
+    sizeof={"xdp_page_head": 152},  # a BPF_ST to the context is refused (6.3 allows it)  # the rotating log, BPF_LOG_FIXED and log_true_size are 6.4's
     notes=(
         "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "
         "check in map_create (with CAP_NET_ADMIN alone for the network types). With "

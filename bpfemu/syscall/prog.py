@@ -32,6 +32,7 @@ class LoadCtx(LoadContext):
         self.task = ctx.task
         self.unprivileged_bpf_disabled = ctx.kernel.sysctl["kernel.unprivileged_bpf_disabled"]
         self.jit_enabled = ctx.kernel.sysctl["net.core.bpf_jit_enable"]
+        self.profile = ctx.kernel.profile
 
     def capable(self, name):
         t = self.task
