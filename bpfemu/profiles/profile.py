@@ -77,6 +77,15 @@ FACTS = {
                        "the program types BPF_PROG_TEST_RUN runs (any other: ENOTSUPP, 524)"),
     "xdp_meta_max": ("include/net/xdp.h: xdp_metalen_invalid",
                      "the most bytes of XDP metadata (a test run's xdp_md.data; more is EINVAL)"),
+    "map_field_rules": ("kernel/bpf/syscall.c: map_check_btf, map_freeze; include/linux/bpf.h: copy_map_value",
+                        "record (6.2): every special field needs CAP_BPF, makes BPF_F_RDONLY_PROG/WRONLY_PROG "
+                        "EACCES and MAP_FREEZE ENOTSUPP, each kind lives in its own map types (else EOPNOTSUPP) "
+                        "and no copy from or to userspace touches one; or per kind (6.1): each kind's flags that "
+                        "are EACCES, map types and errno for any other type, CAP_BPF (EPERM), whether it makes "
+                        "MAP_FREEZE ENOTSUPP"),
+    "kptr_local": ("kernel/bpf/btf.c: btf_parse_kptr",
+                   "a kptr may point to a struct of the map's own BTF (local kptrs, 6.2); else only to a kernel "
+                   "type, and a kptr to any other leaves the value without special fields"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
@@ -89,6 +98,26 @@ INSTRUCTIONS = {"sdiv_smod": "6.6", "movsx": "6.6", "ldsx": "6.6", "bswap": "6.6
                 "load_acquire": "6.15", "store_release": "6.15"}
 
 
+class FieldRule:
+    """One kind of special field in a map value as a kernel without btf_record (6.1) checks it: ``fields``
+    (btf field type names: "BPF_SPIN_LOCK"...), ``eacces_flags`` (map flags that make MAP_CREATE EACCES),
+    ``map_types`` (those that may hold it; any other: ``errno``), ``needs_bpf`` (EPERM without CAP_BPF),
+    ``blocks_freeze`` (MAP_FREEZE is ENOTSUPP)."""
+
+    __slots__ = ("fields", "eacces_flags", "map_types", "errno", "needs_bpf", "blocks_freeze")
+
+    def __init__(self, fields, eacces_flags, map_types, errno, needs_bpf, blocks_freeze):
+        self.fields = tuple(fields)
+        self.eacces_flags = eacces_flags
+        self.map_types = frozenset(map_types)
+        self.errno = errno
+        self.needs_bpf = needs_bpf
+        self.blocks_freeze = blocks_freeze
+
+    def __repr__(self):
+        return "%s: %s" % ("/".join(self.fields), ", ".join(U.MAP_TYPE_NAMES.get(t, str(t)) for t in sorted(self.map_types)))
+
+
 class Profile:
     """The facts of one kernel version (see :data:`FACTS` for each one's meaning and kernel source).
 
@@ -99,7 +128,7 @@ class Profile:
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
                  verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
-                 xdp_meta_max, notes=(), changes=None,
+                 xdp_meta_max, map_field_rules, kptr_local, notes=(), changes=None,
                  newer=None):
         self.version = version
         self.commands = frozenset(commands)
@@ -125,6 +154,10 @@ class Profile:
         self.st_to_ctx = st_to_ctx
         self.test_run_types = frozenset(test_run_types)
         self.xdp_meta_max = xdp_meta_max
+        self.kptr_local = kptr_local
+        # "record", or per kind: ((field names), EACCES flags, map types, errno for others, CAP_BPF, freeze)
+        self.map_field_rules = map_field_rules if map_field_rules == "record" else tuple(
+            FieldRule(*r) for r in map_field_rules)
         unknown = self.instructions - set(INSTRUCTIONS)
         if unknown:
             raise ValueError("unknown instructions %s" % sorted(unknown))

@@ -53,7 +53,9 @@ PROFILE = Profile(
                     U.BPF_PROG_TYPE_LWT_XMIT, U.BPF_PROG_TYPE_XDP, U.BPF_PROG_TYPE_RAW_TRACEPOINT,
                     U.BPF_PROG_TYPE_SYSCALL, U.BPF_PROG_TYPE_FLOW_DISSECTOR, U.BPF_PROG_TYPE_SK_LOOKUP,
                     U.BPF_PROG_TYPE_TRACING, U.BPF_PROG_TYPE_NETFILTER, U.BPF_PROG_TYPE_STRUCT_OPS),
-    xdp_meta_max=255,  # skb_shared_info's meta_len is a u8
+    xdp_meta_max=255,
+    map_field_rules="record",
+    kptr_local=True,  # skb_shared_info's meta_len is a u8
     map_value_fields=("BPF_SPIN_LOCK", "BPF_RES_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT",
                       "BPF_REFCOUNT", "BPF_WORKQUEUE", "BPF_UPTR", "BPF_TASK_WORK"),
 )
