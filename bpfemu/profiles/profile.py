@@ -77,10 +77,10 @@ FACTS = {
                        "the program types BPF_PROG_TEST_RUN runs (any other: ENOTSUPP, 524)"),
     "xdp_meta_max": ("include/net/xdp.h: xdp_metalen_invalid",
                      "the most bytes of XDP metadata (a test run's xdp_md.data; more is EINVAL)"),
-    "map_field_rules": ("kernel/bpf/syscall.c: map_check_btf, map_freeze; include/linux/bpf.h: copy_map_value",
+    "map_field_rules": ("kernel/bpf/syscall.c: map_check_btf, map_freeze",
                         "record (6.2): every special field needs CAP_BPF, makes BPF_F_RDONLY_PROG/WRONLY_PROG "
-                        "EACCES and MAP_FREEZE ENOTSUPP, each kind lives in its own map types (else EOPNOTSUPP) "
-                        "and no copy from or to userspace touches one; or per kind (6.1): each kind's flags that "
+                        "EACCES and MAP_FREEZE ENOTSUPP, each kind lives in its own map types (else EOPNOTSUPP); "
+                        "or per kind (6.1): each kind's flags that "
                         "are EACCES, map types and errno for any other type, CAP_BPF (EPERM), whether it makes "
                         "MAP_FREEZE ENOTSUPP"),
     "kptr_local": ("kernel/bpf/btf.c: btf_parse_kptr",
