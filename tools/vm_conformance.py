@@ -35,28 +35,9 @@ HEAVY = ("test_map_state_machine.py", "test_differential_fuzz.py")
 # differences the profiles model are not here: the tests read them from the profile and pass; these are
 # the ones that remain (docs/kernel-versions.md, "Remaining differences", gives each one's reason).
 CAUSES = [
-    ("isa_load_acquire", ("6.1", "6.12"),
-     "load-acquire and store-release instructions (BPF_ATOMIC with BPF_LOAD_ACQ/BPF_STORE_REL, 6.15) are "
-     "refused by the verifier ('unknown opcode', EINVAL); programs are outside the profiles (the emulator's "
-     "instruction set and verifier are 6.18's)",
-     [r"test_isa_mem\.py::test_load_acquire_store_release"]),
-    ("isa_newer_than_6_1", ("6.1",),
-     "instructions 6.1's verifier does not know: the cpu=v4 set (6.6: sdiv, smod, movsx, sign-extending loads, "
-     "bswap) and may_goto (6.9): EINVAL at load; programs are outside the profiles",
-     [r"test_isa_alu\.py::test_alu_\w+\[host-(sdiv|smod|bswap|movsx)", r"test_isa_jmp\.py::test_may_goto",
-      r"test_isa_mem\.py::test_ldx_packet\[host-\w+-True\]", r"test_isa_mem\.py::test_stack_load_store\["]),
-    ("prog_test_run_6_1", ("6.1",),
-     "BPF_PROG_TEST_RUN rules of 6.1: LWT_SEG6LOCAL programs run (6.12+: ENOTSUPP), an XDP run with "
-     "BPF_F_TEST_XDP_LIVE_FRAMES and the xdp_md frame layout of the test are EINVAL, a syscall program reading "
-     "its context past what it was given is EACCES at load; programs are outside the profiles",
-     [r"test_prog_test_run\.py::test_(syscall_prog|xdp_live_frames|xdp_ctx)\[host",
-      r"test_prog_test_run\.py::test_types_without_test_run\[host-LWT_SEG6LOCAL"]),
-    ("map_check_btf_6_1", ("6.1",),
-     "6.1's map_check_btf is older code: a bpf_spin_lock (or graph root) in a map type that cannot hold one is "
-     "ENOTSUPP (524, 6.2+: EOPNOTSUPP); special fields do not make BPF_F_RDONLY_PROG EACCES nor MAP_FREEZE of "
-     "a BTF global data array ENOTSUPP; an update writes over kptr fields (6.2+ keep them zero)",
-     [r"test_map_btf\.py::test_(special_field_matrix|global_data_arrays|special_fields_and_program_access|"
-      r"other_fields_are_no_lock|special_fields_after_update)\["]),
+    # none: the instruction sets (cpu=v4, may_goto, load-acquire/store-release), BPF_ST into the context,
+    # the test_run rules of 6.1 (LWT_SEG6LOCAL, XDP metadata and live frame room) and 6.1's map_check_btf,
+    # once listed here, are facts of the profiles now (docs/kernel-versions.md)
 ]
 
 
