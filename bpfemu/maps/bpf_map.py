@@ -271,21 +271,16 @@ class BpfMap(BpfObject):
             if self.map_type not in rule.map_types:
                 raise bpf_error(rule.errno, "%s maps cannot hold %s" % (self.type_name(), "/".join(rule.fields)))
 
-    def field_kinds_rule(self, pick):
-        """The mask of this map's special fields whose kind ``pick(rule)`` says (a profile with per-kind rules),
-        or of all of them (btf_record: every field is in the record's rules alike; ``pick`` of None)."""
+    def fields_block_freeze(self):
+        """Whether the value's special fields make MAP_FREEZE ENOTSUPP: any btf_record (6.2), or a field of a
+        kind whose rule says so (the profile's ``map_field_rules``; 6.1: timers and kptrs)."""
         rec = self.record
         if rec is None:
-            return 0
+            return False
         rules = self.kernel.profile.map_field_rules
         if rules == "record":
-            return rec.field_mask if pick(None) else 0
-        mask = 0
-        for rule in rules:
-            if pick(rule):
-                for name in rule.fields:
-                    mask |= getattr(F, name)
-        return rec.field_mask & mask
+            return True
+        return any(rule.blocks_freeze and rec.has_field(getattr(F, name)) for rule in rules for name in rule.fields)
 
     def common_refs(self):
         """bpf_map_free drops map->btf (whatever the type)."""
