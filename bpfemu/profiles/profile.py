@@ -86,6 +86,10 @@ FACTS = {
     "kptr_local": ("kernel/bpf/btf.c: btf_parse_kptr",
                    "a kptr may point to a struct of the map's own BTF (local kptrs, 6.2); else only to a kernel "
                    "type, and a kptr to any other leaves the value without special fields"),
+    "array_const_key_nonnull": ("kernel/bpf/verifier.c: check_helper_call (can_elide_value_nullness)",
+                                "bpf_map_lookup_elem of an array with a constant key below max_entries returns a "
+                                "value pointer that is never NULL (6.13); else the program must check it "
+                                "(\"R0 invalid mem access 'map_value_or_null'\", EACCES)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
@@ -128,7 +132,8 @@ class Profile:
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
                  verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
-                 xdp_meta_max, map_field_rules, kptr_local, notes=(), changes=None,
+                 xdp_meta_max, map_field_rules, kptr_local,
+                 array_const_key_nonnull, notes=(), changes=None,
                  newer=None):
         self.version = version
         self.commands = frozenset(commands)
@@ -155,6 +160,7 @@ class Profile:
         self.test_run_types = frozenset(test_run_types)
         self.xdp_meta_max = xdp_meta_max
         self.kptr_local = kptr_local
+        self.array_const_key_nonnull = array_const_key_nonnull
         # "record", or per kind: ((field names), EACCES flags, map types, errno for others, CAP_BPF, freeze)
         self.map_field_rules = map_field_rules if map_field_rules == "record" else tuple(
             FieldRule(*r) for r in map_field_rules)

@@ -33,6 +33,7 @@ PROFILE = NEWER.older(
     btf_tag_kflag=False,
     # load-acquire and store-release (BPF_ATOMIC with BPF_LOAD_ACQ, BPF_STORE_REL) are 6.15's
     instructions=set(NEWER.instructions) - {"load_acquire", "store_release"},
+    array_const_key_nonnull=False,  # an array lookup's value may be NULL whatever the key (6.13 elides it)
     # no bpf_res_spin_lock (6.15), uptr (6.13), bpf_task_work (6.18)
     map_value_fields=("BPF_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT", "BPF_REFCOUNT",
                       "BPF_WORKQUEUE"),

@@ -55,7 +55,8 @@ PROFILE = Profile(
                     U.BPF_PROG_TYPE_TRACING, U.BPF_PROG_TYPE_NETFILTER, U.BPF_PROG_TYPE_STRUCT_OPS),
     xdp_meta_max=255,
     map_field_rules="record",
-    kptr_local=True,  # skb_shared_info's meta_len is a u8
+    kptr_local=True,
+    array_const_key_nonnull=True,  # skb_shared_info's meta_len is a u8
     map_value_fields=("BPF_SPIN_LOCK", "BPF_RES_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT",
                       "BPF_REFCOUNT", "BPF_WORKQUEUE", "BPF_UPTR", "BPF_TASK_WORK"),
 )

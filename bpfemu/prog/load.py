@@ -99,8 +99,8 @@ class LoadContext:
     - ``token_of_fd(fd)`` -> raises the errno for a fd that is no token;
     - ``btf_of_fd(fd)`` -> a BTF object (``bpfemu.btf.Btf`` interface), raising OSError (EBADF, EINVAL);
     - ``kernel_btf``: the kernel's BTF (``bpfemu.btf.Btf`` interface) or None;
-    - ``profile``: the kernel version's :class:`bpfemu.profiles.Profile` (its ``instructions``, ``st_to_ctx``),
-      or None for the newest.
+    - ``profile``: the kernel version's :class:`bpfemu.profiles.Profile` (its ``instructions``, ``st_to_ctx``,
+      ``array_const_key_nonnull``), or None for the newest.
     """
 
     unprivileged_bpf_disabled = 0
@@ -300,7 +300,8 @@ def _version_facts(profile):
     """The verifier settings a kernel version's profile decides (none: the newest's)."""
     if profile is None:
         return {}
-    return {"instructions": profile.instructions, "st_to_ctx": profile.st_to_ctx}
+    return {"instructions": profile.instructions, "st_to_ctx": profile.st_to_ctx,
+            "array_const_key_nonnull": profile.array_const_key_nonnull}
 
 
 def _info_attr(p, ctx, uattr, kind):
