@@ -220,7 +220,8 @@ def main(argv):
     if args.merge:
         with open(out) as f:
             old = json.load(f)
-        rec.tests = dict(old["tests"], **rec.tests)
+        ran = {nid.split("::")[0] for nid in rec.tests}  # the files this run ran, whole: their old entries go
+        rec.tests = dict({nid: t for nid, t in old["tests"].items() if nid.split("::")[0] not in ran}, **rec.tests)
         wall = old.get("suite_seconds", 0)  # the whole run's
     counts = {}
     for t in rec.tests.values():
