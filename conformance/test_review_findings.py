@@ -121,6 +121,7 @@ def test_a_signature_is_refused_on_this_kernel(backend, request, proc):
 @pytest.mark.bpf_bad_pointers
 def test_log_true_size_is_written_even_when_the_log_copy_faults(backend, request, proc):
     """The log buffer runs into a PROT_NONE page: EFAULT, and log_true_size still tells the whole size."""
+    need_attr(backend.profile, u.BPF_PROG_LOAD, "prog_load.log_true_size")
     emu_finding(backend, request, "log_true_size is left 0 when writing the verifier log faults (EFAULT)")
     full = buf(4096)
     ld = Load(NO_R0, log_level=1, log_size=4096)
