@@ -250,7 +250,8 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     """bpf_check for a program PROG_LOAD built: log attributes, then the verifier; writes the log buffer
     and log_true_size back. Returns the CheckResult (errno 0 when accepted)."""
     level, size, buf = p.log_level, p.log_size, p.log_buf
-    if not log_attr_valid(level, bool(buf), size):
+    profile = getattr(ctx, "profile", None)
+    if not log_attr_valid(level, bool(buf), size, profile.verifier_log if profile is not None else "rotating"):
         raise bpf_error(errno.EINVAL, "invalid log attributes")
     flags = p.prog_flags
     strict = bool(flags & BPF_F_STRICT_ALIGNMENT) and not flags & BPF_F_ANY_ALIGNMENT
@@ -301,7 +302,7 @@ def _version_facts(profile):
     if profile is None:
         return {}
     return {"instructions": profile.instructions, "st_to_ctx": profile.st_to_ctx,
-            "array_const_key_nonnull": profile.array_const_key_nonnull}
+            "array_const_key_nonnull": profile.array_const_key_nonnull, "log_mode": profile.verifier_log}
 
 
 def _info_attr(p, ctx, uattr, kind):

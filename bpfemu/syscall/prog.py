@@ -18,7 +18,7 @@ from ..prog.prog import pack_insns
 from ..prog.test_run import bpf_prog_test_run, check_test_run_attr
 from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
 from .info import info_of
-from .table import command
+from .table import COMMANDS, command
 from .. import uapi
 
 _CAPS = {"bpf": "bpf_capable", "perfmon": "perfmon_capable", "net_admin": "net_capable"}
@@ -94,7 +94,9 @@ class LoadCtx(LoadContext):
 @command(uapi.BPF_PROG_LOAD)
 def prog_load(ctx):
     lctx = LoadCtx(ctx)
-    prog, res = bpf_prog_load(ctx.attr, lctx, uattr_size=ctx.size, uattr=ctx.uattr)
+    # (what the version's PROG_LOAD reads is what it may write back: no log_true_size before 6.4)
+    size = min(ctx.size, ctx.kernel.profile.attr_end(COMMANDS[uapi.BPF_PROG_LOAD]))
+    prog, res = bpf_prog_load(ctx.attr, lctx, uattr_size=size, uattr=ctx.uattr)
     prog.created_by_uid = ctx.task.uid
     clock = getattr(ctx.kernel, "clock", None)
     if clock is not None:   # aux->load_time: ktime_get_boottime_ns() at load
