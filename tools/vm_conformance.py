@@ -44,12 +44,6 @@ CAUSES = [
      "(struct sk_buff fields, bpf_array's value area: 264 bytes in on 6.12, 312 on 6.18, the unclone "
      "prologue's skb offset), and the program tag and info that hash it follow; no profile declares them yet",
      [r"test_prog_xlated\.py::", r"test_prog_load\.py::test_(a_minimal_program_loads|info_of_a_program)"]),
-    ("prog_log_6_1", ("6.1",),
-     "PROG_LOAD's verifier log on 6.1 is the head log (kept from its start, a level and 128 bytes needed, no "
-     "BPF_LOG_FIXED, ENOSPC only when it filled up); the profile's verifier_log fact says so, but only BTF_LOAD "
-     "reads it yet: the emulator's PROG_LOAD log is 6.18's rotating one",
-     [r"test_prog_load\.py::test_(a_small_log_is_ENOSPC|even_a_program_that_loads_fails_with_ENOSPC|"
-      r"log_attribute_rules)"]),
     ("verifier_6_18", ("6.1", "6.12"),
      "the verifier's log and precision are 6.18's: older versions mark written registers (R0_w=) in the level-2 "
      "trace, and need a NULL check after an array lookup with a constant key (EACCES; 6.13 drops it); the "
