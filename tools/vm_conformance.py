@@ -45,9 +45,8 @@ CAUSES = [
      "prologue's skb offset), and the program tag and info that hash it follow; no profile declares them yet",
      [r"test_prog_xlated\.py::", r"test_prog_load\.py::test_(a_minimal_program_loads|info_of_a_program)"]),
     ("verifier_6_18", ("6.1", "6.12"),
-     "the verifier's log and precision are 6.18's: older versions mark written registers (R0_w=) in the level-2 "
-     "trace, and need a NULL check after an array lookup with a constant key (EACCES; 6.13 drops it); the "
-     "profiles model which instructions a verifier knows, not its log or its range tracking",
+     "the verifier's log lines are 6.18's: older versions mark written registers (R0_w=) in the level-2 trace; "
+     "the profiles model which instructions a verifier knows and some of its rules, not its log format",
      [r"test_prog_load\.py::test_(level_two_traces_every_instruction|array_lookup_with_a_constant_key)",
       r"test_prog_load\.py::", r"test_program_api\.py::", r"test_prog_run_maps\.py::",
       r"test_prog_btf_info\.py::"]),
