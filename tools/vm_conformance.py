@@ -51,7 +51,7 @@ CAUSES = [
       r"test_prog_load\.py::", r"test_program_api\.py::", r"test_prog_run_maps\.py::",
       r"test_prog_btf_info\.py::"]),
     ("prog_load_6_18", ("6.1", "6.12"),
-     "PROG_LOAD facts of 6.18 not in the profiles: a program's memlock (pages of its image), which "
+     "PROG_LOAD facts of 6.18 not in the profiles: which "
      "expected_attach_type each type takes (TRACING, LSM, EXT; on 6.1 also CGROUP_SOCK_ADDR's newest, no "
      "NETFILTER), the errno for an attach fd of the wrong kind, prog_flags and prog_ifindex rules and log "
      "wording of 6.1, the attr tail rule past 6.1's PROG_LOAD; and kernel functions and variables named by the "

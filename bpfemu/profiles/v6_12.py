@@ -27,6 +27,7 @@ PROFILE = NEWER.older(
         "bpf_htab": 896,
         "bpf_stack_map": 288,  # with struct pcpu_freelist's extralist
         "lpm_trie_node": 40,  # with its rcu_head
+        "bpf_prog": 72,  # (read from the BTF of Debian's 6.12 and 6.1 vmlinux)
     },
     lookup_and_delete_types=set(NEWER.lookup_and_delete_types) - {U.BPF_MAP_TYPE_STACK_TRACE},
     fd_htab_update_in_place=False,

@@ -33,6 +33,7 @@ PROFILE = Profile(
         "bpf_cgroup_storage_map": 328,
         "bpf_local_storage_map": 448,
         "xdp_page_head": 112,  # two struct xdp_buff before each live XDP test frame
+        "bpf_prog": 96,  # up to its insns: a program's memlock is this plus 8 bytes an instruction, in pages
     },
     unpriv_check_at_entry=False,
     net_admin="bpf_net_capable",

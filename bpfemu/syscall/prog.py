@@ -98,6 +98,7 @@ def prog_load(ctx):
     size = min(ctx.size, ctx.kernel.profile.attr_end(COMMANDS[uapi.BPF_PROG_LOAD]))
     prog, res = bpf_prog_load(ctx.attr, lctx, uattr_size=size, uattr=ctx.uattr)
     prog.created_by_uid = ctx.task.uid
+    prog.header_size = ctx.kernel.profile.size("bpf_prog")
     clock = getattr(ctx.kernel, "clock", None)
     if clock is not None:   # aux->load_time: ktime_get_boottime_ns() at load
         prog.load_time = clock.ktime_get_boot_ns()
