@@ -14,7 +14,7 @@ import pytest
 
 import bpfemu
 from bpfemu import uapi as u
-from bpfemu.testing.backends import EmuBackend, host_status, real_kernel
+from bpfemu.testing.backends import EmuBackend, host_status, real_kernel, real_profile
 from bpfemu.prog.insn import (BPF_DW, BPF_EXIT_INSN, BPF_JGT, BPF_JMP_REG, BPF_LDX_MEM, BPF_MOV64_IMM,
                               BPF_MOV64_REG, BPF_ALU64_IMM, BPF_ADD, BPF_REG_0, BPF_REG_1, BPF_REG_6,
                               BPF_REG_7, BPF_REG_8, BPF_STX_MEM, BPF_W, insn_count)
@@ -44,6 +44,7 @@ class HostSys:
 
     def __init__(self):
         self.h = real_kernel()
+        self.profile = real_profile()
         self.fds = []
 
     def bpf(self, cmd, attr, size=None):
@@ -82,7 +83,9 @@ def make_sys(name):
         return s, s.finish
     b = EmuBackend()
     b.kernel.sysctl["net.core.bpf_jit_enable"] = 0 if name == "emu-interp" else 1
-    return b.spawn(), b.close
+    t = b.spawn()
+    t.profile = b.profile
+    return t, b.close
 
 
 def xdp_prog(nbytes, body):
@@ -122,6 +125,25 @@ def run_xdp(sys, body, data):
     return r.data_out[:n]
 
 
+def refused_without(sys, insn, body, log_line, ndata=16):
+    """When the kernel version of ``sys`` (its profile's ``instructions``) does not know the instruction
+    ``insn`` (a name of bpfemu.profiles.profile.INSTRUCTIONS), check that an XDP program with ``body``
+    is refused at load with EINVAL and ``log_line`` in the verifier log (the check that meets it first:
+    "unknown opcode NN" for a new opcode, the reserved-fields line of its class for a new use of an old
+    opcode), and return True: the test has nothing more to run. False when the version knows it."""
+    if sys.profile.knows_insn(insn):
+        return False
+    try:
+        fd = progrun.load(sys, xdp_prog(ndata, body), u.BPF_PROG_TYPE_XDP)
+    except OSError as e:
+        log = getattr(e, "log", "")
+        assert e.errno == 22, (e, log[-2000:])
+        assert log_line + "\n" in log, (log_line, log[-2000:])
+        return True
+    sys.close(fd)
+    raise AssertionError("%s %s: the program loaded" % (sys.profile, insn))
+
+
 def ld64(reg, off):
     return BPF_LDX_MEM(BPF_DW, reg, BPF_REG_6, off)
 
@@ -143,5 +165,5 @@ def chunks(seq, n):
         yield seq[i:i + n]
 
 
-__all__ = ["VALUES", "IMMS", "BACKENDS", "make_sys", "run_xdp", "ld64", "st64", "pack", "unpack", "chunks",
+__all__ = ["VALUES", "IMMS", "BACKENDS", "make_sys", "run_xdp", "refused_without", "ld64", "st64", "pack", "unpack", "chunks",
            "BPF_REG_0", "BPF_REG_1", "BPF_REG_6", "BPF_REG_7", "BPF_REG_8", "XDP_PASS"]

@@ -62,10 +62,11 @@ class Side:
         self.mnt = self.sandbox + "/mnt"
         self.tasks, self.map_ids, self.dirs = {}, [], {c[0]: [] for c in CREDS}
 
-    def setup(self):
+    def setup(self, bpf_preload=None):
         if self.name == "emu":
-            # the host's kernel version (this machine's bpffs is the other side), whatever --bpf-kernel says
-            self.kernel = Kernel(version=profiles.host_version() or profiles.NEWEST)
+            # the host's kernel version and build (this machine's bpffs is the other side, with or without
+            # CONFIG_BPF_PRELOAD's maps.debug), whatever --bpf-kernel says
+            self.kernel = Kernel(version=profiles.host_version() or profiles.NEWEST, bpf_preload=bpf_preload)
             self.kernel.fs.makedirs(self.sandbox, 0o755)  # top and the levels of UP
             self.kernel.mount_bpffs(self.mnt)
             spawn = self.kernel.spawn
@@ -274,8 +275,8 @@ def replay(seed, steps, sandbox_base=None, out=None):
     base = sandbox_base or "/tmp/bpfemu-fsfz-%d-%d" % (os.getpid(), seed)
     emu, host = Side("emu", base), Side("host", base)
     try:
-        emu.setup()
         host.setup()
+        emu.setup(bpf_preload="maps.debug" in os.listdir(host.mnt))
         log = []
         for i in range(steps):
             step = gen_step(rng, emu.mnt, emu.sandbox)

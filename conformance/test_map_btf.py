@@ -159,20 +159,51 @@ FIELD_TYPE = {"bpf_spin_lock": "BPF_SPIN_LOCK", "bpf_res_spin_lock": "BPF_RES_SP
               "bpf_refcount": "BPF_REFCOUNT"}
 
 
+# the fields of FIELDS that point to a struct of the map's own BTF (local kptrs)
+LOCAL_KPTRS = ("kptr_untrusted", "kptr_local", "percpu_kptr", "uptr")
+
+
 def special_in(profile, field):
-    """Whether the kernel version looks for ``field`` in a map value (``profile.map_value_fields``); where it
-    does not, the field is plain data (as a struct of its size without special fields: none4, none8)."""
+    """Whether the kernel version looks for ``field`` in a map value (``profile.map_value_fields``) and takes
+    it (a kptr to a struct of the map's BTF needs ``profile.kptr_local``); where it does not, the field is
+    plain data (as a struct of its size without special fields: none4, none8)."""
     from bpfemu.btf import fields as F
     if field not in FIELD_TYPE:
         return True
+    if field in LOCAL_KPTRS and not profile.kptr_local:
+        return False
     mask = 0
     for name in profile.map_value_fields:
         mask |= getattr(F, name)
     return bool(getattr(F, FIELD_TYPE[field]) & mask)
 
 
-def answer(profile, row, field, vsize):
-    """The matrix's answer (a CODES key) for ``field`` in a map of this row, in this kernel version."""
+def held(profile, field):
+    """The special fields (btf field type names) the kernel version finds in the value of ``field``."""
+    lock = ["BPF_SPIN_LOCK"] if field in GRAPH_ROOTS else []  # (a graph root comes with its lock)
+    return lock + ([FIELD_TYPE[field]] if field in FIELD_TYPE and special_in(profile, field) else [])
+
+
+def answer(profile, name, field, vsize):
+    """The answer (a CODES key) for ``field`` in a map of MATRIX's row ``name``, in this kernel version:
+    the row's (6.18's) where the version keeps special fields in a btf_record; where it checks them kind by
+    kind (6.1, ``profile.map_field_rules``), the errno of the first kind the map type may not hold, else the
+    row's answer for plain data of the value's size."""
+    row = MATRIX[name][1]
+    rules = profile.map_field_rules
+    if rules != "record":
+        plain = row.split()[FIELDS.index("none8" if vsize % 8 == 0 else "none4")]
+        if plain == "IN":
+            return plain  # (the key type check comes first)
+        fields = held(profile, field)
+        for rule in rules:
+            if not set(fields) & set(rule.fields):
+                continue
+            if (MATRIX[name][0][3] | FORCED_FLAGS.get(name, 0)) & rule.eacces_flags:
+                return "AC"
+            if map_type(name) not in rule.map_types:
+                return {v: k for k, v in CODES.items()}[rule.errno]
+        return plain
     if not special_in(profile, field):  # plain data, beside the bpf_spin_lock a graph root comes with
         plain = "none8" if vsize % 8 == 0 else "none4"
         lock = row.split()[FIELDS.index("bpf_spin_lock")]
@@ -183,6 +214,8 @@ def answer(profile, row, field, vsize):
 
 
 GRAPH_ROOTS = ("bpf_list_head", "bpf_rb_root")
+# map flags a map type sets itself (dev_map_alloc: programs only read a device map's values)
+FORCED_FLAGS = {"DEVMAP": u.BPF_F_RDONLY_PROG, "DEVMAP_HASH": u.BPF_F_RDONLY_PROG}
 
 
 def map_type(name):
@@ -221,7 +254,7 @@ def test_special_field_matrix(proc, profile):
             fits = (vsize % 8 == 0) if sizes == "x8" else (sizes is None or vsize in sizes)
             assert fits == (want != "--"), (name, field)
             if fits:
-                want = answer(profile, row, field, vsize)
+                want = answer(profile, name, field, vsize)
                 if want is None:
                     continue
             if not fits:
@@ -308,7 +341,22 @@ def _datasec_btf():
     return b.blob(), two, one, b.last
 
 
-def test_global_data_arrays(proc):
+def freeze_refused(profile, field_type):
+    """Whether a special field of this type makes MAP_FREEZE ENOTSUPP in the kernel version (any one does
+    with a btf_record; 6.1: timers and kptrs)."""
+    rules = profile.map_field_rules
+    return rules == "record" or any(field_type in r.fields and r.blocks_freeze for r in rules)
+
+
+def eacces_flags(profile, field_type):
+    """The map flags that make MAP_CREATE EACCES for a special field of this type in the kernel version."""
+    rules = profile.map_field_rules
+    if rules == "record":
+        return u.BPF_F_RDONLY_PROG | u.BPF_F_WRONLY_PROG
+    return sum(r.eacces_flags for r in rules if field_type in r.fields)
+
+
+def test_global_data_arrays(proc, profile):
     """A one-element ARRAY may have no key type when its value is a DATASEC (.data, .bss, .rodata)."""
     blob, two, one, plain = _datasec_btf()
     fd = btf_load(proc, blob)
@@ -319,7 +367,7 @@ def test_global_data_arrays(proc):
     m = create_with_btf(proc, A, 4, 8, 1, 0, fd, 0, one)
     update(proc, m, u32(0), b"\xff" * 8, LOCK)
     assert lookup(proc, m, u32(0), 8) == bytes(4) + b"\xff" * 4
-    assert err(freeze, proc, m) == ENOTSUPP
+    assert err(freeze, proc, m) == (ENOTSUPP if freeze_refused(profile, "BPF_SPIN_LOCK") else OK)
 
 
 def test_malformed_fields_leave_the_map_without_them(proc):
@@ -343,9 +391,11 @@ def test_value_type_other_than_struct_has_no_fields(proc, plain):
 
 @pytest.mark.parametrize("flags,want", [(u.BPF_F_RDONLY_PROG, EACCES), (u.BPF_F_WRONLY_PROG, EACCES),
                                         (u.BPF_F_RDONLY, OK)])
-def test_special_fields_and_program_access(proc, flags, want):
+def test_special_fields_and_program_access(proc, profile, flags, want):
     blob, vid, size, _btf = field_btf("bpf_spin_lock")
     fd = btf_load(proc, blob)
+    if want == EACCES and not flags & eacces_flags(profile, "BPF_SPIN_LOCK"):
+        want = OK  # (6.1: a bpf_spin_lock refuses BPF_F_RDONLY_PROG only)
     assert err(create_with_btf, proc, H, 4, size, 4, flags, fd, 1, vid) == want
     blob, vid, size, _btf = value_btf([("a", "long long")])
     fd = btf_load(proc, blob)
@@ -509,7 +559,7 @@ def test_special_fields_after_update(proc, profile, name, field):
     a list head that points at itself (in the kernel's copy: a kernel address)."""
     blob, vid, size, btf = mixed(field)
     fd = btf_load(proc, blob)
-    want = answer(profile, MATRIX[name][1], field, size)
+    want = answer(profile, name, field, size)
     if want is None:
         pytest.skip("no answer in the table for a lone bpf_spin_lock in %s maps" % name)
     want = CODES[want]

@@ -31,10 +31,11 @@ def objects():
 
 @pytest.fixture
 def machines(request):
-    """(emulator task, host task), both privileged, each on a backend of its own."""
+    """(emulator task, host task), both privileged, each on a backend of its own; the emulator is the host's
+    kernel version (this machine's kernel is the other side, whatever --bpf-kernel says)."""
     need_host(request.config)
-    emu = EmuBackend()
     host = HostBackend()
+    emu = EmuBackend(version=host.profile.version)
     yield emu.spawn(), host.spawn()
     emu.close()
     host.close()

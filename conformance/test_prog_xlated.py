@@ -12,7 +12,7 @@ import pytest
 
 from bpfemu import uapi as U
 from bpfemu.prog import insn as I
-from bpfemu.testing.support import array_map, map_id
+from bpfemu.testing.support import array_map, map_id, need_insn
 
 SOCKET_FILTER = U.BPF_PROG_TYPE_SOCKET_FILTER
 PRANDOM = 7   # bpf_get_prandom_u32: an unknown scalar in r0
@@ -88,7 +88,8 @@ def test_division_by_a_register_gets_its_guards(proc):
     assert xlated(proc, prog) == want
 
 
-def test_signed_division_guards_and_division_by_minus_one(proc):
+def test_signed_division_guards_and_division_by_minus_one(proc, profile):
+    need_insn(profile, "sdiv_smod")
     prog = [I.BPF_EMIT_CALL(PRANDOM), I.BPF_MOV64_REG(1, 0), I.BPF_ALU64_REG_OFF(I.BPF_DIV, 0, 1, 1),
             I.BPF_ALU32_REG_OFF(I.BPF_MOD, 0, 1, 1), I.BPF_ALU64_IMM_OFF(I.BPF_DIV, 0, -1, 1),
             I.BPF_ALU32_IMM_OFF(I.BPF_MOD, 0, -1, 1), I.BPF_EXIT_INSN()]

@@ -17,7 +17,7 @@ import pytest
 
 from bpfemu import uapi as u
 from bpfemu.prog.insn import BPF_EXIT_INSN, BPF_MOV64_IMM
-from bpfemu.testing.support import addr, array_map, attr_has, buf, err, map_id
+from bpfemu.testing.support import addr, array_map, attr_has, buf, err, map_id, need_attr
 
 RET0 = [BPF_MOV64_IMM(0, 0), BPF_EXIT_INSN()]
 NO_R0 = [BPF_EXIT_INSN()]   # R0 !read_ok: EACCES, with a log
@@ -66,6 +66,7 @@ def prog_info(proc, fd, **fields):
 def test_fd_array_cnt_binds_every_map_of_fd_array_to_the_program(backend, request, proc):
     """6.14+: with fd_array_cnt, the maps of fd_array are used by the program even if no instruction names
     them (info lists them; one entry per map, twice the same fd is one map)."""
+    need_attr(backend.profile, u.BPF_PROG_LOAD, "prog_load.fd_array_cnt")
     m = array_map(proc)
     arr = (ctypes.c_int32 * 2)(m, m)
     ld = Load(fd_array=ctypes.addressof(arr), fd_array_cnt=2)
@@ -80,6 +81,7 @@ def test_fd_array_cnt_binds_every_map_of_fd_array_to_the_program(backend, reques
 
 
 def test_fd_array_cnt_refuses_fds_that_are_no_map_and_a_NULL_array(backend, request, proc):
+    need_attr(backend.profile, u.BPF_PROG_LOAD, "prog_load.fd_array_cnt")
     prog_fd = Load()(proc)
     try:
         got = []
@@ -103,6 +105,7 @@ def test_a_struct_ops_program_without_a_target_is_ENOTSUPP(backend, request, pro
 
 def test_a_signature_is_refused_on_this_kernel(backend, request, proc):
     """6.18 signed programs: a signature without a usable keyring is EOPNOTSUPP, an oversized one EINVAL."""
+    need_attr(backend.profile, u.BPF_PROG_LOAD, "prog_load.signature")
     sig = buf(b"a" * 8192)
     got = [err(Load(signature=addr(sig), signature_size=4), proc),
            err(Load(signature=addr(sig), signature_size=4, keyring_id=1), proc),

@@ -91,6 +91,26 @@ def _value(name, p):
             return "="
         namer = U.cmd_name if name == "last_fields" else str
         return "; ".join("%s %s" % (namer(k), v) for k, v in sorted(changed.items(), key=lambda kv: str(kv[0])))
+    if name in ("instructions", "test_run_types"):
+        namer = str if name == "instructions" else (
+            lambda t: U.PROG_TYPE_NAMES.get(t, str(t))[len("BPF_PROG_TYPE_"):].lower())
+        if newer is None:
+            return _names(value, namer) if name == "instructions" else "%d types" % len(value)
+        gone, new = set(getattr(newer, name)) - set(value), set(value) - set(getattr(newer, name))
+        words = (["without %s" % _names(gone, namer)] if gone else []) + (["with %s" % _names(new, namer)] if new
+                                                                           else [])
+        return "; ".join(words) or "="
+    if name == "map_field_rules":
+        if newer is not None and newer.map_field_rules == value:
+            return "="
+        if value == "record":
+            return "record"
+        return "; ".join("%s: EACCES with %s, %sin %s (else %d)%s%s" % (
+            "/".join(r.fields),
+            " or ".join(n for n, b in (("RDONLY_PROG", U.BPF_F_RDONLY_PROG), ("WRONLY_PROG", U.BPF_F_WRONLY_PROG))
+                        if r.eacces_flags & b),
+            "CAP_BPF, " if r.needs_bpf else "", _names(r.map_types, U.map_type_name), r.errno,
+            "", ", no MAP_FREEZE" if r.blocks_freeze else "") for r in value)
     if name == "freeze_checks":
         value = ", ".join(value)
     if newer is not None and getattr(newer, name) == getattr(p, name):

@@ -35,28 +35,46 @@ HEAVY = ("test_map_state_machine.py", "test_differential_fuzz.py")
 # differences the profiles model are not here: the tests read them from the profile and pass; these are
 # the ones that remain (docs/kernel-versions.md, "Remaining differences", gives each one's reason).
 CAUSES = [
-    ("isa_load_acquire", ("6.1", "6.12"),
-     "load-acquire and store-release instructions (BPF_ATOMIC with BPF_LOAD_ACQ/BPF_STORE_REL, 6.15) are "
-     "refused by the verifier ('unknown opcode', EINVAL); programs are outside the profiles (the emulator's "
-     "instruction set and verifier are 6.18's)",
-     [r"test_isa_mem\.py::test_load_acquire_store_release"]),
-    ("isa_newer_than_6_1", ("6.1",),
-     "instructions 6.1's verifier does not know: the cpu=v4 set (6.6: sdiv, smod, movsx, sign-extending loads, "
-     "bswap) and may_goto (6.9): EINVAL at load; programs are outside the profiles",
-     [r"test_isa_alu\.py::test_alu_\w+\[host-(sdiv|smod|bswap|movsx)", r"test_isa_jmp\.py::test_may_goto",
-      r"test_isa_mem\.py::test_ldx_packet\[host-\w+-True\]", r"test_isa_mem\.py::test_stack_load_store\["]),
-    ("prog_test_run_6_1", ("6.1",),
-     "BPF_PROG_TEST_RUN rules of 6.1: LWT_SEG6LOCAL programs run (6.12+: ENOTSUPP), an XDP run with "
-     "BPF_F_TEST_XDP_LIVE_FRAMES and the xdp_md frame layout of the test are EINVAL, a syscall program reading "
-     "its context past what it was given is EACCES at load; programs are outside the profiles",
-     [r"test_prog_test_run\.py::test_(syscall_prog|xdp_live_frames|xdp_ctx)\[host",
-      r"test_prog_test_run\.py::test_types_without_test_run\[host-LWT_SEG6LOCAL"]),
-    ("map_check_btf_6_1", ("6.1",),
-     "6.1's map_check_btf is older code: a bpf_spin_lock (or graph root) in a map type that cannot hold one is "
-     "ENOTSUPP (524, 6.2+: EOPNOTSUPP); special fields do not make BPF_F_RDONLY_PROG EACCES nor MAP_FREEZE of "
-     "a BTF global data array ENOTSUPP; an update writes over kptr fields (6.2+ keep them zero)",
-     [r"test_map_btf\.py::test_(special_field_matrix|global_data_arrays|special_fields_and_program_access|"
-      r"other_fields_are_no_lock|special_fields_after_update)\["]),
+    # (The instruction sets (cpu=v4, may_goto, load-acquire/store-release), BPF_ST into the context, 6.1's
+    # test_run rules (LWT_SEG6LOCAL, XDP metadata, live frame room) and 6.1's map_check_btf were causes here
+    # once; they are facts of the profiles now.) What remains are program facts the tests written after the
+    # profiles (PROG_LOAD, xlated programs, kfuncs, helpers) take from 6.18 and no profile declares yet.
+    ("prog_xlated_6_18", ("6.1", "6.12"),
+     "the xlated program (the verifier's rewrites, bpfemu/prog/fixups.py) uses 6.18's kernel struct offsets "
+     "(struct sk_buff fields, bpf_array's value area: 264 bytes in on 6.12, 312 on 6.18, the unclone "
+     "prologue's skb offset), and the program tag and info that hash it follow; no profile declares them yet",
+     [r"test_prog_xlated\.py::", r"test_prog_load\.py::test_(a_minimal_program_loads|info_of_a_program)"]),
+    ("verifier_6_18", ("6.1", "6.12"),
+     "the verifier's log lines are 6.18's: older versions mark written registers (R0_w=) in the level-2 trace; "
+     "the profiles model which instructions a verifier knows and some of its rules, not its log format",
+     [r"test_prog_load\.py::test_(level_two_traces_every_instruction|array_lookup_with_a_constant_key)",
+      r"test_prog_load\.py::", r"test_program_api\.py::", r"test_prog_run_maps\.py::",
+      r"test_prog_btf_info\.py::"]),
+    ("prog_load_6_18", ("6.1", "6.12"),
+     "PROG_LOAD facts of 6.18 not in the profiles: which "
+     "expected_attach_type each type takes (TRACING, LSM, EXT; on 6.1 also CGROUP_SOCK_ADDR's newest, no "
+     "NETFILTER), the errno for an attach fd of the wrong kind, prog_flags and prog_ifindex rules and log "
+     "wording of 6.1, the attr tail rule past 6.1's PROG_LOAD; and kernel functions and variables named by the "
+     "host's BTF ids (another kernel has other ids)",
+     [r"test_prog_load_attrs\.py::"]),
+    ("helpers_6_18", ("6.1", "6.12"),
+     "helper results of 6.18: bpf_csum_diff returns another (unfolded) sum on older kernels; the emulator's "
+     "helpers are 6.18's",
+     [r"test_prog_helpers_diff\.py::"]),
+    ("lru_target_free_6_1", ("6.1",),
+     "6.1's common LRU takes LOCAL_FREE_TARGET (128) nodes from the global free list at once, whatever the "
+     "map's size (the clamp to max_entries / CPUs / 2 is in 6.12's), so a small full map evicts all but the "
+     "newest key; not yet a profile fact (the LRU is built in maps/hashtab.py, under change by another session)",
+     [r"test_lru\.py::test_(common_lru_evicts_in_batches|an_update_that_fails_has_evicted)"]),
+    ("cpumap_max_entries", ("6.1", "6.12"),
+     "CPUMAP's max_entries bound is CONFIG_NR_CPUS: 8192 in Debian's kernels, while the test reads this "
+     "machine's (/sys/devices/system/cpu/kernel_max: 256), so 257 entries are created in the VM (a build "
+     "difference; the VM backend does not give the guest's kernel_max yet)",
+     [r"test_object_maps\.py::test_cpumap_holds_at_most_nr_cpus_entries"]),
+    ("vm_memory", ("6.1", "6.12"),
+     "the guest has 1280 MiB: a map that the host creates without a cgroup limit is ENOMEM in the VM (an "
+     "environment difference, not a version's)",
+     [r"test_memlock\.py::test_without_a_cgroup_limit_large_maps_are_created"]),
 ]
 
 
@@ -209,7 +227,8 @@ def main(argv):
     if args.merge:
         with open(out) as f:
             old = json.load(f)
-        rec.tests = dict(old["tests"], **rec.tests)
+        ran = {nid.split("::")[0] for nid in rec.tests}  # the files this run ran, whole: their old entries go
+        rec.tests = dict({nid: t for nid, t in old["tests"].items() if nid.split("::")[0] not in ran}, **rec.tests)
         wall = old.get("suite_seconds", 0)  # the whole run's
     counts = {}
     for t in rec.tests.values():

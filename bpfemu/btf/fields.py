@@ -407,12 +407,15 @@ def _vmlinux(vmlinux):
     return vmlinux
 
 
-def _parse_kptr(btf, field, info, vmlinux):
-    """btf_parse_kptr: is the pointee a kernel type (then it needs a destructor for a ref kptr)?"""
+def _parse_kptr(btf, field, info, vmlinux, kptr_local=True):
+    """btf_parse_kptr: is the pointee a kernel type (then it needs a destructor for a ref kptr)? Else a
+    local kptr, where the kernel version has them (``kptr_local``)."""
     t = btf.type_by_id(info.kptr_type_id)
     name = btf.str_by_offset(t.name_off) or b""
     kbtf = _vmlinux(vmlinux)
     kid = kbtf.find_by_name_kind(name, t.kind) if kbtf is not None else -errno.ENOENT
+    if kid == -errno.ENOENT and not kptr_local:
+        return kid
     if kid == -errno.ENOENT:
         field.kptr_btf = btf
         field.kptr_btf_id = info.kptr_type_id
@@ -458,8 +461,9 @@ def _parse_graph_root(btf, field, info, node_type_name, node_align):
     return 0
 
 
-def parse_fields(btf, t, field_mask, value_size, vmlinux=None):
+def parse_fields(btf, t, field_mask, value_size, vmlinux=None, kptr_local=True):
     """btf_parse_fields: the BtfRecord of type ``t`` (a STRUCT or DATASEC), None when it has none.
+    ``kptr_local``: a kptr may point to a struct of ``btf`` itself (6.2; else ENOENT: kernel types only).
 
     Raises OSError: E2BIG (two of a unique field, too many fields), EINVAL (a
     misplaced or malformed field), EEXIST (overlapping fields), ENOENT (a kptr
@@ -496,7 +500,7 @@ def parse_fields(btf, t, field_mask, value_size, vmlinux=None):
         elif i.type == BPF_REFCOUNT:
             rec.refcount_off = i.off
         elif i.type in (BPF_KPTR_UNREF, BPF_KPTR_REF, BPF_KPTR_PERCPU, BPF_UPTR):
-            err = _parse_kptr(btf, f, i, vmlinux)
+            err = _parse_kptr(btf, f, i, vmlinux, kptr_local)
             if err < 0:
                 raise bpf_error(-err, "kptr field")
         elif i.type == BPF_LIST_HEAD:

@@ -234,10 +234,14 @@ class BpfMap(BpfObject):
             for name in self.kernel.profile.map_value_fields:
                 fields |= getattr(F, name)
             rec = F.parse_fields(btf, value_type, fields & MAP_FIELDS, self.value_size,
-                                 vmlinux=lambda: self.kernel.btf_vmlinux.btf)
+                                 vmlinux=lambda: self.kernel.btf_vmlinux.btf,
+                                 kptr_local=self.kernel.profile.kptr_local)
         except OSError:
             rec = None  # btf_parse_fields' ERR_PTR is kept as "no record"
-        if rec is not None:
+        rules = self.kernel.profile.map_field_rules
+        if rec is not None and rules != "record":
+            self._check_field_kinds(task, rec, rules)
+        elif rec is not None:
             if not task.bpf_capable():
                 raise bpf_error(errno.EPERM, "special fields in a map value need CAP_BPF")
             if self.map_flags & (uapi.BPF_F_RDONLY_PROG | uapi.BPF_F_WRONLY_PROG):
@@ -253,6 +257,30 @@ class BpfMap(BpfObject):
         self.record = rec
         if implements(self, "map_check_btf"):
             self.map_check_btf(btf, key_type, value_type)
+
+    def _check_field_kinds(self, task, rec, rules):
+        """map_check_btf of a kernel without btf_record (6.1): each kind of field in turn (the profile's
+        ``map_field_rules``, in its order), its program flags (EACCES), CAP_BPF (EPERM) and map types."""
+        for rule in rules:
+            if not any(rec.has_field(getattr(F, name)) for name in rule.fields):
+                continue
+            if rule.needs_bpf and not task.bpf_capable():
+                raise bpf_error(errno.EPERM, "%s in a map value need CAP_BPF" % "/".join(rule.fields))
+            if self.map_flags & rule.eacces_flags:
+                raise bpf_error(errno.EACCES, "%s in a map value programs may not write" % "/".join(rule.fields))
+            if self.map_type not in rule.map_types:
+                raise bpf_error(rule.errno, "%s maps cannot hold %s" % (self.type_name(), "/".join(rule.fields)))
+
+    def fields_block_freeze(self):
+        """Whether the value's special fields make MAP_FREEZE ENOTSUPP: any btf_record (6.2), or a field of a
+        kind whose rule says so (the profile's ``map_field_rules``; 6.1: timers and kptrs)."""
+        rec = self.record
+        if rec is None:
+            return False
+        rules = self.kernel.profile.map_field_rules
+        if rules == "record":
+            return True
+        return any(rule.blocks_freeze and rec.has_field(getattr(F, name)) for rule in rules for name in rule.fields)
 
     def common_refs(self):
         """bpf_map_free drops map->btf (whatever the type)."""

@@ -66,11 +66,60 @@ FACTS = {
     "btf_struct_metas": ("kernel/bpf/btf.c: btf_parse_struct_metas",
                          "BTF_LOAD checks the special fields of each struct (two bpf_spin_locks, a list head "
                          "without a lock, a kptr to a kernel type without a destructor: EINVAL) (6.2)"),
+    "instructions": ("kernel/bpf/core.c: bpf_opcode_in_insntable; kernel/bpf/verifier.c: check_alu_op, check_atomic",
+                     "the instructions the verifier knows beyond the classic set: sdiv_smod, movsx, ldsx (sign-extending "
+                     "loads), bswap (cpu=v4, 6.6), may_goto (6.9), load_acquire, store_release (6.15); an unknown one "
+                     "is EINVAL at load: 'unknown opcode', or the reserved-fields line of its class"),
+    "st_to_ctx": ("kernel/bpf/verifier.c: do_check (BPF_ST)",
+                  "BPF_ST (a store of an immediate) may write to the program's context (6.3); else \"BPF_ST stores "
+                  "into R<n> ctx is not allowed\", EACCES at load"),
+    "test_run_types": ("net/bpf/test_run.c, the prog_ops of each type",
+                       "the program types BPF_PROG_TEST_RUN runs (any other: ENOTSUPP, 524)"),
+    "xdp_meta_max": ("include/net/xdp.h: xdp_metalen_invalid",
+                     "the most bytes of XDP metadata (a test run's xdp_md.data; more is EINVAL)"),
+    "map_field_rules": ("kernel/bpf/syscall.c: map_check_btf, map_freeze",
+                        "record (6.2): every special field needs CAP_BPF, makes BPF_F_RDONLY_PROG/WRONLY_PROG "
+                        "EACCES and MAP_FREEZE ENOTSUPP, each kind lives in its own map types (else EOPNOTSUPP); "
+                        "or per kind (6.1): each kind's flags that "
+                        "are EACCES, map types and errno for any other type, CAP_BPF (EPERM), whether it makes "
+                        "MAP_FREEZE ENOTSUPP"),
+    "kptr_local": ("kernel/bpf/btf.c: btf_parse_kptr",
+                   "a kptr may point to a struct of the map's own BTF (local kptrs, 6.2); else only to a kernel "
+                   "type, and a kptr to any other leaves the value without special fields"),
+    "array_const_key_nonnull": ("kernel/bpf/verifier.c: check_helper_call (can_elide_value_nullness)",
+                                "bpf_map_lookup_elem of an array with a constant key below max_entries returns a "
+                                "value pointer that is never NULL (6.13); else the program must check it "
+                                "(\"R0 invalid mem access 'map_value_or_null'\", EACCES)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
                                 "and a preallocated table keeps a spare element per CPU for it)"),
 }
+
+
+# The instructions a verifier may or may not know (the ``instructions`` fact), with the version that added each.
+INSTRUCTIONS = {"sdiv_smod": "6.6", "movsx": "6.6", "ldsx": "6.6", "bswap": "6.6", "may_goto": "6.9",
+                "load_acquire": "6.15", "store_release": "6.15"}
+
+
+class FieldRule:
+    """One kind of special field in a map value as a kernel without btf_record (6.1) checks it: ``fields``
+    (btf field type names: "BPF_SPIN_LOCK"...), ``eacces_flags`` (map flags that make MAP_CREATE EACCES),
+    ``map_types`` (those that may hold it; any other: ``errno``), ``needs_bpf`` (EPERM without CAP_BPF),
+    ``blocks_freeze`` (MAP_FREEZE is ENOTSUPP)."""
+
+    __slots__ = ("fields", "eacces_flags", "map_types", "errno", "needs_bpf", "blocks_freeze")
+
+    def __init__(self, fields, eacces_flags, map_types, errno, needs_bpf, blocks_freeze):
+        self.fields = tuple(fields)
+        self.eacces_flags = eacces_flags
+        self.map_types = frozenset(map_types)
+        self.errno = errno
+        self.needs_bpf = needs_bpf
+        self.blocks_freeze = blocks_freeze
+
+    def __repr__(self):
+        return "%s: %s" % ("/".join(self.fields), ", ".join(U.MAP_TYPE_NAMES.get(t, str(t)) for t in sorted(self.map_types)))
 
 
 class Profile:
@@ -82,7 +131,9 @@ class Profile:
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
-                 verifier_log, btf_section_names, btf_struct_metas, notes=(), changes=None,
+                 verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
+                 xdp_meta_max, map_field_rules, kptr_local,
+                 array_const_key_nonnull, notes=(), changes=None,
                  newer=None):
         self.version = version
         self.commands = frozenset(commands)
@@ -104,6 +155,18 @@ class Profile:
         self.verifier_log = verifier_log
         self.btf_section_names = btf_section_names
         self.btf_struct_metas = btf_struct_metas
+        self.instructions = frozenset(instructions)
+        self.st_to_ctx = st_to_ctx
+        self.test_run_types = frozenset(test_run_types)
+        self.xdp_meta_max = xdp_meta_max
+        self.kptr_local = kptr_local
+        self.array_const_key_nonnull = array_const_key_nonnull
+        # "record", or per kind: ((field names), EACCES flags, map types, errno for others, CAP_BPF, freeze)
+        self.map_field_rules = map_field_rules if map_field_rules == "record" else tuple(
+            FieldRule(*r) for r in map_field_rules)
+        unknown = self.instructions - set(INSTRUCTIONS)
+        if unknown:
+            raise ValueError("unknown instructions %s" % sorted(unknown))
         if verifier_log not in ("rotating", "head"):
             raise ValueError("verifier_log is rotating or head, not %r" % (verifier_log,))
         self.notes = tuple(notes)
@@ -132,6 +195,12 @@ class Profile:
     # -- questions the code asks ---------------------------------------------------------------
     def knows_command(self, cmd):
         return cmd in self.commands
+
+    def knows_insn(self, name):
+        """Whether this version's verifier knows the instruction ``name`` (a key of :data:`INSTRUCTIONS`)."""
+        if name not in INSTRUCTIONS:
+            raise KeyError(name)
+        return name in self.instructions
 
     def knows_map_type(self, map_type):
         return map_type in self.map_types

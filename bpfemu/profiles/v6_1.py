@@ -28,15 +28,40 @@ PROFILE = NEWER.older(
     btf_struct_metas=False,
     # map_check_btf of 6.1 looks for a bpf_spin_lock, a bpf_timer and kptrs (percpu_kptr: 6.6; list and rb-tree
     # roots need 6.2's struct metas; bpf_refcount: 6.4; bpf_wq: 6.10)
-    map_value_fields=("BPF_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR_UNREF", "BPF_KPTR_REF"),  # BTF_LOAD does not look at special fields (btf_parse_struct_metas is 6.2's)
+    map_value_fields=("BPF_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR_UNREF", "BPF_KPTR_REF"),
     verifier_log="head",  # the rotating log, BPF_LOG_FIXED and log_true_size are 6.4's
+    # the cpu=v4 instructions (6.6) and may_goto (6.9) are unknown; gotol (BPF_JMP32 | BPF_JA) is not: Debian's
+    # 6.1 (6.1.176) runs it (the stable series took it)
+    instructions=set(NEWER.instructions) - {"sdiv_smod", "movsx", "ldsx", "bswap", "may_goto"},
+    st_to_ctx=False,  # a BPF_ST to the context is refused (6.3 allows it)
+    # LWT_SEG6LOCAL programs have a test run (6.12's lwt_seg6local_prog_ops has none)
+    test_run_types=set(NEWER.test_run_types) | {U.BPF_PROG_TYPE_LWT_SEG6LOCAL},
+    xdp_meta_max=32,
+    # struct xdp_page_head ends in a whole struct xdp_frame (40 bytes) before the frame's data: live XDP test
+    # frames have 40 bytes less room
+    sizeof={"xdp_page_head": 152},
+    # map_check_btf looks for each kind on its own (no btf_record): a bpf_spin_lock only refuses
+    # BPF_F_RDONLY_PROG and other map types with ENOTSUPP (524), a bpf_timer BPF_F_RDONLY_PROG and EOPNOTSUPP,
+    # kptrs need CAP_BPF and refuse both program flags; MAP_FREEZE refuses timers and kptrs only
+    map_field_rules=(
+        (("BPF_SPIN_LOCK",), U.BPF_F_RDONLY_PROG,
+         (U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_ARRAY, U.BPF_MAP_TYPE_CGROUP_STORAGE, U.BPF_MAP_TYPE_SK_STORAGE,
+          U.BPF_MAP_TYPE_INODE_STORAGE, U.BPF_MAP_TYPE_TASK_STORAGE), 524, False, False),
+        (("BPF_TIMER",), U.BPF_F_RDONLY_PROG, (U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_ARRAY),
+         95, False, True),
+        (("BPF_KPTR_UNREF", "BPF_KPTR_REF"), U.BPF_F_RDONLY_PROG | U.BPF_F_WRONLY_PROG,
+         (U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_ARRAY, U.BPF_MAP_TYPE_PERCPU_ARRAY),
+         95, True, True),
+    ),
+    kptr_local=False,  # kptrs point to kernel types only (program-local kptrs are 6.2's)
     notes=(
         "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "
         "check in map_create (with CAP_NET_ADMIN alone for the network types). With "
         "kernel.unprivileged_bpf_disabled set (the default) the check at the syscall's entry answers first "
         "and the two agree; with it at 0 the order of the errnos may differ.",
-        "Special fields in map values: 6.1's map_check_btf is older code of its own for a bpf_spin_lock, a "
-        "bpf_timer and kptrs; the profile applies 6.12's checks to those kinds.",
+        "kptr tags: 6.1 calls an unreferenced kptr \"kptr\" and a referenced one \"kptr_ref\"; the profile keeps "
+        "6.12's names (\"kptr_untrusted\", \"kptr\"). A kptr 6.1 cannot parse drops only the kptrs of the value "
+        "(its lock and timer stay); the profile drops all the value's special fields.",
         "The memory cgroup is charged with 6.12's per-type figures (6.1 charges its allocations as they are "
         "made; fdinfo shows only the footprint estimate).",
     ),

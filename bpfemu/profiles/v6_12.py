@@ -27,10 +27,14 @@ PROFILE = NEWER.older(
         "bpf_htab": 896,
         "bpf_stack_map": 288,  # with struct pcpu_freelist's extralist
         "lpm_trie_node": 40,  # with its rcu_head
+        "bpf_prog": 72,  # (read from the BTF of Debian's 6.12 and 6.1 vmlinux)
     },
     lookup_and_delete_types=set(NEWER.lookup_and_delete_types) - {U.BPF_MAP_TYPE_STACK_TRACE},
     fd_htab_update_in_place=False,
     btf_tag_kflag=False,
+    # load-acquire and store-release (BPF_ATOMIC with BPF_LOAD_ACQ, BPF_STORE_REL) are 6.15's
+    instructions=set(NEWER.instructions) - {"load_acquire", "store_release"},
+    array_const_key_nonnull=False,  # an array lookup's value may be NULL whatever the key (6.13 elides it)
     # no bpf_res_spin_lock (6.15), uptr (6.13), bpf_task_work (6.18)
     map_value_fields=("BPF_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT", "BPF_REFCOUNT",
                       "BPF_WORKQUEUE"),

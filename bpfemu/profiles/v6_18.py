@@ -32,6 +32,8 @@ PROFILE = Profile(
         "bpf_ringbuf_map": 304,
         "bpf_cgroup_storage_map": 328,
         "bpf_local_storage_map": 448,
+        "xdp_page_head": 112,  # two struct xdp_buff before each live XDP test frame
+        "bpf_prog": 96,  # up to its insns: a program's memlock is this plus 8 bytes an instruction, in pages
     },
     unpriv_check_at_entry=False,
     net_admin="bpf_net_capable",
@@ -45,6 +47,17 @@ PROFILE = Profile(
     verifier_log="rotating",
     btf_section_names="printable",
     btf_struct_metas=True,
+    instructions=("sdiv_smod", "movsx", "ldsx", "bswap", "may_goto", "load_acquire", "store_release"),
+    st_to_ctx=True,
+    test_run_types=(U.BPF_PROG_TYPE_SOCKET_FILTER, U.BPF_PROG_TYPE_SCHED_CLS, U.BPF_PROG_TYPE_SCHED_ACT,
+                    U.BPF_PROG_TYPE_CGROUP_SKB, U.BPF_PROG_TYPE_LWT_IN, U.BPF_PROG_TYPE_LWT_OUT,
+                    U.BPF_PROG_TYPE_LWT_XMIT, U.BPF_PROG_TYPE_XDP, U.BPF_PROG_TYPE_RAW_TRACEPOINT,
+                    U.BPF_PROG_TYPE_SYSCALL, U.BPF_PROG_TYPE_FLOW_DISSECTOR, U.BPF_PROG_TYPE_SK_LOOKUP,
+                    U.BPF_PROG_TYPE_TRACING, U.BPF_PROG_TYPE_NETFILTER, U.BPF_PROG_TYPE_STRUCT_OPS),
+    xdp_meta_max=255,
+    map_field_rules="record",
+    kptr_local=True,
+    array_const_key_nonnull=True,  # skb_shared_info's meta_len is a u8
     map_value_fields=("BPF_SPIN_LOCK", "BPF_RES_SPIN_LOCK", "BPF_TIMER", "BPF_KPTR", "BPF_LIST_HEAD", "BPF_RB_ROOT",
                       "BPF_REFCOUNT", "BPF_WORKQUEUE", "BPF_UPTR", "BPF_TASK_WORK"),
 )

@@ -98,10 +98,13 @@ class LoadContext:
     - ``obj_name_cpy(raw16)`` -> the name bytes, raising OSError(EINVAL);
     - ``token_of_fd(fd)`` -> raises the errno for a fd that is no token;
     - ``btf_of_fd(fd)`` -> a BTF object (``bpfemu.btf.Btf`` interface), raising OSError (EBADF, EINVAL);
-    - ``kernel_btf``: the kernel's BTF (``bpfemu.btf.Btf`` interface) or None.
+    - ``kernel_btf``: the kernel's BTF (``bpfemu.btf.Btf`` interface) or None;
+    - ``profile``: the kernel version's :class:`bpfemu.profiles.Profile` (its ``instructions``, ``st_to_ctx``,
+      ``array_const_key_nonnull``), or None for the newest.
     """
 
     unprivileged_bpf_disabled = 0
+    profile = None
     jit_enabled = True  # net.core.bpf_jit_enable: translate the verified program (bpfemu.prog.jit)
 
     def capable(self, name):
@@ -247,7 +250,8 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     """bpf_check for a program PROG_LOAD built: log attributes, then the verifier; writes the log buffer
     and log_true_size back. Returns the CheckResult (errno 0 when accepted)."""
     level, size, buf = p.log_level, p.log_size, p.log_buf
-    if not log_attr_valid(level, bool(buf), size):
+    profile = getattr(ctx, "profile", None)
+    if not log_attr_valid(level, bool(buf), size, profile.verifier_log if profile is not None else "rotating"):
         raise bpf_error(errno.EINVAL, "invalid log attributes")
     flags = p.prog_flags
     strict = bool(flags & BPF_F_STRICT_ALIGNMENT) and not flags & BPF_F_ANY_ALIGNMENT
@@ -266,7 +270,8 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
                     sleepable=prog.sleepable, attach_btf_id=p.attach_btf_id,
                     kernel_btf=getattr(ctx, "kernel_btf", None), func_info=func_info, line_info=line_info,
                     btf_of_fd=btf_of_fd,
-                    prog_btf_fd=p.prog_btf_fd, fd_array_cnt=getattr(p, "fd_array_cnt", 0))
+                    prog_btf_fd=p.prog_btf_fd, fd_array_cnt=getattr(p, "fd_array_cnt", 0),
+                    **_version_facts(getattr(ctx, "profile", None)))
     fault = None
     if res.log_buf is not None and buf:
         try:
@@ -296,6 +301,14 @@ def verify(prog, p, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
                     prog.helper_protos[imm] = proto
         prog.fixup_state = FixupState(env)   # for the xlated program
     return res
+
+
+def _version_facts(profile):
+    """The verifier settings a kernel version's profile decides (none: the newest's)."""
+    if profile is None:
+        return {}
+    return {"instructions": profile.instructions, "st_to_ctx": profile.st_to_ctx,
+            "array_const_key_nonnull": profile.array_const_key_nonnull, "log_mode": profile.verifier_log}
 
 
 def _info_attr(p, ctx, uattr, kind):

@@ -121,10 +121,12 @@ class BpfProg(BpfObject):
 
     xdp_has_frags = False
 
+    header_size = BPF_PROG_HDR  # offsetof(struct bpf_prog, insns) in the kernel version (its profile's sizeof)
+
     @property
     def memlock(self):
         """bpf_prog_size(len) rounded up to pages: what fdinfo's memlock shows."""
-        n = BPF_PROG_HDR + 8 * len(self.insns)
+        n = self.header_size + 8 * len(self.insns)
         return (n + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
 
     def show_fdinfo(self):

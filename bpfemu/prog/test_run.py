@@ -3,7 +3,7 @@
 :func:`bpf_prog_test_run` is what the BPF_PROG_TEST_RUN command calls once it has checked ``attr`` the way
 ``kernel/bpf/syscall.c`` does (CHECK_ATTR, then the ctx_in/ctx_out pointer-and-size pairs, then the prog fd):
 it picks the program type's runner (:data:`TEST_RUN`), or fails with ENOTSUPP (524) for a type the kernel
-has no ``test_run`` for. A runner builds the context and packet exactly as the host does (what is prepended,
+version (its profile's ``test_run_types``) has no ``test_run`` for. A runner builds the context and packet exactly as the host does (what is prepended,
 which ctx fields may be set, what is zeroed), runs the program, and copies results back: ``data_out`` (with
 ENOSPC and a partial copy when ``data_size_out`` is too small), ``data_size_out``, ``retval``, ``duration``,
 ``ctx_out``.
@@ -40,7 +40,6 @@ SMP_CACHE_BYTES = 64
 SKB_SHARED_INFO_SIZE = 320  # sizeof(struct skb_shared_info), x86_64
 XDP_PACKET_HEADROOM = 256
 XDP_FRAME_SIZE = 40         # sizeof(struct xdp_frame), x86_64
-XDP_PAGE_HEAD_SIZE = 112    # sizeof(struct xdp_page_head): two struct xdp_buff, before each live frame
 MAX_SKB_FRAGS = 17
 GSO_LEGACY_MAX_SIZE = 65536
 GSO_MAX_SEGS = 65535
@@ -116,7 +115,7 @@ class TestAttr:
 def bpf_prog_test_run(prog, ctx):
     """The prog_ops->test_run of ``prog``'s type, run on the syscall ``ctx``; returns 0 or raises OSError."""
     runner = TEST_RUN.get(prog.type)
-    if runner is None:
+    if runner is None or prog.type not in ctx.kernel.profile.test_run_types:
         raise bpf_error(ENOTSUPP, "program type %d has no test_run" % prog.type)
     return runner(prog, TestAttr(ctx.attr), ctx)
 
@@ -594,8 +593,10 @@ def bpf_test_run_xdp_live(prog, ctx, ta, xdp):
     return ((_clock(ctx) - t0) // repeat) & M32
 
 
-def xdp_metalen_invalid(n):
-    return n & 3 or n > 0xff
+def xdp_metalen_invalid(n, meta_max=0xff):
+    """Metadata not a multiple of 4 bytes, or more than the kernel version's most (its profile's
+    ``xdp_meta_max``)."""
+    return n & 3 or n > meta_max
 
 
 def bpf_prog_test_run_xdp(prog, ta, ctx):
@@ -613,6 +614,7 @@ def bpf_prog_test_run_xdp(prog, ta, ctx):
     headroom = XDP_PACKET_HEADROOM
     meta_sz = 0
     linear_sz = ta.data_size_in
+    profile = ctx.kernel.profile
     c = bpf_ctx_init(ctx, ta, XDP_MD_SIZE)
     if c is not None:
         md_data, md_data_end, md_data_meta = struct.unpack_from("<III", c, 0)
@@ -620,12 +622,12 @@ def bpf_prog_test_run_xdp(prog, ta, ctx):
                 or (do_live and (ta.data_out or ta.ctx_out))):
             raise bpf_error(errno.EINVAL, "bad xdp_md data/data_end/data_meta (or outputs with live frames)")
         meta_sz = md_data
-        if xdp_metalen_invalid(meta_sz) or meta_sz > headroom - XDP_FRAME_SIZE:
+        if xdp_metalen_invalid(meta_sz, profile.xdp_meta_max) or meta_sz > headroom - XDP_FRAME_SIZE:
             raise bpf_error(errno.EINVAL, "bad metadata size")
         headroom -= meta_sz
         linear_sz = md_data_end
     if do_live:
-        headroom += XDP_PAGE_HEAD_SIZE
+        headroom += profile.size("xdp_page_head")
     max_linear_sz = PAGE_SIZE - headroom - TAILROOM
     linear_sz = min(linear_sz, max_linear_sz)
     if do_live and ta.data_size_in > linear_sz:
@@ -839,6 +841,7 @@ TEST_RUN = {
     uapi.BPF_PROG_TYPE_LWT_IN: bpf_prog_test_run_skb,
     uapi.BPF_PROG_TYPE_LWT_OUT: bpf_prog_test_run_skb,
     uapi.BPF_PROG_TYPE_LWT_XMIT: bpf_prog_test_run_skb,
+    uapi.BPF_PROG_TYPE_LWT_SEG6LOCAL: bpf_prog_test_run_skb,  # where the version has it (test_run_types)
     uapi.BPF_PROG_TYPE_XDP: bpf_prog_test_run_xdp,
     uapi.BPF_PROG_TYPE_RAW_TRACEPOINT: bpf_prog_test_run_raw_tp,
     uapi.BPF_PROG_TYPE_SYSCALL: bpf_prog_test_run_syscall,

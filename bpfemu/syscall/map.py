@@ -312,7 +312,7 @@ def map_elem_owned(task, cmd, map_fd, key, value=None, flags=0):
 @command(uapi.BPF_MAP_FREEZE)
 def map_freeze(ctx):
     f, m = map_get(ctx)
-    if m.map_type == uapi.BPF_MAP_TYPE_STRUCT_OPS or m.record:
+    if m.map_type == uapi.BPF_MAP_TYPE_STRUCT_OPS or m.fields_block_freeze():
         raise bpf_error(ENOTSUPP, "this map cannot be frozen")
     for check in ctx.kernel.profile.freeze_checks:  # this version's checks, in its order
         FREEZE_CHECKS[check](ctx, f, m)

@@ -18,7 +18,7 @@ from ..prog.prog import pack_insns
 from ..prog.test_run import bpf_prog_test_run, check_test_run_attr
 from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
 from .info import info_of
-from .table import command
+from .table import COMMANDS, command
 from .. import uapi
 
 _CAPS = {"bpf": "bpf_capable", "perfmon": "perfmon_capable", "net_admin": "net_capable"}
@@ -32,6 +32,7 @@ class LoadCtx(LoadContext):
         self.task = ctx.task
         self.unprivileged_bpf_disabled = ctx.kernel.sysctl["kernel.unprivileged_bpf_disabled"]
         self.jit_enabled = ctx.kernel.sysctl["net.core.bpf_jit_enable"]
+        self.profile = ctx.kernel.profile
 
     def capable(self, name):
         t = self.task
@@ -93,10 +94,11 @@ class LoadCtx(LoadContext):
 @command(uapi.BPF_PROG_LOAD)
 def prog_load(ctx):
     lctx = LoadCtx(ctx)
-    # log_true_size goes back only where this version's attr has it (6.4+) and the caller's attr reaches it
-    size = ctx.size if ctx.knows("prog_load.log_true_size") else 0
+    # (what the version's PROG_LOAD reads is what it may write back: no log_true_size before 6.4)
+    size = min(ctx.size, ctx.kernel.profile.attr_end(COMMANDS[uapi.BPF_PROG_LOAD]))
     prog, res = bpf_prog_load(ctx.attr, lctx, uattr_size=size, uattr=ctx.uattr)
     prog.created_by_uid = ctx.task.uid
+    prog.header_size = ctx.kernel.profile.size("bpf_prog")
     clock = getattr(ctx.kernel, "clock", None)
     if clock is not None:   # aux->load_time: ktime_get_boottime_ns() at load
         prog.load_time = clock.ktime_get_boot_ns()

@@ -137,6 +137,24 @@ def attr_has(profile, cmd, field):
     return u.offsetofend(field) <= profile.attr_end(COMMANDS[cmd])
 
 
+def need_attr(profile, cmd, field):
+    """Skip (naming the version and its last field of ``cmd``) where the kernel version of ``profile`` does not
+    read attr ``field`` (:func:`attr_has`): a test of that field has nothing to ask it."""
+    if not attr_has(profile, cmd, field):
+        from ..syscall.table import COMMANDS
+        import pytest
+        pytest.skip("%s: %s ends at %s (no %s)" % (profile.version, u.cmd_name(cmd),
+                                                   profile.last_field(COMMANDS[cmd]), field))
+
+
+def need_insn(profile, name):
+    """Skip where the kernel version's verifier does not know instruction ``name`` (``profile.instructions``;
+    the ISA tests check the refusal itself)."""
+    if not profile.knows_insn(name):
+        import pytest
+        pytest.skip("%s: the verifier does not know %s (profile.instructions)" % (profile.version, name))
+
+
 def unprivileged(profile, want):
     """What MAP_CREATE (or PROG_LOAD) without CAP_BPF answers where the kernel version answers ``want`` once
     it has read the attributes: EPERM, before the attributes, where the version checks at the syscall's entry

@@ -29,7 +29,7 @@ import weakref
 from ... import hostenv
 from ...errors import strerror
 from ...limits import PAGE_SIZE
-from ...surface import Mapping
+from ...surface import Mapping, c_fd, c_id
 from .. import rpc
 from ..libc import MACHINE, libc
 from ..task import BPFFS, FD_RETURNING, HostTask
@@ -287,6 +287,8 @@ class VMTask(HostTask):
                 pass
 
     def fork(self, uid=None, caps=None):
+        uid = None if uid is None else c_id(uid)  # (EINVAL for a uid no C caller could pass, as Host's)
+
         def work():
             rpc.send(self.sock, ("fork", uid, caps))
             (_status, _pid), handles = rpc.recv(self.sock, want_fds=1)
@@ -310,6 +312,8 @@ class VMTask(HostTask):
 
     def _take_handles(self, fds):
         """Our fds ``fds`` deposited with the agent: their handles (the agent keeps the guest fds)."""
+        fds = [c_fd(fd) for fd in fds]  # (EBADF for an fd no C int holds, as Host's)
+
         def work():
             rpc.send(self.sock, ("send_fds", list(fds)))
             return rpc.recv(self.sock, want_fds=max(len(fds), 1))
@@ -340,6 +344,8 @@ class VMTask(HostTask):
         (so the mapping pins the map and counts as its writer, as the task's own would) and says
         which guest page frames back it; those pages of the guest RAM file are mapped here, in
         order, into one range: the caller reads and writes the map's memory itself."""
+        if not isinstance(length, int) or not isinstance(offset, int):
+            raise OSError(errno.EINVAL, strerror(errno.EINVAL))  # (as Host's: no C size_t/off_t)
         handles = self._take_handles([fd])
         mid, frames = self.vm._link.call("mmap", handles[0], length, offset, writable)
         return self.vm._map_frames(mid, frames, length, writable)
@@ -390,7 +396,7 @@ class VMHost:
     def spawn(self, uid=None, caps=None):
         """A fresh guest process (fds 0-2 only) as ``uid`` with ``caps``: a :class:`VMTask` whose bpffs is this
         Host's tasks' private one at /sys/fs/bpf (as ``Host().spawn()``'s)."""
-        return self.vm._spawn(uid, caps, self._namespace(), BPFFS)
+        return self.vm._spawn(None if uid is None else c_id(uid), caps, self._namespace(), BPFFS)
 
     def fork(self, uid=None, caps=None):
         """A copy of the main task with its fds, in the tasks' namespace."""

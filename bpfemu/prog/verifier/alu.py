@@ -421,6 +421,8 @@ class AluMixin:
                 self.check_reg_arg(dst, DST_OP)
         elif op == BPF_MOV:
             if code & BPF_X:
+                if off and off != BPF_ADDR_SPACE_CAST and "movsx" not in self.instructions:
+                    self.fail(errno.EINVAL, "BPF_MOV uses reserved fields\n")
                 if not alu64:
                     if off not in (0, 8, 16) or imm:
                         self.fail(errno.EINVAL, "BPF_MOV uses reserved fields\n")
@@ -506,12 +508,14 @@ class AluMixin:
         elif op > BPF_END:
             self.fail(errno.EINVAL, "invalid BPF_ALU opcode %x\n" % op)
         else:
+            # sdiv and smod are div and mod with off 1 (a kernel without them has no off here)
+            signed_ok = op in (BPF_MOD, BPF_DIV) and "sdiv_smod" in self.instructions
             if code & BPF_X:
-                if imm != 0 or off not in (0, 1) or (off == 1 and op not in (BPF_MOD, BPF_DIV)):
+                if imm != 0 or off not in (0, 1) or (off == 1 and not signed_ok):
                     self.fail(errno.EINVAL, "BPF_ALU uses reserved fields\n")
                 self.check_reg_arg(src, SRC_OP)
             else:
-                if src != 0 or off not in (0, 1) or (off == 1 and op not in (BPF_MOD, BPF_DIV)):
+                if src != 0 or off not in (0, 1) or (off == 1 and not signed_ok):
                     self.fail(errno.EINVAL, "BPF_ALU uses reserved fields\n")
             self.check_reg_arg(dst, SRC_OP)
             if op in (BPF_MOD, BPF_DIV) and not code & BPF_X and imm == 0:

@@ -295,7 +295,8 @@ class CallMixin:
             mark_known_zero(r0)
             if meta.map is None:
                 self.fail(errno.EINVAL, "kernel subsystem misconfigured verifier\n")
-            if func_id == F["map_lookup_elem"] and can_elide_value_nullness(meta.map) and \
+            if func_id == F["map_lookup_elem"] and self.array_const_key_nonnull and \
+                    can_elide_value_nullness(meta.map) and \
                     0 <= meta.const_map_key < meta.map.max_entries:
                 flag &= ~PTR_MAYBE_NULL   # a constant key within an array: the value exists
             r0.map = meta.map

@@ -9,6 +9,7 @@
 - check_max_stack_depth: the stack used along each call chain.
 """
 import errno
+import functools
 
 from ..helpers import FUNC_IDS
 from ..insn import (BPF_ABS, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_IND, BPF_JA, BPF_JCOND, BPF_JMP, BPF_JMP32,
@@ -16,6 +17,7 @@ from ..insn import (BPF_ABS, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_IND, BPF_J
                     BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE,
                     BPF_PSEUDO_MAP_VALUE, BPF_X)
 from ... import uapi
+from ...profiles.profile import INSTRUCTIONS
 from .btf import (BTF_KIND_DATASEC, BTF_KIND_VAR, BTF_KIND_DECL_TAG, BTF_KIND_FUNC, BTF_KIND_FUNC_PROTO, BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_TYPE_TAG,
                   BTF_KIND_TYPEDEF, NamesOnlyBtf, btf_type_str, get_ctx_arg_idx, is_any_enum, is_small_int,
                   is_struct, iter_ctx_arg_info, skip_mods)
@@ -34,7 +36,17 @@ DISCOVERED, EXPLORED = 0x10, 0x20
 FALLTHROUGH, BRANCH = 1, 2
 
 
-def _opcode_table():
+# The instructions whose knowledge depends on the kernel version (a profile's ``instructions``).
+ALL_INSTRUCTIONS = frozenset(INSTRUCTIONS)
+
+
+@functools.lru_cache(maxsize=None)
+def opcode_table(instructions=ALL_INSTRUCTIONS):
+    """bpf_opcode_in_insntable of a kernel that knows ``instructions`` (a frozenset of ALL_INSTRUCTIONS'
+    names): the set of valid opcodes. bswap is BPF_ALU64 | BPF_END, may_goto BPF_JMP | BPF_JCOND,
+    one- and two-byte BPF_ATOMIC the load-acquire/store-release sizes; the other cpu=v4 instructions reuse
+    opcodes and differ in their off field (sign-extending loads: BPF_MEMSX, whose opcodes are refused earlier,
+    as reserved fields of BPF_LDX)."""
     ok = set()
     for cls in (0x04, 0x07):     # ALU, ALU64
         for op in (0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x90, 0xa0, 0xb0, 0xc0):
@@ -43,7 +55,8 @@ def _opcode_table():
         ok.add(cls | 0x80)            # NEG
     ok.add(0x04 | 0xd0 | 0x00)
     ok.add(0x04 | 0xd0 | 0x08)
-    ok.add(0x07 | 0xd0 | 0x00)        # ALU64 END TO_LE (bswap)
+    if "bswap" in instructions:
+        ok.add(0x07 | 0xd0 | 0x00)    # ALU64 END TO_LE (bswap)
     ok.add(BPF_JMP | 0x80)            # CALL
     ok.add(BPF_JMP | 0x90)            # EXIT
     for cls in (BPF_JMP, BPF_JMP32):
@@ -56,17 +69,23 @@ def _opcode_table():
         ok.add(0x03 | 0x60 | size)    # STX MEM
         ok.add(0x02 | 0x60 | size)    # ST MEM
         ok.add(0x01 | 0x60 | size)    # LDX MEM
-        ok.add(0x03 | 0xc0 | size)    # STX ATOMIC (B/H since load-acquire/store-release)
+    for size in (0x00, 0x18):
+        ok.add(0x03 | 0xc0 | size)    # STX ATOMIC W, DW
+    if "load_acquire" in instructions or "store_release" in instructions:
+        ok.add(0x03 | 0xc0 | 0x08)    # STX ATOMIC H, B (load-acquire/store-release only)
+        ok.add(0x03 | 0xc0 | 0x10)
     for size in (0x00, 0x08, 0x10):
-        ok.add(0x01 | 0x80 | size)    # LDX MEMSX
+        if "ldsx" in instructions:
+            ok.add(0x01 | 0x80 | size)    # LDX MEMSX
         ok.add(0x00 | 0x20 | size)    # LD ABS
         ok.add(0x00 | 0x40 | size)    # LD IND
     ok.add(0x18)                      # LD IMM DW
-    ok.add(BPF_JMP | BPF_JCOND)
+    if "may_goto" in instructions:
+        ok.add(BPF_JMP | BPF_JCOND)
     return frozenset(ok)
 
 
-OPCODES = _opcode_table()
+OPCODES = opcode_table()
 
 
 class SubprogInfo:
@@ -193,7 +212,9 @@ class CfgMixin:
         i = 0
         while i < n:
             code, dst, src, off, imm = insns[i]
-            if code & 7 == BPF_LDX and ((code & 0xe0 not in (BPF_MEM, BPF_MEMSX)) or imm != 0):
+            if code & 7 == BPF_LDX and ((code & 0xe0 != BPF_MEM and (code & 0xe0 != BPF_MEMSX or
+                                                                      "ldsx" not in self.instructions))
+                                        or imm != 0):
                 self.fail(errno.EINVAL, "BPF_LDX uses reserved fields\n")
             if code == 0x18:
                 if i == n - 1 or insns[i + 1][0] != 0 or insns[i + 1][1] != 0 or insns[i + 1][2] != 0 or \
@@ -241,7 +262,7 @@ class CfgMixin:
                     aux.map_off = moff
                 i += 2
                 continue
-            if code not in OPCODES:
+            if code not in self.opcodes:
                 self.fail(errno.EINVAL, "unknown opcode %02x\n" % code)
             i += 1
 

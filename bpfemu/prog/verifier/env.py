@@ -8,7 +8,7 @@ from ..insn import (BPF_ALU, BPF_ALU64, BPF_ATOMIC, BPF_CALL, BPF_EXIT, BPF_IMM,
 from ..helpers import FUNC_IDS
 from .alu import AluMixin
 from .calls import CallMixin
-from .cfg import AttachMixin, BtfInfoMixin, CfgMixin, GlobalFuncMixin
+from .cfg import ALL_INSTRUCTIONS, AttachMixin, BtfInfoMixin, CfgMixin, GlobalFuncMixin, opcode_table
 from .btf import BTF_KIND_FUNC, BTF_KIND_STRUCT, BTF_KIND_UNION, HELPER_BTF_STRUCTS, NamesOnlyBtf
 from .disasm import print_insn
 from .jmp import JmpMixin
@@ -75,8 +75,15 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
     def __init__(self, insns, ops, log, prog_type, expected_attach_type=0, caps=None, map_resolver=None,
                  fd_array=None, gpl_compatible=True, strict_alignment=False, test_state_freq=False,
                  sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2,
-                 kernel_btf=None, func_info=None, line_info_cnt=0, line_info=None):
+                 kernel_btf=None, func_info=None, line_info_cnt=0, line_info=None, instructions=None,
+                 st_to_ctx=True, array_const_key_nonnull=True):
         caps = caps or {}
+        # the kernel version's instruction set (a profile's ``instructions``; None: every one this model knows)
+        # and whether BPF_ST may write to the context (``st_to_ctx``)
+        self.instructions = ALL_INSTRUCTIONS if instructions is None else frozenset(instructions)
+        self.opcodes = opcode_table(self.instructions)
+        self.st_to_ctx = st_to_ctx
+        self.array_const_key_nonnull = array_const_key_nonnull
         self.insns = insns
         self.insn_cnt = len(insns)
         self.ops = ops
@@ -110,7 +117,6 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
         self.kallsyms_all = False   # CONFIG_KALLSYMS_ALL: whether kernel variables have kallsyms entries
         self.attach_func_returns = True
         self.arena = None
-        self.features = {}
         self.flow_keys_size = 56
         self.track_all_precise = True
         self.explore_alu_limits = False

@@ -26,8 +26,15 @@ TMP_LOG_SIZE = 1024
 UINT_MAX = (1 << 32) - 1
 
 
-def log_attr_valid(level, has_buf, size):
-    """bpf_verifier_log_attr_valid: buf and size together, a buffer needs a level, known bits only."""
+def log_attr_valid(level, has_buf, size, mode="rotating"):
+    """bpf_verifier_log_attr_valid: buf and size together, a buffer needs a level, known bits only. The head
+    log of older kernels (``mode`` "head", a profile's ``verifier_log``: 6.1) asks, once any of the three is
+    set, for all of them, 128 bytes or more and no BPF_LOG_FIXED."""
+    if mode == "head":
+        if not (level or has_buf or size):
+            return True
+        return 128 <= size <= UINT_MAX >> 2 and bool(level) and has_buf and not level & ~(BPF_LOG_LEVEL |
+                                                                                          BPF_LOG_STATS)
     if has_buf != bool(size):
         return False
     if has_buf and level == 0:
@@ -42,9 +49,10 @@ def log_attr_valid(level, has_buf, size):
 class VerifierLog:
     """struct bpf_verifier_log. ``level`` 0 means nothing is recorded (verbose() is a no-op)."""
 
-    __slots__ = ("level", "has_buf", "len_total", "parts", "end_pos", "len_max", "start_pos")
+    __slots__ = ("level", "has_buf", "len_total", "parts", "end_pos", "len_max", "start_pos", "mode")
 
-    def __init__(self, level=0, has_buf=False, size=0):
+    def __init__(self, level=0, has_buf=False, size=0, mode="rotating"):
+        self.mode = mode  # "rotating" (6.4) or "head" (the buffer keeps the start; full is ENOSPC)
         self.level = level
         self.has_buf = has_buf
         self.len_total = size
@@ -109,6 +117,10 @@ class VerifierLog:
         if not self.has_buf:
             return None, true_size, 0
         total = self.len_total
+        if self.mode == "head":
+            # bpf_verifier_vlog of 6.1: writes stop at len_total - 1; a full log is ENOSPC whatever the verdict
+            data = text[:total - 1] + b"\0"
+            return data, true_size, errno.ENOSPC if len(text) >= total - 1 else 0
         if self.level & BPF_LOG_FIXED:
             data = text[:total - 1] + b"\0"
         else:

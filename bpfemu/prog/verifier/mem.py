@@ -134,6 +134,8 @@ class MemMixin:
             self.fail(errno.EINVAL, "BPF_ST uses reserved fields\n")
         self.check_reg_arg(dst, SRC_OP)
         dst_type = self.cur_state.frame[self.cur_state.curframe].regs[dst].type
+        if dst_type == PTR_TO_CTX and not self.st_to_ctx:
+            self.fail(errno.EACCES, "BPF_ST stores into R%d %s is not allowed\n" % (dst, reg_type_str(dst_type)))
         self.check_mem_access(dst, off, code & 0x18, BPF_WRITE, -1, False, False)
         self.save_aux_ptr_type(dst_type, False)
 
@@ -142,9 +144,9 @@ class MemMixin:
         if imm in (BPF_ADD, BPF_ADD | BPF_FETCH, BPF_AND, BPF_AND | BPF_FETCH, BPF_OR, BPF_OR | BPF_FETCH,
                    BPF_XOR, BPF_XOR | BPF_FETCH, BPF_XCHG, BPF_CMPXCHG):
             return self.check_atomic_rmw(insn)
-        if imm == BPF_LOAD_ACQ and self.features.get("load_acq", True):
+        if imm == BPF_LOAD_ACQ and "load_acquire" in self.instructions:
             return self.check_atomic_load(insn)
-        if imm == BPF_STORE_REL and self.features.get("load_acq", True):
+        if imm == BPF_STORE_REL and "store_release" in self.instructions:
             return self.check_atomic_store(insn)
         self.fail(errno.EINVAL, "BPF_ATOMIC uses invalid atomic opcode %02x\n" % (imm & 0xffffffff))
 
