@@ -90,6 +90,11 @@ FACTS = {
                                 "bpf_map_lookup_elem of an array with a constant key below max_entries returns a "
                                 "value pointer that is never NULL (6.13); else the program must check it "
                                 "(\"R0 invalid mem access 'map_value_or_null'\", EACCES)"),
+    "lru_target_free": ("kernel/bpf/bpf_lru_list.c: bpf_lru_list_init, bpf_lru_list_pop_free_to_local",
+                        "how many nodes a CPU of a common LRU takes from the global free list at once: scaled "
+                        "(max_entries / possible CPUs / 2, between 1 and LOCAL_FREE_TARGET = 128) or fixed "
+                        "(LOCAL_FREE_TARGET whatever the map's size, so a small full map evicts all but its newest "
+                        "keys)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
@@ -130,7 +135,7 @@ class Profile:
 
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
-                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
+                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, lru_target_free, btf_tag_kflag, map_value_fields,
                  verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
                  xdp_meta_max, map_field_rules, kptr_local,
                  array_const_key_nonnull, notes=(), changes=None,
@@ -150,6 +155,9 @@ class Profile:
         self.path_fd = path_fd
         self.lookup_and_delete_types = frozenset(lookup_and_delete_types)
         self.fd_htab_update_in_place = fd_htab_update_in_place
+        if lru_target_free not in ("scaled", "fixed"):
+            raise ValueError("lru_target_free is scaled or fixed, not %r" % (lru_target_free,))
+        self.lru_target_free = lru_target_free
         self.btf_tag_kflag = btf_tag_kflag
         self.map_value_fields = tuple(map_value_fields)
         self.verifier_log = verifier_log

@@ -53,6 +53,9 @@ PROFILE = NEWER.older(
          (U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_ARRAY, U.BPF_MAP_TYPE_PERCPU_ARRAY),
          95, True, True),
     ),
+    # a common LRU's CPU takes LOCAL_FREE_TARGET (128) free nodes at once whatever the map's size (6.12 clamps it to
+    # max_entries / CPUs / 2)
+    lru_target_free="fixed",
     kptr_local=False,  # kptrs point to kernel types only (program-local kptrs are 6.2's)
     notes=(
         "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "

@@ -43,6 +43,7 @@ PROFILE = Profile(
                              U.BPF_MAP_TYPE_PERCPU_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_LRU_PERCPU_HASH,
                              U.BPF_MAP_TYPE_STACK_TRACE),
     fd_htab_update_in_place=True,
+    lru_target_free="scaled",
     btf_tag_kflag=True,
     verifier_log="rotating",
     btf_section_names="printable",
