@@ -702,8 +702,7 @@ class AttachMixin:
                 return
             self.fail(errno.EINVAL, "Syscall programs can only be sleepable\n")
         if self.sleepable and not self.can_be_sleepable():
-            self.fail(errno.EINVAL, "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can "
-                                    "be sleepable\n")
+            self.fail(errno.EINVAL, self.sleepable_log + "\n")
         if pt == A.BPF_PROG_TYPE_STRUCT_OPS:
             return self.check_struct_ops_btf_id()
         if pt not in (A.BPF_PROG_TYPE_TRACING, A.BPF_PROG_TYPE_LSM, A.BPF_PROG_TYPE_EXT):

@@ -76,7 +76,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
                  fd_array=None, gpl_compatible=True, strict_alignment=False, test_state_freq=False,
                  sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2,
                  kernel_btf=None, func_info=None, line_info_cnt=0, line_info=None, instructions=None,
-                 st_to_ctx=True, array_const_key_nonnull=True):
+                 st_to_ctx=True, array_const_key_nonnull=True, sleepable_log=None):
         caps = caps or {}
         # the kernel version's instruction set (a profile's ``instructions``; None: every one this model knows)
         # and whether BPF_ST may write to the context (``st_to_ctx``)
@@ -84,6 +84,9 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
         self.opcodes = opcode_table(self.instructions)
         self.st_to_ctx = st_to_ctx
         self.array_const_key_nonnull = array_const_key_nonnull
+        # the line for BPF_F_SLEEPABLE on a type that cannot sleep (a profile's ``sleepable_log``)
+        self.sleepable_log = sleepable_log or ("Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops "
+                                               "programs can be sleepable")
         self.insns = insns
         self.insn_cnt = len(insns)
         self.ops = ops
