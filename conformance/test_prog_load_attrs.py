@@ -14,7 +14,8 @@ import pytest
 from bpfemu import uapi as U
 from bpfemu.btf import Builder
 from bpfemu.prog import insn as I
-from bpfemu.testing.support import array_map, btf_load, create_map, fdinfo_value, map_id, need_attr, update
+from bpfemu.testing.support import (array_map, btf_load, create_map, fdinfo_value, kernel_btf, map_id, need_attr,
+                                    update)
 
 RET0 = [I.BPF_MOV64_IMM(0, 0), I.BPF_EXIT_INSN()]
 F_STRICT_ALIGNMENT, F_ANY_ALIGNMENT, F_TEST_RND_HI32, F_TEST_STATE_FREQ = 1, 2, 4, 8
@@ -262,8 +263,7 @@ def test_a_raw_tracepoint_target_from_the_kernel_btf(proc):
     if not hostenv.is_linux():
         pytest.skip("needs the kernel BTF: %s" % hostenv.not_linux_reason())
     from bpfemu.btf import uapi as B
-    from bpfemu.btf.vmlinux import vmlinux_btf
-    b = vmlinux_btf(fallback=False)
+    b = kernel_btf(proc)  # the ids of the kernel the task runs on
     tid = b.find_by_name_kind("btf_trace_sched_switch", B.BTF_KIND_TYPEDEF)
     assert Load(prog_type=TRACING, expected_attach_type=U.BPF_TRACE_RAW_TP, attach_btf_id=tid).run(proc) == (0, "")
     fid = b.find_by_name_kind("sched_switch", B.BTF_KIND_FUNC)
@@ -372,8 +372,7 @@ def test_ld_imm64_of_a_kernel_function(proc):
     if not hostenv.is_linux():
         pytest.skip("needs the kernel BTF: %s" % hostenv.not_linux_reason())
     from bpfemu.btf import uapi as B
-    from bpfemu.btf.vmlinux import vmlinux_btf
-    fid = vmlinux_btf(fallback=False).find_by_name_kind("bpf_prog_put", B.BTF_KIND_FUNC)
+    fid = kernel_btf(proc).find_by_name_kind("bpf_prog_put", B.BTF_KIND_FUNC)
     kp = U.BPF_PROG_TYPE_KPROBE
     # read-only memory of no size: it may be held, not read
     assert Load(LD_IMM64(1, I.BPF_PSEUDO_BTF_ID, fid) + RET0, prog_type=kp).run(proc) == (0, "")

@@ -100,6 +100,12 @@ FACTS = {
     "license_first": ("kernel/bpf/syscall.c: bpf_prog_load",
                       "the license is copied in right after the prog_flags check, so an unreadable one is EFAULT "
                       "before insn_cnt is looked at (6.1); else after the instructions"),
+    "ksym_funcs": ("kernel/bpf/verifier.c: check_pseudo_btf_id",
+                   "an ld_imm64 of BPF_PSEUDO_BTF_ID may name a kernel function (read-only memory of no size); "
+                   "else only a variable (KIND_VAR), with 6.1's log line"),
+    "tnum_strn": ("kernel/bpf/tnum.c, kernel/bpf/log.c: tnum_strn",
+                  "how the verifier's error lines print a var_off: a known one as its value (\"constant\", 6.6) "
+                  "or always as (value; mask) (\"pair\")"),
     "sleepable_log": ("kernel/bpf/verifier.c: check_attach_btf_id",
                       "the log line for BPF_F_SLEEPABLE on a program type that cannot sleep"),
     "trampolines": ("kernel/bpf/trampoline.c; the reference host's 6.18.44-fc (docs/kernel-notes.md)",
@@ -153,7 +159,7 @@ class Profile:
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, lru_target_free, trampolines,
-                 prog_types, attach_types, prog_flags, license_first, sleepable_log, btf_tag_kflag, map_value_fields,
+                 prog_types, attach_types, prog_flags, license_first, sleepable_log, ksym_funcs, tnum_strn, btf_tag_kflag, map_value_fields,
                  verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
                  xdp_meta_max, map_field_rules, kptr_local,
                  array_const_key_nonnull, notes=(), changes=None,
@@ -182,6 +188,10 @@ class Profile:
         self.prog_flags = prog_flags
         self.license_first = license_first
         self.sleepable_log = sleepable_log
+        self.ksym_funcs = ksym_funcs
+        if tnum_strn not in ("constant", "pair"):
+            raise ValueError("tnum_strn is constant or pair, not %r" % (tnum_strn,))
+        self.tnum_strn = tnum_strn
         self.btf_tag_kflag = btf_tag_kflag
         self.map_value_fields = tuple(map_value_fields)
         self.verifier_log = verifier_log

@@ -50,6 +50,8 @@ PROFILE = Profile(
     # XDP_DEV_BOUND_ONLY, TEST_REG_INVARIANTS (bits 0-7) and BPF_F_TOKEN_FD
     prog_flags=0xff | U.BPF_F_TOKEN_FD,
     license_first=False,
+    ksym_funcs=True,
+    tnum_strn="constant",
     sleepable_log="Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can be sleepable",
     trampolines=False,  # the reference host (6.18.44-fc) refuses trampoline-based programs: EPERM
     btf_tag_kflag=True,

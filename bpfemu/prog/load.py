@@ -316,7 +316,8 @@ def _version_facts(profile):
         return {}
     return {"instructions": profile.instructions, "st_to_ctx": profile.st_to_ctx,
             "array_const_key_nonnull": profile.array_const_key_nonnull, "log_mode": profile.verifier_log,
-            "sleepable_log": profile.sleepable_log}
+            "sleepable_log": profile.sleepable_log, "ksym_funcs": profile.ksym_funcs,
+            "tnum_strn": profile.tnum_strn}
 
 
 def _info_attr(p, ctx, uattr, kind):

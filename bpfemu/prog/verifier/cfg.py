@@ -283,6 +283,8 @@ class CfgMixin:
         t = b.type_by_id(tid) if tid > 0 else None
         if t is None:
             self.fail(errno.ENOENT, "ldimm64 insn specifies invalid btf_id %d.\n" % tid)
+        if not self.ksym_funcs and t.kind != BTF_KIND_VAR:
+            self.fail(errno.EINVAL, "pseudo btf_id %d in ldimm64 isn't KIND_VAR.\n" % tid)
         if t.kind not in (BTF_KIND_VAR, BTF_KIND_FUNC):
             self.fail(errno.EINVAL, "pseudo btf_id %d in ldimm64 isn't KIND_VAR or KIND_FUNC\n" % tid)
         if t.kind == BTF_KIND_VAR and not self.kallsyms_all:
