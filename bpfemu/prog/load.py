@@ -5,7 +5,9 @@ capabilities, its memory, the fd resolver) and returns a verified :class:`~bpfem
 raises the OSError the kernel returns. The order of the checks decides which errno wins; each was asked
 of the host (6.18) and is listed here:
 
-1. prog_flags outside the known set: EINVAL
+1. prog_flags outside the known set (the profile's ``prog_flags``): EINVAL; 6.1 copies the license here
+   (``license_first``: EFAULT); where the profile has no ``trampolines`` (the reference host), TRACING
+   fentry/fexit/fmod_ret, LSM and EXT: EPERM
 2. expected_attach_type defaulted for CGROUP_SOCK and SK_REUSEPORT
 3. BPF_F_TOKEN_FD: the token fd must be a token (EBADF/EINVAL)
 4. unprivileged_bpf_disabled without CAP_BPF: EPERM

@@ -738,7 +738,7 @@ class AttachMixin:
             if proto is None or proto.kind != BTF_KIND_FUNC_PROTO:
                 self.fail(errno.EINVAL)
         else:
-            # fentry/fexit/fmod_ret/lsm need trampolines (the emulator has none; PROG_LOAD refused them)
+            # fentry/fexit/fmod_ret/lsm need trampolines (PROG_LOAD refused them where the profile has none)
             if t.kind != BTF_KIND_FUNC:
                 self.fail(errno.EINVAL, "attach_btf_id %u is not a function\n" % btf_id)
             proto = b.type_by_id(t.type)
