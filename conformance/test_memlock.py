@@ -242,13 +242,20 @@ def test_the_limit_is_on_the_sum_of_the_maps(limited):
 
 # -- no cgroup limit: the machine -------------------------------------------------------------------------
 
-def test_without_a_cgroup_limit_large_maps_are_created(proc):
+def _pow2_at_most(n):
+    return 1 << (n.bit_length() - 1)
+
+
+def test_without_a_cgroup_limit_large_maps_are_created(backend, proc):
     """A fresh Kernel() has no memory cgroup limit, as this host: a 1 GiB RINGBUF and a BPF_F_NO_PREALLOC hash of
-    2^27 entries (a 2 GiB bucket array) are created (they once hit a 1 GiB default on the emulator). Each is
-    closed before the next is made."""
-    fd = create_map(proc, u.BPF_MAP_TYPE_RINGBUF, 0, 0, 1 << 30)
+    2^27 entries (a 2 GiB bucket array of 16-byte buckets) are created (they once hit a 1 GiB default on the
+    emulator). Each is closed before the next is made. On a machine with less RAM (a VM guest) each map is as
+    large as a power of two no more than an eighth of the machine's memory allows (the backend's
+    ``machine_memory``: MemTotal, or the emulator's model)."""
+    room = _pow2_at_most(backend.machine_memory // 8) if backend.machine_memory else 1 << 31
+    fd = create_map(proc, u.BPF_MAP_TYPE_RINGBUF, 0, 0, min(1 << 30, room))
     proc.close(fd)
-    fd = create_map(proc, HASH, 4, 8, 1 << 27, u.BPF_F_NO_PREALLOC)
+    fd = create_map(proc, HASH, 4, 8, min(1 << 27, room // 16), u.BPF_F_NO_PREALLOC)
     proc.close(fd)
 
 

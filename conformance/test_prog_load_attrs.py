@@ -14,7 +14,8 @@ import pytest
 from bpfemu import uapi as U
 from bpfemu.btf import Builder
 from bpfemu.prog import insn as I
-from bpfemu.testing.support import array_map, btf_load, create_map, fdinfo_value, map_id, need_attr, update
+from bpfemu.testing.support import (array_map, btf_load, create_map, fdinfo_value, kernel_btf, map_id, need_attr,
+                                    update)
 
 RET0 = [I.BPF_MOV64_IMM(0, 0), I.BPF_EXIT_INSN()]
 F_STRICT_ALIGNMENT, F_ANY_ALIGNMENT, F_TEST_RND_HI32, F_TEST_STATE_FREQ = 1, 2, 4, 8
@@ -88,32 +89,37 @@ ACCEPTS = {
 ANY = ("CGROUP_DEVICE", "CGROUP_SYSCTL", "FLOW_DISSECTOR", "KPROBE", "LWT_IN", "LWT_OUT", "LWT_SEG6LOCAL",
        "LWT_XMIT", "PERF_EVENT", "RAW_TRACEPOINT", "RAW_TRACEPOINT_WRITABLE", "SCHED_ACT", "SCHED_CLS", "SK_MSG",
        "SK_SKB", "SOCKET_FILTER", "SOCK_OPS", "TRACEPOINT", "XDP")
-# every attach type gives the same error: no attach target (TRACING's trampoline types are refused first)
-ALWAYS = {"UNSPEC": errno.EINVAL, "LIRC_MODE2": errno.EINVAL, "SYSCALL": errno.EINVAL, "EXT": errno.EPERM,
-          "LSM": errno.EPERM, "STRUCT_OPS": ENOTSUPP}
+# every attach type gives the same error: no attach target (where the kernel has no trampolines, EXT, LSM and
+# TRACING's trampoline types are refused first: profile.trampolines)
+ALWAYS = {"UNSPEC": errno.EINVAL, "LIRC_MODE2": errno.EINVAL, "SYSCALL": errno.EINVAL, "EXT": errno.EINVAL,
+          "LSM": errno.EINVAL, "TRACING": errno.EINVAL, "STRUCT_OPS": ENOTSUPP}
 TRAMPOLINES = {U.BPF_TRACE_FENTRY, U.BPF_TRACE_FEXIT, U.BPF_MODIFY_RETURN}
 
 
-def _matrix_want(name, eat):
+def _matrix_want(profile, name, eat):
+    """The errno of a program of type ``name`` with expected_attach_type ``eat`` and no attach target on the
+    kernel version of ``profile``: its program types, attach types and trampolines."""
+    if not profile.knows_prog_type(getattr(U, "BPF_PROG_TYPE_" + name)):
+        return errno.EINVAL
+    if not profile.trampolines and (name in ("EXT", "LSM") or name == "TRACING" and eat in TRAMPOLINES):
+        return errno.EPERM
     if name in ALWAYS:
         return ALWAYS[name]
-    if name == "TRACING":
-        return errno.EPERM if eat in TRAMPOLINES else errno.EINVAL
     if name in ANY:
         return 0
-    return 0 if eat in ACCEPTS[name] else errno.EINVAL
+    return 0 if eat in ACCEPTS[name] and profile.knows_attach_type(eat) else errno.EINVAL
 
 
 PROG_TYPE_NAMES = sorted(n[len("BPF_PROG_TYPE_"):] for n in dir(U) if n.startswith("BPF_PROG_TYPE_"))
 
 
 @pytest.mark.parametrize("name", PROG_TYPE_NAMES)
-def test_prog_type_x_expected_attach_type(proc, name):
+def test_prog_type_x_expected_attach_type(proc, profile, name):
     pt = getattr(U, "BPF_PROG_TYPE_" + name)
     wrong = []
     for eat in sorted(EVERY):
         e, _ = Load(prog_type=pt, expected_attach_type=eat, log=False).run(proc)
-        if e != _matrix_want(name, eat):
+        if e != _matrix_want(profile, name, eat):
             wrong.append("%d: %s" % (eat, errno.errorcode.get(e, e)))
     assert not wrong, wrong
 
@@ -132,9 +138,7 @@ FLAGS = {
     "rnd hi32": (dict(prog_flags=F_TEST_RND_HI32), 0, ""),
     "state freq": (dict(prog_flags=F_TEST_STATE_FREQ), 0, ""),
     "reg invariants": (dict(prog_flags=F_TEST_REG_INVARIANTS), 0, ""),
-    "sleepable socket filter": (dict(prog_flags=F_SLEEPABLE), errno.EINVAL,
-                                "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can be "
-                                "sleepable"),
+    "sleepable socket filter": (dict(prog_flags=F_SLEEPABLE), errno.EINVAL, "sleepable_log"),
     "sleepable kprobe": (dict(prog_flags=F_SLEEPABLE, prog_type=U.BPF_PROG_TYPE_KPROBE), 0, ""),
     "syscall needs sleepable": (dict(prog_type=U.BPF_PROG_TYPE_SYSCALL), errno.EINVAL,
                                 "Syscall programs can only be sleepable"),
@@ -147,17 +151,31 @@ FLAGS = {
     "unknown bit 31": (dict(prog_flags=1 << 31), errno.EINVAL, ""),
     "misaligned packet read": (dict(prog_type=XDP, insns=_MISALIGNED), 0, ""),
     "misaligned packet read, strict": (dict(prog_type=XDP, insns=_MISALIGNED, prog_flags=F_STRICT_ALIGNMENT),
-                                       errno.EACCES, "misaligned packet access off 2+0+0+1 size 4"),
+                                       errno.EACCES, "misaligned packet access off 2+%s+0+1 size 4"),
     "misaligned packet read, strict and any": (
         dict(prog_type=XDP, insns=_MISALIGNED, prog_flags=F_STRICT_ALIGNMENT | F_ANY_ALIGNMENT), 0, ""),
 }
 
 
+def _var_off_0(profile):
+    """tnum_strn of a known 0 var_off on the kernel version (profile.tnum_strn)."""
+    return "(0x0; 0x0)" if profile.tnum_strn == "pair" else "0"
+
+
 @pytest.mark.parametrize("name", sorted(FLAGS))
-def test_prog_flags(proc, name):
+def test_prog_flags(proc, profile, name):
+    """Each flag as the host (6.18) answers; a flag the kernel version does not know (profile.prog_flags:
+    6.1 has no XDP_DEV_BOUND_ONLY nor TEST_REG_INVARIANTS) is EINVAL with an empty log, and the lines carry
+    the version's wording (profile.sleepable_log, profile.tnum_strn)."""
     fields, want, why = FLAGS[name]
     fields = dict(fields)
     insns = fields.pop("insns", RET0)
+    if fields.get("prog_flags", 0) & ~profile.prog_flags:
+        want, why = errno.EINVAL, ""
+    elif why == "sleepable_log":
+        why = profile.sleepable_log
+    elif "%s" in why:
+        why = why % _var_off_0(profile)
     assert Load(insns, **fields).run(proc) == (want, why)
 
 
@@ -187,7 +205,9 @@ def test_kern_version_is_not_checked(proc):
     (U.BPF_PROG_TYPE_SCHED_CLS, 1, F_XDP_DEV_BOUND_ONLY, errno.EINVAL),
     (XDP, 0x7fff0000, 0, errno.EINVAL),         # no such device
 ])
-def test_prog_ifindex(proc, prog_type, ifindex, flags, want):
+def test_prog_ifindex(proc, profile, prog_type, ifindex, flags, want):
+    if flags & ~profile.prog_flags:  # a flag the version does not know is EINVAL first
+        want = errno.EINVAL
     assert Load(prog_type=prog_type, prog_ifindex=ifindex, prog_flags=flags).run(proc)[0] == want
 
 
@@ -244,15 +264,16 @@ def test_attach_target_fields(proc, fields, want, why):
     assert Load(**fields).run(proc) == (want, why)
 
 
-def test_attach_fds_of_the_wrong_kind(proc):
+def test_attach_fds_of_the_wrong_kind(proc, profile):
     m = array_map(proc)
     try:
         # attach_btf_obj_fd (the same field as attach_prog_fd) that is neither a program nor a BTF
         assert Load(prog_type=TRACING, expected_attach_type=U.BPF_TRACE_RAW_TP, attach_btf_obj_fd=m,
                     attach_btf_id=1).run(proc)[0] == errno.EINVAL
-        # fentry needs a trampoline: the reference host refuses that first
+        # fentry needs a trampoline: the reference host refuses that first (profile.trampolines); elsewhere
+        # attach_prog_fd is neither a program nor a BTF
         assert Load(prog_type=TRACING, expected_attach_type=U.BPF_TRACE_FENTRY, attach_prog_fd=m,
-                    attach_btf_id=1).run(proc)[0] == errno.EPERM
+                    attach_btf_id=1).run(proc)[0] == (errno.EINVAL if profile.trampolines else errno.EPERM)
     finally:
         proc.close(m)
 
@@ -262,8 +283,7 @@ def test_a_raw_tracepoint_target_from_the_kernel_btf(proc):
     if not hostenv.is_linux():
         pytest.skip("needs the kernel BTF: %s" % hostenv.not_linux_reason())
     from bpfemu.btf import uapi as B
-    from bpfemu.btf.vmlinux import vmlinux_btf
-    b = vmlinux_btf(fallback=False)
+    b = kernel_btf(proc)  # the ids of the kernel the task runs on
     tid = b.find_by_name_kind("btf_trace_sched_switch", B.BTF_KIND_TYPEDEF)
     assert Load(prog_type=TRACING, expected_attach_type=U.BPF_TRACE_RAW_TP, attach_btf_id=tid).run(proc) == (0, "")
     fid = b.find_by_name_kind("sched_switch", B.BTF_KIND_FUNC)
@@ -342,18 +362,27 @@ def test_fd_array_cnt_takes_every_map_of_the_array(proc, profile):
         proc.close(m2)
 
 
+def _not_a_ksym(profile, tid):
+    """The line for an ld_imm64 of a kernel BTF id that is no variable (nor, where allowed, function)."""
+    if profile.ksym_funcs:
+        return "pseudo btf_id %d in ldimm64 isn't KIND_VAR or KIND_FUNC" % tid
+    return "pseudo btf_id %d in ldimm64 isn't KIND_VAR." % tid
+
+
 @pytest.mark.parametrize("insns, want, why", [
     (LD_IMM64(1, 7, 3) + RET0, errno.EINVAL, "unrecognized bpf_ld_imm64 insn"),
     (LD_IMM64(1, I.BPF_PSEUDO_BTF_ID, 0x7ffffff) + RET0, errno.ENOENT,
      "ldimm64 insn specifies invalid btf_id 134217727."),
-    (LD_IMM64(1, I.BPF_PSEUDO_BTF_ID, 1) + RET0, errno.EINVAL, "pseudo btf_id 1 in ldimm64 isn't KIND_VAR or KIND_FUNC"),
+    (LD_IMM64(1, I.BPF_PSEUDO_BTF_ID, 1) + RET0, errno.EINVAL, "not_a_ksym"),
     (LD_IMM64(1, I.BPF_PSEUDO_BTF_ID, 1, 999) + RET0, errno.EINVAL, "invalid module BTF object FD specified."),
     (LD_IMM64(1, I.BPF_PSEUDO_FUNC, 3) + RET0 + RET0, errno.EINVAL, "missing btf func_info"),
     ([I.BPF_RAW_INSN(0x18, 1, 0, 0, 0), I.BPF_RAW_INSN(0, 1, 0, 0, 0)] + RET0, errno.EINVAL,
      "invalid bpf_ld_imm64 insn"),
     ([I.BPF_RAW_INSN(0x18, 1, 0, 0, 0)], errno.EINVAL, "last insn is not an exit or jmp"),
 ])
-def test_ld_imm64_pseudo_forms(proc, insns, want, why):
+def test_ld_imm64_pseudo_forms(proc, profile, insns, want, why):
+    if why == "not_a_ksym":
+        why = _not_a_ksym(profile, insns[0][4])
     assert Load(insns).run(proc) == (want, why)
 
 
@@ -367,14 +396,17 @@ def test_ld_imm64_of_a_map_fd_with_a_nonzero_upper_half(proc):
         proc.close(m)
 
 
-def test_ld_imm64_of_a_kernel_function(proc):
+def test_ld_imm64_of_a_kernel_function(proc, profile):
     from bpfemu import hostenv
     if not hostenv.is_linux():
         pytest.skip("needs the kernel BTF: %s" % hostenv.not_linux_reason())
     from bpfemu.btf import uapi as B
-    from bpfemu.btf.vmlinux import vmlinux_btf
-    fid = vmlinux_btf(fallback=False).find_by_name_kind("bpf_prog_put", B.BTF_KIND_FUNC)
+    fid = kernel_btf(proc).find_by_name_kind("bpf_prog_put", B.BTF_KIND_FUNC)
     kp = U.BPF_PROG_TYPE_KPROBE
+    if not profile.ksym_funcs:  # 6.1: a kernel function is no ksym
+        assert Load(LD_IMM64(1, I.BPF_PSEUDO_BTF_ID, fid) + RET0, prog_type=kp).run(proc) == \
+            (errno.EINVAL, _not_a_ksym(profile, fid))
+        return
     # read-only memory of no size: it may be held, not read
     assert Load(LD_IMM64(1, I.BPF_PSEUDO_BTF_ID, fid) + RET0, prog_type=kp).run(proc) == (0, "")
     assert Load(LD_IMM64(1, I.BPF_PSEUDO_BTF_ID, fid) + [I.BPF_LDX_MEM(I.BPF_B, 0, 1, 0)] + RET0,
@@ -407,7 +439,7 @@ def test_an_unprivileged_program_has_at_most_4096_instructions(backend, proc):
 
 
 # -- the attr's size: PROG_LOAD's fields run to the end of 6.18's union (keyring_id, byte 168) ------------------
-def test_the_attr_size_and_tail_rules(proc):
+def test_the_attr_size_and_tail_rules(proc, profile):
     ld = Load(log=False)
     raw = bytes(ld.attr)
     assert len(raw) == U.ATTR_SIZE == U.offsetofend("keyring_id", type(U.bpf_attr().prog_load))
@@ -422,10 +454,11 @@ def test_the_attr_size_and_tail_rules(proc):
     # a short attr reads as zero-filled: cut before fd_array the load is the same
     short = U.offsetofend("log_true_size", type(U.bpf_attr().prog_load))
     proc.close(proc.bpf(U.BPF_PROG_LOAD, bytearray(raw[:short]), short))
-    # cut before insn_cnt: no instructions (E2BIG on 6.18)
+    # cut before insn_cnt: no instructions (E2BIG on 6.18), nor a license (EFAULT first where the license is
+    # copied in first: profile.license_first, 6.1)
     with pytest.raises(OSError) as e:
         proc.bpf(U.BPF_PROG_LOAD, bytearray(raw[:4]), 4)
-    assert e.value.errno == errno.E2BIG
+    assert e.value.errno == (errno.EFAULT if profile.license_first else errno.E2BIG)
 
 
 # -- a signature, the statistics log -----------------------------------------------------------------------------

@@ -91,11 +91,17 @@ def _value(name, p):
             return "="
         namer = U.cmd_name if name == "last_fields" else str
         return "; ".join("%s %s" % (namer(k), v) for k, v in sorted(changed.items(), key=lambda kv: str(kv[0])))
-    if name in ("instructions", "test_run_types"):
+    if name == "prog_flags":
+        if newer is not None and newer.prog_flags == value:
+            return "="
+        return "%#x" % value
+    if name in ("instructions", "test_run_types", "prog_types"):
         namer = str if name == "instructions" else (
             lambda t: U.PROG_TYPE_NAMES.get(t, str(t))[len("BPF_PROG_TYPE_"):].lower())
         if newer is None:
             return _names(value, namer) if name == "instructions" else "%d types" % len(value)
+        if name == "prog_types" and set(value) == set(getattr(newer, name)):
+            return "="
         gone, new = set(getattr(newer, name)) - set(value), set(value) - set(getattr(newer, name))
         words = (["without %s" % _names(gone, namer)] if gone else []) + (["with %s" % _names(new, namer)] if new
                                                                            else [])

@@ -36,9 +36,11 @@ HEAVY = ("test_map_state_machine.py", "test_differential_fuzz.py")
 # the ones that remain (docs/kernel-versions.md, "Remaining differences", gives each one's reason).
 CAUSES = [
     # (The instruction sets (cpu=v4, may_goto, load-acquire/store-release), BPF_ST into the context, 6.1's
-    # test_run rules (LWT_SEG6LOCAL, XDP metadata, live frame room) and 6.1's map_check_btf were causes here
-    # once; they are facts of the profiles now.) What remains are program facts the tests written after the
-    # profiles (PROG_LOAD, xlated programs, kfuncs, helpers) take from 6.18 and no profile declares yet.
+    # test_run rules (LWT_SEG6LOCAL, XDP metadata, live frame room), 6.1's map_check_btf, PROG_LOAD's attach
+    # types, prog_flags, trampolines and log lines, and 6.1's LRU free target were causes here once; they are
+    # facts of the profiles now; CPUMAP's bound and the machine's memory come from the backend.) What remains
+    # are program facts the tests written after the profiles (xlated programs, verifier logs, helpers) take
+    # from 6.18 and no profile declares yet.
     ("prog_xlated_6_18", ("6.1", "6.12"),
      "the xlated program (the verifier's rewrites, bpfemu/prog/fixups.py) uses 6.18's kernel struct offsets "
      "(struct sk_buff fields, bpf_array's value area: 264 bytes in on 6.12, 312 on 6.18, the unclone "
@@ -50,31 +52,10 @@ CAUSES = [
      [r"test_prog_load\.py::test_(level_two_traces_every_instruction|array_lookup_with_a_constant_key)",
       r"test_prog_load\.py::", r"test_program_api\.py::", r"test_prog_run_maps\.py::",
       r"test_prog_btf_info\.py::"]),
-    ("prog_load_6_18", ("6.1", "6.12"),
-     "PROG_LOAD facts of 6.18 not in the profiles: which "
-     "expected_attach_type each type takes (TRACING, LSM, EXT; on 6.1 also CGROUP_SOCK_ADDR's newest, no "
-     "NETFILTER), the errno for an attach fd of the wrong kind, prog_flags and prog_ifindex rules and log "
-     "wording of 6.1, the attr tail rule past 6.1's PROG_LOAD; and kernel functions and variables named by the "
-     "host's BTF ids (another kernel has other ids)",
-     [r"test_prog_load_attrs\.py::"]),
     ("helpers_6_18", ("6.1", "6.12"),
      "helper results of 6.18: bpf_csum_diff returns another (unfolded) sum on older kernels; the emulator's "
      "helpers are 6.18's",
      [r"test_prog_helpers_diff\.py::"]),
-    ("lru_target_free_6_1", ("6.1",),
-     "6.1's common LRU takes LOCAL_FREE_TARGET (128) nodes from the global free list at once, whatever the "
-     "map's size (the clamp to max_entries / CPUs / 2 is in 6.12's), so a small full map evicts all but the "
-     "newest key; not yet a profile fact (the LRU is built in maps/hashtab.py, under change by another session)",
-     [r"test_lru\.py::test_(common_lru_evicts_in_batches|an_update_that_fails_has_evicted)"]),
-    ("cpumap_max_entries", ("6.1", "6.12"),
-     "CPUMAP's max_entries bound is CONFIG_NR_CPUS: 8192 in Debian's kernels, while the test reads this "
-     "machine's (/sys/devices/system/cpu/kernel_max: 256), so 257 entries are created in the VM (a build "
-     "difference; the VM backend does not give the guest's kernel_max yet)",
-     [r"test_object_maps\.py::test_cpumap_holds_at_most_nr_cpus_entries"]),
-    ("vm_memory", ("6.1", "6.12"),
-     "the guest has 1280 MiB: a map that the host creates without a cgroup limit is ENOMEM in the VM (an "
-     "environment difference, not a version's)",
-     [r"test_memlock\.py::test_without_a_cgroup_limit_large_maps_are_created"]),
 ]
 
 

@@ -17,7 +17,8 @@ Common LRU (the default), one global list and a local free/pending list per poss
 - taking a node (an update) takes one from the CPU's local free list. When that is empty the CPU goes
   to the global list: its pending nodes move onto the global active (ref bit set) or inactive list, the
   global lists rotate, and up to ``target_free`` nodes move from the global free list to the local one,
-  ``target_free`` = clamp(max_entries / possible CPUs / 2, 1, 128). If the global free list had fewer,
+  ``target_free`` = clamp(max_entries / possible CPUs / 2, 1, 128) (6.1: always 128, the profile's
+  ``lru_target_free``). If the global free list had fewer,
   the rest is *shrunk* from the inactive list's tail: elements without the ref bit are deleted from the
   map (those with it move to the active head), up to the number missing and at most 128 scanned; if
   none could be taken, the oldest element of the inactive (else the active) list is deleted regardless.
@@ -115,9 +116,10 @@ class LocalList:
 
 class Lru:
     """struct bpf_lru of one map: ``new_node(cpu)`` makes a node (an element object of the map) for a CPU,
-    ``del_from_htab(node)`` removes a node's element from the map (True if it was there)."""
+    ``del_from_htab(node)`` removes a node's element from the map (True if it was there). ``target_free`` is
+    the kernel version's rule (its profile's ``lru_target_free``): "scaled" or "fixed" (always 128)."""
 
-    def __init__(self, nr_elems, ncpus, percpu, del_from_htab):
+    def __init__(self, nr_elems, ncpus, percpu, del_from_htab, target_free="scaled"):
         self.ncpus = ncpus
         self.percpu = percpu
         self.del_from_htab = del_from_htab
@@ -131,7 +133,10 @@ class Lru:
             self.list = LruList(nr_elems)
             self.local = [LocalList(cpu) for cpu in range(ncpus)]
             self.nr_scans = LOCAL_NR_SCANS
-            self.target_free = min(max(nr_elems // ncpus // 2, 1), LOCAL_FREE_TARGET)
+            if target_free == "fixed":
+                self.target_free = LOCAL_FREE_TARGET
+            else:
+                self.target_free = min(max(nr_elems // ncpus // 2, 1), LOCAL_FREE_TARGET)
 
     # -- moving nodes within one LruList ----------------------------------------------------------------
     def _move_to_free(self, l, node):

@@ -169,7 +169,7 @@ class HashMap(BpfMap):
         self.lru_list = None
         if self.lru:
             self.lru_list = Lru(self.max_entries, kernel.ncpus, bool(attr.map_flags & uapi.BPF_F_NO_COMMON_LRU),
-                                self._lru_del_from_htab)
+                                self._lru_del_from_htab, kernel.profile.lru_target_free)
 
     def count(self):
         return len(self.elems)

@@ -90,6 +90,34 @@ FACTS = {
                                 "bpf_map_lookup_elem of an array with a constant key below max_entries returns a "
                                 "value pointer that is never NULL (6.13); else the program must check it "
                                 "(\"R0 invalid mem access 'map_value_or_null'\", EACCES)"),
+    "prog_types": ("include/linux/bpf_types.h",
+                   "the program types PROG_LOAD knows (any other type is EINVAL)"),
+    "attach_types": ("include/uapi/linux/bpf.h: enum bpf_attach_type",
+                     "how many attach types the kernel knows (__MAX_BPF_ATTACH_TYPE): a newer one is no program "
+                     "type's expected_attach_type (EINVAL where bpf_prog_load_check_attach lists them)"),
+    "prog_flags": ("kernel/bpf/syscall.c: bpf_prog_load",
+                   "the prog_flags PROG_LOAD knows (any other bit is EINVAL first)"),
+    "license_first": ("kernel/bpf/syscall.c: bpf_prog_load",
+                      "the license is copied in right after the prog_flags check, so an unreadable one is EFAULT "
+                      "before insn_cnt is looked at (6.1); else after the instructions"),
+    "ksym_funcs": ("kernel/bpf/verifier.c: check_pseudo_btf_id",
+                   "an ld_imm64 of BPF_PSEUDO_BTF_ID may name a kernel function (read-only memory of no size); "
+                   "else only a variable (KIND_VAR), with 6.1's log line"),
+    "tnum_strn": ("kernel/bpf/tnum.c, kernel/bpf/log.c: tnum_strn",
+                  "how the verifier's error lines print a var_off: a known one as its value (\"constant\", 6.6) "
+                  "or always as (value; mask) (\"pair\")"),
+    "sleepable_log": ("kernel/bpf/verifier.c: check_attach_btf_id",
+                      "the log line for BPF_F_SLEEPABLE on a program type that cannot sleep"),
+    "trampolines": ("kernel/bpf/trampoline.c; the reference host's 6.18.44-fc (docs/kernel-notes.md)",
+                    "whether the kernel loads the trampoline-based programs (TRACING fentry/fexit/fmod_ret, LSM, "
+                    "EXT): the reference 6.18 host refuses every one with EPERM before any other check (empty log); "
+                    "Debian's kernels check them (no attach target: EINVAL \"Tracing programs must provide "
+                    "btf_id\")"),
+    "lru_target_free": ("kernel/bpf/bpf_lru_list.c: bpf_lru_list_init, bpf_lru_list_pop_free_to_local",
+                        "how many nodes a CPU of a common LRU takes from the global free list at once: scaled "
+                        "(max_entries / possible CPUs / 2, between 1 and LOCAL_FREE_TARGET = 128) or fixed "
+                        "(LOCAL_FREE_TARGET whatever the map's size, so a small full map evicts all but its newest "
+                        "keys)"),
     "fd_htab_update_in_place": ("kernel/bpf/hashtab.c: bpf_fd_htab_map_update_elem",
                                 "updating a present key of a HASH_OF_MAPS swaps the inner map in place (else a new "
                                 "element replaces it at the head of its bucket, which moves the key in a walk, "
@@ -130,7 +158,8 @@ class Profile:
 
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
                  map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
-                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
+                 path_fd, lookup_and_delete_types, fd_htab_update_in_place, lru_target_free, trampolines,
+                 prog_types, attach_types, prog_flags, license_first, sleepable_log, ksym_funcs, tnum_strn, btf_tag_kflag, map_value_fields,
                  verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
                  xdp_meta_max, map_field_rules, kptr_local,
                  array_const_key_nonnull, notes=(), changes=None,
@@ -150,6 +179,19 @@ class Profile:
         self.path_fd = path_fd
         self.lookup_and_delete_types = frozenset(lookup_and_delete_types)
         self.fd_htab_update_in_place = fd_htab_update_in_place
+        if lru_target_free not in ("scaled", "fixed"):
+            raise ValueError("lru_target_free is scaled or fixed, not %r" % (lru_target_free,))
+        self.lru_target_free = lru_target_free
+        self.trampolines = bool(trampolines)
+        self.prog_types = frozenset(prog_types)
+        self.attach_types = attach_types
+        self.prog_flags = prog_flags
+        self.license_first = license_first
+        self.sleepable_log = sleepable_log
+        self.ksym_funcs = ksym_funcs
+        if tnum_strn not in ("constant", "pair"):
+            raise ValueError("tnum_strn is constant or pair, not %r" % (tnum_strn,))
+        self.tnum_strn = tnum_strn
         self.btf_tag_kflag = btf_tag_kflag
         self.map_value_fields = tuple(map_value_fields)
         self.verifier_log = verifier_log
@@ -201,6 +243,12 @@ class Profile:
         if name not in INSTRUCTIONS:
             raise KeyError(name)
         return name in self.instructions
+
+    def knows_prog_type(self, prog_type):
+        return prog_type in self.prog_types
+
+    def knows_attach_type(self, attach_type):
+        return 0 <= attach_type < self.attach_types
 
     def knows_map_type(self, map_type):
         return map_type in self.map_types

@@ -53,6 +53,17 @@ PROFILE = NEWER.older(
          (U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_ARRAY, U.BPF_MAP_TYPE_PERCPU_ARRAY),
          95, True, True),
     ),
+    # a common LRU's CPU takes LOCAL_FREE_TARGET (128) free nodes at once whatever the map's size (6.12 clamps it to
+    # max_entries / CPUs / 2)
+    lru_target_free="fixed",
+    prog_types=set(NEWER.prog_types) - {U.BPF_PROG_TYPE_NETFILTER},
+    attach_types=U.BPF_LSM_CGROUP + 1,  # no NETFILTER, TCX, UPROBE_MULTI, the CGROUP_UNIX_* (6.7), NETKIT...
+    # no XDP_DEV_BOUND_ONLY (6.3), TEST_REG_INVARIANTS (6.8), BPF_F_TOKEN_FD (6.9)
+    prog_flags=0x3f,
+    ksym_funcs=False,
+    tnum_strn="pair",  # "misaligned packet access off 2+(0x0; 0x0)+0+1 size 4"  # an ld_imm64 of a kernel BTF id names a variable only: "isn't KIND_VAR."
+    license_first=True,  # an unreadable license is EFAULT before an empty program's E2BIG
+    sleepable_log="Only fentry/fexit/fmod_ret, lsm, and kprobe/uprobe programs can be sleepable",
     kptr_local=False,  # kptrs point to kernel types only (program-local kptrs are 6.2's)
     notes=(
         "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "

@@ -31,6 +31,8 @@ PROFILE = NEWER.older(
     },
     lookup_and_delete_types=set(NEWER.lookup_and_delete_types) - {U.BPF_MAP_TYPE_STACK_TRACE},
     fd_htab_update_in_place=False,
+    attach_types=U.BPF_TRACE_KPROBE_SESSION + 1,  # the last one of 6.12
+    trampolines=True,  # Debian's kernels load them (the reference 6.18 host's refusal is its own)
     btf_tag_kflag=False,
     # load-acquire and store-release (BPF_ATOMIC with BPF_LOAD_ACQ, BPF_STORE_REL) are 6.15's
     instructions=set(NEWER.instructions) - {"load_acquire", "store_release"},

@@ -43,6 +43,17 @@ PROFILE = Profile(
                              U.BPF_MAP_TYPE_PERCPU_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_LRU_PERCPU_HASH,
                              U.BPF_MAP_TYPE_STACK_TRACE),
     fd_htab_update_in_place=True,
+    lru_target_free="scaled",
+    prog_types=U.PROG_TYPE_NAMES,  # BPF_PROG_TYPE_UNSPEC .. BPF_PROG_TYPE_NETFILTER
+    attach_types=dict(U.ENUMS["bpf_attach_type"])["__MAX_BPF_ATTACH_TYPE"],
+    # STRICT_ALIGNMENT, ANY_ALIGNMENT, TEST_RND_HI32, TEST_STATE_FREQ, SLEEPABLE, XDP_HAS_FRAGS,
+    # XDP_DEV_BOUND_ONLY, TEST_REG_INVARIANTS (bits 0-7) and BPF_F_TOKEN_FD
+    prog_flags=0xff | U.BPF_F_TOKEN_FD,
+    license_first=False,
+    ksym_funcs=True,
+    tnum_strn="constant",
+    sleepable_log="Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can be sleepable",
+    trampolines=False,  # the reference host (6.18.44-fc) refuses trampoline-based programs: EPERM
     btf_tag_kflag=True,
     verifier_log="rotating",
     btf_section_names="printable",

@@ -5,7 +5,9 @@ capabilities, its memory, the fd resolver) and returns a verified :class:`~bpfem
 raises the OSError the kernel returns. The order of the checks decides which errno wins; each was asked
 of the host (6.18) and is listed here:
 
-1. prog_flags outside the known set: EINVAL
+1. prog_flags outside the known set (the profile's ``prog_flags``): EINVAL; 6.1 copies the license here
+   (``license_first``: EFAULT); where the profile has no ``trampolines`` (the reference host), TRACING
+   fentry/fexit/fmod_ret, LSM and EXT: EPERM
 2. expected_attach_type defaulted for CGROUP_SOCK and SK_REUSEPORT
 3. BPF_F_TOKEN_FD: the token fd must be a token (EBADF/EINVAL)
 4. unprivileged_bpf_disabled without CAP_BPF: EPERM
@@ -120,8 +122,9 @@ def fixup_attach_type(prog_type, eat):
     return eat
 
 
-def check_attach(prog_type, eat, attach_btf, btf_id, dst_prog):
-    """bpf_prog_load_check_attach: True when the (type, attach type, BTF target) triple is valid."""
+def check_attach(prog_type, eat, attach_btf, btf_id, dst_prog, profile=None):
+    """bpf_prog_load_check_attach: True when the (type, attach type, BTF target) triple is valid. ``profile``
+    (None: the newest) bounds the attach types a type's list may hold to those its kernel knows."""
     if btf_id:
         if btf_id > BTF_MAX_TYPE:
             return False
@@ -134,7 +137,7 @@ def check_attach(prog_type, eat, attach_btf, btf_id, dst_prog):
     if dst_prog is not None and prog_type not in (A.BPF_PROG_TYPE_TRACING, A.BPF_PROG_TYPE_EXT):
         return False
     allowed = ATTACH_MATRIX.get(prog_type)
-    return allowed is None or eat in allowed
+    return allowed is None or eat in allowed and (profile is None or profile.knows_attach_type(eat))
 
 
 # the network devices of the emulated task's namespace: the loopback device alone, which (as on the host)
@@ -182,17 +185,22 @@ def license_is_gpl_compatible(lic):
 def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     """The PROG_LOAD command after CHECK_ATTR: returns (BpfProg, CheckResult); raises OSError(errno)."""
     p = attr.prog_load if hasattr(attr, "prog_load") else attr
+    profile = getattr(ctx, "profile", None)
     prog_type = p.prog_type
     flags = p.prog_flags
-    if flags & ~PROG_FLAGS:
+    if flags & ~(profile.prog_flags if profile is not None else PROG_FLAGS):
         raise bpf_error(errno.EINVAL, "unknown prog_flags")
+    lic = None
+    if profile is not None and profile.license_first:  # 6.1: the license is copied in before anything else
+        lic = ctx.read_str(p.license, 127)
     eat = fixup_attach_type(prog_type, p.expected_attach_type)
-    if not getattr(ctx, "trampolines", False) and (
+    trampolines = profile.trampolines if profile is not None else False
+    if not trampolines and (
             prog_type in (A.BPF_PROG_TYPE_LSM, A.BPF_PROG_TYPE_EXT) or
             (prog_type == A.BPF_PROG_TYPE_TRACING and eat in (A.BPF_TRACE_FENTRY, A.BPF_TRACE_FEXIT,
                                                               A.BPF_MODIFY_RETURN))):
         # the reference host (6.18.44-fc) refuses every trampoline-based program type here, before any
-        # other check (kernel-notes.md)
+        # other check (kernel-notes.md; the profile's ``trampolines``)
         raise bpf_error(errno.EPERM, "trampoline-based program types are not available on this kernel")
     if flags & BPF_F_TOKEN_FD:
         ctx.token_of_fd(p.prog_token_fd)
@@ -215,18 +223,19 @@ def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
             raise bpf_error(errno.EINVAL, "attach_prog_fd/attach_btf_obj_fd is no program nor BTF")
     elif p.attach_btf_id:
         attach_btf = "vmlinux"
-    if not check_attach(prog_type, eat, attach_btf, p.attach_btf_id, dst_prog):
+    if not check_attach(prog_type, eat, attach_btf, p.attach_btf_id, dst_prog, profile):
         raise bpf_error(errno.EINVAL, "invalid expected_attach_type/attach target for this program type")
     raw = ctx.read(p.insns, p.insn_cnt * 8)
     insns = [(c, r & 0xf, r >> 4, o, i) for c, r, o, i in _unpack(raw)]
-    lic = ctx.read_str(p.license, 127)
+    if lic is None:
+        lic = ctx.read_str(p.license, 127)
     gpl = license_is_gpl_compatible(lic)
     if getattr(p, "signature", 0):
         bpf_prog_verify_signature(p, ctx)
     if p.prog_ifindex:
         bpf_prog_dev_bound_init(prog_type, flags, p.prog_ifindex)
     ops = PROG_TYPES.get(prog_type)
-    if ops is None:
+    if ops is None or profile is not None and not profile.knows_prog_type(prog_type):
         raise bpf_error(errno.EINVAL, "unknown program type %d" % prog_type)
     name = ctx.obj_name_cpy(_raw_field(p, "prog_name"))
     prog = BpfProg(prog_type, eat, insns, name, gpl, bool(flags & BPF_F_SLEEPABLE))
@@ -308,7 +317,9 @@ def _version_facts(profile):
     if profile is None:
         return {}
     return {"instructions": profile.instructions, "st_to_ctx": profile.st_to_ctx,
-            "array_const_key_nonnull": profile.array_const_key_nonnull, "log_mode": profile.verifier_log}
+            "array_const_key_nonnull": profile.array_const_key_nonnull, "log_mode": profile.verifier_log,
+            "sleepable_log": profile.sleepable_log, "ksym_funcs": profile.ksym_funcs,
+            "tnum_strn": profile.tnum_strn}
 
 
 def _info_attr(p, ctx, uattr, kind):

@@ -626,6 +626,17 @@ class Tracing(ProgType):
         return tracing_func_proto(name, env)
 
 
+@prog_type(A.BPF_PROG_TYPE_EXT)
+class Extension(ProgType):
+    """BPF_PROG_TYPE_EXT (bpf_extension_verifier_ops): a replacement for a function of another program. The
+    emulator has no attach target for one (check_attach_btf_id refuses every target), so it never loads; it
+    is registered so that PROG_LOAD reaches that check as the kernel does (where the kernel's trampolines
+    are: profile ``trampolines``)."""
+
+    def is_valid_access(self, env, off, size, t, is_ldsx):
+        return None
+
+
 @prog_type(A.BPF_PROG_TYPE_SYSCALL)
 class Syscall(ProgType):
     test_run = True

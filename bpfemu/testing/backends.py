@@ -27,6 +27,7 @@ import atexit
 import threading
 
 from .. import profiles, uapi
+from ..host.sysinfo import host_kernel_max, host_total_memory
 from ..host.task import Host, available
 from ..host.vm import kernels as vm_kernels
 from ..host.vm import machine as vm_machine
@@ -234,7 +235,8 @@ def _obj_get(task, path):
 class EmuBackend:
     """The emulator: a fresh :class:`bpfemu.Kernel` (``kernel_args``: its arguments, ``version=`` among them).
     ``.profile`` is its kernel version's profile, ``.bpf_preload`` whether its bpffs has maps.debug and
-    progs.debug; tasks carry both too."""
+    progs.debug; tasks carry both too. ``.kernel_max`` and ``.machine_memory`` are the machine's, as on a real
+    kernel: its highest CPU number (CONFIG_NR_CPUS - 1) and its RAM in bytes (None: unbounded)."""
 
     name = "emu"
     vm = None
@@ -244,6 +246,8 @@ class EmuBackend:
         self.bpffs = "/sys/fs/bpf"
         self.profile = self.kernel.profile
         self.bpf_preload = self.kernel.bpf_preload
+        self.kernel_max = self.kernel.nr_cpus - 1
+        self.machine_memory = self.kernel.memcg.machine
 
     def spawn(self, uid=None, caps=None):
         t = self.kernel.spawn(uid=uid or 0, caps=caps)
@@ -264,7 +268,8 @@ class EmuBackend:
 
 class HostBackend:
     """The machine's own kernel (``host``: a ``bpfemu.Host()``), or ``host`` given: a Host-like of another
-    real kernel (a :class:`bpfemu.host.vm.VMHost`)."""
+    real kernel (a :class:`bpfemu.host.vm.VMHost`). ``.kernel_max`` is the kernel's highest CPU number
+    (/sys/devices/system/cpu/kernel_max), ``.machine_memory`` its RAM in bytes (MemTotal); None if unreadable."""
 
     name = "host"
     kernel = None
@@ -275,6 +280,8 @@ class HostBackend:
         self.tasks = []
         self.profile = profiles.get(profiles.host_version() or profiles.NEWEST)
         self.bpf_preload = None  # found from the fresh bpffs by the first task
+        self.kernel_max = host_kernel_max()
+        self.machine_memory = host_total_memory()
         ok, why = self.host.private_bpffs
         if not ok:
             raise OSError(errno.EPERM, "bpfemu: the host backend needs a private bpffs: %s" % why)
@@ -336,6 +343,8 @@ class VMBackend(HostBackend):
         HostBackend.__init__(self, vm.host())
         self.profile = profiles.get(vm.version)
         self.bpf_preload = vm.bpf_preload
+        self.kernel_max = vm.kernel_max
+        self.machine_memory = vm.total_memory
 
     def __repr__(self):
         return "<bpf backend host: VM %s (%s)>" % (self.vm.version, self.vm.release)

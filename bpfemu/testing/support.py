@@ -216,6 +216,28 @@ def btf_fd_by_id(proc, btf_id):
     return proc.bpf(u.BPF_BTF_GET_FD_BY_ID, u.make_attr(btf_id=btf_id))
 
 
+_kernel_btfs = {}
+
+
+def kernel_btf(proc):
+    """The BTF of the kernel ``proc`` runs on, as that kernel gives it (BTF id 1, "vmlinux", read through
+    OBJ_GET_INFO_BY_FD): the type ids a program names must be its kernel's, not this machine's. A decoded
+    ``bpfemu.btf`` Btf (``find_by_name_kind``...), kept per kernel (the same blob is decoded once)."""
+    from ..btf.btf import lazy_btf
+    fd = btf_fd_by_id(proc, 1)
+    try:
+        info, _, name = btf_info(proc, fd, name_len=16)
+        assert name.rstrip(b"\0") == b"vmlinux", name
+        _, blob, _ = btf_info(proc, fd, btf_size=info.btf_size)
+    finally:
+        proc.close(fd)
+    key = (len(blob), hash(blob))
+    b = _kernel_btfs.get(key)
+    if b is None:
+        b = _kernel_btfs[key] = lazy_btf(blob, name="vmlinux", kernel_btf=True)
+    return b
+
+
 def u32(n):
     return struct.pack("<I", n)
 

@@ -34,6 +34,7 @@ import time
 
 from bpfemu.host import libc as hostlibc
 from bpfemu.host import rpc
+from bpfemu.host import sysinfo
 from bpfemu.host.task import _make_namespace
 from bpfemu.host.vm import wire
 
@@ -364,6 +365,7 @@ class Agent:
         with open("/sys/devices/system/cpu/possible") as f:
             possible = f.read().strip()
         self.reply(("hello", {"release": uname.release, "version": uname.version, "possible": possible,
+                              "kernel_max": sysinfo.host_kernel_max(), "memtotal": sysinfo.host_total_memory(),
                               "pid": os.getpid(), "uptime": uptime,
                               "task_ports": sorted(self.task_ports)}))
         while True:

@@ -579,6 +579,16 @@ class VM(VMHost):
         return VMHost(self)
 
     @property
+    def kernel_max(self):
+        """The guest kernel's highest CPU number (/sys/devices/system/cpu/kernel_max: CONFIG_NR_CPUS - 1)."""
+        return self.facts.get("kernel_max")
+
+    @property
+    def total_memory(self):
+        """The guest's RAM in bytes as its kernel counts it (MemTotal)."""
+        return self.facts.get("memtotal")
+
+    @property
     def bpf_preload(self):
         """Whether the kernel was built with CONFIG_BPF_PRELOAD (a fresh bpffs lists maps.debug, progs.debug)."""
         return kernels.config_option(self.kernel, "CONFIG_BPF_PRELOAD") == "y"

@@ -888,7 +888,7 @@ class AluMixin:
             off = dreg.off + s64(dreg.vv)
             if dreg.vm != 0:
                 self.fail(errno.EACCES, "R%d variable stack access prohibited for !root, var_off=%s off=%d\n"
-                          % (dst, tnum.strn((dreg.vv, dreg.vm)), off))
+                          % (dst, self.tnum_strn((dreg.vv, dreg.vm)), off))
             if off >= 0 or off < -512:
                 self.fail(errno.EACCES, "R%d stack pointer arithmetic goes out of range, prohibited for !root; "
                           "off=%d\n" % (dst, off))

@@ -283,6 +283,8 @@ class CfgMixin:
         t = b.type_by_id(tid) if tid > 0 else None
         if t is None:
             self.fail(errno.ENOENT, "ldimm64 insn specifies invalid btf_id %d.\n" % tid)
+        if not self.ksym_funcs and t.kind != BTF_KIND_VAR:
+            self.fail(errno.EINVAL, "pseudo btf_id %d in ldimm64 isn't KIND_VAR.\n" % tid)
         if t.kind not in (BTF_KIND_VAR, BTF_KIND_FUNC):
             self.fail(errno.EINVAL, "pseudo btf_id %d in ldimm64 isn't KIND_VAR or KIND_FUNC\n" % tid)
         if t.kind == BTF_KIND_VAR and not self.kallsyms_all:
@@ -702,8 +704,7 @@ class AttachMixin:
                 return
             self.fail(errno.EINVAL, "Syscall programs can only be sleepable\n")
         if self.sleepable and not self.can_be_sleepable():
-            self.fail(errno.EINVAL, "Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can "
-                                    "be sleepable\n")
+            self.fail(errno.EINVAL, self.sleepable_log + "\n")
         if pt == A.BPF_PROG_TYPE_STRUCT_OPS:
             return self.check_struct_ops_btf_id()
         if pt not in (A.BPF_PROG_TYPE_TRACING, A.BPF_PROG_TYPE_LSM, A.BPF_PROG_TYPE_EXT):
@@ -737,7 +738,7 @@ class AttachMixin:
             if proto is None or proto.kind != BTF_KIND_FUNC_PROTO:
                 self.fail(errno.EINVAL)
         else:
-            # fentry/fexit/fmod_ret/lsm need trampolines (the emulator has none; PROG_LOAD refused them)
+            # fentry/fexit/fmod_ret/lsm need trampolines (PROG_LOAD refused them where the profile has none)
             if t.kind != BTF_KIND_FUNC:
                 self.fail(errno.EINVAL, "attach_btf_id %u is not a function\n" % btf_id)
             proto = b.type_by_id(t.type)

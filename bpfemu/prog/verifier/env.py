@@ -15,6 +15,7 @@ from .jmp import JmpMixin
 from .kfunc import KfuncMixin
 from .log import BPF_LOG_LEVEL, BPF_LOG_LEVEL2, BPF_LOG_STATS
 from .mem import MemMixin
+from . import tnum
 from .prune import PruneMixin
 from .regs import NOT_INIT, bounds_invariant_violation, mark_unbounded, mark_unknown
 from .state import VerifierState, format_func_state, init_func_state
@@ -76,7 +77,8 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
                  fd_array=None, gpl_compatible=True, strict_alignment=False, test_state_freq=False,
                  sleepable=False, attach_btf_id=0, has_func_info=False, jit_requested=True, nr_cpu_ids=2,
                  kernel_btf=None, func_info=None, line_info_cnt=0, line_info=None, instructions=None,
-                 st_to_ctx=True, array_const_key_nonnull=True):
+                 st_to_ctx=True, array_const_key_nonnull=True, sleepable_log=None,
+                 ksym_funcs=True, tnum_strn="constant"):
         caps = caps or {}
         # the kernel version's instruction set (a profile's ``instructions``; None: every one this model knows)
         # and whether BPF_ST may write to the context (``st_to_ctx``)
@@ -84,6 +86,11 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
         self.opcodes = opcode_table(self.instructions)
         self.st_to_ctx = st_to_ctx
         self.array_const_key_nonnull = array_const_key_nonnull
+        # the line for BPF_F_SLEEPABLE on a type that cannot sleep (a profile's ``sleepable_log``)
+        self.sleepable_log = sleepable_log or ("Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops "
+                                               "programs can be sleepable")
+        self.ksym_funcs = ksym_funcs  # an ld_imm64 may name a kernel function (a profile's ``ksym_funcs``)
+        self.tnum_pairs = tnum_strn == "pair"  # a profile's ``tnum_strn``: see :meth:`tnum_strn`
         self.insns = insns
         self.insn_cnt = len(insns)
         self.ops = ops
@@ -159,6 +166,12 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
     def verbose(self, s):
         if self.log_level:
             self.log.write(s)
+
+    def tnum_strn(self, a):
+        """tnum_strn of the kernel version: a known tnum as its value, or (6.1) always '(value; mask)'."""
+        if self.tnum_pairs:
+            return "(%#x; %#x)" % a
+        return tnum.strn(a)
 
     def fail(self, err, msg=None):
         if msg and self.log_level:

@@ -214,7 +214,7 @@ class MemMixin:
             ro = tnum.add((reg.vv, reg.vm), tnum.const(ip_align + reg.off + off))
             if not tnum.is_aligned(ro, size):
                 self.fail(errno.EACCES, "misaligned packet access off %d+%s+%d+%d size %d\n"
-                          % (ip_align, tnum.strn((reg.vv, reg.vm)), reg.off, off, size))
+                          % (ip_align, self.tnum_strn((reg.vv, reg.vm)), reg.off, off, size))
             return
         if t == PTR_TO_ARENA:
             return
@@ -226,7 +226,7 @@ class MemMixin:
         ro = tnum.add((reg.vv, reg.vm), tnum.const(reg.off + off))
         if not tnum.is_aligned(ro, size):
             self.fail(errno.EACCES, "misaligned %saccess off %s+%d+%d size %d\n"
-                      % (desc, tnum.strn((reg.vv, reg.vm)), reg.off, off, size))
+                      % (desc, self.tnum_strn((reg.vv, reg.vm)), reg.off, off, size))
 
     # -- the dispatcher --
     def check_mem_access(self, regno, off, bpf_size, t, value_regno, strict_once, is_ldsx):
@@ -396,14 +396,14 @@ class MemMixin:
                       % (reg_type_str(reg.type), regno, reg.off))
         if reg.vm != 0 or reg.vv:
             self.fail(errno.EACCES, "variable %s access var_off=%s disallowed\n"
-                      % (reg_type_str(reg.type), tnum.strn((reg.vv, reg.vm))))
+                      % (reg_type_str(reg.type), self.tnum_strn((reg.vv, reg.vm))))
 
     def check_buffer_access(self, reg, regno, off, size, info):
         if off < 0:
             self.fail(errno.EACCES, "R%d invalid %s buffer access: off=%d, size=%d\n" % (regno, info, off, size))
         if reg.vm != 0 or reg.vv:
             self.fail(errno.EACCES, "R%d invalid variable buffer offset: off=%d, var_off=%s\n"
-                      % (regno, off, tnum.strn((reg.vv, reg.vm))))
+                      % (regno, off, self.tnum_strn((reg.vv, reg.vm))))
 
     # -- maps --
     def check_map_access_type(self, regno, off, size, t):
@@ -615,7 +615,7 @@ class MemMixin:
             self.fail(errno.EACCES, "R%d is ptr_%s invalid negative access: off=%d\n" % (regno, tname, off))
         if reg.vm != 0 or reg.vv:
             self.fail(errno.EACCES, "R%d is ptr_%s invalid variable offset: off=%d, var_off=%s\n"
-                      % (regno, tname, off, tnum.strn((reg.vv, reg.vm))))
+                      % (regno, tname, off, self.tnum_strn((reg.vv, reg.vm))))
         if reg.type & MEM_USER:
             self.fail(errno.EACCES, "R%d is ptr_%s access user memory: off=%d\n" % (regno, tname, off))
         if reg.type & MEM_PERCPU:
@@ -762,7 +762,7 @@ class MemMixin:
             if reg.vm == 0:
                 self.fail(err, "invalid%s stack R%d off=%d size=%d\n" % (extra, regno, off, access_size))
             self.fail(err, "invalid variable-offset%s stack R%d var_off=%s off=%d size=%d\n"
-                      % (extra, regno, tnum.strn((reg.vv, reg.vm)), off, access_size))
+                      % (extra, regno, self.tnum_strn((reg.vv, reg.vm)), off, access_size))
         state.grow_stack(-min_off)
         self.note_stack_depth(state, -min_off)
 
@@ -771,7 +771,7 @@ class MemMixin:
         state = self.reg_func(reg)
         if dst_regno < 0 and reg.vm != 0:
             self.fail(errno.EACCES, "variable offset stack pointer cannot be passed into helper function; "
-                                    "var_off=%s off=%d size=%d\n" % (tnum.strn((reg.vv, reg.vm)), off, size))
+                                    "var_off=%s off=%d size=%d\n" % (self.tnum_strn((reg.vv, reg.vm)), off, size))
         if reg.vm == 0:
             self.check_stack_read_fixed_off(state, off + s64(reg.vv), size, dst_regno)
         else:
@@ -1002,7 +1002,7 @@ class MemMixin:
         else:
             if not self.bypass_spec_v1:
                 self.fail(errno.EACCES, "R%d%s variable offset stack access prohibited for !root, var_off=%s\n"
-                          % (regno, err_extra, tnum.strn((reg.vv, reg.vm))))
+                          % (regno, err_extra, self.tnum_strn((reg.vv, reg.vm))))
             if meta is not None and meta.raw_mode:
                 meta = None
             min_off = reg.smin + off
@@ -1041,7 +1041,7 @@ class MemMixin:
                     self.fail(errno.EACCES, "invalid%s read from stack R%d off %d+%d size %d\n"
                               % (err_extra, regno, min_off, i - min_off, access_size))
                 self.fail(errno.EACCES, "invalid%s read from stack R%d var_off %s+%d size %d\n"
-                          % (err_extra, regno, tnum.strn((reg.vv, reg.vm)), i - min_off, access_size))
+                          % (err_extra, regno, self.tnum_strn((reg.vv, reg.vm)), i - min_off, access_size))
             self.mark_reg_read(slot.spilled, REG_LIVE_READ64)
 
 
