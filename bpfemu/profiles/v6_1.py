@@ -53,6 +53,13 @@ PROFILE = NEWER.older(
          (U.BPF_MAP_TYPE_HASH, U.BPF_MAP_TYPE_LRU_HASH, U.BPF_MAP_TYPE_ARRAY, U.BPF_MAP_TYPE_PERCPU_ARRAY),
          95, True, True),
     ),
+    # vlan_present is a bit of its own (the byte at __pkt_vlan_present_offset, bit 0 on x86), not vlan_all != 0
+    kernel_offsets={
+        ("sk_buff", "vlan_all"): None, ("sk_buff", "__pkt_vlan_present_offset"): 130,
+        ("sk_buff", "vlan_proto"): 152, ("sk_buff", "vlan_tci"): 154, ("sk_buff", "priority"): 140,
+        ("sk_buff", "skb_iif"): 144, ("sk_buff", "hash"): 148,
+        ("net_device", "ifindex"): 216, ("bpf_array", "value"): 272,
+    },
     kptr_local=False,  # kptrs point to kernel types only (program-local kptrs are 6.2's)
     notes=(
         "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "
