@@ -40,6 +40,13 @@ FACTS = {
                        "(len, mark, data, __cloned_offset, ...), bpf_array's value area, htab_elem's key, "
                        "xdp_buff's; the program's tag and info hash them (a field a version lacks is absent: "
                        "6.1 has a vlan_present bit, no vlan_all)"),
+    "prog_tag": ("kernel/bpf/core.c: bpf_prog_calc_tag",
+                 "the hash whose first 8 bytes are a program's tag (the instructions with map fds zeroed): sha256 "
+                 "(6.18) or sha1"),
+    "log_liveness_marks": ("kernel/bpf/log.c: print_verifier_state (print_liveness)",
+                           "the level-2 log marks each register and spilled slot of a state with its liveness "
+                           "(R0_w=1: written, _r read, _D done); 6.18 computes liveness before the walk and "
+                           "prints none"),
     "csum_diff": ("net/core/filter.c: bpf_csum_diff",
                   "what bpf_csum_diff returns: folded (6.13: a 16-bit fold of to's sum less from's, any "
                   "sizes) or csum_partial (the raw 32-bit csum_partial of the complemented 'from' words and "
@@ -139,7 +146,8 @@ class Profile:
     the next newer one (``{}`` for the newest); ``notes`` what the profile does not model, in words."""
 
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
-                 map_info_reads_user, memlock, sizeof, kernel_offsets, csum_diff, unpriv_check_at_entry, net_admin, freeze_checks,
+                 map_info_reads_user, memlock, sizeof, kernel_offsets, csum_diff, prog_tag,
+                 log_liveness_marks, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, btf_tag_kflag, map_value_fields,
                  verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
                  xdp_meta_max, map_field_rules, kptr_local,
@@ -158,6 +166,10 @@ class Profile:
         if csum_diff not in ("folded", "csum_partial"):
             raise ValueError("csum_diff is folded or csum_partial, not %r" % (csum_diff,))
         self.csum_diff = csum_diff
+        if prog_tag not in ("sha256", "sha1"):
+            raise ValueError("prog_tag is sha256 or sha1, not %r" % (prog_tag,))
+        self.prog_tag = prog_tag
+        self.log_liveness_marks = bool(log_liveness_marks)
         self.unpriv_check_at_entry = unpriv_check_at_entry
         self.net_admin = net_admin
         self.freeze_checks = tuple(freeze_checks)

@@ -37,6 +37,8 @@ PROFILE = NEWER.older(
         ("bpf_array", "value"): 264,
     },
     csum_diff="csum_partial",  # the fold and any sizes are 6.13's
+    prog_tag="sha1",  # SHA-256 tags came with signed programs (6.18)
+    log_liveness_marks=True,  # R0_w=1 (checked in the 6.1 and 6.12 VMs)
     lookup_and_delete_types=set(NEWER.lookup_and_delete_types) - {U.BPF_MAP_TYPE_STACK_TRACE},
     fd_htab_update_in_place=False,
     btf_tag_kflag=False,

@@ -51,6 +51,8 @@ PROFILE = Profile(
         ("bpf_array", "value"): 312, ("htab_elem", "key"): 48,
     },
     csum_diff="folded",
+    prog_tag="sha256",
+    log_liveness_marks=False,
     unpriv_check_at_entry=False,
     net_admin="bpf_net_capable",
     freeze_checks=("write_perm", "write_active", "frozen"),
