@@ -182,9 +182,12 @@ def kernel_offset(profile):
     from bpfemu.prog.fixups import kernel_member_offset
     btf = real_kernel_btf(profile.version)
 
-    def offset(struct, field):
-        off = kernel_member_offset(btf, struct, field) if btf is not None else None
-        if off is None:
+    def offset(struct, field, optional=False):
+        """The offset; with ``optional``, None for a field this version's struct lacks."""
+        if btf is None:
+            pytest.skip("no BTF of a %s kernel" % profile.version)
+        off = kernel_member_offset(btf, struct, field)
+        if off is None and not optional:
             pytest.skip("no BTF of a %s kernel with %s.%s" % (profile.version, struct, field))
         return off
     return offset
@@ -210,6 +213,19 @@ def test_socket_filter_context_reads_become_sk_buff_reads(proc, kernel_offset):
             ldx(I.BPF_DW, 2, 1, kernel_offset("sk_buff", "dev")), tuple(I.BPF_JMP_IMM(I.BPF_JEQ, 2, 0, 1)),
             ldx(I.BPF_W, 2, 2, kernel_offset("net_device", "ifindex")), tuple(prog[-1])]
     assert xlated(proc, prog) == want
+
+
+def test_vlan_present_tests_vlan_all_or_its_bit(proc, kernel_offset):
+    """__sk_buff.vlan_present: vlan_all != 0 (6.2 on), or the vlan_present bit of its own (6.1: bit 0 of a
+    byte on a little-endian machine)."""
+    prog = [I.BPF_LDX_MEM(I.BPF_W, 0, 1, 20), I.BPF_EXIT_INSN()]   # offsetof(struct __sk_buff, vlan_present)
+    vlan_all = kernel_offset("sk_buff", "vlan_all", optional=True)
+    if vlan_all is not None:
+        want = [ldx(I.BPF_W, 0, 1, vlan_all), tuple(I.BPF_JMP_IMM(I.BPF_JEQ, 0, 0, 1)), tuple(I.BPF_MOV32_IMM(0, 1))]
+    else:
+        want = [ldx(I.BPF_B, 0, 1, kernel_offset("sk_buff", "__pkt_vlan_present_offset")),
+                tuple(I.BPF_ALU32_IMM(I.BPF_AND, 0, 1))]
+    assert xlated(proc, prog) == want + [tuple(prog[-1])]
 
 
 def test_tc_packet_pointers_and_ifindex(proc, kernel_offset):
