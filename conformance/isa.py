@@ -69,10 +69,10 @@ class HostSys:
 BACKENDS = ["host", "emu-interp", "emu-jit"]
 
 
-def make_sys(name):
-    """(sys, cleanup) for a backend name of BACKENDS: the host, or a task of an emulated kernel that runs
-    its programs interpreted (``emu-interp``: net.core.bpf_jit_enable=0) or translated (``emu-jit``); skips
-    (or fails under BPFEMU_REQUIRE_HOST) when the host cannot be used."""
+def make_sys(name, version=None):
+    """(sys, cleanup) for a backend name of BACKENDS: the host, or a task of an emulated kernel (of ``version``,
+    else the session's) that runs its programs interpreted (``emu-interp``: net.core.bpf_jit_enable=0) or
+    translated (``emu-jit``); skips (or fails under BPFEMU_REQUIRE_HOST) when the host cannot be used."""
     if name == "host":
         ok, why = host_status()
         if not ok:
@@ -81,7 +81,7 @@ def make_sys(name):
             pytest.skip("host kernel backend unusable: %s" % why)
         s = HostSys()
         return s, s.finish
-    b = EmuBackend()
+    b = EmuBackend(version=version)
     b.kernel.sysctl["net.core.bpf_jit_enable"] = 0 if name == "emu-interp" else 1
     t = b.spawn()
     t.profile = b.profile

@@ -11,6 +11,7 @@ import struct
 import pytest
 
 from bpfemu import uapi as u
+from bpfemu.testing.backends import real_profile
 from bpfemu.prog.insn import *  # noqa: F401,F403 - builders read like the kernel's macros
 
 from . import progrun
@@ -181,8 +182,8 @@ CASES = {
 RANDOM_RETVAL = {"get_hash_recalc"}
 
 
-def run(backend, ptype, insns, random_retval=False):
-    s, done = make_sys(backend)
+def run(backend, ptype, insns, random_retval=False, version=None):
+    s, done = make_sys(backend, version)
     try:
         try:
             fd = progrun.load(s, insns, ptype)
@@ -202,6 +203,7 @@ def test_helper_agrees_with_the_host(name):
     ptype, insns = CASES[name]
     host = run("host", ptype, insns, name in RANDOM_RETVAL)
     assert host[0] != "load", "the host refused the program: errno %s" % (host[1],)
+    version = real_profile().version   # the emulator as the version of the real kernel it is compared with
     for emu in ("emu-interp", "emu-jit"):
-        got = run(emu, ptype, insns, name in RANDOM_RETVAL)
+        got = run(emu, ptype, insns, name in RANDOM_RETVAL, version)
         assert got == host, "%s: %s\n  host %s" % (emu, got, host)

@@ -12,7 +12,7 @@ import pytest
 
 from bpfemu import uapi as U
 from bpfemu.prog import insn as I
-from bpfemu.testing.support import array_map, map_id, need_insn
+from bpfemu.testing.support import array_map, map_id, need_insn, real_kernel_btf
 
 SOCKET_FILTER = U.BPF_PROG_TYPE_SOCKET_FILTER
 PRANDOM = 7   # bpf_get_prandom_u32: an unknown scalar in r0
@@ -175,13 +175,22 @@ def test_verified_insns_is_what_the_statistics_log_counts(proc):
 
 
 # -- context accesses, map lookups, LD_ABS: at the kernel's struct offsets (read from its BTF here) ------------
-def kernel_offset(struct, field):
-    from bpfemu.btf.vmlinux import vmlinux_btf
+@pytest.fixture
+def kernel_offset(profile):
+    """offsetof(struct, field) in the BTF of a real kernel of the backend's version (the host's own, or the
+    cached Debian kernel's: support.real_kernel_btf); the test skips without one."""
     from bpfemu.prog.fixups import kernel_member_offset
-    off = kernel_member_offset(vmlinux_btf(fallback=False), struct, field)
-    if off is None:
-        pytest.skip("no kernel BTF with struct %s" % struct)
-    return off
+    btf = real_kernel_btf(profile.version)
+
+    def offset(struct, field, optional=False):
+        """The offset; with ``optional``, None for a field this version's struct lacks."""
+        if btf is None:
+            pytest.skip("no BTF of a %s kernel" % profile.version)
+        off = kernel_member_offset(btf, struct, field)
+        if off is None and not optional:
+            pytest.skip("no BTF of a %s kernel with %s.%s" % (profile.version, struct, field))
+        return off
+    return offset
 
 
 def ldx(size, dst, src, off):
@@ -191,7 +200,7 @@ def ldx(size, dst, src, off):
 SKB = {"len": 0, "pkt_type": 4, "mark": 8, "protocol": 16, "cb1": 52, "ifindex": 40, "data": 76, "data_end": 80}
 
 
-def test_socket_filter_context_reads_become_sk_buff_reads(proc):
+def test_socket_filter_context_reads_become_sk_buff_reads(proc, kernel_offset):
     prog = [I.BPF_LDX_MEM(I.BPF_W, 0, 1, SKB["len"]), I.BPF_LDX_MEM(I.BPF_W, 2, 1, SKB["mark"]),
             I.BPF_LDX_MEM(I.BPF_W, 3, 1, SKB["protocol"]), I.BPF_LDX_MEM(I.BPF_W, 4, 1, SKB["cb1"]),
             I.BPF_LDX_MEM(I.BPF_W, 5, 1, SKB["pkt_type"]), I.BPF_LDX_MEM(I.BPF_W, 2, 1, SKB["ifindex"]),
@@ -206,7 +215,20 @@ def test_socket_filter_context_reads_become_sk_buff_reads(proc):
     assert xlated(proc, prog) == want
 
 
-def test_tc_packet_pointers_and_ifindex(proc):
+def test_vlan_present_tests_vlan_all_or_its_bit(proc, kernel_offset):
+    """__sk_buff.vlan_present: vlan_all != 0 (6.2 on), or the vlan_present bit of its own (6.1: bit 0 of a
+    byte on a little-endian machine)."""
+    prog = [I.BPF_LDX_MEM(I.BPF_W, 0, 1, 20), I.BPF_EXIT_INSN()]   # offsetof(struct __sk_buff, vlan_present)
+    vlan_all = kernel_offset("sk_buff", "vlan_all", optional=True)
+    if vlan_all is not None:
+        want = [ldx(I.BPF_W, 0, 1, vlan_all), tuple(I.BPF_JMP_IMM(I.BPF_JEQ, 0, 0, 1)), tuple(I.BPF_MOV32_IMM(0, 1))]
+    else:
+        want = [ldx(I.BPF_B, 0, 1, kernel_offset("sk_buff", "__pkt_vlan_present_offset")),
+                tuple(I.BPF_ALU32_IMM(I.BPF_AND, 0, 1))]
+    assert xlated(proc, prog) == want + [tuple(prog[-1])]
+
+
+def test_tc_packet_pointers_and_ifindex(proc, kernel_offset):
     prog = [I.BPF_LDX_MEM(I.BPF_W, 2, 1, SKB["data"]), I.BPF_LDX_MEM(I.BPF_W, 3, 1, SKB["data_end"]),
             I.BPF_LDX_MEM(I.BPF_W, 4, 1, SKB["ifindex"]), I.BPF_MOV64_IMM(0, 0), I.BPF_EXIT_INSN()]
     end = kernel_offset("sk_buff", "cb") + kernel_offset("bpf_skb_data_end", "data_end")
@@ -216,7 +238,7 @@ def test_tc_packet_pointers_and_ifindex(proc):
     assert xlated(proc, prog, prog_type=U.BPF_PROG_TYPE_SCHED_CLS) == want
 
 
-def test_xdp_context_reads_become_xdp_buff_reads(proc):
+def test_xdp_context_reads_become_xdp_buff_reads(proc, kernel_offset):
     prog = [I.BPF_LDX_MEM(I.BPF_W, 2, 1, 0), I.BPF_LDX_MEM(I.BPF_W, 3, 1, 4), I.BPF_LDX_MEM(I.BPF_W, 4, 1, 12),
             I.BPF_MOV64_IMM(0, 2), I.BPF_EXIT_INSN()]
     want = [ldx(I.BPF_DW, 2, 1, kernel_offset("xdp_buff", "data")), ldx(I.BPF_DW, 3, 1, kernel_offset("xdp_buff", "data_end")),
@@ -231,7 +253,7 @@ def _lookup(fd):
 
 
 @pytest.mark.parametrize("value_size, max_entries", [(8, 4), (12, 5)])
-def test_an_array_lookup_is_inlined(proc, value_size, max_entries):
+def test_an_array_lookup_is_inlined(proc, value_size, max_entries, kernel_offset):
     m = array_map(proc, value_size=value_size, max_entries=max_entries)
     try:
         got = xlated(proc, _lookup(m))
@@ -246,7 +268,7 @@ def test_an_array_lookup_is_inlined(proc, value_size, max_entries):
         proc.close(m)
 
 
-def test_a_hash_lookup_calls_the_table_and_skips_the_element_header(proc):
+def test_a_hash_lookup_calls_the_table_and_skips_the_element_header(proc, kernel_offset):
     from bpfemu.testing.support import create_map
     m = create_map(proc, U.BPF_MAP_TYPE_HASH, key_size=4, value_size=8, max_entries=4)
     try:
@@ -266,7 +288,7 @@ def test_ld_abs_becomes_a_call_and_a_check(proc):
         [tuple(prog[3])]
 
 
-def test_a_tc_program_that_writes_packet_data_starts_with_the_unclone_prologue(proc):
+def test_a_tc_program_that_writes_packet_data_starts_with_the_unclone_prologue(proc, kernel_offset):
     # r2 = skb->data; r3 = skb->data_end; if r2 + 1 > r3 goto out; *(u8 *)r2 = 0; out: r0 = 0
     prog = [I.BPF_LDX_MEM(I.BPF_W, 2, 1, SKB["data"]), I.BPF_LDX_MEM(I.BPF_W, 3, 1, SKB["data_end"]),
             I.BPF_MOV64_REG(4, 2), I.BPF_ALU64_IMM(I.BPF_ADD, 4, 1), I.BPF_JMP_REG(I.BPF_JGT, 4, 3, 1),

@@ -83,14 +83,17 @@ def _value(name, p):
             return ", ".join(value)
         gone = [f for f in newer.map_value_fields if f not in value]
         return "without %s" % ", ".join(gone) if gone else "="
-    if name in ("last_fields", "sizeof"):
+    if name in ("last_fields", "sizeof", "kernel_offsets"):
         if newer is None:
-            return "the command table's" if name == "last_fields" else "%d structs" % len(value)
+            return {"last_fields": "the command table's", "sizeof": "%d structs" % len(value),
+                    "kernel_offsets": "%d fields" % len(value)}[name]
         changed = {k: v for k, v in value.items() if getattr(newer, name).get(k) != v}
-        if not changed:
+        gone = sorted(k for k in getattr(newer, name) if k not in value)
+        if not changed and not gone:
             return "="
-        namer = U.cmd_name if name == "last_fields" else str
-        return "; ".join("%s %s" % (namer(k), v) for k, v in sorted(changed.items(), key=lambda kv: str(kv[0])))
+        namer = {"last_fields": U.cmd_name, "sizeof": str, "kernel_offsets": lambda k: "%s.%s" % k}[name]
+        return "; ".join(["%s %s" % (namer(k), v) for k, v in sorted(changed.items(), key=lambda kv: str(kv[0]))]
+                         + ["no %s" % namer(k) for k in gone])
     if name == "prog_flags":
         if newer is not None and newer.prog_flags == value:
             return "="

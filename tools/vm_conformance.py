@@ -37,25 +37,9 @@ HEAVY = ("test_map_state_machine.py", "test_differential_fuzz.py")
 CAUSES = [
     # (The instruction sets (cpu=v4, may_goto, load-acquire/store-release), BPF_ST into the context, 6.1's
     # test_run rules (LWT_SEG6LOCAL, XDP metadata, live frame room), 6.1's map_check_btf, PROG_LOAD's attach
-    # types, prog_flags, trampolines and log lines, and 6.1's LRU free target were causes here once; they are
-    # facts of the profiles now; CPUMAP's bound and the machine's memory come from the backend.) What remains
-    # are program facts the tests written after the profiles (xlated programs, verifier logs, helpers) take
-    # from 6.18 and no profile declares yet.
-    ("prog_xlated_6_18", ("6.1", "6.12"),
-     "the xlated program (the verifier's rewrites, bpfemu/prog/fixups.py) uses 6.18's kernel struct offsets "
-     "(struct sk_buff fields, bpf_array's value area: 264 bytes in on 6.12, 312 on 6.18, the unclone "
-     "prologue's skb offset), and the program tag and info that hash it follow; no profile declares them yet",
-     [r"test_prog_xlated\.py::", r"test_prog_load\.py::test_(a_minimal_program_loads|info_of_a_program)"]),
-    ("verifier_6_18", ("6.1", "6.12"),
-     "the verifier's log lines are 6.18's: older versions mark written registers (R0_w=) in the level-2 trace; "
-     "the profiles model which instructions a verifier knows and some of its rules, not its log format",
-     [r"test_prog_load\.py::test_(level_two_traces_every_instruction|array_lookup_with_a_constant_key)",
-      r"test_prog_load\.py::", r"test_program_api\.py::", r"test_prog_run_maps\.py::",
-      r"test_prog_btf_info\.py::"]),
-    ("helpers_6_18", ("6.1", "6.12"),
-     "helper results of 6.18: bpf_csum_diff returns another (unfolded) sum on older kernels; the emulator's "
-     "helpers are 6.18's",
-     [r"test_prog_helpers_diff\.py::"]),
+    # types, prog_flags, trampolines and log lines, 6.1's LRU free target, the kernel struct offsets of xlated
+    # programs, the tag's hash, the log's liveness marks and bpf_csum_diff's result were causes here once; they
+    # are facts of the profiles now; CPUMAP's bound and the machine's memory come from the backend.)
 ]
 
 

@@ -35,6 +35,23 @@ FACTS = {
     "sizeof": ("the map types' kernel structs (x86_64)",
                "the struct sizes the map types' memory formulas count (fdinfo memlock, the memory cgroup, the "
                "LPM trie's largest value)"),
+    "kernel_offsets": ("the kernel structs the verifier's rewrites address (x86_64; read from each version's BTF)",
+                       "byte offsets of the kernel struct fields an xlated program reads: struct sk_buff's "
+                       "(len, mark, data, __cloned_offset, ...), bpf_array's value area, htab_elem's key, "
+                       "xdp_buff's; the program's tag and info hash them (a field a version lacks is absent: "
+                       "6.1 has a vlan_present bit, no vlan_all)"),
+    "prog_tag": ("kernel/bpf/core.c: bpf_prog_calc_tag",
+                 "the hash whose first 8 bytes are a program's tag (the instructions with map fds zeroed): sha256 "
+                 "(6.18) or sha1"),
+    "log_liveness_marks": ("kernel/bpf/log.c: print_verifier_state (print_liveness)",
+                           "the level-2 log marks each register and spilled slot of a state with its liveness "
+                           "(R0_w=1: written, _r read, _D done); 6.18 computes liveness before the walk and "
+                           "prints none"),
+    "csum_diff": ("net/core/filter.c: bpf_csum_diff",
+                  "what bpf_csum_diff returns: folded (6.13: a 16-bit fold of to's sum less from's, any "
+                  "sizes) or csum_partial (the raw 32-bit csum_partial of the complemented 'from' words and "
+                  "the 'to' words from the seed; sizes not a multiple of 4, or more than 512 bytes in all, "
+                  "are -EINVAL)"),
     "unpriv_check_at_entry": ("kernel/bpf/syscall.c: __sys_bpf",
                               "with kernel.unprivileged_bpf_disabled set, MAP_CREATE and PROG_LOAD without CAP_BPF "
                               "are EPERM before the attr is read; else the privilege is checked in map_create, "
@@ -157,9 +174,11 @@ class Profile:
     the next newer one (``{}`` for the newest); ``notes`` what the profile does not model, in words."""
 
     def __init__(self, version, *, commands, map_types, attr_size, last_fields, map_info_size,
-                 map_info_reads_user, memlock, sizeof, unpriv_check_at_entry, net_admin, freeze_checks,
+                 map_info_reads_user, memlock, sizeof, kernel_offsets, csum_diff, prog_tag,
+                 log_liveness_marks, unpriv_check_at_entry, net_admin, freeze_checks,
                  path_fd, lookup_and_delete_types, fd_htab_update_in_place, lru_target_free, trampolines,
-                 prog_types, attach_types, prog_flags, license_first, sleepable_log, ksym_funcs, tnum_strn, btf_tag_kflag, map_value_fields,
+                 prog_types, attach_types, prog_flags, license_first, sleepable_log, ksym_funcs, tnum_strn,
+                 btf_tag_kflag, map_value_fields,
                  verifier_log, btf_section_names, btf_struct_metas, instructions, st_to_ctx, test_run_types,
                  xdp_meta_max, map_field_rules, kptr_local,
                  array_const_key_nonnull, notes=(), changes=None,
@@ -173,6 +192,14 @@ class Profile:
         self.map_info_reads_user = map_info_reads_user
         self.memlock = memlock
         self.sizeof = dict(sizeof)
+        self.kernel_offsets = dict(kernel_offsets)  # (struct, field) -> byte offset
+        if csum_diff not in ("folded", "csum_partial"):
+            raise ValueError("csum_diff is folded or csum_partial, not %r" % (csum_diff,))
+        self.csum_diff = csum_diff
+        if prog_tag not in ("sha256", "sha1"):
+            raise ValueError("prog_tag is sha256 or sha1, not %r" % (prog_tag,))
+        self.prog_tag = prog_tag
+        self.log_liveness_marks = bool(log_liveness_marks)
         self.unpriv_check_at_entry = unpriv_check_at_entry
         self.net_admin = net_admin
         self.freeze_checks = tuple(freeze_checks)
@@ -225,13 +252,16 @@ class Profile:
 
     def older(self, version, notes=(), **changes):
         """The profile of an older ``version``: this one with ``changes`` (fact name -> that version's value;
-        ``last_fields`` and ``sizeof`` are merged into this one's)."""
+        ``last_fields``, ``sizeof`` and ``kernel_offsets`` are merged into this one's; an offset of None drops
+        the field)."""
         unknown = set(changes) - set(FACTS)
         if unknown:
             raise TypeError("not a profile fact: %s" % ", ".join(sorted(unknown)))
         facts = {name: getattr(self, name) for name in FACTS}
         for name, value in changes.items():
-            facts[name] = {**facts[name], **value} if name in ("last_fields", "sizeof") else value
+            if name in ("last_fields", "sizeof", "kernel_offsets"):
+                value = {k: v for k, v in {**facts[name], **value}.items() if v is not None}
+            facts[name] = value
         return Profile(version, notes=notes, changes=changes, newer=self, **facts)
 
     # -- questions the code asks ---------------------------------------------------------------
@@ -267,6 +297,11 @@ class Profile:
     def size(self, struct):
         """sizeof(struct ``struct``) in this version (a KeyError names a struct no profile declares)."""
         return self.sizeof[struct]
+
+    def offset(self, struct, field):
+        """offsetof(struct ``struct``, ``field``) in this version's kernel, or None when no profile declares it
+        (or the version has no such field)."""
+        return self.kernel_offsets.get((struct, field))
 
     def __repr__(self):
         return "<bpfemu kernel profile %s>" % self.version

@@ -64,6 +64,13 @@ PROFILE = NEWER.older(
     tnum_strn="pair",  # "misaligned packet access off 2+(0x0; 0x0)+0+1 size 4"  # an ld_imm64 of a kernel BTF id names a variable only: "isn't KIND_VAR."
     license_first=True,  # an unreadable license is EFAULT before an empty program's E2BIG
     sleepable_log="Only fentry/fexit/fmod_ret, lsm, and kprobe/uprobe programs can be sleepable",
+    # vlan_present is a bit of its own (the byte at __pkt_vlan_present_offset, bit 0 on x86), not vlan_all != 0
+    kernel_offsets={
+        ("sk_buff", "vlan_all"): None, ("sk_buff", "__pkt_vlan_present_offset"): 130,
+        ("sk_buff", "vlan_proto"): 152, ("sk_buff", "vlan_tci"): 154, ("sk_buff", "priority"): 140,
+        ("sk_buff", "skb_iif"): 144, ("sk_buff", "hash"): 148,
+        ("net_device", "ifindex"): 216, ("bpf_array", "value"): 272,
+    },
     kptr_local=False,  # kptrs point to kernel types only (program-local kptrs are 6.2's)
     notes=(
         "The map types' own privilege checks sit in their allocators in 6.1; the profile keeps 6.12's single "

@@ -29,6 +29,16 @@ PROFILE = NEWER.older(
         "lpm_trie_node": 40,  # with its rcu_head
         "bpf_prog": 72,  # (read from the BTF of Debian's 6.12 and 6.1 vmlinux)
     },
+    # struct sk_buff without 6.14's rearrangement, a larger net_device head, bpf_array after the smaller bpf_map
+    kernel_offsets={
+        ("sk_buff", "priority"): 144, ("sk_buff", "skb_iif"): 148, ("sk_buff", "hash"): 152,
+        ("sk_buff", "vlan_all"): 156, ("sk_buff", "vlan_proto"): 156, ("sk_buff", "vlan_tci"): 158,
+        ("sk_buff", "mark"): 168, ("sk_buff", "protocol"): 180, ("sk_buff", "data"): 208,
+        ("bpf_array", "value"): 264,
+    },
+    csum_diff="csum_partial",  # the fold and any sizes are 6.13's
+    prog_tag="sha1",  # SHA-256 tags came with signed programs (6.18)
+    log_liveness_marks=True,  # R0_w=1 (checked in the 6.1 and 6.12 VMs)
     lookup_and_delete_types=set(NEWER.lookup_and_delete_types) - {U.BPF_MAP_TYPE_STACK_TRACE},
     fd_htab_update_in_place=False,
     attach_types=U.BPF_TRACE_KPROBE_SESSION + 1,  # the last one of 6.12

@@ -35,6 +35,24 @@ PROFILE = Profile(
         "xdp_page_head": 112,  # two struct xdp_buff before each live XDP test frame
         "bpf_prog": 96,  # up to its insns: a program's memlock is this plus 8 bytes an instruction, in pages
     },
+    # measured in the host's /sys/kernel/btf/vmlinux (tests/test_profile_offsets.py compares them)
+    kernel_offsets={
+        ("sk_buff", "dev"): 16, ("sk_buff", "cb"): 40, ("sk_buff", "len"): 112, ("sk_buff", "queue_mapping"): 124,
+        ("sk_buff", "__cloned_offset"): 126, ("sk_buff", "__pkt_type_offset"): 128, ("sk_buff", "priority"): 140,
+        ("sk_buff", "skb_iif"): 144, ("sk_buff", "hash"): 148, ("sk_buff", "vlan_all"): 152,
+        ("sk_buff", "vlan_proto"): 152, ("sk_buff", "vlan_tci"): 154, ("sk_buff", "mark"): 164,
+        ("sk_buff", "protocol"): 176, ("sk_buff", "data"): 200,
+        ("qdisc_skb_cb", "tc_classid"): 6, ("qdisc_skb_cb", "data"): 8,
+        ("bpf_skb_data_end", "data_meta"): 32, ("bpf_skb_data_end", "data_end"): 40,
+        ("net_device", "ifindex"): 224,
+        ("xdp_buff", "data"): 0, ("xdp_buff", "data_end"): 8, ("xdp_buff", "data_meta"): 16,
+        ("xdp_buff", "rxq"): 32, ("xdp_buff", "txq"): 40,
+        ("xdp_rxq_info", "dev"): 0, ("xdp_rxq_info", "queue_index"): 8, ("xdp_txq_info", "dev"): 0,
+        ("bpf_array", "value"): 312, ("htab_elem", "key"): 48,
+    },
+    csum_diff="folded",
+    prog_tag="sha256",
+    log_liveness_marks=False,
     unpriv_check_at_entry=False,
     net_admin="bpf_net_capable",
     freeze_checks=("write_perm", "write_active", "frozen"),

@@ -13,7 +13,8 @@ loaded instruction, its index in it (a removed instruction maps to the one that 
   Without CAP_BPF, each unreached instruction becomes ``goto -1`` instead.
 - Context accesses of the socket-buffer types (``__sk_buff``: len, protocol, mark, priority, hash, cb,
   data, data_end, data_meta, ifindex, pkt_type, vlan fields, ...) and of XDP (``xdp_md``) become accesses of
-  the kernel's ``sk_buff``/``xdp_buff`` at the offsets of the kernel BTF in use (:func:`ctx_converter`).
+  the kernel's ``sk_buff``/``xdp_buff`` at the offsets of the kernel version's profile
+  (``Profile.kernel_offsets``, measured in each version's BTF; :func:`ctx_converter`).
 - bpf_map_lookup_elem of an array or a hash map is inlined (:func:`map_gen_lookup`); LD_ABS/LD_IND become a
   call and a check (:func:`gen_ld_abs`). Calls to kernel functions have immediate 0 (on the host: an
   address).
@@ -176,7 +177,8 @@ def rewrite(insns, seen, bpf_capable=True, patch=None):
 
 # -- convert_ctx_accesses: the context structs of the socket-buffer and XDP types ------------------------------
 def kernel_member_offset(btf, struct, field):
-    """Byte offset of ``field`` (looked up through anonymous members) in the kernel's ``struct``, or None."""
+    """Byte offset of ``field`` (looked up through anonymous members) in ``struct`` of a kernel BTF, or None:
+    how the profiles' ``kernel_offsets`` are measured (tests/test_profile_offsets.py)."""
     sid = btf.find_by_name_kind(struct, 4) if btf is not None else None
     if not sid or sid < 0:
         return None
@@ -207,20 +209,15 @@ _SIZE = {_W: 4, _H: 2, _B: 1, _DW: 8}
 _LDX, _ST, _STX, _MEM = 0x01, 0x02, 0x03, 0x60
 
 
-def ctx_converter(prog_type, btf):
+def ctx_converter(prog_type, profile):
     """``convert_ctx(insn)`` for :func:`rewrite` (bpf_convert_ctx_access, tc_cls_act_convert_ctx_access,
-    xdp_convert_ctx_access), with the kernel's struct layouts from its BTF; None for other program types.
+    xdp_convert_ctx_access), with the struct layouts of the kernel version ``profile`` (a
+    :class:`bpfemu.profiles.profile.Profile`); None for other program types.
     Accesses of the full field are converted; narrower loads (which the kernel widens and shifts) and the
     fields not listed are left as they are."""
     if prog_type not in _SKB_TYPES and prog_type != _XDP:
         return None
-    cache = {}
-
-    def off(struct, field):
-        k = (struct, field)
-        if k not in cache:
-            cache[k] = kernel_member_offset(btf, struct, field)
-        return cache[k]
+    off = profile.offset
 
     def ldx(size, dst, src, o):
         return (_LDX | size | _MEM, dst, src, o, 0)
@@ -296,7 +293,10 @@ def ctx_converter(prog_type, btf):
             return None if t is None else [ldx(_B, dst, src, t), (0x04 | 0x50 | 0x00, dst, 0, 0, 7)]
         if f == "vlan_present":
             t = off("sk_buff", "vlan_all")
-            return None if t is None else [ldx(_W, dst, src, t), (BPF_JMP | BPF_JEQ | BPF_K, dst, 0, 1, 0),
+            if t is None:   # a bit of its own (6.1): bit 0 of its byte on a little-endian machine
+                t = off("sk_buff", "__pkt_vlan_present_offset")
+                return None if t is None else [ldx(_B, dst, src, t), (BPF_ALU | 0x50 | BPF_K, dst, 0, 0, 1)]
+            return [ldx(_W, dst, src, t), (BPF_JMP | BPF_JEQ | BPF_K, dst, 0, 1, 0),
                                            (BPF_ALU | BPF_MOV | BPF_K, dst, 0, 0, 1)]
         if f == "ifindex":
             a, b = off("sk_buff", "dev"), off("net_device", "ifindex")
@@ -346,12 +346,12 @@ BPF_F_INNER_MAP = 1 << 12
 _MAP_HASH, _MAP_ARRAY = 1, 2
 
 
-def map_gen_lookup(m, btf):
+def map_gen_lookup(m, profile):
     """The inline form of bpf_map_lookup_elem(m, key) (``array_map_gen_lookup``, ``htab_map_gen_lookup``),
     or None where the kernel calls the map's function (or the layout is unknown). The hash table's call is to
     a kernel function: its immediate is 0 here (an address on the host)."""
     if m.map_type == _MAP_ARRAY and not m.map_flags & BPF_F_INNER_MAP:
-        base = kernel_member_offset(btf, "bpf_array", "value")
+        base = profile.offset("bpf_array", "value")
         if base is None:
             return None
         elem = (m.value_size + 7) // 8 * 8
@@ -368,7 +368,7 @@ def map_gen_lookup(m, btf):
         return out + [(BPF_ALU64 | BPF_ADD | BPF_X, 0, 1, 0, 0), (BPF_JMP | BPF_JA, 0, 0, 1, 0),
                       (BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0)]
     if m.map_type == _MAP_HASH:
-        key = kernel_member_offset(btf, "htab_elem", "key")
+        key = profile.offset("htab_elem", "key")
         if key is None:
             return None
         return [(BPF_JMP | BPF_CALL, 0, 0, 0, 0), (BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1, 0),
@@ -392,14 +392,15 @@ def gen_ld_abs(insn):
                   (BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0, 0), (BPF_JMP | BPF_EXIT, 0, 0, 0, 0)]
 
 
-def patcher(prog_type, state, btf):
-    """``patch(idx, insn)`` for :func:`rewrite`: context conversions and inlined map lookups."""
-    convert = ctx_converter(prog_type, btf) if state.ctx_insns else None
+def patcher(prog_type, state, profile):
+    """``patch(idx, insn)`` for :func:`rewrite`: context conversions and inlined map lookups, with the struct
+    offsets of the kernel version ``profile``."""
+    convert = ctx_converter(prog_type, profile) if state.ctx_insns else None
 
     ld_abs = prog_type in (1, 3, 4)
 
     drop = _UNCLONE_DROP.get(prog_type)
-    prologue = unclone_prologue(btf, drop) if drop is not None and state.seen_direct_write else None
+    prologue = unclone_prologue(profile, drop) if drop is not None and state.seen_direct_write else None
 
     def one(idx, insn):
         if ld_abs and insn[0] & 7 == 0 and insn[0] & 0xe0 in (0x20, 0x40):
@@ -408,7 +409,7 @@ def patcher(prog_type, state, btf):
             return convert(insn)
         m = state.lookup_maps.get(idx)
         if m is not None:
-            return map_gen_lookup(m, btf)
+            return map_gen_lookup(m, profile)
         return None
 
     def patch(idx, insn):
@@ -423,11 +424,11 @@ _UNCLONE_DROP = {3: 2, 4: 2, 12: 2, 14: 0}   # tc and lwt_xmit: TC_ACT_SHOT; sk_
 BPF_FUNC_skb_pull_data = 39
 
 
-def unclone_prologue(btf, drop_verdict):
+def unclone_prologue(profile, drop_verdict):
     """The prologue of a program that writes packet data (``bpf_unclone_prologue``): a cloned skb is made
     private with bpf_skb_pull_data(skb, 0) first (the call's immediate is 0 here, an address on the host);
-    the program's first instruction follows it. None when the kernel BTF lacks ``sk_buff``."""
-    cloned = kernel_member_offset(btf, "sk_buff", "__cloned_offset")
+    the program's first instruction follows it. None when the profile lacks ``sk_buff``'s offsets."""
+    cloned = profile.offset("sk_buff", "__cloned_offset")
     if cloned is None:
         return None
     return [(_LDX | _B | _MEM, 6, 1, cloned, 0), (BPF_ALU | 0x50 | BPF_K, 6, 0, 0, 1),

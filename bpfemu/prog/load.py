@@ -238,7 +238,9 @@ def bpf_prog_load(attr, ctx, uattr_size=uapi.ATTR_SIZE, uattr=None):
     if ops is None or profile is not None and not profile.knows_prog_type(prog_type):
         raise bpf_error(errno.EINVAL, "unknown program type %d" % prog_type)
     name = ctx.obj_name_cpy(_raw_field(p, "prog_name"))
-    prog = BpfProg(prog_type, eat, insns, name, gpl, bool(flags & BPF_F_SLEEPABLE))
+    profile = getattr(ctx, "profile", None)
+    prog = BpfProg(prog_type, eat, insns, name, gpl, bool(flags & BPF_F_SLEEPABLE),
+                   tag_hash=profile.prog_tag if profile is not None else "sha256")
     prog.attach_btf_id = p.attach_btf_id
     prog.kern_version = p.kern_version
     prog.prog_flags = flags
@@ -319,7 +321,7 @@ def _version_facts(profile):
     return {"instructions": profile.instructions, "st_to_ctx": profile.st_to_ctx,
             "array_const_key_nonnull": profile.array_const_key_nonnull, "log_mode": profile.verifier_log,
             "sleepable_log": profile.sleepable_log, "ksym_funcs": profile.ksym_funcs,
-            "tnum_strn": profile.tnum_strn}
+            "tnum_strn": profile.tnum_strn, "log_liveness_marks": profile.log_liveness_marks}
 
 
 def _info_attr(p, ctx, uattr, kind):

@@ -25,10 +25,10 @@ def pack_insns(insns):
     return b"".join(_PACK.pack(c, (d & 0xf) | ((s & 0xf) << 4), o, i) for c, d, s, o, i in insns)
 
 
-def bpf_prog_calc_tag(insns):
-    """The program tag: the first 8 bytes of SHA-256 over the instructions with the map fds of
-    ``BPF_PSEUDO_MAP_FD``/``BPF_PSEUDO_MAP_VALUE`` loads zeroed (both halves' imm), as 6.18 computes it
-    (earlier kernels used SHA-1)."""
+def bpf_prog_calc_tag(insns, hash_name="sha256"):
+    """The program tag: the first 8 bytes of ``hash_name`` (a profile's ``prog_tag``: "sha256" as 6.18 computes
+    it, "sha1" before) over the instructions with the map fds of ``BPF_PSEUDO_MAP_FD``/``BPF_PSEUDO_MAP_VALUE``
+    loads zeroed (both halves' imm)."""
     out = []
     was_ld_map = False
     for c, d, s, o, i in insns:
@@ -41,7 +41,7 @@ def bpf_prog_calc_tag(insns):
         else:
             was_ld_map = False
         out.append((c, d, s, o, i))
-    return hashlib.sha256(pack_insns(out)).digest()[:BPF_TAG_SIZE]
+    return hashlib.new(hash_name, pack_insns(out)).digest()[:BPF_TAG_SIZE]
 
 
 class BpfProg(BpfObject):
@@ -51,13 +51,14 @@ class BpfProg(BpfObject):
 
     kind = "prog"
 
-    def __init__(self, prog_type, expected_attach_type, insns, name=b"", gpl_compatible=False, sleepable=False):
+    def __init__(self, prog_type, expected_attach_type, insns, name=b"", gpl_compatible=False, sleepable=False,
+                 tag_hash="sha256"):
         BpfObject.__init__(self, None)
         self.type = prog_type
         self.expected_attach_type = expected_attach_type
         self.insns = list(insns)
         self.xlated = list(insns)
-        self.tag = bpf_prog_calc_tag(self.insns)
+        self.tag = bpf_prog_calc_tag(self.insns, tag_hash)
         self.name = name
         self.gpl_compatible = gpl_compatible
         self.sleepable = sleepable

@@ -19,7 +19,7 @@ from ..prog.test_run import bpf_prog_test_run, check_test_run_attr
 from .common import check_uarg_tail_zero, new_fd, obj_name_cpy
 from .info import info_of
 from .table import COMMANDS, command
-from .. import uapi
+from .. import profiles, uapi
 
 _CAPS = {"bpf": "bpf_capable", "perfmon": "perfmon_capable", "net_admin": "net_capable"}
 
@@ -237,12 +237,8 @@ def _xlated(prog):
             x = (list(prog.insns), list(range(len(prog.insns))))
         else:
             kernel = getattr(prog, "kernel", None)
-            if getattr(kernel, "btf_vmlinux", None) is not None:
-                kbtf = kernel.btf_vmlinux.btf     # the kernel's own BTF (its context struct offsets)
-            else:
-                from ..btf.vmlinux import vmlinux_btf
-                kbtf = vmlinux_btf()
-            x = rewrite(prog.insns, state.seen, state.bpf_capable, patcher(prog.type, state, kbtf))
+            profile = kernel.profile if kernel is not None else profiles.get()   # its struct offsets
+            x = rewrite(prog.insns, state.seen, state.bpf_capable, patcher(prog.type, state, profile))
         prog._xlated_cache = x
     return x
 

@@ -426,3 +426,30 @@ def block_process_vm(code=errno.EPERM):
             libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
+
+
+def real_kernel_btf(version):
+    """The BTF of a real kernel of ``version`` ("6.1"): the machine's own /sys/kernel/btf/vmlinux when it runs
+    that version, else the .BTF section of the cached Debian kernel (``tools/fetch_kernels.py``), else None.
+    What a test compares a version's struct offsets with (the profiles' ``kernel_offsets``)."""
+    from .. import profiles
+    from ..btf.btf import lazy_btf
+    from ..btf.vmlinux import vmlinux_btf
+    if profiles.host_version() == version:
+        return vmlinux_btf(fallback=False)
+    b = _REAL_BTF.get(version)
+    if b is None:
+        from ..host.vm import kernels
+        path = os.path.join(kernels.kernel_dir(version), "vmlinux") if version in kernels.PINS else None
+        if not path or not os.path.exists(path):
+            return None
+        from elftools.elf.elffile import ELFFile
+        with open(path, "rb") as f:
+            sec = ELFFile(f).get_section_by_name(".BTF")
+            if sec is None:
+                return None
+            b = _REAL_BTF[version] = lazy_btf(sec.data(), name="vmlinux", kernel_btf=True)
+    return b
+
+
+_REAL_BTF = {}

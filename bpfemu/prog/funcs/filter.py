@@ -270,15 +270,27 @@ def bpf_l4_csum_replace(run, r1, r2, r3, r4, r5):
     return 0
 
 
+CSUM_DIFF_SCRATCH = 512   # struct bpf_scratchpad's diff: MAX_BPF_STACK bytes of __be32
+
+
 @helper_impl("csum_diff")
 def bpf_csum_diff(run, r1, r2, r3, r4, r5):
-    """The checksum difference of 'from' (r1, r2 bytes) and 'to' (r3, r4 bytes) from the seed r5, as 6.18
-    gives it on every architecture: 'to' summed from the seed less 'from' summed (only 'to': its sum from the
-    seed; only 'from': the complement of its sum from the complemented seed), folded to 16 bits (not
-    complemented). Any sizes: the verifier bounds them by the memory passed (see docs/kernel-notes.md: 6.1 and
-    6.12 answer -EINVAL for sizes not a multiple of 4 and the raw 32-bit sum)."""
+    """The checksum difference of 'from' (r1, r2 bytes) and 'to' (r3, r4 bytes) from the seed r5, as the
+    kernel version's profile says (``csum_diff``). "folded" (6.13 and later, every architecture): 'to' summed
+    from the seed less 'from' summed (only 'to': its sum from the seed; only 'from': the complement of its sum
+    from the complemented seed), folded to 16 bits (not complemented), any sizes (the verifier bounds them by
+    the memory passed). "csum_partial" (6.1, 6.12): -EINVAL unless both sizes are multiples of 4 and 512 bytes
+    or fewer in all, else the raw 32-bit x86-64 csum_partial, from the seed, of the complemented 'from' words
+    followed by the 'to' words (see docs/kernel-notes.md)."""
     fsz, tsz = r2 & M32, r4 & M32
     seed = r5 & M32
+    if run.kernel.profile.csum_diff == "csum_partial":
+        if (fsz | tsz) & 3 or fsz + tsz > CSUM_DIFF_SCRATCH:
+            return neg(errno.EINVAL)
+        frm = run.mem.read(r1, fsz) if fsz else b""
+        to = run.mem.read(r3, tsz) if tsz else b""
+        diff = b"".join(struct.pack("<I", ~w & M32) for (w,) in struct.iter_unpack("<I", frm)) + bytes(to)
+        return csum_partial(diff, seed)
     frm = run.mem.read(r1, fsz) if fsz else b""
     to = run.mem.read(r3, tsz) if tsz else b""
     if fsz and tsz:

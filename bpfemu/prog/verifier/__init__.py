@@ -46,7 +46,8 @@ def bpf_check(insns, prog_type, ops, log_level=0, log_size=0, has_log_buf=False,
     validated (PROG_LOAD's checks, :func:`log_attr_valid`).
     """
     from .env import Env, VerifierError
-    log = VerifierLog(log_level, has_log_buf, log_size, kw.pop("log_mode", "rotating"))
+    log = VerifierLog(log_level, has_log_buf, log_size, kw.pop("log_mode", "rotating"),
+                      kw.pop("log_liveness_marks", False))
     btf_of_fd = kw.pop("btf_of_fd", None)
     prog_btf_fd = kw.pop("prog_btf_fd", 0)
     fd_array_cnt = kw.pop("fd_array_cnt", 0)

@@ -890,9 +890,9 @@ class CallMixin:
         self.insn_idx = self.subprogs[sub].start - 1
         if self.log_level & 3:
             self.verbose("caller:\n")
-            self.verbose(format_func_state(caller, True, refs=st.refs))
+            self.verbose(format_func_state(caller, True, refs=st.refs, marks=self.log.liveness_marks))
             self.verbose("callee:\n")
-            self.verbose(format_func_state(st.frame[st.curframe], True, refs=st.refs))
+            self.verbose(format_func_state(st.frame[st.curframe], True, refs=st.refs, marks=self.log.liveness_marks))
 
     def check_reg_arg_in(self, frame, regno, t):
         # __check_reg_arg on a given frame for DST_OP_NO_MARK (only liveness/subreg bookkeeping)
@@ -1028,9 +1028,9 @@ class CallMixin:
             self.insn_idx = callee.callsite + 1
         if self.log_level & 3:
             self.verbose("returning from callee:\n")
-            self.verbose(format_func_state(callee, True, refs=st.refs))
+            self.verbose(format_func_state(callee, True, refs=st.refs, marks=self.log.liveness_marks))
             self.verbose("to caller at %d:\n" % self.insn_idx)
-            self.verbose(format_func_state(caller, True, refs=st.refs))
+            self.verbose(format_func_state(caller, True, refs=st.refs, marks=self.log.liveness_marks))
         in_cb = callee.in_callback_fn
         st.frame.pop()
         st.curframe -= 1

@@ -221,7 +221,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
             self.verbose(" " * (pad - 1) + " ;" if pad > 0 else ";")
         else:
             self.verbose("%d:" % self.insn_idx)
-        self.verbose(format_func_state(f, self.scratch_all, self.scratched, refs=st.refs))
+        self.verbose(format_func_state(f, self.scratch_all, self.scratched, refs=st.refs, marks=self.log.liveness_marks))
         self.scratched = set()
         self.scratch_all = False
 
@@ -287,7 +287,7 @@ class Env(AluMixin, MemMixin, JmpMixin, CallMixin, KfuncMixin, PruneMixin, CfgMi
                 if log_level & BPF_LOG_LEVEL2 and do_print_state:
                     self.verbose("\nfrom %d to %d%s:" % (prev_insn_idx, idx, " (speculative execution)"
                                                          if st.speculative else ""))
-                    self.verbose(format_func_state(st.frame[st.curframe], True, refs=st.refs))
+                    self.verbose(format_func_state(st.frame[st.curframe], True, refs=st.refs, marks=self.log.liveness_marks))
                     do_print_state = False
                 if log_level & BPF_LOG_LEVEL:
                     if self.scratched or self.scratch_all:

@@ -49,10 +49,12 @@ def log_attr_valid(level, has_buf, size, mode="rotating"):
 class VerifierLog:
     """struct bpf_verifier_log. ``level`` 0 means nothing is recorded (verbose() is a no-op)."""
 
-    __slots__ = ("level", "has_buf", "len_total", "parts", "end_pos", "len_max", "start_pos", "mode")
+    __slots__ = ("level", "has_buf", "len_total", "parts", "end_pos", "len_max", "start_pos", "mode",
+                 "liveness_marks")
 
-    def __init__(self, level=0, has_buf=False, size=0, mode="rotating"):
+    def __init__(self, level=0, has_buf=False, size=0, mode="rotating", liveness_marks=False):
         self.mode = mode  # "rotating" (6.4) or "head" (the buffer keeps the start; full is ENOSPC)
+        self.liveness_marks = liveness_marks  # a state's registers carry _r/_w/_D (kernels before 6.18)
         self.level = level
         self.has_buf = has_buf
         self.len_total = size

@@ -388,9 +388,9 @@ class PruneMixin:
                         self.verbose_linfo(insn_idx, "; ")
                         self.verbose("infinite loop detected at insn %d\n" % insn_idx)
                         self.verbose("cur state:" + format_func_state(cur.frame[cur.curframe], True,
-                                                                      refs=cur.refs))
+                                                                      refs=cur.refs, marks=self.log.liveness_marks))
                         self.verbose("old state:" + format_func_state(sl.frame[cur.curframe], True,
-                                                                      refs=sl.refs))
+                                                                      refs=sl.refs, marks=self.log.liveness_marks))
                         self.fail(errno.EINVAL)
                 if not hit:
                     if not force_new and self.jmps_processed - self.prev_jmps_processed < 20 and \

@@ -172,8 +172,9 @@ class VerifierState:
                     yield s.spilled
 
 
-def format_func_state(state, print_all=True, scratched=None, refs=None):
-    """print_verifier_state's text for one frame (without the leading insn number)."""
+def format_func_state(state, print_all=True, scratched=None, refs=None, marks=False):
+    """print_verifier_state's text for one frame (without the leading insn number); ``marks``: each register
+    and spilled slot shows its liveness (``R0_w=``, as kernels before 6.18 print it)."""
     out = []
     if state.frameno:
         out.append(" frame%d:" % state.frameno)
@@ -182,7 +183,7 @@ def format_func_state(state, print_all=True, scratched=None, refs=None):
             continue
         if not print_all and scratched is not None and i not in scratched:
             continue
-        out.append(" R%d%s=%s" % (i, _liveness(reg.live), format_reg(reg, state.frameno)))
+        out.append(" R%d%s=%s" % (i, _liveness(reg.live, marks), format_reg(reg, state.frameno)))
     for i, slot in enumerate(state.stack):
         st = slot.st
         if all(t == STACK_INVALID for t in st):
@@ -196,7 +197,7 @@ def format_func_state(state, print_all=True, scratched=None, refs=None):
             j = 0
             while j < 8 and st[j] != STACK_SPILL:
                 j += 1
-            out.append(" fp%d%s=%s%s" % ((-i - 1) * 8, _liveness(reg.live), types[:j],
+            out.append(" fp%d%s=%s%s" % ((-i - 1) * 8, _liveness(reg.live, marks), types[:j],
                                         format_reg(reg, state.frameno)))
         elif kind == STACK_DYNPTR:
             if not reg.dynptr_first:
@@ -208,16 +209,16 @@ def format_func_state(state, print_all=True, scratched=None, refs=None):
                 attrs.append("ref_id=%d" % reg.ref_obj_id)
             if reg.dynptr_id:
                 attrs.append("dynptr_id=%d" % reg.dynptr_id)
-            out.append(" fp%d%s=dynptr_%s(%s)" % ((-i - 1) * 8, _liveness(reg.live), reg.dynptr_type,
+            out.append(" fp%d%s=dynptr_%s(%s)" % ((-i - 1) * 8, _liveness(reg.live, marks), reg.dynptr_type,
                                                    ",".join(attrs)))
         elif kind == STACK_ITER:
             if not reg.ref_obj_id:
                 continue
             it = reg.iter or (0, "<invalid>", "<invalid>", 0)
             out.append(" fp%d%s=iter_%s(ref_id=%d,state=%s,depth=%u)" % (
-                (-i - 1) * 8, _liveness(reg.live), it[1], reg.ref_obj_id, it[2], it[3]))
+                (-i - 1) * 8, _liveness(reg.live, marks), it[1], reg.ref_obj_id, it[2], it[3]))
         else:
-            out.append(" fp%d%s=%s" % ((-i - 1) * 8, _liveness(reg.live), types))
+            out.append(" fp%d%s=%s" % ((-i - 1) * 8, _liveness(reg.live, marks), types))
     if refs:
         ids = [r.id for r in refs if r.id]
         if ids:
@@ -230,9 +231,11 @@ def format_func_state(state, print_all=True, scratched=None, refs=None):
     return "".join(out)
 
 
-def _liveness(live):
-    """6.18 no longer prints liveness marks (register liveness is computed before the walk)."""
-    return ""
+def _liveness(live, marks):
+    """print_liveness: '_' and r (read), w (written), D (done); '' without ``marks`` (6.18 no longer prints them:
+    register liveness is computed before the walk)."""
+    if not marks or not live & (REG_LIVE_READ | REG_LIVE_WRITTEN | REG_LIVE_DONE):
+        return ""
     s = "_"
     if live & REG_LIVE_READ:
         s += "r"
