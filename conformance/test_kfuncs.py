@@ -15,6 +15,7 @@ from bpfemu import hostenv, profiles, uapi as U
 from bpfemu.btf import uapi as B
 from bpfemu.prog import insn as I
 from bpfemu.prog.kfuncs import DEV_BOUND_KFUNCS, KFUNC_SETS, kfunc_flags, known_kfuncs
+from bpfemu.testing.support import need_prog_type
 
 F_SLEEPABLE = 1 << 4
 LOG_SIZE = 16384
@@ -95,9 +96,10 @@ def cause(log):
 
 
 @pytest.mark.parametrize("prog_type", sorted(TYPES))
-def test_which_kfuncs_a_program_type_may_call(proc, prog_type):
+def test_which_kfuncs_a_program_type_may_call(proc, profile, prog_type):
     _kernel_btf()
     ptype = getattr(U, "BPF_PROG_TYPE_" + prog_type.upper())
+    need_prog_type(profile, ptype)
     wrong = []
     for name in known_kfuncs():
         if name in DEV_BOUND_KFUNCS:

@@ -170,6 +170,14 @@ def need_map_type(profile, map_type):
         pytest.skip("%s has no %s maps" % (profile.version, u.map_type_name(map_type)))
 
 
+def need_prog_type(profile, prog_type):
+    """Skip the test where the kernel version has no program type ``prog_type`` (``profile.prog_types``: its
+    PROG_LOAD says EINVAL)."""
+    import pytest
+    if prog_type not in profile.prog_types:
+        pytest.skip("%s has no %s programs" % (profile.version, u.PROG_TYPE_NAMES.get(prog_type, prog_type)))
+
+
 PRELOADED = ["maps.debug", "progs.debug"]  # the iterator links a fresh bpffs shows with CONFIG_BPF_PRELOAD
 
 
