@@ -895,21 +895,33 @@ class HashMap(BpfMap):
     def _walk_order(self, np):
         """The walk order of the whole map (a _WalkOrder), or None if the values are not all
         ``value_size`` bytes."""
-        elems = self.elems
-        count = len(elems)
-        ks, vs = self.key_size, self.value_size
-        kb = b"".join(elems)  # oldest first
-        vb = b"".join(elems.values())
-        if len(kb) != count * ks or len(vb) != count * vs:
+        walk = self._numpy_walk(np)
+        if walk is None:
             return None
-        order, sb = self._sorted_walk(np, kb, count)
-        kout = np.frombuffer(kb, dtype=np.dtype((np.void, ks)))[::-1][order].tobytes()
-        vout = np.frombuffer(vb, dtype=np.dtype((np.void, vs)))[::-1][order].tobytes()
+        elems, count, kb, vb, order, sb = walk
+        kout, vout = self._gather(np, kb, vb, order)
         values = None
         if bytearray in set(map(type, elems.values())):
             vals = list(elems.values())[::-1]
             values = [vals[i] for i in order.tolist()]
         return _WalkOrder(kout, vout, values, sb)
+
+    def _numpy_walk(self, np):
+        """What both NumPy walk orders start from: (elems, count, keys joined oldest first, values likewise,
+        the walk order, each one's bucket), or None if the values are not all ``value_size`` bytes."""
+        elems = self.elems
+        count = len(elems)
+        kb = b"".join(elems)  # oldest first
+        vb = b"".join(elems.values())
+        if len(kb) != count * self.key_size or len(vb) != count * self.value_size:
+            return None
+        order, sb = self._sorted_walk(np, kb, count)
+        return elems, count, kb, vb, order, sb
+
+    def _gather(self, np, kb, vb, order):
+        """Keys and values (joined oldest first) as fixed-size records in walk ``order``: (keys, values)."""
+        return (np.frombuffer(kb, dtype=np.dtype((np.void, self.key_size)))[::-1][order].tobytes(),
+                np.frombuffer(vb, dtype=np.dtype((np.void, self.value_size)))[::-1][order].tobytes())
 
     def _sorted_walk(self, np, kb, count):
         """The walk order of the ``count`` keys ``kb`` (laid end to end, oldest first): (the positions of
@@ -957,14 +969,10 @@ class HashMap(BpfMap):
         order from a stable sort of the keys' buckets, newest first (two 16-bit radix passes), keys and
         values gathered as fixed-size records by that order. None if the values are not all
         ``value_size`` bytes (the pure-Python order then)."""
-        elems = self.elems
-        count = len(elems)
-        ks, vs = self.key_size, self.value_size
-        kb = b"".join(elems)  # oldest first
-        vb = b"".join(elems.values())
-        if len(kb) != count * ks or len(vb) != count * vs:
+        walk = self._numpy_walk(np)
+        if walk is None:
             return None
-        order, sb = self._sorted_walk(np, kb, count)
+        elems, count, kb, vb, order, sb = walk
         if batch:
             start = int(sb.searchsorted(batch, "left"))
             order, sb = order[start:], sb[start:]
@@ -972,8 +980,7 @@ class HashMap(BpfMap):
         ends = np.flatnonzero(sb[1:] != sb[:-1]) + 1
         if n:
             ends = np.append(ends, n)
-        kout = np.frombuffer(kb, dtype=np.dtype((np.void, ks)))[::-1][order].tobytes()
-        vout = np.frombuffer(vb, dtype=np.dtype((np.void, vs)))[::-1][order].tobytes()
+        kout, vout = self._gather(np, kb, vb, order)
 
         def drop(e):
             if e == len(elems):
